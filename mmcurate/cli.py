@@ -1,0 +1,207 @@
+"""Command-line interface: a thin layer over the library (``main(argv=None) -> int``).
+
+Every command builds plain arguments and calls a library function; nothing here holds logic a
+notebook could not reach.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mmcurate.exceptions import MmcurateError
+
+__all__ = ["main"]
+
+
+def _add_init(sub) -> None:
+    p = sub.add_parser("init", help="create a project from a pairs source or an embedding folder")
+    p.add_argument("project", type=Path)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pairs", help="CSV/TSV/JSONL/Parquet file, image folder with .txt captions, "
+                                     "or WebDataset .tar shard(s)")
+    src.add_argument("--embeddings", help="clip-retrieval folder (img_emb/, text_emb/, metadata/)")
+    p.add_argument("--image-root", help="folder image paths are relative to (default: the file's folder)")
+    p.add_argument("--format", dest="fmt", help="override format detection (csv, tsv, jsonl, parquet, "
+                                                "folder, webdataset)")
+    p.add_argument("--id-column", default="id")
+    p.add_argument("--image-column", default="image")
+    p.add_argument("--caption-column", default="caption")
+    p.add_argument("--model", default=None, help="open_clip model name, local-dir:DIR or hf-hub:ORG/NAME "
+                                                 "(default ViT-B-32)")
+    p.add_argument("--pretrained", default=None, help="pretrained tag or weights file "
+                                                      "(default laion2b_s34b_b79k)")
+    p.add_argument("--no-check-images", action="store_true", help="skip decoding every image")
+    p.add_argument("--force", action="store_true", help="replace an existing project")
+
+
+def _add_embed(sub) -> None:
+    p = sub.add_parser("embed", help="embed every pair not embedded yet (resumable)")
+    p.add_argument("project", type=Path)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+    p.add_argument("--reembed", action="store_true", help="discard vectors of a different model")
+    p.add_argument("--allow-download", action="store_true",
+                   help="permit fetching weights from the Hugging Face hub")
+    p.add_argument("--engine", choices=["local"], default="local")
+    p.add_argument("--no-progress", action="store_true")
+
+
+def _add_loop(sub) -> None:
+    p = sub.add_parser("status", help="what the project holds")
+    p.add_argument("project", type=Path)
+    p.add_argument("--json", action="store_true")
+    sub.add_parser("strategies", help="list the query strategies and diversity modes")
+    p = sub.add_parser("rank", help="score every pair with one or more strategies")
+    p.add_argument("project", type=Path)
+    p.add_argument("--strategy", nargs="+", default=["disagreement"])
+    p.add_argument("--out", type=Path, help=".csv or .parquet")
+    p.add_argument("--k", type=int, default=10, help="neighbours per pair")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--top", type=int, default=10, help="rows to print")
+    p = sub.add_parser("select", help="choose the next review batch and save it as a round")
+    p.add_argument("project", type=Path)
+    p.add_argument("--budget", type=int, required=True)
+    p.add_argument("--strategy", default="disagreement")
+    p.add_argument("--diversity", default="none", help="none | cluster | coreset | sample")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("review", help="review a round in the browser (127.0.0.1)")
+    p.add_argument("project", type=Path)
+    p.add_argument("--round", type=int, default=None)
+    p.add_argument("--port", type=int, default=0)
+    p.add_argument("--reviewer", default=None)
+    p.add_argument("--no-browser", action="store_true")
+    p = sub.add_parser("batch", help="export a round for outside annotators")
+    bsub = p.add_subparsers(dest="batch_command", required=True)
+    b = bsub.add_parser("export", help="write a round's batch as CSV or JSONL")
+    b.add_argument("project", type=Path)
+    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--round", type=int, default=None)
+    b.add_argument("--thumbnails", action="store_true", help="write thumbnails next to the file")
+    p = sub.add_parser("label", help="import decisions (pair_id, decision, caption, reviewer)")
+    p.add_argument("project", type=Path)
+    p.add_argument("--import", dest="import_path", type=Path, required=True)
+    p.add_argument("--round", type=int, default=None)
+    p = sub.add_parser("train", help="fit the projection head on every decision so far")
+    p.add_argument("project", type=Path)
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--seed", type=int, default=0)
+    p = sub.add_parser("export", help="write the curated pairs and a report")
+    p.add_argument("project", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--format", dest="fmt", default="csv", choices=["csv", "jsonl", "parquet", "webdataset"])
+    p.add_argument("--threshold", type=float, default=None,
+                   help="also keep unreviewed pairs with P(aligned) >= this")
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="build the sample data and run every stage on it")
+    p.add_argument("--out", type=Path, default=Path("demo_out"))
+    p.add_argument("--n-scenes", type=int, default=400)
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--budget", type=int, default=40)
+    p.add_argument("--no-tuxpaint", action="store_true")
+    p.add_argument("--allow-download", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mmcurate", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_init(sub)
+    _add_embed(sub)
+    _add_loop(sub)
+    _add_demo(sub)
+    return parser
+
+
+def _version() -> str:
+    from mmcurate import __version__
+
+    return f"mmcurate {__version__}"
+
+
+def _cmd_init(args) -> int:
+    from mmcurate.embed.model import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec
+    from mmcurate.project import create_project
+
+    model = None
+    if args.pairs:
+        name = args.model or DEFAULT_MODEL
+        pretrained = args.pretrained if args.pretrained is not None else (
+            None if name.startswith(("local-dir:", "hf-hub:")) else DEFAULT_PRETRAINED)
+        model = ModelSpec(name, pretrained)
+    proj = create_project(
+        args.project, pairs=args.pairs, embeddings=args.embeddings, image_root=args.image_root,
+        model=model, fmt=args.fmt, check_images=not args.no_check_images, overwrite=args.force,
+        columns={"id": args.id_column, "image": args.image_column, "caption": args.caption_column},
+    )
+    print(f"created {proj.root}: {len(proj.pairs)} pairs, {len(proj.rejects)} rejected "
+          f"(see {proj.root / 'rejects.csv'})")
+    if proj.kind == "external":
+        print("embeddings imported; next: mmcurate rank / select")
+    else:
+        print(f"next: mmcurate embed {proj.root}")
+    return 0
+
+
+def _cmd_embed(args) -> int:
+    from mmcurate.project import open_project
+
+    proj = open_project(args.project)
+    report = proj.embed(batch_size=args.batch_size, num_workers=args.workers, reembed=args.reembed,
+                        allow_download=args.allow_download, progress=not args.no_progress)
+    print(f"embedded {report.n_embedded} pairs ({report.n_already} already done, {report.n_failed} "
+          f"failed) in {report.seconds:.1f} s ({report.pairs_per_second:.1f} pairs/s)")
+    if report.n_failed:
+        print(f"unreadable images are listed in {proj.root / 'embed_failures.csv'}")
+    return 0
+
+
+def _cmd_status(args) -> int:
+    from mmcurate.project import open_project
+
+    status = open_project(args.project).status()
+    if args.json:
+        print(json.dumps(status, indent=2, default=str))
+    else:
+        for key, value in status.items():
+            print(f"{key:>16}: {value}")
+    return 0
+
+
+def _dispatch(args) -> int:
+    from mmcurate import commands
+
+    handlers = {
+        "init": _cmd_init, "embed": _cmd_embed, "status": _cmd_status,
+        "strategies": commands.cmd_strategies, "rank": commands.cmd_rank,
+        "select": commands.cmd_select, "review": commands.cmd_review, "batch": commands.cmd_batch,
+        "label": commands.cmd_label, "train": commands.cmd_train, "export": commands.cmd_export,
+        "demo": commands.cmd_demo,
+    }
+    return handlers[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code (0 ok, 2 a user-facing error, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except (MmcurateError, ValueError, FileNotFoundError) as err:
+        if os.environ.get("MMCURATE_DEBUG"):
+            raise
+        print(f"mmcurate: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("mmcurate: interrupted; finished work is saved, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,145 @@
+"""CLI handlers for the active-learning loop (argparse namespace in, library calls, text out)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from mmcurate.project import open_project
+
+__all__ = [
+    "cmd_batch",
+    "cmd_demo",
+    "cmd_export",
+    "cmd_label",
+    "cmd_rank",
+    "cmd_review",
+    "cmd_select",
+    "cmd_strategies",
+    "cmd_train",
+]
+
+
+def _print_table(df: pd.DataFrame, n: int) -> None:
+    with pd.option_context("display.max_colwidth", 60, "display.width", 160):
+        print(df.head(n).to_string(index=False))
+
+
+def cmd_strategies(args) -> int:
+    from mmcurate.select import SELECTORS
+    from mmcurate.signals import STRATEGIES
+
+    print("strategies (--strategy):")
+    for name, line in STRATEGIES.describe():
+        print(f"  {name:<18} {line}")
+    print("diversity (--diversity):")
+    for name, line in SELECTORS.describe():
+        print(f"  {name:<18} {line}")
+    return 0
+
+
+def _write_table(df: pd.DataFrame, out: Path) -> None:
+    import json
+    import os
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if out.suffix == ".parquet":
+        df.to_parquet(tmp, index=False)
+    elif out.suffix in (".csv", ".tsv"):
+        df.to_csv(tmp, index=False, sep="\t" if out.suffix == ".tsv" else ",")
+    else:
+        raise ValueError(f"--out must end in .csv, .tsv or .parquet, got {out.name}")
+    os.replace(tmp, out)
+    prov = out.with_name(out.name + ".provenance.json")
+    prov.write_text(json.dumps(df.attrs.get("provenance", {}), indent=2, default=str))
+
+
+def cmd_rank(args) -> int:
+    from mmcurate.rounds import rank_project
+
+    proj = open_project(args.project)
+    ranked = rank_project(proj, args.strategy, k=args.k, random_state=args.seed)
+    ranked = ranked.merge(proj.pairs[["pair_id", "caption"]], on="pair_id")
+    ranked = ranked.sort_values("score", ascending=False, kind="stable")
+    if args.out:
+        _write_table(ranked, args.out)
+        print(f"wrote {len(ranked)} rows to {args.out} (+ .provenance.json)")
+    _print_table(ranked, args.top)
+    return 0
+
+
+def cmd_select(args) -> int:
+    from mmcurate.rounds import select_batch
+
+    proj = open_project(args.project)
+    round_id, batch = select_batch(proj, budget=args.budget, strategy=args.strategy,
+                                   diversity=args.diversity, k=args.k, random_state=args.seed)
+    print(f"round {round_id}: {len(batch)} pairs queued for review "
+          f"(strategy={args.strategy}, diversity={args.diversity})")
+    _print_table(batch[["position", "pair_id", "score", "caption"]], 10)
+    print(f"next: mmcurate review {args.project}   or   mmcurate batch export {args.project} --out "
+          f"round{round_id}.csv")
+    return 0
+
+
+def cmd_review(args) -> int:
+    from mmcurate.review.project_app import serve_project
+
+    serve_project(open_project(args.project), round_id=args.round, port=args.port,
+                  reviewer=args.reviewer, open_browser=not args.no_browser)
+    return 0
+
+
+def cmd_batch(args) -> int:
+    from mmcurate.export import export_batch
+
+    proj = open_project(args.project)
+    path = export_batch(proj, args.out, round_id=args.round, thumbnails=args.thumbnails)
+    print(f"wrote {path}; fill in `decision` (accept|reject|fix) and `caption` for fixes, then: "
+          f"mmcurate label {args.project} --import {path}")
+    return 0
+
+
+def cmd_label(args) -> int:
+    from mmcurate.rounds import import_labels
+
+    proj = open_project(args.project)
+    report = import_labels(proj, args.import_path, round_id=args.round)
+    print(f"{args.import_path}: {report.n_rows} rows, {report.n_added} new decisions, "
+          f"{report.n_unchanged} unchanged, {report.n_conflicts} changed an earlier decision")
+    return 0
+
+
+def cmd_train(args) -> int:
+    from mmcurate.head import HeadConfig
+    from mmcurate.rounds import train_project_head
+
+    proj = open_project(args.project)
+    config = HeadConfig(random_state=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
+    head_round, metrics = train_project_head(proj, config=config)
+    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
+    print(f"head {head_round} trained: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float)
+                                                       else f"{k}={v}" for k, v in shown.items()))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from mmcurate.export import export_curated
+
+    proj = open_project(args.project)
+    summary = export_curated(proj, args.out, fmt=args.fmt, threshold=args.threshold)
+    for key, value in summary.items():
+        print(f"{key:>14}: {value}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from mmcurate.demo import run_demo
+
+    run_demo(args.out, n_scenes=args.n_scenes, rounds=args.rounds, budget=args.budget,
+             use_tuxpaint=not args.no_tuxpaint, allow_download=args.allow_download,
+             stream=sys.stdout)
+    return 0

@@ -1,0 +1,151 @@
+"""The open_clip encoder: images and captions to L2-normalised vectors in one joint space."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mmcurate.embed.model import (
+    ModelSpec,
+    ResolvedModel,
+    file_sha256,
+    import_open_clip,
+    resolve_model,
+)
+
+__all__ = ["Encoder", "load_encoder", "set_torch_threads"]
+
+log = logging.getLogger(__name__)
+
+
+def set_torch_threads(n_threads: int | None = None) -> int:
+    """Use ``n_threads`` intra-op threads (default: all cores); returns the number set."""
+    import torch
+
+    n = n_threads or os.cpu_count() or 1
+    torch.set_num_threads(n)
+    return n
+
+
+@dataclass
+class Encoder:
+    """A loaded open_clip model with its image transform and tokenizer.
+
+    ``info`` is what the embedding manifest records: model name, pretrained tag or path, weights
+    sha256, preprocessing and dimension.
+    """
+
+    model: Any
+    preprocess: Any
+    tokenizer: Any
+    resolved: ResolvedModel
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def dim(self) -> int:
+        return int(self.info["dim"])
+
+    def encode_image_tensors(self, images) -> npt.NDArray[np.float32]:
+        """Encode a preprocessed batch ``(B, 3, H, W)``; returns normalised float32 ``(B, D)``."""
+        import torch
+
+        with torch.inference_mode():
+            feats = self.model.encode_image(images)
+            feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+        return feats.cpu().numpy()
+
+    def encode_token_tensors(self, tokens) -> npt.NDArray[np.float32]:
+        """Encode a tokenized batch ``(B, L)``; returns normalised float32 ``(B, D)``."""
+        import torch
+
+        with torch.inference_mode():
+            feats = self.model.encode_text(tokens)
+            feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+        return feats.cpu().numpy()
+
+    def encode_texts(self, texts: Sequence[str], *, batch_size: int = 64) -> npt.NDArray[np.float32]:
+        """Encode captions; returns normalised float32 ``(len(texts), D)``."""
+        out = [self.encode_token_tensors(self.tokenizer(list(texts[i : i + batch_size])))
+               for i in range(0, len(texts), batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def encode_images(self, images: Sequence[Any], *, batch_size: int = 32) -> npt.NDArray[np.float32]:
+        """Encode PIL images; returns normalised float32 ``(len(images), D)``."""
+        import torch
+
+        out = []
+        for i in range(0, len(images), batch_size):
+            batch = torch.stack([self.preprocess(im) for im in images[i : i + batch_size]])
+            out.append(self.encode_image_tensors(batch))
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+
+def _preprocess_info(model) -> dict[str, Any]:
+    cfg = dict(getattr(model.visual, "preprocess_cfg", {}) or {})
+    return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
+
+
+def load_encoder(
+    spec: ModelSpec | None = None,
+    *,
+    allow_download: bool = False,
+    allow_random: bool = False,
+    weights_sha256: str | None = None,
+) -> Encoder:
+    """Resolve weights locally and build the open_clip model in eval mode.
+
+    Parameters
+    ----------
+    spec : ModelSpec
+        Model name and pretrained tag or weights path (default ``ViT-B-32``/``laion2b_s34b_b79k``).
+    allow_download : bool
+        Permit fetching weights from the Hugging Face hub (off by default).
+    allow_random : bool
+        Permit a model with no pretrained weights (benchmarks only).
+    weights_sha256 : str, optional
+        Known digest of the weights file (skips re-hashing).
+
+    Examples
+    --------
+    >>> enc = load_encoder(ModelSpec("local-dir:/path/to/tiny-clip"))  # doctest: +SKIP
+    >>> enc.encode_texts(["a red circle"]).shape  # doctest: +SKIP
+    (1, 128)
+    """
+    spec = spec or ModelSpec()
+    resolved = resolve_model(spec, allow_download=allow_download, allow_random=allow_random)
+    open_clip = import_open_clip(allow_download=allow_download)
+    model, _, preprocess = open_clip.create_model_and_transforms(
+        resolved.open_clip_name, pretrained=resolved.open_clip_pretrained
+    )
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(resolved.open_clip_name)
+    sha = weights_sha256
+    if sha is None and resolved.weights_path:
+        sha = file_sha256(resolved.weights_path)
+    import torch
+
+    with torch.inference_mode():
+        dim = int(model.encode_text(tokenizer(["a photo"])).shape[1])
+    stamp = None
+    if resolved.weights_path:
+        st = os.stat(resolved.weights_path)
+        stamp = [st.st_size, int(st.st_mtime)]
+    info = {
+        "kind": "open_clip",
+        "model": spec.model,
+        "pretrained": spec.pretrained if not spec.model.startswith(("local-dir:", "hf-hub:")) else None,
+        "weights_path": resolved.weights_path,
+        "weights_sha256": sha,
+        "weights_stamp": stamp,
+        "preprocess": _preprocess_info(model),
+        "dim": dim,
+        "open_clip_version": getattr(open_clip, "__version__", "unknown"),
+    }
+    return Encoder(model=model, preprocess=preprocess, tokenizer=tokenizer, resolved=resolved,
+                   info=info)

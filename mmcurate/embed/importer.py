@@ -1,0 +1,210 @@
+"""Import embeddings computed elsewhere (clip-retrieval / LAION layout); no model needed.
+
+Expected folder::
+
+    img_emb/img_emb_0.npy   (n0, D) float16/float32
+    text_emb/text_emb_0.npy (n0, D)
+    metadata/metadata_0.parquet  columns: caption, optional image_path, optional key (the id), extras
+
+Shards are matched by their numeric suffix and must agree in row count; all shards must share one
+dimension. Vectors are read memory-mapped, checked finite, renormalised, and streamed into the
+store's compacted float16 arrays chunk by chunk, so importing 1M x 512 stays well under 2 GiB.
+Rows with an empty caption or a duplicate id go to the rejects table instead of the project.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmcurate._fileio import atomic_write_json, save_npy_atomic
+from mmcurate.embed.store import EmbeddingStore, normalize_rows
+from mmcurate.exceptions import DataError
+
+__all__ = ["ImportResult", "import_embedding_folder", "write_embedding_folder"]
+
+_CHUNK = 65536
+
+
+@dataclass
+class ImportResult:
+    """Pairs kept (row i ↔ stored vector i) and rows rejected."""
+
+    pairs: pd.DataFrame
+    rejects: pd.DataFrame
+
+
+def _numbered(folder: Path, prefix: str, suffix: str) -> dict[int, Path]:
+    pattern = re.compile(rf"^{prefix}_?(\d+){re.escape(suffix)}$")
+    found = {}
+    for path in folder.glob(f"{prefix}*{suffix}"):
+        m = pattern.match(path.name)
+        if m:
+            found[int(m.group(1))] = path
+    return found
+
+
+def _discover(root: Path) -> list[tuple[Path, Path, Path]]:
+    for sub in ("img_emb", "text_emb", "metadata"):
+        if not (root / sub).is_dir():
+            raise DataError(
+                f"{root} is not a clip-retrieval embedding folder: missing {sub}/ (expected "
+                f"img_emb/img_emb_*.npy, text_emb/text_emb_*.npy, metadata/metadata_*.parquet)."
+            )
+    img = _numbered(root / "img_emb", "img_emb", ".npy")
+    txt = _numbered(root / "text_emb", "text_emb", ".npy")
+    meta = _numbered(root / "metadata", "metadata", ".parquet")
+    if not img:
+        raise DataError(f"{root / 'img_emb'} holds no img_emb_<N>.npy files")
+    if set(img) != set(txt) or set(img) != set(meta):
+        raise DataError(
+            f"{root}: shard numbers differ: img_emb {sorted(img)}, text_emb {sorted(txt)}, "
+            f"metadata {sorted(meta)}; every shard needs all three files."
+        )
+    return [(img[i], txt[i], meta[i]) for i in sorted(img)]
+
+
+def _check_shard(img: np.ndarray, txt: np.ndarray, meta: pd.DataFrame, paths) -> None:
+    names = ", ".join(str(p) for p in paths)
+    if img.ndim != 2 or txt.ndim != 2:
+        raise DataError(f"{names}: embeddings must be 2-D, got {img.shape} and {txt.shape}")
+    if not (len(img) == len(txt) == len(meta)):
+        raise DataError(
+            f"row counts differ: {paths[0]} has {len(img)} rows, {paths[1]} has {len(txt)}, "
+            f"{paths[2]} has {len(meta)}; they must match row for row."
+        )
+    if img.shape[1] != txt.shape[1]:
+        raise DataError(f"dimension differs: {paths[0]} D={img.shape[1]}, {paths[1]} D={txt.shape[1]}")
+    if "caption" not in meta.columns:
+        raise DataError(f"{paths[2]} has no 'caption' column (columns: {list(meta.columns)})")
+
+
+def _pair_ids(meta: pd.DataFrame, shard: int) -> list[str]:
+    if "key" in meta.columns:
+        return meta["key"].astype(str).tolist()
+    paths = meta["image_path"].astype(str).tolist() if "image_path" in meta.columns else \
+        [f"shard{shard}:row{i}" for i in range(len(meta))]
+    return [hashlib.sha1(f"{p}\n{c}".encode()).hexdigest()[:16]
+            for p, c in zip(paths, meta["caption"].astype(str).tolist())]
+
+
+def _finite_rows(a: np.ndarray) -> np.ndarray:
+    ok = np.ones(len(a), dtype=bool)
+    for s in range(0, len(a), _CHUNK):
+        ok[s : s + _CHUNK] = np.isfinite(np.asarray(a[s : s + _CHUNK], dtype=np.float32)).all(1)
+    return ok
+
+
+def _shard_table(img, txt, meta, paths, shard, seen) -> tuple[pd.DataFrame, np.ndarray, list]:
+    """Pairs of one shard, the mask of rows kept, and reject records."""
+    ids = _pair_ids(meta, shard)
+    captions = meta["caption"].fillna("").astype(str).str.strip()
+    finite = _finite_rows(img) & _finite_rows(txt)
+    keep = np.ones(len(meta), dtype=bool)
+    rejects = []
+    for i, (pid, cap) in enumerate(zip(ids, captions)):
+        reason = ("empty_caption" if not cap else "duplicate_id" if pid in seen
+                  else "non_finite_vector" if not finite[i] else None)
+        if reason:
+            keep[i] = False
+            rejects.append({"source": str(paths[2]), "row": i + 1, "pair_id": pid,
+                            "column": "caption" if reason == "empty_caption" else "key",
+                            "reason": reason, "detail": ""})
+        else:
+            seen.add(pid)
+    table = meta.drop(columns=[c for c in ("key",) if c in meta.columns]).copy()
+    table.insert(0, "pair_id", ids)
+    table["caption"] = captions
+    table["image"] = meta["image_path"].astype(str) if "image_path" in meta.columns else ""
+    return table[keep], keep, rejects
+
+
+def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore) -> ImportResult:
+    """Read a clip-retrieval embedding folder into ``store`` (compacted arrays, kind 'external').
+
+    Returns the pairs table (``pair_id``, ``image`` (image_path or ''), ``caption``, extras) whose
+    row order matches the stored vectors, and the rejects.
+
+    Examples
+    --------
+    >>> result = import_embedding_folder("laion_part/", EmbeddingStore("proj/embeddings"))  # doctest: +SKIP
+    >>> result.pairs.columns[:3].tolist()  # doctest: +SKIP
+    ['pair_id', 'caption', 'image']
+    """
+    root = Path(folder)
+    shards = _discover(root)
+    loaded, total, dim = [], 0, None
+    for paths in shards:
+        img, txt = np.load(paths[0], mmap_mode="r"), np.load(paths[1], mmap_mode="r")
+        meta = pd.read_parquet(paths[2])
+        _check_shard(img, txt, meta, paths)
+        if dim is not None and img.shape[1] != dim:
+            raise DataError(f"{paths[0]} has D={img.shape[1]}, earlier shards D={dim}")
+        dim = img.shape[1]
+        loaded.append((img, txt, meta, paths))
+    tables, masks, rejects, seen = [], [], [], set()
+    for shard, (img, txt, meta, paths) in enumerate(loaded):
+        table, keep, rej = _shard_table(img, txt, meta, paths, shard, seen)
+        tables.append(table)
+        masks.append(keep)
+        rejects += rej
+        total += int(keep.sum())
+    pairs = pd.concat(tables, ignore_index=True)
+    _write_arrays(store, loaded, masks, total, int(dim or 0))
+    atomic_write_json(store.manifest_path, {
+        "kind": "external", "model": None, "pretrained": None, "weights_sha256": None,
+        "source": str(root.resolve()), "dim": int(dim or 0), "preprocess": None,
+    })
+    save_npy_atomic(store.root / "ids.npy", np.asarray(pairs["pair_id"].tolist(), dtype=str))
+    rej = pd.DataFrame(rejects, columns=["source", "row", "pair_id", "column", "reason", "detail"])
+    return ImportResult(pairs=pairs, rejects=rej)
+
+
+def _write_arrays(store: EmbeddingStore, loaded, masks, total: int, dim: int) -> None:
+    store.root.mkdir(parents=True, exist_ok=True)
+    for kind, col in (("image", 0), ("text", 1)):
+        fd, tmp = tempfile.mkstemp(dir=store.root, prefix=f".{kind}.", suffix=".npy.tmp")
+        os.close(fd)
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(total, dim))
+        row = 0
+        for entry, keep in zip(loaded, masks):
+            src = entry[col]
+            for s in range(0, len(src), _CHUNK):
+                block = normalize_rows(src[s : s + _CHUNK])[keep[s : s + _CHUNK]]
+                out[row : row + len(block)] = block.astype(np.float16)
+                row += len(block)
+        out.flush()
+        del out
+        os.replace(tmp, store.root / f"{kind}.npy")
+
+
+def write_embedding_folder(folder: str | os.PathLike, image_embeddings: np.ndarray,
+                           text_embeddings: np.ndarray, metadata: pd.DataFrame, *,
+                           shard_size: int = 100_000) -> Path:
+    """Write vectors + metadata in clip-retrieval's layout (the inverse of the import).
+
+    ``metadata`` needs a ``caption`` column; ``key``/``image_path`` and extra columns are kept.
+    Vectors are written as float16. Returns ``folder``.
+    """
+    root = Path(folder)
+    if not (len(image_embeddings) == len(text_embeddings) == len(metadata)):
+        raise ValueError("image_embeddings, text_embeddings and metadata must have the same length")
+    for sub in ("img_emb", "text_emb", "metadata"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for shard, start in enumerate(range(0, len(metadata), shard_size)):
+        stop = start + shard_size
+        save_npy_atomic(root / "img_emb" / f"img_emb_{shard}.npy",
+                        np.asarray(image_embeddings[start:stop], dtype=np.float16))
+        save_npy_atomic(root / "text_emb" / f"text_emb_{shard}.npy",
+                        np.asarray(text_embeddings[start:stop], dtype=np.float16))
+        tmp = root / "metadata" / f".metadata_{shard}.parquet.tmp"
+        metadata.iloc[start:stop].to_parquet(tmp, index=False)
+        os.replace(tmp, root / "metadata" / f"metadata_{shard}.parquet")
+    return root

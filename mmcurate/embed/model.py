@@ -1,0 +1,249 @@
+"""Find CLIP weights on this machine and load an open_clip encoder, never downloading silently.
+
+Model names follow open_clip:
+
+- ``ViT-B-32`` + pretrained tag ``laion2b_s34b_b79k`` (the default): the weights must already be in
+  the Hugging Face cache (``HF_HOME`` / ``HF_HUB_CACHE``) or open_clip's URL cache
+  (``~/.cache/clip``); they got there the first time open_clip fetched them on a connected machine.
+- ``ViT-B-32`` + a local weights file (``--pretrained /path/to/open_clip_pytorch_model.bin``).
+- ``local-dir:DIR``: a folder holding ``open_clip_config.json`` (with ``model_cfg``) and a weights
+  file. open_clip itself only logs a warning and returns a *random* model when the weights file is
+  missing; we refuse instead.
+- ``hf-hub:ORG/NAME``: resolved from the local Hugging Face cache.
+
+Downloads happen only when asked for (``allow_download=True``, CLI ``--allow-download``); then the
+hub's reachability is checked within a few seconds first, instead of open_clip's ~46 s of retries.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import socket
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmcurate.exceptions import ModelNotAvailableError
+
+__all__ = [
+    "DEFAULT_MODEL",
+    "DEFAULT_PRETRAINED",
+    "ModelSpec",
+    "ResolvedModel",
+    "file_sha256",
+    "import_open_clip",
+    "resolve_model",
+]
+
+DEFAULT_MODEL = "ViT-B-32"
+DEFAULT_PRETRAINED = "laion2b_s34b_b79k"
+_WEIGHT_NAMES = (
+    "open_clip_model.safetensors",
+    "open_clip_pytorch_model.safetensors",
+    "open_clip_pytorch_model.bin",
+    "open_clip_pytorch_model.pth",
+    "model.safetensors",
+    "pytorch_model.bin",
+)
+_HOW_TO = (
+    "Supply weights in one of these ways:\n"
+    "  * on a connected machine run once with --allow-download (fills the Hugging Face cache), then copy\n"
+    "    the cache (~/.cache/huggingface) here or point HF_HOME at it;\n"
+    "  * --pretrained /path/to/open_clip_pytorch_model.bin (or .safetensors) with --model NAME;\n"
+    "  * --model local-dir:/path/to/dir with open_clip_config.json and open_clip_model.safetensors;\n"
+    "  * or import existing embeddings: mmcurate init PROJECT --embeddings DIR (no model needed).\n"
+    "For an offline demo, `mmcurate demo` trains a tiny stand-in model (not real CLIP)."
+)
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the user asked for: an open_clip model name and a pretrained tag or weights path."""
+
+    model: str = DEFAULT_MODEL
+    pretrained: str | None = DEFAULT_PRETRAINED
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model whose weights are on local disk, ready for open_clip without any network."""
+
+    model: str
+    pretrained: str | None
+    open_clip_name: str
+    open_clip_pretrained: str | None
+    weights_path: str | None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def import_open_clip(*, allow_download: bool = False):
+    """Import open_clip with the Hugging Face hub offline unless downloads are allowed."""
+    if not allow_download:
+        os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    import open_clip
+
+    return open_clip
+
+
+def file_sha256(path: str | os.PathLike, *, chunk_size: int = 1 << 22) -> str:
+    """Hex sha256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _weights_in_dir(folder: Path) -> Path | None:
+    for name in _WEIGHT_NAMES:
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _resolve_local_dir(spec: ModelSpec, folder: Path) -> ResolvedModel:
+    config = folder / "open_clip_config.json"
+    if not folder.is_dir():
+        raise ModelNotAvailableError(f"model folder {folder} does not exist.\n{_HOW_TO}")
+    if not config.is_file():
+        raise ModelNotAvailableError(
+            f"{folder} has no open_clip_config.json; a local-dir: model needs it (with a "
+            f"'model_cfg' key) next to the weights.\n{_HOW_TO}"
+        )
+    try:
+        cfg = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise ModelNotAvailableError(f"{config} is not valid JSON: {err}") from err
+    if "model_cfg" not in cfg:
+        raise ModelNotAvailableError(f"{config} has no 'model_cfg' key (keys: {sorted(cfg)}).")
+    weights = _weights_in_dir(folder)
+    if weights is None:
+        raise ModelNotAvailableError(
+            f"{folder} has open_clip_config.json but no weights file (looked for "
+            f"{', '.join(_WEIGHT_NAMES)}); open_clip would silently build a random model, so "
+            f"mmcurate refuses.\n{_HOW_TO}"
+        )
+    return ResolvedModel(spec.model, None, f"local-dir:{folder}", None, str(weights))
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _from_hf_cache(repo_id: str, filenames: tuple[str, ...]) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in filenames:
+        hit = try_to_load_from_cache(repo_id, name)
+        if isinstance(hit, str) and os.path.isfile(hit):
+            return Path(hit)
+    return None
+
+
+def _download(repo_id: str, filename: str) -> Path:
+    if not _hub_reachable():
+        raise ModelNotAvailableError(
+            f"--allow-download was given but the Hugging Face hub is unreachable from this machine "
+            f"(could not connect within 3 s) while fetching {repo_id}/{filename}.\n{_HOW_TO}"
+        )
+    from huggingface_hub import hf_hub_download
+
+    return Path(hf_hub_download(repo_id, filename))
+
+
+def _resolve_hf_hub(spec: ModelSpec, repo_id: str, allow_download: bool) -> ResolvedModel:
+    config = _from_hf_cache(repo_id, ("open_clip_config.json",))
+    if config is None and allow_download:
+        config = _download(repo_id, "open_clip_config.json")
+    if config is None:
+        raise ModelNotAvailableError(
+            f"hf-hub:{repo_id} is not in the local Hugging Face cache and downloads are off.\n{_HOW_TO}"
+        )
+    folder = config.parent
+    if _weights_in_dir(folder) is None and allow_download:
+        _download(repo_id, "open_clip_model.safetensors")
+    resolved = _resolve_local_dir(spec, folder)
+    return ResolvedModel(spec.model, None, resolved.open_clip_name, None, resolved.weights_path)
+
+
+def _resolve_tag(spec: ModelSpec, open_clip, allow_download: bool) -> ResolvedModel:
+    name = spec.model.replace("/", "-")
+    if name not in open_clip.list_models():
+        raise ValueError(
+            f"unknown open_clip model {spec.model!r}; known models include "
+            f"{', '.join(open_clip.list_models()[:12])}, ... (open_clip.list_models() lists all), "
+            f"or use local-dir:DIR / hf-hub:ORG/NAME."
+        )
+    tag = spec.pretrained or ""
+    if os.path.isfile(tag):
+        return ResolvedModel(spec.model, tag, name, tag, tag)
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = open_clip.list_pretrained_tags_by_model(name)
+        raise ModelNotAvailableError(
+            f"{tag!r} is neither a file nor a pretrained tag of {name} (tags: {', '.join(tags)})."
+        )
+    weights = _cached_tag_weights(cfg, allow_download)
+    if weights is None:
+        raise ModelNotAvailableError(
+            f"weights for {name}/{tag} are not on this machine (looked in the Hugging Face cache and "
+            f"~/.cache/clip) and downloads are off.\n{_HOW_TO}"
+        )
+    return ResolvedModel(spec.model, tag, name, str(weights), str(weights))
+
+
+def _cached_tag_weights(cfg: dict, allow_download: bool) -> Path | None:
+    if cfg.get("file"):
+        return Path(cfg["file"]) if os.path.isfile(cfg["file"]) else None
+    if cfg.get("hf_hub"):
+        hub = cfg["hf_hub"]
+        repo_id, filename = (hub[:-1], "") if hub.endswith("/") else os.path.split(hub)
+        names = (filename,) if filename else ()
+        names = (*names, "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+        hit = _from_hf_cache(repo_id, names)
+        if hit is None and allow_download:
+            hit = _download(repo_id, names[0])
+        return hit
+    if cfg.get("url"):
+        local = Path("~/.cache/clip").expanduser() / os.path.basename(cfg["url"])
+        return local if local.is_file() else None
+    return None
+
+
+def resolve_model(spec: ModelSpec, *, allow_download: bool = False,
+                  allow_random: bool = False) -> ResolvedModel:
+    """Find the weights for ``spec`` on local disk (or download them when explicitly allowed).
+
+    Raises
+    ------
+    ModelNotAvailableError
+        The weights are not on this machine; the message lists the ways to supply them.
+
+    Examples
+    --------
+    >>> resolve_model(ModelSpec("local-dir:/nonexistent"))  # doctest: +SKIP
+    Traceback (most recent call last):
+    mmcurate.exceptions.ModelNotAvailableError: model folder /nonexistent does not exist. ...
+    """
+    if spec.model.startswith("local-dir:"):
+        return _resolve_local_dir(spec, Path(spec.model[len("local-dir:"):]).expanduser())
+    open_clip = import_open_clip(allow_download=allow_download)
+    if spec.model.startswith("hf-hub:"):
+        return _resolve_hf_hub(spec, spec.model[len("hf-hub:"):], allow_download)
+    if not spec.pretrained:
+        if not allow_random:
+            raise ModelNotAvailableError(
+                f"no pretrained weights named for {spec.model}: a randomly initialised model gives "
+                f"meaningless embeddings.\n{_HOW_TO}"
+            )
+        return ResolvedModel(spec.model, None, spec.model.replace("/", "-"), None, None)
+    return _resolve_tag(spec, open_clip, allow_download)

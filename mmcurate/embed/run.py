@@ -1,0 +1,177 @@
+"""Batched, streamed, resumable embedding of a pairs table.
+
+Images are opened, composited onto white, resized and normalised in DataLoader worker processes
+(so the model does not wait on decoding); captions are tokenized there too. The main process runs
+the model under ``torch.inference_mode`` and writes each batch as one atomic part file, so an
+interrupted run (Ctrl-C, SIGKILL) resumes where it stopped and loses at most the batch in flight.
+An image that became unreadable since validation is reported, not fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmcurate.embed.encoder import Encoder, set_torch_threads
+from mmcurate.embed.store import EmbeddingStore
+
+__all__ = ["EmbedReport", "embed_pairs"]
+
+
+@dataclass
+class EmbedReport:
+    """What one embedding run did."""
+
+    n_total: int
+    n_already: int
+    n_embedded: int = 0
+    n_failed: int = 0
+    seconds: float = 0.0
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.n_embedded / self.seconds if self.seconds > 0 else 0.0
+
+
+class _PairDataset:
+    """Map-style dataset returning (position, image tensor | None, tokens, error)."""
+
+    def __init__(self, refs, captions, image_root, preprocess, tokenizer, open_image):
+        self.refs, self.captions = refs, captions
+        self.image_root, self.preprocess = image_root, preprocess
+        self.tokenizer, self.open_image = tokenizer, open_image
+
+    def __len__(self) -> int:
+        return len(self.refs)
+
+    def __getitem__(self, i: int):
+        tokens = self.tokenizer([self.captions[i]])[0]
+        try:
+            image = self.preprocess(self.open_image(self.refs[i], image_root=self.image_root))
+            return i, image, tokens, ""
+        except Exception as err:  # reported per pair; one bad file must not stop the job
+            return i, None, tokens, f"{type(err).__name__}: {err}"
+
+
+def _collate(batch):
+    import torch
+
+    positions = [b[0] for b in batch]
+    ok = [b[1] is not None for b in batch]
+    images = [b[1] for b in batch if b[1] is not None]
+    return (positions, ok, torch.stack(images) if images else None,
+            torch.stack([b[2] for b in batch]), [b[3] for b in batch])
+
+
+def _worker_init(_worker_id: int) -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _default_workers() -> int:
+    return min(2, os.cpu_count() or 1)
+
+
+def embed_pairs(
+    pairs: pd.DataFrame,
+    store: EmbeddingStore,
+    encoder: Encoder,
+    *,
+    image_root: str | os.PathLike | None,
+    open_image: Callable[..., Any],
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    progress: bool = True,
+) -> EmbedReport:
+    """Embed every pair of ``pairs`` that ``store`` does not hold yet.
+
+    Parameters
+    ----------
+    pairs : DataFrame
+        Columns ``pair_id``, ``image``, ``caption``.
+    store : EmbeddingStore
+        Bound to ``encoder.info`` by the caller.
+    image_root : path or None
+        Root that relative ``image`` paths are resolved against.
+    open_image : callable
+        ``open_image(ref, image_root=...) -> PIL.Image`` (``mmcurate.data.open_image``).
+
+    Returns
+    -------
+    EmbedReport
+
+    Examples
+    --------
+    >>> report = embed_pairs(pairs, store, encoder, image_root="images/",
+    ...                      open_image=open_image)  # doctest: +SKIP
+    """
+    import torch
+    from torch.utils.data import DataLoader
+
+    todo_ids = set(store.missing(pairs["pair_id"].tolist()))
+    todo = pairs[pairs["pair_id"].isin(todo_ids)]
+    report = EmbedReport(n_total=len(pairs), n_already=len(pairs) - len(todo))
+    if todo.empty:
+        return report
+    set_torch_threads()
+    dataset = _PairDataset(todo["image"].tolist(), todo["caption"].tolist(),
+                           str(image_root) if image_root else None, encoder.preprocess,
+                           encoder.tokenizer, open_image)
+    workers = _default_workers() if num_workers is None else num_workers
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                        collate_fn=_collate, worker_init_fn=_worker_init if workers else None,
+                        prefetch_factor=4 if workers else None, persistent_workers=False)
+    bar = _progress(len(todo), progress)
+    ids = todo["pair_id"].tolist()
+    start = time.perf_counter()
+    with torch.inference_mode():
+        for positions, ok, images, tokens, errors in loader:
+            _embed_batch(encoder, store, ids, positions, ok, images, tokens, errors, report, todo)
+            bar.update(len(positions))
+    bar.close()
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _embed_batch(encoder, store, ids, positions, ok, images, tokens, errors, report, todo):
+    ok_arr = np.asarray(ok, dtype=bool)
+    for pos, good, err in zip(positions, ok, errors):
+        if not good:
+            report.failures.append({"pair_id": ids[pos], "image": todo["image"].iloc[pos],
+                                    "reason": "unreadable_image", "detail": err})
+    report.n_failed += int((~ok_arr).sum())
+    if images is None:
+        return
+    text = encoder.encode_token_tensors(tokens[torch_index(ok_arr)])
+    image = encoder.encode_image_tensors(images)
+    store.write_part([ids[p] for p, g in zip(positions, ok) if g], image, text)
+    report.n_embedded += len(image)
+
+
+def torch_index(mask: np.ndarray):
+    """A torch bool index from a numpy mask."""
+    import torch
+
+    return torch.from_numpy(mask)
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="embed", unit="pair", disable=not enabled, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def embed_failures_path(root: str | os.PathLike) -> Path:
+    """Where a project keeps pairs that failed to embed."""
+    return Path(root) / "embed_failures.csv"

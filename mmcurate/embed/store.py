@@ -1,0 +1,201 @@
+"""On-disk embedding store: float16 vectors keyed by pair_id, written in atomic shards.
+
+Layout of ``embeddings/``::
+
+    manifest.json        model name, pretrained tag/path, weights sha256, preprocessing, dim, kind
+    parts/part-*.npz     one per encoded batch: ids, image (B, D) f16, text (B, D) f16
+    ids.npy              compacted: pair_ids in pairs order (unicode array)
+    image.npy, text.npy  compacted: float16 (N, D), L2-normalised, memory-mapped on read
+
+Every file is written to a temporary name and moved into place with ``os.replace``, so a killed
+job (SIGINT or SIGKILL) loses at most the batch in flight and never leaves a torn shard. Re-running
+embeds only the pair_ids found in neither the compacted arrays nor the parts. ``compact`` merges
+everything into arrays aligned with the current pairs table.
+
+Assumption: one writer at a time (the project lock guarantees it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from mmcurate._fileio import atomic_write_json, save_npy_atomic
+from mmcurate.exceptions import ModelMismatchError, NotEmbeddedError
+
+__all__ = ["EmbeddingStore", "normalize_rows"]
+
+_IDENTITY_KEYS = ("kind", "model", "pretrained", "weights_sha256")
+
+
+def normalize_rows(x: np.ndarray) -> np.ndarray:
+    """Return float32 rows scaled to unit L2 norm (zero rows stay zero)."""
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+class EmbeddingStore:
+    """Float16 image and text vectors for a project's pairs.
+
+    Examples
+    --------
+    >>> store = EmbeddingStore("proj/embeddings")  # doctest: +SKIP
+    >>> store.missing(["a", "b"])  # doctest: +SKIP
+    ['a', 'b']
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        self.parts_dir = self.root / "parts"
+
+    # -- manifest -------------------------------------------------------------------------
+    @property
+    def manifest_path(self) -> Path:
+        return self.root / "manifest.json"
+
+    def manifest(self) -> dict[str, Any] | None:
+        if not self.manifest_path.is_file():
+            return None
+        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+
+    def bind(self, info: dict[str, Any], *, reembed: bool = False) -> None:
+        """Record which model makes these vectors; refuse a different one unless ``reembed``."""
+        current = self.manifest()
+        if current is not None and not _same_model(current, info):
+            if not reembed:
+                raise ModelMismatchError(
+                    f"{self.root} holds vectors from {_describe(current)}, but the encoder is "
+                    f"{_describe(info)}. Mixing them would make scores meaningless. Re-run with "
+                    f"--reembed to discard the old vectors, or use the original model."
+                )
+            self.clear()
+        self.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(self.manifest_path, {**info, "updated": time.strftime("%FT%TZ",
+                                                                           time.gmtime())})
+
+    def clear(self) -> None:
+        """Delete every stored vector and the manifest."""
+        for path in list(self.parts_dir.glob("part-*.npz")) + [
+            self.root / n for n in ("ids.npy", "image.npy", "text.npy", "manifest.json")
+        ]:
+            path.unlink(missing_ok=True)
+
+    # -- writing --------------------------------------------------------------------------
+    def write_part(self, ids: Sequence[str], image: np.ndarray, text: np.ndarray) -> Path:
+        """Atomically write one batch of normalised vectors as a new part file."""
+        if not (len(ids) == len(image) == len(text)):
+            raise ValueError(f"ids/image/text lengths differ: {len(ids)}, {len(image)}, {len(text)}")
+        self.parts_dir.mkdir(parents=True, exist_ok=True)
+        name = f"part-{time.time_ns():020d}-{os.getpid()}.npz"
+        path = self.parts_dir / name
+        fd, tmp = tempfile.mkstemp(dir=self.parts_dir, prefix=".part-", suffix=".npz.tmp")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, ids=np.asarray(ids, dtype=str),
+                         image=normalize_rows(image).astype(np.float16),
+                         text=normalize_rows(text).astype(np.float16))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return path
+
+    def _parts(self) -> list[Path]:
+        return sorted(self.parts_dir.glob("part-*.npz"))
+
+    # -- reading --------------------------------------------------------------------------
+    def stored_ids(self) -> set[str]:
+        """Every pair_id with vectors, in the compacted arrays or in parts."""
+        ids: set[str] = set()
+        if (self.root / "ids.npy").is_file():
+            ids.update(np.load(self.root / "ids.npy").tolist())
+        for part in self._parts():
+            with np.load(part) as z:
+                ids.update(z["ids"].tolist())
+        return ids
+
+    def missing(self, pair_ids: Iterable[str]) -> list[str]:
+        """The pair_ids (in the given order) that have no vectors yet."""
+        have = self.stored_ids()
+        return [p for p in pair_ids if p not in have]
+
+    def is_compact_for(self, pair_ids: Sequence[str]) -> bool:
+        """True when the compacted arrays hold exactly ``pair_ids`` in that order and no parts wait."""
+        ids_path = self.root / "ids.npy"
+        if self._parts() or not ids_path.is_file():
+            return False
+        ids = np.load(ids_path)
+        return len(ids) == len(pair_ids) and bool(np.array_equal(ids, np.asarray(pair_ids, dtype=str)))
+
+    def compact(self, pair_ids: Sequence[str]) -> None:
+        """Merge compacted arrays and parts into ``image.npy``/``text.npy`` in ``pair_ids`` order."""
+        missing = self.missing(pair_ids)
+        if missing:
+            raise NotEmbeddedError(
+                f"{len(missing)} of {len(pair_ids)} pairs have no vectors yet (first: {missing[0]}); "
+                f"run `mmcurate embed PROJECT`."
+            )
+        position = {pid: i for i, pid in enumerate(pair_ids)}
+        dim = int((self.manifest() or {}).get("dim", 0)) or self._guess_dim()
+        parts = self._parts()
+        for kind in ("image", "text"):
+            out = np.zeros((len(pair_ids), dim), dtype=np.float16)
+            for ids, vecs in self._sources(kind):
+                rows = np.array([position.get(p, -1) for p in ids.tolist()], dtype=np.int64)
+                keep = rows >= 0
+                out[rows[keep]] = vecs[keep]
+            save_npy_atomic(self.root / f"{kind}.tmp.npy", out)
+        os.replace(self.root / "image.tmp.npy", self.root / "image.npy")
+        os.replace(self.root / "text.tmp.npy", self.root / "text.npy")
+        save_npy_atomic(self.root / "ids.npy", np.asarray(pair_ids, dtype=str))
+        for part in parts:
+            part.unlink(missing_ok=True)
+
+    def _sources(self, kind: str):
+        ids_path = self.root / "ids.npy"
+        if ids_path.is_file() and (self.root / f"{kind}.npy").is_file():
+            yield np.load(ids_path), np.load(self.root / f"{kind}.npy", mmap_mode="r")
+        for part in self._parts():
+            with np.load(part) as z:
+                yield z["ids"], z[kind]
+
+    def _guess_dim(self) -> int:
+        for _, vecs in self._sources("image"):
+            return int(vecs.shape[1])
+        raise NotEmbeddedError(f"{self.root} holds no vectors")
+
+    def load(self, kind: str, pair_ids: Sequence[str] | None = None) -> npt.NDArray[np.float16]:
+        """Memory-mapped float16 ``(N, D)`` vectors of ``kind`` ('image' or 'text').
+
+        With ``pair_ids`` given, checks the compacted arrays match them (compacting first if parts
+        wait and every pair is embedded).
+        """
+        if kind not in ("image", "text"):
+            raise ValueError(f"kind must be 'image' or 'text', got {kind!r}")
+        if pair_ids is not None and not self.is_compact_for(pair_ids):
+            self.compact(pair_ids)
+        path = self.root / f"{kind}.npy"
+        if not path.is_file():
+            raise NotEmbeddedError(f"no {kind} vectors in {self.root}; run `mmcurate embed PROJECT`.")
+        return np.load(path, mmap_mode="r")
+
+
+def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    return all(a.get(k) == b.get(k) for k in _IDENTITY_KEYS)
+
+
+def _describe(info: dict[str, Any]) -> str:
+    sha = (info.get("weights_sha256") or "")[:12]
+    return f"{info.get('kind')} model {info.get('model')!r} pretrained={info.get('pretrained')!r} " \
+           f"(weights sha256 {sha or 'n/a'})"

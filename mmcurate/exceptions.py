@@ -1,0 +1,48 @@
+"""Domain errors raised by mmcurate.
+
+Bad arguments raise the builtin ``ValueError``/``TypeError``; the classes here describe states of
+data, models and projects that a user must act on. Every message says what was expected, what
+arrived, and how to fix it.
+"""
+
+from __future__ import annotations
+
+
+class MmcurateError(Exception):
+    """Base class of every mmcurate domain error."""
+
+
+class DataError(MmcurateError):
+    """A pair source or labels file cannot be read as a whole (wrong columns, bad encoding)."""
+
+
+class ModelNotAvailableError(MmcurateError):
+    """Model weights are not on this machine and cannot be downloaded."""
+
+
+class ModelMismatchError(MmcurateError):
+    """Stored vectors were made by another model than the one asked for."""
+
+
+class ProjectError(MmcurateError):
+    """A project directory is missing, incomplete or in an unexpected state."""
+
+
+class ProjectLockedError(ProjectError):
+    """Another process holds the project's write lock."""
+
+
+class NotEmbeddedError(ProjectError):
+    """A stage needs embeddings that have not been computed yet."""
+
+
+class QueryError(MmcurateError):
+    """A query strategy or selector cannot produce what was asked."""
+
+
+class PoolExhaustedError(QueryError):
+    """Fewer unlabelled pairs remain than the requested batch size."""
+
+
+class MissingDependencyError(MmcurateError, ImportError):
+    """An optional dependency is not installed; the message gives the pip command."""

@@ -1,0 +1,110 @@
+"""faiss boundary: inner-product kNN indexes and k-means over L2-normalised vectors.
+
+This is the only module that imports faiss. Every array crosses the boundary through
+:func:`as_float32`, which makes a C-contiguous float32 copy (faiss segfaults on float64 and
+misreads strided views; see faiss #4277).
+
+Assumptions: vectors are L2-normalised, so inner product equals cosine similarity.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["as_float32", "kmeans", "knn"]
+
+
+def _faiss():
+    import faiss
+
+    return faiss
+
+
+def as_float32(x: npt.ArrayLike, *, normalize: bool = False) -> npt.NDArray[np.float32]:
+    """Return a C-contiguous float32 copy of ``x`` (2-D), optionally L2-normalised."""
+    arr = np.array(x, dtype=np.float32, order="C", copy=True)
+    if arr.ndim != 2:
+        raise ValueError(f"expected a 2-D array of vectors, got shape {arr.shape}")
+    if normalize:
+        _faiss().normalize_L2(arr)
+    return arr
+
+
+def knn(
+    queries: npt.ArrayLike,
+    database: npt.ArrayLike,
+    k: int,
+    *,
+    exclude_self: bool = False,
+    batch_size: int = 65536,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Exact inner-product k nearest neighbours of each query row in ``database``.
+
+    Parameters
+    ----------
+    queries : array (Nq, D)
+    database : array (Nd, D)
+    k : int
+        Neighbours per query (clipped to the database size).
+    exclude_self : bool
+        Queries and database are the same rows; drop row i from query i's neighbours.
+
+    Returns
+    -------
+    sims : float32 (Nq, k), best first
+    indices : int64 (Nq, k); -1 where fewer than k neighbours exist.
+
+    Examples
+    --------
+    >>> x = np.eye(3, dtype=np.float32)
+    >>> sims, idx = knn(x, x, 1)
+    >>> idx[:, 0].tolist()
+    [0, 1, 2]
+    """
+    faiss = _faiss()
+    db = as_float32(database)
+    n_db, dim = db.shape
+    index = faiss.IndexFlatIP(dim)
+    index.add(db)
+    extra = 1 if exclude_self else 0
+    k_eff = min(k + extra, n_db)
+    q_all = np.asarray(queries)
+    sims_out = np.full((len(q_all), k), -np.inf, dtype=np.float32)
+    idx_out = np.full((len(q_all), k), -1, dtype=np.int64)
+    for start in range(0, len(q_all), batch_size):
+        q = as_float32(q_all[start : start + batch_size])
+        sims, idx = index.search(q, k_eff)
+        if exclude_self:
+            rows = np.arange(start, start + len(q))[:, None]
+            keep = idx != rows
+            sims, idx = _compact(sims, idx, keep, k_eff - 1)
+        kk = min(k, sims.shape[1])
+        sims_out[start : start + len(q), :kk] = sims[:, :kk]
+        idx_out[start : start + len(q), :kk] = idx[:, :kk]
+    return sims_out, idx_out
+
+
+def _compact(sims, idx, keep, width):
+    """Drop masked entries row-wise, keeping order, and cut rows to ``width`` columns."""
+    order = np.argsort(~keep, axis=1, kind="stable")
+    sims = np.take_along_axis(sims, order, axis=1)[:, :width]
+    idx = np.take_along_axis(idx, order, axis=1)[:, :width]
+    return sims, idx
+
+
+def kmeans(
+    vectors: npt.ArrayLike,
+    n_clusters: int,
+    *,
+    n_iter: int = 20,
+    random_state: int = 0,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Spherical k-means with faiss; returns ``(centroids (K, D), assignments (N,))``."""
+    faiss = _faiss()
+    x = as_float32(vectors)
+    km = faiss.Kmeans(x.shape[1], n_clusters, niter=n_iter, seed=int(random_state),
+                      spherical=True, verbose=False)
+    km.train(x)
+    _, assign = km.index.search(x, 1)
+    return km.centroids.copy(), assign[:, 0].astype(np.int64)

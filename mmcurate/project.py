@@ -1,0 +1,313 @@
+"""The project directory: the unit a CLI command and a notebook both open.
+
+Layout::
+
+    PROJECT/
+      project.json          kind (images | external), source, image_root, columns, model spec
+      pairs.parquet         the PairTable: pair_id, image, caption, extra columns (row i = vector i)
+      rejects.csv           rows that did not make it in: source, row, pair_id, column, reason, detail
+      embeddings/           manifest.json, parts/ while embedding, image.npy / text.npy / ids.npy
+      embed_failures.csv    pairs whose image could not be read at embedding time
+      index/                faiss indexes + fingerprint.json (rebuilt when embeddings change)
+      labels.sqlite         rounds, batches and decisions (the ledger)
+      heads/                head-NNNN.safetensors + .json per trained round
+      .lock                 write lock (fcntl): one writer at a time
+
+Stages live in their own modules; this class only wires them to the directory.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from mmcurate._fileio import atomic_write_json
+from mmcurate.embed.model import ModelSpec
+from mmcurate.embed.store import EmbeddingStore
+from mmcurate.exceptions import ProjectError, ProjectLockedError
+
+__all__ = ["Project", "create_project", "open_project"]
+
+FORMAT_VERSION = 1
+_CONFIG = "project.json"
+
+
+def _write_table_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_parquet(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    df.to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+class Project:
+    """An mmcurate project directory.
+
+    Examples
+    --------
+    >>> proj = open_project("my_project")  # doctest: +SKIP
+    >>> proj.pairs.head()  # doctest: +SKIP
+    >>> img = proj.image_embeddings()  # (N, D) float16, L2-normalised, row i = proj.pairs row i
+    """
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root)
+        cfg_path = self.root / _CONFIG
+        if not cfg_path.is_file():
+            raise ProjectError(
+                f"{self.root} is not an mmcurate project (no {_CONFIG}); create one with "
+                f"`mmcurate init {self.root} --pairs FILE --image-root DIR` or `--embeddings DIR`."
+            )
+        self.config: dict[str, Any] = json.loads(cfg_path.read_text(encoding="utf-8"))
+
+    # -- basic properties -------------------------------------------------------------------
+    @property
+    def kind(self) -> str:
+        """``images`` (pairs with image files, embedded here) or ``external`` (imported vectors)."""
+        return str(self.config["kind"])
+
+    @property
+    def image_root(self) -> Path | None:
+        root = self.config.get("image_root")
+        return Path(root) if root else None
+
+    @property
+    def model_spec(self) -> ModelSpec | None:
+        spec = self.config.get("model")
+        return ModelSpec(spec["model"], spec.get("pretrained")) if spec else None
+
+    @cached_property
+    def pairs(self) -> pd.DataFrame:
+        """The pairs table: ``pair_id``, ``image``, ``caption`` and any extra columns."""
+        return pd.read_parquet(self.root / "pairs.parquet")
+
+    @property
+    def rejects(self) -> pd.DataFrame:
+        path = self.root / "rejects.csv"
+        return pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
+
+    @property
+    def store(self) -> EmbeddingStore:
+        return EmbeddingStore(self.root / "embeddings")
+
+    @cached_property
+    def ledger(self):
+        """The SQLite labels ledger (rounds, batches, decisions)."""
+        from mmcurate.labels import Ledger
+
+        return Ledger(self.root / "labels.sqlite")
+
+    def save_config(self) -> None:
+        atomic_write_json(self.root / _CONFIG, self.config)
+
+    # -- locking ----------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, *, wait: bool = False) -> Iterator[None]:
+        """Hold the project's write lock (one writing process at a time)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / ".lock", "a+") as fh:
+            flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
+            try:
+                fcntl.flock(fh.fileno(), flags)
+            except BlockingIOError as err:
+                raise ProjectLockedError(
+                    f"another mmcurate process is writing {self.root} (lock {self.root / '.lock'}); "
+                    f"wait for it to finish."
+                ) from err
+            fh.seek(0)
+            fh.truncate()
+            fh.write(f"{os.getpid()}\n")
+            fh.flush()
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    # -- embeddings -------------------------------------------------------------------------
+    def embed(self, *, batch_size: int = 32, num_workers: int | None = None, progress: bool = True,
+              reembed: bool = False, allow_download: bool = False):
+        """Embed every pair that has no vectors yet (resumable); returns an ``EmbedReport``."""
+        if self.kind == "external":
+            raise ProjectError(f"{self.root} was built from imported embeddings; nothing to embed.")
+        from mmcurate.data import open_image
+        from mmcurate.embed.encoder import load_encoder
+        from mmcurate.embed.run import embed_pairs
+
+        with self.lock():
+            encoder = load_encoder(self.model_spec, allow_download=allow_download,
+                                   weights_sha256=self._known_sha())
+            store = self.store
+            store.bind(encoder.info, reembed=reembed)
+            report = embed_pairs(self.pairs, store, encoder, image_root=self.image_root,
+                                 open_image=open_image, batch_size=batch_size,
+                                 num_workers=num_workers, progress=progress)
+            self._record_failures(report.failures)
+            if not store.missing(self.pairs["pair_id"].tolist()):
+                store.compact(self.pairs["pair_id"].tolist())
+        return report
+
+    def _known_sha(self) -> str | None:
+        manifest = self.store.manifest() or {}
+        path = manifest.get("weights_path")
+        spec = self.model_spec
+        if path and spec and os.path.isfile(path) and manifest.get("model") == spec.model:
+            stamp = manifest.get("weights_stamp")
+            st = os.stat(path)
+            if stamp == [st.st_size, int(st.st_mtime)]:
+                return manifest.get("weights_sha256")
+        return None
+
+    def _record_failures(self, failures: list[dict[str, Any]]) -> None:
+        if not failures:
+            return
+        path = self.root / "embed_failures.csv"
+        old = pd.read_csv(path) if path.is_file() else pd.DataFrame()
+        new = pd.concat([old, pd.DataFrame(failures)], ignore_index=True)
+        _write_csv_atomic(new.drop_duplicates("pair_id", keep="last"), path)
+
+    @property
+    def n_embedded(self) -> int:
+        ids = set(self.pairs["pair_id"])
+        return len(ids & self.store.stored_ids())
+
+    def image_embeddings(self) -> npt.NDArray[np.float16]:
+        """Image vectors ``(N, D)``, float16, L2-normalised, memory-mapped; row i = pairs row i."""
+        return self.store.load("image", self.pairs["pair_id"].tolist())
+
+    def text_embeddings(self) -> npt.NDArray[np.float16]:
+        """Caption vectors ``(N, D)``, float16, L2-normalised, memory-mapped; row i = pairs row i."""
+        return self.store.load("text", self.pairs["pair_id"].tolist())
+
+    @cached_property
+    def index(self):
+        """faiss indexes over the image and caption vectors (built once, saved under index/)."""
+        from mmcurate.project_index import ProjectIndex
+
+        return ProjectIndex(self.root / "index", self.image_embeddings(), self.text_embeddings(),
+                            fingerprint=self.embeddings_fingerprint())
+
+    def embeddings_fingerprint(self) -> str:
+        manifest = self.store.manifest() or {}
+        ids = self.root / "embeddings" / "ids.npy"
+        stamp = ids.stat().st_mtime_ns if ids.is_file() else 0
+        return f"{manifest.get('weights_sha256') or manifest.get('source')}:{len(self.pairs)}:{stamp}"
+
+    # -- status -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """A summary as a JSON-ready dict (what `mmcurate status --json` prints)."""
+        manifest = self.store.manifest() or {}
+        spec = self.config.get("model") or {}
+        out: dict[str, Any] = {
+            "project": str(self.root),
+            "kind": self.kind,
+            "pairs": len(self.pairs),
+            "rejected": len(self.rejects),
+            "embedded": self.n_embedded,
+            "embed_failures": _count_rows(self.root / "embed_failures.csv"),
+            "model": {
+                "name": manifest.get("model") or spec.get("model"),
+                "pretrained": manifest.get("pretrained") or spec.get("pretrained"),
+                "weights_path": manifest.get("weights_path"),
+                "weights_sha256": manifest.get("weights_sha256"),
+                "kind": manifest.get("kind") or ("external" if self.kind == "external" else None),
+                "dim": manifest.get("dim"),
+            },
+        }
+        if (self.root / "labels.sqlite").is_file():
+            from mmcurate.rounds import rounds_status
+
+            out.update(rounds_status(self))
+        return out
+
+
+def _count_rows(path: Path) -> int:
+    return len(pd.read_csv(path)) if path.is_file() else 0
+
+
+def open_project(root: str | os.PathLike) -> Project:
+    """Open an existing project directory.
+
+    Examples
+    --------
+    >>> proj = open_project("my_project")  # doctest: +SKIP
+    """
+    return Project(root)
+
+
+def create_project(
+    root: str | os.PathLike,
+    *,
+    pairs: str | os.PathLike | None = None,
+    image_root: str | os.PathLike | None = None,
+    embeddings: str | os.PathLike | None = None,
+    model: ModelSpec | None = None,
+    columns: dict[str, str] | None = None,
+    fmt: str | None = None,
+    check_images: bool = True,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Project:
+    """Create a project from a pairs source (``pairs=``) or an embedding folder (``embeddings=``).
+
+    Validation problems never stop the load: bad rows go to ``rejects.csv`` with file, row and
+    reason. Returns the opened project.
+
+    Examples
+    --------
+    >>> proj = create_project("proj", pairs="captions.csv", image_root="images/")  # doctest: +SKIP
+    >>> proj = create_project("proj2", embeddings="laion_embeddings/")  # doctest: +SKIP
+    """
+    if (pairs is None) == (embeddings is None):
+        raise ValueError("give exactly one of pairs= (a pairs file/folder) or embeddings= (a folder)")
+    root = Path(root)
+    if (root / _CONFIG).exists() and not overwrite:
+        raise ProjectError(f"{root} already holds a project; open it, or pass overwrite=True "
+                           f"(CLI: --force) to start over.")
+    root.mkdir(parents=True, exist_ok=True)
+    config: dict[str, Any] = {"format_version": FORMAT_VERSION,
+                              "created": time.strftime("%FT%TZ", time.gmtime())}
+    if embeddings is not None:
+        from mmcurate.embed.importer import import_embedding_folder
+
+        result = import_embedding_folder(embeddings, EmbeddingStore(root / "embeddings"))
+        config.update(kind="external", source=str(Path(embeddings).resolve()), image_root=None,
+                      model=None)
+        table, rejects = result.pairs, result.rejects
+    else:
+        table, rejects, config = _load_source(config, pairs, image_root, columns, fmt, check_images,
+                                              progress, model)
+    _write_table_atomic(table.reset_index(drop=True), root / "pairs.parquet")
+    _write_csv_atomic(rejects, root / "rejects.csv")
+    atomic_write_json(root / _CONFIG, config)
+    return Project(root)
+
+
+def _load_source(config, pairs, image_root, columns, fmt, check_images, progress, model):
+    from mmcurate.data import Columns, load_pairs
+
+    cols = Columns(**(columns or {}))
+    src = Path(pairs)
+    if image_root is None:
+        image_root = src if src.is_dir() else src.parent
+    result = load_pairs(src, image_root=image_root, columns=cols, fmt=fmt,
+                        check_images=check_images, progress=progress)
+    spec = model or ModelSpec()
+    config.update(kind="images", source=str(src.resolve()), image_root=str(Path(image_root).resolve()),
+                  columns={"id": cols.id, "image": cols.image, "caption": cols.caption},
+                  model={"model": spec.model, "pretrained": spec.pretrained})
+    return result.pairs, result.rejects, config

@@ -1,0 +1,216 @@
+"""One active-learning round on a project: rank, select a batch, import decisions, train the head.
+
+These functions read and write the project directory through its stages (``rank``, ``select``,
+``labels``, ``head``) and return pandas objects, so the CLI and a notebook share them.
+
+Labels: ``accept`` marks the pair aligned (y = 1); ``reject`` and ``fix`` mark the pair *as it
+stands* misaligned (y = 0). A fix's corrected caption is additionally a new positive for the head
+when the project has a model to embed it (image projects); imported-embedding projects cannot
+embed new text, so there a fix counts only as a negative.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from mmcurate._fileio import atomic_write_json
+from mmcurate.exceptions import NotEmbeddedError
+
+__all__ = [
+    "current_embeddings",
+    "import_labels",
+    "labelled_arrays",
+    "rank_project",
+    "rounds_status",
+    "select_batch",
+    "train_project_head",
+]
+
+
+def labelled_arrays(proj) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], pd.DataFrame]:
+    """Row indices of decided pairs, their labels (1 aligned, 0 not) and the fix rows."""
+    decisions = proj.ledger.decisions()
+    if decisions.empty:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), decisions
+    row_of = pd.Series(np.arange(len(proj.pairs)), index=proj.pairs["pair_id"].to_numpy())
+    decisions = decisions[decisions["pair_id"].isin(row_of.index)]
+    rows = row_of.loc[decisions["pair_id"]].to_numpy(np.int64)
+    y = (decisions["decision"].to_numpy() == "accept").astype(np.int64)
+    fixes = decisions[decisions["decision"] == "fix"].assign(row=rows[decisions["decision"].to_numpy() == "fix"])
+    return rows, y, fixes
+
+
+def _head_path(proj, head_round: int) -> Path:
+    return proj.root / "heads" / f"head-{head_round:04d}.safetensors"
+
+
+def current_embeddings(proj) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Image and caption vectors after the latest trained head (raw CLIP vectors before any)."""
+    image, text = proj.image_embeddings(), proj.text_embeddings()
+    latest = proj.ledger.latest_head() if (proj.root / "labels.sqlite").is_file() else None
+    if not latest:
+        return image, text, None
+    from mmcurate.head import ProjectionHead
+
+    head = ProjectionHead.load(latest["checkpoint"])
+    return head.transform_images(image), head.transform_texts(text), int(latest["head_round"])
+
+
+def _provenance(proj, head_round: int | None, **params: Any) -> dict[str, Any]:
+    manifest = proj.store.manifest() or {}
+    return {"model": manifest.get("model"), "pretrained": manifest.get("pretrained"),
+            "weights_sha256": manifest.get("weights_sha256"), "embeddings": manifest.get("kind"),
+            "head_round": head_round, **params,
+            "created": time.strftime("%FT%TZ", time.gmtime())}
+
+
+def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement",), *, k: int = 10,
+                 random_state: int = 0, options: dict[str, Any] | None = None) -> pd.DataFrame:
+    """Score every pair; a DataFrame with ``pair_id``, ``score`` and one column per signal.
+
+    ``df.attrs["provenance"]`` records model, pretrained tag, head round, strategies and parameters.
+
+    Examples
+    --------
+    >>> ranked = rank_project(proj, ["margin", "disagreement"])  # doctest: +SKIP
+    >>> ranked.sort_values("score", ascending=False).head()  # doctest: +SKIP
+    """
+    from mmcurate.rank import compute_ranking
+
+    image, text, head_round = current_embeddings(proj)
+    rows, y, _ = labelled_arrays(proj) if (proj.root / "labels.sqlite").is_file() else (
+        np.zeros(0, np.int64), np.zeros(0, np.int64), None)
+    categories = proj.pairs["category"].to_numpy() if "category" in proj.pairs.columns else None
+    table = compute_ranking(image, text, strategies=tuple(strategies), indices_labeled=rows,
+                            labels=y, k=k, random_state=random_state, categories=categories,
+                            options=options)
+    table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
+    table.attrs["provenance"] = _provenance(proj, head_round, strategies=list(strategies), k=k,
+                                            random_state=random_state, n_labels=int(len(rows)),
+                                            options=options or {})
+    _save_state(proj, table)
+    return table
+
+
+def _save_state(proj, table: pd.DataFrame) -> None:
+    if "p_aligned" in table.columns:
+        atomic_write_json(proj.root / "state.json", {
+            "estimated_noise_rate": float(1.0 - np.mean(table["p_aligned"])),
+            "from": table.attrs.get("provenance", {}),
+        })
+
+
+def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity: str = "none",
+                 k: int = 10, random_state: int = 0) -> tuple[int, pd.DataFrame]:
+    """Rank, pick ``budget`` pairs never labelled or queued before, and save them as a round.
+
+    Returns the round number and the batch (``pair_id``, ``score``, ``reason``, caption, image).
+    """
+    from mmcurate.select import get_selector
+
+    with proj.lock():
+        ranked = rank_project(proj, [strategy], k=k, random_state=random_state)
+        queued = proj.ledger.queued_pair_ids()
+        labelled = set(proj.ledger.decisions()["pair_id"]) if len(proj.ledger.decisions()) else set()
+        exclude = np.flatnonzero(ranked["pair_id"].isin(queued | labelled).to_numpy())
+        image, text, _ = current_embeddings(proj)
+        joint = _joint(image, text)
+        selector = get_selector(diversity)
+        picked = selector(ranked["score"].to_numpy(np.float64), n=budget, embeddings=joint,
+                          exclude=exclude, random_state=random_state)
+        chosen = ranked.iloc[picked]
+        params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state}
+        prov = ranked.attrs["provenance"]
+        round_id = proj.ledger.create_round(
+            chosen["pair_id"].tolist(), strategy=strategy, params=params,
+            model={key: prov[key] for key in ("model", "pretrained", "weights_sha256", "embeddings")},
+            head_round=prov["head_round"], scores=chosen["score"].astype(float).tolist(),
+            reasons=[f"{strategy}={s:.3f}" for s in chosen["score"]],
+        )
+    batch = proj.ledger.batch(round_id).merge(proj.pairs[["pair_id", "image", "caption"]], on="pair_id")
+    return round_id, batch
+
+
+def _joint(image: np.ndarray, text: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    out = np.empty(image.shape, dtype=np.float32)
+    for s in range(0, len(image), chunk):
+        v = np.asarray(image[s : s + chunk], np.float32) + np.asarray(text[s : s + chunk], np.float32)
+        out[s : s + chunk] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def import_labels(proj, path: str | Path, *, round_id: int | None = None):
+    """Import a decisions file (CSV/JSONL) into the ledger in one transaction."""
+    return proj.ledger.import_decisions(path, known_pair_ids=set(proj.pairs["pair_id"]),
+                                        source_name=Path(path).name, round_id=round_id)
+
+
+def _fixed_texts(proj, fixes: pd.DataFrame):
+    if fixes is None or fixes.empty or proj.kind == "external":
+        return None
+    from mmcurate.embed.encoder import load_encoder
+
+    manifest = proj.store.manifest() or {}
+    encoder = load_encoder(proj.model_spec, weights_sha256=manifest.get("weights_sha256"))
+    vectors = encoder.encode_texts(fixes["caption"].astype(str).tolist())
+    return fixes["row"].to_numpy(np.int64), vectors
+
+
+def train_project_head(proj, *, config=None) -> tuple[int, dict[str, Any]]:
+    """Fit the projection head on every decision so far; saves ``heads/head-NNNN`` and records it."""
+    from mmcurate.head import HeadConfig, train_head
+
+    rows, y, fixes = labelled_arrays(proj)
+    if len(rows) == 0:
+        raise NotEmbeddedError("no decisions yet: review a batch (mmcurate review / label) first")
+    with proj.lock():
+        head, metrics = train_head(proj.image_embeddings(), proj.text_embeddings(),
+                                   positives=rows[y == 1], negatives=rows[y == 0],
+                                   fixed_texts=_fixed_texts(proj, fixes), config=config or HeadConfig())
+        n_heads = len(proj.ledger.heads())
+        path = _head_path(proj, n_heads + 1)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        head.save(path)
+        head_round = proj.ledger.record_head(checkpoint=str(path), metrics=_jsonable(metrics),
+                                             n_labels=int(len(rows)))
+    return head_round, metrics
+
+
+def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        elif isinstance(value, np.generic):
+            value = value.item()
+        out[key] = value
+    return out
+
+
+def rounds_status(proj) -> dict[str, Any]:
+    """Rounds, decisions, conflicts, head metrics and the estimated noise rate."""
+    ledger = proj.ledger
+    decisions = ledger.decisions()
+    counts = decisions["decision"].value_counts().to_dict() if len(decisions) else {}
+    latest = ledger.latest_head()
+    state_path = proj.root / "state.json"
+    import json
+
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    reviewed = len(decisions)
+    return {
+        "rounds": int(len(ledger.rounds())),
+        "decisions": {"total": reviewed, **{d: int(counts.get(d, 0)) for d in ("accept", "reject", "fix")}},
+        "conflicts": int(len(ledger.conflicts())),
+        "head": ({"round": latest["head_round"], "n_labels": latest.get("n_labels"),
+                  "metrics": {k: v for k, v in (latest.get("metrics") or {}).items()
+                              if not isinstance(v, list)}} if latest else None),
+        "reviewed_noise_rate": (float((decisions["decision"] != "accept").mean()) if reviewed else None),
+        "estimated_noise_rate": state.get("estimated_noise_rate"),
+    }

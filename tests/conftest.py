@@ -1,0 +1,62 @@
+"""Shared fixtures. Nothing here downloads: models are built or trained locally."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+MICRO_CFG = {
+    "embed_dim": 32,
+    "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16, "head_width": 32},
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
+}
+
+
+@pytest.fixture(scope="session")
+def micro_clip_dir(tmp_path_factory) -> Path:
+    """A randomly initialised, very small open_clip model in local-dir: format (plumbing tests only)."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    folder = tmp_path_factory.mktemp("micro_clip")
+    torch.manual_seed(0)
+    model = open_clip.CLIP(**MICRO_CFG)
+    (folder / "open_clip_config.json").write_text(json.dumps({
+        "model_cfg": MICRO_CFG,
+        "preprocess_cfg": {"mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5]},
+    }))
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(folder / "open_clip_model.safetensors"))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir() -> Path:
+    """The project's trained tiny stand-in CLIP (trained once into the shared cache; ~5 min cold)."""
+    from mmcurate.embed.tiny import get_tiny_clip
+
+    return get_tiny_clip(progress=False)
+
+
+@pytest.fixture
+def png_pairs(tmp_path) -> Path:
+    """A CSV of 12 tiny coloured PNGs with captions; returns the CSV path (images beside it)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    (tmp_path / "img").mkdir()
+    rows = ["id,image,caption"]
+    for i in range(12):
+        colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+        Image.new("RGB", (24, 24), colour).save(tmp_path / "img" / f"{i}.png")
+        rows.append(f"p{i},img/{i}.png,a square of colour {colour[0]} {colour[1]} {colour[2]}")
+    path = tmp_path / "pairs.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path

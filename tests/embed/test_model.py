@@ -1,0 +1,92 @@
+"""Weights resolution: local-dir, hub names, refusal of random models, fast offline errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from mmcurate.embed.model import ModelSpec, resolve_model
+from mmcurate.exceptions import ModelNotAvailableError
+
+
+def test_local_dir_without_weights_is_refused(micro_clip_dir, tmp_path):
+    folder = tmp_path / "noweights"
+    folder.mkdir()
+    (folder / "open_clip_config.json").write_text((micro_clip_dir / "open_clip_config.json").read_text())
+    with pytest.raises(ModelNotAvailableError, match="no weights file"):
+        resolve_model(ModelSpec(f"local-dir:{folder}"))
+
+
+def test_local_dir_missing_folder_and_config(tmp_path):
+    with pytest.raises(ModelNotAvailableError, match="does not exist"):
+        resolve_model(ModelSpec(f"local-dir:{tmp_path / 'nope'}"))
+    with pytest.raises(ModelNotAvailableError, match="open_clip_config.json"):
+        resolve_model(ModelSpec(f"local-dir:{tmp_path}"))
+
+
+def test_local_dir_loads_and_encodes(micro_clip_dir):
+    from PIL import Image
+
+    from mmcurate.embed.encoder import load_encoder
+
+    enc = load_encoder(ModelSpec(f"local-dir:{micro_clip_dir}"))
+    assert enc.info["dim"] == 32
+    assert len(enc.info["weights_sha256"]) == 64
+    assert enc.info["preprocess"]["size"] in (32, [32, 32])
+    txt = enc.encode_texts(["a red circle", "two blue squares"])
+    img = enc.encode_images([Image.new("RGB", (40, 30), (255, 0, 0))])
+    assert txt.shape == (2, 32) and img.shape == (1, 32)
+    np.testing.assert_allclose(np.linalg.norm(txt, axis=1), 1.0, rtol=1e-5)
+
+
+def test_random_model_refused_unless_allowed():
+    with pytest.raises(ModelNotAvailableError, match="randomly initialised"):
+        resolve_model(ModelSpec("ViT-B-32", None))
+    assert resolve_model(ModelSpec("ViT-B-32", None), allow_random=True).weights_path is None
+
+
+def test_unknown_tag_lists_tags():
+    with pytest.raises(ModelNotAvailableError, match="laion2b_s34b_b79k"):
+        resolve_model(ModelSpec("ViT-B-32", "no_such_tag"))
+
+
+def test_unknown_model_name():
+    with pytest.raises(ValueError, match="unknown open_clip model"):
+        resolve_model(ModelSpec("ViT-Nope-99", "x"))
+
+
+def test_weights_file_path_is_used(tmp_path):
+    weights = tmp_path / "w.bin"
+    weights.write_bytes(b"0")
+    resolved = resolve_model(ModelSpec("ViT-B-32", str(weights)))
+    assert resolved.weights_path == str(weights) and resolved.open_clip_pretrained == str(weights)
+
+
+def test_offline_default_model_errors_fast(tmp_path):
+    """Default ViT-B-32/laion2b with an empty HF cache: a clear error within seconds, no hang."""
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HOME": str(tmp_path)}
+    env.pop("HF_HUB_OFFLINE", None)  # even without the offline flag mmcurate must not try to download
+    code = ("from mmcurate.embed.model import ModelSpec, resolve_model\n"
+            "resolve_model(ModelSpec())\n")
+    start = time.monotonic()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=60)
+    elapsed = time.monotonic() - start
+    assert proc.returncode != 0
+    assert "ModelNotAvailableError" in proc.stderr
+    assert "--pretrained" in proc.stderr and "local-dir:" in proc.stderr
+    assert elapsed < 20, f"took {elapsed:.1f}s"
+
+
+def test_allow_download_unreachable_hub_errors_fast(tmp_path, monkeypatch):
+    from mmcurate.embed import model as m
+
+    monkeypatch.setattr(m, "_hub_reachable", lambda timeout=3.0: False)
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    with pytest.raises(ModelNotAvailableError, match="unreachable"):
+        resolve_model(ModelSpec("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"), allow_download=True)
