@@ -140,8 +140,11 @@ class Project:
 
     # -- embeddings -------------------------------------------------------------------------
     def embed(self, *, batch_size: int = 32, num_workers: int | None = None, progress: bool = True,
-              reembed: bool = False, allow_download: bool = False):
-        """Embed every pair that has no vectors yet (resumable); returns an ``EmbedReport``."""
+              reembed: bool = False, allow_download: bool = False, allow_random: bool = False):
+        """Embed every pair that has no vectors yet (resumable); returns an ``EmbedReport``.
+
+        ``allow_random`` permits a model without pretrained weights (benchmarks only).
+        """
         if self.kind == "external":
             raise ProjectError(f"{self.root} was built from imported embeddings; nothing to embed.")
         from mmcurate.data import open_image
@@ -150,7 +153,7 @@ class Project:
 
         with self.lock():
             encoder = load_encoder(self.model_spec, allow_download=allow_download,
-                                   weights_sha256=self._known_sha())
+                                   allow_random=allow_random, weights_sha256=self._known_sha())
             store = self.store
             store.bind(encoder.info, reembed=reembed)
             report = embed_pairs(self.pairs, store, encoder, image_root=self.image_root,

@@ -48,7 +48,7 @@ class ProjectIndex:
         index = ix.build_index(vectors)
         self.folder.mkdir(parents=True, exist_ok=True)
         ix.save_index(index, path)
-        atomic_write_json(meta_path, {"fingerprint": self.fingerprint, "n": int(len(vectors)),
+        atomic_write_json(meta_path, {"fingerprint": self.fingerprint, "n": len(vectors),
                                       "type": type(index).__name__})
         return index
 

@@ -42,7 +42,8 @@ def labelled_arrays(proj) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
     decisions = decisions[decisions["pair_id"].isin(row_of.index)]
     rows = row_of.loc[decisions["pair_id"]].to_numpy(np.int64)
     y = (decisions["decision"].to_numpy() == "accept").astype(np.int64)
-    fixes = decisions[decisions["decision"] == "fix"].assign(row=rows[decisions["decision"].to_numpy() == "fix"])
+    is_fix = decisions["decision"].to_numpy() == "fix"
+    fixes = decisions[is_fix].assign(row=rows[is_fix])
     return rows, y, fixes
 
 
@@ -92,7 +93,7 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement"
                             options=options)
     table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
     table.attrs["provenance"] = _provenance(proj, head_round, strategies=list(strategies), k=k,
-                                            random_state=random_state, n_labels=int(len(rows)),
+                                            random_state=random_state, n_labels=len(rows),
                                             options=options or {})
     _save_state(proj, table)
     return table
@@ -178,7 +179,7 @@ def train_project_head(proj, *, config=None) -> tuple[int, dict[str, Any]]:
         path.parent.mkdir(parents=True, exist_ok=True)
         head.save(path)
         head_round = proj.ledger.record_head(checkpoint=str(path), metrics=_jsonable(metrics),
-                                             n_labels=int(len(rows)))
+                                             n_labels=len(rows))
     return head_round, metrics
 
 
@@ -205,9 +206,9 @@ def rounds_status(proj) -> dict[str, Any]:
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     reviewed = len(decisions)
     return {
-        "rounds": int(len(ledger.rounds())),
+        "rounds": len(ledger.rounds()),
         "decisions": {"total": reviewed, **{d: int(counts.get(d, 0)) for d in ("accept", "reject", "fix")}},
-        "conflicts": int(len(ledger.conflicts())),
+        "conflicts": len(ledger.conflicts()),
         "head": ({"round": latest["head_round"], "n_labels": latest.get("n_labels"),
                   "metrics": {k: v for k, v in (latest.get("metrics") or {}).items()
                               if not isinstance(v, list)}} if latest else None),
