@@ -14,7 +14,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_json", "atomic_write_text", "save_npy_atomic"]
+__all__ = [
+    "NpyWriter",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "iter_npy_rows",
+    "npy_shape",
+    "save_npy_atomic",
+]
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -43,19 +51,83 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n").encode())
 
 
-def save_npy_atomic(path: str | os.PathLike, array: np.ndarray) -> None:
+def save_npy_atomic(path: str | os.PathLike, array: np.ndarray, *, chunk_rows: int = 65536) -> None:
     """Atomically write ``array`` as ``.npy``, copying in chunks (works for memory maps)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=array.dtype, shape=array.shape)
-        chunk = 1 << 16
-        for start in range(0, len(array), chunk):
-            out[start : start + chunk] = array[start : start + chunk]
-        out.flush()
-        del out
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with NpyWriter(path, array.shape, array.dtype) as out:
+        for start in range(0, len(array), chunk_rows):
+            out.write(np.asarray(array[start : start + chunk_rows]))
+
+
+class NpyWriter:
+    """Stream rows into a new ``.npy`` file with plain writes (no memory map), then move it into place.
+
+    Peak memory is one chunk, whatever the array size; the file appears only when complete.
+
+    Examples
+    --------
+    >>> with NpyWriter("x.npy", (4, 2), np.float16) as w:  # doctest: +SKIP
+    ...     w.write(np.zeros((4, 2), np.float16))
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype) -> None:
+        self.path = Path(path)
+        self.shape, self.dtype = tuple(int(s) for s in shape), np.dtype(dtype)
+        self.rows = 0
+
+    def __enter__(self) -> NpyWriter:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        self.fh = os.fdopen(fd, "wb")
+        np.lib.format.write_array_header_2_0(self.fh, {
+            "descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,
+            "shape": self.shape})
+        return self
+
+    def write(self, rows: np.ndarray) -> None:
+        rows = np.ascontiguousarray(rows, dtype=self.dtype)
+        self.fh.write(rows.tobytes())
+        self.rows += len(rows)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None and self.rows != self.shape[0]:
+                raise ValueError(f"{self.path}: wrote {self.rows} rows, header says {self.shape[0]}")
+            self.fh.flush()
+            os.fsync(self.fh.fileno())
+            self.fh.close()
+            if exc_type is None:
+                os.replace(self.tmp, self.path)
+        finally:
+            if not self.fh.closed:
+                self.fh.close()
+            Path(self.tmp).unlink(missing_ok=True)
+
+
+def iter_npy_rows(path: str | os.PathLike, chunk_rows: int = 65536):
+    """Yield consecutive row blocks of a 2-D ``.npy`` file with plain reads (no memory map)."""
+    with open(path, "rb") as fh:
+        shape, fortran, dtype = _read_header(fh)
+        if fortran or len(shape) != 2:
+            raise ValueError(f"{path}: expected a C-ordered 2-D array, got shape {shape}")
+        width = shape[1]
+        remaining = shape[0]
+        while remaining > 0:
+            n = min(chunk_rows, remaining)
+            block = np.fromfile(fh, dtype=dtype, count=n * width)
+            if block.size != n * width:
+                raise ValueError(f"{path} is truncated: expected {shape[0]} rows")
+            yield block.reshape(n, width)
+            remaining -= n
+
+
+def npy_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """Shape of a ``.npy`` file, read from its header only."""
+    with open(path, "rb") as fh:
+        return tuple(_read_header(fh)[0])
+
+
+def _read_header(fh):
+    major, _ = np.lib.format.read_magic(fh)
+    if major == 1:
+        return np.lib.format.read_array_header_1_0(fh)
+    return np.lib.format.read_array_header_2_0(fh)

@@ -17,14 +17,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_json, save_npy_atomic
+from mmcurate._fileio import NpyWriter, atomic_write_json, iter_npy_rows, npy_shape, save_npy_atomic
 from mmcurate.embed.store import EmbeddingStore, normalize_rows
 from mmcurate.exceptions import DataError
 
@@ -71,16 +70,16 @@ def _discover(root: Path) -> list[tuple[Path, Path, Path]]:
     return [(img[i], txt[i], meta[i]) for i in sorted(img)]
 
 
-def _check_shard(img: np.ndarray, txt: np.ndarray, meta: pd.DataFrame, paths) -> None:
+def _check_shard(img: tuple, txt: tuple, meta: pd.DataFrame, paths) -> None:
     names = ", ".join(str(p) for p in paths)
-    if img.ndim != 2 or txt.ndim != 2:
-        raise DataError(f"{names}: embeddings must be 2-D, got {img.shape} and {txt.shape}")
-    if not (len(img) == len(txt) == len(meta)):
+    if len(img) != 2 or len(txt) != 2:
+        raise DataError(f"{names}: embeddings must be 2-D, got {img} and {txt}")
+    if not (img[0] == txt[0] == len(meta)):
         raise DataError(
-            f"row counts differ: {paths[0]} has {len(img)} rows, {paths[1]} has {len(txt)}, "
+            f"row counts differ: {paths[0]} has {img[0]} rows, {paths[1]} has {txt[0]}, "
             f"{paths[2]} has {len(meta)}; they must match row for row."
         )
-    if img.shape[1] != txt.shape[1]:
+    if img[1] != txt[1]:
         raise DataError(f"dimension differs: {paths[0]} D={img.shape[1]}, {paths[1]} D={txt.shape[1]}")
     if "caption" not in meta.columns:
         raise DataError(f"{paths[2]} has no 'caption' column (columns: {list(meta.columns)})")
@@ -95,18 +94,15 @@ def _pair_ids(meta: pd.DataFrame, shard: int) -> list[str]:
             for p, c in zip(paths, meta["caption"].astype(str).tolist())]
 
 
-def _finite_rows(a: np.ndarray) -> np.ndarray:
-    ok = np.ones(len(a), dtype=bool)
-    for s in range(0, len(a), _CHUNK):
-        ok[s : s + _CHUNK] = np.isfinite(np.asarray(a[s : s + _CHUNK], dtype=np.float32)).all(1)
-    return ok
+def _finite_rows(path: Path) -> np.ndarray:
+    return np.concatenate([np.isfinite(block).all(1) for block in iter_npy_rows(path, _CHUNK)])
 
 
 def _shard_table(img, txt, meta, paths, shard, seen) -> tuple[pd.DataFrame, np.ndarray, list]:
     """Pairs of one shard, the mask of rows kept, and reject records."""
     ids = _pair_ids(meta, shard)
     captions = meta["caption"].fillna("").astype(str).str.strip()
-    finite = _finite_rows(img) & _finite_rows(txt)
+    finite = _finite_rows(img) & _finite_rows(txt)  # img/txt: the .npy paths
     keep = np.ones(len(meta), dtype=bool)
     rejects = []
     for i, (pid, cap) in enumerate(zip(ids, captions)):
@@ -142,13 +138,13 @@ def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore) ->
     shards = _discover(root)
     loaded, total, dim = [], 0, None
     for paths in shards:
-        img, txt = np.load(paths[0], mmap_mode="r"), np.load(paths[1], mmap_mode="r")
+        img, txt = npy_shape(paths[0]), npy_shape(paths[1])
         meta = pd.read_parquet(paths[2])
         _check_shard(img, txt, meta, paths)
-        if dim is not None and img.shape[1] != dim:
-            raise DataError(f"{paths[0]} has D={img.shape[1]}, earlier shards D={dim}")
-        dim = img.shape[1]
-        loaded.append((img, txt, meta, paths))
+        if dim is not None and img[1] != dim:
+            raise DataError(f"{paths[0]} has D={img[1]}, earlier shards D={dim}")
+        dim = img[1]
+        loaded.append((paths[0], paths[1], meta, paths))
     tables, masks, rejects, seen = [], [], [], set()
     for shard, (img, txt, meta, paths) in enumerate(loaded):
         table, keep, rej = _shard_table(img, txt, meta, paths, shard, seen)
@@ -168,21 +164,16 @@ def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore) ->
 
 
 def _write_arrays(store: EmbeddingStore, loaded, masks, total: int, dim: int) -> None:
+    """Stream every kept row, renormalised, into ``image.npy``/``text.npy`` (float16)."""
     store.root.mkdir(parents=True, exist_ok=True)
     for kind, col in (("image", 0), ("text", 1)):
-        fd, tmp = tempfile.mkstemp(dir=store.root, prefix=f".{kind}.", suffix=".npy.tmp")
-        os.close(fd)
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16, shape=(total, dim))
-        row = 0
-        for entry, keep in zip(loaded, masks):
-            src = entry[col]
-            for s in range(0, len(src), _CHUNK):
-                block = normalize_rows(src[s : s + _CHUNK])[keep[s : s + _CHUNK]]
-                out[row : row + len(block)] = block.astype(np.float16)
-                row += len(block)
-        out.flush()
-        del out
-        os.replace(tmp, store.root / f"{kind}.npy")
+        with NpyWriter(store.root / f"{kind}.npy", (total, dim), np.float16) as out:
+            for entry, keep in zip(loaded, masks):
+                start = 0
+                for block in iter_npy_rows(entry[col], _CHUNK):
+                    mask = keep[start : start + len(block)]
+                    out.write(normalize_rows(block[mask]).astype(np.float16))
+                    start += len(block)
 
 
 def write_embedding_folder(folder: str | os.PathLike, image_embeddings: np.ndarray,
