@@ -90,3 +90,48 @@ def test_allow_download_unreachable_hub_errors_fast(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ModelNotAvailableError, match="unreachable"):
         resolve_model(ModelSpec("hf-hub:laion/CLIP-ViT-B-32-laion2B-s34B-b79K"), allow_download=True)
+
+
+def _fake_hf_cache(root, repo_id, files: dict):
+    """Lay files out the way huggingface_hub caches a downloaded repo snapshot."""
+    repo = root / ("models--" + repo_id.replace("/", "--"))
+    snap = repo / "snapshots" / ("0" * 40)
+    snap.mkdir(parents=True)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text("0" * 40)
+    for name, src in files.items():
+        (snap / name).write_bytes(src.read_bytes())
+    return snap
+
+
+def test_hf_hub_model_resolved_from_local_cache(micro_clip_dir, tmp_path):
+    code = (
+        "import sys; from mmcurate.embed.model import ModelSpec, resolve_model\n"
+        "r = resolve_model(ModelSpec('hf-hub:someorg/micro'))\n"
+        "print(r.open_clip_name); print(r.weights_path)\n"
+    )
+    cache = tmp_path / "hub"
+    snap = _fake_hf_cache(cache, "someorg/micro", {
+        "open_clip_config.json": micro_clip_dir / "open_clip_config.json",
+        "open_clip_model.safetensors": micro_clip_dir / "open_clip_model.safetensors"})
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    name, weights = out.stdout.split()
+    assert name == f"local-dir:{snap}" and weights.endswith("open_clip_model.safetensors")
+
+
+def test_pretrained_tag_resolved_from_local_cache(tmp_path):
+    """The default tag is looked up in the HF cache (no network) under open_clip's repo name."""
+    cache = tmp_path / "hub"
+    weights = tmp_path / "w.safetensors"
+    weights.write_bytes(b"not really weights")
+    _fake_hf_cache(cache, "laion/CLIP-ViT-B-32-laion2B-s34B-b79K", {"open_clip_model.safetensors": weights})
+    code = ("from mmcurate.embed.model import ModelSpec, resolve_model\n"
+            "print(resolve_model(ModelSpec()).weights_path)\n")
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().endswith("open_clip_model.safetensors")
+    assert str(cache) in out.stdout
