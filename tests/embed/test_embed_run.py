@@ -34,8 +34,8 @@ def _many_pngs(folder: Path, n: int) -> Path:
 
 
 def test_embed_end_to_end_and_rerun(micro_clip_dir, png_pairs, tmp_path, capsys):
-    proj = create_project(tmp_path / "p", pairs=png_pairs, model=ModelSpec(f"local-dir:{micro_clip_dir}", None),
-                          progress=False)
+    spec = ModelSpec(f"local-dir:{micro_clip_dir}", None)
+    proj = create_project(tmp_path / "p", pairs=png_pairs, model=spec, progress=False)
     report = proj.embed(progress=False, num_workers=0)
     assert report.n_embedded == 12 and report.n_failed == 0
     img, txt = proj.image_embeddings(), proj.text_embeddings()

@@ -25,7 +25,7 @@ def test_local_dir_without_weights_is_refused(micro_clip_dir, tmp_path):
 def test_local_dir_missing_folder_and_config(tmp_path):
     with pytest.raises(ModelNotAvailableError, match="does not exist"):
         resolve_model(ModelSpec(f"local-dir:{tmp_path / 'nope'}"))
-    with pytest.raises(ModelNotAvailableError, match="open_clip_config.json"):
+    with pytest.raises(ModelNotAvailableError, match=r"open_clip_config\.json"):
         resolve_model(ModelSpec(f"local-dir:{tmp_path}"))
 
 
