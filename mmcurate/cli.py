@@ -80,12 +80,18 @@ def _add_loop(sub) -> None:
     bsub = p.add_subparsers(dest="batch_command", required=True)
     b = bsub.add_parser("export", help="write a round's batch as CSV or JSONL")
     b.add_argument("project", type=Path)
-    b.add_argument("--out", type=Path, required=True)
+    b.add_argument("--out", type=Path, required=True, help="file (.csv/.jsonl) or folder")
+    b.add_argument("--format", dest="fmt", default="auto",
+                   choices=["auto", "csv", "jsonl", "label-studio", "fiftyone"],
+                   help="auto = by the --out suffix; label-studio/fiftyone write a folder")
     b.add_argument("--round", type=int, default=None)
     b.add_argument("--thumbnails", action="store_true", help="write thumbnails next to the file")
     p = sub.add_parser("label", help="import decisions (pair_id, decision, caption, reviewer)")
     p.add_argument("project", type=Path)
     p.add_argument("--import", dest="import_path", type=Path, required=True)
+    p.add_argument("--from", dest="source_format", default="table",
+                   choices=["table", "label-studio", "fiftyone"],
+                   help="table = our CSV/JSONL; or a Label Studio JSON / FiftyOne export")
     p.add_argument("--round", type=int, default=None)
     p = sub.add_parser("train", help="fit the projection head on every decision so far")
     p.add_argument("project", type=Path)

@@ -94,20 +94,39 @@ def cmd_review(args) -> int:
 
 
 def cmd_batch(args) -> int:
+    from mmcurate import interchange
     from mmcurate.export import export_batch
 
     proj = open_project(args.project)
-    path = export_batch(proj, args.out, round_id=args.round, thumbnails=args.thumbnails)
+    if args.fmt == "label-studio":
+        path = interchange.export_label_studio(proj, args.out, round_id=args.round)
+        print(f"wrote {path} and label_config.xml; import the tasks into Label Studio (local files "
+              f"root = {proj.image_root}), then: mmcurate label {args.project} --from label-studio "
+              f"--import EXPORT.json")
+        return 0
+    if args.fmt == "fiftyone":
+        path = interchange.export_fiftyone(proj, args.out, round_id=args.round)
+        print(f"wrote {path} (fo.types.CSVDataset); tag samples accept/reject/fix or fill `decision`, "
+              f"then: mmcurate label {args.project} --from fiftyone --import FILE")
+        return 0
+    out = args.out if args.fmt == "auto" else args.out.with_suffix(f".{args.fmt}")
+    path = export_batch(proj, out, round_id=args.round, thumbnails=args.thumbnails)
     print(f"wrote {path}; fill in `decision` (accept|reject|fix) and `caption` for fixes, then: "
           f"mmcurate label {args.project} --import {path}")
     return 0
 
 
 def cmd_label(args) -> int:
+    from mmcurate import interchange
     from mmcurate.rounds import import_labels
 
     proj = open_project(args.project)
-    report = import_labels(proj, args.import_path, round_id=args.round)
+    source = args.import_path
+    if args.source_format == "label-studio":
+        source = interchange.read_label_studio(args.import_path)
+    elif args.source_format == "fiftyone":
+        source = interchange.read_fiftyone(args.import_path)
+    report = import_labels(proj, source, round_id=args.round, source_name=args.import_path.name)
     print(f"{args.import_path}: {report.n_rows} rows, {report.n_added} new decisions, "
           f"{report.n_unchanged} unchanged, {report.n_conflicts} changed an earlier decision")
     return 0

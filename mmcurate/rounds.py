@@ -146,10 +146,13 @@ def _joint(image: np.ndarray, text: np.ndarray, chunk: int = 65536) -> np.ndarra
     return out
 
 
-def import_labels(proj, path: str | Path, *, round_id: int | None = None):
-    """Import a decisions file (CSV/JSONL) into the ledger in one transaction."""
-    return proj.ledger.import_decisions(path, known_pair_ids=set(proj.pairs["pair_id"]),
-                                        source_name=Path(path).name, round_id=round_id)
+def import_labels(proj, source: str | Path | pd.DataFrame, *, round_id: int | None = None,
+                  source_name: str | None = None):
+    """Import decisions (a CSV/JSONL file or a DataFrame) into the ledger in one transaction."""
+    if source_name is None and not isinstance(source, pd.DataFrame):
+        source_name = Path(source).name
+    return proj.ledger.import_decisions(source, known_pair_ids=set(proj.pairs["pair_id"]),
+                                        source_name=source_name, round_id=round_id)
 
 
 def _fixed_texts(proj, fixes: pd.DataFrame):

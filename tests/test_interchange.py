@@ -1,0 +1,103 @@
+"""Label Studio and FiftyOne round trips: export -> edit as the tool would -> import."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mmcurate.exceptions import DataError
+from mmcurate.interchange import (
+    export_fiftyone,
+    export_label_studio,
+    read_fiftyone,
+    read_label_studio,
+)
+from mmcurate.project import create_project
+
+
+@pytest.fixture
+def proj_with_round(tmp_path):
+    (tmp_path / "img").mkdir()
+    rows = []
+    for i in range(6):
+        Image.new("RGB", (16, 16), (40 * i, 0, 0)).save(tmp_path / "img" / f"{i}.png")
+        rows.append({"id": f"p{i}", "image": f"img/{i}.png", "caption": f"caption {i}"})
+    pd.DataFrame(rows).to_csv(tmp_path / "pairs.csv", index=False)
+    proj = create_project(tmp_path / "proj", pairs=tmp_path / "pairs.csv", progress=False)
+    proj.ledger.create_round(["p0", "p1", "p2", "p3"], strategy="margin", params={}, model={},
+                             scores=[0.9, 0.8, 0.7, 0.6], reasons=["margin"] * 4)
+    return proj
+
+
+def _ls_annotate(task, decision, text=None, who="ann@example.com"):
+    result = [{"from_name": "decision", "to_name": "image", "type": "choices",
+               "value": {"choices": [decision]}}]
+    if text:
+        result.append({"from_name": "fixed_caption", "to_name": "image", "type": "textarea",
+                       "value": {"text": [text]}})
+    return {**task, "id": hash(task["data"]["pair_id"]) % 1000,
+            "annotations": [{"id": 1, "completed_by": {"email": who}, "result": result,
+                             "was_cancelled": False, "updated_at": "2026-11-25T10:00:00Z"}]}
+
+
+def test_label_studio_round_trip(proj_with_round, tmp_path):
+    proj = proj_with_round
+    tasks_path = export_label_studio(proj, tmp_path / "ls")
+    tasks = json.loads(tasks_path.read_text())
+    assert len(tasks) == 4 and tasks[0]["data"]["image"].startswith("/data/local-files/?d=img/")
+    assert "<Choices name=\"decision\"" in (tmp_path / "ls" / "label_config.xml").read_text()
+    answers = {"p0": ("accept", None), "p1": ("reject", None), "p2": ("fix", "a better caption")}
+    exported = [_ls_annotate(t, *answers[t["data"]["pair_id"]]) if t["data"]["pair_id"] in answers
+                else {**t, "annotations": []} for t in tasks]
+    (tmp_path / "export.json").write_text(json.dumps(exported))
+    decisions = read_label_studio(tmp_path / "export.json")
+    assert sorted(decisions["pair_id"]) == ["p0", "p1", "p2"]
+    report = proj.ledger.import_decisions(decisions, known_pair_ids=set(proj.pairs["pair_id"]),
+                                          source_name="label-studio")
+    assert report.n_added == 3
+    latest = proj.ledger.decisions().set_index("pair_id")
+    assert latest.loc["p2", "decision"] == "fix" and latest.loc["p2", "caption"] == "a better caption"
+    assert latest.loc["p0", "reviewer"] == "ann@example.com"
+
+
+def test_label_studio_bad_export_names_the_task(tmp_path):
+    bad = [{"id": 7, "data": {"pair_id": "p0"}, "annotations": [
+        {"result": [{"from_name": "decision", "value": {"choices": ["maybe"]}}]}]}]
+    (tmp_path / "bad.json").write_text(json.dumps(bad))
+    with pytest.raises(DataError, match=r"task 1 \(id 7\).*'maybe'"):
+        read_label_studio(tmp_path / "bad.json")
+    (tmp_path / "bad2.json").write_bytes(b"\xff\xfe not json")
+    with pytest.raises(DataError, match="not a Label Studio JSON export"):
+        read_label_studio(tmp_path / "bad2.json")
+
+
+def test_fiftyone_round_trip_csv_and_samples_json(proj_with_round, tmp_path):
+    proj = proj_with_round
+    csv = export_fiftyone(proj, tmp_path / "fo")
+    table = pd.read_csv(csv, dtype=str, keep_default_na=False)
+    assert list(table.columns[:3]) == ["filepath", "pair_id", "caption"]
+    assert all(p.endswith(".png") for p in table["filepath"])
+    table.loc[0, "decision"] = "accept"
+    table.loc[1, "decision"] = "fix"
+    table.loc[1, "fixed_caption"] = "fixed!"
+    table.to_csv(csv, index=False)
+    got = read_fiftyone(csv)
+    assert got.set_index("pair_id").loc[table.loc[1, "pair_id"], "caption"] == "fixed!"
+    samples = {"samples": [{"filepath": "x", "pair_id": "p3", "tags": ["reject"]},
+                           {"filepath": "y", "pair_id": "p2", "tags": []}]}
+    (tmp_path / "samples.json").write_text(json.dumps(samples))
+    got = read_fiftyone(tmp_path / "samples.json")
+    assert got.to_dict("records") == [{"pair_id": "p3", "decision": "reject", "caption": "",
+                                       "reviewer": ""}]
+    report = proj.ledger.import_decisions(got, known_pair_ids=set(proj.pairs["pair_id"]))
+    assert report.n_added == 1
+
+
+def test_fiftyone_two_decision_tags_rejected_with_row(tmp_path):
+    samples = [{"pair_id": "p1", "tags": ["accept", "reject"]}]
+    (tmp_path / "s.json").write_text(json.dumps(samples))
+    with pytest.raises(DataError, match="row 1"):
+        read_fiftyone(tmp_path / "s.json")
