@@ -13,7 +13,7 @@ APT_PKGS_TEST := tuxpaint-stamps-default chromium
 $(VENV)/.installed: pyproject.toml requirements-pins.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -c requirements-pins.txt -e '.[dev]'
+	$(PIP) install --quiet -c requirements-pins.txt -e '.[dev,ray]'
 	touch $@
 
 setup: $(VENV)/.installed

@@ -47,7 +47,10 @@ def _add_embed(sub) -> None:
     p.add_argument("--reembed", action="store_true", help="discard vectors of a different model")
     p.add_argument("--allow-download", action="store_true",
                    help="permit fetching weights from the Hugging Face hub")
-    p.add_argument("--engine", choices=["local"], default="local")
+    p.add_argument("--engine", choices=["local", "ray"], default="local")
+    p.add_argument("--address", default=None, help="Ray cluster (auto | ray://HOST:PORT); "
+                                                   "default: start a local Ray")
+    p.add_argument("--num-workers", type=int, default=2, help="Ray encoder actors")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -160,6 +163,14 @@ def _cmd_embed(args) -> int:
     from mmcurate.project import open_project
 
     proj = open_project(args.project)
+    if args.engine == "ray":
+        from mmcurate.engine.ray_embed import embed_with_ray
+
+        r = embed_with_ray(proj, address=args.address, num_workers=args.num_workers,
+                           batch_size=args.batch_size, reembed=args.reembed)
+        print(f"embedded {r['n_embedded']} pairs on Ray ({r['n_already']} already done, "
+              f"{r['n_failed']} failed) in {r['seconds']:.1f} s")
+        return 0
     report = proj.embed(batch_size=args.batch_size, num_workers=args.workers, reembed=args.reembed,
                         allow_download=args.allow_download, progress=not args.no_progress)
     print(f"embedded {report.n_embedded} pairs ({report.n_already} already done, {report.n_failed} "

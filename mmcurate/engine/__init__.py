@@ -1,0 +1,1 @@
+"""Execution engines past one process: Ray Data for embedding (and distributed scoring)."""
