@@ -1,0 +1,599 @@
+"""The labels ledger: rounds, their batches, and every review decision, in one SQLite file.
+
+Assumptions
+-----------
+- One file per project (``labels.sqlite``), opened in WAL mode with foreign keys on and a busy
+  timeout, so a review page, a CLI import and a notebook can write at the same time: a writer waits
+  for the lock instead of failing with "database is locked".
+- ``decisions`` is append-only (triggers refuse UPDATE and DELETE). The *latest* decision of a pair
+  is the one recorded last (highest row id), whatever its ``timestamp`` says; earlier ones stay as
+  history and are listed by :meth:`Ledger.conflicts` when they disagree.
+- ``caption`` is the corrected caption and is kept only for ``fix``; it is dropped for ``accept``
+  and ``reject`` (review files often carry the original caption in that column).
+- Timestamps are UTC ISO-8601 (``2025-01-31T12:00:00.000Z``); a supplied timestamp without a zone
+  is taken as UTC.
+
+Tables: ``rounds`` (one per selected batch), ``batch_items`` (pair queued once, in one round),
+``decisions`` and ``heads`` (projection heads trained on the ledger). ``PRAGMA user_version`` holds
+the schema version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import sqlite3
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmcurate.exceptions import DataError, ProjectError
+
+__all__ = ["DECISIONS", "ImportReport", "LabelsFileError", "Ledger"]
+
+DECISIONS = ("accept", "reject", "fix")
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 60_000
+
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS rounds (
+    round INTEGER PRIMARY KEY, created_at TEXT NOT NULL, strategy TEXT NOT NULL,
+    params TEXT NOT NULL, model TEXT NOT NULL, head_round INTEGER);
+CREATE TABLE IF NOT EXISTS batch_items (
+    round INTEGER NOT NULL REFERENCES rounds(round), position INTEGER NOT NULL,
+    pair_id TEXT NOT NULL UNIQUE, score REAL, reason TEXT, PRIMARY KEY (round, position));
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, pair_id TEXT NOT NULL,
+    round INTEGER REFERENCES rounds(round),
+    decision TEXT NOT NULL CHECK (decision IN {DECISIONS!r}),
+    caption TEXT, reviewer TEXT, timestamp TEXT NOT NULL, source TEXT NOT NULL,
+    CHECK (decision != 'fix' OR length(trim(coalesce(caption, ''))) > 0));
+CREATE INDEX IF NOT EXISTS decisions_by_pair ON decisions (pair_id, id);
+CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+CREATE TABLE IF NOT EXISTS heads (
+    head_round INTEGER PRIMARY KEY, created_at TEXT NOT NULL, checkpoint TEXT NOT NULL,
+    metrics TEXT NOT NULL, n_labels INTEGER NOT NULL);
+"""
+
+_LATEST = """SELECT d.* FROM decisions d
+    JOIN (SELECT pair_id, MAX(id) AS id FROM decisions GROUP BY pair_id) m ON d.id = m.id"""
+_DECISION_COLUMNS = ["pair_id", "round", "decision", "caption", "reviewer", "timestamp", "source"]
+_REQUIRED = ("pair_id", "decision")
+_OPTIONAL = ("caption", "reviewer", "timestamp")
+_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+Problem = tuple[int | None, str, str]  # (1-based data row or None for the file, column, message)
+
+
+class LabelsFileError(DataError):
+    """A decisions file has problems; nothing was written.
+
+    ``problems`` lists every ``(row, column, message)``: ``row`` is the 1-based data row (``None``
+    for the file as a whole, e.g. a missing column).
+    """
+
+    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
+        super().__init__(message)
+        self.problems: list[Problem] = list(problems)
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What :meth:`Ledger.import_decisions` did.
+
+    ``n_rows`` = ``n_added + n_unchanged + n_skipped``; ``n_conflicts`` counts the added rows that
+    changed a pair's earlier decision. ``n_skipped`` rows had an empty ``decision`` (not reviewed).
+    """
+
+    n_rows: int
+    n_added: int
+    n_unchanged: int
+    n_conflicts: int
+    n_skipped: int = 0
+
+
+def utc_now() -> str:
+    """The current time as UTC ISO-8601 with milliseconds and a ``Z``."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def normalize_timestamp(value: str) -> str:
+    """Parse an ISO-8601-like timestamp and return it in UTC (naive input is taken as UTC).
+
+    Raises ``ValueError`` when ``value`` is not a timestamp.
+    """
+    try:
+        stamp = pd.Timestamp(value.strip())
+    except (ValueError, TypeError, OverflowError) as err:
+        raise ValueError(f"timestamp {value!r} is not ISO-8601 (e.g. 2025-01-31T12:00:00Z)") from err
+    if pd.isna(stamp):
+        raise ValueError(f"timestamp {value!r} is not ISO-8601 (e.g. 2025-01-31T12:00:00Z)")
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _to_json(obj: Mapping[str, Any]) -> str:
+    """JSON text with numpy scalars/arrays as plain values and non-finite floats as null."""
+
+    def clean(value: Any) -> Any:
+        if hasattr(value, "tolist"):  # numpy scalar or array
+            value = value.tolist()
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, Mapping):
+            return {str(k): clean(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return json.dumps(clean(dict(obj)), sort_keys=True, default=str, allow_nan=False)
+
+
+class Ledger:
+    """The SQLite ledger of rounds, batches, decisions and trained heads.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The database file; created with the current schema when missing.
+
+    Examples
+    --------
+    >>> with Ledger(tmp / "labels.sqlite") as ledger:  # doctest: +SKIP
+    ...     r = ledger.create_round(["p1", "p2"], strategy="margin", params={"budget": 2}, model={})
+    ...     ledger.record("p1", "accept", reviewer="ana")
+    ...     ledger.record("p2", "fix", caption="a red cube", reviewer="ana")
+    ...     ledger.batch(r)[["pair_id", "decision", "caption_fixed"]]
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._conn.execute("PRAGMA foreign_keys = ON")
+        if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            self._conn.execute("PRAGMA journal_mode = WAL")
+        self._ensure_schema()
+
+    def _ensure_schema(self) -> None:
+        """Create (or, in later versions, migrate) the schema; refuse files from a newer mmcurate."""
+        if self._query("PRAGMA user_version")[0][0] == SCHEMA_VERSION:
+            return  # the common case takes no write lock
+        with self._write() as conn:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise ProjectError(
+                    f"{self.path} has ledger schema version {version}, this mmcurate reads up to "
+                    f"{SCHEMA_VERSION}; upgrade mmcurate to open it.")
+            for statement in _SCHEMA.split(";\n"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- connection plumbing ------------------------------------------------------------------
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``): commit on success, roll back on any error."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._conn
+                self._conn.execute("COMMIT")
+            except BaseException:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                raise
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def close(self) -> None:
+        """Close the connection (further calls raise ``sqlite3.ProgrammingError``)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- rounds and batches -------------------------------------------------------------------
+    def create_round(self, pair_ids: Sequence[str], *, strategy: str, params: Mapping[str, Any],
+                     model: Mapping[str, Any], head_round: int | None = None,
+                     scores: Sequence[float] | None = None, reasons: Sequence[str] | None = None) -> int:
+        """Queue a batch as a new round (ids 1, 2, ...) in one transaction; returns the round id.
+
+        ``pair_ids`` are stored in order (``position`` 0, 1, ...), with optional ``scores`` and
+        ``reasons`` of the same length. ``params``/``model`` record how the batch was chosen.
+        Raises ``ValueError`` when a pair id repeats or was queued in an earlier round.
+        """
+        ids = [str(p) for p in pair_ids]
+        if not ids:
+            raise ValueError("a round needs at least one pair id; got an empty batch")
+        for name, values in (("scores", scores), ("reasons", reasons)):
+            if values is not None and len(values) != len(ids):
+                raise ValueError(f"{name} has {len(values)} entries, expected one per pair id ({len(ids)})")
+        repeated = sorted({p for p in ids if ids.count(p) > 1}) if len(set(ids)) < len(ids) else []
+        if repeated:
+            raise ValueError(f"pair ids repeat within the batch: {repeated[:10]}; pass each once")
+        with self._write() as conn:
+            earlier = self._queued_in(conn, ids)
+            if earlier:
+                shown = ", ".join(f"{p} (round {r})" for p, r in list(earlier.items())[:10])
+                raise ValueError(f"{len(earlier)} pair ids were queued in an earlier round: {shown}; "
+                                 "exclude queued_pair_ids() when selecting")
+            round_id = conn.execute("SELECT COALESCE(MAX(round), 0) + 1 FROM rounds").fetchone()[0]
+            conn.execute("INSERT INTO rounds VALUES (?, ?, ?, ?, ?, ?)",
+                         (round_id, utc_now(), strategy, _to_json(params), _to_json(model),
+                          None if head_round is None else int(head_round)))
+            conn.executemany("INSERT INTO batch_items VALUES (?, ?, ?, ?, ?)", [
+                (round_id, pos, pid, None if scores is None else float(scores[pos]),
+                 None if reasons is None else str(reasons[pos])) for pos, pid in enumerate(ids)])
+        return int(round_id)
+
+    @staticmethod
+    def _queued_in(conn: sqlite3.Connection, pair_ids: Collection[str]) -> dict[str, int]:
+        """Round of each of ``pair_ids`` that is already queued."""
+        found: dict[str, int] = {}
+        ids = list(pair_ids)
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in conn.execute(f"SELECT pair_id, round FROM batch_items WHERE pair_id IN ({marks})",
+                                    chunk):
+                found[row[0]] = row[1]
+        return found
+
+    def rounds(self) -> pd.DataFrame:
+        """One row per round: ``round, created_at, strategy, params, model, head_round, n_items,
+        n_decided`` (``params``/``model`` as dicts; ``n_decided`` = batch pairs with a decision)."""
+        rows = self._query("""
+            SELECT r.*, COUNT(b.pair_id) AS n_items,
+                   COUNT(b.pair_id) FILTER (WHERE EXISTS (
+                       SELECT 1 FROM decisions d WHERE d.pair_id = b.pair_id)) AS n_decided
+            FROM rounds r LEFT JOIN batch_items b ON b.round = r.round
+            GROUP BY r.round ORDER BY r.round""")
+        columns = ["round", "created_at", "strategy", "params", "model", "head_round", "n_items",
+                   "n_decided"]
+        records = [{**dict(r), "params": json.loads(r["params"]), "model": json.loads(r["model"])}
+                   for r in rows]
+        return _frame(records, columns, {"round": "int64", "head_round": "Int64", "n_items": "int64",
+                                         "n_decided": "int64"})
+
+    def latest_round(self) -> int | None:
+        """The highest round id, or ``None`` before the first round."""
+        value = self._query("SELECT MAX(round) FROM rounds")[0][0]
+        return None if value is None else int(value)
+
+    def batch(self, round_id: int | None = None) -> pd.DataFrame:
+        """The pairs of one round (latest when ``None``) in order, with their latest decision.
+
+        Columns ``round, position, pair_id, score, reason, decision, caption_fixed``;
+        ``decision``/``caption_fixed`` are ``None`` while undecided (``caption_fixed`` only for fix).
+        Raises ``ValueError`` for a round that does not exist.
+        """
+        if round_id is None:
+            round_id = self.latest_round()
+            if round_id is None:
+                raise ValueError("the ledger has no rounds yet; select a batch first (create_round)")
+        if not self._query("SELECT 1 FROM rounds WHERE round = ?", (int(round_id),)):
+            raise ValueError(f"round {round_id} does not exist; rounds are {self._round_ids()}")
+        rows = self._query(f"""
+            SELECT b.round, b.position, b.pair_id, b.score, b.reason, l.decision,
+                   l.caption AS caption_fixed
+            FROM batch_items b LEFT JOIN ({_LATEST}) l ON l.pair_id = b.pair_id
+            WHERE b.round = ? ORDER BY b.position""", (int(round_id),))
+        columns = ["round", "position", "pair_id", "score", "reason", "decision", "caption_fixed"]
+        return _frame([dict(r) for r in rows], columns,
+                      {"round": "int64", "position": "int64", "score": "float64"})
+
+    def _round_ids(self) -> list[int]:
+        return [int(r[0]) for r in self._query("SELECT round FROM rounds ORDER BY round")]
+
+    def queued_pair_ids(self) -> set[str]:
+        """Every pair id queued in any round."""
+        return {r[0] for r in self._query("SELECT pair_id FROM batch_items")}
+
+    # -- decisions ------------------------------------------------------------------------------
+    def record(self, pair_id: str, decision: str, *, caption: str | None = None,
+               round_id: int | None = None, reviewer: str | None = None, source: str = "api",
+               timestamp: str | None = None) -> bool:
+        """Record one decision and commit at once; returns whether a row was appended.
+
+        ``decision`` is one of :data:`DECISIONS` (case-insensitive); ``fix`` needs a non-empty
+        ``caption``. ``round_id`` defaults to the round the pair was queued in. A decision identical
+        to the pair's latest (decision, caption, reviewer, source) is not appended again.
+        Raises ``ValueError`` for a bad decision, a fix without caption, an unknown round or a bad
+        timestamp.
+        """
+        row = _clean_decision(str(pair_id), decision, caption, reviewer, timestamp)
+        if isinstance(row, tuple):
+            raise ValueError(row[1])
+        with self._write() as conn:
+            added, _ = self._append(conn, [row], source=source, round_id=round_id)
+        return added == 1
+
+    def _append(self, conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], *, source: str,
+                round_id: int | None) -> tuple[int, int]:
+        """Append ``rows`` not identical to their pair's latest; returns (n_added, n_conflicts)."""
+        if round_id is not None and not conn.execute("SELECT 1 FROM rounds WHERE round = ?",
+                                                     (int(round_id),)).fetchone():
+            raise ValueError(f"round {round_id} does not exist; rounds are "
+                             f"{[r[0] for r in conn.execute('SELECT round FROM rounds')]}")
+        ids = list({r["pair_id"] for r in rows})
+        latest = self._latest_of(conn, ids)
+        queued = self._queued_in(conn, ids) if round_id is None else {}
+        n_added = n_conflicts = 0
+        for row in rows:
+            key = (row["decision"], row["caption"], row["reviewer"], source)
+            before = latest.get(row["pair_id"])
+            if before == key:
+                continue
+            if before is not None and before[:2] != key[:2]:
+                n_conflicts += 1
+            conn.execute(
+                "INSERT INTO decisions (pair_id, round, decision, caption, reviewer, timestamp, source) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (row["pair_id"], round_id if round_id is not None else queued.get(row["pair_id"]),
+                 row["decision"], row["caption"], row["reviewer"], row["timestamp"] or utc_now(), source))
+            latest[row["pair_id"]] = key
+            n_added += 1
+        return n_added, n_conflicts
+
+    @staticmethod
+    def _latest_of(conn: sqlite3.Connection, pair_ids: list[str]) -> dict[str, tuple]:
+        out: dict[str, tuple] = {}
+        for start in range(0, len(pair_ids), 500):
+            chunk = pair_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for r in conn.execute(f"SELECT * FROM ({_LATEST}) WHERE pair_id IN ({marks})", chunk):
+                out[r["pair_id"]] = (r["decision"], r["caption"], r["reviewer"], r["source"])
+        return out
+
+    def import_decisions(self, source: str | os.PathLike | pd.DataFrame, *, known_pair_ids: Collection[str],
+                         source_name: str | None = None, round_id: int | None = None) -> ImportReport:
+        """Validate a decisions file (CSV/JSONL by suffix) or DataFrame, then write it in one transaction.
+
+        Columns ``pair_id``, ``decision`` (accept|reject|fix, case-insensitive), ``caption`` (the
+        corrected caption, required for fix), optional ``reviewer`` and ``timestamp``. Rows with an
+        empty decision are skipped (not reviewed yet). Every problem (unknown pair id or decision,
+        missing column, fix without caption, non-UTF-8 bytes, bad timestamp) is collected first and
+        raised as one :class:`LabelsFileError`; then nothing is written. Re-importing a file is
+        idempotent; a changed decision is appended (history kept, latest wins).
+
+        Examples
+        --------
+        >>> report = ledger.import_decisions("round1.csv", known_pair_ids=pairs["pair_id"])  # doctest: +SKIP
+        >>> report.n_added, report.n_conflicts  # doctest: +SKIP
+        """
+        if isinstance(source, pd.DataFrame):
+            name = source_name or "<DataFrame>"
+        else:
+            name = source_name or Path(source).name
+        label = str(source) if not isinstance(source, pd.DataFrame) else name
+        records, problems = _read_records(source, label=label)
+        known = known_pair_ids if isinstance(known_pair_ids, (set, frozenset, dict)) else set(known_pair_ids)
+        rows: list[dict[str, Any]] = []
+        n_skipped = 0
+        for number, rec in records:
+            if not rec.get("decision", "").strip():
+                n_skipped += 1
+                continue
+            pair_id = rec["pair_id"].strip()
+            if pair_id not in known:
+                problems.append((number, "pair_id", f"unknown pair_id {pair_id!r}"))
+            cleaned = _clean_decision(pair_id, rec["decision"], rec.get("caption"),
+                                      rec.get("reviewer"), rec.get("timestamp"))
+            if isinstance(cleaned, tuple):
+                problems.append((number, *cleaned))
+            else:
+                rows.append({**cleaned, "row": number})
+        problems.extend(_contradictions(rows))
+        if problems:
+            problems.sort(key=lambda p: p[0] or 0)
+            raise LabelsFileError(_describe(label, problems), problems)
+        with self._write() as conn:
+            n_added, n_conflicts = self._append(conn, rows, source=name, round_id=round_id)
+        return ImportReport(n_rows=len(records), n_added=n_added, n_unchanged=len(rows) - n_added,
+                            n_conflicts=n_conflicts, n_skipped=n_skipped)
+
+    def decisions(self, *, history: bool = False) -> pd.DataFrame:
+        """Latest decision per pair (``history=False``) or every decision in recording order.
+
+        Columns ``pair_id, round, decision, caption, reviewer, timestamp, source``.
+        """
+        sql = "SELECT * FROM decisions ORDER BY id" if history else f"{_LATEST} ORDER BY d.id"
+        rows = self._query(sql)
+        return _frame([dict(r) for r in rows], _DECISION_COLUMNS, {"round": "Int64"})
+
+    def conflicts(self) -> pd.DataFrame:
+        """Pairs whose decisions disagree over time (different decision or fixed caption).
+
+        Columns ``pair_id, n_decisions, decisions`` (list, oldest first) and ``latest``.
+        """
+        hist = self.decisions(history=True)
+        records = []
+        for pair_id, group in hist.groupby("pair_id", sort=True):
+            keys = list(zip(group["decision"], group["caption"]))
+            if len(set(keys)) > 1:
+                records.append({"pair_id": pair_id, "n_decisions": len(group),
+                                "decisions": list(group["decision"]), "latest": keys[-1][0]})
+        return _frame(records, ["pair_id", "n_decisions", "decisions", "latest"], {"n_decisions": "int64"})
+
+    # -- heads ------------------------------------------------------------------------------------
+    def record_head(self, *, checkpoint: str, metrics: Mapping[str, Any], n_labels: int) -> int:
+        """Record a trained head; returns its head round (1, 2, ...). Non-finite metrics become null."""
+        with self._write() as conn:
+            head_round = conn.execute("SELECT COALESCE(MAX(head_round), 0) + 1 FROM heads").fetchone()[0]
+            conn.execute("INSERT INTO heads VALUES (?, ?, ?, ?, ?)",
+                         (head_round, utc_now(), str(checkpoint), _to_json(metrics), int(n_labels)))
+        return int(head_round)
+
+    def heads(self) -> pd.DataFrame:
+        """Every trained head: ``head_round, created_at, checkpoint, n_labels, metrics`` (dict)."""
+        rows = self._query("SELECT * FROM heads ORDER BY head_round")
+        records = [{**dict(r), "metrics": json.loads(r["metrics"])} for r in rows]
+        return _frame(records, ["head_round", "created_at", "checkpoint", "n_labels", "metrics"],
+                      {"head_round": "int64", "n_labels": "int64"})
+
+    def latest_head(self) -> dict[str, Any] | None:
+        """The last recorded head as a dict (keys as :meth:`heads`), or ``None``."""
+        rows = self._query("SELECT * FROM heads ORDER BY head_round DESC LIMIT 1")
+        return {**dict(rows[0]), "metrics": json.loads(rows[0]["metrics"])} if rows else None
+
+
+def _frame(records: Sequence[Mapping[str, Any]], columns: Sequence[str],
+           dtypes: Mapping[str, str]) -> pd.DataFrame:
+    """A DataFrame with the given columns; columns not in ``dtypes`` are ``object`` (``None`` stays)."""
+    return pd.DataFrame({c: pd.Series([r[c] for r in records], dtype=dtypes.get(c, object))
+                         for c in columns}, columns=list(columns))
+
+
+def _clean_decision(pair_id: str, decision: Any, caption: Any, reviewer: Any,
+                    timestamp: Any) -> dict[str, Any] | tuple[str, str]:
+    """Normalise one decision; returns the row dict or ``(column, message)`` saying what is wrong."""
+    value = str(decision).strip().lower() if decision is not None else ""
+    if value not in DECISIONS:
+        return "decision", f"decision {decision!r} is not one of {', '.join(DECISIONS)}"
+    text = str(caption).strip() if caption is not None else ""
+    if value == "fix" and not text:
+        return "caption", "decision 'fix' needs the corrected caption in column 'caption'"
+    who = str(reviewer).strip() if reviewer is not None else ""
+    stamp = None
+    if timestamp is not None and str(timestamp).strip():
+        try:
+            stamp = normalize_timestamp(str(timestamp))
+        except ValueError as err:
+            return "timestamp", str(err)
+    return {"pair_id": pair_id, "decision": value, "caption": text if value == "fix" else None,
+            "reviewer": who or None, "timestamp": stamp}
+
+
+def _contradictions(rows: list[dict[str, Any]]) -> list[Problem]:
+    """Problems for pairs listed twice in one file with different decisions."""
+    first: dict[str, dict[str, Any]] = {}
+    out: list[Problem] = []
+    for row in rows:
+        seen = first.setdefault(row["pair_id"], row)
+        if (seen["decision"], seen["caption"]) != (row["decision"], row["caption"]):
+            out.append((row["row"], "pair_id", f"pair_id {row['pair_id']!r} already has decision "
+                        f"{seen['decision']!r} in row {seen['row']}; keep one row per pair"))
+    return out
+
+
+def _describe(label: str, problems: Sequence[Problem], limit: int = 20) -> str:
+    lines = [f"{label}: {len(problems)} problem(s); nothing was imported. Fix them and import again:"]
+    for row, column, message in problems[:limit]:
+        where = "file" if row is None else f"row {row}"
+        lines.append(f"  {where}, column {column!r}: {message}")
+    if len(problems) > limit:
+        lines.append(f"  ... and {len(problems) - limit} more (all in the error's .problems)")
+    return "\n".join(lines)
+
+
+# -- reading decisions files ----------------------------------------------------------------------
+Records = list[tuple[int, dict[str, str]]]
+
+
+def _read_records(source: str | os.PathLike | pd.DataFrame, *, label: str) -> tuple[Records, list[Problem]]:
+    """Rows of a decisions file as ``(data_row, {column: text})`` plus the problems found.
+
+    Bytes that are not UTF-8 are decoded with ``surrogateescape`` so the row and column holding
+    them can be named. Raises :class:`LabelsFileError` when the file cannot be read at all.
+    """
+    if isinstance(source, pd.DataFrame):
+        header = [str(c) for c in source.columns]
+        rows = [[_cell(v) for v in values] for values in source.itertuples(index=False)]
+        records, problems = _table_records(header, rows)
+    else:
+        path = Path(source)
+        fmt = _FORMATS.get(path.suffix.lower())
+        if fmt is None:
+            raise LabelsFileError(f"{label}: unsupported file type {path.suffix!r}; expected one of "
+                                  f"{', '.join(_FORMATS)} (CSV or JSON lines)")
+        try:
+            text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+        except OSError as err:
+            raise LabelsFileError(f"{label}: cannot read the decisions file ({err})") from err
+        records, problems = _csv_records(text, label) if fmt == "csv" else _jsonl_records(text)
+    for number, rec in records:
+        problems.extend((number, column, "holds bytes that are not UTF-8; re-save the file as UTF-8")
+                        for column, value in rec.items() if any("\udc80" <= ch <= "\udcff" for ch in value))
+    return records, problems
+
+
+def _missing_columns(found: Sequence[str]) -> Problem:
+    missing = [c for c in _REQUIRED if c not in [f.strip().lower() for f in found]]
+    return (None, ", ".join(missing), f"missing required column(s) {missing}; found {list(found)}, "
+            f"expected {list(_REQUIRED)} (+ optional {list(_OPTIONAL)})")
+
+
+def _cell(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return value if isinstance(value, str) else str(value)
+
+
+def _table_records(header: list[str], rows: list[list[str]]) -> tuple[Records, list[Problem]]:
+    names = [h.strip().lower() for h in header]
+    if any(c not in names for c in _REQUIRED):
+        return [], [_missing_columns(header)]
+    records: Records = []
+    problems: list[Problem] = []
+    for number, values in enumerate(rows, start=1):
+        if len(values) != len(names):
+            problems.append((number, "*", f"has {len(values)} fields, the header has {len(names)}"))
+        else:
+            records.append((number, dict(zip(names, values))))
+    return records, problems
+
+
+def _csv_records(text: str, label: str) -> tuple[Records, list[Problem]]:
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in r)]
+    except csv.Error as err:
+        raise LabelsFileError(f"{label}: not a readable CSV file ({err})") from err
+    if not rows:
+        raise LabelsFileError(f"{label}: the file is empty; expected a header with "
+                              f"{list(_REQUIRED)} (+ optional {list(_OPTIONAL)}) and one row per pair")
+    return _table_records(rows[0], rows[1:])
+
+
+def _jsonl_records(text: str) -> tuple[Records, list[Problem]]:
+    records: Records = []
+    problems: list[Problem] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as err:
+            problems.append((number, "*", f"not valid JSON ({err.msg} at character {err.pos})"))
+            continue
+        if not isinstance(obj, dict):
+            problems.append((number, "*", f"expected a JSON object per line, got {type(obj).__name__}"))
+            continue
+        records.append((number, {str(k).strip().lower(): _cell(v) for k, v in obj.items()}))
+    found = list(dict.fromkeys(c for _, rec in records for c in rec))
+    if any(c not in found for c in _REQUIRED):
+        return [], [*problems, _missing_columns(found)]
+    for number, rec in records:
+        problems.extend((number, c, f"missing key {c!r}") for c in _REQUIRED if c not in rec)
+    return [(n, rec) for n, rec in records if all(c in rec for c in _REQUIRED)], problems
