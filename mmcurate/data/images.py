@@ -1,0 +1,79 @@
+"""Opening and checking images: plain files and WebDataset tar members (``shard.tar::member``)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import warnings
+from functools import lru_cache
+from pathlib import Path
+
+from PIL import Image
+
+__all__ = ["IMAGE_SUFFIXES", "check_image", "open_image", "read_image_bytes"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
+
+
+@lru_cache(maxsize=8)
+def _tar_index(path: str, mtime: float) -> dict[str, tarfile.TarInfo]:
+    with tarfile.open(path) as tar:
+        return {m.name: m for m in tar.getmembers() if m.isfile()}
+
+
+def read_image_bytes(ref: str, *, image_root: str | os.PathLike | None) -> bytes:
+    """The raw bytes of a relative path or a ``shard.tar::member`` reference."""
+    root = Path(image_root) if image_root else Path(".")
+    if "::" in ref:
+        shard, member = ref.split("::", 1)
+        path = root / shard
+        index = _tar_index(str(path), path.stat().st_mtime)
+        if member not in index:
+            raise FileNotFoundError(f"{member} not in {path}")
+        with tarfile.open(path) as tar:
+            fh = tar.extractfile(index[member])
+            if fh is None:
+                raise FileNotFoundError(f"{member} in {path} is not a file")
+            return fh.read()
+    return (root / ref).read_bytes()
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        return Image.alpha_composite(bg, im).convert("RGB")
+    return im.convert("RGB")
+
+
+def open_image(ref: str, *, image_root: str | os.PathLike | None) -> Image.Image:
+    """Open an image reference as RGB, compositing any alpha channel onto white.
+
+    Examples
+    --------
+    >>> open_image("img/0.png", image_root="data/")  # doctest: +SKIP
+    <PIL.Image.Image image mode=RGB size=24x24>
+    """
+    data = read_image_bytes(ref, image_root=image_root)
+    with Image.open(io.BytesIO(data)) as im:
+        im.load()
+        return _to_rgb(im)
+
+
+def check_image(data: bytes) -> tuple[str, str] | None:
+    """Decode ``data`` fully; ``None`` if fine, else ``(reason, detail)``.
+
+    Reasons: ``decompression_bomb`` (more pixels than ``PIL.Image.MAX_IMAGE_PIXELS``),
+    ``corrupt_image`` (unreadable, truncated or not an image).
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as im:
+                im.load()
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        return "decompression_bomb", str(err)
+    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as err:
+        return "corrupt_image", f"{type(err).__name__}: {err}"
+    return None

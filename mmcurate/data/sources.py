@@ -1,0 +1,259 @@
+"""Readers: every pair source becomes one raw table before validation.
+
+The raw table has ``_source`` (file), ``_row`` (1-based data row, or the position of a folder
+file / tar sample), ``_ref`` (a member or file name for messages), the three mapped columns
+``id``, ``image``, ``caption`` (strings or missing) and every extra column of the source.
+Text is decoded per row with ``surrogateescape`` so one row with non-UTF-8 bytes is rejected
+alone instead of failing the whole file.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mmcurate.data.images import IMAGE_SUFFIXES
+from mmcurate.exceptions import DataError
+
+__all__ = ["FORMATS", "Columns", "detect_format", "read_source"]
+
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "folder", "webdataset")
+_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
+           ".tar": "webdataset"}
+
+
+@dataclass(frozen=True)
+class Columns:
+    """Names of the id, image and caption columns in a tabular source."""
+
+    id: str = "id"
+    image: str = "image"
+    caption: str = "caption"
+
+
+def detect_format(source: str | os.PathLike, fmt: str | None = None) -> str:
+    """``fmt`` if given (checked), else by suffix; folders of images are ``folder``."""
+    if fmt:
+        if fmt not in FORMATS:
+            raise DataError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
+        return fmt
+    text = str(source)
+    path = Path(text)
+    if path.is_dir():
+        return "webdataset" if any(path.glob("*.tar")) else "folder"
+    if any(ch in text for ch in "*{"):
+        return "webdataset"
+    if path.suffix.lower() in _SUFFIX:
+        return _SUFFIX[path.suffix.lower()]
+    raise DataError(f"cannot tell the format of {source} from its suffix; use fmt= / --format with "
+                    f"one of {', '.join(FORMATS)}")
+
+
+def _map_columns(df: pd.DataFrame, columns: Columns, source: Path) -> pd.DataFrame:
+    missing = [c for c in (columns.image, columns.caption) if c not in df.columns]
+    if missing:
+        raise DataError(
+            f"{source}: missing column(s) {missing}; the file has columns "
+            f"{[c for c in df.columns if not str(c).startswith('_')]}. "
+            f"Map yours with Columns(image=..., caption=..., id=...) or the CLI's --image-column, "
+            f"--caption-column, --id-column."
+        )
+    rename = {columns.image: "image", columns.caption: "caption"}
+    if columns.id in df.columns:
+        rename[columns.id] = "id"
+    clash = [c for c in ("id", "image", "caption") if c in df.columns and c not in rename
+             and c not in rename.values()]
+    out = df.drop(columns=clash).rename(columns=rename)
+    if "id" not in out.columns:
+        out["id"] = None
+    return out
+
+
+def _read_table(path: Path, sep: str, columns: Columns) -> pd.DataFrame:
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    try:
+        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=sep))
+    except csv.Error as err:
+        raise DataError(f"{path} is not valid {'TSV' if sep == chr(9) else 'CSV'}: {err}") from err
+    if not rows:
+        raise DataError(f"{path} is empty (expected a header row)")
+    header, body = rows[0], [r for r in rows[1:] if r]
+    width = len(header)
+    good = [r for r in body if len(r) == width]
+    df = pd.DataFrame(good, columns=header, dtype=object)
+    df.insert(0, "_row", [i for i, r in enumerate(body, start=1) if len(r) == width])
+    bad = [{"_row": i, "_error": f"{len(r)} fields, header has {width}"}
+           for i, r in enumerate(body, start=1) if len(r) != width]
+    df = _map_columns(df, columns, path)
+    if bad:
+        df = pd.concat([df, pd.DataFrame(bad)], ignore_index=True).sort_values("_row", kind="stable")
+    return df
+
+
+def _read_jsonl(path: Path, columns: Columns) -> pd.DataFrame:
+    records, bad = [], []
+    for i, line in enumerate(path.read_bytes().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line.decode("utf-8", errors="surrogateescape"))
+            if not isinstance(obj, dict):
+                raise ValueError("not a JSON object")
+        except ValueError as err:
+            bad.append({"_row": i, "_error": f"malformed JSON: {err}"})
+            continue
+        records.append({"_row": i, **{k: (v if not isinstance(v, (int, float)) or isinstance(v, bool)
+                                          else str(v) if k == columns.id else v)
+                                      for k, v in obj.items()}})
+    df = pd.DataFrame(records)
+    if df.empty:
+        df = pd.DataFrame(columns=["_row", columns.image, columns.caption])
+    df = _map_columns(df, columns, path)
+    if bad:
+        df = pd.concat([df, pd.DataFrame(bad)], ignore_index=True).sort_values("_row", kind="stable")
+    return df
+
+
+def _read_parquet(path: Path, columns: Columns) -> pd.DataFrame:
+    df = _map_columns(pd.read_parquet(path), columns, path)
+    df.insert(0, "_row", range(1, len(df) + 1))
+    return df
+
+
+def _read_caption_file(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), "")
+
+
+def _read_folder(root: Path) -> pd.DataFrame:
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    rows = []
+    for i, p in enumerate(files, start=1):
+        caption = _read_caption_file(p.with_suffix(".txt"))
+        rows.append({"_row": i, "_ref": p.relative_to(root).as_posix(), "id": None,
+                     "image": p.relative_to(root).as_posix(), "caption": caption,
+                     **({"_error": f"no caption file {p.with_suffix('.txt').name}"} if caption is None
+                        else {})})
+    return pd.DataFrame(rows, columns=["_row", "_ref", "id", "image", "caption", "_error"])
+
+
+def _shards(source: str) -> list[Path]:
+    path = Path(source)
+    if path.is_dir():
+        return sorted(path.glob("*.tar"))
+    if "{" in source:  # brace list/range, e.g. shards-{000..009}.tar or {a,b}.tar
+        head, rest = source.split("{", 1)
+        body, tail = rest.split("}", 1)
+        if ".." in body:
+            lo, hi = body.split("..")
+            names = [f"{head}{i:0{len(lo)}d}{tail}" for i in range(int(lo), int(hi) + 1)]
+        else:
+            names = [f"{head}{b}{tail}" for b in body.split(",")]
+        return [Path(n) for n in names]
+    if any(ch in source for ch in "*?["):
+        return sorted(Path(p) for p in glob.glob(source))
+    return [path]
+
+
+def _tar_samples(shard: Path, image_root: Path) -> list[dict]:
+    groups: dict[str, dict[str, tarfile.TarInfo]] = {}
+    with tarfile.open(shard) as tar:
+        members = [m for m in tar.getmembers() if m.isfile()]
+        for m in members:
+            key, _, ext = m.name.rpartition(".")
+            groups.setdefault(key, {})[ext.lower()] = m
+        rows = []
+        rel = os.path.relpath(shard.resolve(), image_root.resolve())
+        for key, parts in groups.items():
+            img = next((parts[e] for e in ("jpg", "jpeg", "png", "webp") if e in parts), None)
+            caption, meta = None, {}
+            if "txt" in parts:
+                caption = tar.extractfile(parts["txt"]).read().decode("utf-8", "surrogateescape").strip()
+            if "json" in parts:
+                try:
+                    meta = json.loads(tar.extractfile(parts["json"]).read().decode("utf-8"))
+                except ValueError:
+                    meta = {}
+                caption = caption if caption is not None else meta.get("caption")
+            row = {"_ref": f"{shard.name}::{key}", "id": key,
+                   "image": f"{Path(rel).as_posix()}::{img.name}" if img else None,
+                   "caption": caption, **{k: v for k, v in meta.items() if k != "caption"
+                                          and isinstance(v, (str, int, float, bool))}}
+            if img is None:
+                row["_error"] = f"sample {key} has no jpg/png/webp member"
+            rows.append(row)
+    return rows
+
+
+def _read_webdataset(source: str, image_root: Path) -> pd.DataFrame:
+    shards = _shards(source)
+    if not shards:
+        raise DataError(f"no WebDataset shards match {source}")
+    rows = []
+    for shard in shards:
+        if not shard.is_file():
+            raise DataError(f"WebDataset shard {shard} does not exist")
+        try:
+            part = _tar_samples(shard, image_root)
+        except tarfile.TarError as err:
+            raise DataError(f"{shard} is not a readable tar file: {err}") from err
+        for r in part:
+            r["_source"] = str(shard)
+        rows += part
+    df = pd.DataFrame(rows)
+    df.insert(0, "_row", range(1, len(df) + 1))
+    return df
+
+
+def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns,
+                fmt: str | None = None) -> pd.DataFrame:
+    """Read any supported source into the raw table (see module docstring)."""
+    kind = detect_format(source, fmt)
+    path = Path(source)
+    if kind in ("csv", "tsv", "jsonl", "parquet") and not path.is_file():
+        raise DataError(f"pairs file {path} does not exist")
+    if kind == "csv":
+        df = _read_table(path, ",", columns)
+    elif kind == "tsv":
+        df = _read_table(path, "\t", columns)
+    elif kind == "jsonl":
+        df = _read_jsonl(path, columns)
+    elif kind == "parquet":
+        df = _read_parquet(path, columns)
+    elif kind == "folder":
+        if not path.is_dir():
+            raise DataError(f"image folder {path} does not exist")
+        df = _read_folder(path)
+    else:
+        df = _read_webdataset(str(source), image_root)
+    if "_source" not in df.columns:
+        df["_source"] = str(source)
+    return _sanitize(df.reset_index(drop=True))
+
+
+def _has_surrogates(value) -> bool:
+    return isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value)
+
+
+def _sanitize(df: pd.DataFrame) -> pd.DataFrame:
+    """Flag captions that were not valid UTF-8 (``_nonutf8``) and make every cell valid text."""
+    df["_nonutf8"] = [_has_surrogates(v) for v in df["caption"]] if len(df) else []
+    for col in df.columns:
+        if df[col].dtype != object:
+            continue
+        values = df[col].tolist()
+        if any(_has_surrogates(v) for v in values):
+            df[col] = pd.Series([v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                                 if _has_surrogates(v) else v for v in values], dtype=object,
+                                index=df.index)
+    return df

@@ -1,0 +1,139 @@
+"""Validation of the raw table: one reject record per bad row, the valid rows go on.
+
+Checks, in order: malformed rows, missing image value, paths escaping the image root (absolute
+paths outside it, ``..``, symlinks resolving outside), missing files, empty or non-UTF-8
+captions, duplicate ids (first kept), then (optionally) a full decode of every image in a thread
+pool: corrupt/truncated images and decompression bombs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mmcurate.data.images import check_image, read_image_bytes
+
+__all__ = ["REJECT_COLUMNS", "validate"]
+
+REJECT_COLUMNS = ["source", "row", "pair_id", "column", "reason", "detail"]
+
+
+def _pair_ids(df: pd.DataFrame) -> pd.Series:
+    given = df["id"].where(df["id"].notna(), None)
+    given = given.map(lambda v: None if v is None or str(v).strip() == "" else str(v).strip())
+    hashed = [hashlib.sha1(f"{i}\n{c}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
+              for i, c in zip(df["image"].astype(str), df["caption"].astype(str))]
+    return given.where(given.notna(), pd.Series(hashed, index=df.index))
+
+
+def _path_problem(ref: str, root: str) -> tuple[str, str] | None:
+    if "::" in ref:  # WebDataset member: the shard is checked once by the reader
+        return None
+    if os.path.isabs(ref):
+        target = os.path.realpath(ref)
+    else:
+        target = os.path.realpath(os.path.join(root, ref))
+    if os.path.commonpath([target, root]) != root:
+        return "outside_root", f"{ref} resolves to {target}, outside the image root {root}"
+    if not os.path.isfile(target):
+        return "missing_file", f"{target} does not exist"
+    return None
+
+
+class _Rejects:
+    def __init__(self) -> None:
+        self.records: list[dict] = []
+
+    def add(self, df: pd.DataFrame, mask, column: str, reason: str, detail) -> pd.DataFrame:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.any():
+            bad = df[mask]
+            details = detail if isinstance(detail, (list, np.ndarray)) else [detail] * len(bad)
+            for (_, row), d in zip(bad.iterrows(), details):
+                self.records.append({"source": row["_source"], "row": int(row["_row"]),
+                                     "pair_id": row.get("pair_id"), "column": column,
+                                     "reason": reason, "detail": d})
+        return df[~mask]
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.records, columns=REJECT_COLUMNS).sort_values(["row"], kind="stable") \
+            if self.records else pd.DataFrame(columns=REJECT_COLUMNS)
+
+
+def _text_checks(df: pd.DataFrame, rej: _Rejects, root: str) -> pd.DataFrame:
+    if "_error" in df.columns:
+        err = df["_error"].notna() & (df["_error"].astype(str) != "")
+        df = rej.add(df, err, "row", "malformed_row", df.loc[err, "_error"].astype(str).tolist())
+    img = df["image"].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    df = df.assign(image=img)
+    df = rej.add(df, df["image"].str.strip() == "", "image", "missing_value", "no image path")
+    cap = df["caption"].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
+    df = df.assign(caption=cap.str.strip())
+    bad_utf8 = df["_nonutf8"].to_numpy(bool) if "_nonutf8" in df.columns else np.zeros(len(df), bool)
+    df = rej.add(df, bad_utf8, "caption", "non_utf8_caption", "caption bytes are not valid UTF-8")
+    df = rej.add(df, df["caption"] == "", "caption", "empty_caption", "caption is empty")
+    problems = [_path_problem(ref, root) for ref in df["image"]]
+    for reason in ("outside_root", "missing_file"):
+        mask = [p is not None and p[0] == reason for p in problems]
+        details = [p[1] for p in problems if p is not None and p[0] == reason]
+        keep = ~np.asarray(mask, dtype=bool)
+        df = rej.add(df, mask, "image", reason, details)
+        problems = [p for p, k in zip(problems, keep) if k]
+    return df
+
+
+def _normalise_refs(df: pd.DataFrame, root: str) -> pd.DataFrame:
+    def rel(ref: str) -> str:
+        if "::" in ref:
+            return ref
+        full = os.path.realpath(ref if os.path.isabs(ref) else os.path.join(root, ref))
+        return Path(os.path.relpath(full, root)).as_posix()
+
+    return df.assign(image=df["image"].map(rel))
+
+
+def _image_checks(df: pd.DataFrame, rej: _Rejects, root: str, progress: bool) -> pd.DataFrame:
+    from tqdm.auto import tqdm
+
+    def check(ref: str):
+        try:
+            return check_image(read_image_bytes(ref, image_root=root))
+        except OSError as err:
+            return "missing_file", str(err)
+
+    with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:
+        results = list(tqdm(pool.map(check, df["image"].tolist()), total=len(df), desc="check images",
+                            unit="img", disable=not progress, file=sys.stderr))
+    for reason in ("corrupt_image", "decompression_bomb", "missing_file"):
+        mask = np.array([r is not None and r[0] == reason for r in results], dtype=bool)
+        details = [r[1] for r in results if r is not None and r[0] == reason]
+        df = rej.add(df, mask, "image", reason, details)
+        results = [r for r, m in zip(results, mask) if not m]
+    return df
+
+
+def validate(raw: pd.DataFrame, *, image_root: Path, check_images: bool = True,
+             progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the raw table into valid pairs and rejects (see module docstring)."""
+    rej = _Rejects()
+    root = os.path.realpath(image_root)
+    df = raw.copy()
+    df["pair_id"] = _pair_ids(df) if len(df) else pd.Series(dtype=str)
+    df = _text_checks(df, rej, root) if len(df) else df
+    df = _normalise_refs(df, root) if len(df) else df
+    dup = df["pair_id"].duplicated(keep="first").to_numpy() if len(df) else np.zeros(0, bool)
+    first_row = df.drop_duplicates("pair_id").set_index("pair_id")["_row"] if len(df) else None
+    dup_detail = [f"same id as row {int(first_row[p])}" for p in df.loc[dup, "pair_id"]] if dup.any() else []
+    df = rej.add(df, dup, "id", "duplicate_id", dup_detail)
+    if check_images and len(df):
+        df = _image_checks(df, rej, root, progress)
+    extras = [c for c in df.columns if c not in ("pair_id", "image", "caption", "id") and not c.startswith("_")]
+    pairs = df[["pair_id", "image", "caption", *extras]].reset_index(drop=True)
+    pairs["pair_id"] = pairs["pair_id"].astype(str)
+    return pairs, rej.frame()
