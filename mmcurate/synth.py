@@ -61,7 +61,9 @@ class Scene:
 
 
 def _rng(random_state) -> np.random.Generator:
-    return random_state if isinstance(random_state, np.random.Generator) else np.random.default_rng(random_state)
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    return np.random.default_rng(random_state)
 
 
 def generate_scenes(n: int, *, random_state: int | np.random.Generator | None = 0) -> list[Scene]:

@@ -32,7 +32,7 @@ class LoadResult:
 
 
 def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
-               columns: Columns = Columns(), fmt: str | None = None, check_images: bool = True,
+               columns: Columns | None = None, fmt: str | None = None, check_images: bool = True,
                progress: bool = False) -> LoadResult:
     """Read and validate a pair source.
 
@@ -53,6 +53,7 @@ def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | Non
     >>> result.pairs.columns[:3].tolist(), len(result.rejects)  # doctest: +SKIP
     (['pair_id', 'image', 'caption'], 2)
     """
+    columns = columns or Columns()
     src = Path(source)
     root = Path(image_root) if image_root is not None else (src if src.is_dir() else src.parent)
     raw = read_source(source, image_root=root, columns=columns, fmt=fmt)

@@ -133,7 +133,8 @@ def validate(raw: pd.DataFrame, *, image_root: Path, check_images: bool = True,
     df = rej.add(df, dup, "id", "duplicate_id", dup_detail)
     if check_images and len(df):
         df = _image_checks(df, rej, root, progress)
-    extras = [c for c in df.columns if c not in ("pair_id", "image", "caption", "id") and not c.startswith("_")]
+    core = ("pair_id", "image", "caption", "id")
+    extras = [c for c in df.columns if c not in core and not str(c).startswith("_")]
     pairs = df[["pair_id", "image", "caption", *extras]].reset_index(drop=True)
     pairs["pair_id"] = pairs["pair_id"].astype(str)
     return pairs, rej.frame()
