@@ -80,6 +80,16 @@ class RayEncoder:
                 "error": np.asarray(errors, dtype=str)}
 
 
+def _dataset(ray, todo, n_blocks: int):
+    """The missing pairs as a Ray Dataset of ``n_blocks`` Arrow blocks (so every actor gets work)."""
+    import pyarrow as pa
+
+    table = pa.Table.from_pandas(todo[["pair_id", "image", "caption"]].astype(str),
+                                 preserve_index=False)
+    step = -(-len(table) // n_blocks)
+    return ray.data.from_arrow([table.slice(i, step) for i in range(0, len(table), step)])
+
+
 def _init_ray(ray, address: str | None, num_cpus: int | None) -> None:
     if ray.is_initialized():
         return
@@ -121,7 +131,7 @@ def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2, ba
         start = time.perf_counter()
         _init_ray(ray, address, None)
         try:
-            ds = ray.data.from_pandas(todo[["pair_id", "image", "caption"]].reset_index(drop=True))
+            ds = _dataset(ray, todo, max(1, min(len(todo) // batch_size, num_workers * 8)))
             out = ds.map_batches(
                 RayEncoder, batch_size=batch_size, batch_format="numpy",
                 fn_constructor_kwargs={"model": proj.model_spec.model,

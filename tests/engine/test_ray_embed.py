@@ -67,7 +67,8 @@ def test_killed_ray_run_resumes(micro_clip_dir, tmp_path):
         time.sleep(0.02)
     os.killpg(proc.pid, signal.SIGKILL)  # the driver and the Ray processes it started
     proc.wait(timeout=60)
-    subprocess.run(["ray", "stop", "--force"], capture_output=True, check=False)
+    ray_cli = os.path.join(os.path.dirname(sys.executable), "ray")
+    subprocess.run([ray_cli, "stop", "--force"], capture_output=True, check=False)
     done = len(proj.store.stored_ids())
     assert 0 < done < 600, "the kill must land mid-run"
     from mmcurate.engine.ray_embed import embed_with_ray
