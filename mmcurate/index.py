@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["as_float32", "kmeans", "knn"]
+__all__ = ["as_float32", "build_index", "kmeans", "knn", "load_index", "save_index", "search"]
 
 
 def _faiss():
@@ -104,7 +104,69 @@ def kmeans(
     faiss = _faiss()
     x = as_float32(vectors)
     km = faiss.Kmeans(x.shape[1], n_clusters, niter=n_iter, seed=int(random_state),
-                      spherical=True, verbose=False)
+                      spherical=True, verbose=False, min_points_per_centroid=1,
+                      max_points_per_centroid=256)
     km.train(x)
     _, assign = km.index.search(x, 1)
     return km.centroids.copy(), assign[:, 0].astype(np.int64)
+
+
+# -- persistent indexes -------------------------------------------------------------------------
+EXACT_MAX = 200_000
+"""Above this many vectors ``build_index(kind="auto")`` builds an IVF index instead of an exact one."""
+
+
+def build_index(vectors: npt.ArrayLike, *, kind: str = "auto", random_state: int = 0,
+                chunk: int = 65536):
+    """Inner-product index over (normalised) vectors, added in float32 chunks.
+
+    ``kind``: ``flat`` (exact), ``ivf`` (``IndexIVFFlat`` with ~4·sqrt(N) lists, trained on a
+    seeded sample, ``nprobe`` 16), or ``auto`` (flat up to ``EXACT_MAX`` vectors, IVF above).
+    """
+    faiss = _faiss()
+    n = len(vectors)
+    dim = int(np.asarray(vectors[:1]).shape[1])
+    if kind == "auto":
+        kind = "flat" if n <= EXACT_MAX else "ivf"
+    if kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif kind == "ivf":
+        nlist = int(4 * np.sqrt(n))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(random_state)
+        sample = np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
+        index.train(as_float32(np.asarray(vectors[sample])))
+        index.nprobe = 16
+    else:
+        raise ValueError(f"unknown index kind {kind!r}; expected auto, flat or ivf")
+    for start in range(0, n, chunk):
+        index.add(as_float32(vectors[start : start + chunk]))
+    return index
+
+
+def search(index, queries: npt.ArrayLike, k: int, *, batch_size: int = 16384
+           ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Batched ``index.search``: ``(sims (N, k), indices (N, k))``, best first, -1 where missing."""
+    n = len(queries)
+    sims = np.empty((n, k), dtype=np.float32)
+    idx = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, batch_size):
+        s, i = index.search(as_float32(queries[start : start + batch_size]), k)
+        sims[start : start + len(s)], idx[start : start + len(s)] = s, i
+    return sims, idx
+
+
+def save_index(index, path) -> None:
+    """Write a faiss index atomically."""
+    import os
+    from pathlib import Path
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    _faiss().write_index(index, str(tmp))
+    os.replace(tmp, path)
+
+
+def load_index(path):
+    """Read a faiss index written by :func:`save_index`."""
+    return _faiss().read_index(str(path))

@@ -1,0 +1,607 @@
+"""Export a round for outside annotators, and the curated set with its report.
+
+Batch files (:func:`export_batch`)
+    One row per pair of a round, named so that the file, once filled in, imports as is with
+    ``mmcurate label PROJECT --import FILE``: ``pair_id, decision, caption, reviewer`` (``caption``
+    holds the current caption; a reviewer edits it for ``fix``), plus ``image``, ``score``,
+    ``reason``, ``round`` (and ``thumbnail``), which the importer ignores.
+
+Curated set (:func:`export_curated`)
+    Every pair of the project ends in exactly one place:
+
+    ========================  =========================================================
+    latest decision accept    curated, ``status = accepted``
+    latest decision fix       curated, ``status = fixed``, corrected caption in ``caption``,
+                              the original in ``original_caption``
+    latest decision reject    dropped, ``reason = rejected by reviewer``
+    unreviewed, embed failed  dropped with the failure's reason (``embed_failures.csv``)
+    unreviewed, threshold t   curated (``status = auto``) when P(aligned) >= t, else dropped
+                              (``reason = p_aligned < t``)
+    unreviewed, no threshold  in neither file (counted as ``left_out``)
+    ========================  =========================================================
+
+    Rows rejected when the project was built (``rejects.csv``) are added to ``dropped`` with their
+    reasons. A reviewer's decision outranks an embedding failure (a person saw the pair).
+
+Assumptions: P(aligned) comes from :func:`mmcurate.rounds.rank_project` with the ``clip_score``
+strategy (calibrated under the latest head) unless a ranking table is passed in; every file is
+written to a temporary name and moved into place, so readers never see half a file.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import re
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmcurate._fileio import atomic_write_bytes
+from mmcurate.exceptions import ProjectError
+
+__all__ = ["CURATED_FORMATS", "Curation", "curate_pairs", "export_batch", "export_curated",
+           "sample_key", "write_webdataset"]
+
+CURATED_FORMATS = ("csv", "jsonl", "parquet", "webdataset")
+BATCH_SUFFIXES = (".csv", ".jsonl")
+THUMBNAIL_SIZE = 256
+_BASE_COLUMNS = ("pair_id", "image", "caption")
+_DROPPED_COLUMNS = ["pair_id", "image", "caption", "stage", "reason", "detail"]
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+# -- small helpers ----------------------------------------------------------------------------------
+@contextlib.contextmanager
+def _atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success fsync it and move it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _write_frame(df: pd.DataFrame, path: Path, fmt: str) -> Path:
+    """Write ``df`` as csv, jsonl or parquet, atomically."""
+    with _atomic_path(path) as tmp:
+        if fmt == "csv":
+            df.to_csv(tmp, index=False)
+        elif fmt == "jsonl":
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
+        else:
+            df.to_parquet(tmp, index=False)
+    return path
+
+
+def sample_key(pair_id: str) -> str:
+    """A file-name-safe key for a pair: the id itself when it is ``[A-Za-z0-9_-]``, else a hash.
+
+    WebDataset splits a member name at its first dot, so keys may not contain dots or slashes.
+    """
+    if _SAFE_KEY.match(pair_id):
+        return pair_id
+    return "id-" + hashlib.sha1(pair_id.encode("utf-8")).hexdigest()[:16]
+
+
+def _absolute_images(proj, refs: pd.Series) -> pd.Series:
+    """Image references as absolute paths (``/root/shard.tar::member`` for WebDataset members)."""
+    refs = refs.fillna("").astype(str)
+    if proj.kind == "external" or proj.image_root is None:
+        return refs
+    root = proj.image_root
+    return refs.map(lambda ref: str(root / ref) if ref else "")
+
+
+class _ImageBytes:
+    """Read stored image bytes: a file under ``image_root`` or a ``shard.tar::member``.
+
+    The shard last read stays open with a name -> member map, so reading a shard's members in
+    order costs one pass. Raises ``OSError`` when the image cannot be read. Use as a context manager.
+    """
+
+    def __init__(self, image_root: Path) -> None:
+        self.root = image_root
+        self._shard: tuple[Path, tarfile.TarFile, dict[str, tarfile.TarInfo]] | None = None
+
+    def __call__(self, ref: str) -> bytes:
+        if "::" not in ref:
+            return (self.root / ref).read_bytes()
+        shard, member = ref.split("::", 1)
+        path = self.root / shard
+        if self._shard is None or self._shard[0] != path:
+            self.close()
+            try:
+                tar = tarfile.open(path)
+                self._shard = (path, tar, {info.name: info for info in tar.getmembers()})
+            except tarfile.TarError as err:
+                raise OSError(f"{path} is not a readable tar file ({err})") from err
+        info = self._shard[2].get(member)
+        fh = self._shard[1].extractfile(info) if info is not None else None
+        if fh is None:
+            raise FileNotFoundError(f"{path} has no regular file member {member!r}")
+        return fh.read()
+
+    def close(self) -> None:
+        if self._shard is not None:
+            self._shard[1].close()
+            self._shard = None
+
+    def __enter__(self) -> _ImageBytes:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- batch export -----------------------------------------------------------------------------------
+def export_batch(proj, out: str | os.PathLike, *, round_id: int | None = None,
+                 thumbnails: bool = False) -> Path:
+    """Write one round's batch (latest by default) as a CSV or JSONL file for annotators.
+
+    Columns ``pair_id, decision, caption, reviewer, image, score, reason, round`` (+ ``thumbnail``).
+    ``decision`` and ``reviewer`` are empty, to fill in; ``caption`` holds the current caption and
+    is the corrected caption for ``fix``. ``image`` is an absolute path for image projects and the
+    stored reference (possibly empty) for imported-embedding projects. The filled-in file imports
+    unchanged with ``mmcurate label PROJECT --import FILE``; rows left without a decision are skipped.
+
+    Parameters
+    ----------
+    proj : Project
+    out : path
+        Ends in ``.csv`` or ``.jsonl`` (the format).
+    round_id : int, optional
+        The round to export; the latest when omitted.
+    thumbnails : bool
+        Also write 256-px JPEG thumbnails into ``<out stem>_thumbs/`` and a ``thumbnail`` column
+        (path relative to the folder of ``out``; empty when the image cannot be read).
+
+    Returns
+    -------
+    Path
+        ``out``.
+
+    Examples
+    --------
+    >>> path = export_batch(proj, "round3.csv", thumbnails=True)  # doctest: +SKIP
+    >>> # fill in `decision` (accept | reject | fix) and `caption` for fixes, then
+    >>> proj.ledger.import_decisions(path, known_pair_ids=set(proj.pairs["pair_id"]))  # doctest: +SKIP
+    """
+    out = Path(out)
+    if out.suffix.lower() not in BATCH_SUFFIXES:
+        raise ValueError(f"batch file {out.name!r}: expected a name ending in one of "
+                         f"{', '.join(BATCH_SUFFIXES)} (the format), got suffix {out.suffix!r}")
+    if not (proj.root / "labels.sqlite").is_file() or proj.ledger.latest_round() is None:
+        raise ProjectError(f"{proj.root} has no round to export yet; run `mmcurate select "
+                           f"{proj.root} --budget N` first.")
+    batch = proj.ledger.batch(round_id)
+    rows = batch.merge(proj.pairs[list(_BASE_COLUMNS)], on="pair_id", how="left")
+    table = pd.DataFrame({
+        "pair_id": rows["pair_id"].astype(str),
+        "decision": "",
+        "caption": rows["caption"].fillna("").astype(str),
+        "reviewer": "",
+        "image": _absolute_images(proj, rows["image"]).to_numpy(),
+        "score": rows["score"].astype(float),
+        "reason": rows["reason"].fillna("").astype(str),
+        "round": rows["round"].astype("int64"),
+    })
+    if thumbnails:
+        table["thumbnail"] = _write_thumbnails(proj, rows, out)
+    return _write_frame(table, out, out.suffix.lower().lstrip("."))
+
+
+def _write_thumbnails(proj, rows: pd.DataFrame, out: Path) -> list[str]:
+    """Write one JPEG per readable image into ``<out stem>_thumbs/``; relative paths or ''."""
+    if proj.kind == "external" or proj.image_root is None:
+        return [""] * len(rows)
+    from mmcurate.data import open_image
+
+    folder = out.parent / f"{out.stem}_thumbs"
+    names: list[str] = []
+    for pair_id, ref in zip(rows["pair_id"].astype(str), rows["image"].fillna("").astype(str)):
+        try:
+            image = open_image(ref, image_root=proj.image_root)
+        except (OSError, ValueError):  # unreadable or missing image: no thumbnail
+            names.append("")
+            continue
+        image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+        buf = io.BytesIO()
+        image.convert("RGB").save(buf, format="JPEG", quality=85)
+        target = folder / f"{sample_key(pair_id)}.jpg"
+        atomic_write_bytes(target, buf.getvalue())
+        names.append(target.relative_to(out.parent).as_posix())
+    return names
+
+
+# -- curation ---------------------------------------------------------------------------------------
+@dataclass
+class Curation:
+    """Where every pair went.
+
+    ``curated``: ``pair_id, image, caption, status, original_caption, p_aligned`` + extra columns.
+    ``dropped``: ``pair_id, image, caption, stage, reason, detail`` (``stage`` is ``review``,
+    ``threshold``, ``embed`` or ``input``). ``pairs``: every pair with ``status`` (``accepted``,
+    ``fixed``, ``rejected``, ``auto``, ``below_threshold``, ``embed_failed``, ``unreviewed``), its
+    decision round and the alignment score. ``counts``: the numbers in the report.
+    """
+
+    curated: pd.DataFrame
+    dropped: pd.DataFrame
+    pairs: pd.DataFrame
+    counts: dict[str, int]
+    score_name: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+
+def _ledger_frames(proj) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Latest decisions, rounds and heads (empty frames when the project has no ledger yet)."""
+    if not (proj.root / "labels.sqlite").is_file():
+        empty = pd.DataFrame(columns=["pair_id", "round", "decision", "caption", "reviewer"])
+        return empty, pd.DataFrame(), pd.DataFrame()
+    ledger = proj.ledger
+    return ledger.decisions(), ledger.rounds(), ledger.heads()
+
+
+def _embed_failures(proj) -> pd.DataFrame:
+    """Pairs in ``embed_failures.csv`` that still have no vectors."""
+    path = proj.root / "embed_failures.csv"
+    if not path.is_file() or not path.stat().st_size:
+        return pd.DataFrame(columns=["pair_id", "reason", "detail"])
+    failures = pd.read_csv(path, dtype=str, keep_default_na=False)
+    stored = proj.store.stored_ids() if (proj.root / "embeddings").is_dir() else set()
+    failures = failures[~failures["pair_id"].isin(stored)]
+    for column in ("reason", "detail"):
+        if column not in failures.columns:
+            failures[column] = ""
+    return failures.drop_duplicates("pair_id", keep="last")
+
+
+def _scores_table(proj, threshold: float | None, strategy_scores: pd.DataFrame | None):
+    """The ranking table used for P(aligned) and the histogram, or None when not needed/available."""
+    if strategy_scores is not None:
+        if "pair_id" not in strategy_scores.columns or (
+                threshold is not None and "p_aligned" not in strategy_scores.columns):
+            raise ValueError(f"strategy_scores needs columns 'pair_id' and 'p_aligned' (as returned "
+                             f"by rank_project); got {list(strategy_scores.columns)}")
+        return strategy_scores
+    if threshold is None:
+        return None
+    from mmcurate.rounds import rank_project
+
+    return rank_project(proj, ["clip_score"])
+
+
+def _raw_cosine(proj) -> pd.Series | None:
+    """Plain CLIP cosine per pair when the compacted vectors cover every pair (no writes)."""
+    ids = proj.pairs["pair_id"].tolist()
+    if not (proj.root / "embeddings").is_dir() or not proj.store.is_compact_for(ids):
+        return None
+    image, text = proj.image_embeddings(), proj.text_embeddings()
+    out = np.empty(len(ids), np.float64)
+    for start in range(0, len(ids), 65536):
+        a = np.asarray(image[start : start + 65536], np.float32)
+        b = np.asarray(text[start : start + 65536], np.float32)
+        out[start : start + 65536] = np.einsum("ij,ij->i", a, b)
+    return pd.Series(out, index=proj.pairs["pair_id"].to_numpy())
+
+
+def _validate_threshold(threshold: float | None) -> None:
+    if threshold is not None and not (0.0 <= float(threshold) <= 1.0):
+        raise ValueError(f"threshold is a probability P(aligned) in [0, 1]; got {threshold}")
+
+
+def curate_pairs(proj, *, threshold: float | None = None,
+                 strategy_scores: pd.DataFrame | None = None) -> Curation:
+    """Split the project's pairs into curated and dropped (see the module docstring); no files.
+
+    Parameters
+    ----------
+    proj : Project
+    threshold : float in [0, 1], optional
+        Keep unreviewed pairs with P(aligned) >= ``threshold``; drop the rest. Without it,
+        unreviewed pairs are left out of both tables.
+    strategy_scores : DataFrame, optional
+        A ranking table with ``pair_id`` and ``p_aligned`` (and optionally ``cosine``), as returned
+        by :func:`mmcurate.rounds.rank_project`; computed with the ``clip_score`` strategy when
+        ``threshold`` is given and this is omitted.
+
+    Examples
+    --------
+    >>> cur = curate_pairs(proj, threshold=0.9)  # doctest: +SKIP
+    >>> cur.counts["curated"], cur.dropped["reason"].value_counts()  # doctest: +SKIP
+    """
+    _validate_threshold(threshold)
+    decisions, _, _ = _ledger_frames(proj)
+    table = proj.pairs.copy()
+    table["image"] = _absolute_images(proj, table["image"]).to_numpy()
+    latest = decisions.drop_duplicates("pair_id", keep="last").set_index("pair_id")
+    ids = table["pair_id"]
+    table["decision"] = ids.map(latest["decision"]).to_numpy(object)
+    table["fixed_caption"] = ids.map(latest["caption"]).to_numpy(object)
+    table["decision_round"] = ids.map(latest["round"]).astype("Int64").to_numpy()
+    table["reviewer"] = ids.map(latest["reviewer"]).to_numpy(object)
+    scores = _scores_table(proj, threshold, strategy_scores)
+    score_name, alignment = _alignment(proj, scores)
+    table["p_aligned"] = (ids.map(scores.set_index("pair_id")["p_aligned"]).astype(float)
+                          if scores is not None and "p_aligned" in scores.columns else np.nan)
+    table["alignment"] = ids.map(alignment).astype(float) if alignment is not None else np.nan
+    failures = _embed_failures(proj).set_index("pair_id")
+    table["status"] = _statuses(table, failures.index, threshold)
+    curated = _curated_frame(table, proj.pairs.columns)
+    dropped = _dropped_frame(table, failures, proj.rejects, threshold)
+    counts = _counts(table, proj.rejects, curated, dropped)
+    prov = dict(getattr(scores, "attrs", {}).get("provenance", {})) if scores is not None else {}
+    return Curation(curated=curated, dropped=dropped, counts=counts, score_name=score_name,
+                    pairs=table.drop(columns=["fixed_caption"]), provenance=prov)
+
+
+def _alignment(proj, scores: pd.DataFrame | None) -> tuple[str | None, pd.Series | None]:
+    """The alignment score shown in the histogram: ranking cosine, P(aligned), or raw CLIP cosine."""
+    for column, name in (("cosine", "cosine"), ("p_aligned", "P(aligned)")):
+        if scores is not None and column in scores.columns:
+            return name, scores.set_index("pair_id")[column].astype(float)
+    raw = _raw_cosine(proj)
+    return ("CLIP cosine", raw) if raw is not None else (None, None)
+
+
+def _statuses(table: pd.DataFrame, failed: pd.Index, threshold: float | None) -> np.ndarray:
+    decision = table["decision"].to_numpy(object)
+    status = np.full(len(table), "unreviewed", dtype=object)
+    status[decision == "accept"] = "accepted"
+    status[decision == "fix"] = "fixed"
+    status[decision == "reject"] = "rejected"
+    open_ = status == "unreviewed"
+    failed_mask = open_ & table["pair_id"].isin(failed).to_numpy()
+    status[failed_mask] = "embed_failed"
+    if threshold is not None:
+        p = table["p_aligned"].to_numpy(float)
+        keep = open_ & ~failed_mask & (p >= float(threshold))  # NaN compares False: dropped
+        status[keep] = "auto"
+        status[open_ & ~failed_mask & ~keep] = "below_threshold"
+    return status
+
+
+def _curated_frame(table: pd.DataFrame, pair_columns: pd.Index) -> pd.DataFrame:
+    kept = table[table["status"].isin(["accepted", "fixed", "auto"])].copy()
+    is_fix = (kept["status"] == "fixed").to_numpy()
+    kept["original_caption"] = np.where(is_fix, kept["caption"].to_numpy(object), None)
+    kept.loc[is_fix, "caption"] = kept.loc[is_fix, "fixed_caption"]
+    extras = [c for c in pair_columns if c not in _BASE_COLUMNS]
+    columns = ["pair_id", "image", "caption", "status", "original_caption", "p_aligned", *extras]
+    return kept[columns].reset_index(drop=True)
+
+
+def _dropped_frame(table: pd.DataFrame, failures: pd.DataFrame, rejects: pd.DataFrame,
+                   threshold: float | None) -> pd.DataFrame:
+    parts = []
+    rejected = table[table["status"] == "rejected"]
+    parts.append(rejected.assign(
+        stage="review", reason="rejected by reviewer",
+        detail=[_who(r, n) for r, n in zip(rejected["reviewer"], rejected["decision_round"])]))
+    below = table[table["status"] == "below_threshold"]
+    parts.append(below.assign(
+        stage="threshold", reason=f"p_aligned < {threshold}",
+        detail=[f"p_aligned={p:.4f}" if np.isfinite(p) else "no p_aligned for this pair"
+                for p in below["p_aligned"].to_numpy(float)]))
+    failed = table[table["status"] == "embed_failed"]
+    parts.append(failed.assign(
+        stage="embed", reason=failed["pair_id"].map(failures["reason"]).replace("", "embed_failed"),
+        detail=failed["pair_id"].map(failures["detail"])))
+    parts.append(_input_rejects(rejects))
+    frames = [p.reindex(columns=_DROPPED_COLUMNS) for p in parts if len(p)]
+    if not frames:
+        return pd.DataFrame(columns=_DROPPED_COLUMNS)
+    return pd.concat(frames, ignore_index=True)
+
+
+def _who(reviewer: Any, round_id: Any) -> str:
+    who = f"by {reviewer}" if isinstance(reviewer, str) and reviewer else "reviewer unknown"
+    return f"{who}, round {round_id}" if not pd.isna(round_id) else who
+
+
+def _input_rejects(rejects: pd.DataFrame) -> pd.DataFrame:
+    if rejects.empty:
+        return pd.DataFrame(columns=_DROPPED_COLUMNS)
+    rej = rejects.reindex(columns=["source", "row", "pair_id", "column", "reason", "detail"])
+    where = [f"{s} row {r}, column {c}" for s, r, c in zip(rej["source"], rej["row"], rej["column"])]
+    detail = [f"{w}: {d}" if isinstance(d, str) and d else w for w, d in zip(where, rej["detail"])]
+    return pd.DataFrame({"pair_id": rej["pair_id"], "image": None, "caption": None, "stage": "input",
+                         "reason": rej["reason"], "detail": detail})
+
+
+def _counts(table: pd.DataFrame, rejects: pd.DataFrame, curated: pd.DataFrame,
+            dropped: pd.DataFrame) -> dict[str, int]:
+    status = table["status"].value_counts()
+
+    def n(name: str) -> int:
+        return int(status.get(name, 0))
+
+    return {
+        "pairs": len(table), "rejected_at_input": len(rejects),
+        "reviewed": n("accepted") + n("rejected") + n("fixed"),
+        "accepted": n("accepted"), "rejected": n("rejected"), "fixed": n("fixed"),
+        "auto": n("auto"), "below_threshold": n("below_threshold"), "embed_failures": n("embed_failed"),
+        "left_out": n("unreviewed"), "curated": len(curated), "dropped": len(dropped),
+    }
+
+
+# -- files --------------------------------------------------------------------------------------------
+def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv", threshold: float | None = None,
+                   strategy_scores: pd.DataFrame | None = None, shard_size: int = 1000) -> dict[str, Any]:
+    """Write the curated pairs, the dropped pairs and a report (Markdown + self-contained HTML).
+
+    Parameters
+    ----------
+    proj : Project
+    out_dir : path
+        Created if missing; files in it are replaced atomically.
+    fmt : {"csv", "jsonl", "parquet", "webdataset"}
+        Tables write ``curated.<fmt>`` and ``dropped.<fmt>``. ``webdataset`` (image projects only)
+        writes ``curated-000000.tar``, ... (at most ``shard_size`` samples each) holding
+        ``<key>.<image ext>`` (the original bytes), ``<key>.txt`` (caption) and ``<key>.json``
+        (metadata), plus ``dropped.csv``.
+    threshold : float in [0, 1], optional
+        Also keep unreviewed pairs with P(aligned) >= ``threshold`` (``status = auto``).
+    strategy_scores : DataFrame, optional
+        A ranking table (``pair_id``, ``p_aligned``, optionally ``cosine``) to use instead of
+        ranking the project again.
+    shard_size : int
+        Samples per WebDataset shard.
+
+    Returns
+    -------
+    dict
+        The counts of :class:`Curation` plus ``format``, ``threshold`` and the paths written
+        (``curated_path`` or ``shards``, ``dropped_path``, ``report_md``, ``report_html``, ``plots``).
+
+    Examples
+    --------
+    >>> summary = export_curated(proj, "release/", fmt="parquet", threshold=0.9)  # doctest: +SKIP
+    >>> summary["curated"], summary["dropped"], summary["report_html"]  # doctest: +SKIP
+    """
+    if fmt not in CURATED_FORMATS:
+        raise ValueError(f"fmt must be one of {', '.join(CURATED_FORMATS)}; got {fmt!r}")
+    if fmt == "webdataset" and (proj.kind == "external" or proj.image_root is None):
+        raise ProjectError(f"{proj.root} was built from imported embeddings and has no image files, "
+                           f"so it cannot be written as WebDataset shards; use fmt='csv', 'jsonl' or "
+                           f"'parquet'.")
+    if shard_size < 1:
+        raise ValueError(f"shard_size must be >= 1 sample per shard; got {shard_size}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cur = curate_pairs(proj, threshold=threshold, strategy_scores=strategy_scores)
+    paths: dict[str, Any] = {}
+    if fmt == "webdataset":
+        with _ImageBytes(proj.image_root) as read_image:
+            shards, unreadable = write_webdataset(
+                cur.curated, out_dir, read_image=read_image,
+                refs=proj.pairs.set_index("pair_id")["image"], shard_size=shard_size)
+        _move_unreadable(cur, unreadable)
+        paths["shards"] = [str(p) for p in shards]
+        paths["dropped_path"] = str(_write_frame(cur.dropped, out_dir / "dropped.csv", "csv"))
+    else:
+        paths["curated_path"] = str(_write_frame(cur.curated, out_dir / f"curated.{fmt}", fmt))
+        paths["dropped_path"] = str(_write_frame(cur.dropped, out_dir / f"dropped.{fmt}", fmt))
+    from mmcurate.report import write_report
+
+    decisions, rounds, heads = _ledger_frames(proj)
+    report = write_report(out_dir, cur, rounds=rounds, heads=heads, decisions=decisions,
+                          title=f"mmcurate export: {proj.root.name}",
+                          meta={"project": str(proj.root), "kind": proj.kind, "format": fmt,
+                                "threshold": threshold, "model": _model_line(proj),
+                                "P(aligned) from": _scores_line(cur.provenance),
+                                "exported": time.strftime("%FT%TZ", time.gmtime())})
+    return {**cur.counts, "format": fmt, "threshold": threshold, **paths, **report}
+
+
+def _model_line(proj) -> str:
+    manifest = proj.store.manifest() if (proj.root / "embeddings").is_dir() else None
+    if not manifest:
+        return "no embeddings"
+    if manifest.get("kind") == "external":
+        return f"imported embeddings from {manifest.get('source')}"
+    return f"{manifest.get('model')} ({manifest.get('pretrained') or 'local weights'})"
+
+
+def _scores_line(provenance: dict[str, Any]) -> str | None:
+    if not provenance:
+        return None
+    head = provenance.get("head_round")
+    return (f"rank_project {provenance.get('strategies')} under "
+            f"{f'head round {head}' if head else 'plain CLIP (no head)'}")
+
+
+def _move_unreadable(cur: Curation, unreadable: dict[str, str]) -> None:
+    """Pairs whose image could not be read for the shards go from curated to dropped."""
+    if not unreadable:
+        return
+    gone = cur.curated[cur.curated["pair_id"].isin(list(unreadable))]
+    cur.curated = cur.curated[~cur.curated["pair_id"].isin(list(unreadable))].reset_index(drop=True)
+    extra = gone.assign(stage="export", reason="unreadable_image",
+                        detail=gone["pair_id"].map(unreadable)).reindex(columns=_DROPPED_COLUMNS)
+    cur.dropped = pd.concat([cur.dropped, extra], ignore_index=True)
+    cur.counts.update(curated=len(cur.curated), dropped=len(cur.dropped),
+                      unreadable_images=len(unreadable))
+
+
+def write_webdataset(curated: pd.DataFrame, out_dir: str | os.PathLike, *,
+                     read_image: Callable[[str], bytes], refs: pd.Series,
+                     shard_size: int = 1000) -> tuple[list[Path], dict[str, str]]:
+    """Write curated pairs as WebDataset tar shards ``curated-NNNNNN.tar``.
+
+    Each sample is ``<key>.<ext>`` (the original image bytes; ``ext`` from the stored name, e.g.
+    ``jpg``/``png``), ``<key>.txt`` (the caption, UTF-8) and ``<key>.json`` (every other column,
+    ``pair_id`` included). ``key`` is :func:`sample_key` of the pair id. ``refs`` maps ``pair_id`` to
+    the stored image reference given to ``read_image``. Shards left from an earlier, larger export
+    are removed. Returns the shard paths and ``{pair_id: error}`` for images that could not be read
+    (those samples are skipped).
+
+    Examples
+    --------
+    >>> shards, unreadable = write_webdataset(cur.curated, "out/", read_image=read,  # doctest: +SKIP
+    ...                                       refs=proj.pairs.set_index("pair_id")["image"])
+    """
+    out_dir = Path(out_dir)
+    records = curated.to_dict("records")
+    unreadable: dict[str, str] = {}
+    shards: list[Path] = []
+    stamp = int(time.time())
+    position = 0
+    while position < len(records) or not shards:
+        path = out_dir / f"curated-{len(shards):06d}.tar"
+        with _atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+            n_in_shard = 0
+            while position < len(records) and n_in_shard < shard_size:
+                record = records[position]
+                position += 1
+                try:
+                    _add_sample(tar, record, read_image, str(refs.get(record["pair_id"], "")), stamp)
+                    n_in_shard += 1
+                except OSError as err:
+                    unreadable[str(record["pair_id"])] = str(err)
+        shards.append(path)
+    for old in out_dir.glob("curated-*.tar"):
+        if old not in shards:
+            old.unlink()
+    return shards, unreadable
+
+
+def _add_sample(tar: tarfile.TarFile, record: dict[str, Any], read_image, ref: str, stamp: int) -> None:
+    data = read_image(ref)  # before any member is added: an unreadable image leaves no trace
+    key = sample_key(str(record["pair_id"]))
+    ext = Path(ref.split("::")[-1]).suffix.lower().lstrip(".") or "jpg"
+    ext = "jpg" if ext == "jpeg" else ext
+    meta = {k: _plain(v) for k, v in record.items() if k != "caption"}
+    meta["image_ref"] = ref
+    for name, payload in ((f"{key}.{ext}", data), (f"{key}.txt", str(record["caption"]).encode()),
+                          (f"{key}.json", json.dumps(meta, ensure_ascii=False, default=str).encode())):
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode = len(payload), stamp, 0o644
+        tar.addfile(info, io.BytesIO(payload))
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready value: numpy scalars and arrays to Python, NaN/NA to None."""
+    if isinstance(value, (np.ndarray, np.generic)):
+        value = value.tolist()
+    if value is None or value is pd.NA or (isinstance(value, float) and not np.isfinite(value)):
+        return None
+    return value
+
