@@ -171,14 +171,26 @@ def fit_calibrator(
     for cls in (0.0, 1.0):
         sw = np.where(y == cls, sw * len(y) / (2.0 * max((y == cls).sum(), 1)), sw)
     w = prior.weights.copy()
+
+    def objective(v: np.ndarray) -> float:
+        m = X @ v
+        nll = np.logaddexp(0.0, m) - y * m
+        return float((sw * nll).sum() + 0.5 * l2 * ((v - prior.weights) ** 2).sum())
+
+    current = objective(w)
     for _ in range(n_iter):
         p = _sigmoid(X @ w)
         grad = X.T @ (sw * (p - y)) + l2 * (w - prior.weights)
         hess = (X * (sw * p * (1 - p))[:, None]).T @ X + l2 * np.eye(len(w))
         step = np.linalg.solve(hess, grad)
-        w -= step
-        if np.abs(step).max() < 1e-8:
+        t = 1.0
+        while t > 1e-4 and objective(w - t * step) > current:  # backtracking: never go uphill
+            t *= 0.5
+        w = w - t * step
+        new = objective(w)
+        if current - new < 1e-9 * max(1.0, abs(current)):
             break
+        current = new
     return Calibrator(prior.mean, prior.scale, w, len(idx))
 
 

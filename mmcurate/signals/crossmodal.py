@@ -14,8 +14,12 @@ Components for pair i (all from kNN results, k neighbours):
 - the contrastive z-scores ``z_i2t``/``z_t2i`` of the alignment features.
 
 ``disagreement`` converts each component to its percentile over the pool (oriented so high =
-suspicious) and averages them. Percentiles are scale-free, so the score does not depend on the
-absolute cosine level, which shifts by domain.
+suspicious) and takes a weighted average. Percentiles are scale-free, so the score does not
+depend on the absolute cosine level, which shifts by domain. The two z-scores carry most weight
+(2 each): they are the continuous form of the retrieval ranks, which saturate at k; ranks and
+neighbourhood agreement 0.5 each, rank disagreement and mutual-kNN 0.25 each. Neighbourhood
+agreement cannot tell a caption swapped within the same category (similar images share similar
+captions), which is why it is a minor term.
 """
 
 from __future__ import annotations
@@ -77,5 +81,5 @@ def disagreement(
     parts = [r1, r2, np.abs(r1 - r2), 1.0 - mutual, -np.asarray(z_i2t, np.float64),
              -np.asarray(z_t2i, np.float64), -np.asarray(agree_v, np.float64),
              -np.asarray(agree_t, np.float64)]
-    weights = np.array([1.0, 1.0, 0.5, 0.5, 1.5, 1.5, 1.0, 1.0])
+    weights = np.array([0.5, 0.5, 0.25, 0.25, 2.0, 2.0, 0.5, 0.5])
     return sum(w * _pct(p) for w, p in zip(weights, parts)) / weights.sum()
