@@ -84,7 +84,7 @@ class HeadConfig:
     temperature: float = 0.05
     margin: float = 0.2
     margin_weight: float = 1.0
-    identity_decay: float = 1e-2
+    identity_decay: float = 1.0
     hard_negatives: int = 8
     batch_hard_negatives: int = 128
     hard_negative_pool: int = 10_000

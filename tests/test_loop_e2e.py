@@ -2,7 +2,9 @@
 
 select -> batch export -> decisions filled in from the known truth (as a person would edit the
 file) -> label import -> train -> select again. Checks that no pair is queued twice and that the
-head improves held-out alignment accuracy over plain CLIP.
+head improves held-out alignment accuracy over plain CLIP. Captions are swapped within the same
+shape category (hard negatives): with random swaps the tiny model's plain cosine is already
+~0.99 accurate on its own toy domain and the head can at best tie it.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def scene_project(tmp_path_factory, tiny_clip_dir):
     tmp = tmp_path_factory.mktemp("loop")
-    csv, truth_csv = prepare_scene_dataset(tmp / "data", n=400, rate=0.2, kind="random")
+    csv, truth_csv = prepare_scene_dataset(tmp / "data", n=400, rate=0.2, kind="same_category")
     proj_dir = tmp / "proj"
     assert main(["init", str(proj_dir), "--pairs", str(csv), "--model", f"local-dir:{tiny_clip_dir}"]) == 0
     assert main(["embed", str(proj_dir), "--no-progress", "--workers", "0"]) == 0
@@ -62,4 +64,5 @@ def test_three_rounds_through_the_cli(scene_project, tmp_path, capsys):
     assert status["rounds"] == 3 and status["decisions"]["total"] == 120
     proj = open_project(proj_dir)
     metrics = proj.ledger.latest_head()["metrics"]
+    print("head metrics:", {k: metrics[k] for k in ("cv_accuracy", "cv_accuracy_identity", "cv_auroc", "cv_auroc_identity")})
     assert metrics["cv_accuracy"] > metrics["cv_accuracy_identity"], metrics
