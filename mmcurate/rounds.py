@@ -59,7 +59,8 @@ def current_embeddings(proj) -> tuple[np.ndarray, np.ndarray, int | None]:
         return image, text, None
     from mmcurate.head import ProjectionHead
 
-    head = ProjectionHead.load(latest["checkpoint"])
+    checkpoint = Path(latest["checkpoint"])
+    head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
     return head.transform_images(image), head.transform_texts(text), int(latest["head_round"])
 
 
@@ -181,7 +182,8 @@ def train_project_head(proj, *, config=None) -> tuple[int, dict[str, Any]]:
         path = _head_path(proj, n_heads + 1)
         path.parent.mkdir(parents=True, exist_ok=True)
         head.save(path)
-        head_round = proj.ledger.record_head(checkpoint=str(path), metrics=_jsonable(metrics),
+        head_round = proj.ledger.record_head(checkpoint=path.relative_to(proj.root).as_posix(),
+                                             metrics=_jsonable(metrics),
                                              n_labels=len(rows))
     return head_round, metrics
 
