@@ -37,9 +37,11 @@ def knn(
     k: int,
     *,
     exclude_self: bool = False,
-    batch_size: int = 65536,
+    batch_size: int = 16384,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """Exact inner-product k nearest neighbours of each query row in ``database``.
+    """k nearest neighbours by inner product of each query row in ``database``.
+
+    Exact up to ``EXACT_MAX`` database rows, IVF above (see :func:`build_index`).
 
     Parameters
     ----------
@@ -62,26 +64,18 @@ def knn(
     >>> idx[:, 0].tolist()
     [0, 1, 2]
     """
-    faiss = _faiss()
-    db = as_float32(database)
-    n_db, dim = db.shape
-    index = faiss.IndexFlatIP(dim)
-    index.add(db)
+    n_db = len(database)
     extra = 1 if exclude_self else 0
     k_eff = min(k + extra, n_db)
-    q_all = np.asarray(queries)
-    sims_out = np.full((len(q_all), k), -np.inf, dtype=np.float32)
-    idx_out = np.full((len(q_all), k), -1, dtype=np.int64)
-    for start in range(0, len(q_all), batch_size):
-        q = as_float32(q_all[start : start + batch_size])
-        sims, idx = index.search(q, k_eff)
-        if exclude_self:
-            rows = np.arange(start, start + len(q))[:, None]
-            keep = idx != rows
-            sims, idx = _compact(sims, idx, keep, k_eff - 1)
-        kk = min(k, sims.shape[1])
-        sims_out[start : start + len(q), :kk] = sims[:, :kk]
-        idx_out[start : start + len(q), :kk] = idx[:, :kk]
+    index = build_index(database)
+    sims, idx = search(index, queries, k_eff, batch_size=batch_size)
+    if exclude_self:
+        rows = np.arange(len(idx))[:, None]
+        sims, idx = _compact(sims, idx, idx != rows, k_eff - 1)
+    sims_out = np.full((len(idx), k), -np.inf, dtype=np.float32)
+    idx_out = np.full((len(idx), k), -1, dtype=np.int64)
+    kk = min(k, sims.shape[1])
+    sims_out[:, :kk], idx_out[:, :kk] = sims[:, :kk], idx[:, :kk]
     return sims_out, idx_out
 
 
