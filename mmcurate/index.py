@@ -106,7 +106,7 @@ def kmeans(
 
 
 # -- persistent indexes -------------------------------------------------------------------------
-EXACT_MAX = 200_000
+EXACT_MAX = 50_000
 """Above this many vectors ``build_index(kind="auto")`` builds an IVF index instead of an exact one."""
 
 
@@ -115,7 +115,7 @@ def build_index(vectors: npt.ArrayLike, *, kind: str = "auto", random_state: int
     """Inner-product index over (normalised) vectors, added in float32 chunks.
 
     ``kind``: ``flat`` (exact), ``ivf`` (``IndexIVFFlat`` with ~4·sqrt(N) lists, trained on a
-    seeded sample, ``nprobe`` 16), or ``auto`` (flat up to ``EXACT_MAX`` vectors, IVF above).
+    seeded sample, ``nprobe`` 8), or ``auto`` (flat up to ``EXACT_MAX`` vectors, IVF above).
     """
     faiss = _faiss()
     n = len(vectors)
@@ -130,7 +130,7 @@ def build_index(vectors: npt.ArrayLike, *, kind: str = "auto", random_state: int
         rng = np.random.default_rng(random_state)
         sample = np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))
         index.train(as_float32(np.asarray(vectors[sample])))
-        index.nprobe = 16
+        index.nprobe = 8
     else:
         raise ValueError(f"unknown index kind {kind!r}; expected auto, flat or ivf")
     for start in range(0, n, chunk):
