@@ -17,9 +17,9 @@ Assumption: one writer at a time (the project lock guarantees it).
 
 from __future__ import annotations
 
+import io
 import json
 import os
-import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._fileio import atomic_write_json, save_npy_atomic
+from mmcurate._fileio import atomic_write_bytes, atomic_write_json, save_npy_atomic
 from mmcurate.exceptions import ModelMismatchError, NotEmbeddedError
 
 __all__ = ["EmbeddingStore", "normalize_rows"]
@@ -97,18 +97,10 @@ class EmbeddingStore:
         self.parts_dir.mkdir(parents=True, exist_ok=True)
         name = f"part-{time.time_ns():020d}-{os.getpid()}.npz"
         path = self.parts_dir / name
-        fd, tmp = tempfile.mkstemp(dir=self.parts_dir, prefix=".part-", suffix=".npz.tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, ids=np.asarray(ids, dtype=str),
-                         image=normalize_rows(image).astype(np.float16),
-                         text=normalize_rows(text).astype(np.float16))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        buf = io.BytesIO()
+        np.savez(buf, ids=np.asarray(ids, dtype=str), image=normalize_rows(image).astype(np.float16),
+                 text=normalize_rows(text).astype(np.float16))
+        atomic_write_bytes(path, buf.getvalue())
         return path
 
     def _parts(self) -> list[Path]:
