@@ -64,5 +64,6 @@ def test_three_rounds_through_the_cli(scene_project, tmp_path, capsys):
     assert status["rounds"] == 3 and status["decisions"]["total"] == 120
     proj = open_project(proj_dir)
     metrics = proj.ledger.latest_head()["metrics"]
-    print("head metrics:", {k: metrics[k] for k in ("cv_accuracy", "cv_accuracy_identity", "cv_auroc", "cv_auroc_identity")})
+    keys = ("cv_accuracy", "cv_accuracy_identity", "cv_auroc", "cv_auroc_identity")
+    print("head metrics:", {k: metrics[k] for k in keys})
     assert metrics["cv_accuracy"] > metrics["cv_accuracy_identity"], metrics
