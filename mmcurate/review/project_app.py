@@ -59,7 +59,8 @@ def serve_project(proj, *, round_id: int | None = None, host: str = "127.0.0.1",
     if round_id is None:
         raise ProjectError(f"{proj.root} has no round to review yet; run `mmcurate select "
                            f"{proj.root} --budget N` first.")
+    token = make_token()
     app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=round_id,
-                     resolve_image=image_resolver(proj), token=make_token(), reviewer=reviewer,
+                     resolve_image=image_resolver(proj), token=token, reviewer=reviewer,
                      title=f"mmcurate review: {proj.root.name}, round {round_id}")
-    serve(app, host=host, port=port, open_browser=open_browser)
+    serve(app, host=host, port=port, open_browser=open_browser, token=token)

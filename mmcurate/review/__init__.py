@@ -1,0 +1,1 @@
+"""The review stage: a local web page for one round, and batch files for outside annotators."""

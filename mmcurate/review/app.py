@@ -1,0 +1,157 @@
+"""The local review page for one round: a Flask app bound to 127.0.0.1 behind a session token.
+
+- Every request needs the token: ``/?token=...`` on first load sets an HttpOnly cookie; the JSON
+  API also accepts an ``X-Token`` header. Anything else gets 403.
+- ``GET /`` renders the round's batch (thumbnail, caption, the signal that put it there, score,
+  current decision) with Jinja autoescaping; the page script only ever sets ``textContent``.
+- ``POST /api/decision`` writes one decision to the ledger at once (``source="web"``), so a
+  reload or a killed server loses nothing. The pair must be in this round's batch.
+- ``GET /image/<pair_id>`` serves a thumbnail of a pair *in this round* via ``resolve_image``;
+  no part of the URL ever becomes a filesystem path, so traversal is impossible.
+"""
+
+from __future__ import annotations
+
+import hmac
+import io
+import secrets
+import threading
+import webbrowser
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from mmcurate.labels import DECISIONS, Ledger
+
+__all__ = ["create_app", "make_token", "serve"]
+
+_THUMB = 256
+
+
+def make_token() -> str:
+    """A random URL-safe session token."""
+    return secrets.token_urlsafe(24)
+
+
+def _thumbnail(path: Path) -> bytes:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im = im.convert("RGBA")
+        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(bg, im).convert("RGB")
+        im.thumbnail((_THUMB, _THUMB))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=85)
+        return buf.getvalue()
+
+
+def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
+               resolve_image: Callable[[str], Path | None], token: str, reviewer: str | None = None,
+               title: str = "mmcurate review"):
+    """Build the Flask app for one round (see module docstring).
+
+    Examples
+    --------
+    >>> app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=1,
+    ...                  resolve_image=lambda pid: None, token=make_token())  # doctest: +SKIP
+    """
+    from flask import Flask, abort, jsonify, make_response, render_template, request
+
+    app = Flask(__name__, template_folder="templates", static_folder="static")
+    ledger = Ledger(ledger_path)
+    captions = dict(zip(pairs["pair_id"].astype(str), pairs["caption"].astype(str)))
+    images = dict(zip(pairs["pair_id"].astype(str), pairs["image"].astype(str)))
+    batch_ids = set(ledger.batch(round_id)["pair_id"].astype(str))
+    thumbs: dict[str, bytes] = {}
+    lock = threading.Lock()
+
+    def authorised() -> bool:
+        given = request.args.get("token") or request.headers.get("X-Token") or \
+            request.cookies.get("mmcurate_token") or ""
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    @app.before_request
+    def check_token():
+        if not authorised():
+            abort(403)
+
+    def cards() -> list[dict]:
+        batch = ledger.batch(round_id)
+        out = []
+        for _, row in batch.iterrows():
+            pid = str(row["pair_id"])
+            out.append({"pair_id": pid, "caption": captions.get(pid, ""), "image": images.get(pid, ""),
+                        "reason": row.get("reason") or "", "score": row.get("score"),
+                        "decision": row.get("decision") or "", "fixed": row.get("caption_fixed") or ""})
+        return out
+
+    @app.get("/")
+    def index():
+        items = cards()
+        decided = sum(1 for c in items if c["decision"])
+        resp = make_response(render_template("review.html", title=title, items=items, round_id=round_id,
+                                             decided=decided, total=len(items), token=token))
+        resp.set_cookie("mmcurate_token", token, httponly=True, samesite="Strict")
+        resp.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self'; style-src 'self'"
+        return resp
+
+    @app.post("/api/decision")
+    def decide():
+        body = request.get_json(silent=True) or {}
+        pid, decision = str(body.get("pair_id", "")), str(body.get("decision", "")).strip().lower()
+        caption = (body.get("caption") or "").strip() or None
+        if pid not in batch_ids:
+            return jsonify(error=f"pair {pid!r} is not in round {round_id}"), 400
+        if decision not in DECISIONS:
+            return jsonify(error=f"decision must be one of {', '.join(DECISIONS)}"), 400
+        if decision == "fix" and not caption:
+            return jsonify(error="a fix needs the corrected caption"), 400
+        ledger.record(pid, decision, caption=caption if decision == "fix" else None, round_id=round_id,
+                      reviewer=reviewer, source="web")
+        decided = int(ledger.batch(round_id)["decision"].notna().sum())
+        return jsonify(ok=True, decided=decided, total=len(batch_ids))
+
+    @app.get("/image/<pair_id>")
+    def image(pair_id: str):
+        if pair_id not in batch_ids:
+            abort(404)
+        with lock:
+            data = thumbs.get(pair_id)
+        if data is None:
+            path = resolve_image(pair_id)
+            if path is None or not Path(path).is_file():
+                abort(404)
+            try:
+                data = _thumbnail(Path(path))
+            except OSError:
+                abort(404)
+            with lock:
+                thumbs[pair_id] = data
+        resp = make_response(data)
+        resp.headers["Content-Type"] = "image/jpeg"
+        return resp
+
+    return app
+
+
+def serve(app, *, host: str = "127.0.0.1", port: int = 0, open_browser: bool = False,
+          allow_remote: bool = False, token: str | None = None) -> None:
+    """Serve ``app`` (threaded) until interrupted; prints the URL with its token."""
+    from werkzeug.serving import make_server
+
+    if host not in ("127.0.0.1", "localhost", "::1") and not allow_remote:
+        raise ValueError(f"refusing to serve on {host!r}: the review page binds 127.0.0.1 only "
+                         f"(pass allow_remote=True to override)")
+    server = make_server(host, port, app, threaded=True)
+    url = f"http://{host}:{server.server_port}/" + (f"?token={token}" if token else "")
+    print(f"review page: {url}  (Ctrl-C to stop; every decision is saved at once)", flush=True)
+    if open_browser:
+        webbrowser.open(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()

@@ -1,0 +1,55 @@
+"""The review page in real headless Chromium: keys, caption edit, escaping, reload, ledger."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from playwright.sync_api import expect
+
+from mmcurate.review.app import create_app
+from mmcurate.review.project_app import image_resolver
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def server(review_project):
+    from werkzeug.serving import make_server
+
+    app = create_app(pairs=review_project.pairs, ledger_path=review_project.root / "labels.sqlite",
+                     round_id=1, resolve_image=image_resolver(review_project), token="t0k",
+                     reviewer="browser")
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=srv.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{srv.server_port}/?token=t0k"
+    srv.shutdown()
+
+
+def test_review_with_keyboard(page, server, review_project):
+    dialogs = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page.goto(server)
+    assert page.locator("#total").text_content() == "4"
+    assert page.locator(".card").nth(2).locator(".caption").text_content() == \
+        "<script>alert(1)</script> tricky"
+    page.keyboard.press("a")                     # accept p0
+    expect(page.locator("#decided")).to_have_text("1")
+    page.keyboard.press("r")                     # reject p1
+    expect(page.locator("#decided")).to_have_text("2")
+    page.keyboard.press("j")                     # skip p2
+    page.keyboard.press("e")                     # edit p3's caption
+    page.locator(".card").nth(3).locator(".edit-input").fill("a corrected caption")
+    page.keyboard.press("Enter")
+    expect(page.locator("#decided")).to_have_text("3")
+    page.screenshot(path=str(review_project.root / "review.png"), full_page=True)
+    page.reload()
+    assert page.locator("#decided").text_content() == "3"
+    assert page.locator(".card").nth(3).locator(".caption").text_content() == "a corrected caption"
+    assert page.locator(".card").nth(1).locator(".status").text_content() == "reject"
+    assert dialogs == []
+    latest = review_project.ledger.decisions().set_index("pair_id")
+    assert latest["decision"].to_dict() == {"p0": "accept", "p1": "reject", "p3": "fix"}
+    assert latest.loc["p3", "caption"] == "a corrected caption"
+    assert (latest["source"] == "web").all() and (latest["reviewer"] == "browser").all()
