@@ -47,6 +47,39 @@ def _thumbnail(path: Path) -> bytes:
         return buf.getvalue()
 
 
+def _parse_decision(body: dict, batch_ids: set[str], round_id: int):
+    """``(pair_id, decision, caption, error)`` from a POSTed decision; ``error`` is None when valid."""
+    pid, decision = str(body.get("pair_id", "")), str(body.get("decision", "")).strip().lower()
+    caption = (body.get("caption") or "").strip() or None
+    error = None
+    if pid not in batch_ids:
+        error = f"pair {pid!r} is not in round {round_id}"
+    elif decision not in DECISIONS:
+        error = f"decision must be one of {', '.join(DECISIONS)}"
+    elif decision == "fix" and not caption:
+        error = "a fix needs the corrected caption"
+    return pid, decision, caption, error
+
+
+def _cached_thumbnail(pair_id, batch_ids, resolve_image, cache: dict, lock) -> bytes | None:
+    """Thumbnail bytes of a pair in the round (cached), or None (unknown pair, no image)."""
+    if pair_id not in batch_ids:
+        return None
+    with lock:
+        data = cache.get(pair_id)
+    if data is None:
+        path = resolve_image(pair_id)
+        if path is None or not Path(path).is_file():
+            return None
+        try:
+            data = _thumbnail(Path(path))
+        except OSError:
+            return None
+        with lock:
+            cache[pair_id] = data
+    return data
+
+
 def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
                resolve_image: Callable[[str], Path | None], token: str, reviewer: str | None = None,
                title: str = "mmcurate review"):
@@ -99,15 +132,10 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
 
     @app.post("/api/decision")
     def decide():
-        body = request.get_json(silent=True) or {}
-        pid, decision = str(body.get("pair_id", "")), str(body.get("decision", "")).strip().lower()
-        caption = (body.get("caption") or "").strip() or None
-        if pid not in batch_ids:
-            return jsonify(error=f"pair {pid!r} is not in round {round_id}"), 400
-        if decision not in DECISIONS:
-            return jsonify(error=f"decision must be one of {', '.join(DECISIONS)}"), 400
-        if decision == "fix" and not caption:
-            return jsonify(error="a fix needs the corrected caption"), 400
+        pid, decision, caption, error = _parse_decision(request.get_json(silent=True) or {}, batch_ids,
+                                                        round_id)
+        if error:
+            return jsonify(error=error), 400
         ledger.record(pid, decision, caption=caption if decision == "fix" else None, round_id=round_id,
                       reviewer=reviewer, source="web")
         decided = int(ledger.batch(round_id)["decision"].notna().sum())
@@ -115,20 +143,9 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
 
     @app.get("/image/<pair_id>")
     def image(pair_id: str):
-        if pair_id not in batch_ids:
-            abort(404)
-        with lock:
-            data = thumbs.get(pair_id)
+        data = _cached_thumbnail(pair_id, batch_ids, resolve_image, thumbs, lock)
         if data is None:
-            path = resolve_image(pair_id)
-            if path is None or not Path(path).is_file():
-                abort(404)
-            try:
-                data = _thumbnail(Path(path))
-            except OSError:
-                abort(404)
-            with lock:
-                thumbs[pair_id] = data
+            abort(404)
         resp = make_response(data)
         resp.headers["Content-Type"] = "image/jpeg"
         return resp

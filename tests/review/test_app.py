@@ -25,7 +25,8 @@ def test_decisions_written_and_validated(review_project):
     c.get("/?token=tok")
     ok = c.post("/api/decision", json={"pair_id": "p0", "decision": "accept"})
     assert ok.status_code == 200 and ok.get_json()["decided"] == 1
-    assert c.post("/api/decision", json={"pair_id": "p1", "decision": "fix", "caption": "new"}).status_code == 200
+    fix = {"pair_id": "p1", "decision": "fix", "caption": "new"}
+    assert c.post("/api/decision", json=fix).status_code == 200
     assert c.post("/api/decision", json={"pair_id": "p1", "decision": "maybe"}).status_code == 400
     assert c.post("/api/decision", json={"pair_id": "p2", "decision": "fix"}).status_code == 400
     assert c.post("/api/decision", json={"pair_id": "zzz", "decision": "accept"}).status_code == 400
