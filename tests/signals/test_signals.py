@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmcurate.noise import inject_noise
 from mmcurate.rank import compute_ranking
 from mmcurate.signals import (
     STRATEGIES,
@@ -19,6 +18,7 @@ from mmcurate.signals import (
     margin,
     vote_entropy,
 )
+from mmcurate.synth import domain_shift_embeddings
 
 
 def test_most_uncertain_of_three_distributions():
@@ -54,18 +54,8 @@ def test_registry_names():
 
 
 def _domain_shift(n=2000, d=32, seed=0, kind="random"):
-    """Clusters whose aligned-cosine level differs a lot (CLIP scores shift by domain)."""
-    rng = np.random.default_rng(seed)
-    K = 20
-    lab = rng.integers(0, K, n)
-    centres = rng.normal(size=(K, d))
-    img = centres[lab] + 0.8 * rng.normal(size=(n, d))
-    noise_level = np.linspace(0.5, 2.5, K)[lab]
-    txt = img + noise_level[:, None] * rng.normal(size=(n, d))
-    img /= np.linalg.norm(img, axis=1, keepdims=True)
-    txt /= np.linalg.norm(txt, axis=1, keepdims=True)
-    src, noisy = inject_noise(n, rate=0.2, kind=kind, categories=lab, random_state=seed)
-    return img.astype(np.float32), txt[src].astype(np.float32), noisy
+    img, txt, noisy, _ = domain_shift_embeddings(n, d, kind=kind, random_state=seed)
+    return img, txt, noisy
 
 
 @pytest.mark.parametrize("kind", ["random", "same_category"])
