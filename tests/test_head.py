@@ -237,7 +237,9 @@ def test_non_finite_training_vectors_are_refused(pairs):
 
 
 @pytest.mark.slow
-def test_five_thousand_labels_train_in_seconds():
+def test_five_thousand_labels_train_and_do_not_hurt():
+    """Quality on 5,000 labels; the speed figure lives in scripts/bench_head.py (no wall-clock
+    assertions in tests: they fail on a loaded machine)."""
     rng = np.random.default_rng(0)
     n, d = 20_000, 512
     image = rng.normal(size=(n, d)).astype(np.float32)
@@ -252,5 +254,4 @@ def test_five_thousand_labels_train_in_seconds():
                             positives=labelled[~bad], negatives=labelled[bad])
     seconds = time.perf_counter() - start
     print(f"5000 labels, N={n}, D={d}: fit {metrics['train_seconds']:.1f}s, with 5-fold CV {seconds:.1f}s")
-    assert metrics["train_seconds"] < 20 and seconds < 60
     assert metrics["cv_accuracy"] >= metrics["cv_accuracy_identity"] - 0.01
