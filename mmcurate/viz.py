@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -48,19 +47,13 @@ class Grid:
 def _thumbnail(path: Path | None, size: int) -> str | None:
     if path is None or not Path(path).is_file():
         return None
-    from PIL import Image
+    from mmcurate.data.images import thumbnail_jpeg
 
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGBA")
-            bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-            im = Image.alpha_composite(bg, im).convert("RGB")
-            im.thumbnail((size, size))
-            buf = io.BytesIO()
-            im.save(buf, format="JPEG", quality=85)
+        data = thumbnail_jpeg(path, size)
     except OSError:
         return None
-    return base64.b64encode(buf.getvalue()).decode("ascii")
+    return base64.b64encode(data).decode("ascii")
 
 
 def _resolver(df: pd.DataFrame, project, image_root) -> Callable[[int], Path | None]:

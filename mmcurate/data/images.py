@@ -11,7 +11,7 @@ from pathlib import Path
 
 from PIL import Image
 
-__all__ = ["IMAGE_SUFFIXES", "check_image", "open_image", "read_image_bytes"]
+__all__ = ["IMAGE_SUFFIXES", "check_image", "open_image", "read_image_bytes", "thumbnail_jpeg"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -77,3 +77,14 @@ def check_image(data: bytes) -> tuple[str, str] | None:
     except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as err:
         return "corrupt_image", f"{type(err).__name__}: {err}"
     return None
+
+
+def thumbnail_jpeg(path: str | os.PathLike, size: int = 256) -> bytes:
+    """JPEG bytes of the image at ``path`` shrunk to fit ``size`` × ``size``, alpha on white."""
+    with Image.open(path) as im:
+        im.load()
+        rgb = _to_rgb(im)
+    rgb.thumbnail((size, size))
+    buf = io.BytesIO()
+    rgb.save(buf, format="JPEG", quality=85)
+    return buf.getvalue()

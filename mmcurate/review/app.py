@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import hmac
-import io
 import secrets
 import threading
 import webbrowser
@@ -35,16 +34,9 @@ def make_token() -> str:
 
 
 def _thumbnail(path: Path) -> bytes:
-    from PIL import Image
+    from mmcurate.data.images import thumbnail_jpeg
 
-    with Image.open(path) as im:
-        im = im.convert("RGBA")
-        bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
-        im = Image.alpha_composite(bg, im).convert("RGB")
-        im.thumbnail((_THUMB, _THUMB))
-        buf = io.BytesIO()
-        im.save(buf, format="JPEG", quality=85)
-        return buf.getvalue()
+    return thumbnail_jpeg(path, _THUMB)
 
 
 def _parse_decision(body: dict, batch_ids: set[str], round_id: int):
