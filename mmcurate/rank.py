@@ -8,7 +8,7 @@ they are read in chunks.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import cached_property
 from typing import Any
 
@@ -20,7 +20,7 @@ from mmcurate import index as ix
 from mmcurate.signals import alignment, committee, crossmodal, density
 from mmcurate.signals.registry import STRATEGIES
 
-__all__ = ["RankContext", "compute_ranking"]
+__all__ = ["RankContext", "compute_ranking", "joint_vectors", "selection_vectors"]
 
 
 def _rowwise_cosine(a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
@@ -43,10 +43,22 @@ def _retrieval_rows(own: np.ndarray, sims: np.ndarray, idx: np.ndarray, temperat
 
 
 class RankContext:
-    """Arrays shared by the strategies of one ranking, computed lazily and at most once."""
+    """Arrays shared by the strategies of one ranking, computed lazily and at most once.
+
+    Up to ``ix.EXACT_MAX`` pairs every neighbour search is exact in the full embedding space.
+    Above it (``approximate=None`` decides by size) vectors are projected to ``reduced_dim``
+    dimensions (uncentred PCA fitted on both modalities, :func:`mmcurate.index.fit_projection`),
+    neighbours are found with :class:`mmcurate.index.ClusteredIndex`, and every neighbour-based
+    quantity (the own-pair similarity the alternatives are compared against, retrieval softmaxes,
+    neighbourhood agreement, density) is computed in that reduced space, so own and alternative
+    similarities stay comparable. ``cosine`` (and so ``clip_score``) is always exact. Float16 memory
+    maps are read in chunks; no full-precision copy of the embeddings is made.
+    """
 
     def __init__(self, image_embeddings, text_embeddings, *, indices_labeled, labels, k: int,
-                 random_state: int, temperature: float = 0.05, n_members: int = 5) -> None:
+                 random_state: int, temperature: float = 0.05, n_members: int = 5,
+                 approximate: bool | None = None, reduced_dim: int = 128, nprobe: int = 4,
+                 searcher: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None) -> None:
         self.image, self.text = image_embeddings, text_embeddings
         self.n = len(image_embeddings)
         self.k = int(min(k, max(self.n - 1, 1)))
@@ -55,22 +67,73 @@ class RankContext:
         self.random_state = random_state
         self.temperature = temperature
         self.n_members = n_members
+        self.approximate = self.n > ix.EXACT_MAX if approximate is None else bool(approximate)
+        self.reduced_dim = reduced_dim
+        self.nprobe = nprobe
+        self.searcher = searcher
+
+    def provide(self, **arrays: Any) -> None:
+        """Set precomputed arrays (e.g. ``features``, ``agree_v`` from a distributed engine)."""
+        known = [n for n, v in vars(type(self)).items() if isinstance(v, cached_property)]
+        unknown = sorted(set(arrays) - set(known))
+        if unknown:
+            raise ValueError(f"cannot provide {unknown}; known arrays: {', '.join(known)}")
+        self.__dict__.update(arrays)
+
+    def _space(self, name: str):
+        return {"image": self.image_space, "text": self.text_space, "joint": self.joint_space}[name]
+
+    # -- the space neighbours live in ------------------------------------------------------------
+    @cached_property
+    def basis(self) -> np.ndarray:
+        return ix.fit_projection(self.image, self.text, dim=self.reduced_dim, random_state=self.random_state)
+
+    @cached_property
+    def image_space(self):
+        return ix.project(self.image, self.basis) if self.approximate else self.image
+
+    @cached_property
+    def text_space(self):
+        return ix.project(self.text, self.basis) if self.approximate else self.text
+
+    @cached_property
+    def joint_space(self) -> np.ndarray:
+        return joint_vectors(self.image_space, self.text_space)
+
+    @cached_property
+    def own(self) -> np.ndarray:
+        """Each pair's own similarity in the neighbour space (= ``cosine`` when exact)."""
+        return _rowwise_cosine(self.image_space, self.text_space) if self.approximate else self.cosine
+
+    def _knn(self, queries, database: str, k: int, *, exclude_self: bool = False):
+        if not self.approximate:
+            return ix.knn(queries, self._space(database), k, exclude_self=exclude_self)
+        index = self._index(database)
+        if self.searcher is not None:
+            return self.searcher(index, queries, k, exclude_self=exclude_self)
+        return index.search(queries, k, nprobe=self.nprobe, exclude_self=exclude_self)
+
+    def _index(self, database: str) -> ix.ClusteredIndex:
+        cache = self.__dict__.setdefault("_indexes", {})
+        if database not in cache:
+            cache[database] = ix.ClusteredIndex(self._space(database), random_state=self.random_state)
+        return cache[database]
 
     @cached_property
     def i2t(self):
-        return ix.knn(self.image, self.text, self.k + 1)
+        return self._knn(self.image_space, "text", self.k + 1)
 
     @cached_property
     def t2i(self):
-        return ix.knn(self.text, self.image, self.k + 1)
+        return self._knn(self.text_space, "image", self.k + 1)
 
     @cached_property
     def i2i(self):
-        return ix.knn(self.image, self.image, self.k, exclude_self=True)
+        return self._knn(self.image_space, "image", self.k, exclude_self=True)
 
     @cached_property
     def t2t(self):
-        return ix.knn(self.text, self.text, self.k, exclude_self=True)
+        return self._knn(self.text_space, "text", self.k, exclude_self=True)
 
     @cached_property
     def cosine(self) -> np.ndarray:
@@ -78,7 +141,8 @@ class RankContext:
 
     @cached_property
     def features(self) -> alignment.AlignmentFeatures:
-        return alignment.alignment_features(self.cosine, *self.i2t, *self.t2i, temperature=self.temperature)
+        return alignment.alignment_features(self.cosine, *self.i2t, *self.t2i, temperature=self.temperature,
+                                            own=self.own)
 
     @cached_property
     def calibrator(self) -> alignment.Calibrator:
@@ -103,31 +167,45 @@ class RankContext:
 
     @cached_property
     def retrieval_i2t(self) -> np.ndarray:
-        return _retrieval_rows(self.cosine, *self.i2t, self.temperature)
+        return _retrieval_rows(self.own, *self.i2t, self.temperature)
 
     @cached_property
     def retrieval_t2i(self) -> np.ndarray:
-        return _retrieval_rows(self.cosine, *self.t2i, self.temperature)
+        return _retrieval_rows(self.own, *self.t2i, self.temperature)
 
     @cached_property
     def agree_v(self) -> np.ndarray:
-        return crossmodal.neighbourhood_agreement(self.image, self.i2i[1], self.text)
+        return crossmodal.neighbourhood_agreement(self.image_space, self.i2i[1], self.text_space)
 
     @cached_property
     def agree_t(self) -> np.ndarray:
-        return crossmodal.neighbourhood_agreement(self.text, self.t2t[1], self.image)
+        return crossmodal.neighbourhood_agreement(self.text_space, self.t2t[1], self.image_space)
 
     @cached_property
     def representativeness(self) -> np.ndarray:
-        joint = np.empty(self.image.shape, dtype=np.float32)
-        for s in range(0, self.n, 65536):
-            v = np.asarray(self.image[s : s + 65536], np.float32)
-            v = v + np.asarray(self.text[s : s + 65536], np.float32)
-            joint[s : s + 65536] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-        sims, idx = ix.knn(joint, joint, self.k, exclude_self=True)
+        sims, idx = self._knn(self.joint_space, "joint", self.k, exclude_self=True)
         mask = np.zeros(self.n, bool)
         mask[self.indices_labeled] = True
         return density.representativeness(sims, idx, labeled_mask=mask)
+
+
+def joint_vectors(image_embeddings, text_embeddings, *, chunk: int = 65536) -> npt.NDArray[np.float32]:
+    """Normalised image + caption vector of each pair, float32 ``(N, D)`` (the joint space)."""
+    out = np.empty(image_embeddings.shape, dtype=np.float32)
+    for s in range(0, len(image_embeddings), chunk):
+        v = np.asarray(image_embeddings[s : s + chunk], np.float32)
+        v = v + np.asarray(text_embeddings[s : s + chunk], np.float32)
+        out[s : s + chunk] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    return out
+
+
+def selection_vectors(image_embeddings, text_embeddings, *, max_dim: int = 128,
+                      random_state: int = 0) -> npt.NDArray[np.float32]:
+    """Joint vectors for diversity selection; above ``ix.EXACT_MAX`` pairs projected to ``max_dim``."""
+    if len(image_embeddings) <= ix.EXACT_MAX:
+        return joint_vectors(image_embeddings, text_embeddings)
+    basis = ix.fit_projection(image_embeddings, text_embeddings, dim=max_dim, random_state=random_state)
+    return joint_vectors(ix.project(image_embeddings, basis), ix.project(text_embeddings, basis))
 
 
 def compute_ranking(
@@ -141,13 +219,16 @@ def compute_ranking(
     random_state: int = 0,
     categories: npt.ArrayLike | None = None,
     options: dict[str, dict[str, Any]] | None = None,
+    approximate: bool | None = None,
+    searcher: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> pd.DataFrame:
     """Score every pair with each strategy; one row per pair, in input order.
 
     Returns a DataFrame with ``score`` (the first strategy's), one column per strategy, plus
     ``cosine`` and ``p_aligned`` (the calibrated probability). ``options`` maps a strategy name to
     its keyword options (e.g. ``{"density": {"beta": 2.0}}``). ``categories`` is accepted for the
-    callers' convenience and returned as a column when given.
+    callers' convenience and returned as a column when given. ``approximate`` and ``searcher``
+    choose the neighbour search (see :class:`RankContext`; ``None`` decides by pool size).
 
     Examples
     --------
@@ -164,7 +245,8 @@ def compute_ranking(
         raise ValueError(f"image and text embeddings differ in length: {len(image_embeddings)} "
                          f"vs {len(text_embeddings)}")
     ctx = RankContext(image_embeddings, text_embeddings, indices_labeled=indices_labeled,
-                      labels=labels, k=k, random_state=random_state)
+                      labels=labels, k=k, random_state=random_state, approximate=approximate,
+                      searcher=searcher)
     options = {STRATEGIES.get(name).name: opts for name, opts in (options or {}).items()}
     columns: dict[str, np.ndarray] = {}
     for strat in chosen:

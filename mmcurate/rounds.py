@@ -114,6 +114,7 @@ def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity
 
     Returns the round number and the batch (``pair_id``, ``score``, ``reason``, caption, image).
     """
+    from mmcurate.rank import selection_vectors
     from mmcurate.select import get_selector
 
     with proj.lock():
@@ -122,7 +123,7 @@ def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity
         labelled = set(proj.ledger.decisions()["pair_id"]) if len(proj.ledger.decisions()) else set()
         exclude = np.flatnonzero(ranked["pair_id"].isin(queued | labelled).to_numpy())
         image, text, _ = current_embeddings(proj)
-        joint = _joint(image, text)
+        joint = selection_vectors(image, text, random_state=random_state)
         selector = get_selector(diversity)
         picked = selector(ranked["score"].to_numpy(np.float64), n=budget, embeddings=joint,
                           exclude=exclude, random_state=random_state)
@@ -137,14 +138,6 @@ def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity
         )
     batch = proj.ledger.batch(round_id).merge(proj.pairs[["pair_id", "image", "caption"]], on="pair_id")
     return round_id, batch
-
-
-def _joint(image: np.ndarray, text: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    out = np.empty(image.shape, dtype=np.float32)
-    for s in range(0, len(image), chunk):
-        v = np.asarray(image[s : s + chunk], np.float32) + np.asarray(text[s : s + chunk], np.float32)
-        out[s : s + chunk] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
-    return out
 
 
 def import_labels(proj, source: str | Path | pd.DataFrame, *, round_id: int | None = None,

@@ -79,6 +79,7 @@ def alignment_features(
     t2i_idx: npt.ArrayLike,
     *,
     temperature: float = 0.05,
+    own: npt.ArrayLike | None = None,
 ) -> AlignmentFeatures:
     """Contrastive alignment features from the pair cosines and cross-modal kNN results.
 
@@ -93,6 +94,10 @@ def alignment_features(
         Each caption's nearest images.
     temperature : float
         Softmax temperature τ of the retrieval distributions.
+    own : (N,), optional
+        The pair's own similarity in the space the neighbour similarities were computed in
+        (e.g. a reduced projection for large pools); defaults to ``cosine``. The z-scores, ranks
+        and log-softmaxes compare ``own`` with the alternatives; the ``cosine`` feature stays exact.
 
     Examples
     --------
@@ -100,12 +105,13 @@ def alignment_features(
     >>> float(f.rank_i2t[0]), bool(f.z_i2t[0] > 0)
     (0.0, True)
     """
-    own = np.asarray(cosine, dtype=np.float64)
+    cos = np.asarray(cosine, dtype=np.float64)
+    own = cos if own is None else np.asarray(own, dtype=np.float64)
     ai, ii = np.asarray(i2t_sims, np.float64), np.asarray(i2t_idx, np.int64)
     at, it = np.asarray(t2i_sims, np.float64), np.asarray(t2i_idx, np.int64)
     z1, r1, l1 = _side(own, ai, ii, temperature)
     z2, r2, l2 = _side(own, at, it, temperature)
-    return AlignmentFeatures(own, z1, z2, l1, l2, r1, r2, k=int(ai.shape[1]))
+    return AlignmentFeatures(cos, z1, z2, l1, l2, r1, r2, k=int(ai.shape[1]))
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:

@@ -72,7 +72,7 @@ STRATEGIES = StrategyRegistry([
     Strategy("random", "uniform random scores (the baseline every strategy must beat)",
              lambda ctx: np.random.default_rng(ctx.random_state).random(ctx.n)),
     Strategy("clip_score", "1 - cosine(image, caption): the plain CLIP-score filter, no learning",
-             lambda ctx: 1.0 - ctx.features.cosine),
+             lambda ctx: 1.0 - ctx.cosine),
     Strategy("least_confidence", "1 - max(P, 1-P) of the calibrated P(aligned) (on=i2t|t2i|both: "
              "of the retrieval softmax)",
              lambda ctx, on="binary": _on(ctx, uncertainty.least_confidence, on)),

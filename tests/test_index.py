@@ -1,0 +1,95 @@
+"""faiss boundary: exact kNN, the reduced projection and the clustered search for large pools."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmcurate import index as ix
+from mmcurate.rank import RankContext, compute_ranking
+from mmcurate.signals import auroc
+from mmcurate.synth import domain_shift_embeddings
+
+
+def _clustered(n: int, d: int, seed: int = 0) -> np.ndarray:
+    centres = np.random.default_rng(99).normal(size=(40, d))
+    rng = np.random.default_rng(seed)
+    x = centres[rng.integers(0, 40, n)] + 0.3 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def _brute(q: np.ndarray, db: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(q @ db.T), axis=1, kind="stable")[:, :k]
+
+
+def test_knn_exact_matches_bruteforce():
+    x = _clustered(500, 16)
+    sims, idx = ix.knn(x, x, 5, exclude_self=True)
+    full = x @ x.T
+    np.fill_diagonal(full, -np.inf)
+    ref = np.argsort(-full, axis=1, kind="stable")[:, :5]
+    assert (np.sort(idx, 1) == np.sort(ref, 1)).mean() > 0.99
+    assert np.allclose(sims, np.take_along_axis(full, idx, 1), atol=1e-5)
+
+
+def test_clustered_index_recall_and_similarities_are_true_inner_products():
+    db, q = _clustered(6000, 24, seed=1), _clustered(800, 24, seed=2)
+    index = ix.ClusteredIndex(db, cell_size=200)
+    sims, idx = index.search(q, 10, nprobe=4)
+    ref = _brute(q, db, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, ref)])
+    assert recall > 0.9
+    assert (idx >= 0).all()
+    assert np.allclose(sims, np.einsum("nd,nkd->nk", q, db[idx]), atol=1e-5)
+    assert (np.diff(sims, axis=1) <= 1e-6).all()  # best first
+
+
+def test_clustered_index_exclude_self_and_shard_invariance():
+    db = _clustered(3000, 16, seed=3)
+    index = ix.ClusteredIndex(db, cell_size=100)
+    sims, idx = index.search(db, 5, exclude_self=True)
+    assert not (idx == np.arange(len(db))[:, None]).any()
+    # any split of the queries into shards gives the same answers
+    parts = [index.search(db[a:b], 5, exclude_self=True, offset=a) for a, b in ((0, 1234), (1234, 3000))]
+    assert np.array_equal(np.concatenate([p[1] for p in parts]), idx)
+    assert np.array_equal(np.concatenate([p[0] for p in parts]), sims)
+
+
+def test_clustered_index_with_fewer_vectors_than_k_pads_with_minus_one():
+    db = _clustered(3, 8)
+    sims, idx = ix.ClusteredIndex(db).search(db, 5)
+    assert idx.shape == (3, 5) and (idx[:, 3:] == -1).all() and np.isneginf(sims[:, 3:]).all()
+
+
+def test_projection_preserves_inner_products_of_low_rank_data():
+    rng = np.random.default_rng(0)
+    basis = np.linalg.qr(rng.normal(size=(64, 8)))[0]
+    x = (rng.normal(size=(2000, 8)) @ basis.T).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    P = ix.fit_projection(x, dim=8)
+    r = ix.project(x.astype(np.float16), P)
+    assert r.shape == (2000, 8) and r.dtype == np.float32
+    assert np.allclose(r[:50] @ r[:50].T, x[:50] @ x[:50].T, atol=1e-2)
+    assert np.array_equal(ix.fit_projection(x, dim=128), np.eye(64, dtype=np.float32))
+
+
+@pytest.mark.parametrize("kind", ["random", "same_category"])
+def test_approximate_ranking_keeps_the_signal(kind):
+    img, txt, noisy, _ = domain_shift_embeddings(6000, 32, kind=kind)
+    exact = compute_ranking(img, txt, strategies=["disagreement", "clip_score"], approximate=False)
+    approx = compute_ranking(img, txt, strategies=["disagreement", "clip_score"], approximate=True)
+    assert np.array_equal(exact["clip_score"], approx["clip_score"])  # the cosine is always exact
+    assert auroc(approx["disagreement"], noisy) > auroc(exact["disagreement"], noisy) - 0.02
+    assert auroc(approx["disagreement"], noisy) > auroc(approx["clip_score"], noisy) - 0.01
+
+
+def test_context_reduces_dimension_only_when_approximate():
+    img, txt, _, _ = domain_shift_embeddings(500, 200)
+    ctx = RankContext(img, txt, indices_labeled=[], labels=[], k=5, random_state=0,
+                      approximate=True, reduced_dim=16)
+    assert ctx.image_space.shape == (500, 16) and ctx.i2t[1].shape == (500, 6)
+    assert not np.allclose(ctx.own, ctx.cosine)
+    exact = RankContext(img, txt, indices_labeled=[], labels=[], k=5, random_state=0)
+    assert exact.image_space is img and np.array_equal(exact.own, exact.cosine)
+    with pytest.raises(ValueError, match="cannot provide"):
+        exact.provide(not_an_array=np.zeros(3))
