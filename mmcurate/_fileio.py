@@ -131,3 +131,33 @@ def _read_header(fh):
     if major == 1:
         return np.lib.format.read_array_header_1_0(fh)
     return np.lib.format.read_array_header_2_0(fh)
+
+
+def release_pages(array) -> None:
+    """Drop the resident pages of a read-only memory-mapped array from this process.
+
+    Reading a whole memory map sequentially leaves every page counted in the process's resident
+    memory although it is file-backed page cache; after a chunked pass this gives them back (the
+    kernel may keep them cached). A no-op for ordinary arrays and where ``madvise`` is missing.
+    """
+    import mmap
+
+    base = array
+    while base is not None and not isinstance(base, mmap.mmap):
+        base = getattr(base, "_mmap", None) or getattr(base, "base", None)
+    if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+        try:
+            base.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # closed or not madvisable: nothing to give back
+            pass
+
+
+def iter_chunks(array, chunk: int = 65536, *, dtype=np.float32):
+    """Yield ``(start, block)`` row blocks of ``array`` as ``dtype`` (a view when the dtype matches:
+    do not modify), releasing memory-map pages as it goes."""
+    n = len(array)
+    for start in range(0, n, chunk):
+        yield start, np.asarray(array[start : start + chunk], dtype=dtype)
+        if start // chunk % 4 == 3:
+            release_pages(array)
+    release_pages(array)

@@ -66,6 +66,10 @@ def _add_loop(sub) -> None:
     p.add_argument("--k", type=int, default=10, help="neighbours per pair")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--top", type=int, default=10, help="rows to print")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="ray: score with Ray tasks over shards (pip install 'mmcurate[ray]')")
+    p.add_argument("--address", default=None, help="Ray cluster (auto | ray://HOST:PORT); "
+                   "default: start a local Ray")
     p = sub.add_parser("select", help="choose the next review batch and save it as a round")
     p.add_argument("project", type=Path)
     p.add_argument("--budget", type=int, required=True)

@@ -61,7 +61,8 @@ def cmd_rank(args) -> int:
     from mmcurate.rounds import rank_project
 
     proj = open_project(args.project)
-    ranked = rank_project(proj, args.strategy, k=args.k, random_state=args.seed)
+    ranked = rank_project(proj, args.strategy, k=args.k, random_state=args.seed, engine=args.engine,
+                          address=args.address)
     ranked = ranked.merge(proj.pairs[["pair_id", "caption"]], on="pair_id")
     ranked = ranked.sort_values("score", ascending=False, kind="stable")
     if args.out:

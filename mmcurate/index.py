@@ -12,14 +12,32 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["ClusteredIndex", "as_float32", "build_index", "fit_projection", "kmeans", "knn", "load_index",
-           "project", "save_index", "search"]
+from mmcurate._fileio import iter_chunks, release_pages
+
+__all__ = [
+    "ClusteredIndex",
+    "as_float32",
+    "build_index",
+    "fit_projection",
+    "kmeans",
+    "knn",
+    "load_index",
+    "project",
+    "save_index",
+    "search",
+    "set_threads",
+]
 
 
 def _faiss():
     import faiss
 
     return faiss
+
+
+def set_threads(n: int) -> None:
+    """Threads faiss may use in this process (e.g. 1 inside a task that owns one CPU)."""
+    _faiss().omp_set_num_threads(int(n))
 
 
 def as_float32(x: npt.ArrayLike, *, normalize: bool = False) -> npt.NDArray[np.float32]:
@@ -182,6 +200,7 @@ def fit_projection(*samples: npt.ArrayLike, dim: int = 64, n_sample: int = 50_00
         n = len(arr)
         pick = np.sort(rng.choice(n, size=min(n, n_sample), replace=False))
         parts.append(np.asarray(arr[pick], dtype=np.float32))
+        release_pages(arr)
     x = np.concatenate(parts)
     if dim >= x.shape[1]:
         return np.eye(x.shape[1], dtype=np.float32)
@@ -198,9 +217,8 @@ def project(vectors: npt.ArrayLike, basis: npt.NDArray[np.float32], *, chunk: in
     n = len(vectors)
     identity = basis.shape[0] == basis.shape[1] and np.array_equal(basis, np.eye(len(basis)))
     out = np.empty((n, basis.shape[1]), dtype=np.float32)
-    for s in range(0, n, chunk):
-        x = np.asarray(vectors[s : s + chunk], dtype=np.float32)
-        out[s : s + chunk] = x if identity else x @ basis
+    for s, x in iter_chunks(vectors, chunk):
+        out[s : s + len(x)] = x if identity else x @ basis
     return out
 
 

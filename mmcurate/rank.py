@@ -17,18 +17,17 @@ import numpy.typing as npt
 import pandas as pd
 
 from mmcurate import index as ix
+from mmcurate._fileio import iter_chunks
 from mmcurate.signals import alignment, committee, crossmodal, density
 from mmcurate.signals.registry import STRATEGIES
 
-__all__ = ["RankContext", "compute_ranking", "joint_vectors", "selection_vectors"]
+__all__ = ["RankContext", "compute_from_context", "compute_ranking", "joint_vectors", "selection_vectors"]
 
 
 def _rowwise_cosine(a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
     out = np.empty(len(a), dtype=np.float64)
-    for s in range(0, len(a), chunk):
-        x = np.asarray(a[s : s + chunk], np.float32)
-        y = np.asarray(b[s : s + chunk], np.float32)
-        out[s : s + chunk] = (x * y).sum(1)
+    for (s, x), (_, y) in zip(iter_chunks(a, chunk), iter_chunks(b, chunk)):
+        out[s : s + len(x)] = (x * y).sum(1)
     return out
 
 
@@ -192,10 +191,9 @@ class RankContext:
 def joint_vectors(image_embeddings, text_embeddings, *, chunk: int = 65536) -> npt.NDArray[np.float32]:
     """Normalised image + caption vector of each pair, float32 ``(N, D)`` (the joint space)."""
     out = np.empty(image_embeddings.shape, dtype=np.float32)
-    for s in range(0, len(image_embeddings), chunk):
-        v = np.asarray(image_embeddings[s : s + chunk], np.float32)
-        v = v + np.asarray(text_embeddings[s : s + chunk], np.float32)
-        out[s : s + chunk] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    for (s, v), (_, t) in zip(iter_chunks(image_embeddings, chunk), iter_chunks(text_embeddings, chunk)):
+        v = v + t
+        out[s : s + len(v)] = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
     return out
 
 
@@ -238,15 +236,22 @@ def compute_ranking(
     >>> df.columns.tolist()[:3]
     ['score', 'margin', 'clip_score']
     """
-    if not strategies:
-        raise ValueError("give at least one strategy; valid: " + ", ".join(STRATEGIES.names()))
-    chosen = [STRATEGIES.get(s) for s in strategies]
     if len(image_embeddings) != len(text_embeddings):
         raise ValueError(f"image and text embeddings differ in length: {len(image_embeddings)} "
                          f"vs {len(text_embeddings)}")
     ctx = RankContext(image_embeddings, text_embeddings, indices_labeled=indices_labeled,
                       labels=labels, k=k, random_state=random_state, approximate=approximate,
                       searcher=searcher)
+    return compute_from_context(ctx, strategies, options=options, categories=categories)
+
+
+def compute_from_context(ctx: RankContext, strategies: Sequence[str], *,
+                         options: dict[str, dict[str, Any]] | None = None,
+                         categories: npt.ArrayLike | None = None) -> pd.DataFrame:
+    """The ranking table of :func:`compute_ranking` from a prepared :class:`RankContext`."""
+    if not strategies:
+        raise ValueError("give at least one strategy; valid: " + ", ".join(STRATEGIES.names()))
+    chosen = [STRATEGIES.get(s) for s in strategies]
     options = {STRATEGIES.get(name).name: opts for name, opts in (options or {}).items()}
     columns: dict[str, np.ndarray] = {}
     for strat in chosen:

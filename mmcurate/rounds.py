@@ -73,10 +73,13 @@ def _provenance(proj, head_round: int | None, **params: Any) -> dict[str, Any]:
 
 
 def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement",), *, k: int = 10,
-                 random_state: int = 0, options: dict[str, Any] | None = None) -> pd.DataFrame:
+                 random_state: int = 0, options: dict[str, Any] | None = None, engine: str = "local",
+                 address: str | None = None) -> pd.DataFrame:
     """Score every pair; a DataFrame with ``pair_id``, ``score`` and one column per signal.
 
     ``df.attrs["provenance"]`` records model, pretrained tag, head round, strategies and parameters.
+    ``engine="ray"`` scores with Ray tasks over shards (:mod:`mmcurate.engine.ray_score`; a local
+    Ray, or the cluster at ``address``); it always uses the approximate neighbour search.
 
     Examples
     --------
@@ -85,19 +88,45 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement"
     """
     from mmcurate.rank import compute_ranking
 
-    image, text, head_round = current_embeddings(proj)
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     rows, y, _ = labelled_arrays(proj) if (proj.root / "labels.sqlite").is_file() else (
         np.zeros(0, np.int64), np.zeros(0, np.int64), None)
     categories = proj.pairs["category"].to_numpy() if "category" in proj.pairs.columns else None
-    table = compute_ranking(image, text, strategies=tuple(strategies), indices_labeled=rows,
-                            labels=y, k=k, random_state=random_state, categories=categories,
-                            options=options)
+    if engine == "ray":
+        table, head_round = _rank_ray(proj, strategies, rows, y, k=k, random_state=random_state,
+                                      options=options, address=address)
+        if categories is not None:
+            table["category"] = categories
+    else:
+        image, text, head_round = current_embeddings(proj)
+        table = compute_ranking(image, text, strategies=tuple(strategies), indices_labeled=rows,
+                                labels=y, k=k, random_state=random_state, categories=categories,
+                                options=options)
     table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
     table.attrs["provenance"] = _provenance(proj, head_round, strategies=list(strategies), k=k,
                                             random_state=random_state, n_labels=len(rows),
-                                            options=options or {})
+                                            options=options or {}, engine=engine)
     _save_state(proj, table)
     return table
+
+
+def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
+    from mmcurate.engine.ray_score import rank_with_ray
+
+    ids = proj.pairs["pair_id"].tolist()
+    if not proj.store.is_compact_for(ids):
+        with proj.lock():
+            proj.store.compact(ids)
+    latest = proj.ledger.latest_head() if (proj.root / "labels.sqlite").is_file() else None
+    head = None
+    if latest:
+        checkpoint = Path(latest["checkpoint"])
+        head = checkpoint if checkpoint.is_absolute() else proj.root / checkpoint
+    table = rank_with_ray(proj.store.root / "image.npy", proj.store.root / "text.npy",
+                          strategies=tuple(strategies), indices_labeled=rows, labels=y, k=k,
+                          random_state=random_state, head=head, address=address, options=options)
+    return table, (int(latest["head_round"]) if latest else None)
 
 
 def _save_state(proj, table: pd.DataFrame) -> None:

@@ -1,0 +1,216 @@
+"""Distributed scoring on Ray: the neighbour-based signals over shards of the pool.
+
+No process holds the whole pool in full precision. The driver fits the reduced projection on a
+sample (:func:`mmcurate.index.fit_projection`); one Ray task per modality reads that modality's
+float16 ``.npy`` file in chunks, projects it and builds a :class:`mmcurate.index.ClusteredIndex`
+that goes to Ray's shared object store; then one task per shard of rows reads its own rows,
+searches both indexes (image→text, text→image, image→image, text→text) and returns only per-pair
+numbers: the exact cosine, the alignment features, neighbourhood agreement and (if asked) the
+density term. The driver gathers those ``O(N)`` arrays into a :class:`mmcurate.rank.RankContext`
+and every strategy scores as in the local engine (the pool-level steps, calibrator fit and
+percentiles, are cheap). Results equal the local engine's approximate path (``approximate=True``):
+same projection, same index, same per-query answers whatever the sharding.
+
+A project's head (if trained) is applied inside the tasks, chunk by chunk. Workers must see the
+embedding files (same machine, or a shared filesystem on a cluster); with no ``address`` a local
+Ray starts, ``address="auto"`` or ``"ray://HOST:PORT"`` joins a cluster and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+__all__ = ["rank_with_ray", "shard_stats"]
+
+_CHUNK = 65536
+
+
+def _load(path: str, head: str | None, side: str):
+    """Memory-map a float16 ``.npy`` file; with a head, a chunked transformed view of it."""
+    arr = np.load(path, mmap_mode="r")
+    if head is None:
+        return arr
+    from mmcurate.head import ProjectionHead
+
+    h = ProjectionHead.load(head)
+    fn = h.transform_images if side == "image" else h.transform_texts
+    return _Transformed(arr, fn)
+
+
+class _Transformed:
+    """Rows of ``base`` passed through ``fn`` on access (slices and index arrays)."""
+
+    def __init__(self, base, fn) -> None:
+        self.base, self.fn = base, fn
+        self.shape = base.shape
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key):
+        return self.fn(np.asarray(self.base[key], np.float32))
+
+
+def _build_index(path: str, head: str | None, side: str, basis: np.ndarray, random_state: int):
+    from mmcurate import index as ix
+
+    return ix.ClusteredIndex(ix.project(_load(path, head, side), basis), random_state=random_state)
+
+
+def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image_index, text_index,
+                basis: np.ndarray, k: int, nprobe: int, temperature: float, head: str | None = None,
+                joint_index=None, labeled_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per-pair numbers for rows ``start:stop`` (what one Ray task computes; plain function).
+
+    Returns ``cosine``, ``own``, the seven alignment features' inputs as an
+    :class:`~mmcurate.signals.alignment.AlignmentFeatures` field dict, ``agree_v``, ``agree_t`` and,
+    with ``joint_index``, ``representativeness``.
+    """
+    from mmcurate.index import project
+    from mmcurate.rank import _rowwise_cosine, joint_vectors
+    from mmcurate.signals import alignment, density
+
+    img = _load(image_path, head, "image")[start:stop]
+    txt = _load(text_path, head, "text")[start:stop]
+    img = np.asarray(img, np.float32)
+    txt = np.asarray(txt, np.float32)
+    cosine = _rowwise_cosine(img, txt)
+    ri, rt = project(img, basis), project(txt, basis)
+    own = _rowwise_cosine(ri, rt)
+    i2t = text_index.search(ri, k + 1, nprobe=nprobe)
+    t2i = image_index.search(rt, k + 1, nprobe=nprobe)
+    feats = alignment.alignment_features(cosine, *_global_rows(i2t, start, stop),
+                                         *_global_rows(t2i, start, stop), temperature=temperature, own=own)
+    _, i2i = image_index.search(ri, k, nprobe=nprobe, exclude_self=True, offset=start)
+    _, t2t = text_index.search(rt, k, nprobe=nprobe, exclude_self=True, offset=start)
+    out = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
+    out["own"] = own
+    out["agree_v"] = _agreement(rt, i2i, text_index.vectors)
+    out["agree_t"] = _agreement(ri, t2t, image_index.vectors)
+    if joint_index is not None:
+        sims, idx = joint_index.search(joint_vectors(ri, rt), k, nprobe=nprobe, exclude_self=True,
+                                       offset=start)
+        out["representativeness"] = density.representativeness(sims, idx, labeled_mask=labeled_mask)
+    return out
+
+
+def _global_rows(result, start: int, stop: int):
+    """Re-code global neighbour rows for :func:`alignment.alignment_features`, which skips -1 and
+    the query's own row by *local* number: the own pair becomes -1, every other row is shifted past
+    the shard's local numbers (only validity matters there, not identity)."""
+    sims, idx = result
+    own = idx == np.arange(start, stop)[:, None]
+    return sims, np.where(own, -1, np.where(idx >= 0, idx + (stop - start), -1))
+
+
+def _agreement(own_other: np.ndarray, neighbours: np.ndarray, other_all: np.ndarray) -> np.ndarray:
+    """Mean similarity of the pair's other-modality vector to its neighbours' (shard rows)."""
+    valid = neighbours >= 0
+    neigh = other_all[np.where(valid, neighbours, 0)]
+    sims = np.einsum("nd,nkd->nk", own_other, neigh)
+    return np.where(valid, sims, 0).sum(1) / np.maximum(valid.sum(1), 1)
+
+
+def _shards(n: int, n_shards: int) -> list[tuple[int, int]]:
+    bounds = np.linspace(0, n, max(1, min(n_shards, n)) + 1).astype(int)
+    return [(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+def rank_with_ray(
+    image_path: str | os.PathLike,
+    text_path: str | os.PathLike,
+    *,
+    strategies: Sequence[str] = ("disagreement",),
+    indices_labeled: npt.ArrayLike | None = None,
+    labels: npt.ArrayLike | None = None,
+    k: int = 10,
+    random_state: int = 0,
+    head: str | os.PathLike | None = None,
+    address: str | None = None,
+    n_shards: int | None = None,
+    num_cpus: float = 1.0,
+    reduced_dim: int = 128,
+    nprobe: int = 4,
+    temperature: float = 0.05,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> pd.DataFrame:
+    """Score every pair with Ray tasks over shards; the same table as :func:`mmcurate.rank.compute_ranking`.
+
+    ``image_path``/``text_path`` are the float16 ``.npy`` files of a project's embeddings (rows =
+    pairs); ``head`` a projection head checkpoint to apply first. ``n_shards`` defaults to four
+    per CPU of the cluster. Strategies that need the raw retrieval distributions (``on="i2t"`` etc.)
+    are not available here.
+
+    Examples
+    --------
+    >>> table = rank_with_ray("emb/image.npy", "emb/text.npy", strategies=["disagreement"])  # doctest: +SKIP
+    """
+    from mmcurate import index as ix
+    from mmcurate.engine.ray_embed import require_ray
+    from mmcurate.rank import RankContext, compute_from_context
+    from mmcurate.signals import alignment
+
+    ray = require_ray()
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                 **({} if address else {"num_cpus": os.cpu_count()}))
+    image_path, text_path = str(image_path), str(text_path)
+    head = str(head) if head is not None else None
+    image, text = _load(image_path, head, "image"), _load(text_path, head, "text")
+    n = len(image)
+    if len(text) != n:
+        raise ValueError(f"{image_path} has {n} rows but {text_path} has {len(text)}")
+    basis = ix.fit_projection(image, text, dim=reduced_dim, random_state=random_state)
+    del image, text
+    build = ray.remote(num_cpus=num_cpus)(_build_index)
+    basis_ref = ray.put(basis)
+    image_index = build.remote(image_path, head, "image", basis_ref, random_state)
+    text_index = build.remote(text_path, head, "text", basis_ref, random_state)
+    chosen = [s.lower().replace("-", "_") for s in strategies]
+    joint_index = None
+    labeled = np.asarray(indices_labeled if indices_labeled is not None else [], np.int64)
+    mask = np.zeros(n, bool)
+    mask[labeled] = True
+    if "density" in chosen:
+        joint_index = ray.remote(num_cpus=num_cpus)(_build_joint_index).remote(image_index, text_index,
+                                                                                random_state)
+    task = ray.remote(num_cpus=num_cpus)(_shard_task)
+    n_shards = n_shards or max(1, int(4 * ray.cluster_resources().get("CPU", 1)))
+    refs = [task.remote(image_path, text_path, a, b, image_index, text_index, basis_ref, k, nprobe,
+                        temperature, head, joint_index, mask if joint_index is not None else None)
+            for a, b in _shards(n, n_shards)]
+    parts = ray.get(refs)
+    stats = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    ctx = RankContext(np.empty((n, 0)), np.empty((n, 0)), indices_labeled=labeled, labels=labels, k=k,
+                      random_state=random_state, temperature=temperature, approximate=True)
+    feats = alignment.AlignmentFeatures(**{name: stats[name] for name in alignment.FEATURE_NAMES},
+                                        k=k + 1)
+    ctx.provide(cosine=stats["cosine"], own=stats["own"], features=feats, agree_v=stats["agree_v"],
+                agree_t=stats["agree_t"],
+                **({"representativeness": stats["representativeness"]} if joint_index is not None else {}))
+    return compute_from_context(ctx, strategies, options=options)
+
+
+def _build_joint_index(image_index, text_index, random_state: int):
+    from mmcurate import index as ix
+    from mmcurate.rank import joint_vectors
+
+    joint = joint_vectors(image_index.vectors, text_index.vectors)
+    return ix.ClusteredIndex(joint, random_state=random_state)
+
+
+def _shard_task(image_path, text_path, start, stop, image_index, text_index, basis, k, nprobe,
+                temperature, head, joint_index, labeled_mask):
+    from mmcurate.index import set_threads
+
+    set_threads(1)  # one task per CPU: no oversubscription
+    return shard_stats(image_path, text_path, start, stop, image_index=image_index,
+                       text_index=text_index, basis=basis, k=k, nprobe=nprobe, temperature=temperature,
+                       head=head, joint_index=joint_index, labeled_mask=labeled_mask)
