@@ -137,7 +137,7 @@ def rank_with_ray(
     n_shards: int | None = None,
     num_cpus: float = 1.0,
     reduced_dim: int = 128,
-    nprobe: int = 4,
+    nprobe: int = 2,
     temperature: float = 0.05,
     options: dict[str, dict[str, Any]] | None = None,
 ) -> pd.DataFrame:

@@ -1,0 +1,151 @@
+"""Benchmark the Ray engine against the local one; prints its figures.
+
+1. Embedding: the same pairs embedded by the local engine and by the Ray Data engine (local
+   Ray, 2 actors with 0.5 CPU each), pairs/s of each and the ratio (Ray's overhead on one machine).
+   Model: the tiny stand-in CLIP (``--model`` takes any open_clip model with local weights).
+2. Scoring: ``disagreement`` over projects imported from embedding folders of 200,000 and
+   2,000,000 synthetic 512-d pairs (20% swapped within their domain), with
+   ``rank --engine ray``; wall time, peak memory of the driver process (target < 2 GiB) and the
+   cost ratio between the sizes (linear = 10). Each size runs in a fresh driver process.
+
+Usage::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench_scale.py [--sizes 200000 2000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+_SCORE_CHILD = """
+import json, resource, sys, time
+from mmcurate.project import open_project
+from mmcurate.rounds import rank_project
+from mmcurate.signals import auroc
+import numpy as np
+proj = open_project(sys.argv[1])
+t = time.perf_counter()
+table = rank_project(proj, ["disagreement"], engine="ray")
+seconds = time.perf_counter() - t
+noisy = np.load(sys.argv[2])
+print(json.dumps({"n": len(table), "seconds": seconds, "auroc": auroc(table["disagreement"], noisy),
+                  "driver_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+"""
+
+
+def write_folder(folder: Path, n: int, *, dim: int = 512, shard: int = 100_000, rate: float = 0.2,
+                 seed: int = 0) -> Path:
+    """A clip-retrieval style folder (img_emb/, text_emb/, metadata/) + ``noisy.npy`` truth."""
+    from mmcurate._fileio import save_npy_atomic
+
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((256, dim), dtype=np.float32) * 1.5
+    level = np.linspace(1.0, 4.0, 256).astype(np.float32)
+    noisy = np.zeros(n, bool)
+    for sub in ("img_emb", "text_emb", "metadata"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    for i, s in enumerate(range(0, n, shard)):
+        m = min(shard, n - s)
+        r = np.random.default_rng(seed + 1 + s)
+        dom = r.integers(0, 256, m)
+        img = centres[dom] + r.standard_normal((m, dim), dtype=np.float32)
+        txt = img + level[dom, None] * r.standard_normal((m, dim), dtype=np.float32)
+        img /= np.linalg.norm(img, axis=1, keepdims=True)
+        txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+        swap = np.flatnonzero(r.random(m) < rate)
+        donor = swap.copy()
+        for g in np.unique(dom[swap]):
+            sel = np.flatnonzero(dom[swap] == g)
+            if len(sel) > 1:
+                donor[sel] = np.roll(swap[sel], 1)
+        txt[swap] = txt[donor]
+        noisy[s + swap[donor != swap]] = True
+        save_npy_atomic(folder / "img_emb" / f"img_emb_{i}.npy", img.astype(np.float16))
+        save_npy_atomic(folder / "text_emb" / f"text_emb_{i}.npy", txt.astype(np.float16))
+        pd.DataFrame({"key": [f"k{j}" for j in range(s, s + m)],
+                      "caption": [f"caption {j}" for j in range(s, s + m)]}).to_parquet(
+            folder / "metadata" / f"metadata_{i}.parquet", index=False)
+    np.save(folder / "noisy.npy", noisy)
+    return folder
+
+
+def bench_scoring(n: int) -> dict:
+    from mmcurate.project import create_project
+
+    tmp = Path(tempfile.mkdtemp(prefix=f"bench_scale_{n}_"))
+    t = time.perf_counter()
+    folder = write_folder(tmp / "emb", n)
+    create_project(tmp / "proj", embeddings=folder)
+    prep = time.perf_counter() - t
+    proc = subprocess.run([sys.executable, "-c", _SCORE_CHILD, str(tmp / "proj"), str(folder / "noisy.npy")],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    out["prepare_seconds"] = prep
+    return out
+
+
+def bench_embed(n: int, model: str | None) -> dict:
+    from mmcurate.embed.model import ModelSpec
+    from mmcurate.embed.tiny import get_tiny_clip
+    from mmcurate.engine.ray_embed import embed_with_ray
+    from mmcurate.project import create_project
+    from mmcurate.synth import write_scene_dataset
+
+    tmp = Path(tempfile.mkdtemp(prefix="bench_scale_embed_"))
+    csv = write_scene_dataset(tmp / "scenes", n, random_state=0)
+    spec = ModelSpec(model or f"local-dir:{get_tiny_clip()}", None)
+    local = create_project(tmp / "local", pairs=csv, model=spec, progress=False)
+    t = time.perf_counter()
+    local.embed(progress=False)
+    local_rate = n / (time.perf_counter() - t)
+    dist = create_project(tmp / "ray", pairs=csv, model=spec, progress=False)
+    t = time.perf_counter()
+    embed_with_ray(dist, num_workers=2, cpus_per_worker=0.5)
+    ray_rate = n / (time.perf_counter() - t)
+    same = np.abs(np.asarray(local.image_embeddings(), np.float32)
+                  - np.asarray(dist.image_embeddings(), np.float32)).max()
+    return {"pairs": n, "local_pairs_per_s": local_rate, "ray_pairs_per_s": ray_rate,
+            "ratio": ray_rate / local_rate, "max_abs_diff": float(same)}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[200_000, 2_000_000])
+    parser.add_argument("--n-embed", type=int, default=600)
+    parser.add_argument("--model", default=None, help="open_clip model with local weights (default: tiny)")
+    parser.add_argument("--skip-embed", action="store_true")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
+    if not args.skip_embed:
+        e = bench_embed(args.n_embed, args.model)
+        print(f"embed {e['pairs']} pairs: local {e['local_pairs_per_s']:.1f} pairs/s, Ray engine "
+              f"{e['ray_pairs_per_s']:.1f} pairs/s, ratio {e['ratio']:.2f} "
+              f"(max |difference| of the vectors {e['max_abs_diff']:.1e})", flush=True)
+    rows = []
+    for n in args.sizes:
+        r = bench_scoring(n)
+        rows.append(r)
+        print(f"disagreement on {n:,} imported pairs with --engine ray: {r['seconds']:.1f} s, driver peak "
+              f"{r['driver_peak_rss_gib']:.2f} GiB, AUROC vs planted swaps {r['auroc']:.3f} "
+              f"(data + import {r['prepare_seconds']:.0f} s)", flush=True)
+    if len(rows) > 1:
+        a, b = rows[0], rows[-1]
+        print(f"cost ratio {b['n']:,} / {a['n']:,} pairs: {b['seconds'] / a['seconds']:.1f} "
+              f"(size ratio {b['n'] / a['n']:.0f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
