@@ -131,6 +131,25 @@ class _Head(nn.Module):
         return self.log_scale.exp() * cos + self.bias
 
 
+class TransformedView:
+    """Rows of ``base`` passed through ``fn`` when read (``view[a:b]``, ``view[index_array]``)."""
+
+    def __init__(self, base, fn) -> None:
+        self.base, self.fn = base, fn
+        self.shape = tuple(base.shape)
+        self.dtype = np.dtype(np.float32)
+        self.ndim = 2
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows = np.asarray(self.base[key], dtype=np.float32)
+        if rows.ndim == 1:
+            return self.fn(rows[None])[0]
+        return self.fn(rows)
+
+
 class ProjectionHead:
     """Identity-initialised residual adapters on image and caption embeddings.
 
@@ -167,6 +186,14 @@ class ProjectionHead:
     def transform_texts(self, x: npt.ArrayLike, *, chunk_size: int = _CHUNK) -> npt.NDArray[np.float32]:
         """Caption vectors ``(N, D)`` → adapted, L2-normalised float32 ``(N, D)``."""
         return self._apply(self.module.text, x, "text", chunk_size)
+
+    def view(self, x, side: str) -> TransformedView:
+        """A lazy ``(N, D)`` view of ``x`` (``side`` image or text) adapted on access, chunk by chunk:
+        for pools too large to hold a float32 copy (slices and index arrays are supported)."""
+        fn = {"image": self.transform_images, "text": self.transform_texts}.get(side)
+        if fn is None:
+            raise ValueError(f"side must be 'image' or 'text', got {side!r}")
+        return TransformedView(x, fn)
 
     def _apply(self, adapter: _Adapter, x: npt.ArrayLike, name: str, chunk_size: int) -> np.ndarray:
         array = x if isinstance(x, np.ndarray) else np.asarray(x)

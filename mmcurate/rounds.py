@@ -52,15 +52,22 @@ def _head_path(proj, head_round: int) -> Path:
 
 
 def current_embeddings(proj) -> tuple[np.ndarray, np.ndarray, int | None]:
-    """Image and caption vectors after the latest trained head (raw CLIP vectors before any)."""
+    """Image and caption vectors after the latest trained head (raw CLIP vectors before any).
+
+    Above ``rank.APPROXIMATE_FROM`` pairs the adapted vectors are lazy views
+    (:class:`mmcurate.head.TransformedView`) computed chunk by chunk when read.
+    """
     image, text = proj.image_embeddings(), proj.text_embeddings()
     latest = proj.ledger.latest_head() if (proj.root / "labels.sqlite").is_file() else None
     if not latest:
         return image, text, None
     from mmcurate.head import ProjectionHead
+    from mmcurate.rank import APPROXIMATE_FROM
 
     checkpoint = Path(latest["checkpoint"])
     head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
+    if len(image) > APPROXIMATE_FROM:  # large pools: adapt chunk by chunk, never a float32 copy
+        return head.view(image, "image"), head.view(text, "text"), int(latest["head_round"])
     return head.transform_images(image), head.transform_texts(text), int(latest["head_round"])
 
 

@@ -255,3 +255,23 @@ def test_five_thousand_labels_train_and_do_not_hurt():
     seconds = time.perf_counter() - start
     print(f"5000 labels, N={n}, D={d}: fit {metrics['train_seconds']:.1f}s, with 5-fold CV {seconds:.1f}s")
     assert metrics["cv_accuracy"] >= metrics["cv_accuracy_identity"] - 0.01
+
+
+def test_transformed_view_reads_like_the_transformed_array():
+    import numpy as np
+
+    from mmcurate.head import HeadConfig, train_head
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(300, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = x + 0.3 * rng.normal(size=x.shape).astype(np.float32)
+    y /= np.linalg.norm(y, axis=1, keepdims=True)
+    head, _ = train_head(x.astype(np.float16), y.astype(np.float16), positives=np.arange(40),
+                         negatives=np.arange(40, 60), config=HeadConfig(epochs=2, n_folds=0))
+    full = head.transform_images(x)
+    view = head.view(x, "image")
+    assert view.shape == full.shape and len(view) == 300
+    np.testing.assert_allclose(view[10:20], full[10:20], atol=1e-6)
+    np.testing.assert_allclose(view[np.array([5, 1, 299])], full[[5, 1, 299]], atol=1e-6)
+    np.testing.assert_allclose(view[7], full[7], atol=1e-6)

@@ -33,29 +33,13 @@ _CHUNK = 65536
 
 
 def _load(path: str, head: str | None, side: str):
-    """Memory-map a float16 ``.npy`` file; with a head, a chunked transformed view of it."""
+    """Memory-map a float16 ``.npy`` file; with a head, a lazy adapted view of it."""
     arr = np.load(path, mmap_mode="r")
     if head is None:
         return arr
     from mmcurate.head import ProjectionHead
 
-    h = ProjectionHead.load(head)
-    fn = h.transform_images if side == "image" else h.transform_texts
-    return _Transformed(arr, fn)
-
-
-class _Transformed:
-    """Rows of ``base`` passed through ``fn`` on access (slices and index arrays)."""
-
-    def __init__(self, base, fn) -> None:
-        self.base, self.fn = base, fn
-        self.shape = base.shape
-
-    def __len__(self) -> int:
-        return len(self.base)
-
-    def __getitem__(self, key):
-        return self.fn(np.asarray(self.base[key], np.float32))
+    return ProjectionHead.load(head).view(arr, side)
 
 
 def _build_index(path: str, head: str | None, side: str, basis: np.ndarray, random_state: int):
