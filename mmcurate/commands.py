@@ -228,6 +228,6 @@ def cmd_stream(args) -> int:
             signal.signal(signal.SIGINT, previous)
     state = stream_state(proj)
     rate = state["realised_rate"]
-    print(f"{len(batches)} batches added now; {state['n_batches']} in all, {state['n_seen']} pairs "
+    print(f"{len(batches)} batch(es) added now; {state['n_batches']} in all, {state['n_seen']} pairs "
           f"seen, {state['n_queued']} queued" + (f" (review rate {rate:.3f})" if rate is not None else ""))
     return 0

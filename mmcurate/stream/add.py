@@ -16,7 +16,8 @@ from mmcurate._fileio import atomic_write_json
 from mmcurate.exceptions import NotEmbeddedError
 from mmcurate.stream_threshold import AdaptiveThreshold
 
-__all__ = ["LOG_COLUMNS", "add_pairs", "content_hash", "recover_stream", "stream_log", "stream_state"]
+__all__ = ["LOG_COLUMNS", "add_pairs", "check_options", "content_hash", "recover_stream", "stream_log",
+           "stream_state"]
 
 LOG_COLUMNS = ["batch_id", "source", "pair_id", "score", "threshold", "queued", "round_id",
                "head_round", "strategy", "mode", "target_rate", "arrived_at"]
@@ -114,7 +115,7 @@ def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement"
     >>> decisions = add_pairs(proj, "incoming/batch7.csv", rate=0.05)  # doctest: +SKIP
     >>> decisions[decisions["queued"]][["pair_id", "score", "round_id"]]  # doctest: +SKIP
     """
-    mode = _check_options(strategy, threshold, rate)
+    mode = check_options(strategy, threshold, rate)
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"arriving batch {source} does not exist")
@@ -137,7 +138,8 @@ def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement"
     return out
 
 
-def _check_options(strategy: str, threshold: str | float, rate: float) -> str:
+def check_options(strategy: str, threshold: str | float, rate: float) -> str:
+    """Raise on an unknown strategy, a rate outside (0, 1) or a bad threshold; returns the mode."""
     from mmcurate.signals import STRATEGIES
 
     STRATEGIES.get(strategy)  # unknown names raise, listing the valid ones

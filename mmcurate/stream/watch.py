@@ -12,7 +12,7 @@ from typing import Any
 import pandas as pd
 
 from mmcurate.exceptions import MmcurateError, ProjectLockedError
-from mmcurate.stream.add import add_pairs, content_hash, recover_stream, stream_state
+from mmcurate.stream.add import add_pairs, check_options, content_hash, recover_stream, stream_state
 
 __all__ = ["watch"]
 
@@ -81,25 +81,27 @@ def watch(proj, folder: str | os.PathLike, *, once: bool = False, poll: float = 
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"watch folder {folder} does not exist; create it or fix the path")
+    check_options(options.get("strategy", "disagreement"), options.get("threshold", "auto"),
+                  options.get("rate", 0.05))
     say = log or _logger.info
     stop = stop or threading.Event()
     recover_stream(proj)
     results: list[pd.DataFrame] = []
     before: dict[Path, tuple] = {}
-    failed: dict[Path, tuple] = {}
+    handled: dict[Path, tuple] = {}  # added, seen before or unreadable, as of this signature
     looks = 0
     while not stop.is_set():
         now = {p: _signature(p) for p in _candidates(folder, proj.kind)}
         for path in _ready(list(now), now, before):
             if stop.is_set():
                 break
-            if failed.get(path) == now[path]:
+            if handled.get(path) == now[path]:
                 continue
-            result = _watch_one(proj, path, options, say)
-            if isinstance(result, pd.DataFrame):
-                results.append(result)
-            elif result == "failed":
-                failed[path] = now[path]
+            status, decisions = _watch_one(proj, path, options, say)
+            if decisions is not None:
+                results.append(decisions)
+            if status != "locked":
+                handled[path] = now[path]
         before, looks = now, looks + 1
         if once and looks >= 2:
             break
@@ -107,12 +109,13 @@ def watch(proj, folder: str | os.PathLike, *, once: bool = False, poll: float = 
     return results
 
 
-def _watch_one(proj, path: Path, options: dict[str, Any], say) -> pd.DataFrame | str:
-    """Add one batch; returns its decisions, or "seen", "locked" or "failed"."""
-    digest = content_hash(path)
-    seen = stream_state(proj)["files"].get(digest)
+def _watch_one(proj, path: Path, options: dict[str, Any], say) -> tuple[str, pd.DataFrame | None]:
+    """Add one batch: ("added", decisions), or ("seen" | "locked" | "failed", None)."""
+    seen = stream_state(proj)["files"].get(content_hash(path))
     if seen is not None:
-        return "seen"
+        say(f"{path.name}: same content as {Path(seen['source']).name} (batch {seen['batch_id']}); "
+            f"skipped")
+        return "seen", None
     if proj.kind != "external" and options.get("encoder") is None:
         from mmcurate.embed.encoder import load_encoder
 
@@ -121,12 +124,16 @@ def _watch_one(proj, path: Path, options: dict[str, Any], say) -> pd.DataFrame |
         decisions = add_pairs(proj, path, **options)
     except ProjectLockedError as err:
         say(f"{path.name}: {err}; retrying at the next poll")
-        return "locked"
+        return "locked", None
     except (MmcurateError, ValueError, OSError) as err:
-        say(f"{path.name}: not added: {err}")
-        return "failed"
-    rej = decisions.attrs["rejects"]
+        say(f"{path.name}: not added (retried when it changes): {err}")
+        return "failed", None
+    rejects = decisions.attrs["rejects"]
     say(f"{path.name}: batch {decisions.attrs['batch_id']}: {len(decisions)} added, "
         f"{int(decisions['queued'].sum())} queued (round {decisions.attrs['round_id']}), "
-        f"{len(rej)} rejected")
-    return decisions
+        f"{len(rejects)} rejected")
+    for rec in rejects[:5]:
+        say(f"  rejected row {rec['row']}: {rec['reason']} ({rec['column']}) {rec['detail']}")
+    if len(rejects) > 5:
+        say(f"  ... {len(rejects) - 5} more in {proj.root / 'rejects.csv'}")
+    return "added", decisions
