@@ -313,3 +313,14 @@ def _scene_batch(folder: Path, prefix: str, n: int, *, seed: int, to: Path | Non
         csv = to
     df.to_csv(csv, index=False)
     return csv
+
+
+def test_refuses_the_stream_of_an_earlier_project(drift, tmp_path):
+    from mmcurate.exceptions import ProjectError
+
+    proj, arrivals, img, txt, _ = drift
+    add_pairs(proj, _batch(tmp_path, "b1", img, txt, arrivals[:50]))
+    time.sleep(1.1)  # creation stamps have one-second resolution
+    again = create_project(proj.root, embeddings=tmp_path / "pool", overwrite=True)
+    with pytest.raises(ProjectError, match="start its stream over"):
+        add_pairs(again, _batch(tmp_path, "b2", img, txt, arrivals[50:100]))

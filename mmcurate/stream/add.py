@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_json
-from mmcurate.exceptions import NotEmbeddedError
+from mmcurate.exceptions import NotEmbeddedError, ProjectError
 from mmcurate.stream_threshold import AdaptiveThreshold
 
 __all__ = ["LOG_COLUMNS", "add_pairs", "check_options", "content_hash", "recover_stream", "stream_log",
@@ -122,7 +122,7 @@ def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement"
     digest = content_hash(source)
     with proj.lock():
         _recover(proj)
-        state = stream_state(proj)
+        state = _owned_state(proj)
         staging = _fresh(_dir(proj, "staging"))
         arrivals, rejects = _ingest(proj, source, staging, image_root=image_root, columns=columns,
                                     fmt=fmt, check_images=check_images, encoder=encoder,
@@ -150,6 +150,19 @@ def check_options(strategy: str, threshold: str | float, rate: float) -> str:
     if isinstance(threshold, (int, float)) and np.isfinite(threshold):
         return "fixed"
     raise ValueError(f"threshold must be 'auto' or a finite number (a score), got {threshold!r}")
+
+
+def _owned_state(proj) -> dict[str, Any]:
+    """The stream state, refusing one left by an earlier project in the same folder."""
+    state = stream_state(proj)
+    created = proj.config.get("created")
+    if state["n_batches"] and state.get("project_created") != created:
+        raise ProjectError(
+            f"{_dir(proj, 'state.json')} belongs to a project created at "
+            f"{state.get('project_created')}, but {proj.root} was created at {created} (re-created "
+            f"with --force?). Delete {_dir(proj, '')} to start its stream over.")
+    state["project_created"] = created
+    return state
 
 
 def _fresh(folder: Path) -> Path:
