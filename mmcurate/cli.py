@@ -122,6 +122,43 @@ def _add_demo(sub) -> None:
     p.add_argument("--allow-download", action="store_true")
 
 
+def _threshold_arg(text: str) -> str | float:
+    if text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a score (a number), got {text!r}") from err
+
+
+def _stream_options(p) -> None:
+    p.add_argument("--strategy", default="disagreement", help="scores the arrivals (mmcurate strategies)")
+    p.add_argument("--threshold", type=_threshold_arg, default="auto",
+                   help="auto = adaptive, keeps the review rate at --rate; a number = fixed score threshold")
+    p.add_argument("--rate", type=float, default=0.05, help="target review rate for --threshold auto")
+    p.add_argument("--image-root", help="folder the arriving image paths are relative to "
+                                        "(default: the pairs file's folder)")
+    p.add_argument("--k", type=int, default=10, help="neighbours per pair")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-check-images", action="store_true", help="skip decoding every arriving image")
+
+
+def _add_stream(sub) -> None:
+    p = sub.add_parser("add", help="add arriving pairs: validate, embed, score, queue for review or pass")
+    p.add_argument("project", type=Path)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pairs", type=Path, help="pairs file or folder (image projects)")
+    src.add_argument("--embeddings", type=Path, help="clip-retrieval folder (imported-embedding projects)")
+    p.add_argument("--format", dest="fmt", help="override format detection of --pairs")
+    _stream_options(p)
+    p = sub.add_parser("stream", help="watch a folder and add each complete batch once")
+    p.add_argument("project", type=Path)
+    p.add_argument("--watch", type=Path, required=True, help="folder new batches arrive in")
+    p.add_argument("--poll", type=float, default=2.0, help="seconds between looks")
+    p.add_argument("--once", action="store_true", help="add what is complete now, then exit")
+    _stream_options(p)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmcurate", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=_version())
@@ -130,6 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_embed(sub)
     _add_loop(sub)
     _add_demo(sub)
+    _add_stream(sub)
     return parser
 
 
@@ -204,7 +242,7 @@ def _dispatch(args) -> int:
         "strategies": commands.cmd_strategies, "rank": commands.cmd_rank,
         "select": commands.cmd_select, "review": commands.cmd_review, "batch": commands.cmd_batch,
         "label": commands.cmd_label, "train": commands.cmd_train, "export": commands.cmd_export,
-        "demo": commands.cmd_demo,
+        "demo": commands.cmd_demo, "add": commands.cmd_add, "stream": commands.cmd_stream,
     }
     return handlers[args.command](args)
 

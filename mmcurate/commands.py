@@ -10,6 +10,7 @@ import pandas as pd
 from mmcurate.project import open_project
 
 __all__ = [
+    "cmd_add",
     "cmd_batch",
     "cmd_demo",
     "cmd_export",
@@ -18,6 +19,7 @@ __all__ = [
     "cmd_review",
     "cmd_select",
     "cmd_strategies",
+    "cmd_stream",
     "cmd_train",
 ]
 
@@ -162,4 +164,71 @@ def cmd_demo(args) -> int:
     run_demo(args.out, n_scenes=args.n_scenes, rounds=args.rounds, budget=args.budget,
              use_tuxpaint=not args.no_tuxpaint, allow_download=args.allow_download,
              stream=sys.stdout)
+    return 0
+
+
+def _stream_kwargs(args) -> dict:
+    return {"strategy": args.strategy, "threshold": args.threshold, "rate": args.rate,
+            "image_root": args.image_root, "k": args.k, "random_state": args.seed,
+            "check_images": not args.no_check_images}
+
+
+def _print_batch(decisions: pd.DataFrame, project: Path) -> None:
+    attrs, rejects = decisions.attrs, decisions.attrs["rejects"]
+    n_queued = int(decisions["queued"].sum())
+    print(f"{attrs['source']}: batch {attrs['batch_id']}: {len(decisions)} pairs added, {n_queued} "
+          f"queued for review" + (f" (round {attrs['round_id']})" if attrs["round_id"] else "")
+          + f", {len(decisions) - n_queued} passed, {len(rejects)} rejected")
+    for rec in rejects[:10]:
+        print(f"  rejected {rec['source']} row {rec['row']}: {rec['reason']} ({rec['column']}) "
+              f"{rec['detail']}")
+    if len(rejects) > 10:
+        print(f"  ... {len(rejects) - 10} more in {project / 'rejects.csv'}")
+
+
+def cmd_add(args) -> int:
+    from mmcurate.stream import add_pairs
+
+    proj = open_project(args.project)
+    if args.embeddings is not None and proj.kind != "external":
+        raise ValueError(f"{proj.root} embeds its own images; give the new pairs with --pairs FILE")
+    if args.pairs is not None and proj.kind == "external":
+        raise ValueError(f"{proj.root} was built from imported embeddings; give the new batch as an "
+                         f"embedding folder with --embeddings DIR")
+    decisions = add_pairs(proj, args.pairs or args.embeddings, fmt=args.fmt, **_stream_kwargs(args))
+    _print_batch(decisions, proj.root)
+    if decisions.attrs["round_id"]:
+        print(f"next: mmcurate review {args.project} --round {decisions.attrs['round_id']}")
+    return 0
+
+
+def cmd_stream(args) -> int:
+    import signal
+    import threading
+
+    from mmcurate.stream import stream_state, watch
+
+    proj = open_project(args.project)
+    stop = threading.Event()
+
+    def on_interrupt(signum, frame) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        print("stopping after the current batch (Ctrl-C again to abort it; it is journalled)",
+              file=sys.stderr)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_interrupt) if main_thread else None
+    try:
+        print(f"watching {args.watch} (poll {args.poll} s){'' if args.once else '; Ctrl-C stops'}")
+        batches = watch(proj, args.watch, once=args.once, poll=args.poll, stop=stop, log=print,
+                        **_stream_kwargs(args))
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
+    state = stream_state(proj)
+    rate = state["realised_rate"]
+    print(f"{len(batches)} batch(es) added now; {state['n_batches']} in all, {state['n_seen']} pairs "
+          f"seen, {state['n_queued']} queued" + (f" (review rate {rate:.3f})" if rate is not None else ""))
     return 0

@@ -11,6 +11,7 @@ Layout::
       index/                faiss indexes + fingerprint.json (rebuilt when embeddings change)
       labels.sqlite         rounds, batches and decisions (the ledger)
       heads/                head-NNNN.safetensors + .json per trained round
+      stream/               stream-based selection (mmcurate.stream): state.json, log/, journal
       .lock                 write lock (fcntl): one writer at a time
 
 Stages live in their own modules; this class only wires them to the directory.

@@ -26,6 +26,7 @@ __all__ = [
     "current_embeddings",
     "import_labels",
     "labelled_arrays",
+    "load_latest_head",
     "rank_project",
     "rounds_status",
     "select_batch",
@@ -51,24 +52,33 @@ def _head_path(proj, head_round: int) -> Path:
     return proj.root / "heads" / f"head-{head_round:04d}.safetensors"
 
 
+def load_latest_head(proj):
+    """The latest trained projection head and its round, or ``(None, None)`` before any."""
+    latest = proj.ledger.latest_head() if (proj.root / "labels.sqlite").is_file() else None
+    if not latest:
+        return None, None
+    from mmcurate.head import ProjectionHead
+
+    checkpoint = Path(latest["checkpoint"])
+    head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
+    return head, int(latest["head_round"])
+
+
 def current_embeddings(proj) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Image and caption vectors after the latest trained head (raw CLIP vectors before any).
 
     Above ``rank.APPROXIMATE_FROM`` pairs the adapted vectors are lazy views
     (:class:`mmcurate.head.TransformedView`) computed chunk by chunk when read.
     """
-    image, text = proj.image_embeddings(), proj.text_embeddings()
-    latest = proj.ledger.latest_head() if (proj.root / "labels.sqlite").is_file() else None
-    if not latest:
-        return image, text, None
-    from mmcurate.head import ProjectionHead
     from mmcurate.rank import APPROXIMATE_FROM
 
-    checkpoint = Path(latest["checkpoint"])
-    head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
+    image, text = proj.image_embeddings(), proj.text_embeddings()
+    head, head_round = load_latest_head(proj)
+    if head is None:
+        return image, text, None
     if len(image) > APPROXIMATE_FROM:  # large pools: adapt chunk by chunk, never a float32 copy
-        return head.view(image, "image"), head.view(text, "text"), int(latest["head_round"])
-    return head.transform_images(image), head.transform_texts(text), int(latest["head_round"])
+        return head.view(image, "image"), head.view(text, "text"), head_round
+    return head.transform_images(image), head.transform_texts(text), head_round
 
 
 def _provenance(proj, head_round: int | None, **params: Any) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -68,6 +69,44 @@ class AdaptiveThreshold:
     @property
     def realised_rate(self) -> float:
         return self.n_queued / self.n_seen if self.n_seen else self.target_rate
+
+    @property
+    def score_threshold(self) -> float:
+        """The latest threshold in score units (``m + t * sd``); NaN before the first batch."""
+        if np.isnan(self.threshold):
+            return float("nan")
+        return float(self._mean + self.threshold * max(np.sqrt(self._var), 1e-12))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state (parameters, counts, running moments, the recent window); see ``from_dict``."""
+        def num(value: float) -> float | None:
+            return None if np.isnan(value) else float(value)
+
+        return {"target_rate": self.target_rate, "window": self.window, "gain": self.gain,
+                "memory": self.memory, "n_seen": self.n_seen, "n_queued": self.n_queued,
+                "threshold": num(self.threshold), "mean": num(self._mean), "var": num(self._var),
+                "recent": [float(z) for z in self._recent]}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> AdaptiveThreshold:
+        """Rebuild a threshold saved with :meth:`to_dict`, so adapting continues where it stopped.
+
+        Examples
+        --------
+        >>> th = AdaptiveThreshold(0.1)
+        >>> _ = th.update(np.linspace(0, 1, 100))
+        >>> AdaptiveThreshold.from_dict(th.to_dict()).to_dict() == th.to_dict()
+        True
+        """
+        def num(value: float | None) -> float:
+            return float("nan") if value is None else float(value)
+
+        out = cls(float(state["target_rate"]), window=int(state["window"]), gain=float(state["gain"]),
+                  memory=int(state["memory"]), n_seen=int(state["n_seen"]),
+                  n_queued=int(state["n_queued"]), threshold=num(state["threshold"]))
+        out._mean, out._var = num(state["mean"]), num(state["var"])
+        out._recent.extend(float(z) for z in state["recent"])
+        return out
 
     def update(self, scores: npt.ArrayLike) -> npt.NDArray[np.bool_]:
         """Decide one arriving batch; returns the mask of pairs to queue (scores: higher = review)."""

@@ -41,3 +41,19 @@ def test_mask_shape_and_counts(scores, rate):
     th = AdaptiveThreshold(rate)
     mask = th.update(scores)
     assert mask.shape == (len(scores),) and th.n_queued == int(mask.sum()) <= len(scores)
+
+
+def test_saved_state_continues_exactly():
+    """Saving and restoring between batches (as `mmcurate add` does) changes no decision."""
+    import json
+
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(loc=0.2 * b, size=120) for b in range(6)]
+    straight = AdaptiveThreshold(0.1, window=300)
+    expected = [straight.update(s) for s in batches]
+    th = AdaptiveThreshold(0.1, window=300)
+    for scores, mask in zip(batches, expected):
+        th = AdaptiveThreshold.from_dict(json.loads(json.dumps(th.to_dict())))
+        np.testing.assert_array_equal(th.update(scores), mask)
+        assert (scores > th.score_threshold)[~mask].sum() == 0
+    assert th.to_dict() == straight.to_dict()

@@ -2,8 +2,9 @@
 
 Checks, in order: malformed rows, missing image value, paths escaping the image root (absolute
 paths outside it, ``..``, symlinks resolving outside), missing files, empty or non-UTF-8
-captions, duplicate ids (first kept), then (optionally) a full decode of every image in a thread
-pool: corrupt/truncated images and decompression bombs.
+captions, duplicate ids (first kept; also ids already taken when adding to a project), then
+(optionally) a full decode of every image in a thread pool: corrupt/truncated images and
+decompression bombs.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -119,8 +121,13 @@ def _image_checks(df: pd.DataFrame, rej: _Rejects, root: str, progress: bool) ->
 
 
 def validate(raw: pd.DataFrame, *, image_root: Path, check_images: bool = True,
-             progress: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split the raw table into valid pairs and rejects (see module docstring)."""
+             progress: bool = False, existing_ids: Collection[str] = frozenset(),
+             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Split the raw table into valid pairs and rejects (see module docstring).
+
+    ``existing_ids`` are pair_ids already taken (a project's, when adding pairs to it): rows with
+    one of them are rejected as ``duplicate_id``.
+    """
     rej = _Rejects()
     root = os.path.realpath(image_root)
     df = raw.copy()
@@ -131,6 +138,10 @@ def validate(raw: pd.DataFrame, *, image_root: Path, check_images: bool = True,
     first_row = df.drop_duplicates("pair_id").set_index("pair_id")["_row"] if len(df) else None
     dup_detail = [f"same id as row {int(first_row[p])}" for p in df.loc[dup, "pair_id"]] if dup.any() else []
     df = rej.add(df, dup, "id", "duplicate_id", dup_detail)
+    if existing_ids and len(df):
+        taken = df["pair_id"].isin(existing_ids if isinstance(existing_ids, (set, frozenset))
+                                   else set(existing_ids)).to_numpy()
+        df = rej.add(df, taken, "id", "duplicate_id", "pair_id already in the project")
     if check_images and len(df):
         df = _image_checks(df, rej, root, progress)
     core = ("pair_id", "image", "caption", "id")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,7 +99,7 @@ def _finite_rows(path: Path) -> np.ndarray:
     return np.concatenate([np.isfinite(block).all(1) for block in iter_npy_rows(path, _CHUNK)])
 
 
-def _shard_table(img, txt, meta, paths, shard, seen) -> tuple[pd.DataFrame, np.ndarray, list]:
+def _shard_table(img, txt, meta, paths, shard, seen, existing) -> tuple[pd.DataFrame, np.ndarray, list]:
     """Pairs of one shard, the mask of rows kept, and reject records."""
     ids = _pair_ids(meta, shard)
     captions = meta["caption"].fillna("").astype(str).str.strip()
@@ -112,7 +113,9 @@ def _shard_table(img, txt, meta, paths, shard, seen) -> tuple[pd.DataFrame, np.n
             keep[i] = False
             rejects.append({"source": str(paths[2]), "row": i + 1, "pair_id": pid,
                             "column": "caption" if reason == "empty_caption" else "key",
-                            "reason": reason, "detail": ""})
+                            "reason": reason,
+                            "detail": "pair_id already in the project"
+                            if reason == "duplicate_id" and pid in existing else ""})
         else:
             seen.add(pid)
     table = meta.drop(columns=[c for c in ("key",) if c in meta.columns]).copy()
@@ -122,11 +125,13 @@ def _shard_table(img, txt, meta, paths, shard, seen) -> tuple[pd.DataFrame, np.n
     return table[keep], keep, rejects
 
 
-def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore) -> ImportResult:
+def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore, *,
+                            existing_ids: Collection[str] = frozenset()) -> ImportResult:
     """Read a clip-retrieval embedding folder into ``store`` (compacted arrays, kind 'external').
 
     Returns the pairs table (``pair_id``, ``image`` (image_path or ''), ``caption``, extras) whose
-    row order matches the stored vectors, and the rejects.
+    row order matches the stored vectors, and the rejects. Rows whose id is in ``existing_ids``
+    (a project's, when adding to it) are rejected as ``duplicate_id``.
 
     Examples
     --------
@@ -145,9 +150,10 @@ def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore) ->
             raise DataError(f"{paths[0]} has D={img[1]}, earlier shards D={dim}")
         dim = img[1]
         loaded.append((paths[0], paths[1], meta, paths))
-    tables, masks, rejects, seen = [], [], [], set()
+    existing = existing_ids if isinstance(existing_ids, (set, frozenset)) else set(existing_ids)
+    tables, masks, rejects, seen = [], [], [], set(existing)
     for shard, (img, txt, meta, paths) in enumerate(loaded):
-        table, keep, rej = _shard_table(img, txt, meta, paths, shard, seen)
+        table, keep, rej = _shard_table(img, txt, meta, paths, shard, seen, existing)
         tables.append(table)
         masks.append(keep)
         rejects += rej

@@ -1,0 +1,139 @@
+"""Poll a folder for arriving batches and add each complete one once (see :func:`watch`)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmcurate.exceptions import MmcurateError, ProjectLockedError
+from mmcurate.stream.add import add_pairs, check_options, content_hash, recover_stream, stream_state
+
+__all__ = ["watch"]
+
+_TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
+_logger = logging.getLogger("mmcurate.stream")
+
+
+def _candidates(folder: Path, kind: str) -> list[Path]:
+    out = []
+    for path in folder.iterdir():
+        if path.name.startswith((".", "~", "_")) or path.suffix in (".tmp", ".part", ".done"):
+            continue
+        if kind == "external" and path.is_dir() and (path / "metadata").is_dir():
+            out.append(path)
+        elif kind != "external" and path.is_file() and path.suffix.lower() in _TABLE_SUFFIXES:
+            out.append(path)
+    return out
+
+
+def _signature(path: Path) -> tuple:
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
+
+
+def _ready(paths: list[Path], now: dict[Path, tuple], before: dict[Path, tuple]) -> list[Path]:
+    """Complete files: a ``NAME.done`` marker beside them, or unchanged since the previous poll."""
+    done = [p for p in paths if p.with_name(p.name + ".done").exists() or before.get(p) == now[p]]
+    return sorted(done, key=lambda p: (max((s[2] for s in now[p]), default=0), p.name))
+
+
+def watch(proj, folder: str | os.PathLike, *, once: bool = False, poll: float = 2.0,
+          stop: threading.Event | None = None, log: Callable[[str], None] | None = None,
+          **options: Any) -> list[pd.DataFrame]:
+    """Poll ``folder`` for arriving batches and add each complete one once.
+
+    Image projects take pairs files (``.csv .tsv .jsonl .ndjson .parquet``; images relative to
+    the file's folder unless ``image_root=`` is given); ``external`` projects take embedding
+    folders (sub-folders with ``metadata/``). A batch is complete when ``NAME.done`` exists
+    beside it or when its size and modification time are unchanged over one poll interval;
+    names starting with ``.``, ``_`` or ``~`` and ``.tmp``/``.part`` files are ignored (write
+    elsewhere and rename in). A batch whose sha256 was processed before is skipped, whatever its
+    name. A batch that cannot be read is reported and retried only once it changes.
+
+    Parameters
+    ----------
+    once : bool
+        Look twice (one poll interval apart), add what is complete, and return.
+    poll : float
+        Seconds between looks.
+    stop : threading.Event, optional
+        Set it to stop between batches (the CLI sets it on Ctrl-C).
+    log : callable, optional
+        Receives one line per event (default: the ``mmcurate.stream`` logger).
+    **options
+        Passed to :func:`add_pairs` (strategy, threshold, rate, image_root, columns, k, ...).
+
+    Returns
+    -------
+    list of DataFrame
+        The decisions of each batch added, in order.
+
+    Examples
+    --------
+    >>> batches = watch(proj, "incoming/", once=True, rate=0.05)  # doctest: +SKIP
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"watch folder {folder} does not exist; create it or fix the path")
+    check_options(options.get("strategy", "disagreement"), options.get("threshold", "auto"),
+                  options.get("rate", 0.05))
+    say = log or _logger.info
+    stop = stop or threading.Event()
+    recover_stream(proj)
+    results: list[pd.DataFrame] = []
+    before: dict[Path, tuple] = {}
+    handled: dict[Path, tuple] = {}  # added, seen before or unreadable, as of this signature
+    looks = 0
+    while not stop.is_set():
+        now = {p: _signature(p) for p in _candidates(folder, proj.kind)}
+        for path in _ready(list(now), now, before):
+            if stop.is_set():
+                break
+            if handled.get(path) == now[path]:
+                continue
+            status, decisions = _watch_one(proj, path, options, say)
+            if decisions is not None:
+                results.append(decisions)
+            if status != "locked":
+                handled[path] = now[path]
+        before, looks = now, looks + 1
+        if once and looks >= 2:
+            break
+        stop.wait(poll)
+    return results
+
+
+def _watch_one(proj, path: Path, options: dict[str, Any], say) -> tuple[str, pd.DataFrame | None]:
+    """Add one batch: ("added", decisions), or ("seen" | "locked" | "failed", None)."""
+    seen = stream_state(proj)["files"].get(content_hash(path))
+    if seen is not None:
+        say(f"{path.name}: same content as {Path(seen['source']).name} (batch {seen['batch_id']}); "
+            f"skipped")
+        return "seen", None
+    if proj.kind != "external" and options.get("encoder") is None:
+        from mmcurate.embed.encoder import load_encoder
+
+        options["encoder"] = load_encoder(proj.model_spec, weights_sha256=proj._known_sha())
+    try:
+        decisions = add_pairs(proj, path, **options)
+    except ProjectLockedError as err:
+        say(f"{path.name}: {err}; retrying at the next poll")
+        return "locked", None
+    except (MmcurateError, ValueError, OSError) as err:
+        say(f"{path.name}: not added (retried when it changes): {err}")
+        return "failed", None
+    rejects = decisions.attrs["rejects"]
+    say(f"{path.name}: batch {decisions.attrs['batch_id']}: {len(decisions)} added, "
+        f"{int(decisions['queued'].sum())} queued (round {decisions.attrs['round_id']}), "
+        f"{len(rejects)} rejected")
+    for rec in rejects[:5]:
+        say(f"  rejected row {rec['row']}: {rec['reason']} ({rec['column']}) {rec['detail']}")
+    if len(rejects) > 5:
+        say(f"  ... {len(rejects) - 5} more in {proj.root / 'rejects.csv'}")
+    return "added", decisions
