@@ -14,9 +14,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["Grid", "grid", "learning_curves", "rank_change", "score_histogram"]
+__all__ = [
+    "Grid", "detection_summary", "grid", "learning_curves", "rank_change", "score_histogram",
+    "score_histograms",
+]
 
 _CSS = (
     "<style>.mmc-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(170px,1fr));gap:8px;"
@@ -114,19 +118,24 @@ def grid(
     return Grid(_CSS + "<div class='mmc-grid'>" + "".join(cards) + "</div>")
 
 
-def _figure(figsize=(6, 4)):
-    import matplotlib
+def _figure(figsize=(6, 4), ncols: int = 1):
+    """A new figure and its axes, detached from pyplot's list of open figures.
 
-    matplotlib.use("Agg", force=False)
+    pyplot picks the backend (Agg without a display; the inline backend in Jupyter, which also
+    teaches IPython to render a returned figure). The backend is never forced: forcing Agg inside a
+    kernel made returned figures print as ``<Figure ...>`` text. Closing the figure at once keeps
+    Jupyter from drawing it twice (auto-show plus the returned value) and scripts from
+    accumulating open figures; ``fig.savefig`` still works.
+    """
     import matplotlib.pyplot as plt
 
-    return plt.subplots(figsize=figsize)
+    fig, axes = plt.subplots(ncols=ncols, figsize=figsize)
+    plt.close(fig)
+    return fig, axes
 
 
-def score_histogram(df: pd.DataFrame, column: str, *, by: str | None = None, bins: int = 40):
-    """Histogram of ``df[column]``, one overlaid series per value of ``by``; returns the figure."""
-    fig, ax = _figure()
-    groups = df.groupby(by) if by else [("all", df)]
+def _histogram_on(ax, df: pd.DataFrame, column: str, by: str | None, bins: int) -> None:
+    groups = df.groupby(by, sort=True) if by else [("all", df)]
     edges = np.histogram_bin_edges(df[column].to_numpy(float), bins=bins)
     for name, part in groups:
         ax.hist(part[column].to_numpy(float), bins=edges, alpha=0.55, label=str(name))
@@ -134,6 +143,46 @@ def score_histogram(df: pd.DataFrame, column: str, *, by: str | None = None, bin
     ax.set_ylabel("pairs")
     if by:
         ax.legend(title=by)
+
+
+def score_histogram(df: pd.DataFrame, column: str, *, by: str | None = None, bins: int = 40):
+    """Histogram of ``df[column]``, one overlaid series per value of ``by``; returns the figure."""
+    fig, ax = _figure()
+    _histogram_on(ax, df, column, by, bins)
+    fig.tight_layout()
+    return fig
+
+
+def score_histograms(df: pd.DataFrame, columns: Sequence[str], *, by: str | None = None,
+                     bins: int = 40):
+    """One histogram panel per score column, side by side (e.g. two strategies); returns the figure.
+
+    Parameters
+    ----------
+    df : DataFrame
+        One row per pair, e.g. from :func:`mmcurate.rounds.rank_project`.
+    columns : list of str
+        Numeric columns to plot, one panel each, in this order (each panel has its own bins).
+    by : str, optional
+        Column whose values split each panel into overlaid series (e.g. known clean / swapped).
+    bins : int
+        Bins per panel.
+
+    Examples
+    --------
+    >>> ranked = rank_project(proj, ["clip_score", "disagreement"])  # doctest: +SKIP
+    >>> table = ranked.assign(truth=labels)  # doctest: +SKIP
+    >>> score_histograms(table, ["clip_score", "disagreement"], by="truth")  # doctest: +SKIP
+    """
+    columns = list(columns)
+    if not columns:
+        raise ValueError("give at least one column to plot")
+    missing = [c for c in [*columns, *([by] if by else [])] if c not in df.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the table; it has {list(df.columns)}")
+    fig, axes = _figure((4.5 * len(columns), 3.6), ncols=len(columns))
+    for ax, column in zip(np.atleast_1d(axes), columns):
+        _histogram_on(ax, df, column, by, bins)
     fig.tight_layout()
     return fig
 
@@ -154,11 +203,13 @@ def learning_curves(metrics: pd.DataFrame, *, y: str = "recall_of_review", x: st
     return fig
 
 
-def rank_change(before: pd.Series, after: pd.Series, *, highlight: np.ndarray | None = None):
+def rank_change(before: pd.Series, after: pd.Series, *, highlight: np.ndarray | None = None,
+                highlight_label: str = "highlighted"):
     """Scatter of each pair's rank before vs after (e.g. retraining the head); returns the figure.
 
     ``before``/``after`` are scores aligned by index (higher = review first); ``highlight`` is an
-    optional boolean mask drawn in another colour (e.g. known-noisy pairs).
+    optional boolean mask drawn in another colour (e.g. known-noisy pairs), named
+    ``highlight_label`` in the legend.
     """
     fig, ax = _figure((5, 5))
     rb = before.rank(ascending=False).to_numpy()
@@ -166,9 +217,56 @@ def rank_change(before: pd.Series, after: pd.Series, *, highlight: np.ndarray | 
     mask = np.zeros(len(rb), bool) if highlight is None else np.asarray(highlight, bool)
     ax.scatter(rb[~mask], ra[~mask], s=6, alpha=0.5, label="other")
     if mask.any():
-        ax.scatter(rb[mask], ra[mask], s=8, alpha=0.8, color="crimson", label="highlighted")
+        ax.scatter(rb[mask], ra[mask], s=8, alpha=0.8, color="crimson", label=highlight_label)
     ax.set_xlabel("rank before")
     ax.set_ylabel("rank after")
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def detection_summary(df: pd.DataFrame, columns: Sequence[str], positive: npt.ArrayLike, *,
+                      k: int | None = None) -> pd.DataFrame:
+    """How well each score column ranks known-bad pairs first: one row per column.
+
+    Parameters
+    ----------
+    df : DataFrame
+        One row per pair (e.g. from :func:`mmcurate.rounds.rank_project`), higher = review first.
+    columns : list of str
+        Score columns to evaluate (e.g. strategy names).
+    positive : bool array (N,)
+        Ground truth aligned with ``df``'s rows: True where the caption is known to be wrong.
+    k : int, optional
+        Adds ``precision_at_k``: the fraction of known-bad pairs among the ``k`` highest scores
+        (e.g. the review budget).
+
+    Returns
+    -------
+    DataFrame
+        Index ``columns``; columns ``auroc``, ``average_precision`` and, with ``k``,
+        ``precision_at_k`` (see :mod:`mmcurate.signals.metrics`).
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"good": [0.9, 0.8, 0.1, 0.2], "bad": [0.1, 0.2, 0.9, 0.8]})
+    >>> detection_summary(df, ["good", "bad"], [True, True, False, False], k=2)["auroc"].tolist()
+    [1.0, 0.0]
+    """
+    from mmcurate.signals.metrics import auroc, average_precision, precision_at_k
+
+    y = np.asarray(positive, dtype=bool)
+    if y.shape != (len(df),):
+        raise ValueError(f"positive must be a boolean array with one entry per row ({len(df)}), "
+                         f"got shape {y.shape}; align it with the table's rows first")
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise ValueError(f"columns {missing} are not in the table; it has {list(df.columns)}")
+    rows = {}
+    for column in columns:
+        s = df[column].to_numpy(np.float64)
+        row = {"auroc": auroc(s, y), "average_precision": average_precision(s, y)}
+        if k is not None:
+            row["precision_at_k"] = precision_at_k(s, y, k)
+        rows[column] = row
+    return pd.DataFrame.from_dict(rows, orient="index")
