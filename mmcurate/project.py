@@ -281,8 +281,10 @@ def create_project(
     root = Path(root)
     if (root / _CONFIG).exists() and not overwrite:
         raise ProjectError(f"{root} already holds a project; open it, or pass overwrite=True "
-                           f"(CLI: --force) to start over.")
+                           f"(CLI: --force) to start over (the old state is moved to replaced-<time>/).")
     root.mkdir(parents=True, exist_ok=True)
+    if overwrite:
+        _set_aside(root)
     config: dict[str, Any] = {"format_version": FORMAT_VERSION,
                               "created": time.strftime("%FT%TZ", time.gmtime())}
     if embeddings is not None:
@@ -299,6 +301,31 @@ def create_project(
     _write_csv_atomic(rejects, root / "rejects.csv")
     atomic_write_json(root / _CONFIG, config)
     return Project(root)
+
+
+_DERIVED = ("embeddings", "index", "labels.sqlite", "heads", "state.json", "embed_failures.csv",
+            "stream", "stream_state.json")
+
+
+def _set_aside(root: Path) -> Path | None:
+    """Starting over: move the old project's state into ``replaced-<time>/`` (never deleted).
+
+    Stored vectors are keyed by pair_id, so keeping them would silently reuse vectors of changed
+    captions; labels and heads belong to the old pairs. Moving is a rename, so it is cheap.
+    """
+    present = [root / name for name in (*_DERIVED, "pairs.parquet", "rejects.csv", _CONFIG)
+               if (root / name).exists()]
+    if not present:
+        return None
+    aside = root / time.strftime("replaced-%Y%m%dT%H%M%S")
+    n = 0
+    while aside.exists():
+        n += 1
+        aside = root / (time.strftime("replaced-%Y%m%dT%H%M%S") + f"-{n}")
+    aside.mkdir()
+    for path in present:
+        os.replace(path, aside / path.name)
+    return aside
 
 
 def _load_source(config, pairs, image_root, columns, fmt, check_images, progress, model):

@@ -76,3 +76,29 @@ def test_index_knn_matches_bruteforce_and_is_cached(tmp_path):
     assert (proj.root / "index" / "text.faiss").is_file()
     again = open_project(proj.root)
     assert again.index.image_to_text(5)[1].tolist() == idx.tolist()
+
+
+def test_overwrite_sets_the_old_state_aside(tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    from mmcurate.embed.importer import write_embedding_folder
+
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(30, 8)).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    meta = pd.DataFrame({"key": [f"k{i}" for i in range(30)], "caption": [f"c{i}" for i in range(30)]})
+    folder = write_embedding_folder(tmp_path / "emb", vecs, vecs, meta)
+    proj = create_project(tmp_path / "p", embeddings=folder)
+    proj.ledger.import_decisions(pd.DataFrame({"pair_id": ["k1"], "decision": ["accept"]}),
+                                 known_pair_ids={"k1"}, source_name="t")
+    meta2 = meta.assign(caption=[f"new {i}" for i in range(30)])
+    folder2 = write_embedding_folder(tmp_path / "emb2", vecs[::-1].copy(), vecs, meta2)
+    with pytest.raises(ProjectError, match="replaced-"):
+        create_project(tmp_path / "p", embeddings=folder2)
+    proj = create_project(tmp_path / "p", embeddings=folder2, overwrite=True)
+    aside = [p for p in (tmp_path / "p").iterdir() if p.name.startswith("replaced-")]
+    assert len(aside) == 1 and (aside[0] / "labels.sqlite").is_file() and (aside[0] / "embeddings").is_dir()
+    assert not (tmp_path / "p" / "labels.sqlite").exists()
+    assert proj.pairs["caption"].iloc[0] == "new 0"
+    np.testing.assert_allclose(np.asarray(proj.image_embeddings()[0], np.float32), vecs[-1], atol=1e-3)
