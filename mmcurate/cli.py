@@ -159,6 +159,34 @@ def _add_stream(sub) -> None:
     _stream_options(p)
 
 
+def _add_simulate(sub) -> None:
+    p = sub.add_parser("simulate", help="label-efficiency benchmark: an oracle replays the review loop "
+                                        "on data with swapped captions")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--pairs", help="pair source (CSV/JSONL/Parquet/folder) embedded with --model")
+    src.add_argument("--embeddings", help="clip-retrieval folder (img_emb/, text_emb/, metadata/)")
+    src.add_argument("--scenes", type=int, help="N generated scenes embedded with the tiny stand-in "
+                                                "model (a toy, not CLIP)")
+    p.add_argument("--image-root", help="folder --pairs image paths are relative to")
+    p.add_argument("--model", default=None, help="for --pairs: open_clip name, local-dir:DIR or "
+                                                 "hf-hub:ORG/NAME (default ViT-B-32)")
+    p.add_argument("--pretrained", default=None, help="for --pairs: pretrained tag or weights file")
+    p.add_argument("--noise", type=float, default=0.2, help="fraction of captions swapped")
+    p.add_argument("--noise-kind", default="random", choices=["random", "same-category"])
+    p.add_argument("--strategies", default="random,clip-score,margin", help="comma-separated")
+    p.add_argument("--diversity", default="none", help="comma-separated: none, cluster, coreset, sample")
+    p.add_argument("--rounds", type=int, default=10)
+    p.add_argument("--budget", type=int, default=20, help="labels per round")
+    p.add_argument("--seeds", type=int, default=5, help="runs per strategy (seeds 0..N-1)")
+    p.add_argument("--holdout", type=float, default=0.1, help="fraction held out to measure the head")
+    p.add_argument("--k", type=int, default=10, help="neighbours per pair")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the caption swaps")
+    p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    p.add_argument("--note", default=None, help="a line about the data for summary.md")
+    p.add_argument("--out", type=Path, required=True, help="results folder (re-run to resume)")
+    p.add_argument("--no-progress", action="store_true")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmcurate", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=_version())
@@ -168,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_loop(sub)
     _add_demo(sub)
     _add_stream(sub)
+    _add_simulate(sub)
     return parser
 
 
@@ -243,6 +272,7 @@ def _dispatch(args) -> int:
         "select": commands.cmd_select, "review": commands.cmd_review, "batch": commands.cmd_batch,
         "label": commands.cmd_label, "train": commands.cmd_train, "export": commands.cmd_export,
         "demo": commands.cmd_demo, "add": commands.cmd_add, "stream": commands.cmd_stream,
+        "simulate": commands.cmd_simulate,
     }
     return handlers[args.command](args)
 

@@ -18,6 +18,7 @@ __all__ = [
     "cmd_rank",
     "cmd_review",
     "cmd_select",
+    "cmd_simulate",
     "cmd_strategies",
     "cmd_stream",
     "cmd_train",
@@ -231,4 +232,28 @@ def cmd_stream(args) -> int:
     rate = state["realised_rate"]
     print(f"{len(batches)} batch(es) added now; {state['n_batches']} in all, {state['n_seen']} pairs "
           f"seen, {state['n_queued']} queued" + (f" (review rate {rate:.3f})" if rate is not None else ""))
+
+
+def cmd_simulate(args) -> int:
+    from mmcurate.embed.model import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec
+    from mmcurate.simulate import run_simulation, summarize
+
+    model = None
+    if args.pairs:
+        name = args.model or DEFAULT_MODEL
+        pretrained = args.pretrained if args.pretrained is not None else (
+            None if name.startswith(("local-dir:", "hf-hub:")) else DEFAULT_PRETRAINED)
+        model = ModelSpec(name, pretrained)
+    metrics = run_simulation(
+        args.out, pairs=args.pairs, embeddings=args.embeddings, scenes=args.scenes, model=model,
+        image_root=args.image_root, progress=not args.no_progress,
+        strategies=[s for s in args.strategies.split(",") if s.strip()],
+        diversity=[d for d in args.diversity.split(",") if d.strip()], rounds=args.rounds,
+        budget=args.budget, seeds=args.seeds, holdout=args.holdout, noise=args.noise,
+        noise_kind=args.noise_kind, k=args.k, data_seed=args.data_seed, jobs=args.jobs, note=args.note)
+    summary = summarize(metrics)
+    cols = ["strategy", "diversity", "aulc_recall_mean", "recall_at_mean", "auroc_at_mean",
+            "labels_to_recall_mean"]
+    _print_table(summary.sort_values("aulc_recall_mean", ascending=False)[cols], len(summary))
+    print(f"wrote {args.out / 'metrics.csv'}, {args.out / 'summary.md'} and plots in {args.out}")
     return 0

@@ -12,6 +12,7 @@ embed new text, so there a fix counts only as a negative.
 from __future__ import annotations
 
 import time
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -155,8 +156,13 @@ def _save_state(proj, table: pd.DataFrame) -> None:
 
 
 def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity: str = "none",
-                 k: int = 10, random_state: int = 0) -> tuple[int, pd.DataFrame]:
+                 k: int = 10, random_state: int = 0, exclude: Collection[str] | None = None,
+                 ranked: pd.DataFrame | None = None) -> tuple[int, pd.DataFrame]:
     """Rank, pick ``budget`` pairs never labelled or queued before, and save them as a round.
+
+    ``exclude``: pair_ids never to select (e.g. a held-out evaluation set). ``ranked``: a ranking
+    :func:`rank_project` just made for ``strategy`` on the current labels and head (saves ranking
+    twice when the caller also needs the scores); ranked here when None.
 
     Returns the round number and the batch (``pair_id``, ``score``, ``reason``, caption, image).
     """
@@ -164,15 +170,18 @@ def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity
     from mmcurate.select import get_selector
 
     with proj.lock():
-        ranked = rank_project(proj, [strategy], k=k, random_state=random_state)
+        if ranked is None:
+            ranked = rank_project(proj, [strategy], k=k, random_state=random_state)
+        _check_ranking(proj, ranked, strategy)
         queued = proj.ledger.queued_pair_ids()
         labelled = set(proj.ledger.decisions()["pair_id"]) if len(proj.ledger.decisions()) else set()
-        exclude = np.flatnonzero(ranked["pair_id"].isin(queued | labelled).to_numpy())
+        unavailable = queued | labelled | set(exclude or ())
+        excluded_rows = np.flatnonzero(ranked["pair_id"].isin(unavailable).to_numpy())
         image, text, _ = current_embeddings(proj)
         joint = selection_vectors(image, text, random_state=random_state)
         selector = get_selector(diversity)
         picked = selector(ranked["score"].to_numpy(np.float64), n=budget, embeddings=joint,
-                          exclude=exclude, random_state=random_state)
+                          exclude=excluded_rows, random_state=random_state)
         chosen = ranked.iloc[picked]
         params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state}
         prov = ranked.attrs["provenance"]
@@ -184,6 +193,22 @@ def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity
         )
     batch = proj.ledger.batch(round_id).merge(proj.pairs[["pair_id", "image", "caption"]], on="pair_id")
     return round_id, batch
+
+
+def _check_ranking(proj, ranked: pd.DataFrame, strategy: str) -> None:
+    """A ranking passed to :func:`select_batch` must be of ``strategy`` on the current state."""
+    from mmcurate.signals import STRATEGIES
+
+    prov = ranked.attrs.get("provenance") or {}
+    latest = proj.ledger.latest_head()
+    expected = (STRATEGIES.get(strategy).name, len(labelled_arrays(proj)[0]),
+                int(latest["head_round"]) if latest else None)
+    found = (STRATEGIES.get(prov["strategies"][0]).name if prov.get("strategies") else None,
+             prov.get("n_labels"), prov.get("head_round"))
+    if found != expected or len(ranked) != len(proj.pairs):
+        raise ValueError(f"ranked= must come from rank_project(proj, [{strategy!r}]) on the current "
+                         f"labels and head: expected (strategy, labels, head round) {expected}, got "
+                         f"{found} over {len(ranked)} rows; rank again or pass ranked=None.")
 
 
 def import_labels(proj, source: str | Path | pd.DataFrame, *, round_id: int | None = None,

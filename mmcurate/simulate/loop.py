@@ -1,0 +1,163 @@
+"""The oracle loop: one run (strategy × diversity × seed) through the real round machinery.
+
+Each run gets its own project directory that shares the base project's pairs and vectors (hard
+links, or copies where links are impossible; nothing is re-embedded) and starts with an empty
+labels ledger. A round is what a user does: ``rank_project`` → ``select_batch`` (the held-out
+pairs passed as ``exclude``) → a reviewer answers accept/reject (here an oracle reading the truth,
+imported with ``import_labels`` like a decisions file) → ``train_project_head``.
+
+Choices (documented in the summary too):
+
+- ``clip_score`` is the no-learning baseline (DataComp-style CLIP-score filter): it reviews the
+  pairs with the highest 1 − cosine of the raw vectors and never trains a head. Every other
+  strategy, ``random`` included (passive learning), trains the head after each round.
+- The head is trained without its internal cross-validation (``HeadConfig(n_folds=0)`` by
+  default): cross-validation only reports cv metrics and recalibrates ``head.predict_proba``,
+  which ranking does not use; the held-out set measures the head here instead.
+- Randomness: round ``r`` of seed ``s`` uses ``random_state = 1000 * s + r`` for ranking and
+  selection, and the head ``HeadConfig(random_state=1000 * s + r)``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmcurate.simulate.metrics import detection_score_name, round_metrics
+
+__all__ = ["RunSpec", "make_run_project", "run_oracle_loop"]
+
+_SHARED = ("pairs.parquet", "embeddings/manifest.json", "embeddings/image.npy", "embeddings/text.npy",
+           "embeddings/ids.npy")
+_COPIED = ("project.json", "rejects.csv")
+NO_HEAD = ("clip_score",)
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One run of the benchmark."""
+
+    strategy: str
+    diversity: str
+    seed: int
+    rounds: int
+    budget: int
+    k: int = 10
+    head_folds: int = 0
+    head_options: tuple[tuple[str, Any], ...] = ()
+
+    @property
+    def name(self) -> str:
+        return f"{self.strategy}__{self.diversity}__s{self.seed}"
+
+    def random_state(self, round_: int) -> int:
+        return 1000 * self.seed + round_
+
+
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def make_run_project(base: Path, root: Path):
+    """A fresh project at ``root`` sharing ``base``'s pairs and vectors, with no labels or heads."""
+    from mmcurate.project import open_project
+
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    for name in _SHARED:
+        _link(base / name, root / name)
+    for name in _COPIED:
+        if (base / name).is_file():
+            shutil.copy2(base / name, root / name)
+    return open_project(root)
+
+
+def _oracle_decisions(batch: pd.DataFrame, is_noisy: pd.Series) -> pd.DataFrame:
+    """What a careful reviewer answers: reject the swapped captions, accept the rest."""
+    noisy = batch["pair_id"].map(is_noisy).to_numpy(bool)
+    return pd.DataFrame({"pair_id": batch["pair_id"], "decision": np.where(noisy, "reject", "accept"),
+                         "reviewer": "oracle"})
+
+
+def _train(proj, spec: RunSpec, round_: int) -> None:
+    from mmcurate.head import HeadConfig
+    from mmcurate.rounds import train_project_head
+
+    config = replace(HeadConfig(), **dict(spec.head_options), n_folds=spec.head_folds,
+                     random_state=spec.random_state(round_))
+    train_project_head(proj, config=config)
+
+
+def run_oracle_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame,
+                    holdout: set[str], *, say: Callable[[str], None] | None = None
+                    ) -> tuple[pd.DataFrame, dict[str, np.ndarray]]:
+    """Run ``spec.rounds`` rounds with an oracle reviewer; per-round metrics and score snapshots.
+
+    Returns the metrics (one row per round 0..rounds, see :func:`round_metrics`) and a dict of
+    ``(N,)`` arrays: ``score_first`` / ``score_last`` (the detection score at round 0 and at the
+    last round), ``pool_first`` / ``pool_last`` (unlabelled and not held out then) and ``is_noisy``.
+    """
+    from mmcurate.rounds import import_labels, rank_project, select_batch
+
+    proj = make_run_project(base, root)
+    is_noisy = truth.set_index("pair_id")["is_noisy"].astype(bool)
+    noisy = proj.pairs["pair_id"].map(is_noisy).to_numpy(bool)
+    held = proj.pairs["pair_id"].isin(holdout).to_numpy()
+    rows, snapshots, elapsed = [], {"is_noisy": noisy, "pool_first": ~held}, 0.0
+    for r in range(spec.rounds + 1):
+        start = time.perf_counter()
+        rs = spec.random_state(r)
+        ranked = rank_project(proj, [spec.strategy], k=spec.k, random_state=rs)
+        batch = None
+        if r < spec.rounds:
+            round_id, batch = select_batch(proj, budget=spec.budget, strategy=spec.strategy,
+                                           diversity=spec.diversity, k=spec.k, random_state=rs,
+                                           exclude=holdout, ranked=ranked)
+        labelled = _labelled_mask(proj)
+        row, score = round_metrics(ranked, noisy=noisy, labelled=labelled, held_out=held,
+                                   batch_rows=_rows(proj, batch), strategy=spec.strategy)
+        if batch is not None:
+            import_labels(proj, _oracle_decisions(batch, is_noisy), round_id=round_id,
+                          source_name=f"oracle-round{round_id}")
+            if spec.strategy not in NO_HEAD:
+                _train(proj, spec, r)
+        seconds = time.perf_counter() - start
+        elapsed += seconds
+        rows.append({"round": r, **row, "seconds": seconds, "seconds_total": elapsed})
+        snapshots["score_first" if r == 0 else "score_last"] = score
+        if say:
+            say(f"{spec.name}: round {r}/{spec.rounds} labels={row['labels']} "
+                f"recall={row['recall']:.3f} auroc={row['auroc']:.3f} ({seconds:.1f} s)")
+    snapshots["pool_last"] = ~(labelled | held)
+    proj.ledger.close()
+    table = pd.DataFrame(rows)
+    table.insert(0, "detection_score", detection_score_name(spec.strategy))
+    return table, snapshots
+
+
+def _labelled_mask(proj) -> np.ndarray:
+    from mmcurate.rounds import labelled_arrays
+
+    mask = np.zeros(len(proj.pairs), bool)
+    mask[labelled_arrays(proj)[0]] = True
+    return mask
+
+
+def _rows(proj, batch: pd.DataFrame | None) -> np.ndarray | None:
+    if batch is None:
+        return None
+    row_of = pd.Series(np.arange(len(proj.pairs)), index=proj.pairs["pair_id"].to_numpy())
+    return row_of.loc[batch["pair_id"]].to_numpy(np.int64)

@@ -1,0 +1,101 @@
+"""mmcurate simulate: metrics file, random review's expected recall, determinism, resume, CLI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmcurate.embed.importer import write_embedding_folder
+from mmcurate.simulate import load_results, run_simulation, summarize
+from mmcurate.synth import domain_shift_embeddings
+
+FAST_HEAD = {"min_steps": 5, "max_steps": 5, "hard_negatives": 2}
+COLUMNS = {"strategy", "diversity", "seed", "detection_score", "round", "labels", "n_pool", "n_noisy",
+           "found", "recall", "batch_precision", "auroc", "auprc", "auroc_p_misaligned",
+           "holdout_accuracy", "holdout_balanced_accuracy", "holdout_auroc", "head_round", "seconds",
+           "seconds_total"}
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    """A clean synthetic clip-retrieval folder (400 pairs, 20 domains as categories)."""
+    image, text, _, domain = domain_shift_embeddings(400, 16, rate=0.0, random_state=3)
+    meta = pd.DataFrame({"key": [f"k{i}" for i in range(400)], "caption": [f"c{i}" for i in range(400)],
+                         "category": domain})
+    return write_embedding_folder(tmp_path_factory.mktemp("emb") / "folder", image, text, meta)
+
+
+def _run(out, folder, **options):
+    defaults = {"strategies": ["random", "margin"], "rounds": 2, "budget": 20, "seeds": 2,
+                "head": FAST_HEAD, "progress": False}
+    return run_simulation(out, embeddings=folder, **{**defaults, **options})
+
+
+def test_metrics_file_summary_and_plots(tmp_path, folder):
+    metrics = _run(tmp_path / "a", folder, noise_kind="same-category")
+    on_disk = load_results(tmp_path / "a")
+    assert COLUMNS <= set(on_disk.columns)
+    assert len(on_disk) == 2 * 2 * 3  # strategies x seeds x rounds 0..2
+    assert set(on_disk["strategy"]) == {"random", "margin"}
+    curves = on_disk.sort_values("round").groupby(["strategy", "seed"])["labels"].apply(tuple)
+    assert set(curves) == {(0, 20, 40)}
+    assert set(on_disk.loc[on_disk["strategy"] == "margin", "detection_score"]) == {"1-p_aligned"}
+    assert on_disk["batch_precision"].isna().sum() == 4  # the last round picks no batch
+    pd.testing.assert_frame_equal(on_disk, metrics, check_dtype=False)
+    # 10% held out of 400: 360 selectable pairs, never picked
+    assert (on_disk.loc[on_disk["round"] == 0, "n_pool"] == 360).all()
+    assert ((on_disk["n_pool"] + on_disk["labels"]) == 360).all()
+    assert (on_disk["found"] <= on_disk["labels"]).all()
+    summary = summarize(on_disk, at_labels=20)
+    assert set(summary["strategy"]) == {"random", "margin"}
+    assert summary["n_seeds"].eq(2).all()
+    text = (tmp_path / "a" / "summary.md").read_text()
+    assert "imported embedding folder" in text and "same_category" in text
+    assert "comparison against `random`" in text
+    for png in ("recall.png", "auroc.png", "labels_to_target.png", "score_histograms.png"):
+        assert (tmp_path / "a" / png).stat().st_size > 1000
+
+
+def test_random_review_recall_grows_linearly(tmp_path, folder):
+    """E[recall after L labels] = L / pool size; tolerance from the hypergeometric std."""
+    metrics = _run(tmp_path / "r", folder, strategies=["random"], rounds=3, budget=30, seeds=16)
+    pool0 = metrics.loc[metrics["round"] == 0].set_index("seed")["n_pool"]
+    for r, rows in metrics[metrics["round"] > 0].groupby("round"):
+        L = rows["labels"].to_numpy(float)
+        N = pool0.loc[rows["seed"]].to_numpy(float)
+        K = rows["n_noisy"].to_numpy(float)
+        expected = L / N
+        var = L * (K / N) * (1 - K / N) * (N - L) / (N - 1) / K**2
+        z = (rows["recall"].to_numpy() - expected).sum() / np.sqrt(var.sum())
+        assert abs(z) < 4, f"round {r}: mean recall {rows['recall'].mean():.3f} vs {expected.mean():.3f}"
+    assert metrics.groupby("round")["recall"].mean().is_monotonic_increasing
+
+
+def test_same_seed_same_metrics_and_resume(tmp_path, folder):
+    first = _run(tmp_path / "x", folder)
+    second = _run(tmp_path / "y", folder)
+    wall = ["seconds", "seconds_total"]
+    pd.testing.assert_frame_equal(first.drop(columns=wall), second.drop(columns=wall))
+    done = tmp_path / "x" / "runs" / "margin__none__s1" / "metrics.csv"
+    stamp = done.stat().st_mtime_ns
+    again = _run(tmp_path / "x", folder, strategies=["random", "margin", "clip_score"])
+    assert done.stat().st_mtime_ns == stamp  # finished runs are not redone
+    assert set(again["strategy"]) == {"random", "margin", "clip_score"}
+    clip = again[again["strategy"] == "clip_score"]
+    assert clip["head_round"].isna().all()  # the no-learning baseline never trains a head
+    with pytest.raises(Exception, match="same parameters"):
+        _run(tmp_path / "x", folder, budget=10)
+
+
+@pytest.mark.slow
+def test_cli_on_generated_scenes(tmp_path, tiny_clip_dir):
+    from mmcurate.cli import main
+
+    out = tmp_path / "scenes"
+    code = main(["simulate", "--scenes", "150", "--strategies", "random,clip-score", "--rounds", "2",
+                 "--budget", "10", "--seeds", "1", "--out", str(out), "--no-progress"])
+    assert code == 0
+    metrics = load_results(out)
+    assert len(metrics) == 2 * 3 and metrics["n_noisy"].gt(0).all()
+    assert "not CLIP" in (out / "summary.md").read_text()
