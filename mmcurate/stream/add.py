@@ -96,12 +96,20 @@ def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement"
         queue every arrival whose score exceeds it.
     rate : float
         Target review rate in (0, 1) for ``threshold="auto"``.
+    image_root : path, optional
+        Folder the batch's image paths are relative to (default: the file's folder).
     columns : dict, optional
         ``{"id": ..., "image": ..., "caption": ...}`` column names (default: the project's).
-    k, random_state, options
-        Passed to :func:`mmcurate.rank.compute_ranking`.
+    fmt, check_images
+        As for ``load_pairs``: format override; decode every arriving image.
+    k, random_state : int
+        Neighbours per pair and seed of the ranking (:func:`mmcurate.rank.compute_ranking`).
+    options : dict, optional
+        Keyword options of the strategy, e.g. ``{"beta": 2.0}`` for ``density``.
     encoder : Encoder, optional
         An already loaded encoder of the project's model (saves reloading it per batch).
+    batch_size, progress
+        Embedding batch size; show progress bars.
 
     Returns
     -------
@@ -115,7 +123,7 @@ def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement"
     >>> decisions = add_pairs(proj, "incoming/batch7.csv", rate=0.05)  # doctest: +SKIP
     >>> decisions[decisions["queued"]][["pair_id", "score", "round_id"]]  # doctest: +SKIP
     """
-    mode = check_options(strategy, threshold, rate)
+    mode, strategy = check_options(strategy, threshold, rate)
     source = Path(source)
     if not source.exists():
         raise FileNotFoundError(f"arriving batch {source} does not exist")
@@ -138,17 +146,20 @@ def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement"
     return out
 
 
-def check_options(strategy: str, threshold: str | float, rate: float) -> str:
-    """Raise on an unknown strategy, a rate outside (0, 1) or a bad threshold; returns the mode."""
+def check_options(strategy: str, threshold: str | float, rate: float) -> tuple[str, str]:
+    """Raise on an unknown strategy, a rate outside (0, 1) or a bad threshold.
+
+    Returns the mode (``auto`` | ``fixed``) and the strategy's registered name.
+    """
     from mmcurate.signals import STRATEGIES
 
-    STRATEGIES.get(strategy)  # unknown names raise, listing the valid ones
+    name = STRATEGIES.get(strategy).name  # unknown names raise, listing the valid ones
     if not 0.0 < float(rate) < 1.0:
         raise ValueError(f"rate must be a fraction in (0, 1), e.g. 0.05; got {rate}")
     if isinstance(threshold, str) and threshold == "auto":
-        return "auto"
+        return "auto", name
     if isinstance(threshold, (int, float)) and np.isfinite(threshold):
-        return "fixed"
+        return "fixed", name
     raise ValueError(f"threshold must be 'auto' or a finite number (a score), got {threshold!r}")
 
 
