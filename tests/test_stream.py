@@ -322,5 +322,11 @@ def test_refuses_the_stream_of_an_earlier_project(drift, tmp_path):
     add_pairs(proj, _batch(tmp_path, "b1", img, txt, arrivals[:50]))
     time.sleep(1.1)  # creation stamps have one-second resolution
     again = create_project(proj.root, embeddings=tmp_path / "pool", overwrite=True)
+    aside = next(p for p in proj.root.iterdir() if p.name.startswith("replaced-"))
+    assert (aside / "stream").is_dir() and not (proj.root / "stream").exists()  # set aside, not reused
+    shutil.copytree(aside / "stream", proj.root / "stream")  # a stale stream copied back by hand
     with pytest.raises(ProjectError, match="start its stream over"):
         add_pairs(again, _batch(tmp_path, "b2", img, txt, arrivals[50:100]))
+    shutil.rmtree(proj.root / "stream")
+    fresh = add_pairs(again, _batch(tmp_path, "b3", img, txt, arrivals[100:150]))
+    assert len(fresh) == 50
