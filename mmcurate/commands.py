@@ -232,6 +232,7 @@ def cmd_stream(args) -> int:
     rate = state["realised_rate"]
     print(f"{len(batches)} batch(es) added now; {state['n_batches']} in all, {state['n_seen']} pairs "
           f"seen, {state['n_queued']} queued" + (f" (review rate {rate:.3f})" if rate is not None else ""))
+    return 0
 
 
 def cmd_simulate(args) -> int:
