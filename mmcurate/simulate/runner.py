@@ -6,7 +6,7 @@ Layout of ``OUT``::
     data/                base project, truth.csv, data.json (see :mod:`mmcurate.simulate.data`)
     runs/NAME/project/   one project per run (NAME = strategy__diversity__sSEED)
     runs/NAME/metrics.csv, runs/NAME/scores.npz   written atomically when the run completes
-    metrics.csv          every finished run, concatenated
+    metrics.csv          every finished run in the folder, concatenated
     summary.md, *.png    the report (:mod:`mmcurate.simulate.report`)
 
 A run whose ``metrics.csv`` exists is skipped, so an interrupted benchmark resumes where it
@@ -175,7 +175,9 @@ def run_simulation(out_dir: str | Path, *, pairs: str | Path | None = None,
     """Prepare the noisy data once, run every strategy × diversity × seed, write the report.
 
     ``options`` override :class:`SimulationConfig` fields (``strategies=[...]``, ``rounds=5``...).
-    Returns the metrics of every run (the content of ``OUT/metrics.csv``).
+    Returns the metrics of every finished run in ``out_dir`` (the content of ``OUT/metrics.csv``):
+    the runs asked for now and those of earlier calls with the same loop parameters, so a folder
+    can grow (e.g. diversity variants of the best strategy) and its report covers all of it.
 
     Examples
     --------
@@ -203,8 +205,7 @@ def run_simulation(out_dir: str | Path, *, pairs: str | Path | None = None,
     say(f"{len(specs)} runs ({len(specs) - len(todo)} already done), {len(ids)} pairs, "
         f"{int(data.truth['is_noisy'].sum())} noisy")
     _execute(out, data.base, todo, holdouts, config, progress, say)
-    metrics = pd.concat([pd.read_csv(out / "runs" / s.name / "metrics.csv") for s in specs],
-                        ignore_index=True)
+    metrics = _finished_runs(out)
     atomic_write_text(out / "metrics.csv", metrics.to_csv(index=False))
     if report:
         from mmcurate.simulate.report import write_report
@@ -214,13 +215,19 @@ def run_simulation(out_dir: str | Path, *, pairs: str | Path | None = None,
     return metrics
 
 
+def _finished_runs(out: Path) -> pd.DataFrame:
+    files = sorted((out / "runs").glob("*/metrics.csv"))
+    if not files:
+        raise FileNotFoundError(f"{out} holds no simulation results (no metrics.csv, no runs/*/metrics.csv); "
+                                f"run `mmcurate simulate --out {out} ...` first.")
+    metrics = pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    return metrics.sort_values(["strategy", "diversity", "seed", "round"], kind="stable",
+                               ignore_index=True)
+
+
 def load_results(out_dir: str | Path) -> pd.DataFrame:
     """The metrics of a simulation folder (``metrics.csv``, or the finished runs' files)."""
     out = Path(out_dir)
     if (out / "metrics.csv").is_file():
         return pd.read_csv(out / "metrics.csv")
-    files = sorted((out / "runs").glob("*/metrics.csv"))
-    if not files:
-        raise FileNotFoundError(f"{out} holds no simulation results (no metrics.csv, no runs/*/metrics.csv); "
-                                f"run `mmcurate simulate --out {out} ...` first.")
-    return pd.concat([pd.read_csv(f) for f in files], ignore_index=True)
+    return _finished_runs(out)
