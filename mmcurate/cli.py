@@ -182,6 +182,9 @@ def _add_simulate(sub) -> None:
     p.add_argument("--k", type=int, default=10, help="neighbours per pair")
     p.add_argument("--data-seed", type=int, default=0, help="seed of the caption swaps")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    p.add_argument("--mode", default="pool", choices=["pool", "stream", "both"],
+                   help="pool: every pair available each round; stream: pairs arrive in --rounds "
+                        "batches and are queued or passed on arrival (mmcurate add); both: compare")
     p.add_argument("--note", default=None, help="a line about the data for summary.md")
     p.add_argument("--out", type=Path, required=True, help="results folder (re-run to resume)")
     p.add_argument("--no-progress", action="store_true")

@@ -251,7 +251,8 @@ def cmd_simulate(args) -> int:
         strategies=[s for s in args.strategies.split(",") if s.strip()],
         diversity=[d for d in args.diversity.split(",") if d.strip()], rounds=args.rounds,
         budget=args.budget, seeds=args.seeds, holdout=args.holdout, noise=args.noise,
-        noise_kind=args.noise_kind, k=args.k, data_seed=args.data_seed, jobs=args.jobs, note=args.note)
+        noise_kind=args.noise_kind, k=args.k, data_seed=args.data_seed, jobs=args.jobs, note=args.note,
+        mode=args.mode)
     summary = summarize(metrics)
     cols = ["strategy", "diversity", "aulc_recall_mean", "recall_at_mean", "auroc_at_mean",
             "labels_to_recall_mean"]

@@ -99,3 +99,24 @@ def test_cli_on_generated_scenes(tmp_path, tiny_clip_dir):
     metrics = load_results(out)
     assert len(metrics) == 2 * 3 and metrics["n_noisy"].gt(0).all()
     assert "not CLIP" in (out / "summary.md").read_text()
+
+
+def test_stream_mode_against_pool_mode_at_equal_labels(tmp_path, folder):
+    from mmcurate.project import open_project
+
+    metrics = _run(tmp_path / "s", folder, strategies=["clip_score", "margin"], seeds=1, rounds=3,
+                   budget=15, mode="both")
+    stream = metrics[metrics["diversity"] == "stream"]
+    pool = metrics[metrics["diversity"] == "none"]
+    assert set(stream["strategy"]) == set(pool["strategy"]) == {"clip_score", "margin"}
+    assert len(stream) == len(pool) == 2 * 4
+    for _, run in stream.groupby("strategy"):
+        run = run.sort_values("round")
+        assert run["labels"].iloc[0] == 0 and run["recall"].is_monotonic_increasing
+        # the adaptive threshold keeps the review rate near budget / batch size (±30%)
+        assert 0.7 * 45 <= run["labels"].iloc[-1] <= 1.3 * 45
+        assert run["auroc"].isna().all()  # pool-only measures do not apply
+    assert np.isfinite(summarize(metrics)["aulc_recall_mean"]).all()
+    proj = open_project(tmp_path / "s" / "runs" / "margin__stream__s0" / "project")
+    decided = proj.ledger.decisions()["pair_id"]
+    assert decided.is_unique and len(decided) == int(stream[stream["strategy"] == "margin"]["labels"].iloc[-1])

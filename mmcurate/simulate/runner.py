@@ -61,6 +61,7 @@ class SimulationConfig:
     jobs: int = 1
     note: str | None = None
     at_labels: int = field(default=100)
+    mode: str = "pool"
 
     def __post_init__(self) -> None:
         from mmcurate.select import SELECTORS
@@ -74,6 +75,8 @@ class SimulationConfig:
         object.__setattr__(self, "noise_kind", normalize_noise_kind(self.noise_kind))
         bad = [f"{n}={getattr(self, n)}" for n in ("rounds", "budget", "seeds", "jobs", "k")
                if int(getattr(self, n)) < 1]
+        if self.mode not in ("pool", "stream", "both"):
+            bad.append(f"mode={self.mode!r} (expected pool, stream or both)")
         if not 0.0 <= self.holdout < 1.0:
             bad.append(f"holdout={self.holdout} (expected a fraction in [0, 1))")
         if not self.strategies or not self.diversity or bad:
@@ -119,22 +122,33 @@ def _run_one(out: Path, base: Path, spec: RunSpec, holdout: set[str], truth_path
     truth = pd.read_csv(truth_path, dtype={"pair_id": str})
     folder = out / "runs" / spec.name
     say = _say(sys.stderr if progress else None)
-    table, snaps = run_oracle_loop(base, folder / "project", spec, truth, holdout, say=say)
+    if spec.diversity == STREAM:
+        from mmcurate.simulate.stream import run_stream_loop
+
+        table = run_stream_loop(base, folder / "project", spec, truth, holdout, say=say)
+    else:
+        table, snaps = run_oracle_loop(base, folder / "project", spec, truth, holdout, say=say)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **snaps)
+        atomic_write_bytes(folder / "scores.npz", buf.getvalue())
     table.insert(0, "seed", spec.seed)
     table.insert(0, "diversity", spec.diversity)
     table.insert(0, "strategy", spec.strategy)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **snaps)
-    atomic_write_bytes(folder / "scores.npz", buf.getvalue())
     atomic_write_text(folder / "metrics.csv", table.to_csv(index=False))
     return spec.name
 
 
+STREAM = "stream"
+"""The ``diversity`` value of stream-mode runs (pairs arrive in batches, decided on arrival)."""
+
+
 def _specs(config: SimulationConfig) -> list[RunSpec]:
+    modes = {"pool": list(config.diversity), "stream": [STREAM],
+             "both": [*config.diversity, STREAM]}[config.mode]
     return [RunSpec(strategy=s, diversity=d, seed=seed, rounds=config.rounds, budget=config.budget,
                     k=config.k, head_folds=config.head_folds,
                     head_options=tuple(sorted((config.head or {}).items())))
-            for seed in range(config.seeds) for s in config.strategies for d in config.diversity]
+            for seed in range(config.seeds) for s in config.strategies for d in modes]
 
 
 def _worker_init(threads: int) -> None:

@@ -16,7 +16,8 @@ any of them each round. Here the same pairs arrive over time, as a user running
 
 Per round: labels spent, ``recall`` (noisy pairs found / all noisy pairs outside the held-out
 set, the same denominator as the pool loop), ``batch_precision`` (noisy share of the queued
-pairs) and the realised review rate. Columns ``mode`` = ``stream``.
+pairs) and the realised review rate; the pool-only columns (AUROC over the pool, held-out
+accuracy) are NaN. In the metrics table these runs carry ``diversity`` = ``stream``.
 """
 
 from __future__ import annotations
@@ -53,9 +54,11 @@ def run_stream_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame, 
     from mmcurate.rounds import import_labels
     from mmcurate.stream import add_pairs
 
-    if root.exists():
-        shutil.rmtree(root)
-    root.mkdir(parents=True)
+    arrivals = root.with_name(root.name + "-arrivals")  # the batches as they land
+    for folder in (root, arrivals):
+        if folder.exists():
+            shutil.rmtree(folder)
+    arrivals.mkdir(parents=True)
     source = open_project(base)
     ids = source.pairs["pair_id"].to_numpy()
     is_noisy = truth.set_index("pair_id")["is_noisy"].astype(bool)
@@ -63,15 +66,14 @@ def run_stream_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame, 
     arriving = np.random.default_rng([spec.seed, 7]).permutation(np.flatnonzero(~held))
     chunks = np.array_split(arriving, spec.rounds)
     n_noisy = int(is_noisy.loc[ids[~held]].sum())
-    proj = create_project(root / "project", embeddings=_write_batch(root / "initial", source,
-                                                                    np.flatnonzero(held)))
+    proj = create_project(root, embeddings=_write_batch(arrivals / "initial", source, np.flatnonzero(held)))
     rate = min(0.99, spec.budget / max(1, len(chunks[0])))
     rows = [{"round": 0, "labels": 0, "recall": 0.0, "batch_precision": np.nan, "arrived": 0,
              "realised_rate": np.nan, "seconds": 0.0}]
     found = labels = arrived = 0
     for r, chunk in enumerate(chunks, 1):
         start = time.perf_counter()
-        batch = _write_batch(root / f"batch{r:03d}", source, chunk)
+        batch = _write_batch(arrivals / f"batch{r:03d}", source, chunk)
         decisions = add_pairs(proj, batch, strategy=spec.strategy, threshold="auto", rate=rate, k=spec.k,
                               random_state=spec.random_state(r))
         queued = decisions[decisions["queued"]]
@@ -95,5 +97,13 @@ def run_stream_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame, 
     proj.ledger.close()
     table = pd.DataFrame(rows)
     table["seconds_total"] = table["seconds"].cumsum()
-    table.insert(0, "mode", "stream")
+    for column in POOL_ONLY:  # measured on a pool that stream mode never holds: not applicable
+        table[column] = np.nan
+    table["n_noisy"] = n_noisy
+    table["found"] = (table["recall"] * n_noisy).round().astype(int)
+    table.insert(0, "detection_score", "none (stream)")
     return table
+
+
+POOL_ONLY = ("n_pool", "auroc", "auprc", "auroc_p_misaligned", "holdout_accuracy",
+             "holdout_balanced_accuracy", "holdout_auroc", "head_round")
