@@ -99,11 +99,12 @@ def run_stream_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame, 
     table["seconds_total"] = table["seconds"].cumsum()
     for column in POOL_ONLY:  # measured on a pool that stream mode never holds: not applicable
         table[column] = np.nan
+    table["n_pool"] = len(arriving) - table["labels"]  # as in the pool loop: not labelled, not held out
     table["n_noisy"] = n_noisy
     table["found"] = (table["recall"] * n_noisy).round().astype(int)
     table.insert(0, "detection_score", "none (stream)")
     return table
 
 
-POOL_ONLY = ("n_pool", "auroc", "auprc", "auroc_p_misaligned", "holdout_accuracy",
+POOL_ONLY = ("auroc", "auprc", "auroc_p_misaligned", "holdout_accuracy",
              "holdout_balanced_accuracy", "holdout_auroc", "head_round")
