@@ -119,4 +119,12 @@ def test_stream_mode_against_pool_mode_at_equal_labels(tmp_path, folder):
     assert np.isfinite(summarize(metrics)["aulc_recall_mean"]).all()
     proj = open_project(tmp_path / "s" / "runs" / "margin__stream__s0" / "project")
     decided = proj.ledger.decisions()["pair_id"]
-    assert decided.is_unique and len(decided) == int(stream[stream["strategy"] == "margin"]["labels"].iloc[-1])
+    final_labels = int(stream[stream["strategy"] == "margin"]["labels"].iloc[-1])
+    assert decided.is_unique and len(decided) == final_labels
+
+
+def test_stream_mode_alone_writes_the_report(tmp_path, folder):
+    metrics = _run(tmp_path / "so", folder, strategies=["clip_score"], seeds=1, rounds=2, budget=15,
+                   mode="stream")
+    assert set(metrics["diversity"]) == {"stream"} and (metrics["n_pool"] == 360 - metrics["labels"]).all()
+    assert "clip_score" in (tmp_path / "so" / "summary.md").read_text()
