@@ -52,13 +52,14 @@ def _name(strategy: str, diversity: str) -> str:
 
 def _main_table(summary: pd.DataFrame, max_labels: float) -> str:
     at = summary.attrs["at_labels"]
-    head = ["strategy", "AULC recall", f"recall @{at}", "labels to recall ≥ "
+    head = ["strategy", "AULC recall", f"recall @{at}", f"recall @{max_labels:.0f}", "labels to recall ≥ "
             f"{summary.attrs['recall_target']:g}", f"AUROC @{at}", f"AUROC 1−P @{at}",
             f"labels to AUROC ≥ {summary.attrs['auroc_target']:g}", "held-out acc (last)", "s / run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.sort_values("aulc_recall_mean", ascending=False).iterrows():
         cells = [_name(r["strategy"], r["diversity"]), _pm(r["aulc_recall_mean"], r["aulc_recall_std"]),
                  _pm(r["recall_at_mean"], r["recall_at_std"]),
+                 _pm(r["final_recall_mean"], r["final_recall_std"]),
                  _labels_cell(r, "labels_to_recall", max_labels),
                  _pm(r["auroc_at_mean"], r["auroc_at_std"]),
                  _pm(r["auroc_p_misaligned_at_mean"], r["auroc_p_misaligned_at_std"]),
