@@ -113,11 +113,16 @@ def markdown_summary(metrics: pd.DataFrame, *, data_info: dict[str, Any], model:
         "give mean ± std over the seeds that reached it (reached/seeds); `> N` = never within the budget.",
         "", "## Results (mean ± std over seeds)", "", _main_table(summary, max_labels), "",
     ]
-    for baseline in (("random", "none"), ("clip_score", "none")):
-        parts += [f"## Paired per-seed comparison against `{baseline[0]}`", "",
+    baselines = [(("random", "none"), "`random`"), (("clip_score", "none"), "`clip_score`")]
+    if (metrics["diversity"] != "none").any():
+        baselines.append((("clip_score", None), "`clip_score` with the same diversity"))
+    for baseline, title in baselines:
+        table = compare(metrics, baseline=baseline, at_labels=at_labels)
+        if baseline[1] is None and not table.empty:
+            table = table[table["diversity"] != "none"]
+        parts += [f"## Paired per-seed comparison against {title}", "",
                   "Δ = strategy − baseline on the same seed (same held-out split); W/L/T = seeds won, "
-                  "lost, tied.", "",
-                  _comparison_table(compare(metrics, baseline=baseline, at_labels=at_labels)), ""]
+                  "lost, tied.", "", _comparison_table(table), ""]
     parts += ["## Plots", ""] + [f"- `{name}`" for name in (*PLOTS, "labels_to_target.png",
                                                             "score_histograms.png")]
     return "\n".join(parts) + "\n"
