@@ -59,7 +59,8 @@ def test_metrics_file_summary_and_plots(tmp_path, folder):
 
 def test_random_review_recall_grows_linearly(tmp_path, folder):
     """E[recall after L labels] = L / pool size; tolerance from the hypergeometric std."""
-    metrics = _run(tmp_path / "r", folder, strategies=["random"], rounds=3, budget=30, seeds=16)
+    metrics = _run(tmp_path / "r", folder, strategies=["random"], rounds=3, budget=30, seeds=16,
+                   report=False)
     pool0 = metrics.loc[metrics["round"] == 0].set_index("seed")["n_pool"]
     for r, rows in metrics[metrics["round"] > 0].groupby("round"):
         L = rows["labels"].to_numpy(float)
@@ -73,8 +74,8 @@ def test_random_review_recall_grows_linearly(tmp_path, folder):
 
 
 def test_same_seed_same_metrics_and_resume(tmp_path, folder):
-    first = _run(tmp_path / "x", folder)
-    second = _run(tmp_path / "y", folder)
+    first = _run(tmp_path / "x", folder, report=False)
+    second = _run(tmp_path / "y", folder, report=False)
     wall = ["seconds", "seconds_total"]
     pd.testing.assert_frame_equal(first.drop(columns=wall), second.drop(columns=wall))
     done = tmp_path / "x" / "runs" / "margin__none__s1" / "metrics.csv"
@@ -128,3 +129,26 @@ def test_stream_mode_alone_writes_the_report(tmp_path, folder):
                    mode="stream")
     assert set(metrics["diversity"]) == {"stream"} and (metrics["n_pool"] == 360 - metrics["labels"]).all()
     assert "clip_score" in (tmp_path / "so" / "summary.md").read_text()
+
+
+def test_summaries_on_known_curves():
+    """AULC, labels-to-target and paired wins on hand-made curves (pure functions)."""
+    from mmcurate.simulate import compare, per_run
+
+    rows = []
+    for seed, bump in ((0, 0.0), (1, 0.4)):
+        for strategy, recall in (("random", [0.0, 0.1, 0.2]), ("good", [0.0, 0.5, 0.95])):
+            for r, value in enumerate(recall):
+                rows.append({"strategy": strategy, "diversity": "none", "seed": seed, "round": r,
+                             "labels": 10 * r, "recall": value + (bump if strategy == "good" and r else 0),
+                             "auroc": 0.5 + 0.1 * r, "auroc_p_misaligned": 0.9,
+                             "holdout_accuracy": 0.8, "seconds_total": 1.0})
+    runs = per_run(pd.DataFrame(rows), recall_target=0.9, at_labels=15).set_index(["strategy", "seed"])
+    assert runs.loc[("random", 0), "aulc_recall"] == pytest.approx((0.05 + 0.15) / 2)
+    assert runs.loc[("good", 0), "labels_to_recall"] == 20
+    assert runs.loc[("good", 1), "labels_to_recall"] == 10
+    assert np.isnan(runs.loc[("random", 0), "labels_to_recall"])
+    assert runs.loc[("random", 1), "recall_at"] == pytest.approx(0.15)
+    table = compare(pd.DataFrame(rows), baseline=("random", "none")).set_index("quantity")
+    assert table.loc["aulc_recall", "wins"] == 2 and table.loc["aulc_recall", "losses"] == 0
+    assert table.loc["aulc_auroc", "ties"] == 2

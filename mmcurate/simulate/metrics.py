@@ -145,28 +145,29 @@ def summarize(metrics: pd.DataFrame, *, recall_target: float = 0.9, auroc_target
     return table
 
 
-def compare(metrics: pd.DataFrame, *, baseline: tuple[str, str],
+def compare(metrics: pd.DataFrame, *, baseline: tuple[str, str | None],
             quantities: tuple[str, ...] = ("aulc_recall", "aulc_auroc", "final_recall"),
             at_labels: int = 100) -> pd.DataFrame:
     """Paired per-seed comparison of every (strategy, diversity) with ``baseline`` on each quantity.
 
-    Returns one row per (strategy, diversity, quantity): ``mean_diff`` (run − baseline, same
-    seed), ``std_diff``, ``wins``/``losses``/``ties`` over the seeds both have, ``n_seeds``.
+    ``baseline`` is ``(strategy, diversity)``; diversity ``None`` compares each run with the
+    baseline strategy under the *same* diversity mode (when it was run). Returns one row per
+    (strategy, diversity, quantity): ``mean_diff`` (run − baseline, same seed), ``std_diff``,
+    ``wins``/``losses``/``ties`` over the seeds both have, ``n_seeds``.
     """
-    runs = per_run(metrics, at_labels=at_labels)
-    base = runs[(runs["strategy"] == baseline[0]) & (runs["diversity"] == baseline[1])]
-    base = base.set_index("seed")
+    runs = per_run(metrics, at_labels=at_labels).set_index(["strategy", "diversity", "seed"])
     rows = []
-    for (strategy, diversity), group in runs.groupby(["strategy", "diversity"], sort=True):
-        if (strategy, diversity) == tuple(baseline):
+    for (strategy, diversity), group in runs.groupby(level=["strategy", "diversity"], sort=True):
+        base_key = (baseline[0], baseline[1] or diversity)
+        if (strategy, diversity) == base_key or base_key not in runs.index.droplevel("seed"):
             continue
-        group = group.set_index("seed")
+        group, base = group.droplevel([0, 1]), runs.loc[base_key]
         seeds = group.index.intersection(base.index)
         for q in quantities:
             diff = (group.loc[seeds, q] - base.loc[seeds, q]).to_numpy(np.float64)
             diff = diff[np.isfinite(diff)]
             rows.append({"strategy": strategy, "diversity": diversity, "quantity": q,
-                         "baseline": "/".join(baseline), "n_seeds": len(diff),
+                         "baseline": "/".join(base_key), "n_seeds": len(diff),
                          "mean_diff": float(diff.mean()) if len(diff) else np.nan,
                          "std_diff": float(diff.std()) if len(diff) else np.nan,
                          "wins": int((diff > 1e-12).sum()), "losses": int((diff < -1e-12).sum()),

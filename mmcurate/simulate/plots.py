@@ -33,6 +33,9 @@ def _run_label(strategy: str, diversity: str) -> str:
 def learning_curves(metrics: pd.DataFrame, metric: str = "recall", *, title: str | None = None):
     """Mean ``metric`` vs labels spent per (strategy, diversity), with a ±1 std band over seeds.
 
+    For ``recall`` two dotted references are drawn: the ideal queue (every label a noisy pair) and
+    random review's expectation (labels / pool size).
+
     Examples
     --------
     >>> fig = learning_curves(load_results("results/"), "auroc")  # doctest: +SKIP
@@ -49,6 +52,8 @@ def learning_curves(metrics: pd.DataFrame, metric: str = "recall", *, title: str
         style = "--" if strategy in ("random", "clip_score") else "-"
         line, = ax.plot(x, m, style, marker="o", markersize=3, label=_run_label(strategy, diversity))
         ax.fill_between(x, m - s, m + s, color=line.get_color(), alpha=0.15, linewidth=0)
+    if metric == "recall":
+        _recall_references(ax, metrics)
     ax.set_xlabel("labels spent")
     ax.set_ylabel(_LABELS.get(metric, metric))
     ax.grid(alpha=0.3)
@@ -56,6 +61,15 @@ def learning_curves(metrics: pd.DataFrame, metric: str = "recall", *, title: str
     n_seeds = metrics["seed"].nunique()
     ax.set_title(title or f"{_LABELS.get(metric, metric)} (mean ± std over {n_seeds} seeds)", fontsize=10)
     return fig
+
+
+def _recall_references(ax, metrics: pd.DataFrame) -> None:
+    """Grey references: every label a noisy pair (ideal) and random review's expectation L / pool."""
+    start = metrics[metrics["round"] == 0]
+    pool, n_noisy = float(start["n_pool"].mean()), float(start["n_noisy"].mean())
+    x = np.linspace(0, float(metrics["labels"].max()), 200)
+    ax.plot(x, np.minimum(x / n_noisy, 1.0), ":", color="grey", linewidth=1, label="ideal (all noisy first)")
+    ax.plot(x, x / pool, ":", color="black", linewidth=1, label="random, expected (L / pool)")
 
 
 def labels_to_target_bars(summary: pd.DataFrame, *, title: str | None = None):
@@ -104,7 +118,8 @@ def score_histograms(scores: pd.DataFrame, *, bins: int = 30, title: str | None 
             edges = np.histogram_bin_edges(values, bins=bins) if len(values) else bins
             for noisy, colour, name in ((False, "tab:green", "clean"), (True, "tab:red", "noisy")):
                 v = values[part["is_noisy"].to_numpy(bool) == noisy]
-                ax.hist(v, bins=edges, density=True, alpha=0.5, color=colour, label=name)
+                if len(v):
+                    ax.hist(v, bins=edges, density=True, alpha=0.5, color=colour, label=name)
             ax.set_title(f"{run}, {snap}", fontsize=8)
             ax.tick_params(labelsize=7)
             if i == 0 and j == 0:

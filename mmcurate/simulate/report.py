@@ -52,13 +52,14 @@ def _name(strategy: str, diversity: str) -> str:
 
 def _main_table(summary: pd.DataFrame, max_labels: float) -> str:
     at = summary.attrs["at_labels"]
-    head = ["strategy", "AULC recall", f"recall @{at}", "labels to recall ≥ "
+    head = ["strategy", "AULC recall", f"recall @{at}", f"recall @{max_labels:.0f}", "labels to recall ≥ "
             f"{summary.attrs['recall_target']:g}", f"AUROC @{at}", f"AUROC 1−P @{at}",
             f"labels to AUROC ≥ {summary.attrs['auroc_target']:g}", "held-out acc (last)", "s / run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for _, r in summary.sort_values("aulc_recall_mean", ascending=False).iterrows():
         cells = [_name(r["strategy"], r["diversity"]), _pm(r["aulc_recall_mean"], r["aulc_recall_std"]),
                  _pm(r["recall_at_mean"], r["recall_at_std"]),
+                 _pm(r["final_recall_mean"], r["final_recall_std"]),
                  _labels_cell(r, "labels_to_recall", max_labels),
                  _pm(r["auroc_at_mean"], r["auroc_at_std"]),
                  _pm(r["auroc_p_misaligned_at_mean"], r["auroc_p_misaligned_at_std"]),
@@ -112,11 +113,16 @@ def markdown_summary(metrics: pd.DataFrame, *, data_info: dict[str, Any], model:
         "give mean ± std over the seeds that reached it (reached/seeds); `> N` = never within the budget.",
         "", "## Results (mean ± std over seeds)", "", _main_table(summary, max_labels), "",
     ]
-    for baseline in (("random", "none"), ("clip_score", "none")):
-        parts += [f"## Paired per-seed comparison against `{baseline[0]}`", "",
+    baselines = [(("random", "none"), "`random`"), (("clip_score", "none"), "`clip_score`")]
+    if (metrics["diversity"] != "none").any():
+        baselines.append((("clip_score", None), "`clip_score` with the same diversity"))
+    for baseline, title in baselines:
+        table = compare(metrics, baseline=baseline, at_labels=at_labels)
+        if baseline[1] is None and not table.empty:
+            table = table[table["diversity"] != "none"]
+        parts += [f"## Paired per-seed comparison against {title}", "",
                   "Δ = strategy − baseline on the same seed (same held-out split); W/L/T = seeds won, "
-                  "lost, tied.", "",
-                  _comparison_table(compare(metrics, baseline=baseline, at_labels=at_labels)), ""]
+                  "lost, tied.", "", _comparison_table(table), ""]
     parts += ["## Plots", ""] + [f"- `{name}`" for name in (*PLOTS, "labels_to_target.png",
                                                             "score_histograms.png")]
     return "\n".join(parts) + "\n"
