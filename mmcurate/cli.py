@@ -210,15 +210,10 @@ def _version() -> str:
 
 
 def _cmd_init(args) -> int:
-    from mmcurate.embed.model import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec
+    from mmcurate.embed.model import ModelSpec
     from mmcurate.project import create_project
 
-    model = None
-    if args.pairs:
-        name = args.model or DEFAULT_MODEL
-        pretrained = args.pretrained if args.pretrained is not None else (
-            None if name.startswith(("local-dir:", "hf-hub:")) else DEFAULT_PRETRAINED)
-        model = ModelSpec(name, pretrained)
+    model = ModelSpec.from_names(args.model, args.pretrained) if args.pairs else None
     proj = create_project(
         args.project, pairs=args.pairs, embeddings=args.embeddings, image_root=args.image_root,
         model=model, fmt=args.fmt, check_images=not args.no_check_images, overwrite=args.force,

@@ -236,15 +236,10 @@ def cmd_stream(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from mmcurate.embed.model import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec
+    from mmcurate.embed.model import ModelSpec
     from mmcurate.simulate import run_simulation, summarize
 
-    model = None
-    if args.pairs:
-        name = args.model or DEFAULT_MODEL
-        pretrained = args.pretrained if args.pretrained is not None else (
-            None if name.startswith(("local-dir:", "hf-hub:")) else DEFAULT_PRETRAINED)
-        model = ModelSpec(name, pretrained)
+    model = ModelSpec.from_names(args.model, args.pretrained) if args.pairs else None
     metrics = run_simulation(
         args.out, pairs=args.pairs, embeddings=args.embeddings, scenes=args.scenes, model=model,
         image_root=args.image_root, progress=not args.no_progress,

@@ -256,9 +256,18 @@ class ClusteredIndex:
         assign = self._assign(self.vectors)
         self.order = np.argsort(assign, kind="stable")
         self.starts = np.searchsorted(assign[self.order], np.arange(self.nlist + 1))
+        self._near: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.vectors)
+
+    def _near_cells(self, nprobe: int) -> np.ndarray:
+        """``(nlist, nprobe)`` the cells nearest each cell's centroid, computed once per ``nprobe``."""
+        if nprobe not in self._near:
+            faiss = _faiss()
+            _, self._near[nprobe] = faiss.knn(self.centroids, self.centroids, nprobe,
+                                              metric=faiss.METRIC_INNER_PRODUCT)
+        return self._near[nprobe]
 
     def _assign(self, x: np.ndarray) -> np.ndarray:
         _, a = _faiss().knn(x, self.centroids, 1, metric=_faiss().METRIC_INNER_PRODUCT)
@@ -280,7 +289,7 @@ class ClusteredIndex:
         order = np.argsort(groups, kind="stable")
         bounds = np.searchsorted(groups[order], np.arange(self.nlist + 1))
         probe = min(nprobe, self.nlist)
-        _, near = faiss.knn(self.centroids, self.centroids, probe, metric=faiss.METRIC_INNER_PRODUCT)
+        near = self._near_cells(probe)
         for g in np.flatnonzero(np.diff(bounds)):
             rows = order[bounds[g] : bounds[g + 1]]
             cells = np.union1d(near[g][near[g] >= 0], [g])

@@ -78,6 +78,7 @@ class RankContext:
         self.reduced_dim = reduced_dim
         self.nprobe = nprobe
         self.searcher = searcher
+        self._indexes: dict[str, ix.ClusteredIndex] = {}
 
     def provide(self, **arrays: Any) -> None:
         """Set precomputed arrays (e.g. ``features``, ``agree_v`` from a distributed engine)."""
@@ -121,10 +122,9 @@ class RankContext:
         return index.search(queries, k, nprobe=self.nprobe, exclude_self=exclude_self)
 
     def _index(self, database: str) -> ix.ClusteredIndex:
-        cache = self.__dict__.setdefault("_indexes", {})
-        if database not in cache:
-            cache[database] = ix.ClusteredIndex(self._space(database), random_state=self.random_state)
-        return cache[database]
+        if database not in self._indexes:
+            self._indexes[database] = ix.ClusteredIndex(self._space(database), random_state=self.random_state)
+        return self._indexes[database]
 
     @cached_property
     def i2t(self):

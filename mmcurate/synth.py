@@ -23,6 +23,7 @@ __all__ = [
     "SIZES",
     "Scene",
     "describe_scene",
+    "domain_pair_chunks",
     "generate_scenes",
     "render_scene",
     "write_scene_dataset",
@@ -209,3 +210,35 @@ def domain_shift_embeddings(n: int = 2000, d: int = 32, *, kind: str = "random",
     txt /= np.linalg.norm(txt, axis=1, keepdims=True)
     src, noisy = inject_noise(n, rate=rate, kind=kind, categories=domain, random_state=random_state)
     return img.astype(np.float32), txt[src].astype(np.float32), noisy, domain
+
+
+def domain_pair_chunks(n: int, dim: int = 512, *, chunk: int = 100_000, rate: float = 0.2,
+                       seed: int = 0):
+    """Large synthetic pools in chunks (benchmarks): yields ``(start, image, text, is_noisy)``.
+
+    Image vectors are clustered in 256 domains; a caption is its image plus noise whose level grows
+    across domains (1 → 4), so absolute cosines shift by domain; ``rate`` of each chunk's captions
+    are rotated among the chunk's pairs of the same domain (hard negatives). float32, normalised.
+    A stand-in for real embeddings, generated chunk by chunk so millions of rows fit in memory.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((256, dim), dtype=np.float32) * 1.5
+    level = np.linspace(1.0, 4.0, 256).astype(np.float32)
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        r = np.random.default_rng(seed + 1 + start)
+        dom = r.integers(0, 256, m)
+        img = centres[dom] + r.standard_normal((m, dim), dtype=np.float32)
+        txt = img + level[dom, None] * r.standard_normal((m, dim), dtype=np.float32)
+        img /= np.linalg.norm(img, axis=1, keepdims=True)
+        txt /= np.linalg.norm(txt, axis=1, keepdims=True)
+        swap = np.flatnonzero(r.random(m) < rate)
+        donor = swap.copy()
+        for g in np.unique(dom[swap]):
+            sel = np.flatnonzero(dom[swap] == g)
+            if len(sel) > 1:
+                donor[sel] = np.roll(swap[sel], 1)
+        txt[swap] = txt[donor]
+        noisy = np.zeros(m, bool)
+        noisy[swap[donor != swap]] = True
+        yield start, img, txt, noisy

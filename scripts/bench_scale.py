@@ -47,29 +47,15 @@ def write_folder(folder: Path, n: int, *, dim: int = 512, shard: int = 100_000, 
                  seed: int = 0) -> Path:
     """A clip-retrieval style folder (img_emb/, text_emb/, metadata/) + ``noisy.npy`` truth."""
     from mmcurate._fileio import save_npy_atomic
+    from mmcurate.synth import domain_pair_chunks
 
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((256, dim), dtype=np.float32) * 1.5
-    level = np.linspace(1.0, 4.0, 256).astype(np.float32)
     noisy = np.zeros(n, bool)
     for sub in ("img_emb", "text_emb", "metadata"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    for i, s in enumerate(range(0, n, shard)):
-        m = min(shard, n - s)
-        r = np.random.default_rng(seed + 1 + s)
-        dom = r.integers(0, 256, m)
-        img = centres[dom] + r.standard_normal((m, dim), dtype=np.float32)
-        txt = img + level[dom, None] * r.standard_normal((m, dim), dtype=np.float32)
-        img /= np.linalg.norm(img, axis=1, keepdims=True)
-        txt /= np.linalg.norm(txt, axis=1, keepdims=True)
-        swap = np.flatnonzero(r.random(m) < rate)
-        donor = swap.copy()
-        for g in np.unique(dom[swap]):
-            sel = np.flatnonzero(dom[swap] == g)
-            if len(sel) > 1:
-                donor[sel] = np.roll(swap[sel], 1)
-        txt[swap] = txt[donor]
-        noisy[s + swap[donor != swap]] = True
+    for i, (s, img, txt, is_noisy) in enumerate(domain_pair_chunks(n, dim, chunk=shard, rate=rate,
+                                                                    seed=seed)):
+        m = len(img)
+        noisy[s : s + m] = is_noisy
         save_npy_atomic(folder / "img_emb" / f"img_emb_{i}.npy", img.astype(np.float16))
         save_npy_atomic(folder / "text_emb" / f"text_emb_{i}.npy", txt.astype(np.float16))
         pd.DataFrame({"key": [f"k{j}" for j in range(s, s + m)],

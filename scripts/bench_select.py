@@ -47,32 +47,13 @@ def make_data(folder: Path, n: int, dim: int = 512, seed: int = 0, rate: float =
     """Clustered image vectors (256 domains), caption = image + domain-dependent noise, ``rate``
     of the captions swapped within their domain (hard negatives); float16 ``.npy`` + truth."""
     from mmcurate._fileio import NpyWriter
+    from mmcurate.synth import domain_pair_chunks
 
-    rng = np.random.default_rng(seed)
-    centres = rng.standard_normal((256, dim), dtype=np.float32) * 1.5
-    level = np.linspace(1.0, 4.0, 256).astype(np.float32)
     noisy = np.zeros(n, bool)
     with NpyWriter(folder / "img.npy", (n, dim), np.float16) as wi, \
             NpyWriter(folder / "txt.npy", (n, dim), np.float16) as wt:
-        for s in range(0, n, 100_000):
-            m = min(100_000, n - s)
-            r = np.random.default_rng(seed + 1 + s)
-            dom = r.integers(0, 256, m)
-            img = centres[dom] + r.standard_normal((m, dim), dtype=np.float32)
-            txt = img + level[dom, None] * r.standard_normal((m, dim), dtype=np.float32)
-            img /= np.linalg.norm(img, axis=1, keepdims=True)
-            txt /= np.linalg.norm(txt, axis=1, keepdims=True)
-            swap = np.flatnonzero(r.random(m) < rate)
-            order = np.argsort(dom[swap], kind="stable")  # rotate within each domain
-            grp = dom[swap][order]
-            src = swap[order]
-            donor = src.copy()
-            for g in np.unique(grp):
-                sel = np.flatnonzero(grp == g)
-                if len(sel) > 1:
-                    donor[sel] = np.roll(src[sel], 1)
-            txt[src] = txt[donor]
-            noisy[s + src[donor != src]] = True
+        for s, img, txt, is_noisy in domain_pair_chunks(n, dim, rate=rate, seed=seed):
+            noisy[s : s + len(img)] = is_noisy
             wi.write(img.astype(np.float16))
             wt.write(txt.astype(np.float16))
     np.save(folder / "noisy.npy", noisy)

@@ -258,10 +258,6 @@ def test_five_thousand_labels_train_and_do_not_hurt():
 
 
 def test_transformed_view_reads_like_the_transformed_array():
-    import numpy as np
-
-    from mmcurate.head import HeadConfig, train_head
-
     rng = np.random.default_rng(0)
     x = rng.normal(size=(300, 16)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)

@@ -65,6 +65,15 @@ class ModelSpec:
     model: str = DEFAULT_MODEL
     pretrained: str | None = DEFAULT_PRETRAINED
 
+    @classmethod
+    def from_names(cls, model: str | None, pretrained: str | None) -> ModelSpec:
+        """A spec from optional CLI values: the default model, and the default pretrained tag only
+        for plain open_clip names (``local-dir:``/``hf-hub:`` carry their own weights)."""
+        name = model or DEFAULT_MODEL
+        if pretrained is None and not name.startswith(("local-dir:", "hf-hub:")):
+            pretrained = DEFAULT_PRETRAINED
+        return cls(name, pretrained)
+
 
 @dataclass(frozen=True)
 class ResolvedModel:

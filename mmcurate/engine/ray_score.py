@@ -139,7 +139,7 @@ def rank_with_ray(
     from mmcurate import index as ix
     from mmcurate.engine.ray_embed import require_ray
     from mmcurate.rank import RankContext, compute_from_context
-    from mmcurate.signals import alignment
+    from mmcurate.signals import STRATEGIES, alignment
 
     ray = require_ray()
     if not ray.is_initialized():
@@ -157,7 +157,7 @@ def rank_with_ray(
     basis_ref = ray.put(basis)
     image_index = build.remote(image_path, head, "image", basis_ref, random_state)
     text_index = build.remote(text_path, head, "text", basis_ref, random_state)
-    chosen = [s.lower().replace("-", "_") for s in strategies]
+    chosen = [STRATEGIES.get(s).name for s in strategies]
     joint_index = None
     labeled = np.asarray(indices_labeled if indices_labeled is not None else [], np.int64)
     mask = np.zeros(n, bool)
