@@ -24,6 +24,7 @@ from mmcurate._fileio import atomic_write_json
 from mmcurate.exceptions import NotEmbeddedError
 
 __all__ = [
+    "apply_head",
     "current_embeddings",
     "import_labels",
     "labelled_arrays",
@@ -71,15 +72,20 @@ def current_embeddings(proj) -> tuple[np.ndarray, np.ndarray, int | None]:
     Above ``rank.APPROXIMATE_FROM`` pairs the adapted vectors are lazy views
     (:class:`mmcurate.head.TransformedView`) computed chunk by chunk when read.
     """
+    head, head_round = load_latest_head(proj)
+    return (*apply_head(head, proj.image_embeddings(), proj.text_embeddings()), head_round)
+
+
+def apply_head(head, image, text):
+    """``(image, text)`` adapted by ``head`` (unchanged when None); lazy views above
+    ``rank.APPROXIMATE_FROM`` pairs, so large pools never get a float32 copy."""
     from mmcurate.rank import APPROXIMATE_FROM
 
-    image, text = proj.image_embeddings(), proj.text_embeddings()
-    head, head_round = load_latest_head(proj)
     if head is None:
-        return image, text, None
-    if len(image) > APPROXIMATE_FROM:  # large pools: adapt chunk by chunk, never a float32 copy
-        return head.view(image, "image"), head.view(text, "text"), head_round
-    return head.transform_images(image), head.transform_texts(text), head_round
+        return image, text
+    if len(image) > APPROXIMATE_FROM:
+        return head.view(image, "image"), head.view(text, "text")
+    return head.transform_images(image), head.transform_texts(text)
 
 
 def _provenance(proj, head_round: int | None, **params: Any) -> dict[str, Any]:

@@ -200,15 +200,14 @@ def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str,
                     random_state: int, options: dict[str, Any] | None) -> tuple[np.ndarray, int | None]:
     """Scores of the arrivals from a ranking over pool + arrivals (current head and labels)."""
     from mmcurate.rank import compute_ranking
-    from mmcurate.rounds import labelled_arrays, load_latest_head
+    from mmcurate.rounds import apply_head, labelled_arrays, load_latest_head
 
     pool_image, pool_text = proj.image_embeddings(), proj.text_embeddings()
     n_pool = len(pool_image)
     all_image = np.concatenate([np.asarray(pool_image), image.astype(pool_image.dtype)])
     all_text = np.concatenate([np.asarray(pool_text), text.astype(pool_text.dtype)])
     head, head_round = load_latest_head(proj)
-    if head is not None:
-        all_image, all_text = head.transform_images(all_image), head.transform_texts(all_text)
+    all_image, all_text = apply_head(head, all_image, all_text)
     rows, y, _ = labelled_arrays(proj)
     table = compute_ranking(all_image, all_text, strategies=(strategy,), indices_labeled=rows,
                             labels=y, k=k, random_state=random_state,
