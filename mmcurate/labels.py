@@ -14,8 +14,11 @@ Assumptions
   is taken as UTC.
 
 Tables: ``rounds`` (one per selected batch), ``batch_items`` (pair queued once, in one round),
-``decisions`` and ``heads`` (projection heads trained on the ledger). ``PRAGMA user_version`` holds
-the schema version.
+``batch_design`` (how each queued pair was chosen: the ``exploit`` part of a batch, taken by rank,
+or the ``explore`` part, drawn uniformly at random, with its inclusion probability; pairs queued
+by version 1 have no row and count as exploit with probability 1), ``decisions`` and ``heads``
+(models trained on the ledger). ``PRAGMA user_version`` holds the schema version; version 1 files
+are migrated in place (the new table is added).
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ from mmcurate.exceptions import DataError, ProjectError
 __all__ = ["DECISIONS", "ImportReport", "LabelsFileError", "Ledger"]
 
 DECISIONS = ("accept", "reject", "fix")
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+STRATA = ("exploit", "explore")
 BUSY_TIMEOUT_MS = 60_000
 
 _SCHEMA = f"""
@@ -62,6 +66,10 @@ CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
     BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
     BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+CREATE TABLE IF NOT EXISTS batch_design (
+    pair_id TEXT PRIMARY KEY REFERENCES batch_items(pair_id), round INTEGER NOT NULL,
+    stratum TEXT NOT NULL CHECK (stratum IN {STRATA!r}),
+    inclusion REAL NOT NULL CHECK (inclusion > 0 AND inclusion <= 1));
 CREATE TABLE IF NOT EXISTS heads (
     head_round INTEGER PRIMARY KEY, created_at TEXT NOT NULL, checkpoint TEXT NOT NULL,
     metrics TEXT NOT NULL, n_labels INTEGER NOT NULL);
@@ -217,17 +225,30 @@ class Ledger:
     # -- rounds and batches -------------------------------------------------------------------
     def create_round(self, pair_ids: Sequence[str], *, strategy: str, params: Mapping[str, Any],
                      model: Mapping[str, Any], head_round: int | None = None,
-                     scores: Sequence[float] | None = None, reasons: Sequence[str] | None = None) -> int:
+                     scores: Sequence[float] | None = None, reasons: Sequence[str] | None = None,
+                     strata: Sequence[str] | None = None,
+                     inclusion: Sequence[float] | None = None) -> int:
         """Queue a batch as a new round (ids 1, 2, ...) in one transaction; returns the round id.
 
         ``pair_ids`` are stored in order (``position`` 0, 1, ...), with optional ``scores`` and
         ``reasons`` of the same length. ``params``/``model`` record how the batch was chosen.
+        ``strata`` (``exploit``/``explore``) and ``inclusion`` (each pair's probability of being
+        chosen, in (0, 1]) record the sampling design; without them every pair counts as
+        ``exploit`` with probability 1.
         Raises ``ValueError`` when a pair id repeats or was queued in an earlier round.
         """
         ids = [str(p) for p in pair_ids]
         if not ids:
             raise ValueError("a round needs at least one pair id; got an empty batch")
-        for name, values in (("scores", scores), ("reasons", reasons)):
+        strata = list(strata) if strata is not None else ["exploit"] * len(ids)
+        inclusion = [float(v) for v in inclusion] if inclusion is not None else [1.0] * len(ids)
+        bad = sorted({str(v) for v in strata if v not in STRATA})
+        bad += [f"inclusion {v}" for v in inclusion if not 0.0 < v <= 1.0][:3]
+        if bad:
+            raise ValueError(f"strata must be {' or '.join(STRATA)} and inclusion probabilities in "
+                             f"(0, 1]; got {', '.join(bad)}")
+        for name, values in (("scores", scores), ("reasons", reasons), ("strata", strata),
+                             ("inclusion", inclusion)):
             if values is not None and len(values) != len(ids):
                 raise ValueError(f"{name} has {len(values)} entries, expected one per pair id ({len(ids)})")
         repeated = sorted({p for p in ids if ids.count(p) > 1}) if len(set(ids)) < len(ids) else []
@@ -246,7 +267,22 @@ class Ledger:
             conn.executemany("INSERT INTO batch_items VALUES (?, ?, ?, ?, ?)", [
                 (round_id, pos, pid, None if scores is None else float(scores[pos]),
                  None if reasons is None else str(reasons[pos])) for pos, pid in enumerate(ids)])
+            conn.executemany("INSERT INTO batch_design VALUES (?, ?, ?, ?)", [
+                (pid, round_id, strata[pos], inclusion[pos]) for pos, pid in enumerate(ids)])
         return int(round_id)
+
+    def design(self) -> pd.DataFrame:
+        """How every queued pair was chosen: ``pair_id, round, stratum, inclusion``.
+
+        Pairs queued before schema version 2 appear as ``exploit`` with inclusion 1.
+        """
+        rows = self._query("""
+            SELECT b.pair_id, b.round, COALESCE(d.stratum, 'exploit') AS stratum,
+                   COALESCE(d.inclusion, 1.0) AS inclusion
+            FROM batch_items b LEFT JOIN batch_design d ON d.pair_id = b.pair_id
+            ORDER BY b.round, b.position""")
+        return _frame([dict(r) for r in rows], ["pair_id", "round", "stratum", "inclusion"],
+                      {"round": "int64", "inclusion": "float64"})
 
     @staticmethod
     def _queued_in(conn: sqlite3.Connection, pair_ids: Collection[str]) -> dict[str, int]:
@@ -285,7 +321,7 @@ class Ledger:
     def batch(self, round_id: int | None = None) -> pd.DataFrame:
         """The pairs of one round (latest when ``None``) in order, with their latest decision.
 
-        Columns ``round, position, pair_id, score, reason, decision, caption_fixed``;
+        Columns ``round, position, pair_id, score, reason, decision, caption_fixed, stratum``;
         ``decision``/``caption_fixed`` are ``None`` while undecided (``caption_fixed`` only for fix).
         Raises ``ValueError`` for a round that does not exist.
         """
@@ -297,10 +333,12 @@ class Ledger:
             raise ValueError(f"round {round_id} does not exist; rounds are {self._round_ids()}")
         rows = self._query(f"""
             SELECT b.round, b.position, b.pair_id, b.score, b.reason, l.decision,
-                   l.caption AS caption_fixed
+                   l.caption AS caption_fixed, COALESCE(d.stratum, 'exploit') AS stratum
             FROM batch_items b LEFT JOIN ({_LATEST}) l ON l.pair_id = b.pair_id
+            LEFT JOIN batch_design d ON d.pair_id = b.pair_id
             WHERE b.round = ? ORDER BY b.position""", (int(round_id),))
-        columns = ["round", "position", "pair_id", "score", "reason", "decision", "caption_fixed"]
+        columns = ["round", "position", "pair_id", "score", "reason", "decision", "caption_fixed",
+                   "stratum"]
         return _frame([dict(r) for r in rows], columns,
                       {"round": "int64", "position": "int64", "score": "float64"})
 

@@ -45,13 +45,42 @@ def test_schema_is_wal_with_foreign_keys_and_versioned(tmp_path, ledger):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 1
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"rounds", "batch_items", "decisions", "heads"} <= tables
+    assert {"rounds", "batch_items", "batch_design", "decisions", "heads"} <= tables
     ledger.record("p1", "accept")
     ledger.close()
     with Ledger(tmp_path / "labels.sqlite") as again:  # reopening keeps the data
         assert again.decisions()["pair_id"].tolist() == ["p1"]
+
+
+def test_version1_ledger_is_migrated_and_keeps_its_rounds(tmp_path, ledger):
+    round_id = ledger.create_round(["p1", "p2"], strategy="margin", params={}, model={})
+    ledger.record("p1", "accept", round_id=round_id)
+    ledger.close()
+    path = tmp_path / "labels.sqlite"
+    with sqlite3.connect(path) as conn:  # make it a version-1 file: no design table
+        conn.execute("DROP TABLE batch_design")
+        conn.execute("PRAGMA user_version = 1")
+    with Ledger(path) as again:
+        assert again._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        design = again.design()
+        assert design["stratum"].tolist() == ["exploit", "exploit"]
+        assert design["inclusion"].tolist() == [1.0, 1.0]
+        assert again.decisions()["pair_id"].tolist() == ["p1"]
+        r2 = again.create_round(["p3", "p4"], strategy="margin", params={}, model={},
+                                strata=["exploit", "explore"], inclusion=[1.0, 0.01])
+        assert again.batch(r2)["stratum"].tolist() == ["exploit", "explore"]
+        assert again.design().set_index("pair_id").loc["p4", "inclusion"] == 0.01
+
+
+def test_design_values_are_checked(ledger):
+    with pytest.raises(ValueError, match="inclusion"):
+        ledger.create_round(["p1"], strategy="margin", params={}, model={}, strata=["explore"],
+                            inclusion=[0.0])
+    with pytest.raises(ValueError, match="strata"):
+        ledger.create_round(["p1"], strategy="margin", params={}, model={}, strata=["other"])
+    assert ledger.latest_round() is None
 
 
 def test_newer_schema_version_is_refused(tmp_path):

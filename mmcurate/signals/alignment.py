@@ -161,6 +161,7 @@ def fit_calibrator(
     l2: float = 1.0,
     n_iter: int = 25,
     sample_weight: npt.ArrayLike | None = None,
+    balanced: bool = False,
 ) -> Calibrator:
     """MAP logistic regression on the labelled pairs, shrunk toward the prior weights.
 
@@ -174,8 +175,9 @@ def fit_calibrator(
         return Calibrator(prior.mean, prior.scale, prior.weights, len(idx))
     X = prior.design(features.matrix()[idx])
     sw = np.ones(len(idx)) if sample_weight is None else np.asarray(sample_weight, np.float64)
-    for cls in (0.0, 1.0):
-        sw = np.where(y == cls, sw * len(y) / (2.0 * max((y == cls).sum(), 1)), sw)
+    if balanced:
+        for cls in (0.0, 1.0):
+            sw = np.where(y == cls, sw * len(y) / (2.0 * max((y == cls).sum(), 1)), sw)
     w = prior.weights.copy()
 
     def objective(v: np.ndarray) -> float:

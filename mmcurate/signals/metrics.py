@@ -20,21 +20,43 @@ def _rankdata(x: np.ndarray) -> np.ndarray:
     return ranks
 
 
-def auroc(scores: npt.ArrayLike, positive: npt.ArrayLike) -> float:
+def auroc(scores: npt.ArrayLike, positive: npt.ArrayLike, *,
+          sample_weight: npt.ArrayLike | None = None) -> float:
     """Area under the ROC curve of ``scores`` for the boolean ``positive`` (Mann–Whitney U).
+
+    ``sample_weight`` (e.g. inverse inclusion probabilities, so that a biased sample of labels
+    estimates the AUROC over the pool it was drawn from) weights every positive–negative pair by
+    the product of their weights; ties count one half. NaN when a class is missing.
 
     Examples
     --------
     >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])
     0.75
+    >>> auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1], sample_weight=[1, 1, 3, 1])
+    0.625
     """
     s = np.asarray(scores, dtype=np.float64)
     y = np.asarray(positive, dtype=bool)
     n_pos, n_neg = int(y.sum()), int((~y).sum())
     if n_pos == 0 or n_neg == 0:
         return float("nan")
+    if sample_weight is not None:
+        return _weighted_auroc(s, y, np.asarray(sample_weight, dtype=np.float64))
     ranks = _rankdata(s)
     return float((ranks[y].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+
+
+def _weighted_auroc(s: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
+    if w.shape != s.shape or (w < 0).any() or not np.isfinite(w).all():
+        raise ValueError(f"sample_weight must be finite, non-negative and of shape {s.shape}")
+    values, inverse = np.unique(s, return_inverse=True)
+    w_pos = np.bincount(inverse, weights=np.where(y, w, 0.0), minlength=len(values))
+    w_neg = np.bincount(inverse, weights=np.where(y, 0.0, w), minlength=len(values))
+    below = np.cumsum(w_neg) - w_neg  # negative weight strictly below each value
+    total = w_pos.sum() * w_neg.sum()
+    if total <= 0:
+        return float("nan")
+    return float((w_pos * (below + 0.5 * w_neg)).sum() / total)
 
 
 def average_precision(scores: npt.ArrayLike, positive: npt.ArrayLike) -> float:
