@@ -109,7 +109,7 @@ def test_rounds_and_batches(ledger):
     assert ledger.queued_pair_ids() == {"p1", "p2", "p3", "p4"}
     batch = ledger.batch(1)
     assert list(batch.columns) == ["round", "position", "pair_id", "score", "reason", "decision",
-                                   "caption_fixed"]
+                                   "caption_fixed", "stratum"]
     assert batch["pair_id"].tolist() == ["p3", "p1", "p2"]
     assert batch["position"].tolist() == [0, 1, 2] and batch["score"].tolist() == [0.9, 0.5, 0.1]
     assert batch["decision"].tolist() == [None, None, None]
