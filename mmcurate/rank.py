@@ -65,7 +65,8 @@ class RankContext:
     def __init__(self, image_embeddings, text_embeddings, *, indices_labeled, labels, k: int,
                  random_state: int, temperature: float = 0.05, n_members: int = 5,
                  approximate: bool | None = None, reduced_dim: int = 128, nprobe: int = 2,
-                 searcher: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None) -> None:
+                 searcher: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
+                 calibrator: alignment.Calibrator | str | None = None) -> None:
         self.image, self.text = image_embeddings, text_embeddings
         self.n = len(image_embeddings)
         self.k = int(min(k, max(self.n - 1, 1)))
@@ -78,6 +79,11 @@ class RankContext:
         self.reduced_dim = reduced_dim
         self.nprobe = nprobe
         self.searcher = searcher
+        if calibrator is not None and not isinstance(calibrator, str):
+            self.__dict__["calibrator"] = calibrator  # a validated model's (mmcurate.learn): as is
+        elif calibrator not in (None, "prior"):
+            raise ValueError(f"calibrator must be a Calibrator, 'prior' or None; got {calibrator!r}")
+        self.use_prior = calibrator == "prior"
         self._indexes: dict[str, ix.ClusteredIndex] = {}
 
     def provide(self, **arrays: Any) -> None:
@@ -153,6 +159,8 @@ class RankContext:
 
     @cached_property
     def calibrator(self) -> alignment.Calibrator:
+        if self.use_prior:
+            return alignment.prior_calibrator(self.features)
         return alignment.fit_calibrator(self.features, self.indices_labeled, self.labels)
 
     @cached_property
@@ -227,6 +235,7 @@ def compute_ranking(
     options: dict[str, dict[str, Any]] | None = None,
     approximate: bool | None = None,
     searcher: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
+    calibrator: alignment.Calibrator | str | None = None,
 ) -> pd.DataFrame:
     """Score every pair with each strategy; one row per pair, in input order.
 
@@ -235,6 +244,8 @@ def compute_ranking(
     its keyword options (e.g. ``{"density": {"beta": 2.0}}``). ``categories`` is accepted for the
     callers' convenience and returned as a column when given. ``approximate`` and ``searcher``
     choose the neighbour search (see :class:`RankContext`; ``None`` decides by pool size).
+    ``calibrator``: P(aligned) from this calibrator (a validated model, :mod:`mmcurate.learn`),
+    or ``"prior"`` for the zero-label prior, instead of one fitted on ``labels`` here.
 
     Examples
     --------
@@ -249,7 +260,7 @@ def compute_ranking(
                          f"vs {len(text_embeddings)}")
     ctx = RankContext(image_embeddings, text_embeddings, indices_labeled=indices_labeled,
                       labels=labels, k=k, random_state=random_state, approximate=approximate,
-                      searcher=searcher)
+                      searcher=searcher, calibrator=calibrator)
     return compute_from_context(ctx, strategies, options=options, categories=categories)
 
 

@@ -11,8 +11,10 @@ embed new text, so there a fix counts only as a negative.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Collection
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +24,10 @@ import pandas as pd
 
 from mmcurate._fileio import atomic_write_json
 from mmcurate.exceptions import NotEmbeddedError
+from mmcurate.learn import EXPLORE
+
+DEFAULT_STRATEGY = "p_misaligned"
+"""What ``select`` ranks by when no strategy is given (chosen by the benchmark, see README)."""
 
 __all__ = [
     "apply_head",
@@ -29,6 +35,7 @@ __all__ = [
     "import_labels",
     "labelled_arrays",
     "load_latest_head",
+    "load_model",
     "rank_project",
     "rounds_status",
     "select_batch",
@@ -54,16 +61,59 @@ def _head_path(proj, head_round: int) -> Path:
     return proj.root / "heads" / f"head-{head_round:04d}.safetensors"
 
 
-def load_latest_head(proj):
-    """The latest trained projection head and its round, or ``(None, None)`` before any."""
-    latest = proj.ledger.latest_head() if (proj.root / "labels.sqlite").is_file() else None
-    if not latest:
-        return None, None
-    from mmcurate.head import ProjectionHead
+@dataclass
+class Model:
+    """The model that ranks: a validated calibrator (+ head where it helped), or the prior.
 
-    checkpoint = Path(latest["checkpoint"])
-    head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
-    return head, int(latest["head_round"])
+    ``round`` is its model (head) round, ``None`` before any accepted model; ``calibrator`` is
+    ``None`` for the zero-label prior or for models recorded before validation existed (those are
+    refitted on the labels when ranking, as before).
+    """
+
+    round: int | None = None
+    head: Any = None
+    calibrator: Any = None
+    k: int | None = None
+    trained_on: frozenset[str] = field(default_factory=frozenset)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _model_sidecar(proj, model_round: int) -> Path:
+    return proj.root / "heads" / f"model-{model_round:04d}.json"
+
+
+def load_model(proj) -> Model:
+    """The latest *accepted* model of the project (:class:`Model`; empty before any)."""
+    if not (proj.root / "labels.sqlite").is_file():
+        return Model()
+    heads = proj.ledger.heads()
+    for record in reversed(heads.to_dict("records")):
+        info = (record.get("metrics") or {}).get("model")
+        if info is not None and not info.get("accepted"):
+            continue
+        head = None
+        if record["checkpoint"] and (info is None or info.get("use_head")):
+            from mmcurate.head import ProjectionHead
+
+            checkpoint = Path(record["checkpoint"])
+            head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
+        calibrator, k, trained_on = None, None, frozenset()
+        sidecar = _model_sidecar(proj, int(record["head_round"]))
+        if info is not None and sidecar.is_file():
+            from mmcurate.learn import calibrator_from_dict
+
+            data = json.loads(sidecar.read_text(encoding="utf-8"))
+            calibrator, k = calibrator_from_dict(data["calibrator"]), int(data["k"])
+            trained_on = frozenset(data.get("trained_on", ()))
+        return Model(int(record["head_round"]), head, calibrator, k, trained_on, dict(info or {}))
+    return Model()
+
+
+def load_latest_head(proj):
+    """The projection head of the model in use and its round: ``(None, round)`` when that model
+    uses no head, ``(None, None)`` before any accepted model."""
+    model = load_model(proj)
+    return model.head, model.round
 
 
 def current_embeddings(proj) -> tuple[np.ndarray, np.ndarray, int | None]:
@@ -123,16 +173,27 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement"
         if categories is not None:
             table["category"] = categories
     else:
-        image, text, head_round = current_embeddings(proj)
+        model = load_model(proj)
+        image, text = apply_head(model.head, proj.image_embeddings(), proj.text_embeddings())
+        head_round = model.round
         table = compute_ranking(image, text, strategies=tuple(strategies), indices_labeled=rows,
                                 labels=y, k=k, random_state=random_state, categories=categories,
-                                options=options)
+                                options=options, calibrator=_calibrator_for(model, k))
     table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
     table.attrs["provenance"] = _provenance(proj, head_round, strategies=list(strategies), k=k,
                                             random_state=random_state, n_labels=len(rows),
                                             options=options or {}, engine=engine)
     _save_state(proj, table)
     return table
+
+
+def _calibrator_for(model: Model, k: int):
+    """The calibrator a ranking uses: the model's; ``"prior"`` when no model was accepted yet
+    (labels never rank unvalidated); ``None`` (refit on the labels) for a model recorded before
+    validation existed or one made with another ``k``."""
+    if model.calibrator is not None and model.k == k:
+        return model.calibrator
+    return "prior" if model.round is None else None
 
 
 def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
@@ -142,15 +203,16 @@ def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
     if not proj.store.is_compact_for(ids):
         with proj.lock():
             proj.store.compact(ids)
-    latest = proj.ledger.latest_head() if (proj.root / "labels.sqlite").is_file() else None
+    model = load_model(proj)
     head = None
-    if latest:
-        checkpoint = Path(latest["checkpoint"])
+    if model.head is not None:
+        record = proj.ledger.heads().set_index("head_round").loc[model.round]
+        checkpoint = Path(record["checkpoint"])
         head = checkpoint if checkpoint.is_absolute() else proj.root / checkpoint
     table = rank_with_ray(proj.store.root / "image.npy", proj.store.root / "text.npy",
                           strategies=tuple(strategies), indices_labeled=rows, labels=y, k=k,
                           random_state=random_state, head=head, address=address, options=options)
-    return table, (int(latest["head_round"]) if latest else None)
+    return table, model.round
 
 
 def _save_state(proj, table: pd.DataFrame) -> None:
@@ -161,17 +223,29 @@ def _save_state(proj, table: pd.DataFrame) -> None:
         })
 
 
-def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity: str = "none",
+def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversity: str = "none",
                  k: int = 10, random_state: int = 0, exclude: Collection[str] | None = None,
-                 ranked: pd.DataFrame | None = None) -> tuple[int, pd.DataFrame]:
+                 ranked: pd.DataFrame | None = None, explore: float = EXPLORE) -> tuple[int, pd.DataFrame]:
     """Rank, pick ``budget`` pairs never labelled or queued before, and save them as a round.
 
     ``exclude``: pair_ids never to select (e.g. a held-out evaluation set). ``ranked``: a ranking
     :func:`rank_project` just made for ``strategy`` on the current labels and head (saves ranking
-    twice when the caller also needs the scores); ranked here when None.
+    twice when the caller also needs the scores); ranked here when None. ``explore``: the share of
+    the batch drawn uniformly at random from the pairs the strategy did not pick (recorded as the
+    ``explore`` stratum with its inclusion probability; it lets the next model correct for the
+    queue's bias and gives unbiased estimates of the noise left, see :mod:`mmcurate.learn`).
 
-    Returns the round number and the batch (``pair_id``, ``score``, ``reason``, caption, image).
+    Returns the round number and the batch (``pair_id``, ``score``, ``reason``, ``stratum``,
+    caption, image).
+
+    Examples
+    --------
+    >>> round_id, batch = select_batch(proj, budget=100)  # doctest: +SKIP
+    >>> batch["stratum"].value_counts()  # doctest: +SKIP
+    exploit    90
+    explore    10
     """
+    from mmcurate.learn import split_budget
     from mmcurate.rank import selection_vectors
     from mmcurate.select import get_selector
 
@@ -186,19 +260,39 @@ def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity
         image, text, _ = current_embeddings(proj)
         joint = selection_vectors(image, text, random_state=random_state)
         selector = get_selector(diversity)
-        picked = selector(ranked["score"].to_numpy(np.float64), n=budget, embeddings=joint,
-                          exclude=excluded_rows, random_state=random_state)
-        chosen = ranked.iloc[picked]
-        params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state}
+        n_exploit, n_explore = split_budget(int(budget), explore)
+        scores = ranked["score"].to_numpy(np.float64)
+        picked = selector(scores, n=n_exploit, embeddings=joint, exclude=excluded_rows,
+                          random_state=random_state)
+        explored, inclusion = _explore(len(ranked), np.r_[excluded_rows, picked], n_explore, random_state)
+        chosen = ranked.iloc[np.r_[picked, explored]]
+        params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state,
+                  "explore": explore}
         prov = ranked.attrs["provenance"]
+        reasons = [f"{strategy}={s:.3f}" for s in scores[picked]]
+        reasons += [f"explore: drawn at random (p={inclusion:.2g}); {strategy}={s:.3f}"
+                    for s in scores[explored]]
         round_id = proj.ledger.create_round(
             chosen["pair_id"].tolist(), strategy=strategy, params=params,
             model={key: prov[key] for key in ("model", "pretrained", "weights_sha256", "embeddings")},
             head_round=prov["head_round"], scores=chosen["score"].astype(float).tolist(),
-            reasons=[f"{strategy}={s:.3f}" for s in chosen["score"]],
+            reasons=reasons, strata=["exploit"] * len(picked) + ["explore"] * len(explored),
+            inclusion=[1.0] * len(picked) + [inclusion] * len(explored),
         )
     batch = proj.ledger.batch(round_id).merge(proj.pairs[["pair_id", "image", "caption"]], on="pair_id")
     return round_id, batch
+
+
+def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: int) -> tuple[np.ndarray, float]:
+    """``n_explore`` rows drawn uniformly from those not ``taken``, and their inclusion probability."""
+    mask = np.ones(n, bool)
+    mask[np.asarray(taken, np.int64)] = False
+    rest = np.flatnonzero(mask)
+    m = min(n_explore, len(rest))
+    if m == 0:
+        return np.zeros(0, np.int64), 1.0
+    rng = np.random.default_rng([int(random_state), 0x6578706C])
+    return np.sort(rng.choice(rest, size=m, replace=False)).astype(np.int64), m / len(rest)
 
 
 def _check_ranking(proj, ranked: pd.DataFrame, strategy: str) -> None:
@@ -206,9 +300,7 @@ def _check_ranking(proj, ranked: pd.DataFrame, strategy: str) -> None:
     from mmcurate.signals import STRATEGIES
 
     prov = ranked.attrs.get("provenance") or {}
-    latest = proj.ledger.latest_head()
-    expected = (STRATEGIES.get(strategy).name, len(labelled_arrays(proj)[0]),
-                int(latest["head_round"]) if latest else None)
+    expected = (STRATEGIES.get(strategy).name, len(labelled_arrays(proj)[0]), load_model(proj).round)
     found = (STRATEGIES.get(prov["strategies"][0]).name if prov.get("strategies") else None,
              prov.get("n_labels"), prov.get("head_round"))
     if found != expected or len(ranked) != len(proj.pairs):
@@ -237,25 +329,112 @@ def _fixed_texts(proj, fixes: pd.DataFrame):
     return fixes["row"].to_numpy(np.int64), vectors
 
 
-def train_project_head(proj, *, config=None) -> tuple[int, dict[str, Any]]:
-    """Fit the projection head on every decision so far; saves ``heads/head-NNNN`` and records it."""
-    from mmcurate.head import HeadConfig, train_head
+def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
+                       ) -> tuple[int, dict[str, Any]]:
+    """Fit a new model on every decision so far, validate it, and use it only if it does not lose.
+
+    The model is the calibrator of P(aligned) on the alignment features (after the projection
+    head when the head's own cross-validation shows it helps; ``config.n_folds >= 2``). It is
+    compared with the zero-label prior and with the model in use on labels it was not fitted on
+    (:mod:`mmcurate.learn`); a losing model is recorded with ``accepted = False`` and ranking goes
+    on with the model in use. Saves ``heads/head-NNNN.safetensors`` (when a head was trained) and
+    ``heads/model-NNNN.json`` (calibrator, validation) and records the round in the ledger.
+
+    Returns the model round and its metrics (``accepted``, ``reason``, ``use_head`` and the
+    validation AUROCs under ``validation``; the head's training metrics when one was trained).
+
+    Examples
+    --------
+    >>> model_round, metrics = train_project_head(proj)  # doctest: +SKIP
+    >>> metrics["accepted"], metrics["reason"]  # doctest: +SKIP
+    (True, 'held-out AUROC 0.9731 vs prior 0.9514')
+    """
+    from mmcurate.head import HeadConfig
 
     rows, y, fixes = labelled_arrays(proj)
     if len(rows) == 0:
         raise NotEmbeddedError("no decisions yet: review a batch (mmcurate review / label) first")
+    config = config or HeadConfig()
     with proj.lock():
-        head, metrics = train_head(proj.image_embeddings(), proj.text_embeddings(),
-                                   positives=rows[y == 1], negatives=rows[y == 0],
-                                   fixed_texts=_fixed_texts(proj, fixes), config=config or HeadConfig())
-        n_heads = len(proj.ledger.heads())
-        path = _head_path(proj, n_heads + 1)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        head.save(path)
-        head_round = proj.ledger.record_head(checkpoint=path.relative_to(proj.root).as_posix(),
-                                             metrics=_jsonable(metrics),
-                                             n_labels=len(rows))
-    return head_round, metrics
+        previous = load_model(proj)
+        head, head_metrics = _train_head_if_useful(proj, rows, y, fixes, config)
+        fit = _fit_and_validate(proj, rows, y, head, previous, k=k, random_state=config.random_state,
+                                tolerance=tolerance)
+        model_round = len(proj.ledger.heads()) + 1
+        checkpoint = ""
+        if head is not None:
+            path = _head_path(proj, model_round)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            head.save(path)
+            checkpoint = path.relative_to(proj.root).as_posix()
+        ids = proj.pairs["pair_id"].to_numpy()[rows]
+        atomic_write_json(_model_sidecar(proj, model_round), {
+            "calibrator": fit["calibrator"], "k": k, "use_head": fit["use_head"],
+            "validation": fit["validation"], "trained_on": sorted(map(str, ids))})
+        info = {"accepted": fit["validation"]["accepted"], "reason": fit["validation"]["reason"],
+                "use_head": fit["use_head"], "replaces": previous.round,
+                "validation": fit["validation"]}
+        metrics = {**head_metrics, "model": info}
+        recorded = proj.ledger.record_head(checkpoint=checkpoint, metrics=_jsonable(metrics),
+                                           n_labels=len(rows))
+    return recorded, {**head_metrics, **info}
+
+
+def _train_head_if_useful(proj, rows, y, fixes, config) -> tuple[Any, dict[str, Any]]:
+    """Train the projection head when it can be validated (``n_folds >= 2``); ``(head or None,
+    metrics)``. The head is kept only when its cross-validated AUROC beats plain CLIP's."""
+    if config.n_folds < 2 or (y == 1).sum() < 2 or (y == 0).sum() < 2:
+        return None, {"head": "not trained (needs n_folds >= 2 and two labels of each class)"}
+    from mmcurate.head import train_head
+
+    head, metrics = train_head(proj.image_embeddings(), proj.text_embeddings(),
+                               positives=rows[y == 1], negatives=rows[y == 0],
+                               fixed_texts=_fixed_texts(proj, fixes), config=config)
+    cv, cv_identity = metrics.get("cv_auroc", np.nan), metrics.get("cv_auroc_identity", np.nan)
+    helps = bool(np.isfinite(cv) and np.isfinite(cv_identity) and cv > cv_identity)
+    metrics["head"] = "used" if helps else "not used: its cross-validated AUROC does not beat plain CLIP"
+    return (head if helps else None), metrics
+
+
+def _label_weights(proj, rows: np.ndarray) -> np.ndarray:
+    """``1/π`` of each labelled row (1 for pairs queued without a recorded design)."""
+    design = proj.ledger.design().set_index("pair_id")["inclusion"]
+    ids = pd.Series(proj.pairs["pair_id"].to_numpy()[rows])
+    return 1.0 / ids.map(design).fillna(1.0).to_numpy(np.float64)
+
+
+def _features(proj, head, k: int, random_state: int):
+    from mmcurate.rank import RankContext
+
+    image, text = apply_head(head, proj.image_embeddings(), proj.text_embeddings())
+    ctx = RankContext(image, text, indices_labeled=None, labels=None, k=k, random_state=random_state)
+    return ctx.features
+
+
+def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_state: int,
+                      tolerance: float) -> dict[str, Any]:
+    from mmcurate.learn import (
+        calibrator_to_dict,
+        cross_fitted_logits,
+        prior_logits,
+        validate_model,
+    )
+    from mmcurate.signals.alignment import fit_calibrator
+
+    raw = _features(proj, None, k, random_state)
+    features = raw if head is None else _features(proj, head, k, random_state)
+    calibrator = fit_calibrator(features, rows, y)
+    held = cross_fitted_logits(features, rows, y, random_state=random_state)
+    prev_logits = recent = None
+    if previous.calibrator is not None and previous.k == k:
+        prev_features = raw if previous.head is None else _features(proj, previous.head, k, random_state)
+        prev_logits = previous.calibrator.decision_function(prev_features.matrix()[rows])
+        ids = proj.pairs["pair_id"].to_numpy()[rows]
+        recent = ~np.isin(ids.astype(str), list(previous.trained_on))
+    verdict = validate_model(held, prior_logits(raw, rows), y, weights=_label_weights(proj, rows),
+                             previous_logits=prev_logits, recent=recent, tolerance=tolerance)
+    return {"calibrator": calibrator_to_dict(calibrator), "use_head": head is not None,
+            "validation": verdict.as_dict()}
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
@@ -276,11 +455,15 @@ def rounds_status(proj) -> dict[str, Any]:
     counts = decisions["decision"].value_counts().to_dict() if len(decisions) else {}
     latest = ledger.latest_head()
     state_path = proj.root / "state.json"
-    import json
-
     state = json.loads(state_path.read_text()) if state_path.is_file() else {}
     reviewed = len(decisions)
+    in_use = load_model(proj)
+    latest_info = ((latest.get("metrics") or {}).get("model") if latest else None) or {}
     return {
+        "model": {"in_use": in_use.round, "latest": latest["head_round"] if latest else None,
+                  "latest_accepted": latest_info.get("accepted", bool(latest)) if latest else None,
+                  "latest_reason": latest_info.get("reason"), "uses_head": in_use.head is not None,
+                  "labels_not_yet_used": reviewed - (latest.get("n_labels") or 0 if latest else 0)},
         "rounds": len(ledger.rounds()),
         "decisions": {"total": reviewed, **{d: int(counts.get(d, 0)) for d in ("accept", "reject", "fix")}},
         "conflicts": len(ledger.conflicts()),

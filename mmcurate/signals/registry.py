@@ -69,6 +69,9 @@ def _on(ctx, fn, on: str = "binary"):
 
 
 STRATEGIES = StrategyRegistry([
+    Strategy("p_misaligned", "finds noise: 1 - P(aligned) of the current model (calibrator + head, "
+             "validated on held-back labels each round; the zero-label prior before any)",
+             lambda ctx: 1.0 - ctx.proba),
     Strategy("random", "uniform random scores (the baseline every strategy must beat)",
              lambda ctx: np.random.default_rng(ctx.random_state).random(ctx.n)),
     Strategy("clip_score", "1 - cosine(image, caption): the plain CLIP-score filter, no learning",
@@ -98,4 +101,4 @@ STRATEGIES = StrategyRegistry([
              lambda ctx, n_candidates=200, n_eval=1000: error_reduction.eer(
                  ctx.design, ctx.calibrator.weights, ctx.hessian, exclude=ctx.indices_labeled,
                  n_candidates=n_candidates, n_eval=n_eval, random_state=ctx.random_state)),
-], aliases={"qbc": "vote_entropy", "kl": "kl_divergence", "clipscore": "clip_score"})
+], aliases={"model": "p_misaligned", "qbc": "vote_entropy", "kl": "kl_divergence", "clipscore": "clip_score"})

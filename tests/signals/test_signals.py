@@ -50,7 +50,8 @@ def test_registry_names():
     assert STRATEGIES.get("qbc").name == "vote_entropy"
     with pytest.raises(ValueError, match="disagreement"):
         STRATEGIES.get("nope")
-    assert len(STRATEGIES.names()) == 11
+    assert len(STRATEGIES.names()) == 12
+    assert STRATEGIES.get("model").name == "p_misaligned"
 
 
 def _domain_shift(n=2000, d=32, seed=0, kind="random"):
