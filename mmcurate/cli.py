@@ -73,8 +73,13 @@ def _add_loop(sub) -> None:
     p = sub.add_parser("select", help="choose the next review batch and save it as a round")
     p.add_argument("project", type=Path)
     p.add_argument("--budget", type=int, required=True)
-    p.add_argument("--strategy", default="disagreement")
+    p.add_argument("--strategy", default="p_misaligned",
+                   help="query strategy (mmcurate strategies); default p_misaligned: the current model's "
+                        "P(misaligned), which finds the most noise per label")
     p.add_argument("--diversity", default="none", help="none | cluster | coreset | sample")
+    p.add_argument("--explore", type=float, default=0.1,
+                   help="share of the batch drawn at random from the rest of the pool (default 0.1); it "
+                        "keeps the learned model honest and estimates the noise left")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("review", help="review a round in the browser (127.0.0.1)")
@@ -109,7 +114,13 @@ def _add_loop(sub) -> None:
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--format", dest="fmt", default="csv", choices=["csv", "jsonl", "parquet", "webdataset"])
     p.add_argument("--threshold", type=float, default=None,
-                   help="also keep unreviewed pairs with P(aligned) >= this")
+                   help="keep unreviewed pairs with P(aligned) >= this (default: chosen from the labels, "
+                        "see --target-noise)")
+    p.add_argument("--target-noise", type=float, default=0.03,
+                   help="the default threshold keeps unreviewed pairs down to an estimated noise rate "
+                        "of this among them (default 0.03)")
+    p.add_argument("--reviewed-only", action="store_true",
+                   help="write only the reviewed pairs (no verdict for the others)")
 
 
 def _add_demo(sub) -> None:

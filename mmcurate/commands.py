@@ -80,7 +80,8 @@ def cmd_select(args) -> int:
 
     proj = open_project(args.project)
     round_id, batch = select_batch(proj, budget=args.budget, strategy=args.strategy,
-                                   diversity=args.diversity, k=args.k, random_state=args.seed)
+                                   diversity=args.diversity, k=args.k, random_state=args.seed,
+                                   explore=args.explore)
     print(f"round {round_id}: {len(batch)} pairs queued for review "
           f"(strategy={args.strategy}, diversity={args.diversity})")
     _print_table(batch[["position", "pair_id", "score", "caption"]], 10)
@@ -153,9 +154,15 @@ def cmd_export(args) -> int:
     from mmcurate.export import export_curated
 
     proj = open_project(args.project)
-    summary = export_curated(proj, args.out, fmt=args.fmt, threshold=args.threshold)
+    threshold = None if args.reviewed_only else ("auto" if args.threshold is None else args.threshold)
+    summary = export_curated(proj, args.out, fmt=args.fmt, threshold=threshold,
+                             target_noise=args.target_noise)
+    from mmcurate.export import _threshold_line
+
+    est = summary.pop("estimates")
     for key, value in summary.items():
-        print(f"{key:>14}: {value}")
+        print(f"{key:>16}: {value}")
+    print(f"{'threshold rule':>16}: {_threshold_line(est)}")
     return 0
 
 

@@ -17,8 +17,14 @@ Curated set (:func:`export_curated`)
     unreviewed, embed failed  dropped with the failure's reason (``embed_failures.csv``)
     unreviewed, threshold t   curated (``status = auto``) when P(aligned) >= t, else dropped
                               (``reason = p_aligned < t``)
-    unreviewed, no threshold  in neither file (counted as ``left_out``)
+    unreviewed, reviewed-only in neither file (``threshold=None``; counted as ``left_out``)
     ========================  =========================================================
+
+    By default (``threshold="auto"``) every pair gets a verdict: ``t`` is chosen from the current
+    model's P(aligned) by :func:`mmcurate.learn.choose_threshold` (the lowest ``t`` whose kept
+    unreviewed pairs have an estimated misaligned share <= ``target_noise``, default 3%), and the
+    exploration labels give an unbiased check of that share with a 95% interval
+    (``Curation.estimates``).
 
     Rows rejected when the project was built (``rejects.csv``) are added to ``dropped`` with their
     reasons. A reviewer's decision outranks an embedding failure (a person saw the pair).
@@ -248,6 +254,7 @@ class Curation:
     counts: dict[str, int]
     score_name: str | None = None
     provenance: dict[str, Any] = field(default_factory=dict)
+    estimates: dict[str, Any] = field(default_factory=dict)
 
 
 def _ledger_frames(proj) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -285,7 +292,7 @@ def _scores_table(proj, threshold: float | None, strategy_scores: pd.DataFrame |
         return None
     from mmcurate.rounds import rank_project
 
-    return rank_project(proj, ["clip_score"])
+    return rank_project(proj, ["p_misaligned"])
 
 
 def _raw_cosine(proj) -> pd.Series | None:
@@ -302,25 +309,68 @@ def _raw_cosine(proj) -> pd.Series | None:
     return pd.Series(out, index=proj.pairs["pair_id"].to_numpy())
 
 
-def _validate_threshold(threshold: float | None) -> None:
-    if threshold is not None and not (0.0 <= float(threshold) <= 1.0):
-        raise ValueError(f"threshold is a probability P(aligned) in [0, 1]; got {threshold}")
+def _validate_threshold(threshold: float | str | None) -> None:
+    if threshold == "auto" or threshold is None:
+        return
+    if isinstance(threshold, str) or not (0.0 <= float(threshold) <= 1.0):
+        raise ValueError(f"threshold is 'auto', None (reviewed pairs only) or a probability "
+                         f"P(aligned) in [0, 1]; got {threshold!r}")
 
 
-def curate_pairs(proj, *, threshold: float | None = None,
+def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_noise: float,
+                    proj) -> tuple[float | None, dict[str, Any]]:
+    """The threshold to apply and the estimates behind it (see the module docstring)."""
+    from mmcurate.learn import choose_threshold, explored_noise
+
+    if threshold is None:
+        return None, {}
+    open_ = table["decision"].isna().to_numpy() & np.isfinite(table["p_aligned"].to_numpy(float))
+    p = table["p_aligned"].to_numpy(float)
+    if threshold == "auto":
+        rule = choose_threshold(p[open_], target_noise=target_noise)
+        t = rule["threshold"]
+        est = {"rule": f"lowest t with estimated noise of kept unreviewed pairs <= {target_noise:g}",
+               "target_noise": target_noise, **rule}
+    else:
+        t = float(threshold)
+        kept = open_ & (p >= t)
+        est = {"rule": "given", "threshold": t, "n_kept": int(kept.sum()),
+               "est_noise_kept": float(np.mean(1 - p[kept])) if kept.any() else float("nan"),
+               "est_clean_kept": float(p[kept].sum() / p[open_].sum()) if open_.any() else float("nan")}
+    est["exploration_check"] = _exploration_check(proj, table, t, explored_noise)
+    return t, est
+
+
+def _exploration_check(proj, table: pd.DataFrame, t: float, explored_noise) -> dict[str, Any]:
+    if not (proj.root / "labels.sqlite").is_file():
+        return {"n": 0}
+    design = proj.ledger.design()
+    explore = design[design["stratum"] == "explore"].set_index("pair_id")["inclusion"]
+    rows = table[table["pair_id"].isin(explore.index) & table["decision"].notna()]
+    if rows.empty:
+        return {"n": 0}
+    return explored_noise(rows["p_aligned"].to_numpy(float) >= t,
+                          (rows["decision"] != "accept").to_numpy(),
+                          1.0 / rows["pair_id"].map(explore).to_numpy(float))
+
+
+def curate_pairs(proj, *, threshold: float | str | None = "auto", target_noise: float = 0.03,
                  strategy_scores: pd.DataFrame | None = None) -> Curation:
     """Split the project's pairs into curated and dropped (see the module docstring); no files.
 
     Parameters
     ----------
     proj : Project
-    threshold : float in [0, 1], optional
-        Keep unreviewed pairs with P(aligned) >= ``threshold``; drop the rest. Without it,
-        unreviewed pairs are left out of both tables.
+    threshold : "auto", float in [0, 1] or None
+        Keep unreviewed pairs with P(aligned) >= ``threshold``; drop the rest. ``"auto"``
+        (default) chooses it from the model (see the module docstring); ``None`` leaves unreviewed
+        pairs out of both tables (reviewed pairs only).
+    target_noise : float
+        The estimated misaligned share of the kept unreviewed pairs that ``"auto"`` aims at.
     strategy_scores : DataFrame, optional
         A ranking table with ``pair_id`` and ``p_aligned`` (and optionally ``cosine``), as returned
-        by :func:`mmcurate.rounds.rank_project`; computed with the ``clip_score`` strategy when
-        ``threshold`` is given and this is omitted.
+        by :func:`mmcurate.rounds.rank_project`; ranked with the current model when a threshold
+        is used and this is omitted.
 
     Examples
     --------
@@ -343,13 +393,14 @@ def curate_pairs(proj, *, threshold: float | None = None,
                           if scores is not None and "p_aligned" in scores.columns else np.nan)
     table["alignment"] = ids.map(alignment).astype(float) if alignment is not None else np.nan
     failures = _embed_failures(proj).set_index("pair_id")
+    threshold, estimates = _auto_threshold(table, threshold, target_noise, proj)
     table["status"] = _statuses(table, failures.index, threshold)
     curated = _curated_frame(table, proj.pairs.columns)
     dropped = _dropped_frame(table, failures, proj.rejects, threshold)
     counts = _counts(table, proj.rejects, curated, dropped)
     prov = dict(getattr(scores, "attrs", {}).get("provenance", {})) if scores is not None else {}
     return Curation(curated=curated, dropped=dropped, counts=counts, score_name=score_name,
-                    pairs=table.drop(columns=["fixed_caption"]), provenance=prov)
+                    pairs=table.drop(columns=["fixed_caption"]), provenance=prov, estimates=estimates)
 
 
 def _alignment(proj, scores: pd.DataFrame | None) -> tuple[str | None, pd.Series | None]:
@@ -397,7 +448,7 @@ def _dropped_frame(table: pd.DataFrame, failures: pd.DataFrame, rejects: pd.Data
         detail=[_who(r, n) for r, n in zip(rejected["reviewer"], rejected["decision_round"])]))
     below = table[table["status"] == "below_threshold"]
     parts.append(below.assign(
-        stage="threshold", reason=f"p_aligned < {threshold}",
+        stage="threshold", reason=f"p_aligned < {threshold:.4g}" if threshold is not None else "",
         detail=[f"p_aligned={p:.4f}" if np.isfinite(p) else "no p_aligned for this pair"
                 for p in below["p_aligned"].to_numpy(float)]))
     failed = table[table["status"] == "embed_failed"]
@@ -443,7 +494,8 @@ def _counts(table: pd.DataFrame, rejects: pd.DataFrame, curated: pd.DataFrame,
 
 
 # -- files --------------------------------------------------------------------------------------------
-def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv", threshold: float | None = None,
+def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
+                   threshold: float | str | None = "auto", target_noise: float = 0.03,
                    strategy_scores: pd.DataFrame | None = None, shard_size: int = 1000) -> dict[str, Any]:
     """Write the curated pairs, the dropped pairs and a report (Markdown + self-contained HTML).
 
@@ -457,8 +509,12 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv", thresh
         writes ``curated-000000.tar``, ... (at most ``shard_size`` samples each) holding
         ``<key>.<image ext>`` (the original bytes), ``<key>.txt`` (caption) and ``<key>.json``
         (metadata), plus ``dropped.csv``.
-    threshold : float in [0, 1], optional
-        Also keep unreviewed pairs with P(aligned) >= ``threshold`` (``status = auto``).
+    threshold : "auto", float in [0, 1] or None
+        Keep unreviewed pairs with P(aligned) >= ``threshold`` (``status = auto``), drop the rest;
+        ``"auto"`` (default) chooses it from the labels (:func:`curate_pairs`); ``None`` writes the
+        reviewed pairs only.
+    target_noise : float
+        What ``"auto"`` aims at: the estimated misaligned share of the kept unreviewed pairs.
     strategy_scores : DataFrame, optional
         A ranking table (``pair_id``, ``p_aligned``, optionally ``cosine``) to use instead of
         ranking the project again.
@@ -486,7 +542,9 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv", thresh
         raise ValueError(f"shard_size must be >= 1 sample per shard; got {shard_size}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    cur = curate_pairs(proj, threshold=threshold, strategy_scores=strategy_scores)
+    cur = curate_pairs(proj, threshold=threshold, target_noise=target_noise,
+                       strategy_scores=strategy_scores)
+    threshold = cur.estimates.get("threshold") if threshold is not None else None
     paths: dict[str, Any] = {}
     if fmt == "webdataset":
         with _ImageBytes(proj.image_root) as read_image:
@@ -505,10 +563,26 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv", thresh
     report = write_report(out_dir, cur, rounds=rounds, heads=heads, decisions=decisions,
                           title=f"mmcurate export: {proj.root.name}",
                           meta={"project": str(proj.root), "kind": proj.kind, "format": fmt,
-                                "threshold": threshold, "model": _model_line(proj),
+                                "threshold": _threshold_line(cur.estimates),
+                                "model": _model_line(proj),
                                 "P(aligned) from": _scores_line(cur.provenance),
                                 "exported": time.strftime("%FT%TZ", time.gmtime())})
-    return {**cur.counts, "format": fmt, "threshold": threshold, **paths, **report}
+    return {**cur.counts, "format": fmt, "threshold": threshold, "estimates": cur.estimates,
+            **paths, **report}
+
+
+def _threshold_line(est: dict[str, Any]) -> str | None:
+    """The threshold and its estimates in one sentence for the report."""
+    if not est:
+        return "none (reviewed pairs only)"
+    line = (f"P(aligned) >= {est['threshold']:.4f} ({est['rule']}): keeps {est['n_kept']} unreviewed "
+            f"pairs, estimated noise among them {est['est_noise_kept']:.1%}, estimated share of clean "
+            f"unreviewed pairs kept {est['est_clean_kept']:.1%}")
+    check = est.get("exploration_check") or {}
+    if check.get("n"):
+        line += (f"; check on {check['n']} randomly drawn reviewed pairs it would keep: "
+                 f"{check['noise']:.1%} misaligned (95% interval {check['low']:.1%}–{check['high']:.1%})")
+    return line
 
 
 def _model_line(proj) -> str:

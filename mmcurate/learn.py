@@ -33,8 +33,9 @@ import numpy.typing as npt
 from mmcurate.signals.alignment import AlignmentFeatures, Calibrator, fit_calibrator, prior_calibrator
 from mmcurate.signals.metrics import auroc
 
-__all__ = ["EXPLORE", "Validation", "calibrator_from_dict", "calibrator_to_dict", "cross_fitted_logits",
-           "split_budget", "validate_model"]
+__all__ = ["EXPLORE", "TARGET_NOISE", "Validation", "calibrator_from_dict", "calibrator_to_dict",
+           "choose_threshold", "cross_fitted_logits", "explored_noise", "prior_logits", "split_budget",
+           "validate_model", "wilson_interval"]
 
 EXPLORE = 0.1
 """Default share of each batch drawn uniformly at random (the exploration stratum)."""
@@ -183,3 +184,72 @@ def prior_logits(features: AlignmentFeatures, indices: npt.ArrayLike) -> npt.NDA
     """The zero-label prior's logits at ``indices``."""
     idx = np.asarray(indices, np.int64)
     return prior_calibrator(features).decision_function(features.matrix()[idx])
+
+
+TARGET_NOISE = 0.03
+"""Default target of :func:`choose_threshold`: the estimated share of misaligned pairs among the
+unreviewed pairs the model keeps."""
+
+
+def choose_threshold(p_aligned: npt.ArrayLike, *, target_noise: float = TARGET_NOISE) -> dict[str, float]:
+    """The lowest P(aligned) threshold whose kept pairs have an estimated noise rate <= target.
+
+    Rule (documented in the README): among the unreviewed pairs, keeping those with
+    ``P(aligned) >= t`` leaves an expected ``mean(1 - P)`` misaligned share in the kept set; ``t`` is
+    the smallest value where that share is at most ``target_noise`` (the model's probabilities are
+    taken as calibrated: they come from a calibrator fitted and validated on the labels). Returns
+    ``threshold``, ``est_noise_kept`` (that share), ``est_clean_kept`` (the expected share of
+    clean unreviewed pairs kept: ``sum_{kept} P / sum P``) and ``n_kept``.
+
+    Examples
+    --------
+    >>> out = choose_threshold([0.99, 0.98, 0.9, 0.6, 0.1], target_noise=0.05)
+    >>> out["threshold"], out["n_kept"]
+    (0.9, 3)
+    """
+    p = np.sort(np.asarray(p_aligned, np.float64))[::-1]
+    if not 0.0 < target_noise < 1.0:
+        raise ValueError(f"target_noise is a share of the kept pairs in (0, 1); got {target_noise}")
+    if len(p) == 0:
+        return {"threshold": 0.5, "est_noise_kept": float("nan"), "est_clean_kept": float("nan"),
+                "n_kept": 0}
+    noise = np.cumsum(1.0 - p) / np.arange(1, len(p) + 1)
+    ok = np.flatnonzero(noise <= target_noise)
+    m = int(ok[-1]) + 1 if len(ok) else 0
+    if m == 0:
+        return {"threshold": float(np.nextafter(p[0], np.inf)), "est_noise_kept": float("nan"),
+                "est_clean_kept": 0.0, "n_kept": 0}
+    while m < len(p) and p[m] == p[m - 1]:  # ties: a threshold keeps all or none of them
+        m -= 1
+    m = max(m, 1)
+    return {"threshold": float(p[m - 1]), "est_noise_kept": float(noise[m - 1]),
+            "est_clean_kept": float(p[:m].sum() / p.sum()), "n_kept": m}
+
+
+def wilson_interval(k: float, n: float, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score interval of a proportion ``k / n`` (``n`` may be an effective sample size)."""
+    if n <= 0:
+        return float("nan"), float("nan")
+    phat = k / n
+    centre = (phat + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(phat * (1 - phat) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+
+
+def explored_noise(kept: npt.ArrayLike, misaligned: npt.ArrayLike,
+                   weights: npt.ArrayLike) -> dict[str, float]:
+    """Unbiased check from the exploration labels: misaligned share among those the rule keeps.
+
+    ``kept``, ``misaligned`` (bool) and ``weights`` (``1/π``) describe the labelled pairs of the
+    ``explore`` stratum: each was drawn uniformly from the pool the queue left. The share is a
+    ratio estimate ``Σ w·kept·mis / Σ w·kept`` with a Wilson interval at Kish's effective size.
+    """
+    kept = np.asarray(kept, bool)
+    mis = np.asarray(misaligned, bool)
+    w = np.asarray(weights, np.float64)[kept]
+    if not kept.any():
+        return {"n": 0, "noise": float("nan"), "low": float("nan"), "high": float("nan")}
+    share = float((w * mis[kept]).sum() / w.sum())
+    n_eff = float(w.sum() ** 2 / (w * w).sum())
+    low, high = wilson_interval(share * n_eff, n_eff)
+    return {"n": int(kept.sum()), "noise": share, "low": low, "high": high}
