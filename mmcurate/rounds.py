@@ -163,19 +163,23 @@ def _save_state(proj, table: pd.DataFrame) -> None:
 
 def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity: str = "none",
                  k: int = 10, random_state: int = 0, exclude: Collection[str] | None = None,
-                 ranked: pd.DataFrame | None = None) -> tuple[int, pd.DataFrame]:
+                 ranked: pd.DataFrame | None = None, balance: str | None = None,
+                 balance_mode: str = "uniform") -> tuple[int, pd.DataFrame]:
     """Rank, pick ``budget`` pairs never labelled or queued before, and save them as a round.
 
     ``exclude``: pair_ids never to select (e.g. a held-out evaluation set). ``ranked``: a ranking
     :func:`rank_project` just made for ``strategy`` on the current labels and head (saves ranking
-    twice when the caller also needs the scores); ranked here when None.
+    twice when the caller also needs the scores); ranked here when None. ``balance="categories"``:
+    every value of the pairs' ``category`` column gets a share of the batch (``balance_mode``
+    ``uniform`` or ``proportional``, floor 1; :func:`mmcurate.select.select_balanced`), each share
+    chosen by ``diversity``.
 
     Returns the round number and the batch (``pair_id``, ``score``, ``reason``, caption, image).
     """
     from mmcurate.rank import selection_vectors
-    from mmcurate.select import get_selector
 
     with proj.lock():
+        selector = _batch_selector(proj, diversity, balance, balance_mode)
         if ranked is None:
             ranked = rank_project(proj, [strategy], k=k, random_state=random_state)
         _check_ranking(proj, ranked, strategy)
@@ -185,11 +189,12 @@ def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity
         excluded_rows = np.flatnonzero(ranked["pair_id"].isin(unavailable).to_numpy())
         image, text, _ = current_embeddings(proj)
         joint = selection_vectors(image, text, random_state=random_state)
-        selector = get_selector(diversity)
         picked = selector(ranked["score"].to_numpy(np.float64), n=budget, embeddings=joint,
                           exclude=excluded_rows, random_state=random_state)
         chosen = ranked.iloc[picked]
         params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state}
+        if balance not in (None, "none"):
+            params.update(balance=balance, balance_mode=balance_mode)
         prov = ranked.attrs["provenance"]
         round_id = proj.ledger.create_round(
             chosen["pair_id"].tolist(), strategy=strategy, params=params,
@@ -199,6 +204,29 @@ def select_batch(proj, *, budget: int, strategy: str = "disagreement", diversity
         )
     batch = proj.ledger.batch(round_id).merge(proj.pairs[["pair_id", "image", "caption"]], on="pair_id")
     return round_id, batch
+
+
+def _batch_selector(proj, diversity: str, balance: str | None, balance_mode: str):
+    """The selector for :func:`select_batch`: ``diversity``, or it per category when balancing."""
+    from functools import partial
+
+    from mmcurate.select import get_selector, select_balanced
+
+    if balance in (None, "none"):
+        return get_selector(diversity)
+    if balance != "categories":
+        raise ValueError(f"balance must be None, 'none' or 'categories', got {balance!r}")
+    if balance_mode not in ("uniform", "proportional"):
+        raise ValueError(f"balance_mode must be 'uniform' or 'proportional', got {balance_mode!r}")
+    if "category" not in proj.pairs.columns:
+        raise ValueError(f"balance='categories' needs a `category` column in the project's pairs, "
+                         f"but {proj.root} has only {', '.join(map(str, proj.pairs.columns))}. Add a "
+                         f"`category` column to the pairs file (or to the embedding folder's "
+                         f"metadata) and create the project again (mmcurate init --force), or select "
+                         f"without balance.")
+    categories = proj.pairs["category"].astype("string").fillna("<missing>").to_numpy(dtype=object)
+    get_selector(diversity)  # an unknown name fails here, before ranking
+    return partial(select_balanced, categories=categories, mode=balance_mode, within=diversity)
 
 
 def _check_ranking(proj, ranked: pd.DataFrame, strategy: str) -> None:
