@@ -80,6 +80,10 @@ def _add_loop(sub) -> None:
     p.add_argument("--explore", type=float, default=0.1,
                    help="share of the batch drawn at random from the rest of the pool (default 0.1); it "
                         "keeps the learned model honest and estimates the noise left")
+    p.add_argument("--balance", choices=["none", "categories"], default="none",
+                   help="categories: every value of the pairs' `category` column gets a share")
+    p.add_argument("--balance-mode", choices=["uniform", "proportional"], default="uniform",
+                   help="uniform: equal shares; proportional: by candidates, at least 1 each")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("review", help="review a round in the browser (127.0.0.1)")

@@ -79,11 +79,14 @@ def cmd_select(args) -> int:
     from mmcurate.rounds import select_batch
 
     proj = open_project(args.project)
+    balance = None if args.balance == "none" else args.balance
     round_id, batch = select_batch(proj, budget=args.budget, strategy=args.strategy,
                                    diversity=args.diversity, k=args.k, random_state=args.seed,
-                                   explore=args.explore)
+                                   explore=args.explore, balance=balance,
+                                   balance_mode=args.balance_mode)
+    shares = f", balance={balance} ({args.balance_mode})" if balance else ""
     print(f"round {round_id}: {len(batch)} pairs queued for review "
-          f"(strategy={args.strategy}, diversity={args.diversity})")
+          f"(strategy={args.strategy}, diversity={args.diversity}{shares})")
     _print_table(batch[["position", "pair_id", "score", "caption"]], 10)
     print(f"next: mmcurate review {args.project}   or   mmcurate batch export {args.project} --out "
           f"round{round_id}.csv")

@@ -225,7 +225,8 @@ def _save_state(proj, table: pd.DataFrame) -> None:
 
 def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversity: str = "none",
                  k: int = 10, random_state: int = 0, exclude: Collection[str] | None = None,
-                 ranked: pd.DataFrame | None = None, explore: float = EXPLORE) -> tuple[int, pd.DataFrame]:
+                 ranked: pd.DataFrame | None = None, explore: float = EXPLORE,
+                 balance: str | None = None, balance_mode: str = "uniform") -> tuple[int, pd.DataFrame]:
     """Rank, pick ``budget`` pairs never labelled or queued before, and save them as a round.
 
     ``exclude``: pair_ids never to select (e.g. a held-out evaluation set). ``ranked``: a ranking
@@ -234,6 +235,9 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
     the batch drawn uniformly at random from the pairs the strategy did not pick (recorded as the
     ``explore`` stratum with its inclusion probability; it lets the next model correct for the
     queue's bias and gives unbiased estimates of the noise left, see :mod:`mmcurate.learn`).
+    ``balance="categories"``: every value of the pairs' ``category`` column gets a share of the
+    exploit part (``balance_mode`` ``uniform`` or ``proportional``, floor 1;
+    :func:`mmcurate.select.select_balanced`), each share chosen by ``diversity``.
 
     Returns the round number and the batch (``pair_id``, ``score``, ``reason``, ``stratum``,
     caption, image).
@@ -247,9 +251,9 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
     """
     from mmcurate.learn import split_budget
     from mmcurate.rank import selection_vectors
-    from mmcurate.select import get_selector
 
     with proj.lock():
+        selector = _batch_selector(proj, diversity, balance, balance_mode)
         if ranked is None:
             ranked = rank_project(proj, [strategy], k=k, random_state=random_state)
         _check_ranking(proj, ranked, strategy)
@@ -259,7 +263,6 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
         excluded_rows = np.flatnonzero(ranked["pair_id"].isin(unavailable).to_numpy())
         image, text, _ = current_embeddings(proj)
         joint = selection_vectors(image, text, random_state=random_state)
-        selector = get_selector(diversity)
         n_exploit, n_explore = split_budget(int(budget), explore)
         scores = ranked["score"].to_numpy(np.float64)
         picked = selector(scores, n=n_exploit, embeddings=joint, exclude=excluded_rows,
@@ -268,6 +271,8 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
         chosen = ranked.iloc[np.r_[picked, explored]]
         params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state,
                   "explore": explore}
+        if balance not in (None, "none"):
+            params.update(balance=balance, balance_mode=balance_mode)
         prov = ranked.attrs["provenance"]
         reasons = [f"{strategy}={s:.3f}" for s in scores[picked]]
         reasons += [f"explore: drawn at random (p={inclusion:.2g}); {strategy}={s:.3f}"
@@ -293,6 +298,29 @@ def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: int) -> tu
         return np.zeros(0, np.int64), 1.0
     rng = np.random.default_rng([int(random_state), 0x6578706C])
     return np.sort(rng.choice(rest, size=m, replace=False)).astype(np.int64), m / len(rest)
+
+
+def _batch_selector(proj, diversity: str, balance: str | None, balance_mode: str):
+    """The selector for :func:`select_batch`: ``diversity``, or it per category when balancing."""
+    from functools import partial
+
+    from mmcurate.select import get_selector, select_balanced
+
+    if balance in (None, "none"):
+        return get_selector(diversity)
+    if balance != "categories":
+        raise ValueError(f"balance must be None, 'none' or 'categories', got {balance!r}")
+    if balance_mode not in ("uniform", "proportional"):
+        raise ValueError(f"balance_mode must be 'uniform' or 'proportional', got {balance_mode!r}")
+    if "category" not in proj.pairs.columns:
+        raise ValueError(f"balance='categories' needs a `category` column in the project's pairs, "
+                         f"but {proj.root} has only {', '.join(map(str, proj.pairs.columns))}. Add a "
+                         f"`category` column to the pairs file (or to the embedding folder's "
+                         f"metadata) and create the project again (mmcurate init --force), or select "
+                         f"without balance.")
+    categories = proj.pairs["category"].astype("string").fillna("<missing>").to_numpy(dtype=object)
+    get_selector(diversity)  # an unknown name fails here, before ranking
+    return partial(select_balanced, categories=categories, mode=balance_mode, within=diversity)
 
 
 def _check_ranking(proj, ranked: pd.DataFrame, strategy: str) -> None:

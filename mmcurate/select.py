@@ -8,11 +8,18 @@ queued); fewer than ``n`` candidates raises :class:`PoolExhaustedError`.
 - ``cluster``: spherical k-means on the embeddings; each cluster gets a quota (``proportional`` to
   its candidates or ``uniform``, largest-remainder rounding, unused quota redistributed) filled by
   its best-scored pairs; output interleaved by score.
-- ``coreset``: k-center greedy (Sener & Savarese 2018) over the top ``candidates`` by score (all by
-  default), seeded with the excluded (labelled) pairs as centres: each pick is the candidate
-  farthest from every centre so far. Distances are updated in float32 chunks (no N×N matrix).
+- ``coreset``: k-center greedy (Sener & Savarese 2018) over the top ``candidates`` by score
+  (``10 * n`` by default; ``candidates=0`` for the whole pool, i.e. pure k-center that ignores the
+  score), seeded with the excluded (labelled) pairs as centres: each pick is the candidate farthest
+  from every centre so far. Distances are updated in float32 chunks (no N×N matrix).
 - ``sample``: Monte Carlo sampling without replacement ∝ score^(1/T) (Gumbel-top-k), or
   ``method="badge"``: k-means++ seeding over given gradient embeddings (Ash et al. 2020).
+
+:func:`select_balanced` wraps any of these to give every category (e.g. the pairs' ``category``
+column) a share of the batch, so rare categories are not starved by common high scorers: equal
+quotas (``uniform``) or quotas proportional to the category's candidates with a floor
+(``proportional``); each category's share is chosen by the named selector on that category's rows.
+It takes the extra ``categories`` argument, so it is not in :data:`SELECTORS`.
 """
 
 from __future__ import annotations
@@ -25,7 +32,8 @@ import numpy.typing as npt
 
 from mmcurate.exceptions import PoolExhaustedError
 
-__all__ = ["SELECTORS", "get_selector", "select_cluster", "select_coreset", "select_sample", "select_topk"]
+__all__ = ["SELECTORS", "get_selector", "select_balanced", "select_cluster", "select_coreset",
+           "select_sample", "select_topk"]
 
 
 def _candidates(scores, n: int, exclude) -> tuple[np.ndarray, np.ndarray]:
@@ -100,12 +108,31 @@ def select_cluster(scores, *, n: int, embeddings=None, exclude=None, random_stat
 
 def select_coreset(scores, *, n: int, embeddings=None, exclude=None, random_state=None,
                    candidates: int | None = None, chunk: int = 65536) -> npt.NDArray[np.int64]:
-    """k-center greedy over the top-``candidates`` pool, seeded with the excluded pairs."""
+    """k-center greedy among the high scorers, seeded with the excluded pairs as centres.
+
+    Parameters
+    ----------
+    candidates : int, optional
+        Size of the pool k-center runs over: the top ``candidates`` candidates by score (at least
+        ``n``). Default (None): ``10 * n``, so the batch is diverse *among pairs worth reviewing*.
+        ``0``: the whole pool (pure k-center, ignoring the score).
+    chunk : int
+        Rows per float32 block when updating distances to the excluded centres.
+
+    Examples
+    --------
+    >>> emb = np.eye(3, dtype=np.float32)
+    >>> select_coreset(np.array([0.9, 0.8, 0.1]), n=1, embeddings=emb, exclude=[0]).tolist()
+    [1]
+    """
     s, cand = _candidates(scores, n, exclude)
     if embeddings is None:
         raise ValueError("select_coreset needs embeddings (N, D)")
+    if candidates is not None and int(candidates) < 0:
+        raise ValueError(f"candidates must be >= 0 (0 = the whole pool), got {candidates}")
+    size = 10 * int(n) if candidates is None else (int(candidates) or len(cand))
     emb = np.asarray(embeddings)
-    pool = _by_score(s, cand)[: max(candidates or len(cand), n)]
+    pool = _by_score(s, cand)[: max(size, n)]
     X = np.asarray(emb[pool], dtype=np.float32)
     dist = np.full(len(pool), np.inf, dtype=np.float32)
     seeds = np.asarray(exclude if exclude is not None else [], np.int64)
@@ -157,6 +184,137 @@ def _kmeanspp(X: np.ndarray, n: int, rng: np.random.Generator, cand: np.ndarray)
     return cand[np.asarray(picked)].astype(np.int64)
 
 
+def _category_codes(categories, n_rows: int) -> np.ndarray:
+    cats = np.asarray(categories)
+    if cats.shape != (n_rows,):
+        raise ValueError(f"categories must hold one label per score ({n_rows}), got shape {cats.shape}")
+    try:
+        return np.unique(cats, return_inverse=True)[1].reshape(-1)
+    except TypeError as err:
+        raise ValueError("categories must be labels of one comparable type (e.g. all str); got a "
+                         "mixture: convert them first, e.g. with .astype(str)") from err
+
+
+def _fill_by_score(quota: np.ndarray, ranked: list[np.ndarray], n: int) -> np.ndarray:
+    """Give the slots still free to the best-scored candidates beyond each category's quota."""
+    left = n - int(quota.sum())
+    if left <= 0:
+        return quota
+    rest_s = np.concatenate([r[q:] for r, q in zip(ranked, quota, strict=True)])
+    rest_c = np.concatenate([np.full(len(r) - q, c) for c, (r, q) in enumerate(zip(ranked, quota,
+                                                                                  strict=True))])
+    top = np.argsort(-rest_s, kind="stable")[:left]
+    return quota + np.bincount(rest_c[top], minlength=len(quota))
+
+
+def _uniform_quota(sizes: np.ndarray, n: int, ranked: list[np.ndarray]) -> np.ndarray:
+    quota = np.minimum(sizes, n // len(sizes))
+    extra = n - (n // len(sizes)) * len(sizes)  # the rounding remainder: at most one more each
+    nxt = np.array([r[q] if q < len(r) else -np.inf for r, q in zip(ranked, quota, strict=True)])
+    for c in np.argsort(-nxt, kind="stable")[:extra]:
+        quota[c] += int(np.isfinite(nxt[c]))
+    return _fill_by_score(quota, ranked, n)
+
+
+def _proportional_quota(sizes: np.ndarray, n: int, floor: int, ranked: list[np.ndarray]) -> np.ndarray:
+    lower = np.minimum(sizes, floor)
+    if lower.sum() > n:  # the floor cannot be met: categories with the best top score first
+        quota = np.zeros_like(sizes)
+        for c in np.argsort(-np.array([r[0] for r in ranked]), kind="stable"):
+            quota[c] = min(lower[c], n - quota.sum())
+        return quota
+    fixed = np.zeros(len(sizes), bool)
+    while True:  # categories whose proportional share is below the floor get the floor
+        free = ~fixed
+        raw = np.where(fixed, lower, 0.0).astype(float)
+        if free.any():
+            raw[free] = (n - lower[fixed].sum()) * sizes[free] / sizes[free].sum()
+        below = free & (raw < lower)
+        if not below.any():
+            break
+        fixed |= below
+    quota = np.minimum(np.floor(raw).astype(int), sizes)
+    for c in np.argsort(-(raw - np.floor(raw)), kind="stable"):  # largest remainder
+        if quota.sum() < n and quota[c] < sizes[c] and raw[c] > quota[c]:
+            quota[c] += 1
+    return _fill_by_score(quota, ranked, n)
+
+
+def select_balanced(scores, *, n: int, categories: npt.ArrayLike, embeddings=None, exclude=None,
+                    random_state=None, mode: str = "uniform", floor: int = 1, within: str = "topk",
+                    **options) -> npt.NDArray[np.int64]:
+    """Give every category a share of the batch; each share chosen by the ``within`` selector.
+
+    Only categories with candidates (pairs neither excluded nor queued) take part.
+
+    - ``mode="uniform"``: ``n // C`` per category (C categories with candidates), the remainder one
+      each to the categories whose next candidate scores best; quota a category cannot use (too
+      few candidates) goes to the best-scored remaining candidates of the others.
+    - ``mode="proportional"``: quotas ∝ each category's candidate count, but at least ``floor``
+      (capped at its candidates); the floored categories are fixed and the rest share what is left,
+      largest-remainder rounding. When ``n < floor · C`` the categories with the best top score
+      get their floor first.
+
+    Parameters
+    ----------
+    scores : (N,)
+        Higher = review first.
+    n : int
+        Batch size.
+    categories : (N,)
+        A label per pair (any comparable values: str, int).
+    embeddings : (N, D), optional
+        Passed to ``within`` restricted to each category's rows.
+    exclude : array of int, optional
+        Rows never returned; mapped into each category for ``within`` (so ``coreset`` still seeds
+        with that category's labelled pairs).
+    random_state : int or Generator, optional
+        Passed to ``within`` unchanged for every category.
+    mode : {"uniform", "proportional"}
+    floor : int
+        Minimum per category with candidates in ``proportional`` mode (default 1).
+    within : str
+        A registered selector name (``topk``, ``cluster``, ``coreset``, ``sample``).
+    **options
+        Passed to ``within`` (e.g. ``candidates=`` for ``coreset``).
+
+    Returns
+    -------
+    (n,) int64
+        Unique row indices, best score first.
+
+    Examples
+    --------
+    >>> scores = np.array([0.9, 0.8, 0.7, 0.6, 0.1])
+    >>> select_balanced(scores, n=2, categories=["a", "a", "a", "a", "b"]).tolist()
+    [0, 4]
+    """
+    s, cand = _candidates(scores, n, exclude)
+    if mode not in ("uniform", "proportional"):
+        raise ValueError(f"mode must be 'uniform' or 'proportional', got {mode!r}")
+    if int(floor) < 0:
+        raise ValueError(f"floor must be >= 0, got {floor}")
+    fn = get_selector(within)
+    codes = _category_codes(categories, len(s))
+    present, cand_codes = np.unique(codes[cand], return_inverse=True)
+    ranked = [np.sort(s[cand[cand_codes == c]])[::-1] for c in range(len(present))]
+    sizes = np.array([len(r) for r in ranked])
+    quota = (_uniform_quota(sizes, int(n), ranked) if mode == "uniform"
+             else _proportional_quota(sizes, int(n), int(floor), ranked))
+    available = np.zeros(len(s), bool)
+    available[cand] = True
+    emb = None if embeddings is None else np.asarray(embeddings)
+    picked = []
+    for c, code in enumerate(present):
+        if quota[c] == 0:
+            continue
+        rows = np.flatnonzero(codes == code)
+        sub = fn(s[rows], n=int(quota[c]), embeddings=None if emb is None else emb[rows],
+                 exclude=np.flatnonzero(~available[rows]), random_state=random_state, **options)
+        picked.append(rows[sub])
+    return _by_score(s, np.concatenate(picked)).astype(np.int64)
+
+
 @dataclass(frozen=True)
 class Selector:
     name: str
@@ -189,7 +347,8 @@ class SelectorRegistry:
 SELECTORS = SelectorRegistry([
     Selector("topk", "the highest scores", select_topk),
     Selector("cluster", "best per k-means cluster, proportional or uniform quotas", select_cluster),
-    Selector("coreset", "k-center greedy among high scorers, seeded with labelled pairs", select_coreset),
+    Selector("coreset", "k-center greedy among the top 10*n by score (candidates=0: whole pool), "
+             "seeded with labelled pairs", select_coreset),
     Selector("sample", "sampling proportional to score^(1/T); method=badge for k-means++", select_sample),
 ], aliases={"none": "topk", "top_k": "topk", "kcenter": "coreset", "monte_carlo": "sample"})
 

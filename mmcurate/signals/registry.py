@@ -91,7 +91,8 @@ STRATEGIES = StrategyRegistry([
     Strategy("density", "information density: margin x (similarity to unlabelled neighbours)^beta",
              lambda ctx, beta=1.0: density.information_density(
                  uncertainty.margin(ctx.proba), ctx.representativeness, beta=beta), needs=("joint",)),
-    Strategy("vote_entropy", "query-by-committee: entropy of bootstrap calibrators' votes",
+    Strategy("vote_entropy", "query-by-committee: entropy of the votes of feature views (no labels) "
+             "or bootstrap calibrators",
              lambda ctx: committee.vote_entropy(ctx.committee)),
     Strategy("kl_divergence", "query-by-committee: mean KL of members to the consensus",
              lambda ctx: committee.kl_divergence(ctx.committee)),

@@ -94,3 +94,34 @@ def test_uncertainty_permutation_equivariant(seed):
     perm = np.random.default_rng(seed + 1).permutation(30)
     for fn in (least_confidence, margin, entropy):
         assert np.allclose(fn(p)[perm], fn(p[perm]))
+
+
+@pytest.mark.parametrize("kind", ["random", "same_category"])
+def test_committee_disagrees_where_the_prior_is_unsure_before_any_label(kind):
+    img, txt, _ = _domain_shift(n=1500, kind=kind, seed=2)
+    df = compute_ranking(img, txt, strategies=["vote_entropy", "kl_divergence"])
+    sureness = np.abs(df["p_aligned"].to_numpy() - 0.5)  # the prior's distance to its boundary
+    # hard votes split only near the boundary; KL also grows where one view is far surer than others
+    for name, ratio in (("vote_entropy", 0.6), ("kl_divergence", 0.8)):
+        score = df[name].to_numpy()
+        assert np.ptp(score) > 0, f"{name} is constant at zero labels"
+        top = np.argsort(-score, kind="stable")[:150]
+        assert score[top].min() > 0
+        assert sureness[top].mean() < ratio * sureness.mean(), name
+
+
+def test_committee_members_views_then_bootstrap():
+    from mmcurate.rank import RankContext
+    from mmcurate.signals import fit_committee
+
+    img, txt, noisy = _domain_shift(n=400, seed=3)
+    features = RankContext(img, txt, indices_labeled=np.zeros(0, np.int64), labels=np.zeros(0),
+                           k=10, random_state=0).features
+    views = fit_committee(features, [], [], n_members=7, random_state=0)
+    assert views.shape == (7, 400) and np.isfinite(views).all()
+    flagged = (views[:5] < 0.5).sum(1)
+    assert np.ptp(flagged) <= 2 and flagged.min() > 0  # every view flags the prior's share
+    assert fit_committee(features, [], [], n_members=3).shape == (3, 400)
+    idx = np.arange(40)
+    boot = fit_committee(features, idx, (~noisy[idx]).astype(int), n_members=4, random_state=1)
+    assert boot.shape == (4, 400) and not np.allclose(boot[0], boot[1])

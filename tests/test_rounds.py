@@ -1,0 +1,74 @@
+"""select_batch with category balance on an imported-embedding project; the CLI flags."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mmcurate.cli import main
+from mmcurate.embed.importer import write_embedding_folder
+from mmcurate.project import create_project
+from mmcurate.rounds import select_batch
+
+N_COMMON, N_RARE = 100, 10  # the rare category is 10x rarer
+
+
+def _folder(tmp_path, with_category=True):
+    rng = np.random.default_rng(0)
+    cats = np.r_[np.repeat(["a", "b", "c"], N_COMMON), np.full(N_RARE, "rare")]
+    centres = rng.normal(size=(4, 16))
+    img = centres[pd.factorize(cats)[0]] + 0.5 * rng.normal(size=(len(cats), 16))
+    txt = img + 0.5 * rng.normal(size=img.shape)
+    meta = pd.DataFrame({"key": [f"k{i}" for i in range(len(cats))],
+                         "caption": [f"c{i}" for i in range(len(cats))]})
+    if with_category:
+        meta["category"] = cats
+    return write_embedding_folder(tmp_path / "emb", img.astype(np.float32), txt.astype(np.float32), meta)
+
+
+@pytest.fixture
+def proj(tmp_path):
+    return create_project(tmp_path / "p", embeddings=_folder(tmp_path))
+
+
+def _categories(proj, batch):
+    return proj.pairs.set_index("pair_id").loc[batch["pair_id"], "category"].value_counts()
+
+
+@pytest.mark.parametrize(("mode", "expected"), [("uniform", {"a": 5, "b": 5, "c": 5, "rare": 5}),
+                                                ("proportional", {"a": 7, "b": 6, "c": 6, "rare": 1})])
+def test_select_batch_balances_categories(proj, mode, expected):
+    round_id, batch = select_batch(proj, budget=20, strategy="margin", balance="categories",
+                                   balance_mode=mode)
+    counts = _categories(proj, batch)
+    assert len(batch) == 20 and batch["pair_id"].is_unique
+    assert counts.to_dict() == expected  # proportional: rare 0.65 -> floor 1, 19 shared 6.33 each
+    assert (np.diff(batch.sort_values("position")["score"].to_numpy()) <= 1e-12).all()
+    params = proj.ledger.rounds().set_index("round").loc[round_id, "params"]
+    assert params["balance"] == "categories" and params["balance_mode"] == mode
+    # a second round never re-queues, and still gives the rare category its share
+    _, again = select_batch(proj, budget=20, strategy="margin", balance="categories",
+                            diversity="coreset")
+    assert not set(again["pair_id"]) & set(batch["pair_id"])
+    assert _categories(proj, again)["rare"] == 5
+    select_batch(proj, budget=4, strategy="margin", balance="none")
+    assert "balance" not in proj.ledger.rounds()["params"].iloc[-1]
+
+
+def test_select_batch_without_category_column_says_how_to_add_it(tmp_path):
+    proj = create_project(tmp_path / "p", embeddings=_folder(tmp_path, with_category=False))
+    with pytest.raises(ValueError, match="`category` column") as err:
+        select_batch(proj, budget=5, strategy="margin", balance="categories")
+    assert "caption" in str(err.value) and "init --force" in str(err.value)
+    with pytest.raises(ValueError, match="categories"):
+        select_batch(proj, budget=5, strategy="margin", balance="category")
+    assert proj.ledger.rounds().empty
+
+
+def test_cli_select_balance(proj, capsys):
+    assert main(["select", str(proj.root), "--budget", "8", "--strategy", "margin", "--balance",
+                 "categories", "--balance-mode", "proportional"]) == 0
+    assert "balance=categories (proportional)" in capsys.readouterr().out
+    batch = proj.ledger.batch(1)
+    assert _categories(proj, batch)["rare"] >= 1
