@@ -97,20 +97,22 @@ def _simulated_review(proj, round_id: int, truth: pd.DataFrame, path: Path) -> P
 def _scene_loop(proj, truth, *, rounds: int, budget: int, say) -> None:
     from mmcurate.rounds import import_labels, rank_project, select_batch, train_project_head
 
-    ranked = rank_project(proj, ["clip_score", "disagreement", "margin"])
+    names = ("p_misaligned", "clip_score", "disagreement")
+    ranked = rank_project(proj, list(names))
     say("zero-label noise-detection AUROC (20% swapped captions): " + ", ".join(
-        f"{s}={_auroc(proj, truth, s, ranked):.3f}" for s in ("clip_score", "disagreement", "margin")))
+        f"{s}={_auroc(proj, truth, s, ranked):.3f}" for s in names))
     for r in range(rounds):
-        round_id, batch = select_batch(proj, budget=budget, strategy="disagreement",
-                                       diversity="cluster", random_state=r)
+        round_id, batch = select_batch(proj, budget=budget, random_state=r)  # the default queue
         path = _simulated_review(proj, round_id, truth, proj.root / f"round{round_id}_decisions.csv")
         report = import_labels(proj, path, round_id=round_id)
-        head_round, metrics = train_project_head(proj)
-        ranked = rank_project(proj, ["disagreement", "clip_score"])
+        model_round, metrics = train_project_head(proj)
+        ranked = rank_project(proj, ["p_misaligned", "clip_score"])
         noisy_in_batch = int(truth.set_index("id").loc[batch["pair_id"], "is_noisy"].sum())
-        say(f"round {round_id}: reviewed {report.n_added} ({noisy_in_batch} wrong captions found), "
-            f"head {head_round} held-out acc={metrics.get('cv_accuracy', float('nan')):.3f}; "
-            f"AUROC disagreement={_auroc(proj, truth, 'disagreement', ranked):.3f}, "
+        verdict = "used" if metrics["accepted"] else "not used"
+        say(f"round {round_id}: reviewed {report.n_added} ({noisy_in_batch} wrong captions found, "
+            f"{int((batch['stratum'] == 'explore').sum())} drawn at random); model {model_round} "
+            f"{verdict} ({metrics['reason']}); AUROC p_misaligned="
+            f"{_auroc(proj, truth, 'p_misaligned', ranked):.3f}, "
             f"clip_score={_auroc(proj, truth, 'clip_score', ranked):.3f}")
 
 
@@ -166,8 +168,15 @@ def run_demo(out: str | Path = "demo_out", *, n_scenes: int = 400, rounds: int =
     truth = pd.read_csv(truth_csv, dtype={"id": str})
     _scene_loop(proj, truth, rounds=rounds, budget=budget, say=say)
     summary = export_curated(proj, out / "curated", fmt="csv")
-    say(f"export: {summary.get('curated', '?')} curated pairs, {summary.get('dropped', '?')} dropped, "
-        f"report at {out / 'curated' / 'report.html'}")
+    est = summary["estimates"]
+    curated = pd.read_csv(summary["curated_path"], dtype={"pair_id": str})
+    noisy = truth.set_index("id")["is_noisy"].astype(bool)
+    swapped = float(curated["pair_id"].map(noisy).mean()) if len(curated) else float("nan")
+    say(f"export: every pair has a verdict: {summary['curated']} curated ({summary['reviewed']} reviewed, "
+        f"{summary['auto']} kept by the model at P(aligned) >= {est['threshold']:.3f}), "
+        f"{summary['dropped']} dropped; estimated noise among the kept unreviewed pairs "
+        f"{est['est_noise_kept']:.1%} (truth, known here only: {swapped:.1%} of the curated set is "
+        f"swapped); report at {out / 'curated' / 'report.html'}")
     if use_tuxpaint:
         _tuxpaint(datasets, out, spec, real, say)
     say(f"done in {time.perf_counter() - start:.0f} s. Explore: mmcurate status {proj.root}; "

@@ -55,9 +55,10 @@ def _review(proj):
             ledger.record(pid, "fix", caption=f"fixed {i}", reviewer="ana")
         else:
             ledger.record(pid, "accept", reviewer="ana")
-    ledger.record_head(checkpoint="heads/head-0001.safetensors", n_labels=20,
+    ledger.record_head(checkpoint="", n_labels=20,  # a model round that uses no head file
                        metrics={"cv_accuracy": 0.9, "cv_accuracy_identity": 0.7, "loss_curve": [1.0, 0.5],
-                                "cv_auroc": float("nan")})
+                                "cv_auroc": float("nan"),
+                                "model": {"accepted": True, "use_head": False, "reason": "test"}})
     ledger.create_round(ids[20:30], strategy="disagreement", params={"budget": 10}, model={},
                         head_round=1, scores=[0.5] * 10, reasons=["disagreement=0.5"] * 10)
     for pid in ids[20:25]:
