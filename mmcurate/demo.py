@@ -31,7 +31,11 @@ def _datasets_dir(out: Path) -> Path:
 
 def prepare_scene_dataset(folder: Path, *, n: int = 400, rate: float = NOISE_RATE,
                           kind: str = "random", random_state: int = 0) -> tuple[Path, Path]:
-    """Generated scenes with a fraction of captions swapped; returns (pairs csv, truth csv)."""
+    """Generated scenes with a fraction of captions swapped; returns (pairs csv, truth csv).
+
+    The swapped pairs' captions are permuted among them (:func:`mmcurate.noise.inject_noise`), so
+    the noisy CSV holds every caption once.
+    """
     from mmcurate.noise import inject_noise
     from mmcurate.synth import write_scene_dataset
 

@@ -195,8 +195,9 @@ def domain_shift_embeddings(n: int = 2000, d: int = 32, *, kind: str = "random",
     Image vectors are clustered by domain; caption vectors are the image plus isotropic noise
     whose level grows across domains (0.5 → 2.5), so a pair's absolute cosine depends on its
     domain, as CLIP scores do. ``rate`` of the captions are swapped (``random`` or within the same
-    domain: ``same_category``). Returns ``(image (N, d), text (N, d), is_noisy (N,), domain (N,))``,
-    float32 and L2-normalised. A stand-in for real embeddings: label figures made with it so.
+    domain: ``same_category``; a permutation, so no caption is duplicated). Returns
+    ``(image (N, d), text (N, d), is_noisy (N,), domain (N,))``, float32 and L2-normalised.
+    A stand-in for real embeddings: label figures made with it so.
     """
     from mmcurate.noise import inject_noise
 

@@ -13,6 +13,7 @@ from mmcurate.synth import domain_shift_embeddings
 FAST_HEAD = {"min_steps": 5, "max_steps": 5, "hard_negatives": 2}
 COLUMNS = {"strategy", "diversity", "seed", "detection_score", "round", "labels", "n_pool", "n_noisy",
            "found", "recall", "batch_precision", "auroc", "auprc", "auroc_p_misaligned",
+           "auroc_round0_model", "learning_gain",
            "holdout_accuracy", "holdout_balanced_accuracy", "holdout_auroc", "head_round", "seconds",
            "seconds_total"}
 
@@ -47,11 +48,23 @@ def test_metrics_file_summary_and_plots(tmp_path, folder):
     assert (on_disk.loc[on_disk["round"] == 0, "n_pool"] == 360).all()
     assert ((on_disk["n_pool"] + on_disk["labels"]) == 360).all()
     assert (on_disk["found"] <= on_disk["labels"]).all()
+    # learning gain: 0 at round 0 and the difference of the two AUROCs, each a real AUROC
+    round0 = on_disk[on_disk["round"] == 0]
+    assert (round0["learning_gain"] == 0).all()
+    assert (round0["auroc_round0_model"] == round0["auroc_p_misaligned"]).all()
+    np.testing.assert_allclose(on_disk["learning_gain"],
+                               on_disk["auroc_p_misaligned"] - on_disk["auroc_round0_model"])
+    assert on_disk["auroc_round0_model"].between(0, 1).all()
     summary = summarize(on_disk, at_labels=20)
     assert set(summary["strategy"]) == {"random", "margin"}
     assert summary["n_seeds"].eq(2).all()
+    for col in ("learning_gain_final", "learning_gain_min", "learning_gain_from3_min"):
+        assert {f"{col}_mean", f"{col}_std", f"{col}_min"} <= set(summary.columns)
+    assert np.isfinite(summary["learning_gain_final_mean"]).all()
+    assert summary["learning_gain_from3_min_mean"].isna().all()  # only rounds 0..2 here
     text = (tmp_path / "a" / "summary.md").read_text()
     assert "imported embedding folder" in text and "same_category" in text
+    assert "## Learning gain of the model" in text and "| round 1 | round 2 |" in text
     assert "comparison against `random`" in text
     for png in ("recall.png", "auroc.png", "labels_to_target.png", "score_histograms.png"):
         assert (tmp_path / "a" / png).stat().st_size > 1000
@@ -117,6 +130,7 @@ def test_stream_mode_against_pool_mode_at_equal_labels(tmp_path, folder):
         # the adaptive threshold keeps the review rate near budget / batch size (±30%)
         assert 0.7 * 45 <= run["labels"].iloc[-1] <= 1.3 * 45
         assert run["auroc"].isna().all()  # pool-only measures do not apply
+        assert run["learning_gain"].isna().all()
     assert np.isfinite(summarize(metrics)["aulc_recall_mean"]).all()
     proj = open_project(tmp_path / "s" / "runs" / "margin__stream__s0" / "project")
     decided = proj.ledger.decisions()["pair_id"]
@@ -152,3 +166,71 @@ def test_summaries_on_known_curves():
     table = compare(pd.DataFrame(rows), baseline=("random", "none")).set_index("quantity")
     assert table.loc["aulc_recall", "wins"] == 2 and table.loc["aulc_recall", "losses"] == 0
     assert table.loc["aulc_auroc", "ties"] == 2
+
+
+def test_round_metrics_learning_gain_against_the_round0_model():
+    """The gain compares two scores on the *current* pool (pure function, hand-made ranking)."""
+    from mmcurate.signals import auroc
+    from mmcurate.simulate.metrics import round_metrics
+
+    noisy = np.array([1, 1, 0, 0, 0, 0, 1, 0], bool)
+    p_now = np.array([0.9, 0.8, 0.1, 0.2, 0.3, 0.1, 0.7, 0.2])  # P(misaligned), ranks perfectly
+    p_first = np.array([0.9, 0.2, 0.1, 0.8, 0.3, 0.1, 0.4, 0.5])
+    ranked = pd.DataFrame({"score": p_now, "p_aligned": 1 - p_now})
+    labelled, held = np.zeros(8, bool), np.zeros(8, bool)
+    labelled[[0, 2]] = True
+    held[7] = True
+    common = {"noisy": noisy, "labelled": labelled, "held_out": held, "batch_rows": None,
+              "strategy": "margin"}
+    row, _ = round_metrics(ranked, **common, round0_p_misaligned=p_first)
+    pool = ~(labelled | held)
+    assert row["auroc_p_misaligned"] == 1.0
+    assert row["auroc_round0_model"] == pytest.approx(auroc(p_first[pool], noisy[pool]))
+    assert row["learning_gain"] == pytest.approx(1.0 - row["auroc_round0_model"]) and row["learning_gain"] > 0
+    row0, _ = round_metrics(ranked, **common)  # round 0: the model is its own reference
+    assert row0["learning_gain"] == 0 and row0["auroc_round0_model"] == row0["auroc_p_misaligned"]
+    with pytest.raises(ValueError, match="round0_p_misaligned"):
+        round_metrics(ranked, **common, round0_p_misaligned=p_first[:5])
+
+
+def test_learning_gain_summaries_on_known_curves():
+    from mmcurate.simulate import per_run
+
+    rows = []
+    curves = ((0, [0.0, -0.05, 0.02, 0.04, 0.03, 0.06]), (1, [0.0, 0.01, -0.03, 0.02, -0.01, 0.05]))
+    for seed, gains in curves:
+        for r, gain in enumerate(gains):
+            rows.append({"strategy": "margin", "diversity": "none", "seed": seed, "round": r,
+                         "labels": 10 * r, "recall": 0.1 * r, "auroc": 0.8, "auroc_p_misaligned": 0.8 + gain,
+                         "auroc_round0_model": 0.8, "learning_gain": gain, "holdout_accuracy": 0.8,
+                         "seconds_total": 1.0})
+    metrics = pd.DataFrame(rows)
+    runs = per_run(metrics).set_index("seed")
+    assert runs.loc[0, "learning_gain_min"] == pytest.approx(-0.05)
+    assert runs.loc[0, "learning_gain_from3_min"] == pytest.approx(0.03)
+    assert runs.loc[1, "learning_gain_from3_min"] == pytest.approx(-0.01)
+    assert runs.loc[1, "learning_gain_final"] == pytest.approx(0.05)
+    row = summarize(metrics).iloc[0]
+    assert row["learning_gain_final_mean"] == pytest.approx(0.055)
+    assert row["learning_gain_min_min"] == pytest.approx(-0.05)
+    assert row["learning_gain_from3_min_min"] == pytest.approx(-0.01)
+    # runs recorded before the gain was measured: NaN, not an error
+    old = per_run(metrics.drop(columns=["learning_gain", "auroc_round0_model"]))
+    assert old["learning_gain_final"].isna().all()
+
+
+def test_data_from_an_older_noise_draw_is_refused(tmp_path, folder):
+    """Data prepared before swaps were a permutation must not be silently reused."""
+    import json
+
+    from mmcurate.exceptions import ProjectError
+    from mmcurate.simulate.data import prepare_data
+
+    data = prepare_data(tmp_path / "d", embeddings=folder, noise=0.2)
+    assert data.info["noise_draw"] == "permutation"
+    assert data.truth["caption_source"].is_unique
+    meta = tmp_path / "d" / "data.json"
+    old = {k: v for k, v in json.loads(meta.read_text()).items() if k != "noise_draw"}
+    meta.write_text(json.dumps(old))
+    with pytest.raises(ProjectError, match="use another --out"):
+        prepare_data(tmp_path / "d", embeddings=folder, noise=0.2)

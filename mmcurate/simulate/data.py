@@ -11,8 +11,11 @@ noisy pairs and their vectors), ``OUT/data/truth.csv`` (``pair_id``, ``is_noisy`
 - ``embeddings=DIR``: a clip-retrieval folder; caption vectors and captions are swapped together
   into a noisy copy of the folder, which is imported (nothing is embedded).
 
-Noise comes from :func:`mmcurate.noise.inject_noise` (``random`` or ``same_category`` swaps; the
-latter needs a ``category`` column). Re-running with the same parameters reuses the prepared data.
+Noise comes from :func:`mmcurate.noise.inject_noise` (``random`` or ``same_category`` swaps, a
+permutation of the chosen pairs' captions; the latter needs a ``category`` column). Re-running with
+the same parameters reuses the prepared data; ``data.json`` records ``noise_draw`` so that data made
+by an older injection (donors drawn with replacement, before ``noise_draw`` existed) is refused,
+not silently reused.
 """
 
 from __future__ import annotations
@@ -31,6 +34,9 @@ from mmcurate.exceptions import ProjectError
 
 __all__ = ["SimData", "normalize_noise_kind", "prepare_data"]
 
+NOISE_DRAW = "permutation"
+"""How :func:`mmcurate.noise.inject_noise` assigns donor captions (recorded in ``data.json``)."""
+
 
 @dataclass(frozen=True)
 class SimData:
@@ -41,7 +47,7 @@ class SimData:
     truth: pd.DataFrame
     """``pair_id``, ``is_noisy`` (bool), ``caption_source`` (row whose caption the pair carries)."""
     info: dict[str, Any]
-    """``source``, ``noise``, ``noise_kind``, ``data_seed``, ``model`` and a ``description``."""
+    """``source``, ``noise``, ``noise_kind``, ``noise_draw``, ``data_seed`` and ``model``."""
 
 
 def normalize_noise_kind(kind: str) -> str:
@@ -72,7 +78,7 @@ def prepare_data(folder: str | Path, *, pairs: str | Path | None = None,
     folder = Path(folder)
     kind = normalize_noise_kind(noise_kind)
     info = {"source": _describe_source(pairs, embeddings, scenes), "noise": float(noise),
-            "noise_kind": kind, "data_seed": int(data_seed),
+            "noise_kind": kind, "noise_draw": NOISE_DRAW, "data_seed": int(data_seed),
             "model": f"{model.model}|{model.pretrained}" if model and scenes is None else None}
     done = _reuse(folder, info)
     if done is not None:

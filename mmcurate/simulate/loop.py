@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmcurate.simulate.metrics import detection_score_name, round_metrics
+from mmcurate.simulate.metrics import detection_score_name, p_misaligned, round_metrics
 
 __all__ = ["RunSpec", "make_run_project", "run_oracle_loop"]
 
@@ -109,6 +109,8 @@ def run_oracle_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame,
     Returns the metrics (one row per round 0..rounds, see :func:`round_metrics`) and a dict of
     ``(N,)`` arrays: ``score_first`` / ``score_last`` (the detection score at round 0 and at the
     last round), ``pool_first`` / ``pool_last`` (unlabelled and not held out then) and ``is_noisy``.
+    Each round's ``learning_gain`` compares its model with the round-0 ranking's ``1 − p_aligned``
+    on that round's pool.
     """
     from mmcurate.rounds import import_labels, rank_project, select_batch
 
@@ -117,6 +119,7 @@ def run_oracle_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame,
     noisy = proj.pairs["pair_id"].map(is_noisy).to_numpy(bool)
     held = proj.pairs["pair_id"].isin(holdout).to_numpy()
     rows, snapshots, elapsed = [], {"is_noisy": noisy, "pool_first": ~held}, 0.0
+    p_mis0: np.ndarray | None = None
     for r in range(spec.rounds + 1):
         start = time.perf_counter()
         rs = spec.random_state(r)
@@ -128,7 +131,10 @@ def run_oracle_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame,
                                            exclude=holdout, ranked=ranked)
         labelled = _labelled_mask(proj)
         row, score = round_metrics(ranked, noisy=noisy, labelled=labelled, held_out=held,
-                                   batch_rows=_rows(proj, batch), strategy=spec.strategy)
+                                   batch_rows=_rows(proj, batch), strategy=spec.strategy,
+                                   round0_p_misaligned=p_mis0)
+        if r == 0:
+            p_mis0 = p_misaligned(ranked)  # the zero-label model: the reference of learning_gain
         if batch is not None:
             import_labels(proj, _oracle_decisions(batch, is_noisy), round_id=round_id,
                           source_name=f"oracle-round{round_id}")

@@ -7,13 +7,21 @@ Per round (round 0 = before any label), over the *pool* = pairs neither labelled
   ``clip_score`` (1 − raw cosine) and ``random`` (a random ranking, so ≈ 0.5 by construction);
   ``detection_score`` names it. ``auroc_p_misaligned`` is the AUROC of ``1 − p_aligned`` for
   every run (for ``random`` that is passive learning's model).
+- ``auroc_round0_model``: AUROC, on the same (current) pool, of the *round-0* model's
+  ``1 − p_aligned`` (the zero-label ranking, before any label); ``learning_gain`` =
+  ``auroc_p_misaligned − auroc_round0_model``, what the labels so far taught the model about the
+  pairs still unreviewed (0 at round 0 by construction). Measured on ``1 − p_aligned`` for every
+  strategy, whatever its detection score. ``clip_score`` trains no head, but the calibrator
+  behind ``p_aligned`` is still refit on its labels each round, so its gain need not be 0.
 - ``batch_precision``: fraction of noisy pairs in the batch picked at this round (precision@k with
   k = budget; NaN after the last round, when no batch is picked).
 - ``recall``: fraction of all findable noisy pairs (not held out) the reviewer has seen so far.
 - ``holdout_*``: accuracy / balanced accuracy (P(aligned) ≥ 0.5 = aligned) and AUROC of
   ``1 − p_aligned`` on the held-out pairs, never selectable.
 
-Summaries: the normalised area under a learning curve (trapezoid over labels divided by the label
+Summaries: the learning gain at the last round and its minimum over rounds ≥ 1 and ≥ 3 (a
+negative minimum = the labels made the model worse than the zero-label one at some round), the
+normalised area under a learning curve (trapezoid over labels divided by the label
 range: the curve's mean height), labels needed to reach a target (the first round's labels where
 the curve reaches it; NaN when never), values at a given label count (linear interpolation), mean
 ± std over seeds, and paired per-seed differences against a baseline.
@@ -27,7 +35,8 @@ import pandas as pd
 
 from mmcurate.signals import auroc, average_precision
 
-__all__ = ["KEYS", "compare", "detection_score_name", "per_run", "round_metrics", "summarize"]
+__all__ = ["KEYS", "compare", "detection_score_name", "p_misaligned", "per_run", "round_metrics",
+           "summarize"]
 
 KEYS = ["strategy", "diversity", "seed"]
 OWN_SCORE = ("clip_score", "random")
@@ -45,13 +54,28 @@ def detection_score(ranked: pd.DataFrame, strategy: str) -> npt.NDArray[np.float
     return column.to_numpy(np.float64)
 
 
+def p_misaligned(ranked: pd.DataFrame) -> npt.NDArray[np.float64]:
+    """The model's P(misaligned) ``1 − p_aligned`` of a ranking, ``(N,)``."""
+    return 1.0 - ranked["p_aligned"].to_numpy(np.float64)
+
+
 def round_metrics(ranked: pd.DataFrame, *, noisy: np.ndarray, labelled: np.ndarray,
-                  held_out: np.ndarray, batch_rows: np.ndarray | None, strategy: str
+                  held_out: np.ndarray, batch_rows: np.ndarray | None, strategy: str,
+                  round0_p_misaligned: npt.ArrayLike | None = None
                   ) -> tuple[dict, npt.NDArray[np.float64]]:
-    """Metrics of one round's state (see module docstring) and the detection score ``(N,)``."""
+    """Metrics of one round's state (see module docstring) and the detection score ``(N,)``.
+
+    ``round0_p_misaligned`` is the round-0 ranking's :func:`p_misaligned` ``(N,)``, rows in the
+    order of ``ranked``; ``None`` means this is round 0 (learning gain 0).
+    """
     score = detection_score(ranked, strategy)
-    p_mis = 1.0 - ranked["p_aligned"].to_numpy(np.float64)
+    p_mis = p_misaligned(ranked)
+    p_mis0 = p_mis if round0_p_misaligned is None else np.asarray(round0_p_misaligned, np.float64)
+    if p_mis0.shape != p_mis.shape:
+        raise ValueError(f"round0_p_misaligned has shape {p_mis0.shape}, expected {p_mis.shape} "
+                         f"(one value per ranked pair, in the same order)")
     pool = ~(labelled | held_out)
+    auroc_now, auroc_first = auroc(p_mis[pool], noisy[pool]), auroc(p_mis0[pool], noisy[pool])
     findable = int((noisy & ~held_out).sum())
     found = int((noisy & labelled).sum())
     truth_h = noisy[held_out]
@@ -63,7 +87,8 @@ def round_metrics(ranked: pd.DataFrame, *, noisy: np.ndarray, labelled: np.ndarr
         "recall": found / findable if findable else np.nan,
         "batch_precision": float(noisy[batch_rows].mean()) if batch_rows is not None else np.nan,
         "auroc": auroc(score[pool], noisy[pool]), "auprc": average_precision(score[pool], noisy[pool]),
-        "auroc_p_misaligned": auroc(p_mis[pool], noisy[pool]),
+        "auroc_p_misaligned": auroc_now, "auroc_round0_model": auroc_first,
+        "learning_gain": auroc_now - auroc_first,
         "holdout_accuracy": float(np.mean(predicted_h == truth_h)) if held_out.any() else np.nan,
         "holdout_balanced_accuracy": float(np.nanmean(per_class)) if held_out.any() else np.nan,
         "holdout_auroc": auroc(p_mis[held_out], truth_h) if held_out.any() else np.nan,
@@ -91,9 +116,28 @@ def _at(labels: np.ndarray, values: np.ndarray, at: float) -> float:
     return float(np.interp(at, labels, values))
 
 
+def _min_from(rounds: np.ndarray, values: np.ndarray, first: int) -> float:
+    keep = (rounds >= first) & np.isfinite(values)
+    return float(values[keep].min()) if keep.any() else np.nan
+
+
+def _gains(run: pd.DataFrame) -> dict[str, float]:
+    """Learning gain at the last round and its minimum over rounds ≥ 1 and ≥ 3 (NaN if none)."""
+    if "learning_gain" not in run.columns:  # runs recorded before the gain was measured
+        return dict.fromkeys(("learning_gain_final", "learning_gain_min", "learning_gain_from3_min"),
+                             np.nan)
+    rounds, gain = run["round"].to_numpy(), run["learning_gain"].to_numpy(np.float64)
+    return {"learning_gain_final": gain[-1], "learning_gain_min": _min_from(rounds, gain, 1),
+            "learning_gain_from3_min": _min_from(rounds, gain, 3)}
+
+
 def per_run(metrics: pd.DataFrame, *, recall_target: float = 0.9, auroc_target: float = 0.95,
             at_labels: int = 100) -> pd.DataFrame:
-    """One row per (strategy, diversity, seed): areas, labels-to-target, values at ``at_labels``."""
+    """One row per (strategy, diversity, seed): areas, labels-to-target, values at ``at_labels``.
+
+    Also ``learning_gain_final`` (last round), ``learning_gain_min`` (minimum over rounds ≥ 1) and
+    ``learning_gain_from3_min`` (over rounds ≥ 3; NaN for shorter runs and stream runs).
+    """
     out = []
     for key, run in metrics.sort_values("round").groupby(KEYS, sort=True):
         x = run["labels"].to_numpy(np.float64)
@@ -107,13 +151,15 @@ def per_run(metrics: pd.DataFrame, *, recall_target: float = 0.9, auroc_target: 
                     "holdout_accuracy_final": run["holdout_accuracy"].iloc[-1],
                     "labels_to_recall": _first_reaching(x, rec, recall_target),
                     "labels_to_auroc": _first_reaching(x, auc, auroc_target),
+                    **_gains(run),
                     "max_labels": x[-1], "seconds_total": run["seconds_total"].iloc[-1]})
     return pd.DataFrame(out)
 
 
 _SUMMED = ("aulc_recall", "aulc_auroc", "final_recall", "final_auroc", "recall_at", "auroc_at",
            "auroc_p_misaligned_at", "holdout_accuracy_final", "labels_to_recall", "labels_to_auroc",
-           "seconds_total")
+           "learning_gain_final", "learning_gain_min", "learning_gain_from3_min", "seconds_total")
+_WORST = ("learning_gain_final", "learning_gain_min", "learning_gain_from3_min")
 
 
 def summarize(metrics: pd.DataFrame, *, recall_target: float = 0.9, auroc_target: float = 0.95,
@@ -121,7 +167,8 @@ def summarize(metrics: pd.DataFrame, *, recall_target: float = 0.9, auroc_target
     """Mean and std over seeds per (strategy, diversity) of every :func:`per_run` quantity.
 
     ``labels_to_*_mean``/``_std`` average the seeds that reached the target;
-    ``labels_to_*_reached`` counts them (of ``n_seeds``).
+    ``labels_to_*_reached`` counts them (of ``n_seeds``). ``learning_gain_*_min`` is the worst
+    seed (so ``learning_gain_min_min`` = the minimum over seeds and rounds ≥ 1).
 
     Examples
     --------
@@ -138,6 +185,8 @@ def summarize(metrics: pd.DataFrame, *, recall_target: float = 0.9, auroc_target
             row[f"{col}_std"] = float(np.nanstd(values)) if np.isfinite(values).any() else np.nan
             if col.startswith("labels_to_"):
                 row[f"{col}_reached"] = int(np.isfinite(values).sum())
+            if col in _WORST:
+                row[f"{col}_min"] = float(np.nanmin(values)) if np.isfinite(values).any() else np.nan
         rows.append(row)
     table = pd.DataFrame(rows)
     table.attrs.update(recall_target=recall_target, auroc_target=auroc_target, at_labels=at_labels,

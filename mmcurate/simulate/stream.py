@@ -17,7 +17,7 @@ any of them each round. Here the same pairs arrive over time, as a user running
 Per round: labels spent, ``recall`` (noisy pairs found / all noisy pairs outside the held-out
 set, the same denominator as the pool loop), ``batch_precision`` (noisy share of the queued
 pairs) and the realised review rate; the pool-only columns (AUROC over the pool, held-out
-accuracy) are NaN. In the metrics table these runs carry ``diversity`` = ``stream``.
+accuracy, learning gain) are NaN. In the metrics table these runs carry ``diversity`` = ``stream``.
 """
 
 from __future__ import annotations
@@ -106,5 +106,5 @@ def run_stream_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame, 
     return table
 
 
-POOL_ONLY = ("auroc", "auprc", "auroc_p_misaligned", "holdout_accuracy",
-             "holdout_balanced_accuracy", "holdout_auroc", "head_round")
+POOL_ONLY = ("auroc", "auprc", "auroc_p_misaligned", "auroc_round0_model", "learning_gain",
+             "holdout_accuracy", "holdout_balanced_accuracy", "holdout_auroc", "head_round")
