@@ -142,6 +142,8 @@ def run_oracle_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame,
                 _train(proj, spec, r)
         seconds = time.perf_counter() - start
         elapsed += seconds
+        if r == spec.rounds:
+            row.update(_curated_figures(proj, ranked, noisy))
         rows.append({"round": r, **row, "seconds": seconds, "seconds_total": elapsed})
         snapshots["score_first" if r == 0 else "score_last"] = score
         if say:
@@ -152,6 +154,29 @@ def run_oracle_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame,
     table = pd.DataFrame(rows)
     table.insert(0, "detection_score", detection_score_name(spec.strategy))
     return table, snapshots
+
+
+CURATED_COLUMNS = ("export_threshold", "export_noise", "export_clean_kept", "export_est_noise_kept",
+                   "export_check_noise", "export_check_n")
+
+
+def _curated_figures(proj, ranked: pd.DataFrame, noisy: np.ndarray) -> dict[str, float]:
+    """What ``mmcurate export``'s default rule keeps after the last round, against the truth.
+
+    ``export_noise``: swapped share of the curated set (reviewed-accepted + kept by the model);
+    ``export_clean_kept``: share of all clean pairs in it; ``export_est_noise_kept``: the rule's own
+    estimate for the kept unreviewed pairs; ``export_check_*``: the exploration-label check.
+    """
+    from mmcurate.export import curate_pairs
+
+    cur = curate_pairs(proj, strategy_scores=ranked)
+    kept = proj.pairs["pair_id"].isin(cur.curated["pair_id"]).to_numpy()
+    est, check = cur.estimates, cur.estimates.get("exploration_check") or {}
+    return {"export_threshold": est["threshold"],
+            "export_noise": float(noisy[kept].mean()) if kept.any() else np.nan,
+            "export_clean_kept": float(kept[~noisy].mean()) if (~noisy).any() else np.nan,
+            "export_est_noise_kept": est["est_noise_kept"],
+            "export_check_noise": check.get("noise", np.nan), "export_check_n": check.get("n", 0)}
 
 
 def _labelled_mask(proj) -> np.ndarray:

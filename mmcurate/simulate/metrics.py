@@ -131,6 +131,14 @@ def _gains(run: pd.DataFrame) -> dict[str, float]:
             "learning_gain_from3_min": _min_from(rounds, gain, 3)}
 
 
+_EXPORT = ("export_noise", "export_clean_kept", "export_est_noise_kept", "export_threshold")
+
+
+def _export(run: pd.DataFrame) -> dict[str, float]:
+    """The curated-set figures of the run's last round (NaN for runs recorded without them)."""
+    return {c: float(run[c].iloc[-1]) if c in run.columns else np.nan for c in _EXPORT}
+
+
 def per_run(metrics: pd.DataFrame, *, recall_target: float = 0.9, auroc_target: float = 0.95,
             at_labels: int = 100) -> pd.DataFrame:
     """One row per (strategy, diversity, seed): areas, labels-to-target, values at ``at_labels``.
@@ -151,14 +159,15 @@ def per_run(metrics: pd.DataFrame, *, recall_target: float = 0.9, auroc_target: 
                     "holdout_accuracy_final": run["holdout_accuracy"].iloc[-1],
                     "labels_to_recall": _first_reaching(x, rec, recall_target),
                     "labels_to_auroc": _first_reaching(x, auc, auroc_target),
-                    **_gains(run),
+                    **_gains(run), **_export(run),
                     "max_labels": x[-1], "seconds_total": run["seconds_total"].iloc[-1]})
     return pd.DataFrame(out)
 
 
 _SUMMED = ("aulc_recall", "aulc_auroc", "final_recall", "final_auroc", "recall_at", "auroc_at",
            "auroc_p_misaligned_at", "holdout_accuracy_final", "labels_to_recall", "labels_to_auroc",
-           "learning_gain_final", "learning_gain_min", "learning_gain_from3_min", "seconds_total")
+           "learning_gain_final", "learning_gain_min", "learning_gain_from3_min", *_EXPORT,
+           "seconds_total")
 _WORST = ("learning_gain_final", "learning_gain_min", "learning_gain_from3_min")
 
 
