@@ -40,7 +40,7 @@ def _categories(proj, batch):
                                                 ("proportional", {"a": 7, "b": 6, "c": 6, "rare": 1})])
 def test_select_batch_balances_categories(proj, mode, expected):
     round_id, batch = select_batch(proj, budget=20, strategy="margin", balance="categories",
-                                   balance_mode=mode)
+                                   balance_mode=mode, explore=0.0)  # shares of the exploit part
     counts = _categories(proj, batch)
     assert len(batch) == 20 and batch["pair_id"].is_unique
     assert counts.to_dict() == expected  # proportional: rare 0.65 -> floor 1, 19 shared 6.33 each
@@ -49,7 +49,7 @@ def test_select_batch_balances_categories(proj, mode, expected):
     assert params["balance"] == "categories" and params["balance_mode"] == mode
     # a second round never re-queues, and still gives the rare category its share
     _, again = select_batch(proj, budget=20, strategy="margin", balance="categories",
-                            diversity="coreset")
+                            diversity="coreset", explore=0.0)
     assert not set(again["pair_id"]) & set(batch["pair_id"])
     assert _categories(proj, again)["rare"] == 5
     select_batch(proj, budget=4, strategy="margin", balance="none")
