@@ -34,9 +34,17 @@ def cmd_strategies(args) -> int:
     from mmcurate.select import SELECTORS
     from mmcurate.signals import STRATEGIES
 
+    titles = {"find": "find the noise (review the likely-wrong pairs first; select's default is "
+                      "p_misaligned)",
+              "train": "train the filter (ask for the labels the model is least sure of: mostly clean "
+                       "pairs near the boundary, so they find little noise)",
+              "baseline": "baseline"}
     print("strategies (--strategy):")
-    for name, line in STRATEGIES.describe():
-        print(f"  {name:<18} {line}")
+    for objective, title in titles.items():
+        print(f" {title}:")
+        for name, line in STRATEGIES.describe():
+            if STRATEGIES.objective(name) == objective:
+                print(f"  {name:<18} {line}")
     print("diversity (--diversity):")
     for name, line in SELECTORS.describe():
         print(f"  {name:<18} {line}")

@@ -25,6 +25,9 @@ class Strategy:
     description: str
     score: Callable[..., np.ndarray]
     needs: tuple[str, ...] = ()
+    objective: str = "train"
+    """``find``: review the likely-wrong pairs first (recall of noise per label); ``train``: ask for
+    the labels that teach the filter most (uncertain pairs, mostly clean); ``baseline``."""
 
 
 class StrategyRegistry:
@@ -51,6 +54,10 @@ class StrategyRegistry:
     def describe(self) -> list[tuple[str, str]]:
         return [(s.name, s.description) for s in self._by_name.values()]
 
+    def objective(self, name: str) -> str:
+        """``find``, ``train`` or ``baseline`` (see :class:`Strategy`)."""
+        return self.get(name).objective
+
     def __contains__(self, name: str) -> bool:
         key = self._norm(name)
         return self._aliases.get(key, key) in self._by_name
@@ -71,11 +78,11 @@ def _on(ctx, fn, on: str = "binary"):
 STRATEGIES = StrategyRegistry([
     Strategy("p_misaligned", "finds noise: 1 - P(aligned) of the current model (calibrator + head, "
              "validated on held-back labels each round; the zero-label prior before any)",
-             lambda ctx: 1.0 - ctx.proba),
+             lambda ctx: 1.0 - ctx.proba, objective="find"),
     Strategy("random", "uniform random scores (the baseline every strategy must beat)",
-             lambda ctx: np.random.default_rng(ctx.random_state).random(ctx.n)),
+             lambda ctx: np.random.default_rng(ctx.random_state).random(ctx.n), objective="baseline"),
     Strategy("clip_score", "1 - cosine(image, caption): the plain CLIP-score filter, no learning",
-             lambda ctx: 1.0 - ctx.cosine),
+             lambda ctx: 1.0 - ctx.cosine, objective="find"),
     Strategy("least_confidence", "1 - max(P, 1-P) of the calibrated P(aligned) (on=i2t|t2i|both: "
              "of the retrieval softmax)",
              lambda ctx, on="binary": _on(ctx, uncertainty.least_confidence, on)),
@@ -87,7 +94,7 @@ STRATEGIES = StrategyRegistry([
              "neighbourhood agreement (percentile-averaged)",
              lambda ctx: crossmodal.disagreement(
                  ctx.features.rank_i2t, ctx.features.rank_t2i, ctx.features.z_i2t, ctx.features.z_t2i,
-                 ctx.agree_v, ctx.agree_t, k=ctx.k), needs=("i2i", "t2t")),
+                 ctx.agree_v, ctx.agree_t, k=ctx.k), needs=("i2i", "t2t"), objective="find"),
     Strategy("density", "information density: margin x (similarity to unlabelled neighbours)^beta",
              lambda ctx, beta=1.0: density.information_density(
                  uncertainty.margin(ctx.proba), ctx.representativeness, beta=beta), needs=("joint",)),
