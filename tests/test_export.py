@@ -111,7 +111,7 @@ def test_batch_export_arguments(ext_proj, tmp_path):
 # -- curated set --------------------------------------------------------------------------------------
 def test_curated_and_dropped_contents(ext_proj, tmp_path):
     ids = _review(ext_proj)
-    summary = export_curated(ext_proj, tmp_path / "out", fmt="csv")
+    summary = export_curated(ext_proj, tmp_path / "out", fmt="csv", threshold=None)
     curated = pd.read_csv(summary["curated_path"], dtype={"pair_id": str})
     dropped = pd.read_csv(summary["dropped_path"], dtype={"pair_id": str})
     fixed_ids = [ids[5], ids[15]]
@@ -193,10 +193,10 @@ def test_embed_failures_are_dropped_unless_reviewed(ext_proj, tmp_path):
                   "detail": "cannot identify image file"}).to_csv(ext_proj.root / "embed_failures.csv",
                                                                   index=False)
     # these ids have vectors (the import stored them), so the failures are stale: nothing moves
-    cur = curate_pairs(ext_proj)
+    cur = curate_pairs(ext_proj, threshold=None)
     assert cur.counts["embed_failures"] == 0
     ext_proj.store.root.joinpath("ids.npy").rename(ext_proj.store.root / "ids.bak.npy")  # no vectors now
-    cur = curate_pairs(ext_proj)
+    cur = curate_pairs(ext_proj, threshold=None)
     embed = cur.dropped[cur.dropped["stage"] == "embed"]
     assert embed["pair_id"].tolist() == [ids[100]]  # ids[2] was accepted by a reviewer: kept
     assert embed["reason"].tolist() == ["unreadable_image"] and cur.counts["embed_failures"] == 1
@@ -205,7 +205,7 @@ def test_embed_failures_are_dropped_unless_reviewed(ext_proj, tmp_path):
 # -- report -------------------------------------------------------------------------------------------
 def test_report_files_and_escaping(ext_proj, tmp_path):
     _review(ext_proj)
-    summary = export_curated(ext_proj, tmp_path / "out")
+    summary = export_curated(ext_proj, tmp_path / "out", threshold=None)
     html_text = (tmp_path / "out" / "report.html").read_text()
     md_text = (tmp_path / "out" / "report.md").read_text()
     assert "<script>" not in html_text and "&lt;script&gt;" in html_text
@@ -222,7 +222,7 @@ def test_report_files_and_escaping(ext_proj, tmp_path):
 
 
 def test_report_without_ledger(ext_proj, tmp_path):
-    summary = export_curated(ext_proj, tmp_path / "out")
+    summary = export_curated(ext_proj, tmp_path / "out", threshold=None)
     assert not (ext_proj.root / "labels.sqlite").exists()  # exporting does not create a ledger
     assert summary["curated"] == 0 and summary["left_out"] == N
     assert "No rounds yet" in (tmp_path / "out" / "report.md").read_text()
@@ -275,7 +275,7 @@ def test_webdataset_shards(img_proj, tmp_path):
         img_proj.ledger.record(pid, "accept")
     (tmp_path / "wds").mkdir()
     (tmp_path / "wds" / "curated-000009.tar").write_bytes(b"stale")
-    summary = export_curated(img_proj, tmp_path / "wds", fmt="webdataset", shard_size=2)
+    summary = export_curated(img_proj, tmp_path / "wds", fmt="webdataset", shard_size=2, threshold=None)
     shards = sorted((tmp_path / "wds").glob("curated-*.tar"))
     assert [str(s) for s in shards] == summary["shards"] and len(shards) == 3  # 5 samples, 2 per shard
     members: dict[str, bytes] = {}
