@@ -23,7 +23,8 @@ def shifted(tmp_path):
     meta = pd.DataFrame({"key": [f"k{i:05d}" for i in range(len(image))],
                          "caption": [f"caption {i}" for i in range(len(image))],
                          "category": [f"d{d:02d}" for d in domain]})
-    proj = create_project(tmp_path / "p", embeddings=write_embedding_folder(tmp_path / "emb", image, text, meta))
+    folder = write_embedding_folder(tmp_path / "emb", image, text, meta)
+    proj = create_project(tmp_path / "p", embeddings=folder)
     truth = pd.Series(noisy, index=meta["key"].to_numpy())
     return proj, truth
 
