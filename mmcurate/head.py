@@ -519,13 +519,10 @@ def _best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
 
 
 def _folds(labels: np.ndarray, k: int, random_state: int) -> np.ndarray:
-    """Stratified fold id of each labelled pair."""
-    rng = np.random.default_rng(random_state)
-    fold = np.empty(len(labels), np.int64)
-    for value in (0, 1):
-        members = rng.permutation(np.flatnonzero(labels == value))
-        fold[members] = np.arange(len(members)) % k
-    return fold
+    """Stratified fold id of each labelled pair (the shared rule of :mod:`mmcurate.learn`)."""
+    from mmcurate.learn import stratified_folds
+
+    return stratified_folds(labels, k, random_state)
 
 
 def _cross_validate(data: _Pairs, config: HeadConfig,

@@ -35,6 +35,7 @@ from mmcurate.signals.metrics import auroc
 
 __all__ = ["EXPLORE", "TARGET_NOISE", "Validation", "calibrator_from_dict", "calibrator_to_dict",
            "choose_threshold", "cross_fitted_logits", "explored_noise", "prior_logits", "split_budget",
+           "stratified_folds",
            "validate_model", "wilson_interval"]
 
 EXPLORE = 0.1
@@ -59,7 +60,8 @@ def split_budget(budget: int, explore: float) -> tuple[int, int]:
     return budget - n_explore, n_explore
 
 
-def _folds(y: np.ndarray, n_folds: int, random_state: int) -> np.ndarray:
+def stratified_folds(y: np.ndarray, n_folds: int, random_state: int) -> np.ndarray:
+    """Fold id ``(L,)`` of each label, stratified by class (seeded permutation per class)."""
     rng = np.random.default_rng(random_state)
     fold = np.empty(len(y), np.int64)
     for value in (0, 1):
@@ -81,7 +83,7 @@ def cross_fitted_logits(features: AlignmentFeatures, indices_labeled: npt.ArrayL
     idx = np.asarray(indices_labeled, np.int64)
     y = np.asarray(y, np.int64)
     k = max(2, min(int(n_folds), len(idx)))
-    fold = _folds(y, k, random_state)
+    fold = stratified_folds(y, k, random_state)
     matrix = features.matrix()
     out = np.empty(len(idx), np.float64)
     for f in range(k):
