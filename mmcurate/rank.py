@@ -18,6 +18,7 @@ import pandas as pd
 
 from mmcurate import index as ix
 from mmcurate._fileio import iter_chunks
+from mmcurate.learn import Validation, fit_validated
 from mmcurate.signals import alignment, committee, crossmodal, density
 from mmcurate.signals.registry import STRATEGIES
 
@@ -84,6 +85,7 @@ class RankContext:
         elif calibrator not in (None, "prior"):
             raise ValueError(f"calibrator must be a Calibrator, 'prior' or None; got {calibrator!r}")
         self.use_prior = calibrator == "prior"
+        self._validation: Validation | None = None
         self._indexes: dict[str, ix.ClusteredIndex] = {}
 
     def provide(self, **arrays: Any) -> None:
@@ -157,11 +159,24 @@ class RankContext:
         return alignment.alignment_features(self.cosine, *self.i2t, *self.t2i, temperature=self.temperature,
                                             own=self.own)
 
+    @property
+    def validation(self) -> Validation | None:
+        """The gate's verdict on a calibrator fitted here from the labels (None: none fitted)."""
+        self.calibrator  # noqa: B018 - fitting sets the verdict
+        return self._validation
+
     @cached_property
     def calibrator(self) -> alignment.Calibrator:
-        if self.use_prior:
-            return alignment.prior_calibrator(self.features)
-        return alignment.fit_calibrator(self.features, self.indices_labeled, self.labels)
+        """The prior, or a calibrator fitted on the labels and kept only if it passes the gate."""
+        prior = alignment.prior_calibrator(self.features)
+        if self.use_prior or len(self.indices_labeled) == 0:
+            return prior
+        fitted, verdict = fit_validated(self.features, self.indices_labeled, self.labels,
+                                        random_state=self.random_state)
+        self._validation = verdict
+        if verdict.accepted:
+            return fitted
+        return alignment.Calibrator(prior.mean, prior.scale, prior.weights, len(self.indices_labeled))
 
     @cached_property
     def design(self) -> np.ndarray:

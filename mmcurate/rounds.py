@@ -211,7 +211,8 @@ def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
         head = checkpoint if checkpoint.is_absolute() else proj.root / checkpoint
     table = rank_with_ray(proj.store.root / "image.npy", proj.store.root / "text.npy",
                           strategies=tuple(strategies), indices_labeled=rows, labels=y, k=k,
-                          random_state=random_state, head=head, address=address, options=options)
+                          random_state=random_state, head=head, address=address, options=options,
+                          calibrator=_calibrator_for(model, k))
     return table, model.round
 
 
@@ -441,26 +442,20 @@ def _features(proj, head, k: int, random_state: int):
 
 def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_state: int,
                       tolerance: float) -> dict[str, Any]:
-    from mmcurate.learn import (
-        calibrator_to_dict,
-        cross_fitted_logits,
-        prior_logits,
-        validate_model,
-    )
-    from mmcurate.signals.alignment import fit_calibrator
+    from mmcurate.learn import calibrator_to_dict, fit_validated
 
     raw = _features(proj, None, k, random_state)
     features = raw if head is None else _features(proj, head, k, random_state)
-    calibrator = fit_calibrator(features, rows, y)
-    held = cross_fitted_logits(features, rows, y, random_state=random_state)
     prev_logits = recent = None
     if previous.calibrator is not None and previous.k == k:
         prev_features = raw if previous.head is None else _features(proj, previous.head, k, random_state)
         prev_logits = previous.calibrator.decision_function(prev_features.matrix()[rows])
         ids = proj.pairs["pair_id"].to_numpy()[rows]
         recent = ~np.isin(ids.astype(str), list(previous.trained_on))
-    verdict = validate_model(held, prior_logits(raw, rows), y, weights=_label_weights(proj, rows),
-                             previous_logits=prev_logits, recent=recent, tolerance=tolerance)
+    calibrator, verdict = fit_validated(features, rows, y, prior_features=raw,
+                                        weights=_label_weights(proj, rows),
+                                        previous_logits=prev_logits, recent=recent, tolerance=tolerance,
+                                        random_state=random_state)
     return {"calibrator": calibrator_to_dict(calibrator), "use_head": head is not None,
             "validation": verdict.as_dict()}
 

@@ -124,13 +124,15 @@ def rank_with_ray(
     nprobe: int = 2,
     temperature: float = 0.05,
     options: dict[str, dict[str, Any]] | None = None,
+    calibrator: Any = None,
 ) -> pd.DataFrame:
     """Score every pair with Ray tasks over shards; the same table as :func:`mmcurate.rank.compute_ranking`.
 
     ``image_path``/``text_path`` are the float16 ``.npy`` files of a project's embeddings (rows =
     pairs); ``head`` a projection head checkpoint to apply first. ``n_shards`` defaults to four
-    per CPU of the cluster. Strategies that need the raw retrieval distributions (``on="i2t"`` etc.)
-    are not available here.
+    per CPU of the cluster. ``calibrator`` is passed to :class:`mmcurate.rank.RankContext` (a
+    validated model's, ``"prior"``, or None to fit one on the labels behind the gate). Strategies
+    that need the raw retrieval distributions (``on="i2t"`` etc.) are not available here.
 
     Examples
     --------
@@ -173,7 +175,8 @@ def rank_with_ray(
     parts = ray.get(refs)
     stats = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
     ctx = RankContext(np.empty((n, 0)), np.empty((n, 0)), indices_labeled=labeled, labels=labels, k=k,
-                      random_state=random_state, temperature=temperature, approximate=True)
+                      random_state=random_state, temperature=temperature, approximate=True,
+                      calibrator=calibrator)
     feats = alignment.AlignmentFeatures(**{name: stats[name] for name in alignment.FEATURE_NAMES},
                                         k=k + 1)
     ctx.provide(cosine=stats["cosine"], own=stats["own"], features=feats, agree_v=stats["agree_v"],

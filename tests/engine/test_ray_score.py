@@ -47,7 +47,8 @@ def test_shards_give_the_local_answer(local_ray, tmp_path):
 
 
 def test_cli_rank_with_ray_after_a_head(local_ray, tmp_path):
-    img, txt, noisy, _ = domain_shift_embeddings(1500, 32, kind="random")
+    # same-category swaps: the prior leaves headroom, so 200 labels give a model the gate accepts
+    img, txt, noisy, _ = domain_shift_embeddings(1500, 32, kind="same_category")
     meta = pd.DataFrame({"key": [f"k{i}" for i in range(1500)], "caption": [f"c{i}" for i in range(1500)]})
     folder = write_embedding_folder(tmp_path / "emb", img, txt, meta)
     proj = create_project(tmp_path / "proj", embeddings=folder)
@@ -60,14 +61,16 @@ def test_cli_rank_with_ray_after_a_head(local_ray, tmp_path):
     assert main(["rank", str(proj.root), "--strategy", "disagreement", "margin", "--engine", "ray",
                  "--out", str(out_ray)]) == 0
     from mmcurate.project import open_project
-    from mmcurate.rounds import current_embeddings, labelled_arrays
+    from mmcurate.rounds import current_embeddings, labelled_arrays, load_model
 
     proj = open_project(proj.root)
     image, text, head_round = current_embeddings(proj)
     assert head_round == 1
+    model = load_model(proj)
+    assert model.round == 1 and model.calibrator is not None
     rows, y, _ = labelled_arrays(proj)
     local = compute_ranking(image, text, strategies=["disagreement", "margin"], approximate=True,
-                            indices_labeled=rows, labels=y)
+                            indices_labeled=rows, labels=y, calibrator=model.calibrator)
     local.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
     ranked = pd.read_csv(out_ray, dtype={"pair_id": str}).set_index("pair_id").loc[local["pair_id"]]
     np.testing.assert_allclose(ranked["disagreement"], local["disagreement"], atol=1e-4)
