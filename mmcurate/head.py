@@ -179,6 +179,10 @@ class ProjectionHead:
         self.config = config
         self.metrics: dict[str, Any] = dict(metrics or {})
         self.module = _Head(self.dim, self.rank, config.random_state)
+        # after train_head with cross-validation (not saved): the heads fitted without each fold,
+        # and the fold of each labelled row, for leak-free validation of models built on the head
+        self.fold_heads: list[ProjectionHead] = []
+        self.fold_of_row: dict[int, int] = {}
 
     def transform_images(self, x: npt.ArrayLike, *, chunk_size: int = _CHUNK) -> npt.NDArray[np.float32]:
         """Image vectors ``(N, D)`` → adapted, L2-normalised float32 ``(N, D)``."""
@@ -525,16 +529,17 @@ def _folds(labels: np.ndarray, k: int, random_state: int) -> np.ndarray:
     return stratified_folds(labels, k, random_state)
 
 
-def _cross_validate(data: _Pairs, config: HeadConfig,
-                    n_folds: int) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
-    """Metrics of :func:`cross_validate_head` plus the held-out cosines and labels (empty if k < 2)."""
+def _cross_validate(data: _Pairs, config: HeadConfig, n_folds: int
+                    ) -> tuple[dict[str, Any], np.ndarray, np.ndarray, list[_Head], dict[int, int]]:
+    """Metrics of :func:`cross_validate_head`, the held-out cosines and labels (empty if k < 2), the
+    head fitted without each fold and the fold of each labelled row."""
     pairs = torch.cat([data.pos[: data.n_accepted], data.neg])
     labels = np.r_[np.ones(data.n_accepted, np.int64), np.zeros(len(data.neg), np.int64)]
     k = min(n_folds, data.n_accepted, len(data.neg))
     out: dict[str, Any] = {"cv_folds": k, "cv_accuracy": float("nan"), "cv_accuracy_identity": float("nan"),
                            "cv_auroc": float("nan"), "cv_auroc_identity": float("nan")}
     if k < 2:  # needs >= 2 accepted and >= 2 misaligned labelled pairs
-        return out, np.zeros(0), np.zeros(0, np.int64)
+        return out, np.zeros(0), np.zeros(0, np.int64), [], {}
     fold = _folds(labels, k, config.random_state)
     fold_of_row = dict(zip(np.r_[data.pos_row[: data.n_accepted], data.neg_row].tolist(), fold.tolist()))
     pos_fold = np.array([fold_of_row[r] for r in data.pos_row.tolist()], np.int64)
@@ -543,8 +548,10 @@ def _cross_validate(data: _Pairs, config: HeadConfig,
         raw = _pair_cos(_Head(data.dim, 1, 0), data, pairs).numpy().astype(np.float64)
     held_out_cos = np.empty(len(labels))
     right = right_identity = 0
+    models = []
     for f in range(k):
         model, _, _ = _fit(data, np.flatnonzero(pos_fold != f), np.flatnonzero(neg_fold != f), config)
+        models.append(model)
         with torch.no_grad():
             cos = _pair_cos(model, data, pairs).numpy().astype(np.float64)
         train, test = fold != f, fold == f
@@ -554,7 +561,7 @@ def _cross_validate(data: _Pairs, config: HeadConfig,
         held_out_cos[test] = cos[test]
     out.update(cv_accuracy=right / len(labels), cv_accuracy_identity=right_identity / len(labels),
                cv_auroc=_auroc(held_out_cos, labels), cv_auroc_identity=_auroc(raw, labels))
-    return out, held_out_cos, labels
+    return out, held_out_cos, labels, models, fold_of_row
 
 
 def _platt(scores: np.ndarray, labels: np.ndarray, n_iter: int = 50) -> tuple[float, float]:
@@ -648,8 +655,11 @@ def _train_head(image_embeddings, text_embeddings, positives, negatives, fixed_t
         "calibration": "training",
         "train_seconds": time.perf_counter() - start}
     if config.n_folds >= 2:
-        cv_metrics, held_out_cos, labels = _cross_validate(data, config, config.n_folds)
+        cv_metrics, held_out_cos, labels, fold_models, fold_of_row = _cross_validate(data, config,
+                                                                                     config.n_folds)
         metrics.update(cv_metrics)
+        head.fold_heads = [_wrap(model, config) for model in fold_models]
+        head.fold_of_row = fold_of_row
         if len(labels):  # calibrate P(aligned) on held-out cosines: training cosines are optimistic
             scale, bias = _platt(held_out_cos, labels)
             with torch.no_grad():
@@ -659,6 +669,12 @@ def _train_head(image_embeddings, text_embeddings, positives, negatives, fixed_t
     metrics["total_seconds"] = time.perf_counter() - start
     head.metrics = metrics
     return head, metrics
+
+
+def _wrap(module: _Head, config: HeadConfig) -> ProjectionHead:
+    head = ProjectionHead(module.image.down.shape[1], config=config)
+    head.module = module
+    return head
 
 
 def cross_validate_head(image_embeddings: npt.ArrayLike, text_embeddings: npt.ArrayLike, *,

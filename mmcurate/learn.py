@@ -24,6 +24,7 @@ Pure functions over arrays; no I/O (``mmcurate.rounds`` reads and writes the pro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -70,10 +71,13 @@ def stratified_folds(y: np.ndarray, n_folds: int, random_state: int) -> np.ndarr
 
 
 def cross_fitted_logits(features: AlignmentFeatures, indices_labeled: npt.ArrayLike, y: npt.ArrayLike, *,
-                        n_folds: int = 5, random_state: int = 0) -> npt.NDArray[np.float64]:
+                        n_folds: int = 5, random_state: int = 0, fold: npt.ArrayLike | None = None,
+                        fold_features: Sequence[AlignmentFeatures] | None = None) -> npt.NDArray[np.float64]:
     """Logit of P(aligned) of each labelled pair from a calibrator fitted without its fold.
 
-    Folds are stratified by label. Returns ``(len(indices_labeled),)``.
+    Folds are stratified by label, or given (``fold``, ``(L,)``). ``fold_features[f]`` are the
+    features to fit and predict fold ``f`` with (features after a projection head trained without
+    fold ``f``: a head trained on every label would leak them). Returns ``(len(indices_labeled),)``.
 
     Examples
     --------
@@ -81,16 +85,15 @@ def cross_fitted_logits(features: AlignmentFeatures, indices_labeled: npt.ArrayL
     """
     idx = np.asarray(indices_labeled, np.int64)
     y = np.asarray(y, np.int64)
-    k = max(2, min(int(n_folds), len(idx)))
-    fold = stratified_folds(y, k, random_state)
-    matrix = features.matrix()
-    out = np.empty(len(idx), np.float64)
-    for f in range(k):
+    if fold is None:
+        fold = stratified_folds(y, max(2, min(int(n_folds), len(idx))), random_state)
+    fold = np.asarray(fold, np.int64)
+    out = np.zeros(len(idx), np.float64)
+    for f in np.unique(fold):
         test = fold == f
-        if not test.any():
-            continue
-        cal = fit_calibrator(features, idx[~test], y[~test])
-        out[test] = cal.decision_function(matrix[idx[test]])
+        feats = features if fold_features is None else fold_features[int(f)]
+        cal = fit_calibrator(feats, idx[~test], y[~test])
+        out[test] = cal.decision_function(feats.matrix()[idx[test]])
     return out
 
 
@@ -203,12 +206,14 @@ def validate_model(held_out_logits: npt.ArrayLike, prior_logits: npt.ArrayLike, 
 def fit_validated(features: AlignmentFeatures, indices_labeled: npt.ArrayLike, y: npt.ArrayLike, *,
                   prior_features: AlignmentFeatures | None = None, weights: npt.ArrayLike | None = None,
                   previous_logits: npt.ArrayLike | None = None, recent: npt.ArrayLike | None = None,
-                  tolerance: float = 0.0, random_state: int = 0) -> tuple[Calibrator, Validation]:
+                  tolerance: float = 0.0, random_state: int = 0, fold: npt.ArrayLike | None = None,
+                  fold_features: Sequence[AlignmentFeatures] | None = None) -> tuple[Calibrator, Validation]:
     """Fit a calibrator on the labels and judge it with :func:`validate_model`.
 
     ``prior_features`` are the features the zero-label prior is read from (default ``features``;
-    differ when the new model ranks after a projection head). Returns the fitted calibrator and
-    the verdict; whoever ranks uses the calibrator only if ``verdict.accepted``.
+    differ when the new model ranks after a projection head); ``fold``/``fold_features`` as in
+    :func:`cross_fitted_logits` (for a model on a head). Returns the fitted calibrator and the
+    verdict; whoever ranks uses the calibrator only if ``verdict.accepted``.
 
     Examples
     --------
@@ -217,7 +222,8 @@ def fit_validated(features: AlignmentFeatures, indices_labeled: npt.ArrayLike, y
     idx = np.asarray(indices_labeled, np.int64)
     y = np.asarray(y, np.int64)
     calibrator = fit_calibrator(features, idx, y)
-    held = cross_fitted_logits(features, idx, y, random_state=random_state)
+    held = cross_fitted_logits(features, idx, y, random_state=random_state, fold=fold,
+                               fold_features=fold_features)
     prior = prior_logits(features if prior_features is None else prior_features, idx)
     verdict = validate_model(held, prior, y, weights=weights, previous_logits=previous_logits, recent=recent,
                              tolerance=tolerance)

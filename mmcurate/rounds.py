@@ -403,6 +403,11 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
         info = {"accepted": fit["validation"]["accepted"], "reason": fit["validation"]["reason"],
                 "use_head": fit["use_head"], "replaces": previous.round,
                 "validation": fit["validation"]}
+        if "auroc_with_head" in fit:
+            info.update(auroc_with_head=fit["auroc_with_head"], auroc_without_head=fit["auroc_without_head"])
+            head_metrics["head"] = (
+                f"{'used' if fit['use_head'] else 'not used'}: held-out AUROC of the model with the head "
+                f"{fit['auroc_with_head']:.4f} vs without {fit['auroc_without_head']:.4f}")
         metrics = {**head_metrics, "model": info}
         recorded = proj.ledger.record_head(checkpoint=checkpoint, metrics=_jsonable(metrics),
                                            n_labels=len(rows))
@@ -442,22 +447,32 @@ def _features(proj, head, k: int, random_state: int):
 
 def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_state: int,
                       tolerance: float) -> dict[str, Any]:
+    """Fit the calibrator without and (when a head was trained) with the head, validate each on
+    labels it was not fitted on, keep the head only if its model ranks those labels better."""
     from mmcurate.learn import calibrator_to_dict, fit_validated
 
     raw = _features(proj, None, k, random_state)
-    features = raw if head is None else _features(proj, head, k, random_state)
     prev_logits = recent = None
     if previous.calibrator is not None and previous.k == k:
         prev_features = raw if previous.head is None else _features(proj, previous.head, k, random_state)
         prev_logits = previous.calibrator.decision_function(prev_features.matrix()[rows])
         ids = proj.pairs["pair_id"].to_numpy()[rows]
         recent = ~np.isin(ids.astype(str), list(previous.trained_on))
-    calibrator, verdict = fit_validated(features, rows, y, prior_features=raw,
-                                        weights=_label_weights(proj, rows),
-                                        previous_logits=prev_logits, recent=recent, tolerance=tolerance,
-                                        random_state=random_state)
-    return {"calibrator": calibrator_to_dict(calibrator), "use_head": head is not None,
-            "validation": verdict.as_dict()}
+    common = {"prior_features": raw, "weights": _label_weights(proj, rows), "previous_logits": prev_logits,
+              "recent": recent, "tolerance": tolerance, "random_state": random_state}
+    calibrator, verdict = fit_validated(raw, rows, y, **common)
+    out = {"calibrator": calibrator_to_dict(calibrator), "use_head": False, "validation": verdict.as_dict()}
+    if head is None or not head.fold_heads:
+        return out
+    # leak-free: each fold's labels are scored after the head trained without them
+    fold = np.array([head.fold_of_row[int(r)] for r in rows], np.int64)
+    fold_features = [_features(proj, h, k, random_state) for h in head.fold_heads]
+    with_head, verdict_head = fit_validated(_features(proj, head, k, random_state), rows, y, fold=fold,
+                                            fold_features=fold_features, **common)
+    out["auroc_without_head"], out["auroc_with_head"] = verdict.auroc_new, verdict_head.auroc_new
+    if verdict_head.auroc_new > verdict.auroc_new:
+        out.update(calibrator=calibrator_to_dict(with_head), use_head=True, validation=verdict_head.as_dict())
+    return out
 
 
 def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
