@@ -32,6 +32,10 @@ class ProjectLockedError(ProjectError):
     """Another process holds the project's write lock."""
 
 
+class LedgerLockedError(ProjectLockedError):
+    """Another writer held the labels ledger's write lock for longer than the busy timeout."""
+
+
 class NotEmbeddedError(ProjectError):
     """A stage needs embeddings that have not been computed yet."""
 

@@ -60,7 +60,8 @@ def knn(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """k nearest neighbours by inner product of each query row in ``database``.
 
-    Exact up to ``EXACT_MAX`` database rows, IVF above (see :func:`build_index`).
+    Always exact (a flat index); large pools use :class:`ClusteredIndex` or a persisted
+    :func:`build_index` instead (both above ``EXACT_MAX`` rows).
 
     Parameters
     ----------
@@ -86,7 +87,7 @@ def knn(
     n_db = len(database)
     extra = 1 if exclude_self else 0
     k_eff = min(k + extra, n_db)
-    index = build_index(database)
+    index = build_index(database, kind="flat")
     sims, idx = search(index, queries, k_eff, batch_size=batch_size)
     if exclude_self:
         rows = np.arange(len(idx))[:, None]
@@ -125,8 +126,9 @@ def kmeans(
 
 
 # -- persistent indexes -------------------------------------------------------------------------
-EXACT_MAX = 50_000
-"""Above this many vectors ``build_index(kind="auto")`` builds an IVF index instead of an exact one."""
+EXACT_MAX = 20_000
+"""The one size threshold: above this many vectors ``build_index(kind="auto")`` builds an IVF index
+instead of an exact one, and a ranking (:mod:`mmcurate.rank`) uses its reduced, clustered search."""
 
 
 def build_index(vectors: npt.ArrayLike, *, kind: str = "auto", random_state: int = 0,

@@ -4,7 +4,10 @@ Assumptions
 -----------
 - One file per project (``labels.sqlite``), opened in WAL mode with foreign keys on and a busy
   timeout, so a review page, a CLI import and a notebook can write at the same time: a writer waits
-  for the lock instead of failing with "database is locked".
+  for the lock, and when another writer holds it past the timeout it raises
+  :class:`~mmcurate.exceptions.LedgerLockedError` (never a bare "database is locked").
+- Work per write is linear in the rows written: the pair ids of a write go into a temporary table
+  once, and each pair's latest decision is one lookup in the ``(pair_id, id)`` index.
 - ``decisions`` is append-only (triggers refuse UPDATE and DELETE). The *latest* decision of a pair
   is the one recorded last (highest row id), whatever its ``timestamp`` says; earlier ones stay as
   history and are listed by :meth:`Ledger.conflicts` when they disagree.
@@ -39,14 +42,14 @@ from typing import Any
 
 import pandas as pd
 
-from mmcurate.exceptions import DataError, ProjectError
+from mmcurate.exceptions import DataError, LedgerLockedError, ProjectError
 
 __all__ = ["DECISIONS", "ImportReport", "LabelsFileError", "Ledger"]
 
 DECISIONS = ("accept", "reject", "fix")
 SCHEMA_VERSION = 2
 STRATA = ("exploit", "explore")
-BUSY_TIMEOUT_MS = 60_000
+BUSY_TIMEOUT_S = 60.0
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS rounds (
@@ -77,6 +80,10 @@ CREATE TABLE IF NOT EXISTS heads (
 
 _LATEST = """SELECT d.* FROM decisions d
     JOIN (SELECT pair_id, MAX(id) AS id FROM decisions GROUP BY pair_id) m ON d.id = m.id"""
+_WRITE_IDS = "temp.write_ids"  # the pair ids of the current write, one indexed row each
+_LATEST_OF_IDS = f"""SELECT d.pair_id, d.decision, d.caption, d.reviewer, d.source
+    FROM {_WRITE_IDS} t CROSS JOIN decisions d
+    ON d.id = (SELECT MAX(id) FROM decisions WHERE pair_id = t.pair_id)"""
 _DECISION_COLUMNS = ["pair_id", "round", "decision", "caption", "reviewer", "timestamp", "source"]
 _REQUIRED = ("pair_id", "decision")
 _OPTIONAL = ("caption", "reviewer", "timestamp")
@@ -155,6 +162,9 @@ class Ledger:
     ----------
     path : str or os.PathLike
         The database file; created with the current schema when missing.
+    timeout : float, optional
+        Seconds a write waits for another writer's lock before raising
+        :class:`~mmcurate.exceptions.LedgerLockedError` (default :data:`BUSY_TIMEOUT_S`).
 
     Examples
     --------
@@ -165,17 +175,19 @@ class Ledger:
     ...     ledger.batch(r)[["pair_id", "decision", "caption_fixed"]]
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, *, timeout: float | None = None) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.timeout = float(BUSY_TIMEOUT_S if timeout is None else timeout)
         self._lock = threading.RLock()
-        self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+        self._conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None,
                                      check_same_thread=False)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self._conn.execute(f"PRAGMA busy_timeout = {int(self.timeout * 1000)}")
         self._conn.execute("PRAGMA foreign_keys = ON")
-        if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            self._conn.execute("PRAGMA journal_mode = WAL")
+        with self._busy_as_locked():
+            if self._conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                self._conn.execute("PRAGMA journal_mode = WAL")
         self._ensure_schema()
 
     def _ensure_schema(self) -> None:
@@ -195,10 +207,27 @@ class Ledger:
 
     # -- connection plumbing ------------------------------------------------------------------
     @contextmanager
+    def _busy_as_locked(self) -> Iterator[None]:
+        """Turn SQLite's "database is locked" (busy past the timeout) into :class:`LedgerLockedError`."""
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            if getattr(err, "sqlite_errorcode", None) not in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+                raise
+            raise LedgerLockedError(
+                f"the labels ledger {self.path} is being written by another process (an import, a "
+                f"review page or a notebook); waited {self.timeout:g} s for its write lock. Run "
+                f"this again when that write has finished.") from err
+
+    @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``): commit on success, roll back on any error."""
+        """One write transaction (``BEGIN IMMEDIATE``): commit on success, roll back on any error.
+
+        Raises :class:`LedgerLockedError` when another writer holds the lock past ``timeout``.
+        """
         with self._lock:
-            self._conn.execute("BEGIN IMMEDIATE")
+            with self._busy_as_locked():
+                self._conn.execute("BEGIN IMMEDIATE")
             try:
                 yield self._conn
                 self._conn.execute("COMMIT")
@@ -285,17 +314,24 @@ class Ledger:
                       {"round": "int64", "inclusion": "float64"})
 
     @staticmethod
-    def _queued_in(conn: sqlite3.Connection, pair_ids: Collection[str]) -> dict[str, int]:
+    def _stage_ids(conn: sqlite3.Connection, pair_ids: Collection[str]) -> None:
+        """Put ``pair_ids`` into the temporary table that this write's lookups join on."""
+        conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_WRITE_IDS.split('.')[1]} "
+                     "(pair_id TEXT PRIMARY KEY) WITHOUT ROWID")
+        conn.execute(f"DELETE FROM {_WRITE_IDS}")
+        conn.executemany(f"INSERT OR IGNORE INTO {_WRITE_IDS} VALUES (?)", ((p,) for p in pair_ids))
+
+    @classmethod
+    def _queued_in(cls, conn: sqlite3.Connection, pair_ids: Collection[str]) -> dict[str, int]:
         """Round of each of ``pair_ids`` that is already queued."""
-        found: dict[str, int] = {}
-        ids = list(pair_ids)
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for row in conn.execute(f"SELECT pair_id, round FROM batch_items WHERE pair_id IN ({marks})",
-                                    chunk):
-                found[row[0]] = row[1]
-        return found
+        cls._stage_ids(conn, pair_ids)
+        return cls._staged_queued(conn)
+
+    @staticmethod
+    def _staged_queued(conn: sqlite3.Connection) -> dict[str, int]:
+        """Round of each staged pair id that is already queued (one index lookup per id)."""
+        return dict(conn.execute(f"SELECT b.pair_id, b.round FROM {_WRITE_IDS} t CROSS "
+                                 "JOIN batch_items b ON b.pair_id = t.pair_id").fetchall())
 
     def rounds(self) -> pd.DataFrame:
         """One row per round: ``round, created_at, strategy, params, model, head_round, n_items,
@@ -375,10 +411,11 @@ class Ledger:
                                                      (int(round_id),)).fetchone():
             raise ValueError(f"round {round_id} does not exist; rounds are "
                              f"{[r[0] for r in conn.execute('SELECT round FROM rounds')]}")
-        ids = list({r["pair_id"] for r in rows})
-        latest = self._latest_of(conn, ids)
-        queued = self._queued_in(conn, ids) if round_id is None else {}
-        n_added = n_conflicts = 0
+        self._stage_ids(conn, {r["pair_id"] for r in rows})
+        latest = self._staged_latest(conn)
+        queued = self._staged_queued(conn) if round_id is None else {}
+        n_conflicts = 0
+        added: list[tuple] = []
         for row in rows:
             key = (row["decision"], row["caption"], row["reviewer"], source)
             before = latest.get(row["pair_id"])
@@ -386,24 +423,23 @@ class Ledger:
                 continue
             if before is not None and before[:2] != key[:2]:
                 n_conflicts += 1
-            conn.execute(
-                "INSERT INTO decisions (pair_id, round, decision, caption, reviewer, timestamp, source) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (row["pair_id"], round_id if round_id is not None else queued.get(row["pair_id"]),
-                 row["decision"], row["caption"], row["reviewer"], row["timestamp"] or utc_now(), source))
+            added.append((row["pair_id"], round_id if round_id is not None else queued.get(row["pair_id"]),
+                          row["decision"], row["caption"], row["reviewer"], row["timestamp"] or utc_now(),
+                          source))
             latest[row["pair_id"]] = key
-            n_added += 1
+        conn.executemany("INSERT INTO decisions (pair_id, round, decision, caption, reviewer, timestamp, "
+                         "source) VALUES (?, ?, ?, ?, ?, ?, ?)", added)
+        n_added = len(added)
         return n_added, n_conflicts
 
     @staticmethod
-    def _latest_of(conn: sqlite3.Connection, pair_ids: list[str]) -> dict[str, tuple]:
-        out: dict[str, tuple] = {}
-        for start in range(0, len(pair_ids), 500):
-            chunk = pair_ids[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            for r in conn.execute(f"SELECT * FROM ({_LATEST}) WHERE pair_id IN ({marks})", chunk):
-                out[r["pair_id"]] = (r["decision"], r["caption"], r["reviewer"], r["source"])
-        return out
+    def _staged_latest(conn: sqlite3.Connection) -> dict[str, tuple]:
+        """Latest ``(decision, caption, reviewer, source)`` of each staged pair id that has one.
+
+        Each is one lookup in the ``(pair_id, id)`` index: linear in the number of staged ids.
+        """
+        return {r["pair_id"]: (r["decision"], r["caption"], r["reviewer"], r["source"])
+                for r in conn.execute(_LATEST_OF_IDS)}
 
     def import_decisions(self, source: str | os.PathLike | pd.DataFrame, *, known_pair_ids: Collection[str],
                          source_name: str | None = None, round_id: int | None = None) -> ImportReport:

@@ -2,8 +2,10 @@
 
 Indexes are built on first use, saved under ``PROJECT/index/`` next to a fingerprint of the
 embeddings they were built from, and rebuilt only when that fingerprint changes (re-embedding,
-new pairs). The index type follows :func:`mmcurate.index.build_index` (exact below its size
-threshold, approximate above).
+new pairs) or extended in place: :meth:`ProjectIndex.add` appends arriving vectors (rows N, N+1, ...)
+and :meth:`ProjectIndex.save` records them under the grown pool's fingerprint, so a stream of
+arrivals never rebuilds the index. The index type follows :func:`mmcurate.index.build_index`
+(exact below its size threshold, approximate above).
 """
 
 from __future__ import annotations
@@ -76,3 +78,17 @@ class ProjectIndex:
         rows = np.arange(len(idx))[:, None]
         order = np.argsort(idx == rows, axis=1, kind="stable")
         return (np.take_along_axis(sims, order, 1)[:, :k], np.take_along_axis(idx, order, 1)[:, :k])
+
+    def add(self, image_embeddings: np.ndarray, text_embeddings: np.ndarray) -> None:
+        """Append vectors ``(M, D)`` to both indexes in memory (they become rows N .. N+M-1)."""
+        self.image.add(ix.as_float32(image_embeddings))
+        self.text.add(ix.as_float32(text_embeddings))
+
+    def save(self, fingerprint: str) -> None:
+        """Write both indexes as they are now, recorded under ``fingerprint``."""
+        self.fingerprint = fingerprint
+        for name, index in (("image", self.image), ("text", self.text)):
+            ix.save_index(index, self.folder / f"{name}.faiss")
+            atomic_write_json(self.folder / f"{name}.json", {"fingerprint": fingerprint,
+                                                            "n": int(index.ntotal),
+                                                            "type": type(index).__name__})

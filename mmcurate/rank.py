@@ -42,8 +42,9 @@ def _retrieval_rows(own: np.ndarray, sims: np.ndarray, idx: np.ndarray, temperat
     return e / e.sum(1, keepdims=True)
 
 
-APPROXIMATE_FROM = 20_000
-"""Pools larger than this use the reduced, clustered neighbour search (exact below)."""
+APPROXIMATE_FROM = ix.EXACT_MAX
+"""Pools larger than this use the reduced, clustered neighbour search (exact below); the same
+threshold as :func:`mmcurate.index.build_index`'s flat/IVF choice."""
 
 
 class RankContext:

@@ -93,3 +93,18 @@ def test_context_reduces_dimension_only_when_approximate():
     assert exact.image_space is img and np.array_equal(exact.own, exact.cosine)
     with pytest.raises(ValueError, match="cannot provide"):
         exact.provide(not_an_array=np.zeros(3))
+
+
+def test_one_size_threshold_decides_index_kind_and_ranking_search():
+    from mmcurate.rank import APPROXIMATE_FROM
+
+    assert APPROXIMATE_FROM == ix.EXACT_MAX
+    x = np.random.default_rng(0).normal(size=(ix.EXACT_MAX + 1, 4)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert type(ix.build_index(x[: ix.EXACT_MAX])).__name__ == "IndexFlatIP"
+    assert type(ix.build_index(x)).__name__ == "IndexIVFFlat"  # reachable by size alone
+    for n, approximate in ((ix.EXACT_MAX, False), (ix.EXACT_MAX + 1, True)):
+        ctx = RankContext(x[:n], x[:n], indices_labeled=None, labels=None, k=5, random_state=0)
+        assert ctx.approximate is approximate
+    sims, idx = ix.knn(x[:50], x, 1)  # knn stays exact above the threshold
+    assert idx[:, 0].tolist() == list(range(50)) and np.allclose(sims[:, 0], 1.0, atol=1e-5)

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmcurate.exceptions import DataError, ProjectError
+from mmcurate import labels
+from mmcurate.exceptions import DataError, LedgerLockedError, ProjectError
 from mmcurate.labels import DECISIONS, ImportReport, LabelsFileError, Ledger
 
 PAIRS = {f"p{i}" for i in range(100)}
@@ -208,6 +209,73 @@ def test_two_processes_record_at_once_without_lock_errors(tmp_path):
     assert _count(path) == 600
 
 
+@pytest.fixture
+def hold_lock(tmp_path):
+    """Start a second process that holds a ledger's write lock (``BEGIN IMMEDIATE``) until the test ends."""
+    release = tmp_path / "release"
+    procs = []
+
+    def start(path: Path) -> None:
+        Ledger(path).close()
+        ready = tmp_path / f"locked-{len(procs)}"
+        script = textwrap.dedent(f"""
+            import pathlib, sqlite3, time
+            conn = sqlite3.connect({str(path)!r}, isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("INSERT INTO heads VALUES (99, 'now', 'x', '{{}}', 0)")
+            pathlib.Path({str(ready)!r}).touch()
+            while not pathlib.Path({str(release)!r}).exists():
+                time.sleep(0.01)
+            conn.execute("ROLLBACK")
+        """)
+        procs.append(subprocess.Popen([sys.executable, "-c", script]))
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert procs[-1].poll() is None and time.monotonic() < deadline, "lock holder did not start"
+            time.sleep(0.01)
+
+    yield start
+    release.touch()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
+def test_second_writer_waits_then_gets_a_clear_error(tmp_path, hold_lock):
+    path = tmp_path / "labels.sqlite"
+    hold_lock(path)
+    with Ledger(path, timeout=0.5) as ledger:
+        start = time.monotonic()
+        with pytest.raises(LedgerLockedError, match=r"being written by another process.*waited 0.5 s"):
+            ledger.record("p1", "accept")
+        assert time.monotonic() - start >= 0.4  # it waited for the lock before giving up
+        assert ledger.decisions().empty
+        assert ledger.rounds().empty  # reads go on while another process writes (WAL)
+    assert issubclass(LedgerLockedError, ProjectError)
+    (tmp_path / "release").touch()
+    with Ledger(path, timeout=30) as ledger:  # waits for the holder to finish, then writes
+        assert ledger.record("p1", "accept")
+        assert ledger.heads().empty  # the holder's write was rolled back, not mixed in
+
+
+def test_cli_import_while_locked_exits_2_with_one_line(hold_lock, tmp_path, monkeypatch, capsys):
+    from mmcurate.cli import main
+    from mmcurate.embed.importer import write_embedding_folder
+    from mmcurate.project import create_project
+
+    vectors = np.eye(4, 8, dtype=np.float32)
+    meta = pd.DataFrame({"key": [f"k{i}" for i in range(4)], "caption": [f"c{i}" for i in range(4)]})
+    proj = create_project(tmp_path / "proj", embeddings=write_embedding_folder(
+        tmp_path / "emb", vectors, vectors, meta))
+    hold_lock(proj.root / "labels.sqlite")
+    pair_id = proj.pairs["pair_id"][0]
+    decisions = _write(tmp_path / "d.csv", f"pair_id,decision\n{pair_id},accept\n")
+    monkeypatch.setattr(labels, "BUSY_TIMEOUT_S", 0.5)
+    assert main(["label", str(proj.root), "--import", str(decisions)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith("mmcurate: error: the labels ledger") and "another process" in err
+
+
 # -- import ---------------------------------------------------------------------------------------
 def test_import_csv_is_idempotent_and_counts_changes(tmp_path, ledger):
     ledger.create_round(["p1", "p2", "p3", "p4"], strategy="s", params={}, model={})
@@ -240,6 +308,40 @@ def test_import_csv_is_idempotent_and_counts_changes(tmp_path, ledger):
     assert latest.loc["p3", "timestamp"] == "2025-01-02T03:04:05.000Z"
     assert set(ledger.conflicts()["pair_id"]) == {"p1", "p3"}
     assert len(ledger.decisions(history=True)) == 6
+
+
+def _timed_import(ledger: Ledger, path: Path, known: set[str]) -> tuple[float, int]:
+    """Seconds and SQLite VM steps (in thousands) an import takes."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    ledger._conn.set_progress_handler(count, 1000)
+    start = time.perf_counter()
+    ledger.import_decisions(path, known_pair_ids=known)
+    elapsed = time.perf_counter() - start
+    ledger._conn.set_progress_handler(None, 0)
+    return elapsed, steps[0]
+
+
+def test_reimport_costs_about_what_the_first_import_did(tmp_path, ledger):
+    n = 20_000
+    ids = [f"q{i:06d}" for i in range(n)]
+    first = tmp_path / "first.csv"
+    first.write_text("pair_id,decision\n" + "".join(f"{p},accept\n" for p in ids))
+    changed = tmp_path / "changed.csv"
+    changed.write_text("pair_id,decision\n" + "".join(f"{p},reject\n" for p in ids))
+    known = set(ids)
+    t_first, steps_first = _timed_import(ledger, first, known)
+    t_same, steps_same = _timed_import(ledger, first, known)  # nothing new: every row looked up
+    t_changed, steps_changed = _timed_import(ledger, changed, known)  # every row appended again
+    assert len(ledger.decisions()) == n and len(ledger.decisions(history=True)) == 2 * n
+    # SQLite work is machine-independent: a lookup per chunk of the whole ledger would be ~40x
+    assert steps_same <= 2 * steps_first and steps_changed <= 2 * steps_first, (
+        steps_first, steps_same, steps_changed)
+    assert max(t_same, t_changed) <= 3 * t_first + 1.0, (t_first, t_same, t_changed)  # loose
 
 
 def test_import_dataframe_and_explicit_round(ledger):

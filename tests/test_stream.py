@@ -334,3 +334,44 @@ def test_refuses_the_stream_of_an_earlier_project(drift, tmp_path):
     shutil.rmtree(proj.root / "stream")
     fresh = add_pairs(again, _batch(tmp_path, "b3", img, txt, arrivals[100:150]))
     assert len(fresh) == 50
+
+
+# -- arrivals scored against the pool's saved state ----------------------------------------------
+def test_incremental_scores_equal_a_full_rerank(tmp_path):
+    from mmcurate.rank import compute_ranking
+    from mmcurate.stream.incremental import INCREMENTAL_STRATEGIES, PoolScorer
+
+    img, txt, noisy, _ = domain_shift_embeddings(1100, 32, rate=0.1, n_domains=5, random_state=0)
+    labelled = np.arange(0, 1000, 10)
+    y = (~noisy[labelled]).astype(np.int64)
+    for strategy in sorted(INCREMENTAL_STRATEGIES):
+        scorer = PoolScorer(tmp_path / strategy, img[:1000], txt[:1000], fingerprint="pool", k=10)
+        got = scorer.score(img[1000:], txt[1000:], strategy=strategy, indices_labeled=labelled, labels=y)
+        full = compute_ranking(img, txt, strategies=[strategy], indices_labeled=labelled, labels=y,
+                               k=10)["score"].to_numpy()[1000:]
+        assert np.abs(got - full).max() <= 0.02, strategy  # the stated tolerance
+        assert np.corrcoef(got, full)[0, 1] > 0.999, strategy
+    with pytest.raises(ValueError, match="not scored incrementally"):
+        scorer.score(img[1000:], txt[1000:], strategy="vote_entropy")
+
+
+def test_add_scores_from_the_saved_pool_state_and_extends_it(drift, tmp_path):
+    import json
+
+    from mmcurate.rank import compute_ranking
+    from mmcurate.stream.add import _pool_fingerprint
+
+    proj, arrivals, img, txt, _ = drift
+    state_file = proj.root / "index" / "pool" / "state.json"
+    for b in range(2):
+        idx = arrivals[b * 100 : (b + 1) * 100]
+        decisions = add_pairs(open_project(proj.root), _batch(tmp_path, f"b{b}", img, txt, idx),
+                              strategy="disagreement", threshold=0.9)
+        state = json.loads(state_file.read_text())
+        reopened = open_project(proj.root)
+        assert state["n"] == len(reopened.pairs) == 1100 + 100 * b  # extended, not rebuilt
+        assert state["fingerprint"] == _pool_fingerprint(reopened, None, 10)  # the next add loads it
+        image = np.asarray(reopened.image_embeddings(), np.float32)
+        text = np.asarray(reopened.text_embeddings(), np.float32)
+        full = compute_ranking(image, text, strategies=["disagreement"])["score"].to_numpy()[-100:]
+        assert np.abs(decisions["score"].to_numpy() - full).max() <= 0.02

@@ -43,13 +43,14 @@ def neighbourhood_agreement(vectors: np.ndarray, neighbour_idx: np.ndarray, othe
 
     E.g. ``other`` = caption vectors and ``neighbour_idx`` = each image's visual neighbours:
     how much the pair's caption agrees with the captions of similar images. ``vectors`` is unused
-    except for its length (kept for a uniform signature).
+    except for its length N (kept for a uniform signature); ``other`` may hold more rows than N
+    (rows past N are only neighbours).
     """
     n = len(vectors)
     out = np.empty(n, dtype=np.float64)
     for s in range(0, n, chunk):
-        idx = neighbour_idx[s : s + chunk]
-        own = np.asarray(other[s : s + chunk], dtype=np.float32)
+        idx = neighbour_idx[s : min(s + chunk, n)]
+        own = np.asarray(other[s : min(s + chunk, n)], dtype=np.float32)
         valid = idx >= 0
         neigh = np.asarray(other[np.where(valid, idx, 0).ravel()], dtype=np.float32).reshape(
             idx.shape[0], idx.shape[1], -1)

@@ -138,9 +138,9 @@ def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement"
         batch = {"batch_id": state["n_batches"] + 1, "source": str(source), "sha256": digest,
                  "strategy": strategy, "mode": mode, "threshold": threshold, "rate": rate, "k": k,
                  "random_state": random_state}
-        decisions, state = _decide(proj, arrivals, state, batch, options)
+        decisions, state, on_commit = _decide(proj, arrivals, state, batch, options)
         _write_pending(proj, batch, decisions, rejects, state)
-        _commit(proj, arrivals)
+        _commit(proj, arrivals, on_commit)
         out = _finish(proj)
         shutil.rmtree(staging, ignore_errors=True)
     return out
@@ -196,23 +196,37 @@ def _ingest(proj, source: Path, staging: Path, **kwargs: Any):
 
 
 # -- scoring and deciding -------------------------------------------------------------------------
+def _pool_fingerprint(proj, head_round: int | None, k: int) -> str:
+    return f"{proj.embeddings_fingerprint()}|head={head_round}|k={k}"
+
+
 def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str, k: int,
-                    random_state: int, options: dict[str, Any] | None) -> tuple[np.ndarray, int | None]:
-    """Scores of the arrivals from a ranking over pool + arrivals (current head and labels)."""
+                    random_state: int, options: dict[str, Any] | None):
+    """Scores of the arrivals among pool + arrivals (current head and labels), the head round and
+    what to call once the arrivals are committed (None when the strategy needs a full re-rank:
+    then the pool's saved state, if any, goes stale and is rebuilt on its next use)."""
     from mmcurate.rank import compute_ranking
     from mmcurate.rounds import apply_head, labelled_arrays, load_latest_head
+    from mmcurate.stream.incremental import INCREMENTAL_STRATEGIES, PoolScorer
 
+    head, head_round = load_latest_head(proj)
     pool_image, pool_text = proj.image_embeddings(), proj.text_embeddings()
+    if strategy in INCREMENTAL_STRATEGIES and (options or {}).get("on", "binary") == "binary":
+        scorer = PoolScorer(proj.root / "index" / "pool", *apply_head(head, pool_image, pool_text),
+                            fingerprint=_pool_fingerprint(proj, head_round, k), k=k)
+        rows, y, _ = labelled_arrays(proj)
+        scores = scorer.score(*apply_head(head, image, text), strategy=strategy, indices_labeled=rows,
+                              labels=y, random_state=random_state, options=options)
+        return scores, head_round, lambda: scorer.commit(_pool_fingerprint(proj, head_round, k))
     n_pool = len(pool_image)
     all_image = np.concatenate([np.asarray(pool_image), image.astype(pool_image.dtype)])
     all_text = np.concatenate([np.asarray(pool_text), text.astype(pool_text.dtype)])
-    head, head_round = load_latest_head(proj)
     all_image, all_text = apply_head(head, all_image, all_text)
     rows, y, _ = labelled_arrays(proj)
     table = compute_ranking(all_image, all_text, strategies=(strategy,), indices_labeled=rows,
                             labels=y, k=k, random_state=random_state,
                             options={strategy: options} if options else None)
-    return table["score"].to_numpy(np.float64)[n_pool:], head_round
+    return table["score"].to_numpy(np.float64)[n_pool:], head_round, None
 
 
 def _decide(proj, arrivals, state: dict[str, Any], batch: dict[str, Any], options):
@@ -221,9 +235,9 @@ def _decide(proj, arrivals, state: dict[str, Any], batch: dict[str, Any], option
 
     pairs, image, text = arrivals
     state = {key: value for key, value in state.items() if key != "realised_rate"}
-    scores, head_round = np.zeros(0), None
+    scores, head_round, on_commit = np.zeros(0), None, None
     if len(pairs):
-        scores, head_round = _score_arrivals(proj, image, text, strategy=batch["strategy"],
+        scores, head_round, on_commit = _score_arrivals(proj, image, text, strategy=batch["strategy"],
                                              k=batch["k"], random_state=batch["random_state"],
                                              options=options)
     if batch["mode"] == "auto":
@@ -251,7 +265,7 @@ def _decide(proj, arrivals, state: dict[str, Any], batch: dict[str, Any], option
         "strategy": [batch["strategy"]] * n, "mode": [batch["mode"]] * n,
         "target_rate": [batch["rate"] if batch["mode"] == "auto" else np.nan] * n,
         "arrived_at": [utc_now()] * n})
-    return decisions, state
+    return decisions, state, on_commit
 
 
 # -- commit and finish ----------------------------------------------------------------------------
@@ -269,8 +283,9 @@ def _write_pairs(table: pd.DataFrame, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def _commit(proj, arrivals) -> None:
-    """Vectors in as a new part, then the new pairs table atomically (the commit point)."""
+def _commit(proj, arrivals, on_commit=None) -> None:
+    """Vectors in as a new part, then the new pairs table atomically (the commit point); then the
+    pool's scoring state takes the arrivals (a crash before leaves a stale state, rebuilt on use)."""
     from mmcurate.stream.ingest import append_pairs
 
     pairs, image, text = arrivals
@@ -282,6 +297,8 @@ def _commit(proj, arrivals) -> None:
     for cached in ("pairs", "index"):
         proj.__dict__.pop(cached, None)
     proj.store.compact(table["pair_id"].tolist())
+    if on_commit is not None:
+        on_commit()
 
 
 def _stream_round(proj, batch_id: int) -> int | None:
