@@ -412,8 +412,9 @@ class Ledger:
         Columns ``pair_id``, ``decision`` (accept|reject|fix, case-insensitive), ``caption`` (the
         corrected caption, required for fix), optional ``reviewer`` and ``timestamp``. Rows with an
         empty decision are skipped (not reviewed yet). Every problem (unknown pair id or decision,
-        missing column, fix without caption, non-UTF-8 bytes, bad timestamp) is collected first and
-        raised as one :class:`LabelsFileError`; then nothing is written. Re-importing a file is
+        missing column, fix without caption, non-UTF-8 bytes, bad timestamp, a pair in no review
+        batch, a pair queued in another round than ``round_id``) is collected first and raised as
+        one :class:`LabelsFileError`; then nothing is written. Re-importing a file is
         idempotent; a changed decision is appended (history kept, latest wins).
 
         Examples
@@ -444,10 +445,13 @@ class Ledger:
             else:
                 rows.append({**cleaned, "row": number})
         problems.extend(_contradictions(rows))
-        if problems:
-            problems.sort(key=lambda p: p[0] or 0)
-            raise LabelsFileError(_describe(label, problems), problems)
         with self._write() as conn:
+            known_rows = [r for r in rows if r["pair_id"] in known]
+            queued = self._queued_in(conn, {r["pair_id"] for r in known_rows})
+            problems.extend(_batch_problems(known_rows, queued, round_id))
+            if problems:
+                problems.sort(key=lambda p: p[0] or 0)
+                raise LabelsFileError(_describe(label, problems), problems)
             n_added, n_conflicts = self._append(conn, rows, source=name, round_id=round_id)
         return ImportReport(n_rows=len(records), n_added=n_added, n_unchanged=len(rows) - n_added,
                             n_conflicts=n_conflicts, n_skipped=n_skipped)
@@ -522,6 +526,21 @@ def _clean_decision(pair_id: str, decision: Any, caption: Any, reviewer: Any,
             return "timestamp", str(err)
     return {"pair_id": pair_id, "decision": value, "caption": text if value == "fix" else None,
             "reviewer": who or None, "timestamp": stamp}
+
+
+def _batch_problems(rows: list[dict[str, Any]], queued: Mapping[str, int],
+                    round_id: int | None) -> list[Problem]:
+    """A decision answers a review batch: its pair must be queued, in ``round_id`` when given."""
+    problems: list[Problem] = []
+    for row in rows:
+        pid, got = row["pair_id"], queued.get(row["pair_id"])
+        if got is None:
+            problems.append((row["row"], "pair_id", f"pair {pid!r} is in no review batch; decisions "
+                             f"answer a round (queue pairs with `mmcurate select`, then label them)"))
+        elif round_id is not None and got != int(round_id):
+            problems.append((row["row"], "pair_id", f"pair {pid!r} was queued in round {got}, not "
+                             f"round {round_id}; import with --round {got} or without --round"))
+    return problems
 
 
 def _contradictions(rows: list[dict[str, Any]]) -> list[Problem]:
