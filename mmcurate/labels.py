@@ -371,10 +371,7 @@ class Ledger:
     def _append(self, conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], *, source: str,
                 round_id: int | None) -> tuple[int, int]:
         """Append ``rows`` not identical to their pair's latest; returns (n_added, n_conflicts)."""
-        if round_id is not None and not conn.execute("SELECT 1 FROM rounds WHERE round = ?",
-                                                     (int(round_id),)).fetchone():
-            raise ValueError(f"round {round_id} does not exist; rounds are "
-                             f"{[r[0] for r in conn.execute('SELECT round FROM rounds')]}")
+        _check_round(conn, round_id)
         ids = list({r["pair_id"] for r in rows})
         latest = self._latest_of(conn, ids)
         queued = self._queued_in(conn, ids) if round_id is None else {}
@@ -406,15 +403,17 @@ class Ledger:
         return out
 
     def import_decisions(self, source: str | os.PathLike | pd.DataFrame, *, known_pair_ids: Collection[str],
-                         source_name: str | None = None, round_id: int | None = None) -> ImportReport:
+                         source_name: str | None = None, round_id: int | None = None,
+                         queued_only: bool = False) -> ImportReport:
         """Validate a decisions file (CSV/JSONL by suffix) or DataFrame, then write it in one transaction.
 
         Columns ``pair_id``, ``decision`` (accept|reject|fix, case-insensitive), ``caption`` (the
         corrected caption, required for fix), optional ``reviewer`` and ``timestamp``. Rows with an
         empty decision are skipped (not reviewed yet). Every problem (unknown pair id or decision,
-        missing column, fix without caption, non-UTF-8 bytes, bad timestamp, a pair in no review
-        batch, a pair queued in another round than ``round_id``) is collected first and raised as
-        one :class:`LabelsFileError`; then nothing is written. Re-importing a file is
+        missing column, fix without caption, non-UTF-8 bytes, bad timestamp; with ``queued_only``
+        (what a project's import uses) also a pair in no review batch or one queued in another
+        round than ``round_id``) is collected first and raised as one :class:`LabelsFileError`;
+        then nothing is written. Re-importing a file is
         idempotent; a changed decision is appended (history kept, latest wins).
 
         Examples
@@ -446,9 +445,11 @@ class Ledger:
                 rows.append({**cleaned, "row": number})
         problems.extend(_contradictions(rows))
         with self._write() as conn:
-            known_rows = [r for r in rows if r["pair_id"] in known]
-            queued = self._queued_in(conn, {r["pair_id"] for r in known_rows})
-            problems.extend(_batch_problems(known_rows, queued, round_id))
+            _check_round(conn, round_id)
+            if queued_only:
+                known_rows = [r for r in rows if r["pair_id"] in known]
+                queued = self._queued_in(conn, {r["pair_id"] for r in known_rows})
+                problems.extend(_batch_problems(known_rows, queued, round_id))
             if problems:
                 problems.sort(key=lambda p: p[0] or 0)
                 raise LabelsFileError(_describe(label, problems), problems)
@@ -526,6 +527,13 @@ def _clean_decision(pair_id: str, decision: Any, caption: Any, reviewer: Any,
             return "timestamp", str(err)
     return {"pair_id": pair_id, "decision": value, "caption": text if value == "fix" else None,
             "reviewer": who or None, "timestamp": stamp}
+
+
+def _check_round(conn: sqlite3.Connection, round_id: int | None) -> None:
+    if round_id is not None and not conn.execute("SELECT 1 FROM rounds WHERE round = ?",
+                                                 (int(round_id),)).fetchone():
+        raise ValueError(f"round {round_id} does not exist; rounds are "
+                         f"{[r[0] for r in conn.execute('SELECT round FROM rounds')]}")
 
 
 def _batch_problems(rows: list[dict[str, Any]], queued: Mapping[str, int],

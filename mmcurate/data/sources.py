@@ -81,7 +81,7 @@ def _map_columns(df: pd.DataFrame, columns: Columns, source: Path) -> pd.DataFra
 def _numbered_rows(path: Path, text: str, sep: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header and ``(row, fields)`` of each non-blank record; ``row`` counts the lines after
     the header (blank lines included), so it matches the file as an editor shows it."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
     try:
         header = next(reader, None)
         if header is None:
@@ -132,7 +132,7 @@ def _read_jsonl(path: Path, columns: Columns) -> pd.DataFrame:
         records.append({"_row": i, **{k: (v if not isinstance(v, (int, float)) or isinstance(v, bool)
                                           else str(v) if k == columns.id else v)
                                       for k, v in obj.items()}})
-    df = pd.DataFrame(records)
+    df = pd.DataFrame(records, dtype=object)  # object: surrogate-escaped text is not valid UTF-8
     if df.empty:
         df = pd.DataFrame(columns=["_row", columns.image, columns.caption])
     df = _map_columns(df, columns, path)
@@ -142,7 +142,11 @@ def _read_jsonl(path: Path, columns: Columns) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path, columns: Columns) -> pd.DataFrame:
-    df = _map_columns(pd.read_parquet(path), columns, path)
+    try:
+        table = pd.read_parquet(path)
+    except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{path} is not a readable Parquet file ({err})") from err
+    df = _map_columns(table, columns, path)
     df.insert(0, "_row", range(1, len(df) + 1))
     return df
 
@@ -163,7 +167,7 @@ def _read_folder(root: Path) -> pd.DataFrame:
                      "image": p.relative_to(root).as_posix(), "caption": caption,
                      **({"_error": f"no caption file {p.with_suffix('.txt').name}"} if caption is None
                         else {})})
-    return pd.DataFrame(rows, columns=["_row", "_ref", "id", "image", "caption", "_error"])
+    return pd.DataFrame(rows, columns=["_row", "_ref", "id", "image", "caption", "_error"], dtype=object)
 
 
 def _shards(source: str) -> list[Path]:
@@ -252,7 +256,7 @@ def _read_webdataset(source: str, image_root: Path) -> pd.DataFrame:
         for r in part:
             r["_source"] = str(shard)
         rows += part
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, dtype=object)
     df.insert(0, "_row", range(1, len(df) + 1))
     return df
 

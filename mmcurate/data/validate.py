@@ -44,6 +44,11 @@ def given_id(value) -> str | None:
     return text or None
 
 
+def _text(column: pd.Series) -> pd.Series:
+    """A column of text cells (nulls become ``""``) as object dtype, even when empty."""
+    return pd.Series(["" if is_null(v) else v for v in column], index=column.index, dtype=object)
+
+
 def _pair_ids(df: pd.DataFrame) -> pd.Series:
     given = pd.Series([given_id(v) for v in df["id"]], index=df.index, dtype=object)
     hashed = [hashlib.sha1(f"{i}\n{c}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
@@ -92,9 +97,9 @@ def _text_checks(df: pd.DataFrame, rej: _Rejects, root: str) -> pd.DataFrame:
         detail = [f"expected text, got {type(v).__name__} {v!r:.60}; quote the value in the source"
                   for v, w in zip(df[column], wrong) if w]
         df = rej.add(df, wrong, column, f"non_string_{column}", detail)
-    df = df.assign(image=df["image"].map(lambda v: "" if is_null(v) else v))
+    df = df.assign(image=_text(df["image"]))
     df = rej.add(df, df["image"].str.strip() == "", "image", "missing_value", "no image path")
-    df = df.assign(caption=df["caption"].map(lambda v: "" if is_null(v) else v).str.strip())
+    df = df.assign(caption=_text(df["caption"]).str.strip())
     bad_utf8 = df["_nonutf8"].to_numpy(bool) if "_nonutf8" in df.columns else np.zeros(len(df), bool)
     df = rej.add(df, bad_utf8, "caption", "non_utf8_caption", "caption bytes are not valid UTF-8")
     df = rej.add(df, df["caption"] == "", "caption", "empty_caption", "caption is empty")

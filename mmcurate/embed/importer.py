@@ -140,7 +140,8 @@ def _shard_table(img, txt, meta, paths, shard, seen, existing) -> tuple[pd.DataF
     """Pairs of one shard, the mask of rows kept, and reject records."""
     ids = _pair_ids(meta, shard)
     textual = [is_null(v) or isinstance(v, str) for v in meta["caption"]]
-    captions = meta["caption"].map(lambda v: v if isinstance(v, str) else "").str.strip()
+    captions = pd.Series([v.strip() if isinstance(v, str) else "" for v in meta["caption"]],
+                         index=meta.index, dtype=object)
     finite = _finite_rows(img) & _finite_rows(txt)  # img/txt: the .npy paths
     keep = np.ones(len(meta), dtype=bool)
     rejects = []

@@ -132,9 +132,13 @@ def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement"
         _recover(proj)
         state = _owned_state(proj)
         staging = _fresh(_dir(proj, "staging"))
-        arrivals, rejects = _ingest(proj, source, staging, image_root=image_root, columns=columns,
-                                    fmt=fmt, check_images=check_images, encoder=encoder,
-                                    batch_size=batch_size, progress=progress)
+        try:
+            arrivals, rejects = _ingest(proj, source, staging, image_root=image_root, columns=columns,
+                                        fmt=fmt, check_images=check_images, encoder=encoder,
+                                        batch_size=batch_size, progress=progress)
+        except BaseException:  # a refused batch leaves the project as it was
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         batch = {"batch_id": state["n_batches"] + 1, "source": str(source), "sha256": digest,
                  "strategy": strategy, "mode": mode, "threshold": threshold, "rate": rate, "k": k,
                  "random_state": random_state}
