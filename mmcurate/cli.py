@@ -262,7 +262,9 @@ def _cmd_embed(args) -> int:
     print(f"embedded {report.n_embedded} pairs ({report.n_already} already done, {report.n_failed} "
           f"failed) in {report.seconds:.1f} s ({report.pairs_per_second:.1f} pairs/s)")
     if report.n_failed:
-        print(f"unreadable images are listed in {proj.root / 'embed_failures.csv'}")
+        print(f"{report.n_failed} pairs could not be embedded and are set aside (listed in "
+              f"{proj.root / 'rejects.csv'} and {proj.root / 'embed_failures.csv'}); fix their images "
+              f"and add them again with `mmcurate add`")
     return 0
 
 

@@ -6,8 +6,10 @@ Layout::
       project.json          kind (images | external), source, image_root, columns, model spec
       pairs.parquet         the PairTable: pair_id, image, caption, extra columns (row i = vector i)
       rejects.csv           rows that did not make it in: source, row, pair_id, column, reason, detail
+                            (``row`` empty for pairs set aside by ``embed``)
       embeddings/           manifest.json, parts/ while embedding, image.npy / text.npy / ids.npy
-      embed_failures.csv    pairs whose image could not be read at embedding time
+      embed_failures.csv    pairs whose image could not be read (or gave non-finite vectors) at
+                            embedding time; they move from pairs.parquet to rejects.csv
       index/                faiss indexes + fingerprint.json (rebuilt when embeddings change)
       labels.sqlite         rounds, batches and decisions (the ledger)
       heads/                head-NNNN.safetensors + .json per trained round
