@@ -179,3 +179,25 @@ def test_one_path_rule_for_every_reader_of_image_references(tmp_path):
         with _ImageBytes(tmp_path / "root") as read:
             with pytest.raises(OSError, match="outside the image root"):
                 read(ref)
+
+
+_SMALL_DISK = """
+import resource, signal, sys
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG instead
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+from mmcurate.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_write_that_fails_midway_is_a_message_and_leaves_no_project(tmp_path, png_pairs):
+    rows = ["id,image,caption"] + [f"q{i},img/{i % 12}.png,{'a long caption ' * 20}{i}" for i in range(200)]
+    (png_pairs.parent / "big.csv").write_text("\n".join(rows) + "\n")
+    out = subprocess.run([sys.executable, "-c", _SMALL_DISK, "init", str(tmp_path / "p"), "--pairs",
+                          str(png_pairs.parent / "big.csv"), "--no-check-images"],
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[1])})
+    assert out.returncode == 2, out.stderr
+    assert "mmcurate: error:" in out.stderr and "Traceback" not in out.stderr
+    assert not (tmp_path / "p" / "project.json").exists()
+    assert not [p.name for p in (tmp_path / "p").iterdir() if p.suffix == ".tmp"]
