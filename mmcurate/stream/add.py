@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_json
+from mmcurate._fileio import atomic_write_frame, atomic_write_json
 from mmcurate.exceptions import NotEmbeddedError, ProjectError
 from mmcurate.stream_threshold import AdaptiveThreshold
 
@@ -268,9 +268,7 @@ def _write_pending(proj, batch, decisions: pd.DataFrame, rejects: pd.DataFrame, 
 
 
 def _write_pairs(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write_frame(table, path, fmt="parquet")
 
 
 def _commit(proj, arrivals) -> None:
@@ -351,9 +349,7 @@ def _append_rejects(proj, rejects: pd.DataFrame) -> None:
     path = proj.root / "rejects.csv"
     old = proj.rejects
     table = pd.concat([old, rejects], ignore_index=True) if len(old) else rejects
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write_frame(table, path, fmt="csv")
 
 
 def _recover(proj) -> pd.DataFrame | None:
