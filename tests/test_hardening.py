@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sqlite3
 import stat
 import subprocess
@@ -201,3 +202,21 @@ def test_a_write_that_fails_midway_is_a_message_and_leaves_no_project(tmp_path, 
     assert "mmcurate: error:" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "p" / "project.json").exists()
     assert not [p.name for p in (tmp_path / "p").iterdir() if p.suffix == ".tmp"]
+
+
+def test_a_model_giving_non_finite_vectors_sets_its_pairs_aside(tmp_path, png_pairs, micro_clip_dir):
+    from safetensors.numpy import load_file, save_file
+
+    broken = tmp_path / "nan_clip"
+    shutil.copytree(micro_clip_dir, broken)
+    weights = load_file(broken / "open_clip_model.safetensors")
+    weights = {k: (np.full_like(v, np.nan) if k == "text_projection" else v) for k, v in weights.items()}
+    save_file(weights, broken / "open_clip_model.safetensors")
+    proj = create_project(tmp_path / "p", pairs=png_pairs, model=ModelSpec(f"local-dir:{broken}", None),
+                          progress=False)
+    report = proj.embed(progress=False, num_workers=0)
+    assert report.n_failed == 12 and report.n_embedded == 0
+    proj = open_project(proj.root)
+    assert proj.pairs.empty
+    assert sorted(proj.rejects["pair_id"]) == sorted(f"p{i}" for i in range(12))
+    assert set(proj.rejects["reason"]) == {"non_finite_vector"}
