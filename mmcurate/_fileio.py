@@ -6,9 +6,11 @@ new one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,9 @@ import numpy as np
 
 __all__ = [
     "NpyWriter",
+    "atomic_path",
     "atomic_write_bytes",
+    "atomic_write_frame",
     "atomic_write_json",
     "atomic_write_text",
     "iter_npy_rows",
@@ -25,11 +29,60 @@ __all__ = [
 ]
 
 
+def _umask() -> int:
+    """The process umask, read without changing it where ``/proc`` allows (threads write too)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _new_temp(path: Path) -> tuple[int, Path]:
+    """A new temporary file beside ``path``, unique per writer, with the mode ``open()`` would give.
+
+    ``mkstemp`` creates files 0600; a finished output should be readable as any other file the
+    user creates (0644 under umask 022).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~_umask())
+    return fd, Path(name)
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` to write to; on success fsync it and move it into place.
+
+    For writers that need a file name (``DataFrame.to_parquet``, ``tarfile.open``). On an error the
+    temporary file is removed and ``path`` is left as it was.
+
+    Examples
+    --------
+    >>> with atomic_path("out/table.parquet") as tmp:  # doctest: +SKIP
+    ...     df.to_parquet(tmp)
+    """
+    path = Path(path)
+    fd, tmp = _new_temp(path)
+    os.close(fd)
+    try:
+        yield tmp
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` via a temporary file in the same folder and ``os.replace``."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temp(path)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -37,8 +90,24 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_frame(df, path: str | os.PathLike, *, fmt: str | None = None, **options: Any) -> Path:
+    """Write a DataFrame as ``csv``, ``tsv``, ``jsonl`` or ``parquet`` (default: by suffix), atomically."""
+    path = Path(path)
+    fmt = fmt or {".tsv": "tsv", ".jsonl": "jsonl", ".parquet": "parquet"}.get(path.suffix, "csv")
+    with atomic_path(path) as tmp:
+        if fmt in ("csv", "tsv"):
+            df.to_csv(tmp, index=False, sep="\t" if fmt == "tsv" else ",", **options)
+        elif fmt == "jsonl":
+            df.to_json(tmp, orient="records", lines=True, force_ascii=False, **options)
+        elif fmt == "parquet":
+            df.to_parquet(tmp, index=False, **options)
+        else:
+            raise ValueError(f"fmt must be csv, tsv, jsonl or parquet, got {fmt!r}")
+    return path
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -75,8 +144,7 @@ class NpyWriter:
         self.rows = 0
 
     def __enter__(self) -> NpyWriter:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, self.tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.", suffix=".tmp")
+        fd, self.tmp = _new_temp(self.path)
         self.fh = os.fdopen(fd, "wb")
         np.lib.format.write_array_header_2_0(self.fh, {
             "descr": np.lib.format.dtype_to_descr(self.dtype), "fortran_order": False,

@@ -7,8 +7,10 @@ notebook could not reach.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -260,7 +262,9 @@ def _cmd_embed(args) -> int:
     print(f"embedded {report.n_embedded} pairs ({report.n_already} already done, {report.n_failed} "
           f"failed) in {report.seconds:.1f} s ({report.pairs_per_second:.1f} pairs/s)")
     if report.n_failed:
-        print(f"unreadable images are listed in {proj.root / 'embed_failures.csv'}")
+        print(f"{report.n_failed} pairs could not be embedded and are set aside (listed in "
+              f"{proj.root / 'rejects.csv'} and {proj.root / 'embed_failures.csv'}); fix their images "
+              f"and add them again with `mmcurate add`")
     return 0
 
 
@@ -290,15 +294,30 @@ def _dispatch(args) -> int:
     return handlers[args.command](args)
 
 
+def _describe_error(err: BaseException) -> str:
+    """The one-line message for an error the CLI reports instead of a traceback."""
+    if isinstance(err, sqlite3.OperationalError) and "locked" in str(err):
+        return (f"the labels database is locked by another process ({err}); wait for the other "
+                f"mmcurate command (or program holding labels.sqlite) to finish, then re-run")
+    if isinstance(err, sqlite3.Error):
+        return f"the labels database failed: {err}; if labels.sqlite is damaged, restore it from a copy"
+    if isinstance(err, OSError) and not isinstance(err, FileNotFoundError) and err.errno is not None:
+        where = f" ({err.filename})" if err.filename else ""
+        hint = ("; free some disk space and re-run (finished work is kept)"
+                if err.errno in (errno.ENOSPC, errno.EDQUOT) else "")
+        return f"{err.strerror or err}{where}{hint}"
+    return str(err)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok, 2 a user-facing error, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)
-    except (MmcurateError, ValueError, FileNotFoundError) as err:
+    except (MmcurateError, ValueError, OSError, sqlite3.Error) as err:
         if os.environ.get("MMCURATE_DEBUG"):
             raise
-        print(f"mmcurate: error: {err}", file=sys.stderr)
+        print(f"mmcurate: error: {_describe_error(err)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mmcurate: interrupted; finished work is saved, re-run to resume", file=sys.stderr)

@@ -52,20 +52,12 @@ def cmd_strategies(args) -> int:
 
 
 def _write_table(df: pd.DataFrame, out: Path) -> None:
-    import json
-    import os
+    from mmcurate._fileio import atomic_write_frame, atomic_write_json
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    if out.suffix == ".parquet":
-        df.to_parquet(tmp, index=False)
-    elif out.suffix in (".csv", ".tsv"):
-        df.to_csv(tmp, index=False, sep="\t" if out.suffix == ".tsv" else ",")
-    else:
+    if out.suffix not in (".parquet", ".csv", ".tsv"):
         raise ValueError(f"--out must end in .csv, .tsv or .parquet, got {out.name}")
-    os.replace(tmp, out)
-    prov = out.with_name(out.name + ".provenance.json")
-    prov.write_text(json.dumps(df.attrs.get("provenance", {}), indent=2, default=str))
+    atomic_write_frame(df, out)
+    atomic_write_json(out.with_name(out.name + ".provenance.json"), df.attrs.get("provenance", {}))
 
 
 def cmd_rank(args) -> int:

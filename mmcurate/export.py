@@ -36,16 +36,14 @@ written to a temporary name and moved into place, so readers never see half a fi
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import io
 import json
 import os
 import re
 import tarfile
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,7 +51,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_bytes
+from mmcurate._fileio import atomic_path, atomic_write_bytes, atomic_write_frame
+from mmcurate.data.images import ImageRefError, resolve_image_ref
 from mmcurate.exceptions import ProjectError
 
 __all__ = ["CURATED_FORMATS", "Curation", "curate_pairs", "export_batch", "export_curated",
@@ -68,32 +67,9 @@ _SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
 
 
 # -- small helpers ----------------------------------------------------------------------------------
-@contextlib.contextmanager
-def _atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success fsync it and move it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        with open(tmp, "rb") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def _write_frame(df: pd.DataFrame, path: Path, fmt: str) -> Path:
     """Write ``df`` as csv, jsonl or parquet, atomically."""
-    with _atomic_path(path) as tmp:
-        if fmt == "csv":
-            df.to_csv(tmp, index=False)
-        elif fmt == "jsonl":
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False)
-        else:
-            df.to_parquet(tmp, index=False)
-    return path
+    return atomic_write_frame(df, path, fmt=fmt)
 
 
 def sample_key(pair_id: str) -> str:
@@ -127,10 +103,12 @@ class _ImageBytes:
         self._shard: tuple[Path, tarfile.TarFile, dict[str, tarfile.TarInfo]] | None = None
 
     def __call__(self, ref: str) -> bytes:
-        if "::" not in ref:
-            return (self.root / ref).read_bytes()
-        shard, member = ref.split("::", 1)
-        path = self.root / shard
+        try:
+            path, member = resolve_image_ref(ref, self.root)
+        except ImageRefError as err:
+            raise OSError(str(err)) from err
+        if member is None:
+            return path.read_bytes()
         if self._shard is None or self._shard[0] != path:
             self.close()
             try:
@@ -471,10 +449,13 @@ def _input_rejects(rejects: pd.DataFrame) -> pd.DataFrame:
     if rejects.empty:
         return pd.DataFrame(columns=_DROPPED_COLUMNS)
     rej = rejects.reindex(columns=["source", "row", "pair_id", "column", "reason", "detail"])
-    where = [f"{s} row {r}, column {c}" for s, r, c in zip(rej["source"], rej["row"], rej["column"])]
+    no_row = rej["row"].isna().to_numpy()  # set aside by embed (no source row), else at input
+    where = [f"{s}, column {c}" if missing else f"{s} row {int(r)}, column {c}"
+             for s, r, c, missing in zip(rej["source"], rej["row"], rej["column"], no_row)]
     detail = [f"{w}: {d}" if isinstance(d, str) and d else w for w, d in zip(where, rej["detail"])]
-    return pd.DataFrame({"pair_id": rej["pair_id"], "image": None, "caption": None, "stage": "input",
-                         "reason": rej["reason"], "detail": detail})
+    return pd.DataFrame({"pair_id": rej["pair_id"], "image": None, "caption": None,
+                         "stage": np.where(no_row, "embed", "input"), "reason": rej["reason"],
+                         "detail": detail})
 
 
 def _counts(table: pd.DataFrame, rejects: pd.DataFrame, curated: pd.DataFrame,
@@ -640,7 +621,7 @@ def write_webdataset(curated: pd.DataFrame, out_dir: str | os.PathLike, *,
     position = 0
     while position < len(records) or not shards:
         path = out_dir / f"curated-{len(shards):06d}.tar"
-        with _atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
+        with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
             n_in_shard = 0
             while position < len(records) and n_in_shard < shard_size:
                 record = records[position]

@@ -173,13 +173,10 @@ def search(index, queries: npt.ArrayLike, k: int, *, batch_size: int = 16384
 
 def save_index(index, path) -> None:
     """Write a faiss index atomically."""
-    import os
-    from pathlib import Path
+    from mmcurate._fileio import atomic_path
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    _faiss().write_index(index, str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        _faiss().write_index(index, str(tmp))
 
 
 def load_index(path):

@@ -25,7 +25,7 @@ from typing import Any
 
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_json, atomic_write_text
+from mmcurate._fileio import atomic_write_frame, atomic_write_json, atomic_write_text
 from mmcurate.labels import DECISIONS, LabelsFileError
 
 __all__ = [
@@ -143,12 +143,7 @@ def export_fiftyone(proj, out_dir: str | os.PathLike, *, round_id: int | None = 
     rows = _round_rows(proj, round_id)
     table = rows[["filepath", "pair_id", "caption", "score", "reason"]].assign(decision="",
                                                                             fixed_caption="")
-    out = Path(out_dir) / "labels.csv"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(".labels.csv.tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, out)
-    return out
+    return atomic_write_frame(table, Path(out_dir) / "labels.csv", fmt="csv")
 
 
 def _fo_samples(path: Path) -> list[dict[str, Any]]:
@@ -158,14 +153,21 @@ def _fo_samples(path: Path) -> list[dict[str, Any]]:
     return data["samples"] if isinstance(data, dict) and "samples" in data else data
 
 
+def _fo_tags(tags: Any) -> list[str]:
+    """Tags as a list: a JSON list, or in a CSV cell ``accept,x``, ``["accept", "x"]`` or ``['accept']``."""
+    if isinstance(tags, str):
+        text = tags.strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        tags = [t.strip().strip("'\"").strip() for t in text.split(",")]
+    return [str(t).strip().lower() for t in (tags or []) if str(t).strip()]
+
+
 def _fo_decision(sample: dict[str, Any]) -> str | None:
     decision = str(sample.get("decision") or "").strip().lower()
     if decision:
         return decision
-    tags = sample.get("tags") or []
-    if isinstance(tags, str):
-        tags = [t.strip() for t in tags.split(",") if t.strip()]
-    found = [t for t in tags if t in DECISIONS]
+    found = [t for t in _fo_tags(sample.get("tags")) if t in DECISIONS]
     return found[0] if len(found) == 1 else None if not found else "|".join(found)
 
 

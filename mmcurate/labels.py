@@ -407,10 +407,7 @@ class Ledger:
     def _append(self, conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], *, source: str,
                 round_id: int | None) -> tuple[int, int]:
         """Append ``rows`` not identical to their pair's latest; returns (n_added, n_conflicts)."""
-        if round_id is not None and not conn.execute("SELECT 1 FROM rounds WHERE round = ?",
-                                                     (int(round_id),)).fetchone():
-            raise ValueError(f"round {round_id} does not exist; rounds are "
-                             f"{[r[0] for r in conn.execute('SELECT round FROM rounds')]}")
+        _check_round(conn, round_id)
         self._stage_ids(conn, {r["pair_id"] for r in rows})
         latest = self._staged_latest(conn)
         queued = self._staged_queued(conn) if round_id is None else {}
@@ -442,14 +439,17 @@ class Ledger:
                 for r in conn.execute(_LATEST_OF_IDS)}
 
     def import_decisions(self, source: str | os.PathLike | pd.DataFrame, *, known_pair_ids: Collection[str],
-                         source_name: str | None = None, round_id: int | None = None) -> ImportReport:
+                         source_name: str | None = None, round_id: int | None = None,
+                         queued_only: bool = False) -> ImportReport:
         """Validate a decisions file (CSV/JSONL by suffix) or DataFrame, then write it in one transaction.
 
         Columns ``pair_id``, ``decision`` (accept|reject|fix, case-insensitive), ``caption`` (the
         corrected caption, required for fix), optional ``reviewer`` and ``timestamp``. Rows with an
         empty decision are skipped (not reviewed yet). Every problem (unknown pair id or decision,
-        missing column, fix without caption, non-UTF-8 bytes, bad timestamp) is collected first and
-        raised as one :class:`LabelsFileError`; then nothing is written. Re-importing a file is
+        missing column, fix without caption, non-UTF-8 bytes, bad timestamp; with ``queued_only``
+        (what a project's import uses) also a pair in no review batch or one queued in another
+        round than ``round_id``) is collected first and raised as one :class:`LabelsFileError`;
+        then nothing is written. Re-importing a file is
         idempotent; a changed decision is appended (history kept, latest wins).
 
         Examples
@@ -480,10 +480,15 @@ class Ledger:
             else:
                 rows.append({**cleaned, "row": number})
         problems.extend(_contradictions(rows))
-        if problems:
-            problems.sort(key=lambda p: p[0] or 0)
-            raise LabelsFileError(_describe(label, problems), problems)
         with self._write() as conn:
+            _check_round(conn, round_id)
+            if queued_only:
+                known_rows = [r for r in rows if r["pair_id"] in known]
+                queued = self._queued_in(conn, {r["pair_id"] for r in known_rows})
+                problems.extend(_batch_problems(known_rows, queued, round_id))
+            if problems:
+                problems.sort(key=lambda p: p[0] or 0)
+                raise LabelsFileError(_describe(label, problems), problems)
             n_added, n_conflicts = self._append(conn, rows, source=name, round_id=round_id)
         return ImportReport(n_rows=len(records), n_added=n_added, n_unchanged=len(rows) - n_added,
                             n_conflicts=n_conflicts, n_skipped=n_skipped)
@@ -558,6 +563,28 @@ def _clean_decision(pair_id: str, decision: Any, caption: Any, reviewer: Any,
             return "timestamp", str(err)
     return {"pair_id": pair_id, "decision": value, "caption": text if value == "fix" else None,
             "reviewer": who or None, "timestamp": stamp}
+
+
+def _check_round(conn: sqlite3.Connection, round_id: int | None) -> None:
+    if round_id is not None and not conn.execute("SELECT 1 FROM rounds WHERE round = ?",
+                                                 (int(round_id),)).fetchone():
+        raise ValueError(f"round {round_id} does not exist; rounds are "
+                         f"{[r[0] for r in conn.execute('SELECT round FROM rounds')]}")
+
+
+def _batch_problems(rows: list[dict[str, Any]], queued: Mapping[str, int],
+                    round_id: int | None) -> list[Problem]:
+    """A decision answers a review batch: its pair must be queued, in ``round_id`` when given."""
+    problems: list[Problem] = []
+    for row in rows:
+        pid, got = row["pair_id"], queued.get(row["pair_id"])
+        if got is None:
+            problems.append((row["row"], "pair_id", f"pair {pid!r} is in no review batch; decisions "
+                             f"answer a round (queue pairs with `mmcurate select`, then label them)"))
+        elif round_id is not None and got != int(round_id):
+            problems.append((row["row"], "pair_id", f"pair {pid!r} was queued in round {got}, not "
+                             f"round {round_id}; import with --round {got} or without --round"))
+    return problems
 
 
 def _contradictions(rows: list[dict[str, Any]]) -> list[Problem]:

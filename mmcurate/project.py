@@ -6,8 +6,10 @@ Layout::
       project.json          kind (images | external), source, image_root, columns, model spec
       pairs.parquet         the PairTable: pair_id, image, caption, extra columns (row i = vector i)
       rejects.csv           rows that did not make it in: source, row, pair_id, column, reason, detail
+                            (``row`` empty for pairs set aside by ``embed``)
       embeddings/           manifest.json, parts/ while embedding, image.npy / text.npy / ids.npy
-      embed_failures.csv    pairs whose image could not be read at embedding time
+      embed_failures.csv    pairs whose image could not be read (or gave non-finite vectors) at
+                            embedding time; they move from pairs.parquet to rejects.csv
       index/                faiss indexes + fingerprint.json (rebuilt when embeddings change)
       labels.sqlite         rounds, batches and decisions (the ledger)
       heads/                head-NNNN.safetensors + .json per trained round
@@ -23,6 +25,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from functools import cached_property
@@ -33,27 +36,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_json
+from mmcurate._fileio import atomic_write_frame, atomic_write_json
 from mmcurate.embed.model import ModelSpec
 from mmcurate.embed.store import EmbeddingStore
-from mmcurate.exceptions import ProjectError, ProjectLockedError
+from mmcurate.exceptions import DataError, ProjectError, ProjectLockedError
 
-__all__ = ["Project", "create_project", "open_project"]
+__all__ = ["Project", "create_project", "open_project", "project_lock"]
 
 FORMAT_VERSION = 1
 _CONFIG = "project.json"
-
-
-def _write_table_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
-
-
-def _write_csv_atomic(df: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
 
 
 class Project:
@@ -117,27 +108,9 @@ class Project:
         atomic_write_json(self.root / _CONFIG, self.config)
 
     # -- locking ----------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def lock(self, *, wait: bool = False) -> Iterator[None]:
+    def lock(self, *, wait: bool = False) -> contextlib.AbstractContextManager[None]:
         """Hold the project's write lock (one writing process at a time)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".lock", "a+") as fh:
-            flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
-            try:
-                fcntl.flock(fh.fileno(), flags)
-            except BlockingIOError as err:
-                raise ProjectLockedError(
-                    f"another mmcurate process is writing {self.root} (lock {self.root / '.lock'}); "
-                    f"wait for it to finish."
-                ) from err
-            fh.seek(0)
-            fh.truncate()
-            fh.write(f"{os.getpid()}\n")
-            fh.flush()
-            try:
-                yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        return project_lock(self.root, wait=wait)
 
     # -- embeddings -------------------------------------------------------------------------
     def embed(self, *, batch_size: int = 32, num_workers: int | None = None, progress: bool = True,
@@ -161,6 +134,7 @@ class Project:
                                  open_image=open_image, batch_size=batch_size,
                                  num_workers=num_workers, progress=progress)
             self._record_failures(report.failures)
+            self._set_aside_failures(store)
             if not store.missing(self.pairs["pair_id"].tolist()):
                 store.compact(self.pairs["pair_id"].tolist())
         return report
@@ -182,7 +156,35 @@ class Project:
         path = self.root / "embed_failures.csv"
         old = pd.read_csv(path) if path.is_file() else pd.DataFrame()
         new = pd.concat([old, pd.DataFrame(failures)], ignore_index=True)
-        _write_csv_atomic(new.drop_duplicates("pair_id", keep="last"), path)
+        atomic_write_frame(new.drop_duplicates("pair_id", keep="last"), path)
+
+    def _set_aside_failures(self, store: EmbeddingStore) -> None:
+        """Move pairs that failed to embed and have no vectors out of the pairs table into
+        ``rejects.csv`` (``row`` empty: no source row; reason from ``embed_failures.csv``), so one
+        unreadable image never blocks rank, select or train. Caller holds the lock."""
+        path = self.root / "embed_failures.csv"
+        if not path.is_file():
+            return
+        failures = pd.read_csv(path, dtype=str, keep_default_na=False).drop_duplicates("pair_id", keep="last")
+        failures = failures.reindex(columns=["pair_id", "image", "reason", "detail"], fill_value="")
+        stored = store.stored_ids()
+        failed = failures[failures["pair_id"].isin(set(self.pairs["pair_id"])) &
+                          ~failures["pair_id"].isin(stored)]
+        if failed.empty:
+            return
+        records = pd.DataFrame({
+            "source": self.config.get("source"), "row": pd.array([pd.NA] * len(failed), dtype="Int64"),
+            "pair_id": failed["pair_id"].to_numpy(), "column": "image",
+            "reason": failed["reason"].replace("", "unreadable_image").to_numpy(),
+            "detail": [f"set aside at embedding ({img}): {d}; fix the image and add the pair again "
+                       f"(mmcurate add)" for img, d in zip(failed["image"], failed["detail"])],
+        })
+        old = self.rejects
+        atomic_write_frame(pd.concat([old, records], ignore_index=True) if len(old) else records,
+                           self.root / "rejects.csv")
+        kept = self.pairs[~self.pairs["pair_id"].isin(set(failed["pair_id"]))]
+        atomic_write_frame(kept.reset_index(drop=True), self.root / "pairs.parquet")
+        self.__dict__.pop("pairs", None)
 
     @property
     def n_embedded(self) -> int:
@@ -239,6 +241,33 @@ class Project:
         return out
 
 
+@contextlib.contextmanager
+def project_lock(root: str | os.PathLike, *, wait: bool = False) -> Iterator[None]:
+    """Hold the write lock of the project directory ``root`` (created if missing).
+
+    Raises :class:`ProjectLockedError` when another process holds it and ``wait`` is False.
+    """
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a+") as fh:
+        flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
+        try:
+            fcntl.flock(fh.fileno(), flags)
+        except BlockingIOError as err:
+            raise ProjectLockedError(
+                f"another mmcurate process is writing {root} (lock {root / '.lock'}); "
+                f"wait for it to finish."
+            ) from err
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"{os.getpid()}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
 def _count_rows(path: Path) -> int:
     return len(pd.read_csv(path)) if path.is_file() else 0
 
@@ -269,7 +298,10 @@ def create_project(
     """Create a project from a pairs source (``pairs=``) or an embedding folder (``embeddings=``).
 
     Validation problems never stop the load: bad rows go to ``rejects.csv`` with file, row and
-    reason. Returns the opened project.
+    reason. The new source is read and validated before anything of an old project is touched;
+    with ``overwrite`` the old state is then moved to ``replaced-<time>/``, all under the project
+    lock (a running ``embed`` makes this raise :class:`ProjectLockedError`). Returns the opened
+    project.
 
     Examples
     --------
@@ -279,28 +311,40 @@ def create_project(
     if (pairs is None) == (embeddings is None):
         raise ValueError("give exactly one of pairs= (a pairs file/folder) or embeddings= (a folder)")
     root = Path(root)
-    if (root / _CONFIG).exists() and not overwrite:
-        raise ProjectError(f"{root} already holds a project; open it, or pass overwrite=True "
-                           f"(CLI: --force) to start over (the old state is moved to replaced-<time>/).")
-    root.mkdir(parents=True, exist_ok=True)
-    if overwrite:
-        _set_aside(root)
-    config: dict[str, Any] = {"format_version": FORMAT_VERSION,
-                              "created": time.strftime("%FT%TZ", time.gmtime())}
-    if embeddings is not None:
-        from mmcurate.embed.importer import import_embedding_folder
-
-        result = import_embedding_folder(embeddings, EmbeddingStore(root / "embeddings"))
-        config.update(kind="external", source=str(Path(embeddings).resolve()), image_root=None,
-                      model=None)
-        table, rejects = result.pairs, result.rejects
-    else:
-        table, rejects, config = _load_source(config, pairs, image_root, columns, fmt, check_images,
-                                              progress, model)
-    _write_table_atomic(table.reset_index(drop=True), root / "pairs.parquet")
-    _write_csv_atomic(rejects, root / "rejects.csv")
-    atomic_write_json(root / _CONFIG, config)
+    with project_lock(root):
+        if (root / _CONFIG).exists() and not overwrite:
+            raise ProjectError(f"{root} already holds a project; open it, or pass overwrite=True (CLI: "
+                               f"--force) to start over (the old state is moved to replaced-<time>/).")
+        config: dict[str, Any] = {"format_version": FORMAT_VERSION,
+                                  "created": time.strftime("%FT%TZ", time.gmtime())}
+        staging = root / f".incoming-{os.getpid()}"
+        try:
+            if embeddings is not None:
+                table, rejects = _import_source(config, embeddings, staging)
+            else:
+                table, rejects, config = _load_source(config, pairs, image_root, columns, fmt,
+                                                      check_images, progress, model)
+            _set_aside(root)  # an old project (overwrite) or leftovers of a failed init
+            if (staging / "embeddings").is_dir():
+                os.replace(staging / "embeddings", root / "embeddings")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        atomic_write_frame(table.reset_index(drop=True), root / "pairs.parquet")
+        atomic_write_frame(rejects, root / "rejects.csv")
+        atomic_write_json(root / _CONFIG, config)
     return Project(root)
+
+
+def _import_source(config: dict[str, Any], embeddings, staging: Path):
+    """Import an embedding folder into ``staging/embeddings``; the pairs and rejects tables."""
+    from mmcurate.embed.importer import import_embedding_folder
+
+    result = import_embedding_folder(embeddings, EmbeddingStore(staging / "embeddings"))
+    if result.pairs.empty:
+        raise DataError(f"{embeddings} holds no usable pairs ({len(result.rejects)} rejected); "
+                        f"expected at least one row with finite vectors and a caption")
+    config.update(kind="external", source=str(Path(embeddings).resolve()), image_root=None, model=None)
+    return result.pairs, result.rejects
 
 
 _DERIVED = ("embeddings", "index", "labels.sqlite", "heads", "state.json", "embed_failures.csv",

@@ -291,7 +291,12 @@ def compute_from_context(ctx: RankContext, strategies: Sequence[str], *,
     columns: dict[str, np.ndarray] = {}
     for strat in chosen:
         scores = np.asarray(strat.score(ctx, **options.get(strat.name, {})), dtype=np.float64)
-        columns[strat.name] = np.nan_to_num(scores, nan=0.0, posinf=0.0, neginf=0.0)
+        bad = np.flatnonzero(~np.isfinite(scores))
+        if len(bad):
+            raise ValueError(f"strategy {strat.name!r} gave non-finite scores for {len(bad)} of "
+                             f"{len(scores)} pairs (rows {bad[:10].tolist()}); expected finite "
+                             f"vectors: check them with numpy.isfinite before ranking")
+        columns[strat.name] = scores
     table = pd.DataFrame({"score": columns[chosen[0].name], **columns,
                           "cosine": ctx.cosine, "p_aligned": ctx.proba})
     if categories is not None:

@@ -340,11 +340,15 @@ def _check_ranking(proj, ranked: pd.DataFrame, strategy: str) -> None:
 
 def import_labels(proj, source: str | Path | pd.DataFrame, *, round_id: int | None = None,
                   source_name: str | None = None):
-    """Import decisions (a CSV/JSONL file or a DataFrame) into the ledger in one transaction."""
+    """Import decisions (a CSV/JSONL file or a DataFrame) into the ledger in one transaction.
+
+    Every decided pair must be queued in a review batch (in round ``round_id`` when given);
+    otherwise nothing is imported and :class:`mmcurate.labels.LabelsFileError` names the rows.
+    """
     if source_name is None and not isinstance(source, pd.DataFrame):
         source_name = Path(source).name
     return proj.ledger.import_decisions(source, known_pair_ids=set(proj.pairs["pair_id"]),
-                                        source_name=source_name, round_id=round_id)
+                                        source_name=source_name, round_id=round_id, queued_only=True)
 
 
 def _fixed_texts(proj, fixes: pd.DataFrame):

@@ -172,6 +172,8 @@ def write_scene_dataset(out_dir: str | os.PathLike, n: int, *, random_state: int
     """
     import pandas as pd
 
+    from mmcurate._fileio import atomic_write_frame
+
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -182,10 +184,7 @@ def write_scene_dataset(out_dir: str | os.PathLike, n: int, *, random_state: int
         rec.pop("seed")
         rows.append({"id": f"s{i:05d}", "image": name, "caption": describe_scene(scene),
                      "category": scene.shape, **rec})
-    tmp = out / ".pairs.csv.tmp"
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    os.replace(tmp, out / "pairs.csv")
-    return out / "pairs.csv"
+    return atomic_write_frame(pd.DataFrame(rows), out / "pairs.csv", fmt="csv")
 
 
 def domain_shift_embeddings(n: int = 2000, d: int = 32, *, kind: str = "random", rate: float = 0.2,

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmcurate._fileio import atomic_write_frame
 from mmcurate.data.images import open_image
 from mmcurate.data.sources import FORMATS, Columns, detect_format, read_source
 from mmcurate.data.validate import REJECT_COLUMNS, validate
@@ -63,8 +64,4 @@ def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | Non
 
 def write_rejects(rejects: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write the rejects report as CSV, atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    rejects.to_csv(tmp, index=False)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_frame(rejects, path, fmt="csv")

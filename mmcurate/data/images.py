@@ -11,7 +11,8 @@ from pathlib import Path
 
 from PIL import Image
 
-__all__ = ["IMAGE_SUFFIXES", "check_image", "open_image", "read_image_bytes", "thumbnail_jpeg"]
+__all__ = ["IMAGE_SUFFIXES", "ImageRefError", "check_image", "open_image", "read_image_bytes",
+           "resolve_image_ref", "thumbnail_jpeg"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -22,12 +23,47 @@ def _tar_index(path: str, mtime: float) -> dict[str, tarfile.TarInfo]:
         return {m.name: m for m in tar.getmembers() if m.isfile()}
 
 
+class ImageRefError(ValueError):
+    """An image reference that names no file inside the image root (``reason``: a reject code)."""
+
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason, self.detail = reason, detail
+
+
+def resolve_image_ref(ref: str, image_root: str | os.PathLike | None) -> tuple[Path, str | None]:
+    """The one path rule for image references: ``(file, member)`` inside ``image_root``.
+
+    ``ref`` is a path (relative to ``image_root``, or absolute) or ``shard.tar::member``; the file
+    part (the shard for a member) must resolve, symlinks followed, inside ``image_root``.
+    ``member`` is None for plain files. Raises :class:`ImageRefError` with reason
+    ``outside_root`` otherwise, or ``missing_value`` for an empty member name. Existence is not
+    checked here.
+
+    Examples
+    --------
+    >>> resolve_image_ref("a/0.png", "/data")  # doctest: +SKIP
+    (PosixPath('/data/a/0.png'), None)
+    """
+    root = os.path.realpath(image_root if image_root else ".")
+    name, member = ref.split("::", 1) if "::" in ref else (ref, None)
+    if member is not None and not member.strip():
+        raise ImageRefError("missing_value", f"{ref} names no member after '::'")
+    target = os.path.realpath(name if os.path.isabs(name) else os.path.join(root, name))
+    if os.path.commonpath([target, root]) != root:
+        raise ImageRefError("outside_root", f"{ref} resolves to {target}, outside the image root "
+                                            f"{root}; give paths inside --image-root")
+    return Path(target), member
+
+
 def read_image_bytes(ref: str, *, image_root: str | os.PathLike | None) -> bytes:
-    """The raw bytes of a relative path or a ``shard.tar::member`` reference."""
-    root = Path(image_root) if image_root else Path(".")
-    if "::" in ref:
-        shard, member = ref.split("::", 1)
-        path = root / shard
+    """The raw bytes of a relative path or a ``shard.tar::member`` reference.
+
+    Raises :class:`ImageRefError` for a reference outside ``image_root``, ``OSError`` when the
+    file or member cannot be read.
+    """
+    path, member = resolve_image_ref(ref, image_root)
+    if member is not None:
         index = _tar_index(str(path), path.stat().st_mtime)
         if member not in index:
             raise FileNotFoundError(f"{member} not in {path}")
@@ -36,7 +72,7 @@ def read_image_bytes(ref: str, *, image_root: str | os.PathLike | None) -> bytes
             if fh is None:
                 raise FileNotFoundError(f"{member} in {path} is not a file")
             return fh.read()
-    return (root / ref).read_bytes()
+    return path.read_bytes()
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
@@ -74,7 +110,9 @@ def check_image(data: bytes) -> tuple[str, str] | None:
                 im.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         return "decompression_bomb", str(err)
-    except (OSError, SyntaxError, ValueError, Image.UnidentifiedImageError) as err:
+    except Image.UnidentifiedImageError:
+        return "corrupt_image", "not an image PIL can read (expected PNG, JPEG, WebP, BMP, GIF or TIFF)"
+    except (OSError, SyntaxError, ValueError) as err:
         return "corrupt_image", f"{type(err).__name__}: {err}"
     return None
 

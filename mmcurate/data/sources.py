@@ -14,6 +14,7 @@ import glob
 import io
 import json
 import os
+import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,7 @@ import pandas as pd
 from mmcurate.data.images import IMAGE_SUFFIXES
 from mmcurate.exceptions import DataError
 
-__all__ = ["FORMATS", "Columns", "detect_format", "read_source"]
+__all__ = ["FORMATS", "Columns", "detect_format", "read_source", "split_member_name"]
 
 FORMATS = ("csv", "tsv", "jsonl", "parquet", "folder", "webdataset")
 _SUFFIX = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
@@ -77,21 +78,39 @@ def _map_columns(df: pd.DataFrame, columns: Columns, source: Path) -> pd.DataFra
     return out
 
 
-def _read_table(path: Path, sep: str, columns: Columns) -> pd.DataFrame:
-    text = path.read_bytes().decode("utf-8", errors="surrogateescape")
+def _numbered_rows(path: Path, text: str, sep: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """The header and ``(row, fields)`` of each non-blank record; ``row`` counts the lines after
+    the header (blank lines included), so it matches the file as an editor shows it."""
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
     try:
-        rows = list(csv.reader(io.StringIO(text, newline=""), delimiter=sep))
+        header = next(reader, None)
+        if header is None:
+            raise DataError(f"{path} is empty (expected a header row)")
+        header_end = previous_end = reader.line_num
+        body = []
+        for fields in reader:
+            start, previous_end = previous_end + 1, reader.line_num
+            if fields:
+                body.append((start - header_end, fields))
     except csv.Error as err:
-        raise DataError(f"{path} is not valid {'TSV' if sep == chr(9) else 'CSV'}: {err}") from err
-    if not rows:
-        raise DataError(f"{path} is empty (expected a header row)")
-    header, body = rows[0], [r for r in rows[1:] if r]
+        raise DataError(f"{path} is not valid {'TSV' if sep == chr(9) else 'CSV'} "
+                        f"(line {reader.line_num}): {err}") from err
+    dup = sorted({c for c in header if header.count(c) > 1})
+    if dup:
+        raise DataError(f"{path}: header names column(s) {dup} more than once; every column needs "
+                        f"its own name (rename or drop the copies)")
+    return header, body
+
+
+def _read_table(path: Path, sep: str, columns: Columns) -> pd.DataFrame:
+    text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
+    header, body = _numbered_rows(path, text, sep)
     width = len(header)
-    good = [r for r in body if len(r) == width]
+    good = [r for _, r in body if len(r) == width]
     df = pd.DataFrame(good, columns=header, dtype=object)
-    df.insert(0, "_row", [i for i, r in enumerate(body, start=1) if len(r) == width])
+    df.insert(0, "_row", [i for i, r in body if len(r) == width])
     bad = [{"_row": i, "_error": f"{len(r)} fields, header has {width}"}
-           for i, r in enumerate(body, start=1) if len(r) != width]
+           for i, r in body if len(r) != width]
     df = _map_columns(df, columns, path)
     if bad:
         df = pd.concat([df, pd.DataFrame(bad)], ignore_index=True).sort_values("_row", kind="stable")
@@ -113,7 +132,7 @@ def _read_jsonl(path: Path, columns: Columns) -> pd.DataFrame:
         records.append({"_row": i, **{k: (v if not isinstance(v, (int, float)) or isinstance(v, bool)
                                           else str(v) if k == columns.id else v)
                                       for k, v in obj.items()}})
-    df = pd.DataFrame(records)
+    df = pd.DataFrame(records, dtype=object)  # object: surrogate-escaped text is not valid UTF-8
     if df.empty:
         df = pd.DataFrame(columns=["_row", columns.image, columns.caption])
     df = _map_columns(df, columns, path)
@@ -123,7 +142,11 @@ def _read_jsonl(path: Path, columns: Columns) -> pd.DataFrame:
 
 
 def _read_parquet(path: Path, columns: Columns) -> pd.DataFrame:
-    df = _map_columns(pd.read_parquet(path), columns, path)
+    try:
+        table = pd.read_parquet(path)
+    except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
+        raise DataError(f"{path} is not a readable Parquet file ({err})") from err
+    df = _map_columns(table, columns, path)
     df.insert(0, "_row", range(1, len(df) + 1))
     return df
 
@@ -144,7 +167,7 @@ def _read_folder(root: Path) -> pd.DataFrame:
                      "image": p.relative_to(root).as_posix(), "caption": caption,
                      **({"_error": f"no caption file {p.with_suffix('.txt').name}"} if caption is None
                         else {})})
-    return pd.DataFrame(rows, columns=["_row", "_ref", "id", "image", "caption", "_error"])
+    return pd.DataFrame(rows, columns=["_row", "_ref", "id", "image", "caption", "_error"], dtype=object)
 
 
 def _shards(source: str) -> list[Path]:
@@ -165,13 +188,33 @@ def _shards(source: str) -> list[Path]:
     return [path]
 
 
-def _tar_samples(shard: Path, image_root: Path) -> list[dict]:
+_KEY_EXT = re.compile(r"^((?:.*/|)[^./]+)\.([^/]*)$")
+
+
+def split_member_name(name: str) -> tuple[str, str] | None:
+    """``(key, extension)`` of a WebDataset member: the basename splits at its *first* dot, as the
+    webdataset package does (``a/c.cls.txt`` -> ``("a/c", "cls.txt")``); None without a dot."""
+    m = _KEY_EXT.match(name)
+    return (m.group(1), m.group(2).lower()) if m else None
+
+
+def _unsafe_key(key: str) -> bool:
+    parts = key.split("/")
+    return key.startswith("/") or ".." in parts or "\\" in key
+
+
+def _tar_groups(tar: tarfile.TarFile) -> dict[str, dict[str, tarfile.TarInfo]]:
     groups: dict[str, dict[str, tarfile.TarInfo]] = {}
+    for m in tar.getmembers():
+        split = split_member_name(m.name) if m.isfile() else None
+        if split is not None:
+            groups.setdefault(split[0], {})[split[1]] = m
+    return groups
+
+
+def _tar_samples(shard: Path, image_root: Path) -> list[dict]:
     with tarfile.open(shard) as tar:
-        members = [m for m in tar.getmembers() if m.isfile()]
-        for m in members:
-            key, _, ext = m.name.rpartition(".")
-            groups.setdefault(key, {})[ext.lower()] = m
+        groups = _tar_groups(tar)
         rows = []
         rel = os.path.relpath(shard.resolve(), image_root.resolve())
         for key, parts in groups.items():
@@ -189,7 +232,10 @@ def _tar_samples(shard: Path, image_root: Path) -> list[dict]:
                    "image": f"{Path(rel).as_posix()}::{img.name}" if img else None,
                    "caption": caption, **{k: v for k, v in meta.items() if k != "caption"
                                           and isinstance(v, (str, int, float, bool))}}
-            if img is None:
+            if _unsafe_key(key):
+                row.update(id=None, _error=f"member name {key!r} is not a plain relative name (it "
+                                           f"is absolute or contains '..'); rename it in the shard")
+            elif img is None:
                 row["_error"] = f"sample {key} has no jpg/png/webp member"
             rows.append(row)
     return rows
@@ -210,7 +256,7 @@ def _read_webdataset(source: str, image_root: Path) -> pd.DataFrame:
         for r in part:
             r["_source"] = str(shard)
         rows += part
-    df = pd.DataFrame(rows)
+    df = pd.DataFrame(rows, dtype=object)
     df.insert(0, "_row", range(1, len(df) + 1))
     return df
 
@@ -236,6 +282,9 @@ def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns
         df = _read_folder(path)
     else:
         df = _read_webdataset(str(source), image_root)
+    if df.empty:
+        raise DataError(f"{source} holds no pairs (a header or folder with no data rows); "
+                        f"expected at least one row with an image and a caption")
     if "_source" not in df.columns:
         df["_source"] = str(source)
     return _sanitize(df.reset_index(drop=True))

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmcurate._fileio import atomic_write_frame
 from mmcurate.exceptions import DataError
 
 __all__ = ["STAMPS_ROOT", "build_tuxpaint_pairs"]
@@ -51,9 +52,4 @@ def build_tuxpaint_pairs(out_csv: str | os.PathLike, *, stamps_root: str | os.Pa
         if caption:
             rows.append({"id": "tux-" + rel.with_suffix("").as_posix().replace("/", "-"),
                          "image": rel.as_posix(), "caption": caption, "category": rel.parts[0]})
-    out = Path(out_csv)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    pd.DataFrame(rows).to_csv(tmp, index=False)
-    os.replace(tmp, out)
-    return out
+    return atomic_write_frame(pd.DataFrame(rows), out_csv, fmt="csv")

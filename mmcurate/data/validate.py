@@ -1,8 +1,11 @@
 """Validation of the raw table: one reject record per bad row, the valid rows go on.
 
-Checks, in order: malformed rows, missing image value, paths escaping the image root (absolute
-paths outside it, ``..``, symlinks resolving outside), missing files, empty or non-UTF-8
-captions, duplicate ids (first kept; also ids already taken when adding to a project), then
+Checks, in order: malformed rows, image or caption values that are not text (a JSON list or
+number, a Parquet integer), missing image value, paths escaping the image root (absolute paths
+outside it, ``..``, symlinks resolving outside, the shard of a ``shard.tar::member``; one rule,
+:func:`mmcurate.data.images.resolve_image_ref`), missing files (or directories), empty or
+non-UTF-8 captions, duplicate ids (first kept; also ids already taken when adding to a project;
+a null id, e.g. JSON ``null`` or a Parquet NaN, counts as missing and gets a hashed id), then
 (optionally) a full decode of every image in a thread pool: corrupt/truncated images and
 decompression bombs.
 """
@@ -19,31 +22,48 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmcurate.data.images import check_image, read_image_bytes
+from mmcurate.data.images import ImageRefError, check_image, read_image_bytes, resolve_image_ref
 
-__all__ = ["REJECT_COLUMNS", "validate"]
+__all__ = ["REJECT_COLUMNS", "given_id", "is_null", "validate"]
 
 REJECT_COLUMNS = ["source", "row", "pair_id", "column", "reason", "detail"]
 
 
+def is_null(value) -> bool:
+    """None, NaN, ``pd.NA``/``NaT``: a missing cell whatever the source's type."""
+    return value is None or (not isinstance(value, (str, list, dict, tuple)) and bool(pd.isna(value)))
+
+
+def given_id(value) -> str | None:
+    """A source id as text; a null or blank id counts as missing (the pair gets a hashed id)."""
+    if is_null(value):
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    text = str(value).strip()
+    return text or None
+
+
+def _text(column: pd.Series) -> pd.Series:
+    """A column of text cells (nulls become ``""``) as object dtype, even when empty."""
+    return pd.Series(["" if is_null(v) else v for v in column], index=column.index, dtype=object)
+
+
 def _pair_ids(df: pd.DataFrame) -> pd.Series:
-    given = df["id"].where(df["id"].notna(), None)
-    given = given.map(lambda v: None if v is None or str(v).strip() == "" else str(v).strip())
+    given = pd.Series([given_id(v) for v in df["id"]], index=df.index, dtype=object)
     hashed = [hashlib.sha1(f"{i}\n{c}".encode("utf-8", "surrogateescape")).hexdigest()[:16]
               for i, c in zip(df["image"].astype(str), df["caption"].astype(str))]
     return given.where(given.notna(), pd.Series(hashed, index=df.index))
 
 
 def _path_problem(ref: str, root: str) -> tuple[str, str] | None:
-    if "::" in ref:  # WebDataset member: the shard is checked once by the reader
-        return None
-    if os.path.isabs(ref):
-        target = os.path.realpath(ref)
-    else:
-        target = os.path.realpath(os.path.join(root, ref))
-    if os.path.commonpath([target, root]) != root:
-        return "outside_root", f"{ref} resolves to {target}, outside the image root {root}"
-    if not os.path.isfile(target):
+    try:
+        target, _ = resolve_image_ref(ref, root)
+    except ImageRefError as err:
+        return err.reason, err.detail
+    if target.is_dir():
+        return "missing_file", f"{target} is a directory, not an image file"
+    if not target.is_file():
         return "missing_file", f"{target} does not exist"
     return None
 
@@ -72,16 +92,19 @@ def _text_checks(df: pd.DataFrame, rej: _Rejects, root: str) -> pd.DataFrame:
     if "_error" in df.columns:
         err = df["_error"].notna() & (df["_error"].astype(str) != "")
         df = rej.add(df, err, "row", "malformed_row", df.loc[err, "_error"].astype(str).tolist())
-    img = df["image"].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-    df = df.assign(image=img)
+    for column in ("image", "caption"):
+        wrong = [not is_null(v) and not isinstance(v, str) for v in df[column]]
+        detail = [f"expected text, got {type(v).__name__} {v!r:.60}; quote the value in the source"
+                  for v, w in zip(df[column], wrong) if w]
+        df = rej.add(df, wrong, column, f"non_string_{column}", detail)
+    df = df.assign(image=_text(df["image"]))
     df = rej.add(df, df["image"].str.strip() == "", "image", "missing_value", "no image path")
-    cap = df["caption"].map(lambda v: "" if v is None or (isinstance(v, float) and np.isnan(v)) else str(v))
-    df = df.assign(caption=cap.str.strip())
+    df = df.assign(caption=_text(df["caption"]).str.strip())
     bad_utf8 = df["_nonutf8"].to_numpy(bool) if "_nonutf8" in df.columns else np.zeros(len(df), bool)
     df = rej.add(df, bad_utf8, "caption", "non_utf8_caption", "caption bytes are not valid UTF-8")
     df = rej.add(df, df["caption"] == "", "caption", "empty_caption", "caption is empty")
     problems = [_path_problem(ref, root) for ref in df["image"]]
-    for reason in ("outside_root", "missing_file"):
+    for reason in ("outside_root", "missing_value", "missing_file"):
         mask = [p is not None and p[0] == reason for p in problems]
         details = [p[1] for p in problems if p is not None and p[0] == reason]
         keep = ~np.asarray(mask, dtype=bool)
@@ -106,7 +129,7 @@ def _image_checks(df: pd.DataFrame, rej: _Rejects, root: str, progress: bool) ->
     def check(ref: str):
         try:
             return check_image(read_image_bytes(ref, image_root=root))
-        except OSError as err:
+        except (OSError, ImageRefError) as err:
             return "missing_file", str(err)
 
     with ThreadPoolExecutor(max_workers=min(8, (os.cpu_count() or 1) * 2)) as pool:

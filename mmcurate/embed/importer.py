@@ -24,7 +24,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmcurate._fileio import NpyWriter, atomic_write_json, iter_npy_rows, npy_shape, save_npy_atomic
+from mmcurate._fileio import (
+    NpyWriter,
+    atomic_write_frame,
+    atomic_write_json,
+    iter_npy_rows,
+    npy_shape,
+    save_npy_atomic,
+)
+from mmcurate.data.validate import given_id, is_null
 from mmcurate.embed.store import EmbeddingStore, normalize_rows
 from mmcurate.exceptions import DataError
 
@@ -81,41 +89,73 @@ def _check_shard(img: tuple, txt: tuple, meta: pd.DataFrame, paths) -> None:
             f"{paths[2]} has {len(meta)}; they must match row for row."
         )
     if img[1] != txt[1]:
-        raise DataError(f"dimension differs: {paths[0]} D={img.shape[1]}, {paths[1]} D={txt.shape[1]}")
+        raise DataError(f"dimension differs: {paths[0]} D={img[1]}, {paths[1]} D={txt[1]}; image and "
+                        f"text vectors must come from one model (same D)")
     if "caption" not in meta.columns:
         raise DataError(f"{paths[2]} has no 'caption' column (columns: {list(meta.columns)})")
 
 
 def _pair_ids(meta: pd.DataFrame, shard: int) -> list[str]:
-    if "key" in meta.columns:
-        return meta["key"].astype(str).tolist()
+    """The ``key`` column where given (a null key counts as missing), else a hash of path + caption."""
     paths = meta["image_path"].astype(str).tolist() if "image_path" in meta.columns else \
         [f"shard{shard}:row{i}" for i in range(len(meta))]
-    return [hashlib.sha1(f"{p}\n{c}".encode()).hexdigest()[:16]
-            for p, c in zip(paths, meta["caption"].astype(str).tolist())]
+    hashed = [hashlib.sha1(f"{p}\n{c}".encode()).hexdigest()[:16]
+              for p, c in zip(paths, meta["caption"].astype(str).tolist())]
+    if "key" not in meta.columns:
+        return hashed
+    return [h if k is None else k for k, h in zip((given_id(v) for v in meta["key"]), hashed)]
 
 
 def _finite_rows(path: Path) -> np.ndarray:
-    return np.concatenate([np.isfinite(block).all(1) for block in iter_npy_rows(path, _CHUNK)])
+    blocks = [np.isfinite(block).all(1) for block in iter_npy_rows(path, _CHUNK)]
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=bool)
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    try:
+        return npy_shape(path)
+    except (ValueError, OSError, SyntaxError) as err:
+        raise DataError(f"{path} is not a readable .npy array ({err}); expected a file written "
+                        f"by numpy.save with shape (rows, D)") from err
+
+
+def _read_metadata(path: Path) -> pd.DataFrame:
+    try:
+        return pd.read_parquet(path)
+    except (ValueError, OSError) as err:
+        raise DataError(f"{path} is not a readable Parquet file ({err})") from err
+
+
+def _detail(reason: str, in_project: bool, caption) -> str:
+    if reason == "duplicate_id" and in_project:
+        return "pair_id already in the project"
+    if reason == "non_string_caption":
+        return f"expected text, got {type(caption).__name__} {caption!r:.60}"
+    if reason == "non_finite_vector":
+        return "the image or text vector holds NaN/inf"
+    return ""
 
 
 def _shard_table(img, txt, meta, paths, shard, seen, existing) -> tuple[pd.DataFrame, np.ndarray, list]:
     """Pairs of one shard, the mask of rows kept, and reject records."""
     ids = _pair_ids(meta, shard)
-    captions = meta["caption"].fillna("").astype(str).str.strip()
+    textual = [is_null(v) or isinstance(v, str) for v in meta["caption"]]
+    captions = pd.Series([v.strip() if isinstance(v, str) else "" for v in meta["caption"]],
+                         index=meta.index, dtype=object)
     finite = _finite_rows(img) & _finite_rows(txt)  # img/txt: the .npy paths
     keep = np.ones(len(meta), dtype=bool)
     rejects = []
     for i, (pid, cap) in enumerate(zip(ids, captions)):
-        reason = ("empty_caption" if not cap else "duplicate_id" if pid in seen
+        reason = ("non_string_caption" if not textual[i] else "empty_caption" if not cap
+                  else "duplicate_id" if pid in seen
                   else "non_finite_vector" if not finite[i] else None)
         if reason:
             keep[i] = False
             rejects.append({"source": str(paths[2]), "row": i + 1, "pair_id": pid,
-                            "column": "caption" if reason == "empty_caption" else "key",
+                            "column": {"empty_caption": "caption", "non_string_caption": "caption",
+                                       "non_finite_vector": "vector"}.get(reason, "key"),
                             "reason": reason,
-                            "detail": "pair_id already in the project"
-                            if reason == "duplicate_id" and pid in existing else ""})
+                            "detail": _detail(reason, pid in existing, meta["caption"].iloc[i])})
         else:
             seen.add(pid)
     table = meta.drop(columns=[c for c in ("key",) if c in meta.columns]).copy()
@@ -143,8 +183,8 @@ def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore, *,
     shards = _discover(root)
     loaded, total, dim = [], 0, None
     for paths in shards:
-        img, txt = npy_shape(paths[0]), npy_shape(paths[1])
-        meta = pd.read_parquet(paths[2])
+        img, txt = _npy_shape(paths[0]), _npy_shape(paths[1])
+        meta = _read_metadata(paths[2])
         _check_shard(img, txt, meta, paths)
         if dim is not None and img[1] != dim:
             raise DataError(f"{paths[0]} has D={img[1]}, earlier shards D={dim}")
@@ -201,7 +241,5 @@ def write_embedding_folder(folder: str | os.PathLike, image_embeddings: np.ndarr
                         np.asarray(image_embeddings[start:stop], dtype=np.float16))
         save_npy_atomic(root / "text_emb" / f"text_emb_{shard}.npy",
                         np.asarray(text_embeddings[start:stop], dtype=np.float16))
-        tmp = root / "metadata" / f".metadata_{shard}.parquet.tmp"
-        metadata.iloc[start:stop].to_parquet(tmp, index=False)
-        os.replace(tmp, root / "metadata" / f"metadata_{shard}.parquet")
+        atomic_write_frame(metadata.iloc[start:stop], root / "metadata" / f"metadata_{shard}.parquet")
     return root

@@ -152,10 +152,18 @@ def _embed_batch(encoder, store, ids, positions, ok, images, tokens, errors, rep
     report.n_failed += int((~ok_arr).sum())
     if images is None:
         return
-    text = encoder.encode_token_tensors(tokens[torch_index(ok_arr)])
-    image = encoder.encode_image_tensors(images)
-    store.write_part([ids[p] for p, g in zip(positions, ok) if g], image, text)
-    report.n_embedded += len(image)
+    text = np.asarray(encoder.encode_token_tensors(tokens[torch_index(ok_arr)]), dtype=np.float32)
+    image = np.asarray(encoder.encode_image_tensors(images), dtype=np.float32)
+    done = [p for p, g in zip(positions, ok) if g]
+    finite = np.isfinite(image).all(1) & np.isfinite(text).all(1)
+    for pos in np.asarray(done)[~finite]:
+        report.failures.append({"pair_id": ids[pos], "image": todo["image"].iloc[pos],
+                                "reason": "non_finite_vector",
+                                "detail": "the model returned NaN/inf for this pair"})
+    report.n_failed += int((~finite).sum())
+    if finite.any():
+        store.write_part([ids[p] for p, f in zip(done, finite) if f], image[finite], text[finite])
+    report.n_embedded += int(finite.sum())
 
 
 def torch_index(mask: np.ndarray):

@@ -152,6 +152,8 @@ def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2, ba
         result["n_failed"] = len(result["failures"])
         result["seconds"] = time.perf_counter() - start
         proj._record_failures(result["failures"])
+        proj._set_aside_failures(store)
+        pairs = proj.pairs
         if not store.missing(pairs["pair_id"].tolist()):
             store.compact(pairs["pair_id"].tolist())
     return result

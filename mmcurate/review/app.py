@@ -145,15 +145,32 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
     return app
 
 
+def _quiet_handler():
+    """werkzeug's request handler without the per-request access log (its lines hold the token)."""
+    from werkzeug.serving import WSGIRequestHandler
+
+    class QuietRequestHandler(WSGIRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            return None
+
+    return QuietRequestHandler
+
+
+def make_review_server(app, *, host: str = "127.0.0.1", port: int = 0):
+    """The threaded werkzeug server for ``app``; requests are not logged (URLs carry the token)."""
+    from werkzeug.serving import make_server
+
+    return make_server(host, port, app, threaded=True, request_handler=_quiet_handler())
+
+
 def serve(app, *, host: str = "127.0.0.1", port: int = 0, open_browser: bool = False,
           allow_remote: bool = False, token: str | None = None) -> None:
     """Serve ``app`` (threaded) until interrupted; prints the URL with its token."""
-    from werkzeug.serving import make_server
 
     if host not in ("127.0.0.1", "localhost", "::1") and not allow_remote:
         raise ValueError(f"refusing to serve on {host!r}: the review page binds 127.0.0.1 only "
                          f"(pass allow_remote=True to override)")
-    server = make_server(host, port, app, threaded=True)
+    server = make_review_server(app, host=host, port=port)
     url = f"http://{host}:{server.server_port}/" + (f"?token={token}" if token else "")
     print(f"review page: {url}  (Ctrl-C to stop; every decision is saved at once)", flush=True)
     if open_browser:

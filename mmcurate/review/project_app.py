@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import tarfile
 from pathlib import Path
 
+from mmcurate.data.images import ImageRefError, resolve_image_ref
 from mmcurate.exceptions import ProjectError
 
 __all__ = ["image_resolver", "serve_project"]
@@ -26,20 +28,22 @@ def image_resolver(proj):
         ref = refs.get(pair_id)
         if not ref:
             return None
-        if "::" in ref:
-            return _extract_member(root, ref, cache / f"{pair_id}{Path(ref).suffix}")
-        path = (root / ref).resolve()
-        return path if path.is_relative_to(root) and path.is_file() else None
+        try:
+            path, member = resolve_image_ref(ref, root)
+        except ImageRefError:
+            return None
+        if member is None:
+            return path if path.is_file() else None
+        name = hashlib.sha1(pair_id.encode("utf-8")).hexdigest()[:20] + Path(member).suffix
+        return _extract_member(path, member, cache / name)
 
     return resolve
 
 
-def _extract_member(root: Path, ref: str, target: Path) -> Path | None:
+def _extract_member(shard_path: Path, member: str, target: Path) -> Path | None:
     if target.is_file():
         return target
-    shard, member = ref.split("::", 1)
-    shard_path = (root / shard).resolve()
-    if not shard_path.is_relative_to(root) or not shard_path.is_file():
+    if not shard_path.is_file():
         return None
     with tarfile.open(shard_path) as tar:
         fh = tar.extractfile(member)

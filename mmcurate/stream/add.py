@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_json
+from mmcurate._fileio import atomic_write_frame, atomic_write_json
 from mmcurate.exceptions import NotEmbeddedError, ProjectError
 from mmcurate.stream_threshold import AdaptiveThreshold
 
@@ -132,9 +132,13 @@ def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement"
         _recover(proj)
         state = _owned_state(proj)
         staging = _fresh(_dir(proj, "staging"))
-        arrivals, rejects = _ingest(proj, source, staging, image_root=image_root, columns=columns,
-                                    fmt=fmt, check_images=check_images, encoder=encoder,
-                                    batch_size=batch_size, progress=progress)
+        try:
+            arrivals, rejects = _ingest(proj, source, staging, image_root=image_root, columns=columns,
+                                        fmt=fmt, check_images=check_images, encoder=encoder,
+                                        batch_size=batch_size, progress=progress)
+        except BaseException:  # a refused batch leaves the project as it was
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         batch = {"batch_id": state["n_batches"] + 1, "source": str(source), "sha256": digest,
                  "strategy": strategy, "mode": mode, "threshold": threshold, "rate": rate, "k": k,
                  "random_state": random_state}
@@ -278,9 +282,7 @@ def _write_pending(proj, batch, decisions: pd.DataFrame, rejects: pd.DataFrame, 
 
 
 def _write_pairs(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write_frame(table, path, fmt="parquet")
 
 
 def _commit(proj, arrivals, on_commit=None) -> None:
@@ -364,9 +366,7 @@ def _append_rejects(proj, rejects: pd.DataFrame) -> None:
     path = proj.root / "rejects.csv"
     old = proj.rejects
     table = pd.concat([old, rejects], ignore_index=True) if len(old) else rejects
-    tmp = path.with_name(f".{path.name}.tmp")
-    table.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write_frame(table, path, fmt="csv")
 
 
 def _recover(proj) -> pd.DataFrame | None:
