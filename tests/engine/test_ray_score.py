@@ -55,6 +55,8 @@ def test_cli_rank_with_ray_after_a_head(local_ray, tmp_path):
     decisions = pd.DataFrame({"pair_id": meta["key"][:200],
                               "decision": np.where(noisy[:200], "reject", "accept")})
     decisions.to_csv(tmp_path / "d.csv", index=False)
+    # a reviewer's batch of the first 200 pairs (decisions are taken for queued pairs only)
+    proj.ledger.create_round(meta["key"][:200].tolist(), strategy="random", params={}, model={})
     assert main(["label", str(proj.root), "--import", str(tmp_path / "d.csv")]) == 0
     assert main(["train", str(proj.root)]) == 0
     out_ray, out_local = tmp_path / "ray.csv", tmp_path / "local.csv"
