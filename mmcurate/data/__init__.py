@@ -32,7 +32,7 @@ class LoadResult:
 
 
 def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
-               columns: Columns | None = None, fmt: str | None = None, check_images: bool = True,
+               columns: Columns | None = None, fmt: str | None = None, check_images: bool | str = True,
                progress: bool = False) -> LoadResult:
     """Read and validate a pair source.
 
@@ -44,8 +44,10 @@ def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | Non
         Folder image paths are relative to (default: the source's folder, or the folder itself).
     columns : Columns
         Names of the id/image/caption columns in tabular sources.
-    check_images : bool
-        Decode every image fully (catches corrupt, truncated and decompression-bomb images).
+    check_images : bool or {"header", "full"}
+        ``True``/``"header"``: read every image's header and structure without decoding pixels
+        (unreadable files, truncated PNGs, decompression bombs); ``"full"``: decode every image
+        fully (also JPEGs cut short; as slow as embedding's decode); ``False``: no check.
 
     Examples
     --------
