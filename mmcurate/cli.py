@@ -22,12 +22,13 @@ def _add_init(sub) -> None:
     p = sub.add_parser("init", help="create a project from a pairs source or an embedding folder")
     p.add_argument("project", type=Path)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--pairs", help="CSV/TSV/JSONL/Parquet file, image folder with .txt captions, "
-                                     "or WebDataset .tar shard(s)")
+    src.add_argument("--pairs", help="CSV/TSV/JSONL/Parquet file (image paths or image bytes), image "
+                                     "folder with .txt captions, WebDataset .tar shard(s), or a "
+                                     "Hugging Face save_to_disk folder")
     src.add_argument("--embeddings", help="clip-retrieval folder (img_emb/, text_emb/, metadata/)")
     p.add_argument("--image-root", help="folder image paths are relative to (default: the file's folder)")
     p.add_argument("--format", dest="fmt", help="override format detection (csv, tsv, jsonl, parquet, "
-                                                "folder, webdataset)")
+                                                "folder, webdataset, parquet-images, hf-disk)")
     p.add_argument("--id-column", default="id")
     p.add_argument("--image-column", default="image")
     p.add_argument("--caption-column", default="caption")

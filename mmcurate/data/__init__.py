@@ -2,9 +2,10 @@
 
 Sources: CSV/TSV, JSONL, Parquet (configurable column names; extra columns kept), an image folder
 with sidecar ``.txt`` captions, WebDataset ``.tar`` shards (a file, a folder of shards, a glob or
-a brace list). Every bad row becomes a reject record (file, 1-based row, column, reason, detail)
-and the load goes on; only whole-file problems (missing columns, unknown format, unreadable file)
-raise :class:`mmcurate.exceptions.DataError`.
+a brace list), and images stored as bytes in a column (a Parquet file or a Hugging Face
+``save_to_disk`` folder, :mod:`mmcurate.data.hf`). Every bad row becomes a reject record (file,
+1-based row, column, reason, detail) and the load goes on; only whole-file problems (missing
+columns, unknown format, unreadable file) raise :class:`mmcurate.exceptions.DataError`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Opening and checking images: plain files and WebDataset tar members (``shard.tar::member``)."""
+"""Opening and checking images: plain files, WebDataset tar members (``shard.tar::member``) and
+image bytes in a Parquet/Arrow table row (``file.parquet::row``, see :mod:`mmcurate.data.hf`)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,10 @@ def read_image_bytes(ref: str, *, image_root: str | os.PathLike | None) -> bytes
     if "::" in ref:
         shard, member = ref.split("::", 1)
         path = root / shard
+        if path.suffix in (".parquet", ".arrow") and member.isdigit():  # image bytes in a table row
+            from mmcurate.data.hf import read_table_image
+
+            return read_table_image(path, int(member))
         index = _tar_index(str(path), path.stat().st_mtime)
         if member not in index:
             raise FileNotFoundError(f"{member} not in {path}")

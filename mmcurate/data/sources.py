@@ -25,7 +25,7 @@ from mmcurate.exceptions import DataError
 
 __all__ = ["FORMATS", "Columns", "detect_format", "read_source"]
 
-FORMATS = ("csv", "tsv", "jsonl", "parquet", "folder", "webdataset")
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "folder", "webdataset", "parquet-images", "hf-disk")
 _SUFFIX = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
            ".tar": "webdataset"}
 
@@ -48,6 +48,8 @@ def detect_format(source: str | os.PathLike, fmt: str | None = None) -> str:
     text = str(source)
     path = Path(text)
     if path.is_dir():
+        if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+            return "hf-disk"
         return "webdataset" if any(path.glob("*.tar")) else "folder"
     if any(ch in text for ch in "*{"):
         return "webdataset"
@@ -220,8 +222,15 @@ def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns
     """Read any supported source into the raw table (see module docstring)."""
     kind = detect_format(source, fmt)
     path = Path(source)
-    if kind in ("csv", "tsv", "jsonl", "parquet") and not path.is_file():
+    if kind in ("csv", "tsv", "jsonl", "parquet", "parquet-images") and not path.is_file():
         raise DataError(f"pairs file {path} does not exist")
+    if kind in ("parquet", "parquet-images", "hf-disk"):
+        from mmcurate.data.hf import has_image_bytes
+
+        if kind == "parquet" and has_image_bytes(path, columns.image):
+            kind = "parquet-images"
+        if kind != "parquet":
+            return _sanitize(_read_image_table(path, kind, image_root, columns).reset_index(drop=True))
     if kind == "csv":
         df = _read_table(path, ",", columns)
     elif kind == "tsv":
@@ -239,6 +248,17 @@ def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns
     if "_source" not in df.columns:
         df["_source"] = str(source)
     return _sanitize(df.reset_index(drop=True))
+
+
+def _read_image_table(path: Path, kind: str, image_root: Path, columns: Columns) -> pd.DataFrame:
+    """A Parquet file or ``save_to_disk`` folder with image bytes in a column (mmcurate.data.hf)."""
+    from mmcurate.data.hf import hf_disk_files, read_bytes_table
+
+    if kind == "hf-disk" and not path.is_dir():
+        raise DataError(f"Hugging Face dataset folder {path} does not exist")
+    files = [path] if kind == "parquet-images" else hf_disk_files(path)
+    raw = read_bytes_table(files, image_col=columns.image, image_root=image_root)
+    return _map_columns(raw, columns, path)
 
 
 def _has_surrogates(value) -> bool:
