@@ -23,12 +23,12 @@ def _add_init(sub) -> None:
     p.add_argument("project", type=Path)
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--pairs", help="CSV/TSV/JSONL/Parquet file (image paths or image bytes), image "
-                                     "folder with .txt captions, WebDataset .tar shard(s), or a "
-                                     "Hugging Face save_to_disk folder")
+                                     "folder with .txt captions, WebDataset .tar shard(s), an "
+                                     "img2dataset output folder, or a Hugging Face save_to_disk folder")
     src.add_argument("--embeddings", help="clip-retrieval folder (img_emb/, text_emb/, metadata/)")
     p.add_argument("--image-root", help="folder image paths are relative to (default: the file's folder)")
     p.add_argument("--format", dest="fmt", help="override format detection (csv, tsv, jsonl, parquet, "
-                                                "folder, webdataset, parquet-images, hf-disk)")
+                                                "folder, webdataset, parquet-images, hf-disk, img2dataset)")
     p.add_argument("--id-column", default="id")
     p.add_argument("--image-column", default="image")
     p.add_argument("--caption-column", default="caption")

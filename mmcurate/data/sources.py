@@ -25,7 +25,8 @@ from mmcurate.exceptions import DataError
 
 __all__ = ["FORMATS", "Columns", "detect_format", "read_source"]
 
-FORMATS = ("csv", "tsv", "jsonl", "parquet", "folder", "webdataset", "parquet-images", "hf-disk")
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "folder", "webdataset", "parquet-images", "hf-disk",
+           "img2dataset")
 _SUFFIX = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
            ".tar": "webdataset"}
 
@@ -50,6 +51,10 @@ def detect_format(source: str | os.PathLike, fmt: str | None = None) -> str:
     if path.is_dir():
         if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
             return "hf-disk"
+        from mmcurate.data.img2dataset import is_img2dataset_folder
+
+        if is_img2dataset_folder(path):
+            return "img2dataset"
         return "webdataset" if any(path.glob("*.tar")) else "folder"
     if any(ch in text for ch in "*{"):
         return "webdataset"
@@ -224,13 +229,9 @@ def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns
     path = Path(source)
     if kind in ("csv", "tsv", "jsonl", "parquet", "parquet-images") and not path.is_file():
         raise DataError(f"pairs file {path} does not exist")
-    if kind in ("parquet", "parquet-images", "hf-disk"):
-        from mmcurate.data.hf import has_image_bytes
-
-        if kind == "parquet" and has_image_bytes(path, columns.image):
-            kind = "parquet-images"
-        if kind != "parquet":
-            return _sanitize(_read_image_table(path, kind, image_root, columns).reset_index(drop=True))
+    stored = _read_stored_images(path, kind, image_root, columns)
+    if stored is not None:
+        return _sanitize(stored.reset_index(drop=True))
     if kind == "csv":
         df = _read_table(path, ",", columns)
     elif kind == "tsv":
@@ -250,12 +251,21 @@ def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns
     return _sanitize(df.reset_index(drop=True))
 
 
-def _read_image_table(path: Path, kind: str, image_root: Path, columns: Columns) -> pd.DataFrame:
-    """A Parquet file or ``save_to_disk`` folder with image bytes in a column (mmcurate.data.hf)."""
-    from mmcurate.data.hf import hf_disk_files, read_bytes_table
+def _read_stored_images(path: Path, kind: str, image_root: Path, columns: Columns) -> pd.DataFrame | None:
+    """Sources whose images live inside the dataset files: an img2dataset folder
+    (:mod:`mmcurate.data.img2dataset`), a Parquet file or ``save_to_disk`` folder with image bytes
+    in a column (:mod:`mmcurate.data.hf`); ``None`` for every other kind (a plain Parquet too)."""
+    from mmcurate.data.hf import has_image_bytes, hf_disk_files, read_bytes_table
+    from mmcurate.data.img2dataset import read_img2dataset
 
-    if kind == "hf-disk" and not path.is_dir():
-        raise DataError(f"Hugging Face dataset folder {path} does not exist")
+    if kind == "parquet" and has_image_bytes(path, columns.image):
+        kind = "parquet-images"
+    if kind not in ("img2dataset", "parquet-images", "hf-disk"):
+        return None
+    if kind != "parquet-images" and not path.is_dir():
+        raise DataError(f"{kind} folder {path} does not exist")
+    if kind == "img2dataset":
+        return _map_columns(read_img2dataset(path, image_root=image_root), Columns(), path)
     files = [path] if kind == "parquet-images" else hf_disk_files(path)
     raw = read_bytes_table(files, image_col=columns.image, image_root=image_root)
     return _map_columns(raw, columns, path)
