@@ -7,6 +7,10 @@ PY      := $(VENV)/bin/python
 PIP     := $(VENV)/bin/pip
 APT_PKGS_DEMO := tuxpaint-stamps-default
 APT_PKGS_TEST := tuxpaint-stamps-default chromium
+# img2dataset (interop test tests/interop/test_img2dataset.py) pins pandas<3 and webdataset<0.3, which
+# would downgrade ours: it is installed with --no-deps, plus what its modules import at load time.
+IMG2DATASET     := img2dataset==1.47.0
+IMG2DATASET_DEPS := fire exifread-nocycle 'albumentations<2' 'opencv-python-headless<5' wandb
 
 .PHONY: demo test setup setup-dev system-demo system-test lint clean
 
@@ -14,6 +18,8 @@ $(VENV)/.installed: pyproject.toml requirements-pins.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c requirements-pins.txt -e '.[dev,ray]'
+	$(PIP) install --quiet -c requirements-pins.txt $(IMG2DATASET_DEPS)
+	$(PIP) install --quiet --no-deps $(IMG2DATASET)
 	touch $@
 
 setup: $(VENV)/.installed

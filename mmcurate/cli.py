@@ -24,12 +24,13 @@ def _add_init(sub) -> None:
     p = sub.add_parser("init", help="create a project from a pairs source or an embedding folder")
     p.add_argument("project", type=Path)
     src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--pairs", help="CSV/TSV/JSONL/Parquet file, image folder with .txt captions, "
-                                     "or WebDataset .tar shard(s)")
+    src.add_argument("--pairs", help="CSV/TSV/JSONL/Parquet file (image paths or image bytes), image "
+                                     "folder with .txt captions, WebDataset .tar shard(s), an "
+                                     "img2dataset output folder, or a Hugging Face save_to_disk folder")
     src.add_argument("--embeddings", help="clip-retrieval folder (img_emb/, text_emb/, metadata/)")
     p.add_argument("--image-root", help="folder image paths are relative to (default: the file's folder)")
     p.add_argument("--format", dest="fmt", help="override format detection (csv, tsv, jsonl, parquet, "
-                                                "folder, webdataset)")
+                                                "folder, webdataset, parquet-images, hf-disk, img2dataset)")
     p.add_argument("--id-column", default="id")
     p.add_argument("--image-column", default="image")
     p.add_argument("--caption-column", default="caption")
@@ -37,15 +38,28 @@ def _add_init(sub) -> None:
                                                  "(default ViT-B-32)")
     p.add_argument("--pretrained", default=None, help="pretrained tag or weights file "
                                                       "(default laion2b_s34b_b79k)")
-    p.add_argument("--no-check-images", action="store_true", help="skip decoding every image")
+    p.add_argument("--no-check-images", action="store_true", help="skip checking every image")
+    p.add_argument("--full-check-images", action="store_true",
+                   help="decode every image fully (default: header and structure only; embed "
+                        "reports images that fail to decode)")
     p.add_argument("--force", action="store_true", help="replace an existing project")
 
 
 def _add_embed(sub) -> None:
     p = sub.add_parser("embed", help="embed every pair not embedded yet (resumable)")
     p.add_argument("project", type=Path)
-    p.add_argument("--batch-size", type=int, default=32)
-    p.add_argument("--workers", type=int, default=None, help="DataLoader worker processes")
+    p.add_argument("--batch-size", type=int, default=None,
+                   help="pairs per batch (default 32 on CPU, 256 on CUDA)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="decoding worker processes (default: sized to the machine)")
+    p.add_argument("--device", default="auto",
+                   help="auto (CUDA if present, else CPU) | cpu | cuda | cuda:N | mps")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                   help="auto: bf16/fp16 autocast on CUDA, fp32 elsewhere")
+    p.add_argument("--decode", default="cpu", choices=["cpu", "gpu"],
+                   help="gpu: decode JPEGs with nvJPEG on the GPU (torchvision.io.decode_jpeg)")
+    p.add_argument("--full-decode", action="store_true",
+                   help="decode JPEGs at full size (default: the smallest scale covering the model input)")
     p.add_argument("--reembed", action="store_true", help="discard vectors of a different model")
     p.add_argument("--allow-download", action="store_true",
                    help="permit fetching weights from the Hugging Face hub")
@@ -53,6 +67,8 @@ def _add_embed(sub) -> None:
     p.add_argument("--address", default=None, help="Ray cluster (auto | ray://HOST:PORT); "
                                                    "default: start a local Ray")
     p.add_argument("--num-workers", type=int, default=2, help="Ray encoder actors")
+    p.add_argument("--gpus-per-worker", type=float, default=0.0,
+                   help="Ray: GPUs per encoder actor (the actors run the model on their GPU)")
     p.add_argument("--no-progress", action="store_true")
 
 
@@ -226,6 +242,10 @@ def _version() -> str:
     return f"mmcurate {__version__}"
 
 
+def _check_mode(args) -> bool | str:
+    return False if args.no_check_images else ("full" if args.full_check_images else True)
+
+
 def _cmd_init(args) -> int:
     from mmcurate.embed.model import ModelSpec
     from mmcurate.project import create_project
@@ -233,7 +253,7 @@ def _cmd_init(args) -> int:
     model = ModelSpec.from_names(args.model, args.pretrained) if args.pairs else None
     proj = create_project(
         args.project, pairs=args.pairs, embeddings=args.embeddings, image_root=args.image_root,
-        model=model, fmt=args.fmt, check_images=not args.no_check_images, overwrite=args.force,
+        model=model, fmt=args.fmt, check_images=_check_mode(args), overwrite=args.force,
         columns={"id": args.id_column, "image": args.image_column, "caption": args.caption_column},
     )
     print(f"created {proj.root}: {len(proj.pairs)} pairs, {len(proj.rejects)} rejected "
@@ -253,12 +273,15 @@ def _cmd_embed(args) -> int:
         from mmcurate.engine.ray_embed import embed_with_ray
 
         r = embed_with_ray(proj, address=args.address, num_workers=args.num_workers,
-                           batch_size=args.batch_size, reembed=args.reembed)
+                           batch_size=args.batch_size, reembed=args.reembed, device=args.device,
+                           precision=args.precision, gpus_per_worker=args.gpus_per_worker)
         print(f"embedded {r['n_embedded']} pairs on Ray ({r['n_already']} already done, "
               f"{r['n_failed']} failed) in {r['seconds']:.1f} s")
         return 0
     report = proj.embed(batch_size=args.batch_size, num_workers=args.workers, reembed=args.reembed,
-                        allow_download=args.allow_download, progress=not args.no_progress)
+                        allow_download=args.allow_download, progress=not args.no_progress,
+                        device=args.device, precision=args.precision, decode=args.decode,
+                        reduced_decode=not args.full_decode)
     print(f"embedded {report.n_embedded} pairs ({report.n_already} already done, {report.n_failed} "
           f"failed) in {report.seconds:.1f} s ({report.pairs_per_second:.1f} pairs/s)")
     if report.n_failed:

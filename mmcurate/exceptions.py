@@ -50,3 +50,7 @@ class PoolExhaustedError(QueryError):
 
 class MissingDependencyError(MmcurateError, ImportError):
     """An optional dependency is not installed; the message gives the pip command."""
+
+
+class DeviceError(MmcurateError):
+    """A compute device was asked for by name but this machine does not have it."""

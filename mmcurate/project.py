@@ -113,26 +113,36 @@ class Project:
         return project_lock(self.root, wait=wait)
 
     # -- embeddings -------------------------------------------------------------------------
-    def embed(self, *, batch_size: int = 32, num_workers: int | None = None, progress: bool = True,
-              reembed: bool = False, allow_download: bool = False, allow_random: bool = False):
+    def embed(self, *, batch_size: int | None = None, num_workers: int | None = None,
+              progress: bool = True, reembed: bool = False, allow_download: bool = False,
+              allow_random: bool = False, device: str = "auto", precision: str = "auto",
+              decode: str = "cpu", reduced_decode: bool = True):
         """Embed every pair that has no vectors yet (resumable); returns an ``EmbedReport``.
 
-        ``allow_random`` permits a model without pretrained weights (benchmarks only).
+        ``device``: ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps``;
+        ``precision``: ``auto`` (bf16/fp16 autocast on CUDA, fp32 elsewhere), ``fp32``, ``fp16``,
+        ``bf16`` (recorded in the manifest). ``batch_size`` defaults to 32 on CPU, 256 on CUDA.
+        ``decode="gpu"`` decodes JPEGs with nvJPEG on the GPU. ``allow_random`` permits a model
+        without pretrained weights (benchmarks only).
         """
         if self.kind == "external":
             raise ProjectError(f"{self.root} was built from imported embeddings; nothing to embed.")
         from mmcurate.data import open_image
+        from mmcurate.embed.device import resolve_device
         from mmcurate.embed.encoder import load_encoder
         from mmcurate.embed.run import embed_pairs
 
+        choice = resolve_device(device, precision=precision)  # fails fast, before the lock and model
         with self.lock():
             encoder = load_encoder(self.model_spec, allow_download=allow_download,
-                                   allow_random=allow_random, weights_sha256=self._known_sha())
+                                   allow_random=allow_random, weights_sha256=self._known_sha(),
+                                   device=choice)
             store = self.store
             store.bind(encoder.info, reembed=reembed)
             report = embed_pairs(self.pairs, store, encoder, image_root=self.image_root,
                                  open_image=open_image, batch_size=batch_size,
-                                 num_workers=num_workers, progress=progress)
+                                 num_workers=num_workers, progress=progress, decode=decode,
+                                 reduced_decode=reduced_decode)
             self._record_failures(report.failures)
             self._set_aside_failures(store)
             if not store.missing(self.pairs["pair_id"].tolist()):
@@ -291,7 +301,7 @@ def create_project(
     model: ModelSpec | None = None,
     columns: dict[str, str] | None = None,
     fmt: str | None = None,
-    check_images: bool = True,
+    check_images: bool | str = True,
     progress: bool = True,
     overwrite: bool = False,
 ) -> Project:

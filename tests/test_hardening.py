@@ -104,7 +104,7 @@ def test_locked_database_is_a_message_not_a_traceback(tmp_path, capsys, monkeypa
     proj.ledger.create_round(["e0"], strategy="test", params={}, model={})
     proj.ledger.close()
     (tmp_path / "d.csv").write_text("pair_id,decision\ne0,accept\n")
-    monkeypatch.setattr(labels, "BUSY_TIMEOUT_MS", 100)  # the real wait is a minute
+    monkeypatch.setattr(labels, "BUSY_TIMEOUT_S", 0.1)  # the real wait is a minute
     blocker = sqlite3.connect(proj.root / "labels.sqlite", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:
@@ -113,7 +113,7 @@ def test_locked_database_is_a_message_not_a_traceback(tmp_path, capsys, monkeypa
         blocker.execute("ROLLBACK")
         blocker.close()
     err = capsys.readouterr().err
-    assert code == 2 and "labels database is locked" in err and "Traceback" not in err
+    assert code == 2 and "is being written by another process" in err and "Traceback" not in err
     assert open_project(proj.root).ledger.decisions().empty
 
 

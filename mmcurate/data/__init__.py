@@ -2,9 +2,10 @@
 
 Sources: CSV/TSV, JSONL, Parquet (configurable column names; extra columns kept), an image folder
 with sidecar ``.txt`` captions, WebDataset ``.tar`` shards (a file, a folder of shards, a glob or
-a brace list). Every bad row becomes a reject record (file, 1-based row, column, reason, detail)
-and the load goes on; only whole-file problems (missing columns, unknown format, unreadable file)
-raise :class:`mmcurate.exceptions.DataError`.
+a brace list), and images stored as bytes in a column (a Parquet file or a Hugging Face
+``save_to_disk`` folder, :mod:`mmcurate.data.hf`). Every bad row becomes a reject record (file,
+1-based row, column, reason, detail) and the load goes on; only whole-file problems (missing
+columns, unknown format, unreadable file) raise :class:`mmcurate.exceptions.DataError`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ class LoadResult:
 
 
 def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
-               columns: Columns | None = None, fmt: str | None = None, check_images: bool = True,
+               columns: Columns | None = None, fmt: str | None = None, check_images: bool | str = True,
                progress: bool = False) -> LoadResult:
     """Read and validate a pair source.
 
@@ -45,8 +46,10 @@ def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | Non
         Folder image paths are relative to (default: the source's folder, or the folder itself).
     columns : Columns
         Names of the id/image/caption columns in tabular sources.
-    check_images : bool
-        Decode every image fully (catches corrupt, truncated and decompression-bomb images).
+    check_images : bool or {"header", "full"}
+        ``True``/``"header"``: read every image's header and structure without decoding pixels
+        (unreadable files, truncated PNGs, decompression bombs); ``"full"``: decode every image
+        fully (also JPEGs cut short; as slow as embedding's decode); ``False``: no check.
 
     Examples
     --------

@@ -26,7 +26,8 @@ from mmcurate.exceptions import DataError
 
 __all__ = ["FORMATS", "Columns", "detect_format", "read_source", "split_member_name"]
 
-FORMATS = ("csv", "tsv", "jsonl", "parquet", "folder", "webdataset")
+FORMATS = ("csv", "tsv", "jsonl", "parquet", "folder", "webdataset", "parquet-images", "hf-disk",
+           "img2dataset")
 _SUFFIX = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
            ".tar": "webdataset"}
 
@@ -49,6 +50,12 @@ def detect_format(source: str | os.PathLike, fmt: str | None = None) -> str:
     text = str(source)
     path = Path(text)
     if path.is_dir():
+        if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
+            return "hf-disk"
+        from mmcurate.data.img2dataset import is_img2dataset_folder
+
+        if is_img2dataset_folder(path):
+            return "img2dataset"
         return "webdataset" if any(path.glob("*.tar")) else "folder"
     if any(ch in text for ch in "*{"):
         return "webdataset"
@@ -266,8 +273,11 @@ def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns
     """Read any supported source into the raw table (see module docstring)."""
     kind = detect_format(source, fmt)
     path = Path(source)
-    if kind in ("csv", "tsv", "jsonl", "parquet") and not path.is_file():
+    if kind in ("csv", "tsv", "jsonl", "parquet", "parquet-images") and not path.is_file():
         raise DataError(f"pairs file {path} does not exist")
+    stored = _read_stored_images(path, kind, image_root, columns)
+    if stored is not None:
+        return _sanitize(stored.reset_index(drop=True))
     if kind == "csv":
         df = _read_table(path, ",", columns)
     elif kind == "tsv":
@@ -288,6 +298,26 @@ def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns
     if "_source" not in df.columns:
         df["_source"] = str(source)
     return _sanitize(df.reset_index(drop=True))
+
+
+def _read_stored_images(path: Path, kind: str, image_root: Path, columns: Columns) -> pd.DataFrame | None:
+    """Sources whose images live inside the dataset files: an img2dataset folder
+    (:mod:`mmcurate.data.img2dataset`), a Parquet file or ``save_to_disk`` folder with image bytes
+    in a column (:mod:`mmcurate.data.hf`); ``None`` for every other kind (a plain Parquet too)."""
+    from mmcurate.data.hf import has_image_bytes, hf_disk_files, read_bytes_table
+    from mmcurate.data.img2dataset import read_img2dataset
+
+    if kind == "parquet" and has_image_bytes(path, columns.image):
+        kind = "parquet-images"
+    if kind not in ("img2dataset", "parquet-images", "hf-disk"):
+        return None
+    if kind != "parquet-images" and not path.is_dir():
+        raise DataError(f"{kind} folder {path} does not exist")
+    if kind == "img2dataset":
+        return _map_columns(read_img2dataset(path, image_root=image_root), Columns(), path)
+    files = [path] if kind == "parquet-images" else hf_disk_files(path)
+    raw = read_bytes_table(files, image_col=columns.image, image_root=image_root)
+    return _map_columns(raw, columns, path)
 
 
 def _has_surrogates(value) -> bool:

@@ -6,8 +6,9 @@ outside it, ``..``, symlinks resolving outside, the shard of a ``shard.tar::memb
 :func:`mmcurate.data.images.resolve_image_ref`), missing files (or directories), empty or
 non-UTF-8 captions, duplicate ids (first kept; also ids already taken when adding to a project;
 a null id, e.g. JSON ``null`` or a Parquet NaN, counts as missing and gets a hashed id), then
-(optionally) a full decode of every image in a thread pool: corrupt/truncated images and
-decompression bombs.
+(optionally) a check of every image in a thread pool: by default its header and structure only
+(``check_images=True`` or ``"header"``: unreadable files, truncated PNGs, decompression bombs), or
+a full decode (``"full"``: also JPEGs cut short), which costs as much as embedding's own decode.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmcurate.data.images import ImageRefError, check_image, read_image_bytes, resolve_image_ref
+from mmcurate.data.images import (
+    ImageRefError,
+    check_image,
+    check_image_header,
+    read_image_bytes,
+    resolve_image_ref,
+)
 
 __all__ = ["REJECT_COLUMNS", "given_id", "is_null", "validate"]
 
@@ -123,12 +130,15 @@ def _normalise_refs(df: pd.DataFrame, root: str) -> pd.DataFrame:
     return df.assign(image=df["image"].map(rel))
 
 
-def _image_checks(df: pd.DataFrame, rej: _Rejects, root: str, progress: bool) -> pd.DataFrame:
+def _image_checks(df: pd.DataFrame, rej: _Rejects, root: str, progress: bool,
+                  full: bool = False) -> pd.DataFrame:
     from tqdm.auto import tqdm
+
+    checker = check_image if full else check_image_header
 
     def check(ref: str):
         try:
-            return check_image(read_image_bytes(ref, image_root=root))
+            return checker(read_image_bytes(ref, image_root=root))
         except (OSError, ImageRefError) as err:
             return "missing_file", str(err)
 
@@ -143,14 +153,17 @@ def _image_checks(df: pd.DataFrame, rej: _Rejects, root: str, progress: bool) ->
     return df
 
 
-def validate(raw: pd.DataFrame, *, image_root: Path, check_images: bool = True,
+def validate(raw: pd.DataFrame, *, image_root: Path, check_images: bool | str = True,
              progress: bool = False, existing_ids: Collection[str] = frozenset(),
              ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split the raw table into valid pairs and rejects (see module docstring).
 
     ``existing_ids`` are pair_ids already taken (a project's, when adding pairs to it): rows with
-    one of them are rejected as ``duplicate_id``.
+    one of them are rejected as ``duplicate_id``. ``check_images``: ``True``/``"header"``,
+    ``"full"`` or ``False`` (see module docstring).
     """
+    if check_images not in (True, False, "header", "full"):
+        raise ValueError(f"check_images must be True, False, 'header' or 'full', not {check_images!r}")
     rej = _Rejects()
     root = os.path.realpath(image_root)
     df = raw.copy()
@@ -166,7 +179,7 @@ def validate(raw: pd.DataFrame, *, image_root: Path, check_images: bool = True,
                                    else set(existing_ids)).to_numpy()
         df = rej.add(df, taken, "id", "duplicate_id", "pair_id already in the project")
     if check_images and len(df):
-        df = _image_checks(df, rej, root, progress)
+        df = _image_checks(df, rej, root, progress, full=check_images == "full")
     core = ("pair_id", "image", "caption", "id")
     extras = [c for c in df.columns if c not in core and not str(c).startswith("_")]
     pairs = df[["pair_id", "image", "caption", *extras]].reset_index(drop=True)

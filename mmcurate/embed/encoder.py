@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate.embed.device import DeviceChoice, autocast, resolve_device
 from mmcurate.embed.model import (
     ModelSpec,
     ResolvedModel,
@@ -38,7 +39,9 @@ class Encoder:
     """A loaded open_clip model with its image transform and tokenizer.
 
     ``info`` is what the embedding manifest records: model name, pretrained tag or path, weights
-    sha256, preprocessing and dimension.
+    sha256, preprocessing, dimension, and the device type and precision the vectors were made in.
+    The model lives on ``device``; batches given on the CPU are copied there (non-blocking from
+    pinned memory) and run under autocast in ``device.precision``.
     """
 
     model: Any
@@ -46,28 +49,33 @@ class Encoder:
     tokenizer: Any
     resolved: ResolvedModel
     info: dict[str, Any] = field(default_factory=dict)
+    device: DeviceChoice = field(default_factory=lambda: DeviceChoice("cpu", "fp32"))
 
     @property
     def dim(self) -> int:
         return int(self.info["dim"])
 
-    def encode_image_tensors(self, images) -> npt.NDArray[np.float32]:
-        """Encode a preprocessed batch ``(B, 3, H, W)``; returns normalised float32 ``(B, D)``."""
+    @property
+    def image_size(self) -> int:
+        """The side of the square model input in pixels (the larger side if not square)."""
+        size = self.model.visual.image_size
+        return int(max(size) if isinstance(size, (tuple, list)) else size)
+
+    def _run(self, fn, batch) -> npt.NDArray[np.float32]:
         import torch
 
-        with torch.inference_mode():
-            feats = self.model.encode_image(images)
+        with torch.inference_mode(), autocast(self.device):
+            feats = fn(batch.to(self.device.name, non_blocking=True))
             feats = torch.nn.functional.normalize(feats.float(), dim=-1)
         return feats.cpu().numpy()
+
+    def encode_image_tensors(self, images) -> npt.NDArray[np.float32]:
+        """Encode a preprocessed batch ``(B, 3, H, W)``; returns normalised float32 ``(B, D)``."""
+        return self._run(self.model.encode_image, images)
 
     def encode_token_tensors(self, tokens) -> npt.NDArray[np.float32]:
         """Encode a tokenized batch ``(B, L)``; returns normalised float32 ``(B, D)``."""
-        import torch
-
-        with torch.inference_mode():
-            feats = self.model.encode_text(tokens)
-            feats = torch.nn.functional.normalize(feats.float(), dim=-1)
-        return feats.cpu().numpy()
+        return self._run(self.model.encode_text, tokens)
 
     def encode_texts(self, texts: Sequence[str], *, batch_size: int = 64) -> npt.NDArray[np.float32]:
         """Encode captions; returns normalised float32 ``(len(texts), D)``."""
@@ -97,6 +105,8 @@ def load_encoder(
     allow_download: bool = False,
     allow_random: bool = False,
     weights_sha256: str | None = None,
+    device: str | DeviceChoice = "auto",
+    precision: str = "auto",
 ) -> Encoder:
     """Resolve weights locally and build the open_clip model in eval mode.
 
@@ -110,6 +120,11 @@ def load_encoder(
         Permit a model with no pretrained weights (benchmarks only).
     weights_sha256 : str, optional
         Known digest of the weights file (skips re-hashing).
+    device : str or DeviceChoice
+        ``auto`` (CUDA if present, else CPU), ``cpu``, ``cuda``, ``cuda:N``, ``mps``; checked before
+        the model is built, so an absent device fails fast with :class:`DeviceError`.
+    precision : str
+        ``auto`` (bf16/fp16 autocast on CUDA, fp32 elsewhere), ``fp32``, ``fp16``, ``bf16``.
 
     Examples
     --------
@@ -118,6 +133,7 @@ def load_encoder(
     (1, 128)
     """
     spec = spec or ModelSpec()
+    choice = device if isinstance(device, DeviceChoice) else resolve_device(device, precision=precision)
     resolved = resolve_model(spec, allow_download=allow_download, allow_random=allow_random)
     open_clip = import_open_clip(allow_download=allow_download)
     model, _, preprocess = open_clip.create_model_and_transforms(
@@ -146,6 +162,9 @@ def load_encoder(
         "preprocess": _preprocess_info(model),
         "dim": dim,
         "open_clip_version": getattr(open_clip, "__version__", "unknown"),
+        "device": choice.type,
+        "precision": choice.precision,
     }
+    model.to(choice.name)
     return Encoder(model=model, preprocess=preprocess, tokenizer=tokenizer, resolved=resolved,
-                   info=info)
+                   info=info, device=choice)

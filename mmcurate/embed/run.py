@@ -1,7 +1,10 @@
 """Batched, streamed, resumable embedding of a pairs table.
 
 Images are opened, composited onto white, resized and normalised in DataLoader worker processes
-(so the model does not wait on decoding); captions are tokenized there too. The main process runs
+sized to the machine (so the model does not wait on decoding); JPEGs are decoded at the smallest
+DCT scale that still covers the model input (PIL ``draft``), or, with ``decode="gpu"``, by nvJPEG on
+the encoder's GPU. Captions are tokenized in the workers too; batches reach a CUDA model through
+pinned memory with non-blocking copies. The main process runs
 the model under ``torch.inference_mode`` and writes each batch as one atomic part file, so an
 interrupted run (Ctrl-C, SIGKILL) resumes where it stopped and loses at most the batch in flight.
 An image that became unreadable since validation is reported, not fatal.
@@ -43,21 +46,37 @@ class EmbedReport:
 
 
 class _PairDataset:
-    """Map-style dataset returning (position, image tensor | None, tokens, error)."""
+    """Map-style dataset returning (position, image tensor | JPEG bytes | None, tokens, error).
 
-    def __init__(self, refs, captions, image_root, preprocess, tokenizer, open_image):
+    With ``raw_jpeg`` a JPEG comes back as its bytes (decoded later on the GPU); everything else is
+    opened at reduced size (``min_size``) and preprocessed here, in the worker.
+    """
+
+    def __init__(self, refs, captions, image_root, preprocess, tokenizer, open_image,
+                 min_size: int | None = None, raw_jpeg: bool = False):
         self.refs, self.captions = refs, captions
         self.image_root, self.preprocess = image_root, preprocess
         self.tokenizer, self.open_image = tokenizer, open_image
+        self.min_size, self.raw_jpeg = min_size, raw_jpeg
 
     def __len__(self) -> int:
         return len(self.refs)
 
+    def _image(self, ref: str):
+        if self.raw_jpeg:
+            from mmcurate.data.images import read_image_bytes
+            from mmcurate.embed.decode import is_jpeg
+
+            data = read_image_bytes(ref, image_root=self.image_root)
+            if is_jpeg(data):
+                return data
+        kwargs = {"min_size": self.min_size} if self.min_size else {}
+        return self.preprocess(self.open_image(ref, image_root=self.image_root, **kwargs))
+
     def __getitem__(self, i: int):
         tokens = self.tokenizer([self.captions[i]])[0]
         try:
-            image = self.preprocess(self.open_image(self.refs[i], image_root=self.image_root))
-            return i, image, tokens, ""
+            return i, self._image(self.refs[i]), tokens, ""
         except Exception as err:  # reported per pair; one bad file must not stop the job
             return i, None, tokens, f"{type(err).__name__}: {err}"
 
@@ -68,7 +87,9 @@ def _collate(batch):
     positions = [b[0] for b in batch]
     ok = [b[1] is not None for b in batch]
     images = [b[1] for b in batch if b[1] is not None]
-    return (positions, ok, torch.stack(images) if images else None,
+    if images and all(not isinstance(im, bytes) for im in images):
+        images = torch.stack(images)
+    return (positions, ok, images if len(images) else None,
             torch.stack([b[2] for b in batch]), [b[3] for b in batch])
 
 
@@ -78,8 +99,25 @@ def _worker_init(_worker_id: int) -> None:
     torch.set_num_threads(1)
 
 
-def _default_workers() -> int:
-    return min(2, os.cpu_count() or 1)
+def default_workers(device_type: str = "cpu", n_cores: int | None = None) -> int:
+    """DataLoader workers sized to the machine.
+
+    On CPU the model shares the cores with decoding: half the cores (at least 2, at most 8). With
+    an accelerator the cores only decode: all of them, at most 16.
+    """
+    cores = n_cores or os.cpu_count() or 1
+    if device_type == "cpu":
+        return min(cores, max(2, min(8, cores // 2)))
+    return min(cores, 16)
+
+
+def _loader(dataset, *, batch_size: int, workers: int, pin: bool):
+    from torch.utils.data import DataLoader
+
+    return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
+                      collate_fn=_collate, worker_init_fn=_worker_init if workers else None,
+                      prefetch_factor=4 if workers else None, persistent_workers=False,
+                      pin_memory=pin)
 
 
 def embed_pairs(
@@ -89,9 +127,11 @@ def embed_pairs(
     *,
     image_root: str | os.PathLike | None,
     open_image: Callable[..., Any],
-    batch_size: int = 32,
+    batch_size: int | None = None,
     num_workers: int | None = None,
     progress: bool = True,
+    reduced_decode: bool = True,
+    decode: str = "cpu",
 ) -> EmbedReport:
     """Embed every pair of ``pairs`` that ``store`` does not hold yet.
 
@@ -104,7 +144,16 @@ def embed_pairs(
     image_root : path or None
         Root that relative ``image`` paths are resolved against.
     open_image : callable
-        ``open_image(ref, image_root=...) -> PIL.Image`` (``mmcurate.data.open_image``).
+        ``open_image(ref, image_root=..., min_size=...) -> PIL.Image`` (``mmcurate.data.open_image``).
+    batch_size : int, optional
+        Pairs per batch (default: 32 on CPU, 256 on CUDA).
+    num_workers : int, optional
+        Decoding worker processes (default :func:`default_workers`; 0 decodes inline).
+    reduced_decode : bool
+        Decode JPEGs at the smallest DCT scale that still covers the model input (``min_size``).
+    decode : {"cpu", "gpu"}
+        ``gpu``: JPEGs are decoded with nvJPEG (``torchvision.io.decode_jpeg``) on the encoder's
+        device and transformed there; other formats still decode in the workers.
 
     Returns
     -------
@@ -116,31 +165,64 @@ def embed_pairs(
     ...                      open_image=open_image)  # doctest: +SKIP
     """
     import torch
-    from torch.utils.data import DataLoader
 
+    from mmcurate.embed.device import default_batch_size
+
+    if decode not in ("cpu", "gpu"):
+        raise ValueError(f"unknown decode {decode!r}; use 'cpu' or 'gpu'")
     todo_ids = set(store.missing(pairs["pair_id"].tolist()))
     todo = pairs[pairs["pair_id"].isin(todo_ids)]
     report = EmbedReport(n_total=len(pairs), n_already=len(pairs) - len(todo))
     if todo.empty:
         return report
     set_torch_threads()
+    dev = encoder.device
     dataset = _PairDataset(todo["image"].tolist(), todo["caption"].tolist(),
                            str(image_root) if image_root else None, encoder.preprocess,
-                           encoder.tokenizer, open_image)
-    workers = _default_workers() if num_workers is None else num_workers
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
-                        collate_fn=_collate, worker_init_fn=_worker_init if workers else None,
-                        prefetch_factor=4 if workers else None, persistent_workers=False)
+                           encoder.tokenizer, open_image,
+                           min_size=encoder.image_size if reduced_decode else None,
+                           raw_jpeg=decode == "gpu")
+    workers = default_workers(dev.type) if num_workers is None else num_workers
+    loader = _loader(dataset, batch_size=batch_size or default_batch_size(dev), workers=workers,
+                     pin=dev.type == "cuda")
     bar = _progress(len(todo), progress)
     ids = todo["pair_id"].tolist()
     start = time.perf_counter()
     with torch.inference_mode():
         for positions, ok, images, tokens, errors in loader:
+            if isinstance(images, list):
+                ok, images, errors = _device_images(encoder, ok, images, errors)
             _embed_batch(encoder, store, ids, positions, ok, images, tokens, errors, report, todo)
             bar.update(len(positions))
     bar.close()
     report.seconds = time.perf_counter() - start
     return report
+
+
+def _device_images(encoder: Encoder, ok: list[bool], images: list, errors: list[str]):
+    """Decode the batch's JPEG bytes on the encoder's device; stack with the worker-made tensors."""
+    import torch
+
+    from mmcurate.embed.decode import decode_jpegs, tensor_transform
+
+    jpeg_at = [i for i, im in enumerate(images) if isinstance(im, bytes)]
+    decoded = decode_jpegs([images[i] for i in jpeg_at], device=encoder.device.name)
+    cfg = encoder.info.get("preprocess") or {}
+    good = [d for d in decoded if not isinstance(d, str)]
+    made = iter(tensor_transform(good, size=encoder.image_size, cfg=cfg)) if good else iter(())
+    result = {i: (d if isinstance(d, str) else next(made)) for i, d in zip(jpeg_at, decoded)}
+    ok, errors = list(ok), list(errors)
+    out, slot = [], 0
+    for b, good_b in enumerate(ok):
+        if not good_b:
+            continue
+        im = result.get(slot, images[slot])
+        slot += 1
+        if isinstance(im, str):
+            ok[b], errors[b] = False, im
+            continue
+        out.append(im.to(encoder.device.name, non_blocking=True))
+    return ok, (torch.stack(out) if out else None), errors
 
 
 def _embed_batch(encoder, store, ids, positions, ok, images, tokens, errors, report, todo):

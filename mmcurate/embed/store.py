@@ -78,7 +78,9 @@ class EmbeddingStore:
                     f"--reembed to discard the old vectors, or use the original model."
                 )
             self.clear()
+            current = None
         self.root.mkdir(parents=True, exist_ok=True)
+        info = {**info, "precision": _merged_precision(current, info, self._has_vectors())}
         atomic_write_json(self.manifest_path, {**info, "updated": time.strftime("%FT%TZ",
                                                                            time.gmtime())})
 
@@ -102,6 +104,9 @@ class EmbeddingStore:
                  text=normalize_rows(text).astype(np.float16))
         atomic_write_bytes(path, buf.getvalue())
         return path
+
+    def _has_vectors(self) -> bool:
+        return (self.root / "ids.npy").is_file() or any(self.parts_dir.glob("part-*.npz"))
 
     def _parts(self) -> list[Path]:
         return sorted(self.parts_dir.glob("part-*.npz"))
@@ -181,6 +186,16 @@ class EmbeddingStore:
         if not path.is_file():
             raise NotEmbeddedError(f"no {kind} vectors in {self.root}; run `mmcurate embed PROJECT`.")
         return np.load(path, mmap_mode="r")
+
+
+def _merged_precision(current: dict[str, Any] | None, info: dict[str, Any], has_vectors: bool):
+    """The precision(s) the stored vectors were made in: ``"bf16+fp32"`` when a resumed run used
+    another precision than the vectors already stored (vectors differ slightly between them)."""
+    new = info.get("precision")
+    old = (current or {}).get("precision") if has_vectors else None
+    if not old or not new:
+        return new or old
+    return "+".join(sorted(set(str(old).split("+")) | {str(new)}))
 
 
 def _same_model(a: dict[str, Any], b: dict[str, Any]) -> bool:

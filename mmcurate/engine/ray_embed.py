@@ -8,8 +8,10 @@ project's ``embeddings/parts/`` (actors need the project directory and the weigh
 path: same machine, or a shared filesystem on a cluster). The driver only counts what finished.
 
 Without ``address`` a local Ray starts on this machine; ``address="auto"`` or ``"ray://HOST:PORT"``
-joins an existing cluster and nothing else changes. GPU actors are used when the cluster has GPUs
-(``num_gpus`` per actor).
+joins an existing cluster and nothing else changes. With ``gpus_per_worker`` (CLI
+``--gpus-per-worker``) each actor reserves that share of a GPU (``num_gpus``) and loads the model on
+it (Ray points ``CUDA_VISIBLE_DEVICES`` at the actor's GPU); a cluster without enough GPUs is an
+error at once, not a wait for resources that never come.
 
 On a 2-core machine give actors fractional CPUs (default 0.5): an actor pool that asks for every
 core starves Ray's read tasks and hangs.
@@ -43,7 +45,8 @@ class RayEncoder:
     """Ray Data callable class: one encoder per actor; encodes a batch and writes one part file."""
 
     def __init__(self, model: str, pretrained: str | None, weights_sha256: str | None,
-                 store_root: str, image_root: str | None, threads: int = 1) -> None:
+                 store_root: str, image_root: str | None, threads: int = 1, device: str = "cpu",
+                 precision: str = "auto") -> None:
         import torch
 
         from mmcurate.embed.encoder import load_encoder
@@ -51,7 +54,9 @@ class RayEncoder:
         from mmcurate.embed.store import EmbeddingStore
 
         torch.set_num_threads(threads)
-        self.encoder = load_encoder(ModelSpec(model, pretrained), weights_sha256=weights_sha256)
+        # On a GPU actor Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, so "cuda" is that GPU.
+        self.encoder = load_encoder(ModelSpec(model, pretrained), weights_sha256=weights_sha256,
+                                    device=device, precision=precision)
         self.store = EmbeddingStore(store_root)
         self.image_root = image_root
 
@@ -63,7 +68,8 @@ class RayEncoder:
         ids, images, keep, errors = [], [], [], []
         for pid, ref in zip(batch["pair_id"], batch["image"]):
             try:
-                images.append(self.encoder.preprocess(open_image(str(ref), image_root=self.image_root)))
+                im = open_image(str(ref), image_root=self.image_root, min_size=self.encoder.image_size)
+                images.append(self.encoder.preprocess(im))
                 keep.append(True)
                 ids.append(str(pid))
                 errors.append("")
@@ -76,8 +82,11 @@ class RayEncoder:
                 img = self.encoder.encode_image_tensors(torch.stack(images))
                 txt = self.encoder.encode_token_tensors(self.encoder.tokenizer(captions))
             self.store.write_part(ids, img, txt)
+        n = len(keep)
         return {"pair_id": np.asarray(batch["pair_id"], dtype=str), "ok": np.asarray(keep),
-                "error": np.asarray(errors, dtype=str)}
+                "error": np.asarray(errors, dtype=str),
+                "device": np.asarray([self.encoder.device.name] * n, dtype=str),
+                "precision": np.asarray([self.encoder.device.precision] * n, dtype=str)}
 
 
 def _dataset(ray, todo, n_blocks: int):
@@ -101,10 +110,44 @@ def _init_ray(ray, address: str | None, num_cpus: int | None) -> None:
         ray.init(num_cpus=num_cpus or os.cpu_count(), **kwargs)
 
 
-def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2, batch_size: int = 32,
-                   cpus_per_worker: float = 0.5, gpus_per_worker: float = 0.0,
+def _actor_device(device: str, gpus_per_worker: float) -> str:
+    """The device actors load the model on: ``cuda`` when they are given GPUs, else ``cpu``."""
+    name = str(device).strip().lower()
+    if gpus_per_worker > 0:
+        if name in ("cpu", "mps"):
+            raise ValueError(f"--gpus-per-worker {gpus_per_worker} gives actors GPUs, but device is "
+                             f"{device!r}; use --device auto or cuda")
+        return "cuda"
+    if name.startswith("cuda"):
+        raise ValueError(f"device {device!r} on Ray needs GPUs for the actors: give --gpus-per-worker "
+                         f"(e.g. 1), or use --device cpu")
+    return "cpu" if name == "auto" else name
+
+
+def _check_gpus(ray, gpus_per_worker: float, num_workers: int) -> None:
+    """Fail at once (instead of waiting forever for resources) when the cluster has too few GPUs."""
+    have = float(ray.cluster_resources().get("GPU", 0.0))
+    if gpus_per_worker > 0 and have < gpus_per_worker:
+        from mmcurate.exceptions import DeviceError
+
+        raise DeviceError(f"--gpus-per-worker {gpus_per_worker} asks for GPUs, but the Ray cluster has "
+                          f"{have:g}; run on a cluster with GPUs or drop --gpus-per-worker")
+    if gpus_per_worker > 0 and have < gpus_per_worker * num_workers:
+        import logging
+
+        logging.getLogger(__name__).warning("%d actors x %g GPU exceed the cluster's %g GPUs; "
+                                            "fewer actors will run at a time",
+                                            num_workers, gpus_per_worker, have)
+
+
+def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2,
+                   batch_size: int | None = None, cpus_per_worker: float = 0.5,
+                   gpus_per_worker: float = 0.0, device: str = "auto", precision: str = "auto",
                    reembed: bool = False, shutdown: bool = True) -> dict[str, Any]:
     """Embed the project's missing pairs with a Ray actor pool; returns counts and timing.
+
+    With ``gpus_per_worker > 0`` each actor is given that share of a GPU and loads the model on it
+    (``device`` ``auto`` or ``cuda``); the precision the actors used is recorded in the manifest.
 
     Examples
     --------
@@ -116,10 +159,15 @@ def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2, ba
 
     from mmcurate.embed.encoder import load_encoder
 
+    actor_device = _actor_device(device, gpus_per_worker)
+    batch_size = batch_size or (256 if actor_device == "cuda" else 32)
     with proj.lock():
-        encoder = load_encoder(proj.model_spec, weights_sha256=proj._known_sha())
+        encoder = load_encoder(proj.model_spec, weights_sha256=proj._known_sha(), device="cpu")
+        # device and precision are the actors' (a GPU's bf16 support is known only there): recorded
+        # from what they report once the run is done
+        info = {k: v for k, v in encoder.info.items() if k not in ("device", "precision")}
         store = proj.store
-        store.bind(encoder.info, reembed=reembed)
+        store.bind(info, reembed=reembed)
         sha = encoder.info["weights_sha256"]
         del encoder
         pairs = proj.pairs
@@ -130,25 +178,32 @@ def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2, ba
             return result
         start = time.perf_counter()
         _init_ray(ray, address, None)
+        used: set[tuple[str, str]] = set()
         try:
+            _check_gpus(ray, gpus_per_worker, num_workers)
             ds = _dataset(ray, todo, max(1, min(len(todo) // batch_size, num_workers * 8)))
             out = ds.map_batches(
                 RayEncoder, batch_size=batch_size, batch_format="numpy",
                 fn_constructor_kwargs={"model": proj.model_spec.model,
                                        "pretrained": proj.model_spec.pretrained,
                                        "weights_sha256": sha, "store_root": str(store.root),
-                                       "image_root": str(proj.image_root) if proj.image_root else None},
+                                       "image_root": str(proj.image_root) if proj.image_root else None,
+                                       "device": actor_device, "precision": precision},
                 compute=ActorPoolStrategy(size=num_workers), num_cpus=cpus_per_worker,
                 num_gpus=gpus_per_worker or None,
             )
             for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
                 ok = batch["ok"].astype(bool)
                 result["n_embedded"] += int(ok.sum())
+                used.update(zip(batch["device"].tolist(), batch["precision"].tolist()))
                 result["failures"] += [{"pair_id": p, "reason": "unreadable_image", "detail": e}
                                        for p, e in zip(batch["pair_id"][~ok], batch["error"][~ok])]
         finally:
             if shutdown:
                 ray.shutdown()
+        result["devices"] = sorted(d for d, _ in used)
+        for dev, prec in sorted(used):
+            store.bind({**info, "device": dev.split(":")[0], "precision": prec})
         result["n_failed"] = len(result["failures"])
         result["seconds"] = time.perf_counter() - start
         proj._record_failures(result["failures"])

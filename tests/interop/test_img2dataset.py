@@ -1,0 +1,78 @@
+"""A shard set written by the real img2dataset (from a local HTTP server on 127.0.0.1) loads."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import os
+import subprocess
+import sys
+import threading
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from mmcurate.data import detect_format, load_pairs, open_image
+
+pytest.importorskip("img2dataset", reason="interop test needs img2dataset (see Makefile: installed "
+                                          "with --no-deps and its real imports)")
+
+pytestmark = pytest.mark.slow
+
+_RUN = """
+import sys
+from img2dataset import download
+download(url_list=sys.argv[1], output_folder=sys.argv[2], input_format="csv", url_col="url",
+         caption_col="caption", save_additional_columns=["source_id"], output_format="webdataset",
+         processes_count=1, thread_count=4, image_size=64, resize_mode="keep_ratio",
+         number_sample_per_shard=4, timeout=5, retries=0, enable_wandb=False, extract_exif=False,
+         distributor="multiprocessing")
+"""
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args) -> None:
+        pass
+
+
+@pytest.fixture
+def server(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(6):
+        Image.fromarray(rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)).save(site / f"{i}.jpg")
+    (site / "broken.jpg").write_bytes(b"this is not a jpeg")
+    handler = functools.partial(_QuietHandler, directory=str(site))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_img2dataset_shards_load(server, tmp_path):
+    urls = [f"{server}/{i}.jpg" for i in range(6)] + [f"{server}/missing.jpg", f"{server}/broken.jpg"]
+    captions = [f"random picture {i}" for i in range(6)] + ["not there", "not an image"]
+    pd.DataFrame({"url": urls, "caption": captions, "source_id": [f"s{i}" for i in range(8)]}).to_csv(
+        tmp_path / "urls.csv", index=False)
+    out = tmp_path / "shards"
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "WANDB_MODE": "disabled"}
+    proc = subprocess.run([sys.executable, "-c", _RUN, str(tmp_path / "urls.csv"), str(out)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert sorted(p.name for p in out.glob("*.tar")) == ["00000.tar", "00001.tar"]
+    assert detect_format(out) == "img2dataset"
+    r = load_pairs(out)
+    assert sorted(r.pairs["caption"]) == sorted(captions[:6])
+    assert sorted(r.pairs["source_id"]) == [f"s{i}" for i in range(6)]
+    assert len(r.rejects) == 2 and set(r.rejects["source"]) == {str(out / "00001.parquet")}
+    table = pd.read_parquet(out / "00001.parquet")  # row order inside a shard follows the downloads
+    assert sorted(table["url"].iloc[r.rejects["row"] - 1]) == sorted(urls[6:])
+    assert r.rejects["detail"].str.contains("img2dataset did not fetch").all()
+    assert r.rejects["detail"].str.contains("missing.jpg").any()
+    im = open_image(r.pairs["image"].iloc[0], image_root=out)
+    assert im.size == (107, 64)  # img2dataset resized the 80x48 original (keep_ratio: short side 64)
