@@ -127,8 +127,15 @@ def cmd_batch(args) -> int:
         return 0
     out = args.out if args.fmt == "auto" else args.out.with_suffix(f".{args.fmt}")
     path = export_batch(proj, out, round_id=args.round, thumbnails=args.thumbnails)
-    print(f"wrote {path}; fill in `decision` (accept|reject|fix) and `caption` for fixes, then: "
-          f"mmcurate label {args.project} --import {path}")
+    print(f"wrote {path}: one row per pair of the round.")
+    print("fill in `decision` (accept | reject | fix; leave empty = not reviewed yet) and, for fix, the "
+          "corrected `caption`.")
+    if path.suffix.lower() == ".csv":
+        print("in pandas, read `decision` as text (an empty column reads as float64 and refuses strings):")
+        print(f"  df = pd.read_csv({str(path)!r}, dtype={{'decision': 'string', 'reviewer': 'string'}})")
+        print("  df.loc[df['pair_id'] == 'ID', 'decision'] = 'reject'")
+        print(f"  df.to_csv({str(path)!r}, index=False)")
+    print(f"then: mmcurate label {args.project} --import {path}")
     return 0
 
 
@@ -143,8 +150,14 @@ def cmd_label(args) -> int:
     elif args.source_format == "fiftyone":
         source = interchange.read_fiftyone(args.import_path)
     report = import_labels(proj, source, round_id=args.round, source_name=args.import_path.name)
-    print(f"{args.import_path}: {report.n_rows} rows, {report.n_added} new decisions, "
-          f"{report.n_unchanged} unchanged, {report.n_conflicts} changed an earlier decision")
+    print(f"{args.import_path}: {report.n_rows} rows")
+    rows = [("new decisions", report.n_added, ""),
+            ("unchanged", report.n_unchanged, "already in the ledger"),
+            ("changed", report.n_conflicts, "a new decision for a pair decided before (latest wins)"),
+            ("no decision yet", report.n_skipped, "decision empty or NaN: skipped, import again later")]
+    for what, n, why in rows:
+        print(f"  {n:>6}  {what:<16}{'  ' + why if why and n else ''}")
+    print(f"next: mmcurate train {args.project}")
     return 0
 
 
