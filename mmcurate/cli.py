@@ -313,8 +313,9 @@ def _cmd_status(args) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:
-        for key, value in status.items():
-            print(f"{key:>16}: {value}")
+        from mmcurate.commands import status_lines
+
+        print("\n".join(status_lines(status)))
     return 0
 
 

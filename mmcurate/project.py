@@ -273,7 +273,9 @@ class Project:
         if (self.root / "labels.sqlite").is_file():
             from mmcurate.rounds import rounds_status
 
-            out.update(rounds_status(self))
+            rounds = rounds_status(self)
+            out["model"].update(rounds.pop("model"))  # + which trained model ranks (in_use, latest, ...)
+            out.update(rounds)
         return out
 
 
