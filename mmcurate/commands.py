@@ -173,8 +173,8 @@ def cmd_rank(args) -> int:
     ranked = ranked.merge(proj.pairs[["pair_id", "caption"]], on="pair_id")
     ranked = ranked.sort_values("score", ascending=False, kind="stable")
     prov = ranked.attrs.get("provenance", {})
-    print(f"ranked {len(ranked)} pairs by {' + '.join(args.strategy)}, scored with "
-          f"{_ranked_by(proj, prov.get('head_round'))}; higher = review first")
+    print(f"ranked {len(ranked)} pairs by {' + '.join(args.strategy)}; higher = review first")
+    print(f"scored with {_ranked_by(proj, prov.get('head_round'))}")
     if args.out:
         _write_table(ranked, args.out)
         print(f"wrote every row and column to {args.out} (+ .provenance.json)")
@@ -263,7 +263,7 @@ def cmd_label(args) -> int:
             ("changed", report.n_conflicts, "a new decision for a pair decided before (latest wins)"),
             ("no decision yet", report.n_skipped, "decision empty or NaN: skipped, import again later")]
     for what, n, why in rows:
-        print(f"  {n:>6}  {what:<16}{'  ' + why if why and n else ''}")
+        print(f"  {n:>6}  {what:<16}{'  ' + why if why and n else ''}".rstrip())
     print(f"next: mmcurate train {args.project}")
     return 0
 
@@ -319,14 +319,13 @@ def export_lines(summary: dict) -> list[str]:
     if summary.get("left_out"):
         rows.append(("no verdict", f"{summary['left_out']:>{w}}  unreviewed pairs (--reviewed-only)"))
     if est:
-        rows.append(("threshold", f"P(aligned) >= {est['threshold']:.3f}: estimated noise among the "
-                                  f"{est['n_kept']} kept unreviewed pairs {est['est_noise_kept']:.1%} "
-                                  f"(share of their clean pairs kept {est['est_clean_kept']:.1%})"))
+        rows.append(("threshold", f"P(aligned) >= {est['threshold']:.3f} keeps {est['n_kept']} unreviewed "
+                                  f"pairs: estimated {est['est_noise_kept']:.1%} noise"))
+        rows.append(("", f"and {est['est_clean_kept']:.1%} of the clean unreviewed pairs kept"))
         check = est.get("exploration_check") or {}
         if check.get("n"):
-            rows.append(("check", f"{check['noise']:.1%} misaligned among the {check['n']} randomly drawn "
-                                  f"reviewed pairs it would keep (95% interval {check['low']:.1%}–"
-                                  f"{check['high']:.1%})"))
+            rows.append(("check", f"{check['noise']:.1%} misaligned among the {check['n']} random reviewed "
+                                  f"pairs it keeps (95% interval {check['low']:.1%}–{check['high']:.1%})"))
     rows += [("files", f"{summary['curated_path']}, {summary['dropped_path']}"),
              ("report", str(summary["report_html"]))]
     width = max(len(k) for k, _ in rows)
@@ -342,8 +341,7 @@ def cmd_export(args) -> int:
                              target_noise=args.target_noise)
     print(f"exported {summary['pairs']} pairs of {proj.root} ({args.fmt})")
     print("\n".join(export_lines(summary)))
-    print(f"next: open {summary['report_html']}; to lower the estimated noise, review another round "
-          f"(mmcurate select {args.project} --budget 40)")
+    print(f"next: open the report; less noise: another round (mmcurate select {args.project} --budget 40)")
     return 0
 
 
