@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -107,3 +108,22 @@ def test_status_of_an_unembedded_project_says_embed(png_pairs, tmp_path, capsys)
     assert re.search(r"^embedded\s+0 of 12$", out, re.M)
     assert re.search(rf"^next\s+mmcurate embed {re.escape(root)}$", out, re.M)
     assert open_project(root).model_spec.model.endswith("none")
+
+
+def test_coreset_described_alike_in_cli_readme_and_code(capsys):
+    """`mmcurate strategies`, the README and select_coreset's default say the same about core-set."""
+    import numpy as np
+
+    from mmcurate.select import select_coreset
+
+    out = _run(capsys, "strategies")
+    line = next(x for x in out.splitlines() if x.split()[:1] == ["coreset"])
+    assert "top 10 x budget" in line and "candidates=0" in line and "whole pool" in line
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert "k-center among the top 10 × budget by score" in readme and "candidates=0" in readme
+    rng = np.random.default_rng(0)
+    scores, emb = rng.random(500), rng.normal(size=(500, 8))
+    default = select_coreset(scores, n=5, embeddings=emb, random_state=0)
+    assert default.tolist() == select_coreset(scores, n=5, embeddings=emb, random_state=0,
+                                              candidates=50).tolist()
+    assert set(default) <= set(np.argsort(-scores)[:50])
