@@ -196,9 +196,9 @@ def cmd_select(args) -> int:
                                    balance_mode=args.balance_mode)
     record = proj.ledger.rounds().set_index("round").loc[round_id]
     n_explore = int((batch["stratum"] == "explore").sum()) if "stratum" in batch.columns else 0
-    shares = f", balance {balance} ({args.balance_mode})" if balance else ""
+    shares = f", balance={balance} ({args.balance_mode})" if balance else ""
     print(f"round {round_id}: {len(batch)} pairs queued for review ({len(batch) - n_explore} by "
-          f"{args.strategy}, {n_explore} drawn at random; diversity {args.diversity}{shares})")
+          f"{args.strategy}, {n_explore} drawn at random; diversity={args.diversity}{shares})")
     print(f"ranked with {_ranked_by(proj, record['head_round'])}")
     print(_score_table(batch.sort_values("position"), ["score"], 10))
     if len(batch) > 10:
