@@ -113,7 +113,7 @@ def _scene_loop(proj, truth, *, rounds: int, budget: int, say) -> None:
         model_round, metrics = train_project_head(proj)
         ranked = rank_project(proj, ["p_misaligned", "clip_score"])
         noisy_in_batch = int(truth.set_index("id").loc[batch["pair_id"], "is_noisy"].sum())
-        verdict = "used" if metrics["accepted"] else "not used, the ranking stays as it was"
+        verdict = "used" if metrics["accepted"] else "not used (ranking unchanged)"
         say(f"round {round_id}: reviewed {report.n_added}: {noisy_in_batch} wrong captions found "
             f"({int((batch['stratum'] == 'explore').sum())} of the {len(batch)} drawn at random)")
         say(f"         model {model_round} {verdict}: {metrics['reason']}")
