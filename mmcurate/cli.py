@@ -60,6 +60,9 @@ def _add_embed(sub) -> None:
                    help="gpu: decode JPEGs with nvJPEG on the GPU (torchvision.io.decode_jpeg)")
     p.add_argument("--full-decode", action="store_true",
                    help="decode JPEGs at full size (default: the smallest scale covering the model input)")
+    p.add_argument("--model", default=None, help="switch the project's model (saved in project.json): "
+                                                 "open_clip name, local-dir:DIR or hf-hub:ORG/NAME")
+    p.add_argument("--pretrained", default=None, help="with --model: pretrained tag or weights file")
     p.add_argument("--reembed", action="store_true", help="discard vectors of a different model")
     p.add_argument("--allow-download", action="store_true",
                    help="permit fetching weights from the Hugging Face hub")
@@ -127,7 +130,8 @@ def _add_loop(sub) -> None:
                    choices=["table", "label-studio", "fiftyone"],
                    help="table = our CSV/JSONL; or a Label Studio JSON / FiftyOne export")
     p.add_argument("--round", type=int, default=None)
-    p = sub.add_parser("train", help="fit the projection head on every decision so far")
+    p = sub.add_parser("train", help="fit a new model on every decision so far (used only if it wins on "
+                                        "held-back labels)")
     p.add_argument("project", type=Path)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
@@ -223,8 +227,20 @@ def _add_simulate(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
 
 
+_DESCRIPTION = "Curate image-caption datasets: CLIP embeddings, a ranked review queue, active learning."
+_EPILOG = """\
+one round, start to finish:
+  mmcurate init PROJECT --pairs captions.csv --image-root images/
+  mmcurate embed PROJECT
+  mmcurate select PROJECT --budget 40        then  mmcurate review PROJECT
+  mmcurate train PROJECT                     then  select again: it ranks with what was learned
+  mmcurate export PROJECT --out curated/
+no data yet? mmcurate demo. Every command: mmcurate COMMAND --help."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mmcurate", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="mmcurate", description=_DESCRIPTION, epilog=_EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", required=True)
     _add_init(sub)
@@ -246,22 +262,39 @@ def _check_mode(args) -> bool | str:
     return False if args.no_check_images else ("full" if args.full_check_images else True)
 
 
+def _missing_weights(model) -> str | None:
+    """Why ``model``'s weights cannot be loaded here, or None when they can (no loading, no network)."""
+    from mmcurate.embed.model import resolve_model
+    from mmcurate.exceptions import ModelNotAvailableError
+
+    try:
+        resolve_model(model)
+    except ModelNotAvailableError as err:
+        return err.reason
+    return None
+
+
 def _cmd_init(args) -> int:
-    from mmcurate.embed.model import ModelSpec
+    from mmcurate.embed.model import ModelSpec, supply_weights_help
     from mmcurate.project import create_project
 
     model = ModelSpec.from_names(args.model, args.pretrained) if args.pairs else None
+    missing = _missing_weights(model) if model is not None else None  # before the (long) validation
     proj = create_project(
         args.project, pairs=args.pairs, embeddings=args.embeddings, image_root=args.image_root,
         model=model, fmt=args.fmt, check_images=_check_mode(args), overwrite=args.force,
         columns={"id": args.id_column, "image": args.image_column, "caption": args.caption_column},
     )
-    print(f"created {proj.root}: {len(proj.pairs)} pairs, {len(proj.rejects)} rejected "
-          f"(see {proj.root / 'rejects.csv'})")
+    print(f"created {proj.root}: {len(proj.pairs)} pairs, {len(proj.rejects)} rejected"
+          + (f" (rows and reasons: {proj.root / 'rejects.csv'})" if len(proj.rejects) else ""))
     if proj.kind == "external":
-        print("embeddings imported; next: mmcurate rank / select")
+        print(f"embeddings imported; next: mmcurate select {proj.root} --budget 40")
+    elif missing:
+        print(f"weights missing: {missing}")
+        print(f"The project is saved; it needs weights before `mmcurate embed {proj.root}`.")
+        print(supply_weights_help(str(proj.root)))
     else:
-        print(f"next: mmcurate embed {proj.root}")
+        print(f"model {model.model}: weights found; next: mmcurate embed {proj.root}")
     return 0
 
 
@@ -269,6 +302,15 @@ def _cmd_embed(args) -> int:
     from mmcurate.project import open_project
 
     proj = open_project(args.project)
+    if args.model or args.pretrained:
+        from mmcurate.embed.model import ModelSpec
+
+        current = proj.model_spec or ModelSpec()
+        spec = ModelSpec.from_names(args.model or current.model,
+                                    args.pretrained or (None if args.model else current.pretrained))
+        if proj.set_model(spec, reembed=args.reembed, allow_download=args.allow_download):
+            print(f"model switched to {spec.model}" + (f" / {spec.pretrained}" if spec.pretrained else "")
+                  + " (saved in project.json)")
     if args.engine == "ray":
         from mmcurate.engine.ray_embed import embed_with_ray
 
@@ -298,8 +340,9 @@ def _cmd_status(args) -> int:
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:
-        for key, value in status.items():
-            print(f"{key:>16}: {value}")
+        from mmcurate.commands import status_lines
+
+        print("\n".join(status_lines(status)))
     return 0
 
 
@@ -332,6 +375,26 @@ def _describe_error(err: BaseException) -> str:
     return str(err)
 
 
+def _error_text(err: Exception, args) -> str:
+    """The message, with a missing model's fixes given as commands of the command that failed."""
+    from mmcurate.exceptions import ModelNotAvailableError
+
+    if not isinstance(err, ModelNotAvailableError) or not err.how_to:
+        return _describe_error(err)
+    from mmcurate.embed.model import format_fixes, supply_weights_help
+
+    if args.command == "simulate":
+        fixes = [("mmcurate simulate --pairs FILE --model ViT-B-32 --pretrained FILE --out DIR",
+                  "a local weights file"),
+                 ("mmcurate simulate --pairs FILE --model local-dir:DIR --out DIR",
+                  "a folder: open_clip_config.json + weights"),
+                 ("mmcurate simulate --embeddings DIR --out DIR", "or existing embeddings"),
+                 ("mmcurate simulate --scenes 400 --out DIR", "offline: the tiny stand-in model (not CLIP)")]
+        return f"{err.reason}\n{format_fixes('Supply weights with one of:', fixes)}"
+    project = getattr(args, "project", None)
+    return f"{err.reason}\n{supply_weights_help(str(project) if project else 'PROJECT')}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok, 2 a user-facing error, 130 interrupted)."""
     args = build_parser().parse_args(argv)
@@ -341,6 +404,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if os.environ.get("MMCURATE_DEBUG"):
             raise
         print(f"mmcurate: error: {_describe_error(err)}", file=sys.stderr)
+
+
+        print(f"mmcurate: error: {_error_text(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("mmcurate: interrupted; finished work is saved, re-run to resume", file=sys.stderr)

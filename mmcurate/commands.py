@@ -22,12 +22,76 @@ __all__ = [
     "cmd_strategies",
     "cmd_stream",
     "cmd_train",
+    "export_lines",
+    "status_lines",
+    "train_lines",
 ]
 
 
 def _print_table(df: pd.DataFrame, n: int) -> None:
     with pd.option_context("display.max_colwidth", 60, "display.width", 160):
         print(df.head(n).to_string(index=False))
+
+
+def _model_words(model: dict) -> str:
+    from mmcurate.export import model_display_name
+
+    if model.get("kind") == "external":
+        return f"imported embeddings ({model.get('dim')}-d)"
+    name = model_display_name({"model": model.get("name"), "pretrained": model.get("pretrained")})
+    return f"{name}, {model['dim']}-d" if model.get("dim") else f"{name} (not embedded yet)"
+
+
+def _ranking_words(model: dict) -> str:
+    if model.get("latest") is None:
+        return "the zero-label prior (no model trained yet)"
+    words = (f"model {model['in_use']}" + (" with the projection head" if model.get("uses_head") else "")
+             if model.get("in_use") else "the zero-label prior")
+    if model.get("latest") != model.get("in_use"):
+        words += f"; model {model['latest']} was not used ({model.get('latest_reason')})"
+    elif model.get("latest_reason"):
+        words += f" ({model['latest_reason']})"
+    return words
+
+
+def _next_step(status: dict) -> str:
+    root = status["project"]
+    if status["embedded"] < status["pairs"] - status["embed_failures"]:
+        return f"mmcurate embed {root}"
+    if not status.get("rounds"):
+        return f"mmcurate select {root} --budget 40"
+    if status["model"].get("labels_not_yet_used"):
+        return f"mmcurate train {root}"
+    return f"mmcurate select {root} --budget 40   or   mmcurate export {root} --out curated/"
+
+
+def status_lines(status: dict) -> list[str]:
+    """``Project.status()`` as short aligned lines for a person (``--json`` prints it whole)."""
+    model = status.get("model") or {}
+    rows = [("project", f"{status['project']} ({status['kind']})"),
+            ("pairs", f"{status['pairs']} ({status['rejected']} rejected at init)"),
+            ("embedded", f"{status['embedded']} of {status['pairs']}"
+             + (f" ({status['embed_failures']} unreadable images)" if status["embed_failures"] else "")),
+            ("model", _model_words(model))]
+    if model.get("weights_sha256"):
+        rows.append(("weights", f"{model.get('weights_path')} (sha256 {model['weights_sha256'][:12]})"))
+    if "rounds" in status:
+        dec = status["decisions"]
+        rows.append(("rounds", str(status["rounds"])))
+        rows.append(("decisions", f"{dec['total']}: {dec['accept']} accepted, {dec['reject']} rejected, "
+                     f"{dec['fix']} fixed" + (f"; {status['conflicts']} changed later"
+                                               if status["conflicts"] else "")))
+        rows.append(("ranking with", _ranking_words(model)))
+        if model.get("labels_not_yet_used"):
+            rows.append(("not yet used", f"{model['labels_not_yet_used']} decisions (train to use them)"))
+        noise = [f"{name} {status[key]:.1%}" for key, name in (("reviewed_noise_rate", "among reviewed"),
+                                                               ("estimated_noise_rate", "estimated overall"))
+                 if status.get(key) is not None]
+        if noise:
+            rows.append(("noise", ", ".join(noise)))
+    rows.append(("next", _next_step(status)))
+    width = max(len(k) for k, _ in rows)
+    return [f"{k:<{width}}  {v}" for k, v in rows]
 
 
 def cmd_strategies(args) -> int:
@@ -60,6 +124,38 @@ def _write_table(df: pd.DataFrame, out: Path) -> None:
     atomic_write_json(out.with_name(out.name + ".provenance.json"), df.attrs.get("provenance", {}))
 
 
+def _short(text: str, width: int) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _score_table(df: pd.DataFrame, columns: list[str], n: int, *, caption_width: int = 52) -> str:
+    """The top ``n`` rows as a narrow aligned table: #, pair_id, score columns (3 decimals), caption."""
+    top = df.head(n)
+    id_width = max([7, *(len(str(p)) for p in top["pair_id"])])
+    id_width = min(id_width, 20)
+    widths = [max(6, len(c)) for c in columns]
+    head = f"{'#':>3}  {'pair_id':<{id_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths))
+    lines = [head + "  caption"]
+    for i, row in enumerate(top.itertuples(index=False), start=1):
+        rec = row._asdict()
+        cells = "  ".join(f"{float(rec[c]):>{w}.3f}" for c, w in zip(columns, widths))
+        lines.append(f"{i:>3}  {_short(rec['pair_id'], id_width):<{id_width}}  {cells}  "
+                     f"{_short(rec['caption'], caption_width)}")
+    return "\n".join(lines)
+
+
+def _ranked_by(proj, head_round) -> str:
+    """Which trained model produced a ranking, in words."""
+    if head_round is None or pd.isna(head_round):
+        return "the zero-label prior (no trained model in use)"
+    from mmcurate.rounds import load_model
+
+    model = load_model(proj)
+    head = " with its projection head" if model.round == head_round and model.head is not None else ""
+    return f"model {int(head_round)}{head} (trained on the labels so far)"
+
+
 def cmd_rank(args) -> int:
     from mmcurate.rounds import rank_project
 
@@ -68,10 +164,16 @@ def cmd_rank(args) -> int:
                           address=args.address)
     ranked = ranked.merge(proj.pairs[["pair_id", "caption"]], on="pair_id")
     ranked = ranked.sort_values("score", ascending=False, kind="stable")
+    prov = ranked.attrs.get("provenance", {})
+    print(f"ranked {len(ranked)} pairs by {' + '.join(args.strategy)}; higher = review first")
+    print(f"scored with {_ranked_by(proj, prov.get('head_round'))}")
     if args.out:
         _write_table(ranked, args.out)
-        print(f"wrote {len(ranked)} rows to {args.out} (+ .provenance.json)")
-    _print_table(ranked, args.top)
+        print(f"wrote every row and column to {args.out} (+ .provenance.json)")
+    columns = ["score"] + ([c for c in args.strategy if c in ranked.columns and c != "score"]
+                           if len(args.strategy) > 1 else [])
+    print(_score_table(ranked, columns, args.top))
+    print(f"next: mmcurate select {args.project} --budget 40")
     return 0
 
 
@@ -84,10 +186,15 @@ def cmd_select(args) -> int:
                                    diversity=args.diversity, k=args.k, random_state=args.seed,
                                    explore=args.explore, balance=balance,
                                    balance_mode=args.balance_mode)
+    record = proj.ledger.rounds().set_index("round").loc[round_id]
+    n_explore = int((batch["stratum"] == "explore").sum()) if "stratum" in batch.columns else 0
     shares = f", balance={balance} ({args.balance_mode})" if balance else ""
-    print(f"round {round_id}: {len(batch)} pairs queued for review "
-          f"(strategy={args.strategy}, diversity={args.diversity}{shares})")
-    _print_table(batch[["position", "pair_id", "score", "caption"]], 10)
+    print(f"round {round_id}: {len(batch)} pairs queued for review ({len(batch) - n_explore} by "
+          f"{args.strategy}, {n_explore} drawn at random; diversity={args.diversity}{shares})")
+    print(f"ranked with {_ranked_by(proj, record['head_round'])}")
+    print(_score_table(batch.sort_values("position"), ["score"], 10))
+    if len(batch) > 10:
+        print(f"    ... {len(batch) - 10} more")
     print(f"next: mmcurate review {args.project}   or   mmcurate batch export {args.project} --out "
           f"round{round_id}.csv")
     return 0
@@ -119,8 +226,15 @@ def cmd_batch(args) -> int:
         return 0
     out = args.out if args.fmt == "auto" else args.out.with_suffix(f".{args.fmt}")
     path = export_batch(proj, out, round_id=args.round, thumbnails=args.thumbnails)
-    print(f"wrote {path}; fill in `decision` (accept|reject|fix) and `caption` for fixes, then: "
-          f"mmcurate label {args.project} --import {path}")
+    print(f"wrote {path}: one row per pair of the round.")
+    print("fill in `decision` (accept | reject | fix; leave empty = not reviewed yet) and, for fix, the "
+          "corrected `caption`.")
+    if path.suffix.lower() == ".csv":
+        print("in pandas, read `decision` as text (an empty column reads as float64 and refuses strings):")
+        print(f"  df = pd.read_csv({str(path)!r}, dtype={{'decision': 'string', 'reviewer': 'string'}})")
+        print("  df.loc[df['pair_id'] == 'ID', 'decision'] = 'reject'")
+        print(f"  df.to_csv({str(path)!r}, index=False)")
+    print(f"then: mmcurate label {args.project} --import {path}")
     return 0
 
 
@@ -135,9 +249,42 @@ def cmd_label(args) -> int:
     elif args.source_format == "fiftyone":
         source = interchange.read_fiftyone(args.import_path)
     report = import_labels(proj, source, round_id=args.round, source_name=args.import_path.name)
-    print(f"{args.import_path}: {report.n_rows} rows, {report.n_added} new decisions, "
-          f"{report.n_unchanged} unchanged, {report.n_conflicts} changed an earlier decision")
+    print(f"{args.import_path}: {report.n_rows} rows")
+    rows = [("new decisions", report.n_added, ""),
+            ("unchanged", report.n_unchanged, "already in the ledger"),
+            ("changed", report.n_conflicts, "a new decision for a pair decided before (latest wins)"),
+            ("no decision yet", report.n_skipped, "decision empty or NaN: skipped, import again later")]
+    for what, n, why in rows:
+        print(f"  {n:>6}  {what:<16}{'  ' + why if why and n else ''}".rstrip())
+    print(f"next: mmcurate train {args.project}")
     return 0
+
+
+def train_lines(model_round: int, metrics: dict) -> list[str]:
+    """What ``train`` did, as short aligned lines: the verdict, its evidence, the head, what ranks next."""
+    val = metrics.get("validation") or {}
+    n_pos, n_neg = metrics.get("n_pos"), metrics.get("n_neg")
+    counts = f" ({n_pos} aligned, {n_neg} misaligned)" if n_pos is not None else ""
+    lines = [f"model {model_round}: fitted on {val.get('n_labels', '?')} decisions{counts}"]
+    rows = [("verdict", ("used" if metrics.get("accepted") else "not used") + f": {metrics.get('reason')}")]
+    if val.get("auroc_new") is not None and val.get("auroc_prior") is not None:
+        rows.append(("held-out", f"AUROC {val['auroc_new']:.4f} (this model) vs {val['auroc_prior']:.4f} "
+                                 f"(zero-label prior), labels cross-fitted"))
+    new_r, old_r = val.get("auroc_new_recent"), val.get("auroc_previous_recent")
+    if val.get("n_recent") and new_r is not None and old_r is not None:
+        rows.append(("new labels", f"AUROC {new_r:.4f} vs {old_r:.4f} (model in use) on the "
+                                   f"{val['n_recent']} labels since it"))
+    head = metrics.get("head")
+    if "cv_auroc" in metrics:
+        rows.append(("head", f"{'used' if metrics.get('use_head') else 'not used'}: cross-validated AUROC "
+                             f"{metrics['cv_auroc']:.3f} vs plain CLIP {metrics['cv_auroc_identity']:.3f}"))
+    elif head:
+        rows.append(("head", str(head)))
+    in_use = model_round if metrics.get("accepted") else metrics.get("replaces")
+    rows.append(("ranking", f"select ranks with model {in_use}" if in_use
+                 else "select ranks with the zero-label prior"))
+    width = max(len(k) for k, _ in rows)
+    return lines + [f"  {k:<{width}}  {v}" for k, v in rows]
 
 
 def cmd_train(args) -> int:
@@ -146,11 +293,35 @@ def cmd_train(args) -> int:
 
     proj = open_project(args.project)
     config = HeadConfig(random_state=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
-    head_round, metrics = train_project_head(proj, config=config)
-    shown = {k: v for k, v in metrics.items() if isinstance(v, (int, float))}
-    print(f"head {head_round} trained: " + ", ".join(f"{k}={v:.3f}" if isinstance(v, float)
-                                                       else f"{k}={v}" for k, v in shown.items()))
+    model_round, metrics = train_project_head(proj, config=config)
+    print("\n".join(train_lines(model_round, metrics)))
+    print(f"next: mmcurate select {args.project} --budget 40")
     return 0
+
+
+def export_lines(summary: dict) -> list[str]:
+    """What ``export`` wrote, as short aligned lines (counts, the threshold and its check, files)."""
+    est = summary.get("estimates") or {}
+    w = len(str(summary["pairs"]))
+    rows = [("curated", f"{summary['curated']:>{w}}  {summary['reviewed']} reviewed ({summary['accepted']} "
+                        f"accepted, {summary['fixed']} fixed) + {summary['auto']} kept by the model"),
+            ("dropped", f"{summary['dropped']:>{w}}  {summary['rejected']} rejected by a reviewer, "
+                        f"{summary['below_threshold']} below the threshold, {summary['embed_failures']} "
+                        f"unreadable, {summary['rejected_at_input']} rejected at init")]
+    if summary.get("left_out"):
+        rows.append(("no verdict", f"{summary['left_out']:>{w}}  unreviewed pairs (--reviewed-only)"))
+    if est:
+        rows.append(("threshold", f"P(aligned) >= {est['threshold']:.3f} keeps {est['n_kept']} unreviewed "
+                                  f"pairs: estimated {est['est_noise_kept']:.1%} noise"))
+        rows.append(("", f"and {est['est_clean_kept']:.1%} of the clean unreviewed pairs kept"))
+        check = est.get("exploration_check") or {}
+        if check.get("n"):
+            rows.append(("check", f"{check['noise']:.1%} misaligned among the {check['n']} random reviewed "
+                                  f"pairs it keeps (95% interval {check['low']:.1%}–{check['high']:.1%})"))
+    rows += [("files", f"{summary['curated_path']}, {summary['dropped_path']}"),
+             ("report", str(summary["report_html"]))]
+    width = max(len(k) for k, _ in rows)
+    return [f"{k:<{width}}  {v}" for k, v in rows]
 
 
 def cmd_export(args) -> int:
@@ -160,12 +331,9 @@ def cmd_export(args) -> int:
     threshold = None if args.reviewed_only else ("auto" if args.threshold is None else args.threshold)
     summary = export_curated(proj, args.out, fmt=args.fmt, threshold=threshold,
                              target_noise=args.target_noise)
-    from mmcurate.export import _threshold_line
-
-    est = summary.pop("estimates")
-    for key, value in summary.items():
-        print(f"{key:>16}: {value}")
-    print(f"{'threshold rule':>16}: {_threshold_line(est)}")
+    print(f"exported {summary['pairs']} pairs of {proj.root} ({args.fmt})")
+    print("\n".join(export_lines(summary)))
+    print(f"next: open the report; less noise: another round (mmcurate select {args.project} --budget 40)")
     return 0
 
 

@@ -69,7 +69,8 @@ def _pick_model(allow_download: bool, say) -> tuple[object, bool]:
 
     say("model: no real CLIP weights on this machine (see README: bring your own weights).")
     say("       Using mmcurate's tiny stand-in model trained on generated scenes. It is NOT CLIP;")
-    say("       it only knows shapes, colours, counts and positions. Training it once (~5 min)...")
+    say("       it only knows shapes, colours, counts and positions. Training it once (a few minutes; "
+        "a progress bar follows)...")
     start = time.perf_counter()
     folder = get_tiny_clip(progress=True)
     say(f"       tiny model ready at {folder} ({time.perf_counter() - start:.0f} s)")
@@ -112,12 +113,12 @@ def _scene_loop(proj, truth, *, rounds: int, budget: int, say) -> None:
         model_round, metrics = train_project_head(proj)
         ranked = rank_project(proj, ["p_misaligned", "clip_score"])
         noisy_in_batch = int(truth.set_index("id").loc[batch["pair_id"], "is_noisy"].sum())
-        verdict = "used" if metrics["accepted"] else "not used"
-        say(f"round {round_id}: reviewed {report.n_added} ({noisy_in_batch} wrong captions found, "
-            f"{int((batch['stratum'] == 'explore').sum())} drawn at random); model {model_round} "
-            f"{verdict} ({metrics['reason']}); AUROC p_misaligned="
-            f"{_auroc(proj, truth, 'p_misaligned', ranked):.3f}, "
-            f"clip_score={_auroc(proj, truth, 'clip_score', ranked):.3f}")
+        verdict = "used" if metrics["accepted"] else "not used (ranking unchanged)"
+        say(f"round {round_id}: reviewed {report.n_added}: {noisy_in_batch} wrong captions found "
+            f"({int((batch['stratum'] == 'explore').sum())} of the {len(batch)} drawn at random)")
+        say(f"         model {model_round} {verdict}: {metrics['reason']}")
+        say(f"         AUROC now: p_misaligned {_auroc(proj, truth, 'p_misaligned', ranked):.3f}, "
+            f"clip_score {_auroc(proj, truth, 'clip_score', ranked):.3f}")
 
 
 def _tuxpaint(datasets: Path, out: Path, spec, real: bool, say) -> None:
@@ -174,15 +175,17 @@ def run_demo(out: str | Path = "demo_out", *, n_scenes: int = 400, rounds: int =
     summary = export_curated(proj, out / "curated", fmt="csv")
     est = summary["estimates"]
     curated = pd.read_csv(summary["curated_path"], dtype={"pair_id": str})
-    noisy = truth.set_index("id")["is_noisy"].astype(bool)
-    swapped = float(curated["pair_id"].map(noisy).mean()) if len(curated) else float("nan")
+    true_caption = truth.set_index("id")["true_caption"]
+    wrong = int((curated["caption"] != curated["pair_id"].map(true_caption)).sum())
     say(f"export: every pair has a verdict: {summary['curated']} curated ({summary['reviewed']} reviewed, "
         f"{summary['auto']} kept by the model at P(aligned) >= {est['threshold']:.3f}), "
-        f"{summary['dropped']} dropped; estimated noise among the kept unreviewed pairs "
-        f"{est['est_noise_kept']:.1%} (truth, known here only: {swapped:.1%} of the curated set is "
-        f"swapped); report at {out / 'curated' / 'report.html'}")
+        f"{summary['dropped']} dropped")
+    say(f"        estimated noise among the kept unreviewed pairs {est['est_noise_kept']:.1%}; the truth "
+        f"(known here only): {wrong} of the {len(curated)} curated captions are still wrong "
+        f"({wrong / max(1, len(curated)):.1%})")
+    say(f"        report: {out / 'curated' / 'report.html'}")
     if use_tuxpaint:
         _tuxpaint(datasets, out, spec, real, say)
-    say(f"done in {time.perf_counter() - start:.0f} s. Explore: mmcurate status {proj.root}; "
+    say(f"done in {time.perf_counter() - start:.0f} s. Next: mmcurate status {proj.root}   or   "
         f"mmcurate review {proj.root}")
     return proj.root

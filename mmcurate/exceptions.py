@@ -17,7 +17,15 @@ class DataError(MmcurateError):
 
 
 class ModelNotAvailableError(MmcurateError):
-    """Model weights are not on this machine and cannot be downloaded."""
+    """Model weights are not on this machine and cannot be downloaded.
+
+    ``reason`` says what is missing; ``how_to`` lists the ways to supply it (the CLI replaces it
+    with the commands that fit the command that failed).
+    """
+
+    def __init__(self, reason: str, how_to: str = "") -> None:
+        super().__init__(f"{reason}\n{how_to}" if how_to else reason)
+        self.reason, self.how_to = reason, how_to
 
 
 class ModelMismatchError(MmcurateError):

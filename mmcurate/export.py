@@ -56,7 +56,7 @@ from mmcurate.data.images import ImageRefError, resolve_image_ref
 from mmcurate.exceptions import ProjectError
 
 __all__ = ["CURATED_FORMATS", "Curation", "curate_pairs", "export_batch", "export_curated",
-           "sample_key", "write_webdataset"]
+           "model_display_name", "sample_key", "write_webdataset"]
 
 CURATED_FORMATS = ("csv", "jsonl", "parquet", "webdataset")
 BATCH_SUFFIXES = (".csv", ".jsonl")
@@ -164,6 +164,10 @@ def export_batch(proj, out: str | os.PathLike, *, round_id: int | None = None,
     Examples
     --------
     >>> path = export_batch(proj, "round3.csv", thumbnails=True)  # doctest: +SKIP
+    >>> # pandas reads the empty `decision` column as float64, which refuses strings; read it as text:
+    >>> df = pd.read_csv(path, dtype={"decision": "string", "reviewer": "string"})  # doctest: +SKIP
+    >>> df.loc[df["pair_id"] == "p7", "decision"] = "reject"  # doctest: +SKIP
+    >>> df.to_csv(path, index=False)  # NaN / <NA> left in `decision` = not reviewed yet  # doctest: +SKIP
     >>> # fill in `decision` (accept | reject | fix) and `caption` for fixes, then
     >>> proj.ledger.import_decisions(path, known_pair_ids=set(proj.pairs["pair_id"]))  # doctest: +SKIP
     """
@@ -387,7 +391,7 @@ def _alignment(proj, scores: pd.DataFrame | None) -> tuple[str | None, pd.Series
         if scores is not None and column in scores.columns:
             return name, scores.set_index("pair_id")[column].astype(float)
     raw = _raw_cosine(proj)
-    return ("CLIP cosine", raw) if raw is not None else (None, None)
+    return ("cosine", raw) if raw is not None else (None, None)
 
 
 def _statuses(table: pd.DataFrame, failed: pd.Index, threshold: float | None) -> np.ndarray:
@@ -442,7 +446,7 @@ def _dropped_frame(table: pd.DataFrame, failures: pd.DataFrame, rejects: pd.Data
 
 def _who(reviewer: Any, round_id: Any) -> str:
     who = f"by {reviewer}" if isinstance(reviewer, str) and reviewer else "reviewer unknown"
-    return f"{who}, round {round_id}" if not pd.isna(round_id) else who
+    return f"{who}, round {int(round_id)}" if not pd.isna(round_id) else who
 
 
 def _input_rejects(rejects: pd.DataFrame) -> pd.DataFrame:
@@ -547,7 +551,8 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
                                 "threshold": _threshold_line(cur.estimates),
                                 "model": _model_line(proj),
                                 "P(aligned) from": _scores_line(cur.provenance),
-                                "exported": time.strftime("%FT%TZ", time.gmtime())})
+                                "exported": time.strftime("%FT%TZ", time.gmtime())},
+                          model=model_display_name(_manifest(proj)))
     return {**cur.counts, "format": fmt, "threshold": threshold, "estimates": cur.estimates,
             **paths, **report}
 
@@ -566,8 +571,28 @@ def _threshold_line(est: dict[str, Any]) -> str | None:
     return line
 
 
+def model_display_name(manifest: dict[str, Any] | None) -> str | None:
+    """A short name for the model that made the vectors, for titles: ``ViT-B-32 / laion2b_s34b_b79k``,
+    a local folder's name, ``imported embeddings``, or the tiny stand-in model said plainly."""
+    if not manifest:
+        return None
+    if manifest.get("kind") == "external":
+        return "imported embeddings"
+    name = str(manifest.get("model") or "")
+    if name.startswith("local-dir:"):
+        folder = Path(name[len("local-dir:"):])
+        if folder.name.startswith("tiny-clip"):
+            return f"mmcurate tiny stand-in model ({folder.name}; not CLIP)"
+        return folder.name
+    return name + (f" / {manifest['pretrained']}" if manifest.get("pretrained") else "")
+
+
+def _manifest(proj) -> dict[str, Any] | None:
+    return proj.store.manifest() if (proj.root / "embeddings").is_dir() else None
+
+
 def _model_line(proj) -> str:
-    manifest = proj.store.manifest() if (proj.root / "embeddings").is_dir() else None
+    manifest = _manifest(proj)
     if not manifest:
         return "no embeddings"
     if manifest.get("kind") == "external":

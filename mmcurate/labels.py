@@ -445,12 +445,13 @@ class Ledger:
 
         Columns ``pair_id``, ``decision`` (accept|reject|fix, case-insensitive), ``caption`` (the
         corrected caption, required for fix), optional ``reviewer`` and ``timestamp``. Rows with an
-        empty decision are skipped (not reviewed yet). Every problem (unknown pair id or decision,
-        missing column, fix without caption, non-UTF-8 bytes, bad timestamp; with ``queued_only``
-        (what a project's import uses) also a pair in no review batch or one queued in another
-        round than ``round_id``) is collected first and raised as one :class:`LabelsFileError`;
-        then nothing is written. Re-importing a file is
-        idempotent; a changed decision is appended (history kept, latest wins).
+        empty decision, or a missing value as pandas writes it back (``NaN``, ``<NA>``, ``None``),
+        are skipped (not reviewed yet) and counted in ``n_skipped``. Every problem (unknown pair
+        id or decision, missing column, fix without caption, non-UTF-8 bytes, bad timestamp; with
+        ``queued_only`` (what a project's import uses) also a pair in no review batch or one queued
+        in another round than ``round_id``) is collected first and raised as one
+        :class:`LabelsFileError`; then nothing is written. Re-importing a file is idempotent; a
+        changed decision is appended (history kept, latest wins).
 
         Examples
         --------
@@ -467,9 +468,11 @@ class Ledger:
         rows: list[dict[str, Any]] = []
         n_skipped = 0
         for number, rec in records:
-            if not rec.get("decision", "").strip():
+            if _blank(rec.get("decision")):
                 n_skipped += 1
                 continue
+            if _blank(rec.get("reviewer")):
+                rec = {**rec, "reviewer": ""}
             pair_id = rec["pair_id"].strip()
             if pair_id not in known:
                 problems.append((number, "pair_id", f"unknown pair_id {pair_id!r}"))
@@ -646,10 +649,26 @@ def _missing_columns(found: Sequence[str]) -> Problem:
             f"expected {list(_REQUIRED)} (+ optional {list(_OPTIONAL)})")
 
 
+_NO_DECISION = frozenset({"", "nan", "<na>", "none", "null", "nat"})
+
+
+def _blank(value: str | None) -> bool:
+    """No decision yet: empty, or the way pandas writes a missing value back (NaN, <NA>, None)."""
+    return value is None or value.strip().lower() in _NO_DECISION
+
+
 def _cell(value: Any) -> str:
+    """A cell as text; missing values (None, NaN, pandas.NA, NaT) are empty."""
+    if isinstance(value, str):
+        return value
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    return value if isinstance(value, str) else str(value)
+    try:
+        if pd.isna(value):
+            return ""
+    except (TypeError, ValueError):  # array-likes: pd.isna is element-wise
+        pass
+    return str(value)
 
 
 def _table_records(header: list[str], rows: list[list[str]]) -> tuple[Records, list[Problem]]:

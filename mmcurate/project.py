@@ -149,6 +149,44 @@ class Project:
                 store.compact(self.pairs["pair_id"].tolist())
         return report
 
+    def set_model(self, spec: ModelSpec, *, reembed: bool = False, allow_download: bool = False) -> bool:
+        """Switch the model that embeds this project (saved in ``project.json``); returns whether
+        it changed.
+
+        The weights are resolved first, so nothing changes when they are missing
+        (:class:`~mmcurate.exceptions.ModelNotAvailableError`). Vectors of the old model are
+        discarded at the next :meth:`embed` only with ``reembed``; a project with trained models
+        (fitted on the old vectors) is not switched.
+
+        Examples
+        --------
+        >>> proj.set_model(ModelSpec("local-dir:/models/my-clip", None))  # doctest: +SKIP
+        True
+        """
+        from mmcurate.embed.model import resolve_model
+        from mmcurate.exceptions import ModelMismatchError
+
+        if self.kind == "external":
+            raise ProjectError(f"{self.root} was built from imported embeddings; it has no model to switch.")
+        if spec == self.model_spec:
+            return False
+        resolve_model(spec, allow_download=allow_download)
+        manifest = self.store.manifest()
+        if manifest and (manifest.get("model"), manifest.get("pretrained")) != (spec.model, spec.pretrained):
+            if not reembed:
+                raise ModelMismatchError(
+                    f"{self.root} holds vectors of {manifest.get('model')} / {manifest.get('pretrained')}; "
+                    f"add --reembed to discard them and embed with {spec.model}.")
+            if (self.root / "labels.sqlite").is_file() and len(self.ledger.heads()):
+                raise ProjectError(
+                    f"{self.root} has models trained on the {manifest.get('model')} vectors; start a "
+                    f"new project for {spec.model}: mmcurate init NEW_PROJECT --pairs SOURCE "
+                    f"--model {spec.model}" + (f" --pretrained {spec.pretrained}" if spec.pretrained else ""))
+        with self.lock():
+            self.config["model"] = {"model": spec.model, "pretrained": spec.pretrained}
+            self.save_config()
+        return True
+
     def _known_sha(self) -> str | None:
         manifest = self.store.manifest() or {}
         path = manifest.get("weights_path")
@@ -247,7 +285,9 @@ class Project:
         if (self.root / "labels.sqlite").is_file():
             from mmcurate.rounds import rounds_status
 
-            out.update(rounds_status(self))
+            rounds = rounds_status(self)
+            out["model"].update(rounds.pop("model"))  # + which trained model ranks (in_use, latest, ...)
+            out.update(rounds)
         return out
 
 

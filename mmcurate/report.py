@@ -115,11 +115,13 @@ def _new_figure(width: float, height: float):
     return Figure(figsize=(width, height), dpi=100)
 
 
-def plot_alignment_histogram(scores: pd.Series, groups: pd.Series, *, label: str, bins: int = 40):
+def plot_alignment_histogram(scores: pd.Series, groups: pd.Series, *, label: str, bins: int = 40,
+                             model: str | None = None):
     """Histogram of the alignment score per decision group (density, so small groups show).
 
     ``scores`` and ``groups`` are aligned per pair; groups are ``accepted``, ``rejected``,
-    ``fixed``, ``unreviewed``. Returns a matplotlib ``Figure``.
+    ``fixed``, ``unreviewed``. ``model`` (the embedding model's display name) goes in the title.
+    Returns a matplotlib ``Figure``.
     """
     fig = _new_figure(7, 4)
     ax = fig.add_subplot()
@@ -133,19 +135,22 @@ def plot_alignment_histogram(scores: pd.Series, groups: pd.Series, *, label: str
                     color=_COLOURS[group], label=f"{group} (n={len(part)})")
     ax.set_xlabel(label)
     ax.set_ylabel("density")
-    ax.set_title(f"{label} by decision")
+    ax.set_title(f"{label} by decision" + (f"\n{model}" if model else ""))
     if finite.any():
         ax.legend()
     fig.tight_layout()
     return fig
 
 
-def plot_rounds(summary: pd.DataFrame, heads: pd.DataFrame):
+def plot_rounds(summary: pd.DataFrame, heads: pd.DataFrame, *, model: str | None = None):
     """Decisions per round, noise found per round, and head held-out accuracy per head round.
 
-    ``summary`` is :func:`round_summary`; ``heads`` is ``Ledger.heads()``. Returns a ``Figure``.
+    ``summary`` is :func:`round_summary`; ``heads`` is ``Ledger.heads()``; ``model`` (the embedding
+    model's display name) is the figure's title. Returns a ``Figure``.
     """
-    fig = _new_figure(12, 3.6)
+    fig = _new_figure(12, 4.0)
+    if model:
+        fig.suptitle(f"embeddings: {model}", fontsize=10)
     ax_dec, ax_noise, ax_head = fig.subplots(1, 3)
     rows = summary[summary["round"] != "-"] if len(summary) else summary
     x = [str(r) for r in rows["round"]] if len(rows) else []
@@ -155,12 +160,15 @@ def plot_rounds(summary: pd.DataFrame, heads: pd.DataFrame):
         ax_dec.bar(x, values, bottom=bottom, color=_COLOURS[group], label=decision)
         bottom += values
     ax_dec.set(title="decisions per round", xlabel="round", ylabel="pairs")
-    if len(x):
-        ax_dec.legend(fontsize=8)
+    if len(x):  # headroom above the tallest bar so the legend covers none
+        ax_dec.set_ylim(0, max(1.0, float(bottom.max())) * 1.35)
+        ax_dec.legend(fontsize=8, ncol=3, loc="upper center", frameon=False)
     noise = rows["noise_found"].to_numpy(float) if len(rows) else np.zeros(0)
     bars = ax_noise.bar(x, noise, color=_COLOURS["rejected"])
     rates = list(rows["noise_rate"]) if len(rows) else []
     ax_noise.bar_label(bars, labels=[f"{r}" if r != "" else "" for r in rates], fontsize=8)
+    if len(noise):
+        ax_noise.set_ylim(0, max(1.0, float(np.nanmax(noise))) * 1.2)
     ax_noise.set(title="noise found per round (rejected + fixed; rate)", xlabel="round", ylabel="pairs")
     _plot_head_accuracy(ax_head, heads)
     fig.tight_layout()
@@ -168,16 +176,18 @@ def plot_rounds(summary: pd.DataFrame, heads: pd.DataFrame):
 
 
 def _plot_head_accuracy(ax, heads: pd.DataFrame) -> None:
-    ax.set(title="head held-out accuracy", xlabel="head round", ylabel="accuracy")
+    ax.set(title="head accuracy (cross-validated)", xlabel="model round", ylabel="accuracy")
     if heads.empty:
         ax.text(0.5, 0.5, "no head trained yet", ha="center", va="center", transform=ax.transAxes)
         return
     x = heads["head_round"].to_numpy(int)
-    for key, name, style in (("cv_accuracy", "head", "o-"), ("cv_accuracy_identity", "plain CLIP", "s--")):
+    for key, name, style in (("cv_accuracy", "head", "o-"),
+                             ("cv_accuracy_identity", "no head (raw cosine)", "s--")):
         y = [_as_float((m or {}).get(key)) for m in heads["metrics"]]
         ax.plot(x, y, style, label=name)
     ax.set_xticks(x)
-    ax.legend(fontsize=8)
+    ax.set_ylim(0, 1.05)  # the whole accuracy scale: a zoomed axis makes 0.97 vs 0.99 look large
+    ax.legend(fontsize=8, loc="lower right")
 
 
 def _as_float(value: Any) -> float:
@@ -214,7 +224,8 @@ def _examples(cur) -> list[_Section]:
     return out
 
 
-def _sections(cur, rounds, heads, decisions, meta, plots: dict[str, bytes]) -> list[_Section]:
+def _sections(cur, rounds, heads, decisions, meta, plots: dict[str, bytes],
+              model: str | None = None) -> list[_Section]:
     summary = round_summary(rounds, decisions)
     sections = [_counts_section(cur.counts, meta)]
     sections.append(_Section("Rounds", table=summary) if len(summary)
@@ -225,19 +236,19 @@ def _sections(cur, rounds, heads, decisions, meta, plots: dict[str, bytes]) -> l
     sections.append(_Section("Projection heads (held-out metrics)", table=head_table, text=note))
     if cur.score_name is not None and np.isfinite(cur.pairs["alignment"].to_numpy(float)).any():
         groups = cur.pairs["status"].map(_GROUP_OF_STATUS).fillna("unreviewed")
-        fig = plot_alignment_histogram(cur.pairs["alignment"], groups, label=cur.score_name)
+        fig = plot_alignment_histogram(cur.pairs["alignment"], groups, label=cur.score_name, model=model)
         plots["alignment_histogram.png"] = _png(fig)
-        sections.append(_Section(f"Alignment ({cur.score_name}) by decision",
-                                 figure="alignment_histogram.png"))
+        sections.append(_Section(f"Alignment ({cur.score_name}) by decision"
+                                 + (f", {model}" if model else ""), figure="alignment_histogram.png"))
     if len(summary) or len(heads):
-        plots["rounds.png"] = _png(plot_rounds(summary, heads))
-        sections.append(_Section("Round by round", figure="rounds.png"))
+        plots["rounds.png"] = _png(plot_rounds(summary, heads, model=model))
+        sections.append(_Section("Round by round" + (f", {model}" if model else ""), figure="rounds.png"))
     return sections + _examples(cur)
 
 
 def write_report(out_dir: str | os.PathLike, cur, *, rounds: pd.DataFrame, heads: pd.DataFrame,
                  decisions: pd.DataFrame, title: str = "mmcurate export",
-                 meta: dict[str, Any] | None = None) -> dict[str, Any]:
+                 meta: dict[str, Any] | None = None, model: str | None = None) -> dict[str, Any]:
     """Write ``report.md``, ``report.html`` and ``plots/*.png`` into ``out_dir`` (atomically).
 
     Parameters
@@ -250,6 +261,8 @@ def write_report(out_dir: str | os.PathLike, cur, *, rounds: pd.DataFrame, heads
     title : str
     meta : dict, optional
         Lines printed under the counts (project, model, format, threshold, ...).
+    model : str, optional
+        The embedding model's display name, shown in the plot titles.
 
     Returns
     -------
@@ -263,7 +276,7 @@ def write_report(out_dir: str | os.PathLike, cur, *, rounds: pd.DataFrame, heads
     """
     out = Path(out_dir)
     plots: dict[str, bytes] = {}
-    sections = _sections(cur, rounds, heads, decisions, meta or {}, plots)
+    sections = _sections(cur, rounds, heads, decisions, meta or {}, plots, model=model)
     for name, data in plots.items():
         atomic_write_bytes(out / "plots" / name, data)
     atomic_write_text(out / "report.md", _markdown(title, sections))

@@ -347,8 +347,8 @@ class SelectorRegistry:
 SELECTORS = SelectorRegistry([
     Selector("topk", "the highest scores", select_topk),
     Selector("cluster", "best per k-means cluster, proportional or uniform quotas", select_cluster),
-    Selector("coreset", "k-center greedy among the top 10*n by score (candidates=0: whole pool), "
-             "seeded with labelled pairs", select_coreset),
+    Selector("coreset", "k-center greedy among the top 10 x budget by score, seeded with the labelled "
+             "pairs (Python: candidates=0 = the whole pool)", select_coreset),
     Selector("sample", "sampling proportional to score^(1/T); method=badge for k-means++", select_sample),
 ], aliases={"none": "topk", "top_k": "topk", "kcenter": "coreset", "monte_carlo": "sample"})
 

@@ -33,8 +33,10 @@ __all__ = [
     "ModelSpec",
     "ResolvedModel",
     "file_sha256",
+    "format_fixes",
     "import_open_clip",
     "resolve_model",
+    "supply_weights_help",
 ]
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -47,15 +49,28 @@ _WEIGHT_NAMES = (
     "model.safetensors",
     "pytorch_model.bin",
 )
-_HOW_TO = (
-    "Supply weights in one of these ways:\n"
-    "  * on a connected machine run once with --allow-download (fills the Hugging Face cache), then copy\n"
-    "    the cache (~/.cache/huggingface) here or point HF_HOME at it;\n"
-    "  * --pretrained /path/to/open_clip_pytorch_model.bin (or .safetensors) with --model NAME;\n"
-    "  * --model local-dir:/path/to/dir with open_clip_config.json and open_clip_model.safetensors;\n"
-    "  * or import existing embeddings: mmcurate init PROJECT --embeddings DIR (no model needed).\n"
-    "For an offline demo, `mmcurate demo` trains a tiny stand-in model (not real CLIP)."
-)
+def supply_weights_help(project: str = "PROJECT") -> str:
+    """The ways to supply weights, as ``mmcurate`` command lines for ``project`` (every flag shown
+    is one the named command accepts; tested)."""
+    fixes = [
+        (f"mmcurate embed {project} --model ViT-B-32 --pretrained FILE", "a local weights file "
+         "(.bin/.safetensors)"),
+        (f"mmcurate embed {project} --model local-dir:DIR", "a folder: open_clip_config.json + weights"),
+        (f"mmcurate embed {project} --allow-download", "on a connected machine; or copy its "
+         "~/.cache/huggingface here"),
+        (f"mmcurate init {project} --force --embeddings DIR", "or import existing embeddings"),
+        ("mmcurate demo", "offline: trains a tiny stand-in model (not CLIP)"),
+    ]
+    return format_fixes("Supply weights with one of:", fixes)
+
+
+def format_fixes(title: str, fixes: list[tuple[str, str]]) -> str:
+    """``title`` then one aligned ``command  # why`` line per fix."""
+    width = max(len(cmd) for cmd, _ in fixes)
+    return "\n".join([title, *(f"  {cmd:<{width}}  # {why}" for cmd, why in fixes)])
+
+
+_HOW_TO = supply_weights_help()
 
 
 @dataclass(frozen=True)
@@ -118,11 +133,12 @@ def _weights_in_dir(folder: Path) -> Path | None:
 def _resolve_local_dir(spec: ModelSpec, folder: Path) -> ResolvedModel:
     config = folder / "open_clip_config.json"
     if not folder.is_dir():
-        raise ModelNotAvailableError(f"model folder {folder} does not exist.\n{_HOW_TO}")
+        raise ModelNotAvailableError(f"model folder {folder} does not exist.", _HOW_TO)
     if not config.is_file():
         raise ModelNotAvailableError(
             f"{folder} has no open_clip_config.json; a local-dir: model needs it (with a "
-            f"'model_cfg' key) next to the weights.\n{_HOW_TO}"
+            f"'model_cfg' key) next to the weights.",
+            _HOW_TO,
         )
     try:
         cfg = json.loads(config.read_text(encoding="utf-8"))
@@ -135,7 +151,8 @@ def _resolve_local_dir(spec: ModelSpec, folder: Path) -> ResolvedModel:
         raise ModelNotAvailableError(
             f"{folder} has open_clip_config.json but no weights file (looked for "
             f"{', '.join(_WEIGHT_NAMES)}); open_clip would silently build a random model, so "
-            f"mmcurate refuses.\n{_HOW_TO}"
+            f"mmcurate refuses.",
+            _HOW_TO,
         )
     return ResolvedModel(spec.model, None, f"local-dir:{folder}", None, str(weights))
 
@@ -162,7 +179,8 @@ def _download(repo_id: str, filename: str) -> Path:
     if not _hub_reachable():
         raise ModelNotAvailableError(
             f"--allow-download was given but the Hugging Face hub is unreachable from this machine "
-            f"(could not connect within 3 s) while fetching {repo_id}/{filename}.\n{_HOW_TO}"
+            f"(could not connect within 3 s) while fetching {repo_id}/{filename}.",
+            _HOW_TO,
         )
     from huggingface_hub import hf_hub_download
 
@@ -175,7 +193,8 @@ def _resolve_hf_hub(spec: ModelSpec, repo_id: str, allow_download: bool) -> Reso
         config = _download(repo_id, "open_clip_config.json")
     if config is None:
         raise ModelNotAvailableError(
-            f"hf-hub:{repo_id} is not in the local Hugging Face cache and downloads are off.\n{_HOW_TO}"
+            f"hf-hub:{repo_id} is not in the local Hugging Face cache and downloads are off.",
+            _HOW_TO,
         )
     folder = config.parent
     if _weights_in_dir(folder) is None and allow_download:
@@ -205,7 +224,8 @@ def _resolve_tag(spec: ModelSpec, open_clip, allow_download: bool) -> ResolvedMo
     if weights is None:
         raise ModelNotAvailableError(
             f"weights for {name}/{tag} are not on this machine (looked in the Hugging Face cache and "
-            f"~/.cache/clip) and downloads are off.\n{_HOW_TO}"
+            f"~/.cache/clip) and downloads are off.",
+            _HOW_TO,
         )
     return ResolvedModel(spec.model, tag, name, str(weights), str(weights))
 
@@ -252,7 +272,8 @@ def resolve_model(spec: ModelSpec, *, allow_download: bool = False,
         if not allow_random:
             raise ModelNotAvailableError(
                 f"no pretrained weights named for {spec.model}: a randomly initialised model gives "
-                f"meaningless embeddings.\n{_HOW_TO}"
+                f"meaningless embeddings.",
+                _HOW_TO,
             )
         return ResolvedModel(spec.model, None, spec.model.replace("/", "-"), None, None)
     return _resolve_tag(spec, open_clip, allow_download)

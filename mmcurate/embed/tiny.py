@@ -40,13 +40,24 @@ PREPROCESS_CFG = {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
                   "interpolation": "bicubic", "resize_mode": "shortest"}
 
 
-def _pool(n: int, seed: int):
+def _bar(iterable=None, **kwargs):
+    """A tqdm bar on stderr with ETA: live on a terminal, a line every 30 s in a log."""
+    from tqdm import tqdm
+
+    live = sys.stderr.isatty()
+    return tqdm(iterable, file=sys.stderr, mininterval=1.0 if live else 30.0, dynamic_ncols=live,
+                **kwargs)
+
+
+def _pool(n: int, seed: int, *, progress: bool = False):
     import torch
 
     from mmcurate.synth import generate_scenes, render_scene
 
     scenes = generate_scenes(n, random_state=seed)
-    arr = np.stack([np.asarray(render_scene(s, size=64)) for s in scenes])
+    arr = np.stack([np.asarray(render_scene(s, size=64))
+                    for s in _bar(scenes, desc="tiny model: rendering scenes", unit="scene",
+                                  disable=not progress)])
     x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255.0)
     return scenes, (x - 0.5) / 0.5
 
@@ -59,7 +70,7 @@ def _lr(step: int, total: int, base: float, warmup: int) -> float:
 
 def train_tiny_clip(out_dir: str | os.PathLike, *, seed: int = 0, steps: int | None = None,
                     batch_size: int = 128, lr: float = 5e-4, pool_size: int = 16000,
-                    progress: bool = True) -> Path:
+                    warmup: int | None = None, progress: bool = True) -> Path:
     """Train the tiny stand-in CLIP and write it in open_clip's ``local-dir:`` format.
 
     Returns ``out_dir``, holding ``open_clip_config.json`` and ``open_clip_model.safetensors``
@@ -79,15 +90,17 @@ def train_tiny_clip(out_dir: str | os.PathLike, *, seed: int = 0, steps: int | N
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     steps = steps or 700
+    warmup = max(1, steps // 7) if warmup is None else int(warmup)
     model = open_clip.CLIP(**TINY_CFG)
     tokenizer = open_clip.SimpleTokenizer(context_length=TINY_CFG["text_cfg"]["context_length"])
-    scenes, images = _pool(pool_size, seed)
+    scenes, images = _pool(pool_size, seed, progress=progress)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1, betas=(0.9, 0.98))
     model.train()
     start = time.perf_counter()
+    bar = _bar(total=steps, desc="tiny model: training", unit="step", disable=not progress)
     for step in range(steps):
         for group in opt.param_groups:
-            group["lr"] = _lr(step, steps, lr, warmup=100)
+            group["lr"] = _lr(step, steps, lr, warmup=warmup)
         idx = rng.choice(len(scenes), batch_size, replace=False)
         texts = tokenizer([describe_scene(scenes[i], random_state=rng) for i in idx])
         img_f, txt_f, scale = model(images[torch.from_numpy(idx)], texts)
@@ -99,11 +112,12 @@ def train_tiny_clip(out_dir: str | os.PathLike, *, seed: int = 0, steps: int | N
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, np.log(100))
-        if progress and (step % 100 == 0 or step == steps - 1):
-            print(f"tiny-clip step {step + 1}/{steps} loss {loss.item():.3f} "
-                  f"({time.perf_counter() - start:.0f} s)", file=sys.stderr, flush=True)
+        bar.update(1)
+        if step % 10 == 0 or step == steps - 1:
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+    bar.close()
     return _write(model, Path(out_dir), {"seed": seed, "steps": steps, "batch_size": batch_size,
-                                         "lr": lr, "pool_size": pool_size,
+                                         "lr": lr, "pool_size": pool_size, "warmup": warmup,
                                          "seconds": round(time.perf_counter() - start, 1)}, save_file)
 
 

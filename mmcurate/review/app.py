@@ -108,7 +108,8 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
         for _, row in batch.iterrows():
             pid = str(row["pair_id"])
             out.append({"pair_id": pid, "caption": captions.get(pid, ""), "image": images.get(pid, ""),
-                        "reason": row.get("reason") or "", "score": row.get("score"),
+                        "reason": row.get("reason") or "",
+                        "score": _shown_score(row.get("reason") or "", row.get("score")),
                         "decision": row.get("decision") or "", "fixed": row.get("caption_fixed") or ""})
         return out
 
@@ -181,3 +182,13 @@ def serve(app, *, host: str = "127.0.0.1", port: int = 0, open_browser: bool = F
         pass
     finally:
         server.server_close()
+
+
+def _shown_score(reason: str, score) -> float | None:
+    """The score to print beside the reason, or None when the reason already shows it
+    (``p_misaligned=0.833``) or there is none."""
+    try:
+        value = float(score)
+    except (TypeError, ValueError):
+        return None
+    return None if value != value or f"{value:.3f}" in reason else value

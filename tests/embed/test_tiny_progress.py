@@ -1,0 +1,22 @@
+"""Training the tiny stand-in model shows a progress bar with an ETA and records its recipe."""
+
+from __future__ import annotations
+
+import json
+
+from mmcurate.embed.tiny import train_tiny_clip
+
+
+def test_training_shows_progress_with_eta(tmp_path, capfd):
+    folder = train_tiny_clip(tmp_path / "tiny", steps=3, batch_size=8, pool_size=40, progress=True)
+    err = capfd.readouterr().err
+    assert "tiny model: rendering scenes" in err and "tiny model: training" in err
+    assert "3/3" in err and ("step/s" in err or "s/step" in err)
+    assert "<" in err  # tqdm's elapsed<remaining (the ETA)
+    training = json.loads((folder / "open_clip_config.json").read_text())["mmcurate"]["training"]
+    assert training["steps"] == 3 and training["warmup"] == 1
+
+
+def test_training_quiet_without_progress(tmp_path, capfd):
+    train_tiny_clip(tmp_path / "tiny", steps=2, batch_size=8, pool_size=40, progress=False)
+    assert "tiny model" not in capfd.readouterr().err
