@@ -403,9 +403,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (MmcurateError, ValueError, OSError, sqlite3.Error) as err:
         if os.environ.get("MMCURATE_DEBUG"):
             raise
-        print(f"mmcurate: error: {_describe_error(err)}", file=sys.stderr)
-
-
         print(f"mmcurate: error: {_error_text(err, args)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
