@@ -209,8 +209,8 @@ def cmd_review(args) -> int:
 
 
 def cmd_batch(args) -> int:
-    from mmcurate import interchange
-    from mmcurate.export import export_batch
+    from mmcurate.review import interchange
+    from mmcurate.review.batch import export_batch
 
     proj = open_project(args.project)
     if args.fmt == "label-studio":
@@ -239,7 +239,7 @@ def cmd_batch(args) -> int:
 
 
 def cmd_label(args) -> int:
-    from mmcurate import interchange
+    from mmcurate.review import interchange
     from mmcurate.rounds import import_labels
 
     proj = open_project(args.project)

@@ -26,8 +26,6 @@ are migrated in place (the new table is added).
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -42,11 +40,18 @@ from typing import Any
 
 import pandas as pd
 
-from mmcurate.exceptions import DataError, LedgerLockedError, ProjectError
+from mmcurate.exceptions import LedgerLockedError, ProjectError
+from mmcurate.review.decisions import (
+    DECISIONS,
+    LabelsFileError,
+    Problem,
+    clean_decision,
+    describe_problems,
+    parse_decisions,
+)
 
 __all__ = ["DECISIONS", "ImportReport", "LabelsFileError", "Ledger"]
 
-DECISIONS = ("accept", "reject", "fix")
 SCHEMA_VERSION = 2
 STRATA = ("exploit", "explore")
 BUSY_TIMEOUT_S = 60.0
@@ -85,22 +90,6 @@ _LATEST_OF_IDS = f"""SELECT d.pair_id, d.decision, d.caption, d.reviewer, d.sour
     FROM {_WRITE_IDS} t CROSS JOIN decisions d
     ON d.id = (SELECT MAX(id) FROM decisions WHERE pair_id = t.pair_id)"""
 _DECISION_COLUMNS = ["pair_id", "round", "decision", "caption", "reviewer", "timestamp", "source"]
-_REQUIRED = ("pair_id", "decision")
-_OPTIONAL = ("caption", "reviewer", "timestamp")
-_FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-Problem = tuple[int | None, str, str]  # (1-based data row or None for the file, column, message)
-
-
-class LabelsFileError(DataError):
-    """A decisions file has problems; nothing was written.
-
-    ``problems`` lists every ``(row, column, message)``: ``row`` is the 1-based data row (``None``
-    for the file as a whole, e.g. a missing column).
-    """
-
-    def __init__(self, message: str, problems: Sequence[Problem] = ()) -> None:
-        super().__init__(message)
-        self.problems: list[Problem] = list(problems)
 
 
 @dataclass(frozen=True)
@@ -121,21 +110,6 @@ class ImportReport:
 def utc_now() -> str:
     """The current time as UTC ISO-8601 with milliseconds and a ``Z``."""
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def normalize_timestamp(value: str) -> str:
-    """Parse an ISO-8601-like timestamp and return it in UTC (naive input is taken as UTC).
-
-    Raises ``ValueError`` when ``value`` is not a timestamp.
-    """
-    try:
-        stamp = pd.Timestamp(value.strip())
-    except (ValueError, TypeError, OverflowError) as err:
-        raise ValueError(f"timestamp {value!r} is not ISO-8601 (e.g. 2025-01-31T12:00:00Z)") from err
-    if pd.isna(stamp):
-        raise ValueError(f"timestamp {value!r} is not ISO-8601 (e.g. 2025-01-31T12:00:00Z)")
-    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
-    return stamp.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _to_json(obj: Mapping[str, Any]) -> str:
@@ -397,9 +371,7 @@ class Ledger:
         Raises ``ValueError`` for a bad decision, a fix without caption, an unknown round or a bad
         timestamp.
         """
-        row = _clean_decision(str(pair_id), decision, caption, reviewer, timestamp)
-        if isinstance(row, tuple):
-            raise ValueError(row[1])
+        row = clean_decision(str(pair_id), decision, caption, reviewer, timestamp)
         with self._write() as conn:
             added, _ = self._append(conn, [row], source=source, round_id=round_id)
         return added == 1
@@ -463,26 +435,9 @@ class Ledger:
         else:
             name = source_name or Path(source).name
         label = str(source) if not isinstance(source, pd.DataFrame) else name
-        records, problems = _read_records(source, label=label)
         known = known_pair_ids if isinstance(known_pair_ids, (set, frozenset, dict)) else set(known_pair_ids)
-        rows: list[dict[str, Any]] = []
-        n_skipped = 0
-        for number, rec in records:
-            if _blank(rec.get("decision")):
-                n_skipped += 1
-                continue
-            if _blank(rec.get("reviewer")):
-                rec = {**rec, "reviewer": ""}
-            pair_id = rec["pair_id"].strip()
-            if pair_id not in known:
-                problems.append((number, "pair_id", f"unknown pair_id {pair_id!r}"))
-            cleaned = _clean_decision(pair_id, rec["decision"], rec.get("caption"),
-                                      rec.get("reviewer"), rec.get("timestamp"))
-            if isinstance(cleaned, tuple):
-                problems.append((number, *cleaned))
-            else:
-                rows.append({**cleaned, "row": number})
-        problems.extend(_contradictions(rows))
+        parsed = parse_decisions(source, known_pair_ids=known, label=label)
+        rows, problems = parsed.rows, parsed.problems
         with self._write() as conn:
             _check_round(conn, round_id)
             if queued_only:
@@ -491,10 +446,10 @@ class Ledger:
                 problems.extend(_batch_problems(known_rows, queued, round_id))
             if problems:
                 problems.sort(key=lambda p: p[0] or 0)
-                raise LabelsFileError(_describe(label, problems), problems)
+                raise LabelsFileError(describe_problems(label, problems), problems)
             n_added, n_conflicts = self._append(conn, rows, source=name, round_id=round_id)
-        return ImportReport(n_rows=len(records), n_added=n_added, n_unchanged=len(rows) - n_added,
-                            n_conflicts=n_conflicts, n_skipped=n_skipped)
+        return ImportReport(n_rows=parsed.n_records, n_added=n_added, n_unchanged=len(rows) - n_added,
+                            n_conflicts=n_conflicts, n_skipped=parsed.n_skipped)
 
     def decisions(self, *, history: bool = False) -> pd.DataFrame:
         """Latest decision per pair (``history=False``) or every decision in recording order.
@@ -548,26 +503,6 @@ def _frame(records: Sequence[Mapping[str, Any]], columns: Sequence[str],
                          for c in columns}, columns=list(columns))
 
 
-def _clean_decision(pair_id: str, decision: Any, caption: Any, reviewer: Any,
-                    timestamp: Any) -> dict[str, Any] | tuple[str, str]:
-    """Normalise one decision; returns the row dict or ``(column, message)`` saying what is wrong."""
-    value = str(decision).strip().lower() if decision is not None else ""
-    if value not in DECISIONS:
-        return "decision", f"decision {decision!r} is not one of {', '.join(DECISIONS)}"
-    text = str(caption).strip() if caption is not None else ""
-    if value == "fix" and not text:
-        return "caption", "decision 'fix' needs the corrected caption in column 'caption'"
-    who = str(reviewer).strip() if reviewer is not None else ""
-    stamp = None
-    if timestamp is not None and str(timestamp).strip():
-        try:
-            stamp = normalize_timestamp(str(timestamp))
-        except ValueError as err:
-            return "timestamp", str(err)
-    return {"pair_id": pair_id, "decision": value, "caption": text if value == "fix" else None,
-            "reviewer": who or None, "timestamp": stamp}
-
-
 def _check_round(conn: sqlite3.Connection, round_id: int | None) -> None:
     if round_id is not None and not conn.execute("SELECT 1 FROM rounds WHERE round = ?",
                                                  (int(round_id),)).fetchone():
@@ -589,131 +524,3 @@ def _batch_problems(rows: list[dict[str, Any]], queued: Mapping[str, int],
                              f"round {round_id}; import with --round {got} or without --round"))
     return problems
 
-
-def _contradictions(rows: list[dict[str, Any]]) -> list[Problem]:
-    """Problems for pairs listed twice in one file with different decisions."""
-    first: dict[str, dict[str, Any]] = {}
-    out: list[Problem] = []
-    for row in rows:
-        seen = first.setdefault(row["pair_id"], row)
-        if (seen["decision"], seen["caption"]) != (row["decision"], row["caption"]):
-            out.append((row["row"], "pair_id", f"pair_id {row['pair_id']!r} already has decision "
-                        f"{seen['decision']!r} in row {seen['row']}; keep one row per pair"))
-    return out
-
-
-def _describe(label: str, problems: Sequence[Problem], limit: int = 20) -> str:
-    lines = [f"{label}: {len(problems)} problem(s); nothing was imported. Fix them and import again:"]
-    for row, column, message in problems[:limit]:
-        where = "file" if row is None else f"row {row}"
-        lines.append(f"  {where}, column {column!r}: {message}")
-    if len(problems) > limit:
-        lines.append(f"  ... and {len(problems) - limit} more (all in the error's .problems)")
-    return "\n".join(lines)
-
-
-# -- reading decisions files ----------------------------------------------------------------------
-Records = list[tuple[int, dict[str, str]]]
-
-
-def _read_records(source: str | os.PathLike | pd.DataFrame, *, label: str) -> tuple[Records, list[Problem]]:
-    """Rows of a decisions file as ``(data_row, {column: text})`` plus the problems found.
-
-    Bytes that are not UTF-8 are decoded with ``surrogateescape`` so the row and column holding
-    them can be named. Raises :class:`LabelsFileError` when the file cannot be read at all.
-    """
-    if isinstance(source, pd.DataFrame):
-        header = [str(c) for c in source.columns]
-        rows = [[_cell(v) for v in values] for values in source.itertuples(index=False)]
-        records, problems = _table_records(header, rows)
-    else:
-        path = Path(source)
-        fmt = _FORMATS.get(path.suffix.lower())
-        if fmt is None:
-            raise LabelsFileError(f"{label}: unsupported file type {path.suffix!r}; expected one of "
-                                  f"{', '.join(_FORMATS)} (CSV or JSON lines)")
-        try:
-            text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
-        except OSError as err:
-            raise LabelsFileError(f"{label}: cannot read the decisions file ({err})") from err
-        records, problems = _csv_records(text, label) if fmt == "csv" else _jsonl_records(text)
-    for number, rec in records:
-        problems.extend((number, column, "holds bytes that are not UTF-8; re-save the file as UTF-8")
-                        for column, value in rec.items() if any("\udc80" <= ch <= "\udcff" for ch in value))
-    return records, problems
-
-
-def _missing_columns(found: Sequence[str]) -> Problem:
-    missing = [c for c in _REQUIRED if c not in [f.strip().lower() for f in found]]
-    return (None, ", ".join(missing), f"missing required column(s) {missing}; found {list(found)}, "
-            f"expected {list(_REQUIRED)} (+ optional {list(_OPTIONAL)})")
-
-
-_NO_DECISION = frozenset({"", "nan", "<na>", "none", "null", "nat"})
-
-
-def _blank(value: str | None) -> bool:
-    """No decision yet: empty, or the way pandas writes a missing value back (NaN, <NA>, None)."""
-    return value is None or value.strip().lower() in _NO_DECISION
-
-
-def _cell(value: Any) -> str:
-    """A cell as text; missing values (None, NaN, pandas.NA, NaT) are empty."""
-    if isinstance(value, str):
-        return value
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    try:
-        if pd.isna(value):
-            return ""
-    except (TypeError, ValueError):  # array-likes: pd.isna is element-wise
-        pass
-    return str(value)
-
-
-def _table_records(header: list[str], rows: list[list[str]]) -> tuple[Records, list[Problem]]:
-    names = [h.strip().lower() for h in header]
-    if any(c not in names for c in _REQUIRED):
-        return [], [_missing_columns(header)]
-    records: Records = []
-    problems: list[Problem] = []
-    for number, values in enumerate(rows, start=1):
-        if len(values) != len(names):
-            problems.append((number, "*", f"has {len(values)} fields, the header has {len(names)}"))
-        else:
-            records.append((number, dict(zip(names, values))))
-    return records, problems
-
-
-def _csv_records(text: str, label: str) -> tuple[Records, list[Problem]]:
-    try:
-        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in r)]
-    except csv.Error as err:
-        raise LabelsFileError(f"{label}: not a readable CSV file ({err})") from err
-    if not rows:
-        raise LabelsFileError(f"{label}: the file is empty; expected a header with "
-                              f"{list(_REQUIRED)} (+ optional {list(_OPTIONAL)}) and one row per pair")
-    return _table_records(rows[0], rows[1:])
-
-
-def _jsonl_records(text: str) -> tuple[Records, list[Problem]]:
-    records: Records = []
-    problems: list[Problem] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as err:
-            problems.append((number, "*", f"not valid JSON ({err.msg} at character {err.pos})"))
-            continue
-        if not isinstance(obj, dict):
-            problems.append((number, "*", f"expected a JSON object per line, got {type(obj).__name__}"))
-            continue
-        records.append((number, {str(k).strip().lower(): _cell(v) for k, v in obj.items()}))
-    found = list(dict.fromkeys(c for _, rec in records for c in rec))
-    if any(c not in found for c in _REQUIRED):
-        return [], [*problems, _missing_columns(found)]
-    for number, rec in records:
-        problems.extend((number, c, f"missing key {c!r}") for c in _REQUIRED if c not in rec)
-    return [(n, rec) for n, rec in records if all(c in rec for c in _REQUIRED)], problems

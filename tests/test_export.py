@@ -13,8 +13,9 @@ from PIL import Image
 
 from mmcurate.embed.importer import write_embedding_folder
 from mmcurate.exceptions import ProjectError
-from mmcurate.export import curate_pairs, export_batch, export_curated, sample_key
+from mmcurate.export import curate_pairs, export_curated, sample_key
 from mmcurate.project import create_project
+from mmcurate.review.batch import export_batch
 
 N, D = 200, 16
 SCRIPT = "<script>alert('x')</script> & | pipes"

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from mmcurate.cli import main
-from mmcurate.export import export_batch
 from mmcurate.project import create_project
+from mmcurate.review.batch import export_batch
 
 
 @pytest.fixture

@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmcurate.labels import DECISIONS, Ledger
+from mmcurate.labels import Ledger
+from mmcurate.review.decisions import DECISIONS
 
 __all__ = ["create_app", "make_token", "serve"]
 

@@ -26,7 +26,8 @@ from typing import Any
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_frame, atomic_write_json, atomic_write_text
-from mmcurate.labels import DECISIONS, LabelsFileError
+from mmcurate.review.decisions import DECISIONS, LabelsFileError
+from mmcurate.review.project_app import image_resolver
 
 __all__ = [
     "export_fiftyone",
@@ -40,8 +41,6 @@ _COLUMNS = ["pair_id", "decision", "caption", "reviewer"]
 
 
 def _round_rows(proj, round_id: int | None) -> pd.DataFrame:
-    from mmcurate.review.project_app import image_resolver
-
     batch = proj.ledger.batch(round_id)
     if batch.empty:
         raise ValueError(f"{proj.root}: no batch to export; run `mmcurate select` first")

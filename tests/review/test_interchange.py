@@ -9,13 +9,13 @@ import pytest
 from PIL import Image
 
 from mmcurate.exceptions import DataError
-from mmcurate.interchange import (
+from mmcurate.project import create_project
+from mmcurate.review.interchange import (
     export_fiftyone,
     export_label_studio,
     read_fiftyone,
     read_label_studio,
 )
-from mmcurate.project import create_project
 
 
 @pytest.fixture
