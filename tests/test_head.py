@@ -97,7 +97,7 @@ def test_transform_rejects_wrong_shapes_and_non_finite_rows():
 
 
 def test_factorised_training_cosines_match_the_transforms():
-    from mmcurate.head import _cos_matrix
+    from mmcurate.head.fit import _cos_matrix
 
     head = ProjectionHead(16, config=HeadConfig(rank=4))
     gen = torch.Generator().manual_seed(0)
