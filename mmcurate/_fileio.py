@@ -1,4 +1,5 @@
-"""Atomic file writes shared by every stage: write to a temporary name, fsync, ``os.replace``.
+"""Atomic file writes shared by every stage: write to a temporary name, fsync, ``os.replace``; and
+the one JSON cleaner (:func:`to_jsonable`).
 
 A reader never sees a half-written file, and a killed process leaves either the old file or the
 new one.
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +29,7 @@ __all__ = [
     "iter_npy_rows",
     "npy_shape",
     "save_npy_atomic",
+    "to_jsonable",
 ]
 
 
@@ -113,6 +117,29 @@ def atomic_write_frame(df, path: str | os.PathLike, *, fmt: str | None = None, *
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     """Atomically write UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def to_jsonable(value: Any) -> Any:
+    """A JSON-ready copy of ``value``: numpy scalars and arrays (anything with ``tolist``) as Python
+    values, NaN / inf / ``pandas.NA`` as None, mappings (str keys) and sequences cleaned recursively.
+
+    Examples
+    --------
+    >>> to_jsonable({"a": np.float32(0.5), "b": np.array([1.0, np.nan]), 3: (np.int64(2),)})
+    {'a': 0.5, 'b': [1.0, None], '3': [2]}
+    """
+    if hasattr(value, "tolist"):  # numpy scalar or array, pandas Series / Index
+        value = value.tolist()
+    pandas = sys.modules.get("pandas")  # only pandas makes pandas.NA
+    if value is None or (pandas is not None and value is pandas.NA):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    return value
 
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:

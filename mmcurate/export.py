@@ -45,8 +45,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmcurate._fileio import atomic_path, atomic_write_frame
-from mmcurate.data.images import ImageRefError, resolve_image_ref
+from mmcurate._fileio import atomic_path, atomic_write_frame, to_jsonable
+from mmcurate.data.images import ImageRefError, read_image_bytes
 from mmcurate.exceptions import ProjectError
 
 __all__ = ["CURATED_FORMATS", "Curation", "absolute_image_paths", "curate_pairs", "export_curated",
@@ -84,47 +84,18 @@ def absolute_image_paths(proj, refs: pd.Series) -> pd.Series:
 
 
 
-class _ImageBytes:
-    """Read stored image bytes: a file under ``image_root`` or a ``shard.tar::member``.
+def _image_reader(image_root: Path) -> Callable[[str], bytes]:
+    """``ref -> bytes`` of a stored image (a file under ``image_root``, a ``shard.tar::member`` or a
+    ``table.parquet::row``); raises ``OSError`` when the image cannot be read, a reference outside
+    the root included."""
 
-    The shard last read stays open with a name -> member map, so reading a shard's members in
-    order costs one pass. Raises ``OSError`` when the image cannot be read. Use as a context manager.
-    """
-
-    def __init__(self, image_root: Path) -> None:
-        self.root = image_root
-        self._shard: tuple[Path, tarfile.TarFile, dict[str, tarfile.TarInfo]] | None = None
-
-    def __call__(self, ref: str) -> bytes:
+    def read(ref: str) -> bytes:
         try:
-            path, member = resolve_image_ref(ref, self.root)
+            return read_image_bytes(ref, image_root=image_root)
         except ImageRefError as err:
             raise OSError(str(err)) from err
-        if member is None:
-            return path.read_bytes()
-        if self._shard is None or self._shard[0] != path:
-            self.close()
-            try:
-                tar = tarfile.open(path)
-                self._shard = (path, tar, {info.name: info for info in tar.getmembers()})
-            except tarfile.TarError as err:
-                raise OSError(f"{path} is not a readable tar file ({err})") from err
-        info = self._shard[2].get(member)
-        fh = self._shard[1].extractfile(info) if info is not None else None
-        if fh is None:
-            raise FileNotFoundError(f"{path} has no regular file member {member!r}")
-        return fh.read()
 
-    def close(self) -> None:
-        if self._shard is not None:
-            self._shard[1].close()
-            self._shard = None
-
-    def __enter__(self) -> _ImageBytes:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    return read
 
 
 # -- curation ---------------------------------------------------------------------------------------
@@ -441,10 +412,9 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     threshold = cur.estimates.get("threshold") if threshold is not None else None
     paths: dict[str, Any] = {}
     if fmt == "webdataset":
-        with _ImageBytes(proj.image_root) as read_image:
-            shards, unreadable = write_webdataset(
-                cur.curated, out_dir, read_image=read_image,
-                refs=proj.pairs.set_index("pair_id")["image"], shard_size=shard_size)
+        shards, unreadable = write_webdataset(
+            cur.curated, out_dir, read_image=_image_reader(proj.image_root),
+            refs=proj.pairs.set_index("pair_id")["image"], shard_size=shard_size)
         _move_unreadable(cur, unreadable)
         paths["shards"] = [str(p) for p in shards]
         paths["dropped_path"] = str(_write_frame(cur.dropped, out_dir / "dropped.csv", "csv"))
@@ -577,20 +547,10 @@ def _add_sample(tar: tarfile.TarFile, record: dict[str, Any], read_image, ref: s
     key = sample_key(str(record["pair_id"]))
     ext = Path(ref.split("::")[-1]).suffix.lower().lstrip(".") or "jpg"
     ext = "jpg" if ext == "jpeg" else ext
-    meta = {k: _plain(v) for k, v in record.items() if k != "caption"}
+    meta = {k: to_jsonable(v) for k, v in record.items() if k != "caption"}
     meta["image_ref"] = ref
     for name, payload in ((f"{key}.{ext}", data), (f"{key}.txt", str(record["caption"]).encode()),
                           (f"{key}.json", json.dumps(meta, ensure_ascii=False, default=str).encode())):
         info = tarfile.TarInfo(name)
         info.size, info.mtime, info.mode = len(payload), stamp, 0o644
         tar.addfile(info, io.BytesIO(payload))
-
-
-def _plain(value: Any) -> Any:
-    """A JSON-ready value: numpy scalars and arrays to Python, NaN/NA to None."""
-    if isinstance(value, (np.ndarray, np.generic)):
-        value = value.tolist()
-    if value is None or value is pd.NA or (isinstance(value, float) and not np.isfinite(value)):
-        return None
-    return value
-

@@ -27,7 +27,6 @@ are migrated in place (the new table is added).
 from __future__ import annotations
 
 import json
-import math
 import os
 import sqlite3
 import threading
@@ -40,6 +39,7 @@ from typing import Any
 
 import pandas as pd
 
+from mmcurate._fileio import to_jsonable
 from mmcurate.exceptions import LedgerLockedError, ProjectError
 from mmcurate.review.decisions import (
     DECISIONS,
@@ -114,19 +114,7 @@ def utc_now() -> str:
 
 def _to_json(obj: Mapping[str, Any]) -> str:
     """JSON text with numpy scalars/arrays as plain values and non-finite floats as null."""
-
-    def clean(value: Any) -> Any:
-        if hasattr(value, "tolist"):  # numpy scalar or array
-            value = value.tolist()
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        if isinstance(value, Mapping):
-            return {str(k): clean(v) for k, v in value.items()}
-        if isinstance(value, (list, tuple)):
-            return [clean(v) for v in value]
-        return value
-
-    return json.dumps(clean(dict(obj)), sort_keys=True, default=str, allow_nan=False)
+    return json.dumps(to_jsonable(dict(obj)), sort_keys=True, default=str, allow_nan=False)
 
 
 class Ledger:

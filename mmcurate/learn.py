@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate._util import check_random_state
 from mmcurate.signals.alignment import AlignmentFeatures, Calibrator, fit_calibrator, prior_calibrator
 from mmcurate.signals.metrics import auroc
 
@@ -62,7 +63,7 @@ def split_budget(budget: int, explore: float) -> tuple[int, int]:
 
 def stratified_folds(y: np.ndarray, n_folds: int, random_state: int) -> np.ndarray:
     """Fold id ``(L,)`` of each label, stratified by class (seeded permutation per class)."""
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     fold = np.empty(len(y), np.int64)
     for value in (0, 1):
         members = rng.permutation(np.flatnonzero(y == value))
@@ -127,7 +128,7 @@ def paired_auroc_se(a: npt.ArrayLike, b: npt.ArrayLike, y: npt.ArrayLike, w: npt
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     y = np.asarray(y, np.int64)
     w = np.ones(len(y)) if w is None else np.asarray(w, np.float64)
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     groups = [np.flatnonzero(y == c) for c in (0, 1)]
     if min(len(g) for g in groups) == 0:
         return float("nan")

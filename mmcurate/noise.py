@@ -32,6 +32,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate._util import check_random_state
+
 __all__ = ["NOISE_KINDS", "inject_noise"]
 
 NOISE_KINDS = ("random", "same_category")
@@ -164,7 +166,7 @@ def inject_noise(
         raise ValueError(f"unknown noise kind {kind!r}; expected one of {', '.join(NOISE_KINDS)}")
     if not 0.0 <= rate <= 1.0:
         raise ValueError(f"rate must be in [0, 1], got {rate}")
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     group = _swap_groups(n, kind, categories)
     eligible = np.flatnonzero(group >= 0)
     rows = rng.choice(eligible, size=min(round(rate * n), len(eligible)), replace=False)

@@ -22,7 +22,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_json
+from mmcurate._fileio import atomic_write_json, to_jsonable
+from mmcurate._util import RandomState, check_random_state
 from mmcurate.exceptions import NotEmbeddedError
 from mmcurate.learn import EXPLORE
 
@@ -289,7 +290,8 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
     return round_id, batch
 
 
-def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: int) -> tuple[np.ndarray, float]:
+def _explore(n: int, taken: np.ndarray, n_explore: int,
+             random_state: RandomState) -> tuple[np.ndarray, float]:
     """``n_explore`` rows drawn uniformly from those not ``taken``, and their inclusion probability."""
     mask = np.ones(n, bool)
     mask[np.asarray(taken, np.int64)] = False
@@ -297,7 +299,7 @@ def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: int) -> tu
     m = min(n_explore, len(rest))
     if m == 0:
         return np.zeros(0, np.int64), 1.0
-    rng = np.random.default_rng([int(random_state), 0x6578706C])
+    rng = check_random_state(random_state, stream=0x6578706C)  # an int seed: its own stream
     return np.sort(rng.choice(rest, size=m, replace=False)).astype(np.int64), m / len(rest)
 
 
@@ -413,7 +415,7 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
                 f"{'used' if fit['use_head'] else 'not used'}: held-out AUROC of the model with the head "
                 f"{fit['auroc_with_head']:.4f} vs without {fit['auroc_without_head']:.4f}")
         metrics = {**head_metrics, "model": info}
-        recorded = proj.ledger.record_head(checkpoint=checkpoint, metrics=_jsonable(metrics),
+        recorded = proj.ledger.record_head(checkpoint=checkpoint, metrics=to_jsonable(metrics),
                                            n_labels=len(rows))
     return recorded, {**head_metrics, **info}
 
@@ -476,17 +478,6 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
     out["auroc_without_head"], out["auroc_with_head"] = verdict.auroc_new, verdict_head.auroc_new
     if verdict_head.auroc_new > verdict.auroc_new:
         out.update(calibrator=calibrator_to_dict(with_head), use_head=True, validation=verdict_head.as_dict())
-    return out
-
-
-def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for key, value in metrics.items():
-        if isinstance(value, np.ndarray):
-            value = value.tolist()
-        elif isinstance(value, np.generic):
-            value = value.item()
-        out[key] = value
     return out
 
 

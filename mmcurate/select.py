@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate._util import check_random_state, int_seed
 from mmcurate.exceptions import PoolExhaustedError
 
 __all__ = ["SELECTORS", "get_selector", "select_balanced", "select_cluster", "select_coreset",
@@ -96,7 +97,7 @@ def select_cluster(scores, *, n: int, embeddings=None, exclude=None, random_stat
     if quotas not in ("proportional", "uniform"):
         raise ValueError(f"quotas must be proportional or uniform, got {quotas!r}")
     K = int(min(n_clusters or max(2, n // 2), len(cand)))
-    _, assign = kmeans(np.asarray(embeddings)[cand], K, random_state=int(random_state or 0))
+    _, assign = kmeans(np.asarray(embeddings)[cand], K, random_state=int_seed(random_state))
     sizes = np.bincount(assign, minlength=K)
     quota = _quotas(sizes, n, quotas)
     picked = []
@@ -157,7 +158,7 @@ def select_sample(scores, *, n: int, embeddings=None, exclude=None, random_state
                   temperature: float = 1.0, method: str = "score") -> npt.NDArray[np.int64]:
     """Sampling ∝ score^(1/T) without replacement (Gumbel-top-k), or BADGE k-means++ seeding."""
     s, cand = _candidates(scores, n, exclude)
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     if method == "badge":
         if embeddings is None:
             raise ValueError("method='badge' needs gradient embeddings")

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from mmcurate._util import check_random_state
+
 __all__ = [
     "COLORS",
     "POSITIONS",
@@ -61,12 +63,6 @@ class Scene:
     seed: int
 
 
-def _rng(random_state) -> np.random.Generator:
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    return np.random.default_rng(random_state)
-
-
 def generate_scenes(n: int, *, random_state: int | np.random.Generator | None = 0) -> list[Scene]:
     """Draw ``n`` scenes with uniformly random attributes.
 
@@ -75,7 +71,7 @@ def generate_scenes(n: int, *, random_state: int | np.random.Generator | None = 
     >>> [s.shape for s in generate_scenes(3, random_state=0)]  # doctest: +SKIP
     ['star', 'circle', 'diamond']
     """
-    rng = _rng(random_state)
+    rng = check_random_state(random_state)
     colors = list(COLORS)
     return [
         Scene(shape=SHAPES[rng.integers(len(SHAPES))], color=colors[rng.integers(len(colors))],
@@ -118,7 +114,7 @@ def _centres(scene: Scene, size: int, r: float, rng: np.random.Generator) -> lis
 
 def render_scene(scene: Scene, *, size: int = 64) -> Image.Image:
     """Draw a scene as an RGB image of ``size`` × ``size`` pixels (deterministic per scene)."""
-    rng = np.random.default_rng(scene.seed)
+    rng = np.random.defaultcheck_random_state(scene.seed)
     base = rng.integers(150, 225)
     noise = rng.normal(0, 6, (size, size, 1)) + rng.normal(0, 3, (size, size, 3))
     bg = np.clip(base + noise + np.array(rng.integers(-20, 20, 3)), 0, 255).astype(np.uint8)
@@ -141,7 +137,7 @@ def render_scene(scene: Scene, *, size: int = 64) -> Image.Image:
 
 def describe_scene(scene: Scene, *, random_state: int | np.random.Generator | None = None) -> str:
     """A caption naming every attribute, with varied phrasing."""
-    rng = _rng(scene.seed if random_state is None else random_state)
+    rng = check_random_state(scene.seed if random_state is None else random_state)
     count = _COUNT_WORDS[scene.count][rng.integers(3)]
     noun = scene.shape if scene.count == 1 else _PLURAL.get(scene.shape, scene.shape + "s")
     size = _SIZE_WORDS[scene.size][rng.integers(3)]
@@ -200,7 +196,7 @@ def domain_shift_embeddings(n: int = 2000, d: int = 32, *, kind: str = "random",
     """
     from mmcurate.noise import inject_noise
 
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     domain = rng.integers(0, n_domains, n)
     centres = rng.normal(size=(n_domains, d))
     img = centres[domain] + 0.8 * rng.normal(size=(n, d))
@@ -221,12 +217,12 @@ def domain_pair_chunks(n: int, dim: int = 512, *, chunk: int = 100_000, rate: fl
     are rotated among the chunk's pairs of the same domain (hard negatives). float32, normalised.
     A stand-in for real embeddings, generated chunk by chunk so millions of rows fit in memory.
     """
-    rng = np.random.default_rng(seed)
+    rng = np.random.defaultcheck_random_state(seed)
     centres = rng.standard_normal((256, dim), dtype=np.float32) * 1.5
     level = np.linspace(1.0, 4.0, 256).astype(np.float32)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        r = np.random.default_rng(seed + 1 + start)
+        r = np.random.defaultcheck_random_state(seed + 1 + start)
         dom = r.integers(0, 256, m)
         img = centres[dom] + r.standard_normal((m, dim), dtype=np.float32)
         txt = img + level[dom, None] * r.standard_normal((m, dim), dtype=np.float32)

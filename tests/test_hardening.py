@@ -170,16 +170,15 @@ def test_fiftyone_csv_tags_written_as_a_list_import(tmp_path, tags, capsys):
 
 def test_one_path_rule_for_every_reader_of_image_references(tmp_path):
     from mmcurate.data.images import ImageRefError, read_image_bytes
-    from mmcurate.export import _ImageBytes
+    from mmcurate.export import _image_reader
 
     (tmp_path / "root").mkdir()
     (tmp_path / "outside.tar").write_bytes(b"")
     for ref in ("../outside.tar::secret.png", str(tmp_path / "outside.tar") + "::secret.png"):
         with pytest.raises(ImageRefError, match="outside the image root"):
             read_image_bytes(ref, image_root=tmp_path / "root")
-        with _ImageBytes(tmp_path / "root") as read:
-            with pytest.raises(OSError, match="outside the image root"):
-                read(ref)
+        with pytest.raises(OSError, match="outside the image root"):
+            _image_reader(tmp_path / "root")(ref)
 
 
 _SMALL_DISK = """

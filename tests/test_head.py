@@ -11,14 +11,9 @@ import torch
 
 from mmcurate.exceptions import ProjectError
 from mmcurate.head import HeadConfig, ProjectionHead, cross_validate_head, train_head
+from mmcurate.signals.metrics import auroc
 
 FAST = HeadConfig(n_folds=0)
-
-
-def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """P(score of a random positive > score of a random negative), ties count half."""
-    pos, neg = scores[positive], scores[~positive]
-    return float(((pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()))
 
 
 def make_rotated_pairs(n: int = 2000, d: int = 32, noise_rate: float = 0.2, seed: int = 0):
@@ -117,8 +112,8 @@ def test_head_learns_the_planted_rotation_and_beats_identity(pairs, trained):
     image, text, swapped, _ = pairs
     head, metrics, pos, neg, unlabelled = trained
     aligned = ~swapped[unlabelled]
-    identity_auroc = _auroc(_raw_cos(image, text)[unlabelled], aligned)
-    head_auroc = _auroc(head.cosine(image, text)[unlabelled], aligned)
+    identity_auroc = auroc(_raw_cos(image, text)[unlabelled], aligned)
+    head_auroc = auroc(head.cosine(image, text)[unlabelled], aligned)
     assert identity_auroc < 0.85  # plain cosine struggles with the rotation ...
     assert head_auroc > 0.95 and head_auroc > identity_auroc + 0.1  # ... the head does not
     assert metrics["n_pos"] == len(pos) and metrics["n_neg"] == len(neg) and metrics["n_fixed"] == 0
@@ -159,7 +154,7 @@ def test_few_labels_do_not_wreck_the_space(pairs):
                                    config=HeadConfig(random_state=seed))
         assert np.isnan(metrics["cv_accuracy"]) or metrics["cv_folds"] >= 2
         aligned = ~swapped[unlabelled]
-        assert _auroc(head.cosine(image, text)[unlabelled], aligned) > _auroc(raw[unlabelled], aligned) - 0.02
+        assert auroc(head.cosine(image, text)[unlabelled], aligned) > auroc(raw[unlabelled], aligned) - 0.02
 
 
 def test_fixed_captions_are_used_as_positives(pairs):
@@ -171,8 +166,8 @@ def test_fixed_captions_are_used_as_positives(pairs):
     assert (metrics["n_pos"], metrics["n_fixed"], metrics["n_neg"]) == (0, 150, 150)
     rest = np.setdiff1d(np.arange(len(image)), fixed_rows)
     aligned = ~swapped[rest]
-    identity = _auroc(_raw_cos(image, text)[rest], aligned)
-    assert _auroc(head.cosine(image, text)[rest], aligned) > identity + 0.1
+    identity = auroc(_raw_cos(image, text)[rest], aligned)
+    assert auroc(head.cosine(image, text)[rest], aligned) > identity + 0.1
     to_fix = head.cosine(image[fixed_rows], fixed[1])
     to_original = head.cosine(image[fixed_rows], text[fixed_rows])
     assert (to_fix > to_original).mean() > 0.95

@@ -13,7 +13,7 @@ from pathlib import Path
 from PIL import Image
 
 __all__ = ["IMAGE_SUFFIXES", "ImageRefError", "check_image", "check_image_header", "open_image",
-           "read_image_bytes", "resolve_image_ref", "thumbnail_jpeg"]
+           "read_image_bytes", "read_tar_member", "resolve_image_ref", "thumbnail_jpeg"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -69,15 +69,30 @@ def read_image_bytes(ref: str, *, image_root: str | os.PathLike | None) -> bytes
 
         return read_table_image(path, int(member))
     if member is not None:
-        index = _tar_index(str(path), path.stat().st_mtime)
-        if member not in index:
-            raise FileNotFoundError(f"{member} not in {path}")
-        with tarfile.open(path) as tar:
-            fh = tar.extractfile(index[member])
-            if fh is None:
-                raise FileNotFoundError(f"{member} in {path} is not a file")
-            return fh.read()
+        return read_tar_member(path, member)
     return path.read_bytes()
+
+
+def read_tar_member(path: str | os.PathLike, member: str) -> bytes:
+    """The bytes of the regular-file ``member`` of the tar file ``path`` (the one tar reader).
+
+    The shard's name -> member map is cached per file and modification time, so reading a shard's
+    members one by one costs one scan of its headers. Raises ``FileNotFoundError`` when the shard or
+    the member is missing (or the member is not a regular file), ``OSError`` when ``path`` is not a
+    readable tar file.
+    """
+    path = Path(path)
+    try:
+        index = _tar_index(str(path), path.stat().st_mtime)
+    except tarfile.TarError as err:
+        raise OSError(f"{path} is not a readable tar file ({err})") from err
+    if member not in index:
+        raise FileNotFoundError(f"{member} not in {path} (as a regular file)")
+    with tarfile.open(path) as tar:
+        fh = tar.extractfile(index[member])
+        if fh is None:
+            raise FileNotFoundError(f"{member} in {path} is not a file")
+        return fh.read()
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from mmcurate._util import check_random_state
 from mmcurate.embed.model import import_open_clip
 
 __all__ = ["TINY_CFG", "evaluate_tiny_clip", "get_tiny_clip", "train_tiny_clip"]
@@ -175,7 +176,7 @@ def evaluate_tiny_clip(model_dir: str | os.PathLike, *, n: int = 500,
     txt = enc.encode_texts([describe_scene(s) for s in scenes])
     sims = img @ txt.T
     ranks = (sims > np.diag(sims)[:, None]).sum(1)
-    perm = np.random.default_rng(random_state).permutation(n)
+    perm = check_random_state(random_state).permutation(n)
     true, wrong = np.diag(sims), sims[np.arange(n), perm]
     wrong = wrong[perm != np.arange(n)]
     auroc = float((true[:, None] > wrong[None, :]).mean() + 0.5 * (true[:, None] == wrong[None, :]).mean())

@@ -13,19 +13,9 @@ import torch
 from mmcurate.head.data import _Pairs, _prepare
 from mmcurate.head.fit import _fit, _one_thread, _pair_cos
 from mmcurate.head.model import HeadConfig, _Head
+from mmcurate.signals.metrics import auroc
 
 __all__ = ["cross_validate_head"]
-
-def _auroc(scores: np.ndarray, labels: np.ndarray) -> float:
-    """Area under the ROC curve of ``scores`` for ``labels == 1`` (Mann–Whitney U, ties averaged)."""
-    n_pos = int(labels.sum())
-    n_neg = len(labels) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
-    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
 
 def _best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
     """The cosine threshold (predict aligned when ``score >= t``) with the best accuracy."""
@@ -77,7 +67,7 @@ def _cross_validate(data: _Pairs, config: HeadConfig, n_folds: int
                                == labels[test]).sum())
         held_out_cos[test] = cos[test]
     out.update(cv_accuracy=right / len(labels), cv_accuracy_identity=right_identity / len(labels),
-               cv_auroc=_auroc(held_out_cos, labels), cv_auroc_identity=_auroc(raw, labels))
+               cv_auroc=auroc(held_out_cos, labels == 1), cv_auroc_identity=auroc(raw, labels == 1))
     return out, held_out_cos, labels, models, fold_of_row
 
 

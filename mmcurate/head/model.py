@@ -22,7 +22,7 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 from torch.nn import functional as F
 
-from mmcurate._fileio import atomic_write_bytes, atomic_write_text
+from mmcurate._fileio import atomic_write_bytes, atomic_write_text, to_jsonable
 from mmcurate.exceptions import ProjectError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "HeadConfig", "ProjectionHead", "TransformedView"]
@@ -218,7 +218,7 @@ class ProjectionHead:
         blob = save_tensors(tensors)
         atomic_write_bytes(weights, blob)
         meta = {"format": FORMAT, "version": FORMAT_VERSION, "dim": self.dim, "rank": self.rank,
-                "config": asdict(self.config), "metrics": _jsonable(self.metrics),
+                "config": asdict(self.config), "metrics": to_jsonable(self.metrics),
                 "weights": weights.name, "weights_sha256": hashlib.sha256(blob).hexdigest()}
         atomic_write_text(sidecar, json.dumps(meta, indent=2, sort_keys=True, allow_nan=False) + "\n")
         return weights
@@ -250,15 +250,3 @@ def _paths(path: str | os.PathLike) -> tuple[Path, Path]:
     path = Path(path)
     weights = path if path.suffix == ".safetensors" else path.with_suffix(".safetensors")
     return weights, weights.with_suffix(".json")
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        value = value.tolist()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value

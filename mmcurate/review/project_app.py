@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import tarfile
 from pathlib import Path
 
-from mmcurate.data.images import ImageRefError, resolve_image_ref
+from mmcurate._fileio import atomic_write_bytes
+from mmcurate.data.images import ImageRefError, read_tar_member, resolve_image_ref
 from mmcurate.exceptions import ProjectError
 
 __all__ = ["image_resolver", "serve_project"]
@@ -41,16 +41,14 @@ def image_resolver(proj):
 
 
 def _extract_member(shard_path: Path, member: str, target: Path) -> Path | None:
+    """``target`` holding the member's bytes (extracted once, atomically), or None when unreadable."""
     if target.is_file():
         return target
-    if not shard_path.is_file():
+    try:
+        data = read_tar_member(shard_path, member)
+    except OSError:  # missing shard or member, not a tar file
         return None
-    with tarfile.open(shard_path) as tar:
-        fh = tar.extractfile(member)
-        if fh is None:
-            return None
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(fh.read())
+    atomic_write_bytes(target, data)
     return target
 
 

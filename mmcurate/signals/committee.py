@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate._util import check_random_state
 from mmcurate.signals.alignment import (
     FEATURE_NAMES,
     AlignmentFeatures,
@@ -60,7 +61,7 @@ def fit_committee(features: AlignmentFeatures, indices_labeled: npt.ArrayLike, y
     >>> fit_committee(f, [], []).shape
     (5, 50)
     """
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     idx = np.asarray(indices_labeled, np.int64)
     y = np.asarray(y, np.float64)
     if not (len(idx) >= 2 and len(np.unique(y)) == 2):

@@ -18,6 +18,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate._util import check_random_state
+
 __all__ = ["eer"]
 
 
@@ -49,7 +51,7 @@ def eer(
     X = np.asarray(design, np.float64)
     w = np.asarray(weights, np.float64)
     H = np.asarray(hessian, np.float64)
-    rng = np.random.default_rng(random_state)
+    rng = check_random_state(random_state)
     n = len(X)
     p = 1.0 / (1.0 + np.exp(-(X @ w)))
     pool = np.setdiff1d(np.arange(n), np.asarray(exclude if exclude is not None else [], np.int64))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mmcurate._util import check_random_state
 from mmcurate.signals import change, committee, crossmodal, density, error_reduction, uncertainty
 
 __all__ = ["STRATEGIES", "Strategy", "StrategyRegistry"]
@@ -80,7 +81,7 @@ STRATEGIES = StrategyRegistry([
              "validated on held-back labels each round; the zero-label prior before any)",
              lambda ctx: 1.0 - ctx.proba, objective="find"),
     Strategy("random", "uniform random scores (the baseline every strategy must beat)",
-             lambda ctx: np.random.default_rng(ctx.random_state).random(ctx.n), objective="baseline"),
+             lambda ctx: check_random_state(ctx.random_state).random(ctx.n), objective="baseline"),
     Strategy("clip_score", "1 - cosine(image, caption): the plain CLIP-score filter, no learning",
              lambda ctx: 1.0 - ctx.cosine, objective="find"),
     Strategy("least_confidence", "1 - max(P, 1-P) of the calibrated P(aligned) (on=i2t|t2i|both: "

@@ -1,0 +1,60 @@
+"""Small helpers every stage shares (numpy only): the one random-state check.
+
+scikit-learn's ``check_random_state`` semantics (``sklearn/utils/validation.py``), for numpy's
+``Generator``: ``None`` → fresh OS entropy, an int → a seeded generator, a ``Generator`` → itself.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = ["RandomState", "check_random_state", "int_seed"]
+
+RandomState = int | np.random.Generator | None
+
+
+def check_random_state(random_state: RandomState, *, stream: int | None = None) -> np.random.Generator:
+    """The ``Generator`` for ``random_state`` (None: fresh entropy; int: seeded; Generator: itself).
+
+    ``stream`` gives one int seed independent streams for different uses (the seed becomes the
+    entropy pair ``[seed, stream]``); it does not apply to a ``Generator`` or ``None``.
+
+    Examples
+    --------
+    >>> check_random_state(0).integers(100) == check_random_state(0).integers(100)
+    True
+    >>> rng = np.random.default_rng(1)
+    >>> check_random_state(rng) is rng
+    True
+    >>> check_random_state("0")
+    Traceback (most recent call last):
+    ...
+    TypeError: random_state must be None, an int or a numpy.random.Generator; got str '0'
+    """
+    if random_state is None:
+        return np.random.default_rng()
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        seed = int(random_state)
+        return np.random.default_rng(seed if stream is None else [seed, int(stream)])
+    raise TypeError(f"random_state must be None, an int or a numpy.random.Generator; got "
+                    f"{type(random_state).__name__} {random_state!r}")
+
+
+def int_seed(random_state: RandomState) -> int:
+    """An int seed for code that takes only an int (faiss k-means): an int as is, else one drawn
+    from :func:`check_random_state` (so ``None`` is fresh entropy and a ``Generator`` advances).
+
+    Examples
+    --------
+    >>> int_seed(7)
+    7
+    >>> 0 <= int_seed(None) < 2**31
+    True
+    """
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        return int(random_state)
+    return int(check_random_state(random_state).integers(2**31 - 1))
