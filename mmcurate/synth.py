@@ -114,7 +114,7 @@ def _centres(scene: Scene, size: int, r: float, rng: np.random.Generator) -> lis
 
 def render_scene(scene: Scene, *, size: int = 64) -> Image.Image:
     """Draw a scene as an RGB image of ``size`` × ``size`` pixels (deterministic per scene)."""
-    rng = np.random.defaultcheck_random_state(scene.seed)
+    rng = np.random.default_rng(scene.seed)
     base = rng.integers(150, 225)
     noise = rng.normal(0, 6, (size, size, 1)) + rng.normal(0, 3, (size, size, 3))
     bg = np.clip(base + noise + np.array(rng.integers(-20, 20, 3)), 0, 255).astype(np.uint8)
@@ -217,12 +217,12 @@ def domain_pair_chunks(n: int, dim: int = 512, *, chunk: int = 100_000, rate: fl
     are rotated among the chunk's pairs of the same domain (hard negatives). float32, normalised.
     A stand-in for real embeddings, generated chunk by chunk so millions of rows fit in memory.
     """
-    rng = np.random.defaultcheck_random_state(seed)
+    rng = np.random.default_rng(seed)
     centres = rng.standard_normal((256, dim), dtype=np.float32) * 1.5
     level = np.linspace(1.0, 4.0, 256).astype(np.float32)
     for start in range(0, n, chunk):
         m = min(chunk, n - start)
-        r = np.random.defaultcheck_random_state(seed + 1 + start)
+        r = np.random.default_rng(seed + 1 + start)
         dom = r.integers(0, 256, m)
         img = centres[dom] + r.standard_normal((m, dim), dtype=np.float32)
         txt = img + level[dom, None] * r.standard_normal((m, dim), dtype=np.float32)
