@@ -231,7 +231,9 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
                  balance: str | None = None, balance_mode: str = "uniform") -> tuple[int, pd.DataFrame]:
     """Rank, pick ``budget`` pairs never labelled or queued before, and save them as a round.
 
-    ``exclude``: pair_ids never to select (e.g. a held-out evaluation set). ``ranked``: a ranking
+    ``exclude``: pair_ids never to select (e.g. a held-out evaluation set); unlike the pairs already
+    labelled or queued (the selector's ``indices_labeled``), they do not shape diversity (core-set
+    centres). ``ranked``: a ranking
     :func:`rank_project` just made for ``strategy`` on the current labels and head (saves ranking
     twice when the caller also needs the scores); ranked here when None. ``explore``: the share of
     the batch drawn uniformly at random from the pairs the strategy did not pick (recorded as the
@@ -261,14 +263,16 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
         _check_ranking(proj, ranked, strategy)
         queued = proj.ledger.queued_pair_ids()
         labelled = set(proj.ledger.decisions()["pair_id"]) if len(proj.ledger.decisions()) else set()
-        unavailable = queued | labelled | set(exclude or ())
-        excluded_rows = np.flatnonzero(ranked["pair_id"].isin(unavailable).to_numpy())
+        # labelled or queued pairs seed diversity (core-set centres); held-out pairs are only skipped
+        labelled_rows = np.flatnonzero(ranked["pair_id"].isin(queued | labelled).to_numpy())
+        held_out_rows = np.flatnonzero(ranked["pair_id"].isin(set(exclude or ())).to_numpy())
+        excluded_rows = np.union1d(labelled_rows, held_out_rows)
         image, text, _ = current_embeddings(proj)
         joint = selection_vectors(image, text, random_state=random_state)
         n_exploit, n_explore = split_budget(int(budget), explore)
         scores = ranked["score"].to_numpy(np.float64)
-        picked = selector(scores, n=n_exploit, embeddings=joint, exclude=excluded_rows,
-                          random_state=random_state)
+        picked = selector(scores, n=n_exploit, embeddings=joint, indices_labeled=labelled_rows,
+                          exclude=np.setdiff1d(held_out_rows, labelled_rows), random_state=random_state)
         explored, inclusion = _explore(len(ranked), np.r_[excluded_rows, picked], n_explore, random_state)
         chosen = ranked.iloc[np.r_[picked, explored]]
         params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state,

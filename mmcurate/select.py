@@ -1,8 +1,12 @@
 """Batch selection under a budget: pure functions over arrays, one shared signature.
 
-``select_<name>(scores, *, n, embeddings=None, exclude=None, random_state=None, **options)``
-returns ``n`` unique int64 row indices, best first, never one in ``exclude`` (already labelled or
-queued); fewer than ``n`` candidates raises :class:`PoolExhaustedError`.
+``select_<name>(scores, *, n, embeddings=None, indices_labeled=None, exclude=None, random_state=None,
+**options)`` returns ``n`` unique int64 row indices, best first, never one in ``indices_labeled``
+(pairs with a label, or queued for one) or ``exclude`` (any other pair not to pick, e.g. a held-out
+evaluation set); fewer than ``n`` candidates raises :class:`PoolExhaustedError`. Only
+``indices_labeled`` shapes diversity (core-set's centres), as small-text's
+``greedy_coreset(x, indices_unlabeled, indices_labeled, n)``; ``random_state`` is None (fresh
+entropy), an int or a ``numpy.random.Generator`` (:func:`mmcurate._util.check_random_state`).
 
 - ``topk``: the n highest scores.
 - ``cluster``: spherical k-means on the embeddings; each cluster gets a quota (``proportional`` to
@@ -10,7 +14,7 @@ queued); fewer than ``n`` candidates raises :class:`PoolExhaustedError`.
   its best-scored pairs; output interleaved by score.
 - ``coreset``: k-center greedy (Sener & Savarese 2018) over the top ``candidates`` by score
   (``10 * n`` by default; ``candidates=0`` for the whole pool, i.e. pure k-center that ignores the
-  score), seeded with the excluded (labelled) pairs as centres: each pick is the candidate farthest
+  score), seeded with the labelled pairs (``indices_labeled``) as centres: each pick is the candidate farthest
   from every centre so far. Distances are updated in float32 chunks (no N×N matrix).
 - ``sample``: Monte Carlo sampling without replacement ∝ score^(1/T) (Gumbel-top-k), or
   ``method="badge"``: k-means++ seeding over given gradient embeddings (Ash et al. 2020).
@@ -37,7 +41,7 @@ __all__ = ["SELECTORS", "get_selector", "select_balanced", "select_cluster", "se
            "select_sample", "select_topk"]
 
 
-def _candidates(scores, n: int, exclude) -> tuple[np.ndarray, np.ndarray]:
+def _candidates(scores, n: int, exclude, indices_labeled=None) -> tuple[np.ndarray, np.ndarray]:
     s = np.asarray(scores, dtype=np.float64)
     if s.ndim != 1:
         raise ValueError(f"scores must be 1-D, got shape {s.shape}")
@@ -46,9 +50,10 @@ def _candidates(scores, n: int, exclude) -> tuple[np.ndarray, np.ndarray]:
     if int(n) <= 0:
         raise ValueError(f"n must be positive, got {n}")
     mask = np.ones(len(s), bool)
-    if exclude is not None:
-        ex = np.asarray(exclude, dtype=np.int64)
-        mask[ex[(ex >= 0) & (ex < len(s))]] = False
+    for rows in (exclude, indices_labeled):
+        if rows is not None:
+            ex = np.asarray(rows, dtype=np.int64)
+            mask[ex[(ex >= 0) & (ex < len(s))]] = False
     cand = np.flatnonzero(mask)
     if len(cand) < n:
         raise PoolExhaustedError(f"asked for {n} pairs but only {len(cand)} are neither labelled nor queued")
@@ -59,7 +64,8 @@ def _by_score(s: np.ndarray, idx: np.ndarray) -> np.ndarray:
     return idx[np.argsort(-s[idx], kind="stable")]
 
 
-def select_topk(scores, *, n: int, embeddings=None, exclude=None, random_state=None) -> npt.NDArray[np.int64]:
+def select_topk(scores, *, n: int, embeddings=None, indices_labeled=None, exclude=None,
+                random_state=None) -> npt.NDArray[np.int64]:
     """The ``n`` highest-scoring candidates (ties by index).
 
     Examples
@@ -67,7 +73,7 @@ def select_topk(scores, *, n: int, embeddings=None, exclude=None, random_state=N
     >>> select_topk(np.array([0.1, 0.9, 0.5]), n=2).tolist()
     [1, 2]
     """
-    s, cand = _candidates(scores, n, exclude)
+    s, cand = _candidates(scores, n, exclude, indices_labeled)
     return _by_score(s, cand)[:n].astype(np.int64)
 
 
@@ -86,12 +92,12 @@ def _quotas(sizes: np.ndarray, n: int, mode: str) -> np.ndarray:
     return quota
 
 
-def select_cluster(scores, *, n: int, embeddings=None, exclude=None, random_state=None,
+def select_cluster(scores, *, n: int, embeddings=None, indices_labeled=None, exclude=None, random_state=None,
                    n_clusters: int | None = None, quotas: str = "proportional") -> npt.NDArray[np.int64]:
     """Best-scored pairs per k-means cluster, with quotas (see module docstring)."""
     from mmcurate.index import kmeans
 
-    s, cand = _candidates(scores, n, exclude)
+    s, cand = _candidates(scores, n, exclude, indices_labeled)
     if embeddings is None:
         raise ValueError("select_cluster needs embeddings (N, D)")
     if quotas not in ("proportional", "uniform"):
@@ -107,9 +113,13 @@ def select_cluster(scores, *, n: int, embeddings=None, exclude=None, random_stat
     return _by_score(s, np.concatenate(picked)).astype(np.int64)[:n]
 
 
-def select_coreset(scores, *, n: int, embeddings=None, exclude=None, random_state=None,
-                   candidates: int | None = None, chunk: int = 65536) -> npt.NDArray[np.int64]:
-    """k-center greedy among the high scorers, seeded with the excluded pairs as centres.
+def select_coreset(scores, *, n: int, embeddings=None, indices_labeled=None, exclude=None,
+                   random_state=None, candidates: int | None = None,
+                   chunk: int = 65536) -> npt.NDArray[np.int64]:
+    """k-center greedy among the high scorers, seeded with the labelled pairs as centres.
+
+    ``indices_labeled`` are the centres k-center starts from (and are never picked); ``exclude``
+    is only left out of the candidates, so a held-out evaluation set does not shape the batch.
 
     Parameters
     ----------
@@ -118,15 +128,15 @@ def select_coreset(scores, *, n: int, embeddings=None, exclude=None, random_stat
         ``n``). Default (None): ``10 * n``, so the batch is diverse *among pairs worth reviewing*.
         ``0``: the whole pool (pure k-center, ignoring the score).
     chunk : int
-        Rows per float32 block when updating distances to the excluded centres.
+        Rows per float32 block when updating distances to the labelled centres.
 
     Examples
     --------
     >>> emb = np.eye(3, dtype=np.float32)
-    >>> select_coreset(np.array([0.9, 0.8, 0.1]), n=1, embeddings=emb, exclude=[0]).tolist()
+    >>> select_coreset(np.array([0.9, 0.8, 0.1]), n=1, embeddings=emb, indices_labeled=[0]).tolist()
     [1]
     """
-    s, cand = _candidates(scores, n, exclude)
+    s, cand = _candidates(scores, n, exclude, indices_labeled)
     if embeddings is None:
         raise ValueError("select_coreset needs embeddings (N, D)")
     if candidates is not None and int(candidates) < 0:
@@ -136,7 +146,7 @@ def select_coreset(scores, *, n: int, embeddings=None, exclude=None, random_stat
     pool = _by_score(s, cand)[: max(size, n)]
     X = np.asarray(emb[pool], dtype=np.float32)
     dist = np.full(len(pool), np.inf, dtype=np.float32)
-    seeds = np.asarray(exclude if exclude is not None else [], np.int64)
+    seeds = np.asarray(indices_labeled if indices_labeled is not None else [], np.int64)
     for start in range(0, len(seeds), 1024):
         C = np.asarray(emb[seeds[start : start + 1024]], dtype=np.float32)
         for a in range(0, len(X), chunk):
@@ -154,10 +164,11 @@ def select_coreset(scores, *, n: int, embeddings=None, exclude=None, random_stat
     return pool[np.asarray(picked)].astype(np.int64)
 
 
-def select_sample(scores, *, n: int, embeddings=None, exclude=None, random_state=None,
-                  temperature: float = 1.0, method: str = "score") -> npt.NDArray[np.int64]:
+def select_sample(scores, *, n: int, embeddings=None, indices_labeled=None, exclude=None,
+                  random_state=None, temperature: float = 1.0,
+                  method: str = "score") -> npt.NDArray[np.int64]:
     """Sampling ∝ score^(1/T) without replacement (Gumbel-top-k), or BADGE k-means++ seeding."""
-    s, cand = _candidates(scores, n, exclude)
+    s, cand = _candidates(scores, n, exclude, indices_labeled)
     rng = check_random_state(random_state)
     if method == "badge":
         if embeddings is None:
@@ -241,9 +252,9 @@ def _proportional_quota(sizes: np.ndarray, n: int, floor: int, ranked: list[np.n
     return _fill_by_score(quota, ranked, n)
 
 
-def select_balanced(scores, *, n: int, categories: npt.ArrayLike, embeddings=None, exclude=None,
-                    random_state=None, mode: str = "uniform", floor: int = 1, within: str = "topk",
-                    **options) -> npt.NDArray[np.int64]:
+def select_balanced(scores, *, n: int, categories: npt.ArrayLike, embeddings=None, indices_labeled=None,
+                    exclude=None, random_state=None, mode: str = "uniform", floor: int = 1,
+                    within: str = "topk", **options) -> npt.NDArray[np.int64]:
     """Give every category a share of the batch; each share chosen by the ``within`` selector.
 
     Only categories with candidates (pairs neither excluded nor queued) take part.
@@ -266,9 +277,11 @@ def select_balanced(scores, *, n: int, categories: npt.ArrayLike, embeddings=Non
         A label per pair (any comparable values: str, int).
     embeddings : (N, D), optional
         Passed to ``within`` restricted to each category's rows.
+    indices_labeled : array of int, optional
+        Labelled rows, never returned; mapped into each category for ``within`` (so ``coreset``
+        seeds with that category's labelled pairs).
     exclude : array of int, optional
-        Rows never returned; mapped into each category for ``within`` (so ``coreset`` still seeds
-        with that category's labelled pairs).
+        Other rows never returned; mapped into each category for ``within``.
     random_state : int or Generator, optional
         Passed to ``within`` unchanged for every category.
     mode : {"uniform", "proportional"}
@@ -290,7 +303,7 @@ def select_balanced(scores, *, n: int, categories: npt.ArrayLike, embeddings=Non
     >>> select_balanced(scores, n=2, categories=["a", "a", "a", "a", "b"]).tolist()
     [0, 4]
     """
-    s, cand = _candidates(scores, n, exclude)
+    s, cand = _candidates(scores, n, exclude, indices_labeled)
     if mode not in ("uniform", "proportional"):
         raise ValueError(f"mode must be 'uniform' or 'proportional', got {mode!r}")
     if int(floor) < 0:
@@ -302,8 +315,13 @@ def select_balanced(scores, *, n: int, categories: npt.ArrayLike, embeddings=Non
     sizes = np.array([len(r) for r in ranked])
     quota = (_uniform_quota(sizes, int(n), ranked) if mode == "uniform"
              else _proportional_quota(sizes, int(n), int(floor), ranked))
-    available = np.zeros(len(s), bool)
-    available[cand] = True
+    excluded = np.ones(len(s), bool)
+    excluded[cand] = False
+    labeled = np.zeros(len(s), bool)
+    if indices_labeled is not None:
+        lab = np.asarray(indices_labeled, dtype=np.int64)
+        labeled[lab[(lab >= 0) & (lab < len(s))]] = True
+    excluded &= ~labeled
     emb = None if embeddings is None else np.asarray(embeddings)
     picked = []
     for c, code in enumerate(present):
@@ -311,7 +329,8 @@ def select_balanced(scores, *, n: int, categories: npt.ArrayLike, embeddings=Non
             continue
         rows = np.flatnonzero(codes == code)
         sub = fn(s[rows], n=int(quota[c]), embeddings=None if emb is None else emb[rows],
-                 exclude=np.flatnonzero(~available[rows]), random_state=random_state, **options)
+                 indices_labeled=np.flatnonzero(labeled[rows]), exclude=np.flatnonzero(excluded[rows]),
+                 random_state=random_state, **options)
         picked.append(rows[sub])
     return _by_score(s, np.concatenate(picked)).astype(np.int64)
 

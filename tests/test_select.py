@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from mmcurate.exceptions import PoolExhaustedError
@@ -55,8 +55,47 @@ def test_topk_equals_argsort():
 def test_coreset_picks_the_far_point():
     emb = np.array([[1, 0], [0.99, 0.14], [0.98, 0.2], [-1, 0]], np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
-    picked = select_coreset(np.ones(4), n=1, embeddings=emb, exclude=[0])
+    picked = select_coreset(np.ones(4), n=1, embeddings=emb, indices_labeled=[0])
     assert picked.tolist() == [3]
+
+
+def test_coreset_centres_are_the_labelled_pairs_not_the_excluded_ones():
+    """A held-out pair (``exclude``) is skipped but is no centre: the batch is diverse around
+    the labelled pairs only (small-text's greedy_coreset(x, indices_unlabeled, indices_labeled, n))."""
+    emb = np.array([[1, 0], [0.99, 0.14], [-1, 0], [-0.999, 0.04]], np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    held_out_far = select_coreset(np.ones(4), n=1, embeddings=emb, indices_labeled=[0], exclude=[2])
+    assert held_out_far.tolist() == [3]  # far from the labelled pair 0; 2 is skipped, not a centre
+    both = select_coreset(np.ones(4), n=1, embeddings=emb, indices_labeled=[0, 2])
+    assert both.tolist() == [1]  # with 2 labelled too, 3 is close to a centre
+
+
+@pytest.mark.parametrize("name", SELECTORS.names())
+def test_selectors_never_return_labelled_pairs(name):
+    scores, emb = _data()
+    labelled = np.arange(0, 120, 5)
+    out = get_selector(name)(scores, n=20, embeddings=emb, indices_labeled=labelled,
+                             exclude=[1, 2], random_state=0)
+    assert not np.isin(out, np.r_[labelled, 1, 2]).any()
+    with pytest.raises(PoolExhaustedError):
+        get_selector(name)(scores, n=120 - len(labelled) - 1, embeddings=emb, indices_labeled=labelled,
+                           exclude=[1, 2], random_state=0)
+
+
+@pytest.mark.parametrize("name", SELECTORS.names())
+def test_selectors_take_none_an_int_or_a_generator(name):
+    scores, emb = _data()
+    a = get_selector(name)(scores, n=10, embeddings=emb, random_state=np.random.default_rng(4))
+    b = get_selector(name)(scores, n=10, embeddings=emb, random_state=np.random.default_rng(4))
+    assert a.tolist() == b.tolist()  # the same generator state gives the same batch
+    assert len(get_selector(name)(scores, n=10, embeddings=emb, random_state=None)) == 10
+
+
+@pytest.mark.parametrize("name", ["cluster", "sample"])
+def test_random_selectors_refuse_other_random_states(name):
+    scores, emb = _data()
+    with pytest.raises(TypeError, match="random_state"):
+        get_selector(name)(scores, n=10, embeddings=emb, random_state="0")
 
 
 def test_cluster_quotas_give_every_cluster_its_share():
@@ -75,8 +114,7 @@ def test_cluster_quotas_give_every_cluster_its_share():
 def test_properties(n_pool, budget, seed, name):
     scores, emb = _data(n_pool, 4, seed)
     exclude = np.arange(0, n_pool, 3)
-    if n_pool - len(exclude) < budget:
-        return
+    assume(n_pool - len(exclude) >= budget)
     out = get_selector(name)(scores, n=budget, embeddings=emb, exclude=exclude, random_state=seed)
     assert len(out) == budget == len(np.unique(out)) and not np.isin(out, exclude).any()
 
@@ -152,7 +190,7 @@ def test_balanced_coreset_seeds_with_the_category_labelled_pairs():
     emb = np.array([[1, 0], [0.99, 0.14], [-1, 0], [0, 1], [0.1, 0.99], [0, -1]], np.float32)
     emb /= np.linalg.norm(emb, axis=1, keepdims=True)
     cats = np.array(["a", "a", "a", "b", "b", "b"])
-    picked = select_balanced(np.ones(6), n=2, categories=cats, embeddings=emb, exclude=[0, 3],
+    picked = select_balanced(np.ones(6), n=2, categories=cats, embeddings=emb, indices_labeled=[0, 3],
                              within="coreset")
     assert sorted(picked.tolist()) == [2, 5]  # the far point of each category
 
