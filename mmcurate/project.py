@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -260,6 +260,44 @@ class Project:
         ids = self.root / "embeddings" / "ids.npy"
         stamp = ids.stat().st_mtime_ns if ids.is_file() else 0
         return f"{manifest.get('weights_sha256') or manifest.get('source')}:{len(self.pairs)}:{stamp}"
+
+    # -- ranking -----------------------------------------------------------------------------
+    def rank(self, strategy: str | Sequence[str] | None = None, *,
+             strategies: Sequence[str] | None = None, k: int = 10, random_state: int = 0,
+             options: dict[str, Any] | None = None, engine: str = "local",
+             address: str | None = None) -> pd.DataFrame:
+        """Score every pair under the current model: :func:`mmcurate.rounds.rank_project`.
+
+        Parameters
+        ----------
+        strategy : str or list of str, optional
+            A registered strategy name (``mmcurate strategies`` lists them), or several.
+        strategies : list of str, optional
+            The same as a list; give ``strategy`` or ``strategies``, not both. Neither:
+            ``rank_project``'s default.
+        k, random_state, options, engine, address
+            As :func:`~mmcurate.rounds.rank_project`.
+
+        Returns
+        -------
+        DataFrame
+            ``pair_id``, ``score`` and one column per signal, row i = pair i; provenance in
+            ``df.attrs["provenance"]``.
+
+        Examples
+        --------
+        >>> ranked = proj.rank(strategy="margin")  # doctest: +SKIP
+        >>> ranked.nlargest(10, "score")  # doctest: +SKIP
+        """
+        from mmcurate.rounds import rank_project
+
+        if strategy is not None and strategies is not None:
+            raise ValueError(f"give strategy= or strategies=, not both; got strategy={strategy!r} and "
+                             f"strategies={strategies!r}")
+        names = [strategy] if isinstance(strategy, str) else strategy if strategy is not None else strategies
+        extra = {} if names is None else {"strategies": list(names)}
+        return rank_project(self, k=k, random_state=random_state, options=options, engine=engine,
+                            address=address, **extra)
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

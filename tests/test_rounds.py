@@ -72,3 +72,28 @@ def test_cli_select_balance(proj, capsys):
     assert "balance=categories (proportional)" in capsys.readouterr().out
     batch = proj.ledger.batch(1)
     assert _categories(proj, batch)["rare"] >= 1
+
+
+def test_project_rank_is_rank_project(proj):
+    """``proj.rank(strategy=...)`` (the promised notebook API) returns rank_project's DataFrame."""
+    from mmcurate.rounds import rank_project
+
+    expected = rank_project(proj, ["margin"])
+    one = proj.rank(strategy="margin")
+    assert isinstance(one, pd.DataFrame)
+    pd.testing.assert_frame_equal(one, expected)
+    assert one.attrs["provenance"]["strategies"] == ["margin"]
+    both = proj.rank(strategies=["margin", "clip_score"])
+    assert both.attrs["provenance"]["strategies"] == ["margin", "clip_score"]
+    assert proj.rank(strategy=["margin", "clip_score"]).columns.tolist() == both.columns.tolist()
+    pd.testing.assert_frame_equal(proj.rank(), rank_project(proj))
+    with pytest.raises(ValueError, match="not both"):
+        proj.rank(strategy="margin", strategies=["margin"])
+
+
+def test_select_batch_with_coreset_never_picks_held_out_pairs(proj):
+    """Held-out ids (``exclude``) are never picked (that they are no centres: tests/test_select.py)."""
+    held_out = proj.pairs["pair_id"].iloc[:50].tolist()
+    _, batch = select_batch(proj, budget=10, strategy="margin", diversity="coreset", exclude=held_out,
+                            explore=0.0)
+    assert not set(batch["pair_id"]) & set(held_out)
