@@ -294,7 +294,7 @@ def _cmd_init(args) -> int:
         print(f"The project is saved; it needs weights before `mmcurate embed {proj.root}`.")
         print(supply_weights_help(str(proj.root)))
     else:
-        print(f"model {model.model}: weights found; next: mmcurate embed {proj.root}")
+        print(f"model {model.model if model else None}: weights found; next: mmcurate embed {proj.root}")
     return 0
 
 

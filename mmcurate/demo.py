@@ -15,9 +15,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from mmcurate.embed.model import ModelSpec
 
 __all__ = ["prepare_scene_dataset", "run_demo"]
 
@@ -55,7 +58,7 @@ def prepare_scene_dataset(folder: Path, *, n: int = 400, rate: float = NOISE_RAT
     return pairs_csv, truth_csv
 
 
-def _pick_model(allow_download: bool, say) -> tuple[object, bool]:
+def _pick_model(allow_download: bool, say) -> tuple[ModelSpec, bool]:
     from mmcurate.embed.model import ModelSpec, resolve_model
     from mmcurate.exceptions import ModelNotAvailableError
 

@@ -142,7 +142,7 @@ def _embed_failures(proj) -> pd.DataFrame:
     return failures.drop_duplicates("pair_id", keep="last")
 
 
-def _scores_table(proj, threshold: float | None, strategy_scores: pd.DataFrame | None):
+def _scores_table(proj, threshold: float | str | None, strategy_scores: pd.DataFrame | None):
     """The ranking table used for P(aligned) and the histogram, or None when not needed/available."""
     if strategy_scores is not None:
         if "pair_id" not in strategy_scores.columns or (

@@ -178,7 +178,7 @@ def validate_model(held_out_logits: npt.ArrayLike, prior_logits: npt.ArrayLike, 
     w = np.ones(len(y)) if weights is None else np.asarray(weights, np.float64)
     held, prior_l = np.asarray(held_out_logits, np.float64), np.asarray(prior_logits, np.float64)
     new, prior = _weighted(held, y, w), _weighted(prior_l, y, w)
-    base = {"auroc_new": new, "auroc_prior": prior, "n_labels": len(y)}
+    base: dict[str, Any] = {"auroc_new": new, "auroc_prior": prior, "n_labels": len(y)}
     if not np.isfinite(new) or not np.isfinite(prior):
         return Validation(False, "the labels hold only one class: nothing to validate against", **base)
     if new < prior - tolerance:
@@ -195,7 +195,8 @@ def validate_model(held_out_logits: npt.ArrayLike, prior_logits: npt.ArrayLike, 
     held = np.asarray(held_out_logits, np.float64)[mask]
     new_r = _weighted(held, y[mask], w[mask])
     prev_r = _weighted(np.asarray(previous_logits, np.float64)[mask], y[mask], w[mask])
-    recent_info = {"n_recent": int(mask.sum()), "auroc_new_recent": new_r, "auroc_previous_recent": prev_r}
+    recent_info: dict[str, Any] = {"n_recent": int(mask.sum()), "auroc_new_recent": new_r,
+                                   "auroc_previous_recent": prev_r}
     if np.isfinite(new_r) and np.isfinite(prev_r) and new_r < prev_r - tolerance:
         return Validation(False, f"on the {int(mask.sum())} new labels its AUROC {new_r:.4f} is below the "
                                  f"model in use's {prev_r:.4f}", **base, **recent_info)

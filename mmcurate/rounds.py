@@ -98,7 +98,7 @@ def load_model(proj) -> Model:
 
             checkpoint = Path(record["checkpoint"])
             head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
-        calibrator, k, trained_on = None, None, frozenset()
+        calibrator, k, trained_on = None, None, frozenset[str]()
         sidecar = _model_sidecar(proj, int(record["head_round"]))
         if info is not None and sidecar.is_file():
             from mmcurate.learn import calibrator_from_dict

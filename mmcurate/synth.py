@@ -104,7 +104,9 @@ def _centres(scene: Scene, size: int, r: float, rng: np.random.Generator) -> lis
     region = {"left": (0.25, 0.5), "right": (0.75, 0.5), "top": (0.5, 0.25), "bottom": (0.5, 0.75),
               "centre": (0.5, 0.5)}[scene.position]
     spread = 1.6 * r
-    offsets = {1: [(0, 0)], 2: [(-1, 0), (1, 0)], 3: [(-1, 0.6), (1, 0.6), (0, -0.9)]}[scene.count]
+    layouts: dict[int, list[tuple[float, float]]] = {1: [(0, 0)], 2: [(-1, 0), (1, 0)],
+                                                     3: [(-1, 0.6), (1, 0.6), (0, -0.9)]}
+    offsets = layouts[scene.count]
     if scene.position in ("left", "right"):
         offsets = [(o[1], o[0]) for o in offsets]
     jitter = rng.normal(0, 0.02 * size, 2)

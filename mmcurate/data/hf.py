@@ -131,9 +131,10 @@ def _image_column(path: str, mtime: float) -> list[bytes | None]:
 def read_table_image(path: Path, row: int) -> bytes:
     """The bytes of the image in 1-based ``row`` of a Parquet/Arrow file (first image-bytes column)."""
     column = _image_column(str(path), path.stat().st_mtime)
-    if not 1 <= row <= len(column) or not column[row - 1]:
+    data = column[row - 1] if 1 <= row <= len(column) else None
+    if not data:
         raise FileNotFoundError(f"row {row} of {path} holds no image bytes")
-    return column[row - 1]
+    return data
 
 
 def has_image_bytes(path: Path, image_col: str) -> bool:

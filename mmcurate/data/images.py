@@ -12,8 +12,18 @@ from pathlib import Path
 
 from PIL import Image
 
-__all__ = ["IMAGE_SUFFIXES", "ImageRefError", "check_image", "check_image_header", "open_image",
-           "read_image_bytes", "read_tar_member", "resolve_image_ref", "thumbnail_jpeg"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImageRefError",
+    "check_image",
+    "check_image_header",
+    "member_bytes",
+    "open_image",
+    "read_image_bytes",
+    "read_tar_member",
+    "resolve_image_ref",
+    "thumbnail_jpeg",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff")
 
@@ -89,10 +99,15 @@ def read_tar_member(path: str | os.PathLike, member: str) -> bytes:
     if member not in index:
         raise FileNotFoundError(f"{member} not in {path} (as a regular file)")
     with tarfile.open(path) as tar:
-        fh = tar.extractfile(index[member])
-        if fh is None:
-            raise FileNotFoundError(f"{member} in {path} is not a file")
-        return fh.read()
+        return member_bytes(tar, index[member], where=str(path))
+
+
+def member_bytes(tar: tarfile.TarFile, info: tarfile.TarInfo, *, where: str = "the tar file") -> bytes:
+    """The bytes of ``info`` in the open ``tar``; ``FileNotFoundError`` when it is not a regular file."""
+    fh = tar.extractfile(info)
+    if fh is None:
+        raise FileNotFoundError(f"{info.name} in {where} is not a file")
+    return fh.read()
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmcurate.data.images import IMAGE_SUFFIXES
+from mmcurate.data.images import IMAGE_SUFFIXES, member_bytes
 from mmcurate.exceptions import DataError
 
 __all__ = ["FORMATS", "Columns", "detect_format", "read_source", "split_member_name"]
@@ -228,10 +228,11 @@ def _tar_samples(shard: Path, image_root: Path) -> list[dict]:
             img = next((parts[e] for e in ("jpg", "jpeg", "png", "webp") if e in parts), None)
             caption, meta = None, {}
             if "txt" in parts:
-                caption = tar.extractfile(parts["txt"]).read().decode("utf-8", "surrogateescape").strip()
+                text = member_bytes(tar, parts["txt"], where=str(shard))
+                caption = text.decode("utf-8", "surrogateescape").strip()
             if "json" in parts:
                 try:
-                    meta = json.loads(tar.extractfile(parts["json"]).read().decode("utf-8"))
+                    meta = json.loads(member_bytes(tar, parts["json"], where=str(shard)).decode("utf-8"))
                 except ValueError:
                     meta = {}
                 caption = caption if caption is not None else meta.get("caption")

@@ -172,7 +172,8 @@ def validate(raw: pd.DataFrame, *, image_root: Path, check_images: bool | str = 
     df = _normalise_refs(df, root) if len(df) else df
     dup = df["pair_id"].duplicated(keep="first").to_numpy() if len(df) else np.zeros(0, bool)
     first_row = df.drop_duplicates("pair_id").set_index("pair_id")["_row"] if len(df) else None
-    dup_detail = [f"same id as row {int(first_row[p])}" for p in df.loc[dup, "pair_id"]] if dup.any() else []
+    dup_detail = ([f"same id as row {int(first_row[p])}" for p in df.loc[dup, "pair_id"]]
+                  if first_row is not None and dup.any() else [])
     df = rej.add(df, dup, "id", "duplicate_id", dup_detail)
     if existing_ids and len(df):
         taken = df["pair_id"].isin(existing_ids if isinstance(existing_ids, (set, frozenset))

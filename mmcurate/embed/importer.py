@@ -192,8 +192,8 @@ def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore, *,
         loaded.append((paths[0], paths[1], meta, paths))
     existing = existing_ids if isinstance(existing_ids, (set, frozenset)) else set(existing_ids)
     tables, masks, rejects, seen = [], [], [], set(existing)
-    for shard, (img, txt, meta, paths) in enumerate(loaded):
-        table, keep, rej = _shard_table(img, txt, meta, paths, shard, seen, existing)
+    for shard, (img_path, txt_path, meta, paths) in enumerate(loaded):
+        table, keep, rej = _shard_table(img_path, txt_path, meta, paths, shard, seen, existing)
         tables.append(table)
         masks.append(keep)
         rejects += rej

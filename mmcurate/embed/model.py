@@ -236,7 +236,7 @@ def _cached_tag_weights(cfg: dict, allow_download: bool) -> Path | None:
     if cfg.get("hf_hub"):
         hub = cfg["hf_hub"]
         repo_id, filename = (hub[:-1], "") if hub.endswith("/") else os.path.split(hub)
-        names = (filename,) if filename else ()
+        names: tuple[str, ...] = (filename,) if filename else ()
         names = (*names, "open_clip_model.safetensors", "open_clip_pytorch_model.bin")
         hit = _from_hf_cache(repo_id, names)
         if hit is None and allow_download:

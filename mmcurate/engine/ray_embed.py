@@ -172,7 +172,7 @@ def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2,
         del encoder
         pairs = proj.pairs
         todo = pairs[pairs["pair_id"].isin(set(store.missing(pairs["pair_id"].tolist())))]
-        result = {"n_total": len(pairs), "n_already": len(pairs) - len(todo), "n_embedded": 0,
+        result: dict[str, Any] = {"n_total": len(pairs), "n_already": len(pairs) - len(todo), "n_embedded": 0,
                   "n_failed": 0, "seconds": 0.0, "failures": []}
         if todo.empty:
             return result

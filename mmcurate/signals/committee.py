@@ -110,7 +110,7 @@ def _view(prior: Calibrator, design: np.ndarray, names: tuple[str, ...], q: floa
     return Calibrator(prior.mean, prior.scale, weights, 0)
 
 
-def _binary(p: np.ndarray) -> np.ndarray:
+def _binary(p: npt.ArrayLike) -> np.ndarray:
     p = np.clip(np.asarray(p, np.float64), 1e-12, 1 - 1e-12)
     return np.stack([p, 1 - p], axis=-1)
 

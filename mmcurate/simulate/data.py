@@ -90,7 +90,7 @@ def prepare_data(folder: str | Path, *, pairs: str | Path | None = None,
         truth = _from_scenes(folder, int(scenes), noise, kind, data_seed, progress)
     elif pairs is not None:
         truth = _from_pairs(folder, Path(pairs), image_root, model, noise, kind, data_seed, progress)
-    else:
+    elif embeddings is not None:
         truth = _from_embeddings(folder, Path(embeddings), noise, kind, data_seed)
     truth.to_csv(folder / "truth.csv", index=False)
     atomic_write_json(folder / "data.json", info)

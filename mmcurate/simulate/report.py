@@ -104,7 +104,7 @@ def _gain_tables(metrics: pd.DataFrame, summary: pd.DataFrame) -> str:
 def _comparison_table(table: pd.DataFrame) -> str:
     if table.empty:
         return "_(baseline not in this simulation)_"
-    wide = {}
+    wide: dict[str, dict[str, Any]] = {}
     for _, r in table.iterrows():
         key = _name(r["strategy"], r["diversity"])
         wide.setdefault(key, {})[r["quantity"]] = (
@@ -153,7 +153,8 @@ def markdown_summary(metrics: pd.DataFrame, *, data_info: dict[str, Any], model:
         "round the labels made the model worse than the zero-label one).", "",
         _gain_tables(metrics, summary), "",
     ]
-    baselines = [(("random", "none"), "`random`"), (("clip_score", "none"), "`clip_score`")]
+    baselines: list[tuple[tuple[str, str | None], str]] = [(("random", "none"), "`random`"),
+                                                            (("clip_score", "none"), "`clip_score`")]
     if (metrics["diversity"] != "none").any():
         baselines.append((("clip_score", None), "`clip_score` with the same diversity"))
     for baseline, title in baselines:

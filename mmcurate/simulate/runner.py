@@ -129,7 +129,8 @@ def _run_one(out: Path, base: Path, spec: RunSpec, holdout: set[str], truth_path
     else:
         table, snaps = run_oracle_loop(base, folder / "project", spec, truth, holdout, say=say)
         buf = io.BytesIO()
-        np.savez_compressed(buf, **snaps)
+        arrays: dict[str, Any] = dict(snaps)  # names -> arrays (not savez's allow_pickle keyword)
+        np.savez_compressed(buf, **arrays)
         atomic_write_bytes(folder / "scores.npz", buf.getvalue())
     table.insert(0, "seed", spec.seed)
     table.insert(0, "diversity", spec.diversity)
