@@ -23,7 +23,7 @@ def check_random_state(random_state: RandomState, *, stream: int | None = None) 
 
     Examples
     --------
-    >>> check_random_state(0).integers(100) == check_random_state(0).integers(100)
+    >>> bool(check_random_state(0).integers(100) == check_random_state(0).integers(100))
     True
     >>> rng = np.random.default_rng(1)
     >>> check_random_state(rng) is rng

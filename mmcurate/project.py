@@ -54,7 +54,7 @@ class Project:
     --------
     >>> proj = open_project("my_project")  # doctest: +SKIP
     >>> proj.pairs.head()  # doctest: +SKIP
-    >>> img = proj.image_embeddings()  # (N, D) float16, L2-normalised, row i = proj.pairs row i
+    >>> img = proj.image_embeddings()  # (N, D) float16; row i = pairs row i  # doctest: +SKIP
     """
 
     def __init__(self, root: str | os.PathLike) -> None:

@@ -174,7 +174,6 @@ def test_threshold_keeps_confident_unreviewed_pairs(ext_proj, tmp_path):
 
 
 def test_threshold_uses_rank_project(ext_proj, tmp_path):
-    pytest.importorskip("mmcurate.rank", reason="mmcurate.rank (P(aligned)) is not written yet")
     from mmcurate.rounds import rank_project, train_project_head
 
     _review(ext_proj)
@@ -233,7 +232,6 @@ def test_report_without_ledger(ext_proj, tmp_path):
 @pytest.fixture
 def img_proj(tmp_path):
     """12 PNGs (one 600x300, one with alpha) with vectors written straight into the store."""
-    pytest.importorskip("mmcurate.data", reason="mmcurate.data (load_pairs/open_image) is not written yet")
     rng = np.random.default_rng(0)
     (tmp_path / "img").mkdir()
     rows = []
