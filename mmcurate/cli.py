@@ -317,8 +317,8 @@ def _cmd_embed(args) -> int:
         r = embed_with_ray(proj, address=args.address, num_workers=args.num_workers,
                            batch_size=args.batch_size, reembed=args.reembed, device=args.device,
                            precision=args.precision, gpus_per_worker=args.gpus_per_worker)
-        print(f"embedded {r['n_embedded']} pairs on Ray ({r['n_already']} already done, "
-              f"{r['n_failed']} failed) in {r['seconds']:.1f} s")
+        print(f"embedded {r.n_embedded} pairs on Ray ({r.n_already} already done, "
+              f"{r.n_failed} failed) in {r.seconds:.1f} s")
         return 0
     report = proj.embed(batch_size=args.batch_size, num_workers=args.workers, reembed=args.reembed,
                         allow_download=args.allow_download, progress=not args.no_progress,

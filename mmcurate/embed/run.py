@@ -31,7 +31,11 @@ __all__ = ["EmbedReport", "embed_pairs"]
 
 @dataclass
 class EmbedReport:
-    """What one embedding run did."""
+    """What one embedding run did (the local engine's and the Ray engine's report).
+
+    ``failures``: ``{pair_id, reason, detail}`` per pair that could not be embedded; ``devices``:
+    the devices the Ray engine's actors ran on (empty for the local engine).
+    """
 
     n_total: int
     n_already: int
@@ -39,6 +43,7 @@ class EmbedReport:
     n_failed: int = 0
     seconds: float = 0.0
     failures: list[dict[str, Any]] = field(default_factory=list)
+    devices: list[str] = field(default_factory=list)
 
     @property
     def pairs_per_second(self) -> float:

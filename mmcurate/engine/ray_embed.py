@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmcurate.exceptions import MissingDependencyError
+
+if TYPE_CHECKING:
+    from mmcurate.embed.run import EmbedReport
 
 __all__ = ["RayEncoder", "embed_with_ray", "require_ray"]
 
@@ -143,21 +146,24 @@ def _check_gpus(ray, gpus_per_worker: float, num_workers: int) -> None:
 def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2,
                    batch_size: int | None = None, cpus_per_worker: float = 0.5,
                    gpus_per_worker: float = 0.0, device: str = "auto", precision: str = "auto",
-                   reembed: bool = False, shutdown: bool = True) -> dict[str, Any]:
-    """Embed the project's missing pairs with a Ray actor pool; returns counts and timing.
+                   reembed: bool = False, shutdown: bool = True) -> EmbedReport:
+    """Embed the project's missing pairs with a Ray actor pool; returns the same
+    :class:`~mmcurate.embed.run.EmbedReport` as the local engine (``devices`` filled in).
 
     With ``gpus_per_worker > 0`` each actor is given that share of a GPU and loads the model on it
     (``device`` ``auto`` or ``cuda``); the precision the actors used is recorded in the manifest.
 
     Examples
     --------
-    >>> embed_with_ray(open_project("proj"), num_workers=2)  # doctest: +SKIP
-    {'n_total': 400, 'n_already': 0, 'n_embedded': 400, 'n_failed': 0, 'seconds': 41.2}
+    >>> report = embed_with_ray(open_project("proj"), num_workers=2)  # doctest: +SKIP
+    >>> report.n_embedded, report.devices  # doctest: +SKIP
+    (400, ['cpu'])
     """
     ray = require_ray()
     from ray.data import ActorPoolStrategy
 
     from mmcurate.embed.encoder import load_encoder
+    from mmcurate.embed.run import EmbedReport
 
     actor_device = _actor_device(device, gpus_per_worker)
     batch_size = batch_size or (256 if actor_device == "cuda" else 32)
@@ -172,8 +178,7 @@ def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2,
         del encoder
         pairs = proj.pairs
         todo = pairs[pairs["pair_id"].isin(set(store.missing(pairs["pair_id"].tolist())))]
-        result: dict[str, Any] = {"n_total": len(pairs), "n_already": len(pairs) - len(todo), "n_embedded": 0,
-                  "n_failed": 0, "seconds": 0.0, "failures": []}
+        result = EmbedReport(n_total=len(pairs), n_already=len(pairs) - len(todo))
         if todo.empty:
             return result
         start = time.perf_counter()
@@ -194,19 +199,19 @@ def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2,
             )
             for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
                 ok = batch["ok"].astype(bool)
-                result["n_embedded"] += int(ok.sum())
+                result.n_embedded += int(ok.sum())
                 used.update(zip(batch["device"].tolist(), batch["precision"].tolist()))
-                result["failures"] += [{"pair_id": p, "reason": "unreadable_image", "detail": e}
+                result.failures += [{"pair_id": p, "reason": "unreadable_image", "detail": e}
                                        for p, e in zip(batch["pair_id"][~ok], batch["error"][~ok])]
         finally:
             if shutdown:
                 ray.shutdown()
-        result["devices"] = sorted(d for d, _ in used)
+        result.devices = sorted(d for d, _ in used)
         for dev, prec in sorted(used):
             store.bind({**info, "device": dev.split(":")[0], "precision": prec})
-        result["n_failed"] = len(result["failures"])
-        result["seconds"] = time.perf_counter() - start
-        proj._record_failures(result["failures"])
+        result.n_failed = len(result.failures)
+        result.seconds = time.perf_counter() - start
+        proj._record_failures(result.failures)
         proj._set_aside_failures(store)
         pairs = proj.pairs
         if not store.missing(pairs["pair_id"].tolist()):

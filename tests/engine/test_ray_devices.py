@@ -46,5 +46,5 @@ def test_ray_actors_run_on_their_gpu(micro_clip_dir, png_pairs, tmp_path):
     spec = ModelSpec(f"local-dir:{micro_clip_dir}", None)
     proj = create_project(tmp_path / "p", pairs=png_pairs, model=spec, progress=False)
     result = embed_with_ray(proj, num_workers=1, gpus_per_worker=1)
-    assert result["n_embedded"] == 12 and result["devices"] == ["cuda:0"]
+    assert result.n_embedded == 12 and result.devices == ["cuda:0"]
     assert proj.store.manifest()["device"] == "cuda"

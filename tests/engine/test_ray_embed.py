@@ -46,7 +46,7 @@ def test_ray_vectors_equal_local_and_resume(micro_clip_dir, tmp_path):
     remote.store.write_part(ids, np.asarray(local.image_embeddings()[:10], np.float32),
                             np.asarray(local.text_embeddings()[:10], np.float32))
     result = embed_with_ray(remote, num_workers=2, batch_size=8)
-    assert result["n_already"] == 10 and result["n_embedded"] == 38 and result["n_failed"] == 0
+    assert result.n_already == 10 and result.n_embedded == 38 and result.n_failed == 0
     remote = open_project(remote.root)
     np.testing.assert_allclose(remote.image_embeddings().astype(np.float32),
                                local.image_embeddings().astype(np.float32), atol=2e-3)
@@ -74,5 +74,5 @@ def test_killed_ray_run_resumes(micro_clip_dir, tmp_path):
     from mmcurate.engine.ray_embed import embed_with_ray
 
     result = embed_with_ray(open_project(proj.root), num_workers=2, batch_size=16)
-    assert result["n_already"] == done and result["n_embedded"] == 600 - done
+    assert result.n_already == done and result.n_embedded == 600 - done
     assert open_project(proj.root).image_embeddings().shape == (600, 32)
