@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._fileio import iter_chunks, release_pages
+from mmcurate._fileio import iter_chunks, take_rows
 
 __all__ = [
     "ClusteredIndex",
@@ -217,15 +217,14 @@ def fit_projection(*samples: npt.ArrayLike, dim: int = 64, n_sample: int = 50_00
     both modalities at once gives one basis for image→text and text→image queries. The sample is
     :func:`stable_sample`'s, so appending a few rows changes the basis only slightly.
     """
-    parts = []
-    for arr in samples:
-        pick = stable_sample(len(arr), n_sample, random_state=random_state)
-        parts.append(np.asarray(arr[pick], dtype=np.float32))
-        release_pages(arr)
-    x = np.concatenate(parts)
-    if dim >= x.shape[1]:
-        return np.eye(x.shape[1], dtype=np.float32)
-    _, vecs = np.linalg.eigh((x.T @ x).astype(np.float64))  # ascending eigenvalues
+    gram = None
+    for arr in samples:  # one modality's sample at a time, its pages released block by block
+        x = take_rows(arr, stable_sample(len(arr), n_sample, random_state=random_state))
+        gram = (x.T @ x).astype(np.float64) + (0.0 if gram is None else gram)
+        del x
+    if dim >= gram.shape[1]:
+        return np.eye(gram.shape[1], dtype=np.float32)
+    _, vecs = np.linalg.eigh(gram)  # ascending eigenvalues
     return np.ascontiguousarray(vecs[:, ::-1][:, :dim], dtype=np.float32)
 
 

@@ -201,12 +201,12 @@ def rank_with_ray(
                                                                       random_state)
     task = ray.remote(**retry)(_shard_task)
     n_shards = n_shards or max(1, int(4 * ray.cluster_resources().get("CPU", 1)))
-    refs = [task.remote(image_path, text_path, a, b, image_index, text_index, basis_ref, k, nprobe,
+    shards = _shards(n, n_shards)
+    refs = {task.remote(image_path, text_path, a, b, image_index, text_index, basis_ref, k, nprobe,
                         temperature, head, joint_index, mask if joint_index is not None else None,
-                        marker)
-            for a, b in _shards(n, n_shards)]
-    parts = ray.get(refs)
-    stats = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+                        marker): (a, b)
+            for a, b in shards}
+    stats = _gather(ray, refs, n)
     ctx = RankContext(np.empty((n, 0)), np.empty((n, 0)), indices_labeled=labeled, labels=labels, k=k,
                       random_state=random_state, temperature=temperature, approximate=True,
                       calibrator=calibrator)
@@ -216,6 +216,23 @@ def rank_with_ray(
                 agree_t=stats["agree_t"],
                 **({"representativeness": stats["representativeness"]} if joint_index is not None else {}))
     return compute_from_context(ctx, strategies, options=options)
+
+
+def _gather(ray, refs: dict, n: int) -> dict[str, np.ndarray]:
+    """Copy each shard's arrays into ``(n,)`` arrays as the shard finishes, then drop its object:
+    the driver holds the result once, not the parts and their concatenation."""
+    stats: dict[str, np.ndarray] = {}
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        a, b = refs.pop(done[0])  # the last reference: Ray frees the object once copied
+        part = ray.get(done[0])
+        for key, values in part.items():
+            if key not in stats:
+                stats[key] = np.empty(n, dtype=values.dtype)
+            stats[key][a:b] = values
+        del part, done
+    return stats
 
 
 def _build_joint_index(image_index, text_index, random_state: int):
