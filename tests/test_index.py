@@ -64,6 +64,19 @@ def test_stable_sample_keeps_its_rows_when_rows_are_appended():
     assert np.array_equal(ix.stable_sample(50, 100), np.arange(50))
 
 
+def test_projection_sample_is_gathered_block_by_block_from_a_memory_map(tmp_path):
+    from mmcurate._fileio import take_rows
+
+    x = _clustered(5000, 16, seed=6).astype(np.float16)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows = ix.stable_sample(5000, 700, random_state=2)
+    got = take_rows(mapped, rows, chunk=512)
+    assert got.dtype == np.float32 and np.array_equal(got, x[rows].astype(np.float32))
+    assert np.array_equal(ix.fit_projection(mapped, mapped, dim=8),
+                          ix.fit_projection(x.astype(np.float32), x.astype(np.float32), dim=8))
+
+
 def test_clustered_index_add_save_load_give_the_same_answers(tmp_path):
     db = _clustered(4000, 16, seed=5)
     grown = ix.ClusteredIndex(db[:3500], cell_size=100)

@@ -420,3 +420,30 @@ def test_add_scores_from_the_saved_pool_state_and_extends_it(drift, tmp_path):
         text = np.asarray(reopened.text_embeddings(), np.float32)
         full = compute_ranking(image, text, strategies=["disagreement"])["score"].to_numpy()[-100:]
         assert np.abs(decisions["score"].to_numpy() - full).max() <= 0.02
+
+
+def test_a_disagreement_ranking_saves_the_pool_state_that_add_then_extends(drift, tmp_path):
+    import json
+
+    from mmcurate.rounds import rank_project
+    from mmcurate.stream.add import _pool_fingerprint
+    from mmcurate.stream.incremental import PoolScorer
+
+    proj, arrivals, img, txt, _ = drift
+    folder = proj.root / "index" / "pool"
+    rank_project(proj, ["margin"])
+    assert not (folder / "state.json").exists()  # margin computes no agreements: nothing saved
+    rank_project(proj, ["disagreement"])
+    state = json.loads((folder / "state.json").read_text())
+    assert state["fingerprint"] == _pool_fingerprint(proj, None, 10) and state["n"] == 1000
+    image, text = np.asarray(proj.image_embeddings()), np.asarray(proj.text_embeddings())
+    fresh = PoolScorer(tmp_path / "fresh", image, text, fingerprint="x", k=10)
+    saved = PoolScorer(folder, image, text, fingerprint=state["fingerprint"], k=10)
+    for name, values in fresh.arrays.items():
+        np.testing.assert_allclose(saved.arrays[name], values, atol=1e-12, err_msg=name)
+    stamp = (folder / "agree_v.npy").stat().st_mtime_ns
+    rank_project(proj, ["disagreement"])  # current already: not rewritten
+    assert (folder / "agree_v.npy").stat().st_mtime_ns == stamp
+    add_pairs(open_project(proj.root), _batch(tmp_path, "b0", img, txt, arrivals[:100]),
+              strategy="disagreement", threshold=0.9)
+    assert json.loads((folder / "state.json").read_text())["n"] == 1100

@@ -7,9 +7,10 @@ that goes to Ray's shared object store; then one task per shard of rows reads it
 searches both indexes (image→text, text→image, image→image, text→text) and returns only per-pair
 numbers: the exact cosine, the alignment features, neighbourhood agreement and (if asked) the
 density term. The driver gathers those ``O(N)`` arrays into a :class:`mmcurate.rank.RankContext`
-and every strategy scores as in the local engine (the pool-level steps, calibrator fit and
-percentiles, are cheap). Results equal the local engine's approximate path (``approximate=True``):
-same projection, same index, same per-query answers whatever the sharding.
+(copied in as each shard finishes, its object then freed) and every strategy scores as in the
+local engine (the pool-level steps, calibrator fit and percentiles, are cheap). Results equal the
+local engine's approximate path (``approximate=True``): same projection, same index, same
+per-query answers whatever the sharding.
 
 Fault tolerance: every task is retried by Ray when its worker process dies (``max_retries``) and,
 for an ``OSError`` (a file read that failed, e.g. on a shared filesystem), also on that exception

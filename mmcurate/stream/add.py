@@ -197,7 +197,9 @@ def _ingest(proj, source: Path, staging: Path, **kwargs: Any):
 
 # -- scoring and deciding -------------------------------------------------------------------------
 def _pool_fingerprint(proj, head_round: int | None, k: int) -> str:
-    return f"{proj.embeddings_fingerprint()}|head={head_round}|k={k}"
+    from mmcurate.stream.incremental import pool_fingerprint
+
+    return pool_fingerprint(proj, head_round, k)
 
 
 def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str, k: int,

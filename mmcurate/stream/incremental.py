@@ -51,7 +51,7 @@ from mmcurate.signals import alignment, crossmodal
 if TYPE_CHECKING:
     from mmcurate.rank import RankContext
 
-__all__ = ["INCREMENTAL_STRATEGIES", "PoolScorer"]
+__all__ = ["INCREMENTAL_STRATEGIES", "PoolScorer", "pool_fingerprint", "save_pool_state"]
 
 INCREMENTAL_STRATEGIES = frozenset({"p_misaligned", "clip_score", "least_confidence", "margin",
                                     "entropy", "egl", "disagreement"})
@@ -234,6 +234,36 @@ class PoolScorer:
                                         np.asarray(self._pending_vectors[1], np.float32)])
         self._save(self.arrays)
         self._pending = None
+
+
+def pool_fingerprint(proj, head_round: int | None, k: int) -> str:
+    """The fingerprint a project's pool state is saved under: its vectors, the head round and ``k``."""
+    return f"{proj.embeddings_fingerprint()}|head={head_round}|k={k}"
+
+
+def save_pool_state(folder: Path, context: RankContext, *, fingerprint: str) -> bool:
+    """Save the pool state from a ranking that computed it (``disagreement`` does); no search.
+
+    Returns False, writing nothing, when ``context`` lacks the features or the agreements, or when
+    the state saved in ``folder`` is already that of this pool and these settings.
+    """
+    if not {"features", "agree_v", "agree_t"} <= vars(context).keys():
+        return False
+    settings = {"k": context.k, "temperature": context.temperature,
+                "random_state": int(context.random_state), "approximate": context.approximate,
+                "reduced_dim": context.reduced_dim, "nprobe": context.nprobe}
+    meta = Path(folder) / "state.json"
+    if meta.is_file():
+        saved = json.loads(meta.read_text())
+        if (saved.get("fingerprint"), saved.get("settings"), saved.get("n")) == (
+                fingerprint, settings, context.n):
+            return False
+    (Path(folder) / "state.json").unlink(missing_ok=True)
+    PoolScorer(folder, context.image, context.text, fingerprint=fingerprint, k=context.k,
+               temperature=context.temperature, random_state=context.random_state,
+               approximate=context.approximate, reduced_dim=context.reduced_dim,
+               nprobe=context.nprobe, context=context)
+    return True
 
 
 def _rowwise(a, b, chunk: int = 65536) -> np.ndarray:
