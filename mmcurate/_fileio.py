@@ -8,6 +8,7 @@ new one.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -29,6 +30,7 @@ __all__ = [
     "iter_npy_rows",
     "npy_shape",
     "save_npy_atomic",
+    "take_rows",
     "to_jsonable",
 ]
 
@@ -245,6 +247,24 @@ def release_pages(array) -> None:
             base.madvise(mmap.MADV_DONTNEED)
         except (OSError, ValueError):  # closed or not madvisable: nothing to give back
             pass
+
+
+def take_rows(array, rows, *, chunk: int = 65536, dtype=np.float32) -> np.ndarray:
+    """``array[rows]`` as ``dtype`` for sorted ``rows``, gathered one block of ``chunk`` rows at a time
+    with the memory map's pages released after each block.
+
+    A spread-out gather from a memory map in one go faults in (and maps, with the kernel's
+    fault-around) nearly every page of the file, counted in the process's resident memory until
+    released; block by block, at most one block's pages are resident.
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    out = np.empty((len(rows), *array.shape[1:]), dtype=dtype)
+    bounds = np.searchsorted(rows, np.arange(0, len(array) + chunk, chunk))
+    for a, b in itertools.pairwise(bounds):
+        if b > a:
+            out[a:b] = np.asarray(array[rows[a:b]], dtype=dtype)
+            release_pages(array)
+    return out
 
 
 def iter_chunks(array, chunk: int = 65536, *, dtype=np.float32):

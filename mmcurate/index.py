@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._fileio import iter_chunks, release_pages
+from mmcurate._fileio import iter_chunks, take_rows
 
 __all__ = [
     "ClusteredIndex",
@@ -26,6 +26,7 @@ __all__ = [
     "save_index",
     "search",
     "set_threads",
+    "stable_sample",
 ]
 
 
@@ -185,25 +186,42 @@ def load_index(path):
 
 
 # -- large pools: reduced dimension + clustered blocked search ----------------------------------
+def _sample_keys(n: int, random_state: int) -> npt.NDArray[np.float64]:
+    """One seeded uniform key per row; the keys of rows 0..n-1 do not depend on ``n``."""
+    return np.random.default_rng(random_state).random(n)
+
+
+def stable_sample(n: int, size: int, *, random_state: int = 0) -> npt.NDArray[np.int64]:
+    """Sorted rows of a seeded sample of ``size`` of ``n`` rows, stable under appending rows.
+
+    Row i gets the i-th draw of a seeded uniform stream as its key (the same for any ``n`` > i)
+    and the ``size`` smallest keys are kept, so the sample of ``n + m`` rows is that of ``n`` rows
+    with about ``size·m/(n+m)`` rows exchanged: fits on it (a projection, k-means cells) barely move
+    when a batch arrives. All rows when ``size >= n``.
+    """
+    if size >= n:
+        return np.arange(n, dtype=np.int64)
+    keys = _sample_keys(n, random_state)
+    return np.sort(np.argpartition(keys, size - 1)[:size]).astype(np.int64)
+
+
 def fit_projection(*samples: npt.ArrayLike, dim: int = 64, n_sample: int = 50_000,
                    random_state: int = 0) -> npt.NDArray[np.float32]:
     """Uncentred PCA basis ``(D, dim)`` fitted on a seeded sample of each array in ``samples``.
 
     Uncentred (the top eigenvectors of E[x xᵀ], not of the covariance) because it best preserves
     inner products x·y in the least-squares sense, which is what the searches rank by. Fitting on
-    both modalities at once gives one basis for image→text and text→image queries.
+    both modalities at once gives one basis for image→text and text→image queries. The sample is
+    :func:`stable_sample`'s, so appending a few rows changes the basis only slightly.
     """
-    rng = np.random.default_rng(random_state)
-    parts = []
-    for arr in samples:
-        n = len(arr)
-        pick = np.sort(rng.choice(n, size=min(n, n_sample), replace=False))
-        parts.append(np.asarray(arr[pick], dtype=np.float32))
-        release_pages(arr)
-    x = np.concatenate(parts)
-    if dim >= x.shape[1]:
-        return np.eye(x.shape[1], dtype=np.float32)
-    _, vecs = np.linalg.eigh((x.T @ x).astype(np.float64))  # ascending eigenvalues
+    gram = None
+    for arr in samples:  # one modality's sample at a time, its pages released block by block
+        x = take_rows(arr, stable_sample(len(arr), n_sample, random_state=random_state))
+        gram = (x.T @ x).astype(np.float64) + (0.0 if gram is None else gram)
+        del x
+    if dim >= gram.shape[1]:
+        return np.eye(gram.shape[1], dtype=np.float32)
+    _, vecs = np.linalg.eigh(gram)  # ascending eigenvalues
     return np.ascontiguousarray(vecs[:, ::-1][:, :dim], dtype=np.float32)
 
 
@@ -236,7 +254,10 @@ class ClusteredIndex:
     turns N small scans into ``nlist`` dense matrix products (several times faster on CPUs) at the
     cost of recall for queries near a cell border. Results are approximate; rows are indices into
     the database. A query's result depends only on the query, so any split of the queries into
-    shards gives the same answers (:meth:`search` is what a shard runs; instances pickle).
+    shards gives the same answers (:meth:`search` is what a shard runs; instances pickle). The cells
+    are seeded with the rows of smallest :func:`stable_sample` key and fitted on its sample, so an
+    index over the same rows plus a few appended ones has nearly the same cells; :meth:`add` appends
+    rows to the fitted cells, and :meth:`save` / :meth:`load` persist an index.
     """
 
     def __init__(self, database: npt.ArrayLike, *, cell_size: int = 1024, nlist: int | None = None,
@@ -246,19 +267,88 @@ class ClusteredIndex:
         self.vectors = arr if _is_f32c(arr) else as_float32(arr)
         n, dim = self.vectors.shape
         self.nlist = int(min(nlist or max(1, round(n / cell_size)), n))
-        rng = np.random.default_rng(random_state)
-        sample = self.vectors[np.sort(rng.choice(n, size=min(n, 64 * self.nlist), replace=False))]
+        keys = _sample_keys(n, random_state)
+        sample = self.vectors[stable_sample(n, 64 * self.nlist, random_state=random_state)]
+        first = np.argpartition(keys, self.nlist - 1)[: self.nlist]  # seeds: the smallest keys
         km = faiss.Kmeans(dim, self.nlist, niter=n_iter, seed=int(random_state), spherical=True,
                           verbose=False, min_points_per_centroid=1, max_points_per_centroid=64)
-        km.train(sample)
+        km.train(sample, init_centroids=as_float32(self.vectors[np.sort(first)]))
         self.centroids = km.centroids.copy()
-        assign = self._assign(self.vectors)
-        self.order = np.argsort(assign, kind="stable")
-        self.starts = np.searchsorted(assign[self.order], np.arange(self.nlist + 1))
+        self.added = np.empty((0, dim), dtype=np.float32)
+        self._set_cells(self._assign(self.vectors))
         self._near: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self.vectors)
+        return len(self.vectors) + len(self.added)
+
+    def _set_cells(self, assign: np.ndarray) -> None:
+        self.order = np.argsort(assign, kind="stable")
+        self.starts = np.searchsorted(assign[self.order], np.arange(self.nlist + 1))
+
+    def _cell_of_rows(self) -> np.ndarray:
+        """Each row's cell ``(len(self),)``, recovered from ``order`` and ``starts``."""
+        assign = np.empty(len(self.order), dtype=np.int64)
+        assign[self.order] = np.repeat(np.arange(self.nlist), np.diff(self.starts))
+        return assign
+
+    def rows(self, indices: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """The stored vectors of rows ``indices`` (database rows, then added rows), float32."""
+        indices = np.asarray(indices, dtype=np.int64)
+        n_base = len(self.vectors)
+        if len(self.added) == 0:
+            return np.asarray(self.vectors[indices], dtype=np.float32)
+        out = np.empty((len(indices), self.vectors.shape[1]), dtype=np.float32)
+        base = indices < n_base
+        out[base] = self.vectors[indices[base]]
+        out[~base] = self.added[indices[~base] - n_base]
+        return out
+
+    def add(self, vectors: npt.ArrayLike) -> None:
+        """Append vectors ``(M, dim)`` as rows ``len(self) .. len(self)+M-1``, each into the cell
+        of its nearest centroid (the cells are not refitted)."""
+        x = as_float32(vectors)
+        if len(x) == 0:
+            return
+        assign = np.concatenate([self._cell_of_rows(), self._assign(x)])
+        self.added = np.concatenate([self.added, x])
+        self._set_cells(assign)
+
+    def save(self, folder) -> None:
+        """Write the index to ``folder`` as ``.npy`` files; the database rows are not rewritten
+        into the folder they were loaded from or last saved to (additions are kept apart)."""
+        from pathlib import Path
+
+        from mmcurate._fileio import atomic_write_json, save_npy_atomic
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if getattr(self, "_home", None) != folder.resolve():
+            save_npy_atomic(folder / "vectors.npy", self.vectors)
+        for name in ("added", "centroids", "order", "starts"):
+            save_npy_atomic(folder / f"{name}.npy", np.asarray(getattr(self, name)))
+        atomic_write_json(folder / "clustered.json", {"n_base": len(self.vectors), "n": len(self),
+                                                      "nlist": self.nlist})
+        self._home = folder.resolve()
+
+    @classmethod
+    def load(cls, folder) -> ClusteredIndex:
+        """An index written by :meth:`save`, its database rows memory-mapped."""
+        import json
+        from pathlib import Path
+
+        folder = Path(folder)
+        meta = json.loads((folder / "clustered.json").read_text())
+        self = cls.__new__(cls)
+        self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+        if len(self.vectors) != meta["n_base"]:
+            raise ValueError(f"{folder / 'vectors.npy'} holds {len(self.vectors)} rows, "
+                             f"{meta['n_base']} expected; rebuild the index")
+        for name in ("added", "centroids", "order", "starts"):
+            setattr(self, name, np.load(folder / f"{name}.npy"))
+        self.nlist = int(meta["nlist"])
+        self._near = {}
+        self._home = folder.resolve()
+        return self
 
     def _near_cells(self, nprobe: int) -> np.ndarray:
         """``(nlist, nprobe)`` the cells nearest each cell's centroid, computed once per ``nprobe``."""
@@ -296,7 +386,7 @@ class ClusteredIndex:
             kk = min(k + extra, len(cand))
             if kk == 0:
                 continue
-            s, i = faiss.knn(q[rows], self.vectors[cand], kk, metric=faiss.METRIC_INNER_PRODUCT)
+            s, i = faiss.knn(q[rows], self.rows(cand), kk, metric=faiss.METRIC_INNER_PRODUCT)
             sims[rows, :kk], idx[rows, :kk] = s, np.where(i >= 0, cand[np.maximum(i, 0)], -1)
         if exclude_self:
             own = (offset or 0) + np.arange(len(q))[:, None]

@@ -295,9 +295,11 @@ class Project:
             raise ValueError(f"give strategy= or strategies=, not both; got strategy={strategy!r} and "
                              f"strategies={strategies!r}")
         names = [strategy] if isinstance(strategy, str) else strategy if strategy is not None else strategies
-        extra = {} if names is None else {"strategies": list(names)}
-        return rank_project(self, k=k, random_state=random_state, options=options, engine=engine,
-                            address=address, **extra)
+        if names is None:
+            return rank_project(self, k=k, random_state=random_state, options=options, engine=engine,
+                                address=address)
+        return rank_project(self, list(names), k=k, random_state=random_state, options=options,
+                            engine=engine, address=address)
 
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:

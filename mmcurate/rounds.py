@@ -149,19 +149,22 @@ def _provenance(proj, head_round: int | None, **params: Any) -> dict[str, Any]:
 
 def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement",), *, k: int = 10,
                  random_state: int = 0, options: dict[str, Any] | None = None, engine: str = "local",
-                 address: str | None = None) -> pd.DataFrame:
+                 address: str | None = None, pool_state: bool = True) -> pd.DataFrame:
     """Score every pair; a DataFrame with ``pair_id``, ``score`` and one column per signal.
 
     ``df.attrs["provenance"]`` records model, pretrained tag, head round, strategies and parameters.
     ``engine="ray"`` scores with Ray tasks over shards (:mod:`mmcurate.engine.ray_score`; a local
     Ray, or the cluster at ``address``); it always uses the approximate neighbour search.
+    ``pool_state``: when a local ranking computed the pool state that ``add`` / ``stream`` score
+    arrivals against (``disagreement`` does), save it under ``PROJECT/index/pool/``
+    (:func:`mmcurate.stream.incremental.save_pool_state`) unless it is current already.
 
     Examples
     --------
     >>> ranked = rank_project(proj, ["margin", "disagreement"])  # doctest: +SKIP
     >>> ranked.sort_values("score", ascending=False).head()  # doctest: +SKIP
     """
-    from mmcurate.rank import compute_ranking
+    from mmcurate.rank import RankContext, compute_from_context
 
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
@@ -177,9 +180,14 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement"
         model = load_model(proj)
         image, text = apply_head(model.head, proj.image_embeddings(), proj.text_embeddings())
         head_round = model.round
-        table = compute_ranking(image, text, strategies=tuple(strategies), indices_labeled=rows,
-                                labels=y, k=k, random_state=random_state, categories=categories,
-                                options=options, calibrator=_calibrator_for(model, k))
+        ctx = RankContext(image, text, indices_labeled=rows, labels=y, k=k, random_state=random_state,
+                          calibrator=_calibrator_for(model, k))
+        table = compute_from_context(ctx, tuple(strategies), options=options, categories=categories)
+        if pool_state:
+            from mmcurate.stream.incremental import pool_fingerprint, save_pool_state
+
+            save_pool_state(proj.root / "index" / "pool", ctx,
+                            fingerprint=pool_fingerprint(proj, head_round, k))
     table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
     table.attrs["provenance"] = _provenance(proj, head_round, strategies=list(strategies), k=k,
                                             random_state=random_state, n_labels=len(rows),

@@ -13,7 +13,7 @@
 set -euo pipefail
 OUT=${1:-results}
 PY=${PYTHON:-python}
-STRATEGIES=random,clip-score,margin,disagreement,density,qbc,egl,eer
+STRATEGIES=random,clip-score,p_misaligned,margin,disagreement,density,qbc,egl,eer
 mkdir -p "$OUT"
 
 $PY scripts/make_domain_shift_folder.py "$OUT/synth3000_clean" --n 3000 --dim 64 --seed 0

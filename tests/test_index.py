@@ -55,6 +55,50 @@ def test_clustered_index_exclude_self_and_shard_invariance():
     assert np.array_equal(np.concatenate([p[0] for p in parts]), sims)
 
 
+def test_stable_sample_keeps_its_rows_when_rows_are_appended():
+    before = ix.stable_sample(10_000, 1000, random_state=4)
+    after = ix.stable_sample(10_100, 1000, random_state=4)
+    assert len(np.unique(before)) == 1000 and (np.diff(before) > 0).all()
+    assert 970 <= len(np.intersect1d(before, after)) < 1000  # ~10 rows exchanged for ~1% appended
+    assert not np.array_equal(before, ix.stable_sample(10_000, 1000, random_state=5))
+    assert np.array_equal(ix.stable_sample(50, 100), np.arange(50))
+
+
+def test_projection_sample_is_gathered_block_by_block_from_a_memory_map(tmp_path):
+    from mmcurate._fileio import take_rows
+
+    x = _clustered(5000, 16, seed=6).astype(np.float16)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows = ix.stable_sample(5000, 700, random_state=2)
+    got = take_rows(mapped, rows, chunk=512)
+    assert got.dtype == np.float32 and np.array_equal(got, x[rows].astype(np.float32))
+    assert np.array_equal(ix.fit_projection(mapped, mapped, dim=8),
+                          ix.fit_projection(x.astype(np.float32), x.astype(np.float32), dim=8))
+
+
+def test_clustered_index_add_save_load_give_the_same_answers(tmp_path):
+    db = _clustered(4000, 16, seed=5)
+    grown = ix.ClusteredIndex(db[:3500], cell_size=100)
+    grown.add(db[3500:])
+    assert len(grown) == 4000
+    _, idx = grown.search(db[3500:], 1, nprobe=2)
+    assert (idx[:, 0] == np.arange(3500, 4000)).mean() > 0.99  # an added row finds itself
+    whole = ix.ClusteredIndex(db, cell_size=100)
+    _, ref = whole.search(db, 10, nprobe=4)
+    _, got = grown.search(db, 10, nprobe=4)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(got, ref)]) > 0.9
+    grown.save(tmp_path / "ix")
+    loaded = ix.ClusteredIndex.load(tmp_path / "ix")
+    assert isinstance(loaded.vectors, np.memmap) and len(loaded) == 4000
+    for a, b in zip(loaded.search(db, 10, nprobe=2, exclude_self=True), grown.search(db, 10, nprobe=2,
+                                                                                      exclude_self=True)):
+        assert np.array_equal(a, b)
+    loaded.add(db[:10])
+    loaded.save(tmp_path / "ix")  # the database rows are not rewritten, the additions are
+    assert len(ix.ClusteredIndex.load(tmp_path / "ix")) == 4010
+
+
 def test_clustered_index_with_fewer_vectors_than_k_pads_with_minus_one():
     db = _clustered(3, 8)
     sims, idx = ix.ClusteredIndex(db).search(db, 5)

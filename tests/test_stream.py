@@ -355,6 +355,51 @@ def test_incremental_scores_equal_a_full_rerank(tmp_path):
         scorer.score(img[1000:], txt[1000:], strategy="vote_entropy")
 
 
+def test_incremental_scores_above_the_exact_threshold_equal_a_full_rerank(tmp_path):
+    """Above EXACT_MAX the state is the ranking's own reduced, clustered space. Stated tolerance:
+    incremental vs full re-rank differ no more than two full re-ranks with other seeds do (the
+    clustered search's own variance), and disagreement within 0.10 at r >= 0.99."""
+    from mmcurate import index as ix
+    from mmcurate.rank import compute_ranking
+    from mmcurate.stream.incremental import INCREMENTAL_STRATEGIES, PoolScorer
+
+    n = 25_000
+    assert n > ix.EXACT_MAX
+    img, txt, noisy, _ = domain_shift_embeddings(n + 200, 32, rate=0.1, n_domains=5, random_state=0)
+    labelled = np.arange(0, n, 50)
+    y = (~noisy[labelled]).astype(np.int64)
+    strategies = sorted(INCREMENTAL_STRATEGIES)
+    full, other_seed = (compute_ranking(img, txt, strategies=strategies, indices_labeled=labelled, labels=y,
+                                        k=10, random_state=seed).iloc[n:] for seed in (0, 1))
+    built = PoolScorer(tmp_path, img[:n], txt[:n], fingerprint="pool", k=10)
+    assert built.approximate and (tmp_path / "image" / "centroids.npy").is_file()
+    for strategy in strategies:
+        scorer = PoolScorer(tmp_path, img[:n], txt[:n], fingerprint="pool", k=10)  # loads the state
+        got = scorer.score(img[n:], txt[n:], strategy=strategy, indices_labeled=labelled, labels=y)
+        want, floor = full[strategy].to_numpy(), other_seed[strategy].to_numpy()
+        assert np.abs(got - want).max() <= max(np.abs(floor - want).max(), 1e-9), strategy
+        assert np.corrcoef(got, want)[0, 1] >= min(np.corrcoef(floor, want)[0, 1], 1 - 1e-9), strategy
+        if strategy == "disagreement":
+            assert np.abs(got - want).max() <= 0.10 and np.corrcoef(got, want)[0, 1] >= 0.99
+
+
+def test_clustered_pool_state_is_extended_and_reloaded(tmp_path):
+    from mmcurate.stream.incremental import PoolScorer
+
+    img, txt, _, _ = domain_shift_embeddings(3000, 16, rate=0.1, n_domains=3, random_state=1)
+    scorer = PoolScorer(tmp_path, img[:2800], txt[:2800], fingerprint="a", k=5, approximate=True)
+    first = scorer.score(img[2800:2900], txt[2800:2900], strategy="disagreement")
+    scorer.commit("b")
+    again = PoolScorer(tmp_path, img[:2900], txt[:2900], fingerprint="b", k=5, approximate=True)
+    assert len(again.spaces["image"]) == len(again.spaces["text"]) == 2900
+    assert len(again.spaces["image"].added) == 100  # loaded with its additions, not rebuilt
+    assert np.array_equal(again.arrays["agree_v"][2800:], scorer.arrays["agree_v"][2800:])
+    second = again.score(img[2900:], txt[2900:], strategy="disagreement")
+    assert first.shape == second.shape == (100,) and np.isfinite(second).all()
+    rebuilt = PoolScorer(tmp_path / "fresh", img[:2900], txt[:2900], fingerprint="b", k=5, approximate=True)
+    assert np.corrcoef(rebuilt.arrays["agree_v"], again.arrays["agree_v"])[0, 1] > 0.95
+
+
 def test_add_scores_from_the_saved_pool_state_and_extends_it(drift, tmp_path):
     import json
 
@@ -375,3 +420,30 @@ def test_add_scores_from_the_saved_pool_state_and_extends_it(drift, tmp_path):
         text = np.asarray(reopened.text_embeddings(), np.float32)
         full = compute_ranking(image, text, strategies=["disagreement"])["score"].to_numpy()[-100:]
         assert np.abs(decisions["score"].to_numpy() - full).max() <= 0.02
+
+
+def test_a_disagreement_ranking_saves_the_pool_state_that_add_then_extends(drift, tmp_path):
+    import json
+
+    from mmcurate.rounds import rank_project
+    from mmcurate.stream.add import _pool_fingerprint
+    from mmcurate.stream.incremental import PoolScorer
+
+    proj, arrivals, img, txt, _ = drift
+    folder = proj.root / "index" / "pool"
+    rank_project(proj, ["margin"])
+    assert not (folder / "state.json").exists()  # margin computes no agreements: nothing saved
+    rank_project(proj, ["disagreement"])
+    state = json.loads((folder / "state.json").read_text())
+    assert state["fingerprint"] == _pool_fingerprint(proj, None, 10) and state["n"] == 1000
+    image, text = np.asarray(proj.image_embeddings()), np.asarray(proj.text_embeddings())
+    fresh = PoolScorer(tmp_path / "fresh", image, text, fingerprint="x", k=10)
+    saved = PoolScorer(folder, image, text, fingerprint=state["fingerprint"], k=10)
+    for name, values in fresh.arrays.items():
+        np.testing.assert_allclose(saved.arrays[name], values, atol=1e-12, err_msg=name)
+    stamp = (folder / "agree_v.npy").stat().st_mtime_ns
+    rank_project(proj, ["disagreement"])  # current already: not rewritten
+    assert (folder / "agree_v.npy").stat().st_mtime_ns == stamp
+    add_pairs(open_project(proj.root), _batch(tmp_path, "b0", img, txt, arrivals[:100]),
+              strategy="disagreement", threshold=0.9)
+    assert json.loads((folder / "state.json").read_text())["n"] == 1100

@@ -7,9 +7,18 @@ that goes to Ray's shared object store; then one task per shard of rows reads it
 searches both indexes (image→text, text→image, image→image, text→text) and returns only per-pair
 numbers: the exact cosine, the alignment features, neighbourhood agreement and (if asked) the
 density term. The driver gathers those ``O(N)`` arrays into a :class:`mmcurate.rank.RankContext`
-and every strategy scores as in the local engine (the pool-level steps, calibrator fit and
-percentiles, are cheap). Results equal the local engine's approximate path (``approximate=True``):
-same projection, same index, same per-query answers whatever the sharding.
+(copied in as each shard finishes, its object then freed) and every strategy scores as in the
+local engine (the pool-level steps, calibrator fit and percentiles, are cheap). Results equal the
+local engine's approximate path (``approximate=True``): same projection, same index, same
+per-query answers whatever the sharding.
+
+Fault tolerance: every task is retried by Ray when its worker process dies (``max_retries``) and,
+for an ``OSError`` (a file read that failed, e.g. on a shared filesystem), also on that exception
+(``retry_exceptions``); other exceptions are bugs and fail at once. The two indexes are task
+outputs, not ``ray.put`` objects, so Ray can rebuild one from its lineage if its copy is lost (a
+node gone); the driver owns every object and stays alive until the result is gathered.
+``fault_marker`` makes the first index task and the first shard task kill their own worker
+(SIGKILL) once, which is how the retries are tested.
 
 A project's head (if trained) is applied inside the tasks, chunk by chunk. Workers must see the
 embedding files (same machine, or a shared filesystem on a cluster); with no ``address`` a local
@@ -20,6 +29,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,8 +52,24 @@ def _load(path: str, head: str | None, side: str):
     return ProjectionHead.load(head).view(arr, side)
 
 
-def _build_index(path: str, head: str | None, side: str, basis: np.ndarray, random_state: int):
+def _crash_once(fault_marker: str | None, stage: str) -> None:
+    """Kill this worker process the first time a task of ``stage`` runs (marker file absent)."""
+    if fault_marker is None:
+        return
+    try:
+        fd = os.open(f"{fault_marker}.{stage}", os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.write(fd, str(os.getpid()).encode())
+    os.close(fd)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _build_index(path: str, head: str | None, side: str, basis: np.ndarray, random_state: int,
+                 fault_marker: str | None = None):
     from mmcurate import index as ix
+
+    _crash_once(fault_marker, "index")
 
     return ix.ClusteredIndex(ix.project(_load(path, head, side), basis), random_state=random_state)
 
@@ -125,6 +151,8 @@ def rank_with_ray(
     temperature: float = 0.05,
     options: dict[str, dict[str, Any]] | None = None,
     calibrator: Any = None,
+    max_retries: int = 3,
+    fault_marker: str | os.PathLike | None = None,
 ) -> pd.DataFrame:
     """Score every pair with Ray tasks over shards; the same table as :func:`mmcurate.rank.compute_ranking`.
 
@@ -133,6 +161,9 @@ def rank_with_ray(
     per CPU of the cluster. ``calibrator`` is passed to :class:`mmcurate.rank.RankContext` (a
     validated model's, ``"prior"``, or None to fit one on the labels behind the gate). Strategies
     that need the raw retrieval distributions (``on="i2t"`` etc.) are not available here.
+    ``max_retries``: how often Ray reruns a task whose worker died (or that raised ``OSError``).
+    ``fault_marker``: for testing recovery only; a path prefix whose ``.index`` / ``.shard`` files,
+    created once, mark that the first task of that stage killed its own worker.
 
     Examples
     --------
@@ -155,25 +186,28 @@ def rank_with_ray(
         raise ValueError(f"{image_path} has {n} rows but {text_path} has {len(text)}")
     basis = ix.fit_projection(image, text, dim=reduced_dim, random_state=random_state)
     del image, text
-    build = ray.remote(num_cpus=num_cpus)(_build_index)
-    basis_ref = ray.put(basis)
-    image_index = build.remote(image_path, head, "image", basis_ref, random_state)
-    text_index = build.remote(text_path, head, "text", basis_ref, random_state)
+    retry = {"num_cpus": num_cpus, "max_retries": max_retries, "retry_exceptions": [OSError]}
+    marker = None if fault_marker is None else str(fault_marker)
+    build = ray.remote(**retry)(_build_index)
+    basis_ref = ray.put(basis)  # owned by this driver, which outlives every task using it
+    image_index = build.remote(image_path, head, "image", basis_ref, random_state, marker)
+    text_index = build.remote(text_path, head, "text", basis_ref, random_state, marker)
     chosen = [STRATEGIES.get(s).name for s in strategies]
     joint_index = None
     labeled = np.asarray(indices_labeled if indices_labeled is not None else [], np.int64)
     mask = np.zeros(n, bool)
     mask[labeled] = True
     if "density" in chosen:
-        joint_index = ray.remote(num_cpus=num_cpus)(_build_joint_index).remote(image_index, text_index,
-                                                                                random_state)
-    task = ray.remote(num_cpus=num_cpus)(_shard_task)
+        joint_index = ray.remote(**retry)(_build_joint_index).remote(image_index, text_index,
+                                                                      random_state)
+    task = ray.remote(**retry)(_shard_task)
     n_shards = n_shards or max(1, int(4 * ray.cluster_resources().get("CPU", 1)))
-    refs = [task.remote(image_path, text_path, a, b, image_index, text_index, basis_ref, k, nprobe,
-                        temperature, head, joint_index, mask if joint_index is not None else None)
-            for a, b in _shards(n, n_shards)]
-    parts = ray.get(refs)
-    stats = {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    shards = _shards(n, n_shards)
+    refs = {task.remote(image_path, text_path, a, b, image_index, text_index, basis_ref, k, nprobe,
+                        temperature, head, joint_index, mask if joint_index is not None else None,
+                        marker): (a, b)
+            for a, b in shards}
+    stats = _gather(ray, refs, n)
     ctx = RankContext(np.empty((n, 0)), np.empty((n, 0)), indices_labeled=labeled, labels=labels, k=k,
                       random_state=random_state, temperature=temperature, approximate=True,
                       calibrator=calibrator)
@@ -185,6 +219,23 @@ def rank_with_ray(
     return compute_from_context(ctx, strategies, options=options)
 
 
+def _gather(ray, refs: dict, n: int) -> dict[str, np.ndarray]:
+    """Copy each shard's arrays into ``(n,)`` arrays as the shard finishes, then drop its object:
+    the driver holds the result once, not the parts and their concatenation."""
+    stats: dict[str, np.ndarray] = {}
+    pending = list(refs)
+    while pending:
+        done, pending = ray.wait(pending, num_returns=1)
+        a, b = refs.pop(done[0])  # the last reference: Ray frees the object once copied
+        part = ray.get(done[0])
+        for key, values in part.items():
+            if key not in stats:
+                stats[key] = np.empty(n, dtype=values.dtype)
+            stats[key][a:b] = values
+        del part, done
+    return stats
+
+
 def _build_joint_index(image_index, text_index, random_state: int):
     from mmcurate import index as ix
     from mmcurate.rank import joint_vectors
@@ -194,9 +245,10 @@ def _build_joint_index(image_index, text_index, random_state: int):
 
 
 def _shard_task(image_path, text_path, start, stop, image_index, text_index, basis, k, nprobe,
-                temperature, head, joint_index, labeled_mask):
+                temperature, head, joint_index, labeled_mask, fault_marker=None):
     from mmcurate.index import set_threads
 
+    _crash_once(fault_marker, "shard")
     set_threads(1)  # one task per CPU: no oversubscription
     return shard_stats(image_path, text_path, start, stop, image_index=image_index,
                        text_index=text_index, basis=basis, k=k, nprobe=nprobe, temperature=temperature,

@@ -201,7 +201,9 @@ def _ingest(proj, source: Path, staging: Path, **kwargs: Any):
 
 # -- scoring and deciding -------------------------------------------------------------------------
 def _pool_fingerprint(proj, head_round: int | None, k: int) -> str:
-    return f"{proj.embeddings_fingerprint()}|head={head_round}|k={k}"
+    from mmcurate.stream.incremental import pool_fingerprint
+
+    return pool_fingerprint(proj, head_round, k)
 
 
 def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str, k: int,
@@ -217,7 +219,8 @@ def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str,
     pool_image, pool_text = proj.image_embeddings(), proj.text_embeddings()
     if strategy in INCREMENTAL_STRATEGIES and (options or {}).get("on", "binary") == "binary":
         scorer = PoolScorer(proj.root / "index" / "pool", *apply_head(head, pool_image, pool_text),
-                            fingerprint=_pool_fingerprint(proj, head_round, k), k=k)
+                            fingerprint=_pool_fingerprint(proj, head_round, k), k=k,
+                            random_state=random_state)
         rows, y, _ = labelled_arrays(proj)
         scores = scorer.score(*apply_head(head, image, text), strategy=strategy, indices_labeled=rows,
                               labels=y, random_state=random_state, options=options)

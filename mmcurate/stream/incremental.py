@@ -1,29 +1,45 @@
 """Score arrivals against a persisted state of the pool instead of re-ranking pool + arrivals.
 
-The pool's state lives under ``PROJECT/index/pool/``: its image and caption faiss indexes
-(:class:`mmcurate.project_index.ProjectIndex`, flat up to ``index.EXACT_MAX`` vectors, IVF above)
-and its per-pair arrays (``cosine``, the alignment features, the neighbourhood agreements), built
-once by one pass over the pool and saved under a fingerprint of the pool's vectors, the head round
-and ``k``. An arriving batch of M pairs is added to the indexes, searched (4 searches of M
-queries), its agreement terms read only the neighbour rows they need from the memory-mapped pool,
-and every strategy below is scored on pool + arrivals from these arrays (calibrator, committee-free
+The pool's state lives under ``PROJECT/index/pool/``: its per-pair arrays (``cosine``, the alignment
+features, the neighbourhood agreements) computed exactly as a ranking computes them (one
+:class:`mmcurate.rank.RankContext` over the pool, so building it costs one ``disagreement`` ranking)
+and the space its neighbours were searched in, saved under a fingerprint of the pool's vectors, the
+head round and ``k`` and the search settings. Up to ``index.EXACT_MAX`` pairs that space is the full
+embedding space with the image and caption faiss indexes of
+:class:`mmcurate.project_index.ProjectIndex` (flat); above it, the ranking's own reduced, clustered
+space: the projection basis (:func:`mmcurate.index.fit_projection`) and the image and caption
+:class:`mmcurate.index.ClusteredIndex` the ranking built (same ``random_state``, ``nprobe``), saved
+as ``.npy`` files and memory-mapped on load. An arriving batch of M pairs is projected with the
+saved basis, added to the indexes (each row into the cell of its nearest centroid), searched
+(4 searches of M queries), its agreement terms read only the neighbour rows they need, and every
+strategy below is scored on pool + arrivals from these arrays (calibrator, committee-free
 uncertainty and percentiles exactly as in :func:`mmcurate.rank.compute_ranking`). After the batch
-is committed, its rows are appended to the state under the grown pool's fingerprint.
+is committed, its rows are appended to the state under the grown pool's fingerprint (the
+clustered indexes write only their additions; the pool's rows are not rewritten).
 
-Assumptions: a pool pair's arrays are those of the pool it was scored in (arrivals that would
-enter its neighbour lists are not propagated back), so scores differ from a full re-rank by the
-share of neighbourhoods the arrivals change; tested within 0.02 on every score (exact indexes).
-Above ``index.EXACT_MAX`` pairs the full ranking searches a reduced, clustered space and the state
-an IVF index in full dimension, so the two approximations differ: ``scripts/bench_arrivals.py`` at
-100,000 pairs measured r = 0.82 (max |difference| 0.47) for ``disagreement``, not within the
-tolerance above; building the state in the ranking's reduced, clustered space would close that.
+Assumptions and tolerance: a pool pair's arrays are those of the pool it was scored in (arrivals
+that would enter its neighbour lists are not propagated back), so scores differ from a full re-rank
+by the share of neighbourhoods the arrivals change: tested within 0.02 on every score with exact
+search (1,000 pairs). Above ``EXACT_MAX`` a full re-rank fits its basis and k-means cells on pool +
+arrivals, the state on the pool alone; both fits use :func:`mmcurate.index.stable_sample` and the
+same seed rows, so they nearly agree, but k-means drifts (cell centroids matched at cosine ~0.97),
+and with ``nprobe`` 2 the neighbour lists of rows near a cell border differ: at 25,200 pairs ×
+32-d 73% of the arrivals' image→text neighbours are the same. The stated tolerance is therefore
+the clustered search's own variance: incremental vs full re-rank differ no more than two full
+re-ranks with different seeds (tested per strategy at 25,000 + 200 pairs, where ``disagreement``
+gives max |difference| 0.077, r = 0.997 vs the seeds' 0.108, r = 0.996). ``scripts/bench_arrivals.py
+--sizes 100000`` (512-d, 1,000 arrivals, ``disagreement``; a shared, loaded 2-core machine): state
+built in 17.3 s (was 185 s with IVF indexes in full dimension), incremental 0.59 s vs full ranking
+18.7 s = 3.2%, max |difference| 0.311 and r = 0.987 (was 0.47, r = 0.82) vs a seed floor of 0.396,
+r = 0.955.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -32,7 +48,10 @@ from mmcurate._fileio import atomic_write_json, save_npy_atomic
 from mmcurate.project_index import ProjectIndex
 from mmcurate.signals import alignment, crossmodal
 
-__all__ = ["INCREMENTAL_STRATEGIES", "PoolScorer"]
+if TYPE_CHECKING:
+    from mmcurate.rank import RankContext
+
+__all__ = ["INCREMENTAL_STRATEGIES", "PoolScorer", "pool_fingerprint", "save_pool_state"]
 
 INCREMENTAL_STRATEGIES = frozenset({"p_misaligned", "clip_score", "least_confidence", "margin",
                                     "entropy", "egl", "disagreement"})
@@ -50,54 +69,95 @@ class PoolScorer:
     image_embeddings, text_embeddings : (N, D)
         The pool's vectors after the head in use (memory maps are read in chunks or by row).
     fingerprint : str
-        Identifies the pool's vectors, head round and ``k``; a saved state under another one is rebuilt.
-    k, temperature
-        As for :class:`mmcurate.rank.RankContext`.
+        Identifies the pool's vectors, head round and ``k``; a saved state under another one (or
+        built with other search settings) is rebuilt.
+    k, temperature, random_state, approximate, reduced_dim, nprobe
+        As for :class:`mmcurate.rank.RankContext` (``approximate=None``: above ``EXACT_MAX`` pairs);
+        ``random_state`` seeds the projection and the clustering, as in the ranking.
+    context : RankContext, optional
+        A ranking of exactly this pool that already computed the features and agreements (e.g.
+        ``disagreement``): a missing or stale state is saved from its arrays, with no search.
+
+    Examples
+    --------
+    >>> scorer = PoolScorer(proj.root / "index" / "pool", image, text, fingerprint="fp")  # doctest: +SKIP
+    >>> scores = scorer.score(new_image, new_text, strategy="disagreement")  # doctest: +SKIP
+    >>> scorer.commit("fp+batch")  # doctest: +SKIP
     """
 
     def __init__(self, folder: Path, image_embeddings, text_embeddings, *, fingerprint: str,
-                 k: int = 10, temperature: float = 0.05) -> None:
+                 k: int = 10, temperature: float = 0.05, random_state: int = 0,
+                 approximate: bool | None = None, reduced_dim: int = 128, nprobe: int = 2,
+                 context: RankContext | None = None) -> None:
         self.folder = Path(folder)
         self.image, self.text = image_embeddings, text_embeddings
         self.n_pool = len(image_embeddings)
         self.k = int(min(k, max(self.n_pool - 1, 1)))
         self.temperature = temperature
         self.fingerprint = fingerprint
+        self.approximate = self.n_pool > ix.EXACT_MAX if approximate is None else bool(approximate)
+        self.settings = {"k": self.k, "temperature": temperature, "random_state": int(random_state),
+                         "approximate": self.approximate, "reduced_dim": reduced_dim, "nprobe": nprobe}
+        self.random_state, self.reduced_dim, self.nprobe = int(random_state), reduced_dim, nprobe
         self.index = ProjectIndex(self.folder, image_embeddings, text_embeddings, fingerprint=fingerprint)
-        self.arrays = self._load() or self._build()
+        self.basis: np.ndarray | None = None
+        self.spaces: dict[str, ix.ClusteredIndex] = {}
+        self.arrays = self._load() or self._build(context)
         self._pending: dict[str, np.ndarray] | None = None
 
     # -- the pool's state ---------------------------------------------------------------------
     def _load(self) -> dict[str, np.ndarray] | None:
-        meta = self.folder / "state.json"
-        if not meta.is_file() or json.loads(meta.read_text())["fingerprint"] != self.fingerprint:
+        meta_path = self.folder / "state.json"
+        if not meta_path.is_file():
             return None
+        meta = json.loads(meta_path.read_text())
+        if (meta.get("fingerprint") != self.fingerprint or meta.get("settings") != self.settings
+                or meta.get("n") != self.n_pool):
+            return None
+        if self.approximate:
+            self.basis = np.load(self.folder / "basis.npy")
+            self.spaces = {side: ix.ClusteredIndex.load(self.folder / side) for side in ("image", "text")}
         return {name: np.load(self.folder / f"{name}.npy") for name in _ARRAYS}
 
-    def _build(self) -> dict[str, np.ndarray]:
-        """One pass over the pool: its cross-modal and same-modal neighbours, features, agreements."""
-        i2t = ix.search(self.index.text, self.image, self.k + 1)
-        t2i = ix.search(self.index.image, self.text, self.k + 1)
-        cosine = _rowwise(self.image, self.text)
-        feats = alignment.alignment_features(cosine, *i2t, *t2i, temperature=self.temperature)
-        i2i = _without_own(*ix.search(self.index.image, self.image, self.k + 1), self.k, 0)[1]
-        t2t = _without_own(*ix.search(self.index.text, self.text, self.k + 1), self.k, 0)[1]
-        arrays = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
-        arrays["agree_v"] = crossmodal.neighbourhood_agreement(self.image, i2i, self.text)
-        arrays["agree_t"] = crossmodal.neighbourhood_agreement(self.text, t2t, self.image)
-        self._save(arrays)
+    def _build(self, context: RankContext | None) -> dict[str, np.ndarray]:
+        """The pool's arrays as a ranking computes them (its cross-modal and same-modal neighbours,
+        features, agreements; in the ranking's reduced, clustered space above the threshold)."""
+        from mmcurate.rank import RankContext
+
+        ctx = context or RankContext(self.image, self.text, indices_labeled=None, labels=None, k=self.k,
+                                     random_state=self.random_state, temperature=self.temperature,
+                                     approximate=self.approximate, reduced_dim=self.reduced_dim,
+                                     nprobe=self.nprobe)
+        if (ctx.n, ctx.k, ctx.approximate, ctx.random_state) != (
+                self.n_pool, self.k, self.approximate, self.random_state):
+            raise ValueError("the ranking context was made for another pool or other settings")
+        arrays = {name: getattr(ctx.features, name) for name in alignment.FEATURE_NAMES}
+        arrays["agree_v"], arrays["agree_t"] = ctx.agree_v, ctx.agree_t
+        if self.approximate:
+            self.basis = ctx.basis
+            self.spaces = {side: ctx._index(side) for side in ("image", "text")}
+        self._save(arrays, fresh=True)
         return arrays
 
-    def _save(self, arrays: dict[str, np.ndarray]) -> None:
+    def _save(self, arrays: dict[str, np.ndarray], *, fresh: bool = False) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        (self.folder / "state.json").unlink(missing_ok=True)  # a half-written state never loads
+        if self.approximate:
+            if fresh:
+                save_npy_atomic(self.folder / "basis.npy", np.asarray(self.basis, np.float32))
+            for side, space in self.spaces.items():
+                space.save(self.folder / side)
         for name in _ARRAYS:
             save_npy_atomic(self.folder / f"{name}.npy", np.asarray(arrays[name], np.float64))
         atomic_write_json(self.folder / "state.json", {"fingerprint": self.fingerprint,
-                                                       "n": len(arrays["cosine"]), "k": self.k})
+                                                       "n": len(arrays["cosine"]), "k": self.k,
+                                                       "settings": self.settings})
 
     # -- arrivals -------------------------------------------------------------------------------
     def arrival_arrays(self, image: np.ndarray, text: np.ndarray) -> dict[str, np.ndarray]:
         """The arrays of M arrivals ``(M, D)`` among pool + arrivals; the indexes now hold them."""
+        if self.approximate:
+            return self._arrivals_reduced(image, text)
         n = self.n_pool
         self.index.add(image, text)
         i2t = _local(*ix.search(self.index.text, image, self.k + 1), n)
@@ -107,8 +167,28 @@ class PoolScorer:
         arrays = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
         i2i = _without_own(*ix.search(self.index.image, image, self.k + 1), self.k, n)[1]
         t2t = _without_own(*ix.search(self.index.text, text, self.k + 1), self.k, n)[1]
-        arrays["agree_v"] = _agreement(text, i2i, self.text, n)
-        arrays["agree_t"] = _agreement(image, t2t, self.image, n)
+        arrays["agree_v"] = _agreement(text, i2i, lambda rows: self.text[rows], n)
+        arrays["agree_t"] = _agreement(image, t2t, lambda rows: self.image[rows], n)
+        self._pending = arrays
+        self._pending_vectors = (image, text)
+        return arrays
+
+    def _arrivals_reduced(self, image: np.ndarray, text: np.ndarray) -> dict[str, np.ndarray]:
+        """Arrivals projected with the pool's basis, added to and searched in its clustered indexes."""
+        n, k, nprobe = self.n_pool, self.k, self.nprobe
+        ri, rt = ix.project(image, self.basis), ix.project(text, self.basis)
+        images, texts = self.spaces["image"], self.spaces["text"]
+        images.add(ri)
+        texts.add(rt)
+        i2t = _local(*texts.search(ri, k + 1, nprobe=nprobe), n)
+        t2i = _local(*images.search(rt, k + 1, nprobe=nprobe), n)
+        feats = alignment.alignment_features(_rowwise(image, text), *i2t, *t2i,
+                                             temperature=self.temperature, own=_rowwise(ri, rt))
+        arrays = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
+        _, i2i = images.search(ri, k, nprobe=nprobe, exclude_self=True, offset=n)
+        _, t2t = texts.search(rt, k, nprobe=nprobe, exclude_self=True, offset=n)
+        arrays["agree_v"] = _agreement(rt, i2i, texts.rows, n)
+        arrays["agree_t"] = _agreement(ri, t2t, images.rows, n)
         self._pending = arrays
         return arrays
 
@@ -117,7 +197,8 @@ class PoolScorer:
               options: dict[str, Any] | None = None) -> np.ndarray:
         """Scores ``(M,)`` of the arrivals by ``strategy``, ranked among pool + arrivals.
 
-        ``indices_labeled`` are pool rows (arrivals carry no labels yet).
+        ``indices_labeled`` are pool rows (arrivals carry no labels yet); ``random_state`` seeds
+        the calibrator's cross-fitting as in :func:`mmcurate.rank.compute_ranking`.
         Raises ``ValueError`` for a strategy not in :data:`INCREMENTAL_STRATEGIES`.
         """
         from mmcurate.rank import RankContext, compute_from_context
@@ -143,10 +224,46 @@ class PoolScorer:
         if self._pending is None:
             return
         self.arrays = {key: np.concatenate([self.arrays[key], self._pending[key]]) for key in _ARRAYS}
+        self.n_pool = len(self.arrays["cosine"])
         self.fingerprint = fingerprint
-        self.index.save(fingerprint)
+        if not self.approximate:  # small pools: the grown pool's rows stay at hand for the next batch
+            self.index.save(fingerprint)
+            self.image = np.concatenate([np.asarray(self.image, np.float32),
+                                         np.asarray(self._pending_vectors[0], np.float32)])
+            self.text = np.concatenate([np.asarray(self.text, np.float32),
+                                        np.asarray(self._pending_vectors[1], np.float32)])
         self._save(self.arrays)
         self._pending = None
+
+
+def pool_fingerprint(proj, head_round: int | None, k: int) -> str:
+    """The fingerprint a project's pool state is saved under: its vectors, the head round and ``k``."""
+    return f"{proj.embeddings_fingerprint()}|head={head_round}|k={k}"
+
+
+def save_pool_state(folder: Path, context: RankContext, *, fingerprint: str) -> bool:
+    """Save the pool state from a ranking that computed it (``disagreement`` does); no search.
+
+    Returns False, writing nothing, when ``context`` lacks the features or the agreements, or when
+    the state saved in ``folder`` is already that of this pool and these settings.
+    """
+    if not {"features", "agree_v", "agree_t"} <= vars(context).keys():
+        return False
+    settings = {"k": context.k, "temperature": context.temperature,
+                "random_state": int(context.random_state), "approximate": context.approximate,
+                "reduced_dim": context.reduced_dim, "nprobe": context.nprobe}
+    meta = Path(folder) / "state.json"
+    if meta.is_file():
+        saved = json.loads(meta.read_text())
+        if (saved.get("fingerprint"), saved.get("settings"), saved.get("n")) == (
+                fingerprint, settings, context.n):
+            return False
+    (Path(folder) / "state.json").unlink(missing_ok=True)
+    PoolScorer(folder, context.image, context.text, fingerprint=fingerprint, k=context.k,
+               temperature=context.temperature, random_state=context.random_state,
+               approximate=context.approximate, reduced_dim=context.reduced_dim,
+               nprobe=context.nprobe, context=context)
+    return True
 
 
 def _rowwise(a, b, chunk: int = 65536) -> np.ndarray:
@@ -171,10 +288,12 @@ def _without_own(sims, idx, k: int, offset: int) -> tuple[np.ndarray, np.ndarray
     return np.take_along_axis(sims, order, 1)[:, :k], np.take_along_axis(idx, order, 1)[:, :k]
 
 
-def _agreement(own: np.ndarray, neighbours: np.ndarray, pool, n_pool: int) -> np.ndarray:
-    """:func:`crossmodal.neighbourhood_agreement` of arrivals, reading only the pool rows needed."""
+def _agreement(own: np.ndarray, neighbours: np.ndarray, take: Callable[[np.ndarray], Any],
+               n_pool: int) -> np.ndarray:
+    """:func:`crossmodal.neighbourhood_agreement` of arrivals, reading only the pool rows needed
+    (``take(rows)`` returns the other modality's vectors of those pool rows)."""
     needed = np.unique(neighbours[(neighbours >= 0) & (neighbours < n_pool)])
-    other = np.concatenate([np.asarray(own, np.float32), np.asarray(pool[needed], np.float32)])
+    other = np.concatenate([np.asarray(own, np.float32), np.asarray(take(needed), np.float32)])
     where = np.searchsorted(needed, neighbours)  # pool row -> its place after the arrivals
     local = np.where(neighbours < 0, -1, np.where(neighbours >= n_pool, neighbours - n_pool,
                                                   len(own) + where))

@@ -78,3 +78,33 @@ def test_cli_rank_with_ray_after_a_head(local_ray, tmp_path):
     np.testing.assert_allclose(ranked["disagreement"], local["disagreement"], atol=1e-4)
     np.testing.assert_allclose(ranked["p_aligned"], local["p_aligned"], atol=1e-4)
     assert main(["rank", str(proj.root), "--strategy", "disagreement", "--out", str(out_local)]) == 0
+
+
+def test_a_killed_task_is_retried_and_the_result_is_unchanged(local_ray, tmp_path):
+    from mmcurate.engine.ray_score import rank_with_ray
+
+    img, txt, _, _ = domain_shift_embeddings(2000, 32, kind="same_category")
+    np.save(tmp_path / "i.npy", img.astype(np.float16))
+    np.save(tmp_path / "t.npy", txt.astype(np.float16))
+    run = {"strategies": ["disagreement", "margin"], "n_shards": 4, "num_cpus": 0.5}
+    undisturbed = rank_with_ray(tmp_path / "i.npy", tmp_path / "t.npy", **run)
+    marker = tmp_path / "killed"
+    disturbed = rank_with_ray(tmp_path / "i.npy", tmp_path / "t.npy", fault_marker=marker, **run)
+    for stage in ("index", "shard"):  # a worker of each stage really killed itself (SIGKILL) once
+        pid = int((tmp_path / f"killed.{stage}").read_text())
+        assert pid > 0 and not _alive(pid), stage
+    pd.testing.assert_frame_equal(disturbed, undisturbed)
+    with pytest.raises(ray.exceptions.WorkerCrashedError):  # no retry left: the kill is real
+        for stage in ("index", "shard"):
+            (tmp_path / f"killed.{stage}").unlink()
+        rank_with_ray(tmp_path / "i.npy", tmp_path / "t.npy", fault_marker=marker, max_retries=0, **run)
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
