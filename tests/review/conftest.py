@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 
 import pandas as pd
 import pytest
@@ -11,6 +13,30 @@ from PIL import Image
 from mmcurate.project import create_project
 
 CHROMIUM = "/usr/bin/chromium"
+
+
+@contextlib.contextmanager
+def _serve_review(proj, round_id: int, *, token: str = "t0k", reviewer: str = "browser"):
+    """The review page of ``round_id`` served on 127.0.0.1 (a free port); yields its URL."""
+    from werkzeug.serving import make_server
+
+    from mmcurate.review.app import create_app
+    from mmcurate.review.project_app import image_resolver
+
+    app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=round_id,
+                     resolve_image=image_resolver(proj), token=token, reviewer=reviewer)
+    srv = make_server("127.0.0.1", 0, app, threaded=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{srv.server_port}/?token={token}"
+    finally:
+        srv.shutdown()
+
+
+@pytest.fixture
+def serve_review():
+    """``serve_review(proj, round_id)``: a context manager serving that round's review page."""
+    return _serve_review
 
 
 @pytest.fixture

@@ -2,29 +2,16 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from playwright.sync_api import expect
-
-from mmcurate.review.app import create_app
-from mmcurate.review.project_app import image_resolver
 
 pytestmark = pytest.mark.browser
 
 
 @pytest.fixture
-def server(review_project):
-    from werkzeug.serving import make_server
-
-    app = create_app(pairs=review_project.pairs, ledger_path=review_project.root / "labels.sqlite",
-                     round_id=1, resolve_image=image_resolver(review_project), token="t0k",
-                     reviewer="browser")
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}/?token=t0k"
-    srv.shutdown()
+def server(review_project, serve_review):
+    with serve_review(review_project, 1) as url:
+        yield url
 
 
 def test_review_with_keyboard(page, server, review_project):

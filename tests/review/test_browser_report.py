@@ -4,7 +4,6 @@ score shown once per card, the embedding model named in the plots' titles (issue
 from __future__ import annotations
 
 import re
-import threading
 
 import pandas as pd
 import pytest
@@ -12,8 +11,6 @@ import pytest
 from mmcurate.embed.model import ModelSpec
 from mmcurate.export import export_curated
 from mmcurate.project import create_project
-from mmcurate.review.app import create_app
-from mmcurate.review.project_app import image_resolver
 from mmcurate.rounds import import_labels, select_batch, train_project_head
 
 pytestmark = pytest.mark.browser
@@ -42,17 +39,10 @@ def exported(tmp_path, micro_clip_dir):
 
 
 @pytest.fixture
-def review_url(exported):
-    from werkzeug.serving import make_server
-
+def review_url(exported, serve_review):
     proj, round_id, _ = exported
-    app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=round_id,
-                     resolve_image=image_resolver(proj), token="t0k", reviewer="browser")
-    srv = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{srv.server_port}/?token=t0k"
-    srv.shutdown()
+    with serve_review(proj, round_id) as url:
+        yield url
 
 
 def test_review_page_shows_each_score_once(page, review_url, exported):
