@@ -27,6 +27,7 @@ __all__ = [
     "search",
     "set_threads",
     "stable_sample",
+    "top_k_inner_product",
 ]
 
 
@@ -239,6 +240,34 @@ def project(vectors: npt.ArrayLike, basis: npt.NDArray[np.float32], *, chunk: in
     return out
 
 
+
+def top_k_inner_product(queries: npt.NDArray[np.float32], database: npt.NDArray[np.float32], k: int,
+                        *, chunk: int = 4096) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Exact top-``k`` by inner product, ``(sims (Nq, k), rows (Nq, k))`` best first, ``k <= Nd``.
+
+    Candidates come from one BLAS product per block of ``chunk`` queries and a partial sort
+    (``np.argpartition``, SIMD in numpy >= 2) instead of faiss's heap: 2-5x faster than
+    ``faiss.knn`` on the ~1000 x 2000 blocks of :class:`ClusteredIndex` (measured; faiss's OpenMP
+    threads also stall on a loaded machine). BLAS rounding depends on how many rows a product has,
+    so the ``k + 2`` best candidates are re-scored row by row (:func:`numpy.einsum`): a query's
+    answer is then bit-identical whatever the other queries of its block.
+    """
+    n, m = len(queries), len(database)
+    wide = min(k + 2, m)
+    sims = np.empty((n, k), dtype=np.float32)
+    idx = np.empty((n, k), dtype=np.int64)
+    for s in range(0, n, chunk):
+        q = queries[s : s + chunk]
+        if wide < m:
+            part = np.argpartition(q @ database.T, m - wide, axis=1)[:, m - wide :]
+        else:
+            part = np.broadcast_to(np.arange(m), (len(q), m))
+        vals = np.einsum("nd,nkd->nk", q, database[part])
+        order = np.argsort(-vals, axis=1, kind="stable")[:, :k]
+        sims[s : s + len(q)] = np.take_along_axis(vals, order, 1)
+        idx[s : s + len(q)] = np.take_along_axis(part, order, 1)
+    return sims, idx
+
 def _is_f32c(x) -> bool:
     return isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous and x.ndim == 2
 
@@ -246,18 +275,18 @@ def _is_f32c(x) -> bool:
 class ClusteredIndex:
     """Inner-product kNN for large pools: k-means cells, blocked exact search per query group.
 
-    The database is split into ``nlist`` k-means cells (default N / ``cell_size``, so the cost
-    grows linearly with N: each query is compared with about ``nprobe · cell_size`` vectors).
-    Queries are grouped by their nearest cell c; each group is searched exactly (one BLAS matrix
-    product through ``faiss.knn``) against the union of the ``nprobe`` cells whose centroids are nearest
-    to c's (c included). This is an IVF search with probing decided per cell instead of per query, which
-    turns N small scans into ``nlist`` dense matrix products (several times faster on CPUs) at the
-    cost of recall for queries near a cell border. Results are approximate; rows are indices into
-    the database. A query's result depends only on the query, so any split of the queries into
-    shards gives the same answers (:meth:`search` is what a shard runs; instances pickle). The cells
-    are seeded with the rows of smallest :func:`stable_sample` key and fitted on its sample, so an
-    index over the same rows plus a few appended ones has nearly the same cells; :meth:`add` appends
-    rows to the fitted cells, and :meth:`save` / :meth:`load` persist an index.
+    The database is split into ``nlist`` k-means cells (default N / ``cell_size``, so the cost grows
+    linearly with N: each query is compared with about ``nprobe · cell_size`` vectors). Queries are
+    grouped by their nearest cell c; each group is searched exactly (one BLAS matrix product,
+    :func:`top_k_inner_product`) against the union of the ``nprobe`` cells whose centroids are
+    nearest to c's (c included). This is an IVF search with probing decided per cell instead of per
+    query, which turns N small scans into ``nlist`` dense matrix products (several times faster on
+    CPUs) at the cost of recall for queries near a cell border. Results are approximate; rows are
+    indices into the database. A query's result depends only on the query, so any split of the
+    queries into shards gives the same answers (:meth:`search` is what a shard runs; instances
+    pickle). The cells are seeded with the rows of smallest :func:`stable_sample` key and fitted on
+    its sample, so an index over the same rows plus a few appended ones has nearly the same cells;
+    :meth:`add` appends rows to the fitted cells, and :meth:`save` / :meth:`load` persist an index.
     """
 
     def __init__(self, database: npt.ArrayLike, *, cell_size: int = 1024, nlist: int | None = None,
@@ -359,8 +388,10 @@ class ClusteredIndex:
         return self._near[nprobe]
 
     def _assign(self, x: np.ndarray) -> np.ndarray:
-        _, a = _faiss().knn(x, self.centroids, 1, metric=_faiss().METRIC_INNER_PRODUCT)
-        return a[:, 0]
+        out = np.empty(len(x), dtype=np.int64)
+        for s in range(0, len(x), 16384):
+            out[s : s + 16384] = np.argmax(x[s : s + 16384] @ self.centroids.T, axis=1)
+        return out
 
     def search(self, queries: npt.ArrayLike, k: int, *, nprobe: int = 8, offset: int | None = None,
                exclude_self: bool = False) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
@@ -369,7 +400,6 @@ class ClusteredIndex:
         ``exclude_self``: the queries are database rows ``offset + i`` (``offset`` defaults to 0);
         each query's own row is dropped from its neighbours.
         """
-        faiss = _faiss()
         q = queries if _is_f32c(queries) else as_float32(queries)
         extra = 1 if exclude_self else 0
         sims = np.full((len(q), k + extra), -np.inf, dtype=np.float32)
@@ -386,8 +416,8 @@ class ClusteredIndex:
             kk = min(k + extra, len(cand))
             if kk == 0:
                 continue
-            s, i = faiss.knn(q[rows], self.rows(cand), kk, metric=faiss.METRIC_INNER_PRODUCT)
-            sims[rows, :kk], idx[rows, :kk] = s, np.where(i >= 0, cand[np.maximum(i, 0)], -1)
+            s, i = top_k_inner_product(q[rows], self.rows(cand), kk)
+            sims[rows, :kk], idx[rows, :kk] = s, cand[i]
         if exclude_self:
             own = (offset or 0) + np.arange(len(q))[:, None]
             sims, idx = _compact(sims, idx, idx != own, k)

@@ -5,7 +5,8 @@ domain-dependent noise, 20% swapped within the domain; float16 ``.npy`` files me
 runs, in a fresh process so peak memory is per size:
 
 - each strategy family from a fresh ranking context, so each time includes the neighbour
-  searches that family needs (above 50,000 pairs: 128-d projection + clustered search);
+  searches that family needs (above ``rank.APPROXIMATE_FROM`` = 20,000 pairs: 128-d projection +
+  clustered search; ``disagreement``: two searches, its agreements from their neighbours);
 - AUROC of ``disagreement`` and ``clip_score`` against the planted swaps (a sanity check that the
   approximate search keeps the signal);
 - a 1,000-pair batch with cluster quotas and with core-set;

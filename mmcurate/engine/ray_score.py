@@ -4,9 +4,9 @@ No process holds the whole pool in full precision. The driver fits the reduced p
 sample (:func:`mmcurate.index.fit_projection`); one Ray task per modality reads that modality's
 float16 ``.npy`` file in chunks, projects it and builds a :class:`mmcurate.index.ClusteredIndex`
 that goes to Ray's shared object store; then one task per shard of rows reads its own rows,
-searches both indexes (image→text, text→image, image→image, text→text) and returns only per-pair
-numbers: the exact cosine, the alignment features, neighbourhood agreement and (if asked) the
-density term. The driver gathers those ``O(N)`` arrays into a :class:`mmcurate.rank.RankContext`
+searches both indexes (image→text, text→image; the agreements reuse those neighbours) and returns
+only per-pair numbers: the exact cosine, the alignment features, neighbourhood agreement and (if
+asked) the density term. The driver gathers those ``O(N)`` arrays into a :class:`mmcurate.rank.RankContext`
 (copied in as each shard finishes, its object then freed) and every strategy scores as in the
 local engine (the pool-level steps, calibrator fit and percentiles, are cheap). Results equal the
 local engine's approximate path (``approximate=True``): same projection, same index, same
@@ -84,7 +84,7 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
     with ``joint_index``, ``representativeness``.
     """
     from mmcurate.index import project
-    from mmcurate.rank import _rowwise_cosine, joint_vectors
+    from mmcurate.rank import _rowwise_cosine, joint_vectors, without_own
     from mmcurate.signals import alignment, density
 
     img = _load(image_path, head, "image")[start:stop]
@@ -98,12 +98,11 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
     t2i = image_index.search(rt, k + 1, nprobe=nprobe)
     feats = alignment.alignment_features(cosine, *_global_rows(i2t, start, stop),
                                          *_global_rows(t2i, start, stop), temperature=temperature, own=own)
-    _, i2i = image_index.search(ri, k, nprobe=nprobe, exclude_self=True, offset=start)
-    _, t2t = text_index.search(rt, k, nprobe=nprobe, exclude_self=True, offset=start)
     out = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
     out["own"] = own
-    out["agree_v"] = _agreement(rt, i2i, text_index.vectors)
-    out["agree_t"] = _agreement(ri, t2t, image_index.vectors)
+    # neighbourhood agreement from the same two searches (RankContext's agreement="cross")
+    out["agree_v"] = _agreement(rt, without_own(i2t[1], k, offset=start), text_index.vectors)
+    out["agree_t"] = _agreement(ri, without_own(t2i[1], k, offset=start), image_index.vectors)
     if joint_index is not None:
         sims, idx = joint_index.search(joint_vectors(ri, rt), k, nprobe=nprobe, exclude_self=True,
                                        offset=start)

@@ -10,12 +10,13 @@ embedding space with the image and caption faiss indexes of
 space: the projection basis (:func:`mmcurate.index.fit_projection`) and the image and caption
 :class:`mmcurate.index.ClusteredIndex` the ranking built (same ``random_state``, ``nprobe``), saved
 as ``.npy`` files and memory-mapped on load. An arriving batch of M pairs is projected with the
-saved basis, added to the indexes (each row into the cell of its nearest centroid), searched
-(4 searches of M queries), its agreement terms read only the neighbour rows they need, and every
-strategy below is scored on pool + arrivals from these arrays (calibrator, committee-free
-uncertainty and percentiles exactly as in :func:`mmcurate.rank.compute_ranking`). After the batch
-is committed, its rows are appended to the state under the grown pool's fingerprint (the
-clustered indexes write only their additions; the pool's rows are not rewritten).
+saved basis, added to the indexes (each row into the cell of its nearest centroid), searched (2
+searches of M queries; the agreements reuse their neighbours), its agreement terms read only the
+neighbour rows they need, and every strategy below is scored on pool + arrivals from these arrays
+(calibrator, committee-free uncertainty and percentiles exactly as in
+:func:`mmcurate.rank.compute_ranking`). After the batch is committed, its rows are appended to the
+state under the grown pool's fingerprint (the clustered indexes write only their additions; the
+pool's rows are not rewritten).
 
 Assumptions and tolerance: a pool pair's arrays are those of the pool it was scored in (arrivals
 that would enter its neighbour lists are not propagated back), so scores differ from a full re-rank
@@ -156,39 +157,42 @@ class PoolScorer:
     # -- arrivals -------------------------------------------------------------------------------
     def arrival_arrays(self, image: np.ndarray, text: np.ndarray) -> dict[str, np.ndarray]:
         """The arrays of M arrivals ``(M, D)`` among pool + arrivals; the indexes now hold them."""
+        from mmcurate.rank import without_own
+
         if self.approximate:
             return self._arrivals_reduced(image, text)
         n = self.n_pool
         self.index.add(image, text)
-        i2t = _local(*ix.search(self.index.text, image, self.k + 1), n)
-        t2i = _local(*ix.search(self.index.image, text, self.k + 1), n)
+        i2t = ix.search(self.index.text, image, self.k + 1)
+        t2i = ix.search(self.index.image, text, self.k + 1)
         cosine = _rowwise(image, text)
-        feats = alignment.alignment_features(cosine, *i2t, *t2i, temperature=self.temperature)
+        feats = alignment.alignment_features(cosine, *_local(*i2t, n), *_local(*t2i, n),
+                                             temperature=self.temperature)
         arrays = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
-        i2i = _without_own(*ix.search(self.index.image, image, self.k + 1), self.k, n)[1]
-        t2t = _without_own(*ix.search(self.index.text, text, self.k + 1), self.k, n)[1]
-        arrays["agree_v"] = _agreement(text, i2i, lambda rows: self.text[rows], n)
-        arrays["agree_t"] = _agreement(image, t2t, lambda rows: self.image[rows], n)
+        arrays["agree_v"] = _agreement(text, without_own(i2t[1], self.k, offset=n),
+                                       lambda rows: self.text[rows], n)
+        arrays["agree_t"] = _agreement(image, without_own(t2i[1], self.k, offset=n),
+                                       lambda rows: self.image[rows], n)
         self._pending = arrays
         self._pending_vectors = (image, text)
         return arrays
 
     def _arrivals_reduced(self, image: np.ndarray, text: np.ndarray) -> dict[str, np.ndarray]:
         """Arrivals projected with the pool's basis, added to and searched in its clustered indexes."""
+        from mmcurate.rank import without_own
+
         n, k, nprobe = self.n_pool, self.k, self.nprobe
         ri, rt = ix.project(image, self.basis), ix.project(text, self.basis)
         images, texts = self.spaces["image"], self.spaces["text"]
         images.add(ri)
         texts.add(rt)
-        i2t = _local(*texts.search(ri, k + 1, nprobe=nprobe), n)
-        t2i = _local(*images.search(rt, k + 1, nprobe=nprobe), n)
-        feats = alignment.alignment_features(_rowwise(image, text), *i2t, *t2i,
+        i2t = texts.search(ri, k + 1, nprobe=nprobe)
+        t2i = images.search(rt, k + 1, nprobe=nprobe)
+        feats = alignment.alignment_features(_rowwise(image, text), *_local(*i2t, n), *_local(*t2i, n),
                                              temperature=self.temperature, own=_rowwise(ri, rt))
         arrays = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
-        _, i2i = images.search(ri, k, nprobe=nprobe, exclude_self=True, offset=n)
-        _, t2t = texts.search(rt, k, nprobe=nprobe, exclude_self=True, offset=n)
-        arrays["agree_v"] = _agreement(rt, i2i, texts.rows, n)
-        arrays["agree_t"] = _agreement(ri, t2t, images.rows, n)
+        arrays["agree_v"] = _agreement(rt, without_own(i2t[1], k, offset=n), texts.rows, n)
+        arrays["agree_t"] = _agreement(ri, without_own(t2i[1], k, offset=n), images.rows, n)
         self._pending = arrays
         return arrays
 
@@ -279,13 +283,6 @@ def _local(sims: np.ndarray, idx: np.ndarray, n_pool: int) -> tuple[np.ndarray, 
     (the own-pair tests compare a neighbour's row with the query's)."""
     m = len(idx)
     return sims, np.where(idx < 0, -1, np.where(idx >= n_pool, idx - n_pool, idx + m))
-
-
-def _without_own(sims, idx, k: int, offset: int) -> tuple[np.ndarray, np.ndarray]:
-    """Drop each query's own row (``offset + i``) and keep ``k`` neighbours."""
-    own = offset + np.arange(len(idx))[:, None]
-    order = np.argsort(idx == own, axis=1, kind="stable")
-    return np.take_along_axis(sims, order, 1)[:, :k], np.take_along_axis(idx, order, 1)[:, :k]
 
 
 def _agreement(own: np.ndarray, neighbours: np.ndarray, take: Callable[[np.ndarray], Any],
