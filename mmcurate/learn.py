@@ -183,17 +183,17 @@ def validate_model(held_out_logits: npt.ArrayLike, prior_logits: npt.ArrayLike, 
         return Validation(False, "the labels hold only one class: nothing to validate against", **base)
     if new < prior - tolerance:
         return Validation(False, f"held-out AUROC {new:.4f} below the zero-label prior's {prior:.4f}", **base)
-    margin = z * paired_auroc_se(held, prior_l, y, w) if z > 0 else 0.0
-    if new - prior <= margin and not (previous_logits is not None and recent is not None):
-        return Validation(False, f"held-out AUROC {new:.4f} does not beat the zero-label prior's {prior:.4f} "
-                                 f"by more than {z:g} standard error ({margin:.4f}): the prior stays", **base)
-    if previous_logits is None or recent is None:
+    if previous_logits is None or recent is None:  # a first model must beat the prior
+        margin = z * paired_auroc_se(held, prior_l, y, w) if z > 0 else 0.0
+        if new - prior <= margin:
+            by = f" by more than {z:g} standard errors ({margin:.4f})" if z > 0 else ""
+            return Validation(False, f"held-out AUROC {new:.4f} does not beat the zero-label prior's "
+                                     f"{prior:.4f}{by}: the prior stays", **base)
         return Validation(True, f"held-out AUROC {new:.4f} vs prior {prior:.4f}", **base)
     mask = np.asarray(recent, bool)
     if not mask.any():
         return Validation(False, "no labels since the model in use was fitted", **base)
-    held = np.asarray(held_out_logits, np.float64)[mask]
-    new_r = _weighted(held, y[mask], w[mask])
+    new_r = _weighted(held[mask], y[mask], w[mask])
     prev_r = _weighted(np.asarray(previous_logits, np.float64)[mask], y[mask], w[mask])
     recent_info: dict[str, Any] = {"n_recent": int(mask.sum()), "auroc_new_recent": new_r,
                                    "auroc_previous_recent": prev_r}

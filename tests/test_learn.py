@@ -178,3 +178,20 @@ def test_a_head_is_used_only_when_its_leak_free_model_wins(shifted):
     assert metrics["cv_auroc"] > metrics["cv_auroc_identity"]
     assert metrics["auroc_with_head"] < metrics["auroc_without_head"]
     assert metrics["use_head"] is False and metrics["head"].startswith("not used")
+
+
+def test_a_first_model_must_beat_the_prior_strictly_or_by_z_standard_errors():
+    rng = np.random.default_rng(0)
+    y = np.r_[np.ones(80, int), np.zeros(20, int)]
+    perfect = np.where(y == 1, 2.0, -2.0) + 0.1 * rng.random(100)
+    tie = learn.validate_model(perfect, perfect + 0.01, y)  # both rank every label right
+    assert not tie.accepted and "the prior stays" in tie.reason
+    prior = perfect + rng.normal(0, 2.0, 100)  # the prior errs; the new model does not
+    win = learn.validate_model(perfect, prior, y)
+    assert win.accepted
+    se = learn.paired_auroc_se(perfect, prior, y)
+    assert 0 < se < 0.1
+    gain = win.auroc_new - win.auroc_prior
+    assert learn.validate_model(perfect, prior, y, z=0.5 * gain / se).accepted
+    refused = learn.validate_model(perfect, prior, y, z=2 * gain / se)
+    assert not refused.accepted and "standard errors" in refused.reason

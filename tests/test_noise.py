@@ -80,32 +80,24 @@ def test_no_duplicated_caption_and_exact_count(kind, rate, seed):
         assert (cats[src] == cats).all()
 
 
-def test_category_with_one_chosen_row():
-    """A category holding one chosen pair cannot permute within itself: the draw is repaired."""
+@pytest.mark.parametrize(("n_cats", "size", "rate", "n_seeds", "expected", "no_lone"), [
     # three categories of three pairs, three chosen: (1, 1, 1) and (2, 1, 0) draws are repaired
     # into (0, 3, 0)-like ones, keeping the count and the categories
-    cats = np.repeat(np.arange(3), 3)
-    for seed in range(30):
-        src, noisy = inject_noise(9, rate=1 / 3, kind="same_category", categories=cats,
-                                  random_state=seed)
-        _check_permutation(src, noisy, 9)
-        assert (cats[src] == cats).all() and noisy.sum() == 3
-        assert not (np.bincount(cats[noisy], minlength=3) == 1).any()
+    (3, 3, 1 / 3, 30, 3, True),
     # categories of two pairs and an odd count: no repair keeps it, one more pair is swapped
-    cats = np.repeat(np.arange(4), 2)
-    for seed in range(10):
-        src, noisy = inject_noise(8, rate=3 / 8, kind="same_category", categories=cats,
-                                  random_state=seed)
-        _check_permutation(src, noisy, 8)
-        assert (cats[src] == cats).all() and noisy.sum() == 4
+    (4, 2, 3 / 8, 10, 4, False),
     # two lone categories trade a row: the count stays exact
-    cats = np.repeat(np.arange(10), 10)
-    for seed in range(20):
-        src, noisy = inject_noise(100, rate=0.12, kind="same_category", categories=cats,
-                                  random_state=seed)
-        _check_permutation(src, noisy, 100)
-        assert (cats[src] == cats).all() and noisy.sum() == 12
-        assert not (np.bincount(cats[noisy], minlength=10) == 1).any()
+    (10, 10, 0.12, 20, 12, True),
+])
+def test_category_with_one_chosen_row(n_cats, size, rate, n_seeds, expected, no_lone):
+    """A category holding one chosen pair cannot permute within itself: the draw is repaired."""
+    cats = np.repeat(np.arange(n_cats), size)
+    n = len(cats)
+    for seed in range(n_seeds):
+        src, noisy = inject_noise(n, rate=rate, kind="same_category", categories=cats, random_state=seed)
+        _check_permutation(src, noisy, n)
+        assert (cats[src] == cats).all() and noisy.sum() == expected
+        assert not no_lone or not (np.bincount(cats[noisy], minlength=n_cats) == 1).any()
 
 
 def test_single_member_categories_swap_among_themselves():
