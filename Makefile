@@ -37,6 +37,7 @@ demo: setup system-demo
 
 lint: setup
 	$(VENV)/bin/ruff check mmcurate tests scripts
+	$(VENV)/bin/mypy mmcurate
 
 test: setup system-test lint
 	$(VENV)/bin/python -m pytest -q

@@ -9,6 +9,8 @@ Assumptions: vectors are L2-normalised, so inner product equals cosine similarit
 
 from __future__ import annotations
 
+from typing import Any, TypeGuard
+
 import numpy as np
 import numpy.typing as npt
 
@@ -86,6 +88,7 @@ def knn(
     >>> idx[:, 0].tolist()
     [0, 1, 2]
     """
+    database = np.asarray(database)
     n_db = len(database)
     extra = 1 if exclude_self else 0
     k_eff = min(k + extra, n_db)
@@ -141,8 +144,9 @@ def build_index(vectors: npt.ArrayLike, *, kind: str = "auto", random_state: int
     seeded sample, ``nprobe`` 8), or ``auto`` (flat up to ``EXACT_MAX`` vectors, IVF above).
     """
     faiss = _faiss()
+    vectors = np.asarray(vectors)  # a memory map stays one (a view, nothing read)
     n = len(vectors)
-    dim = int(np.asarray(vectors[:1]).shape[1])
+    dim = int(vectors.shape[1])
     if kind == "auto":
         kind = "flat" if n <= EXACT_MAX else "ivf"
     if kind == "flat":
@@ -164,6 +168,7 @@ def build_index(vectors: npt.ArrayLike, *, kind: str = "auto", random_state: int
 def search(index, queries: npt.ArrayLike, k: int, *, batch_size: int = 16384
            ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Batched ``index.search``: ``(sims (N, k), indices (N, k))``, best first, -1 where missing."""
+    queries = np.asarray(queries)
     n = len(queries)
     sims = np.empty((n, k), dtype=np.float32)
     idx = np.empty((n, k), dtype=np.int64)
@@ -215,11 +220,13 @@ def fit_projection(*samples: npt.ArrayLike, dim: int = 64, n_sample: int = 50_00
     both modalities at once gives one basis for image→text and text→image queries. The sample is
     :func:`stable_sample`'s, so appending a few rows changes the basis only slightly.
     """
-    gram = None
-    for arr in samples:  # one modality's sample at a time, its pages released block by block
+    gram: npt.NDArray[np.float64] | None = None
+    for arr in map(np.asarray, samples):  # one modality at a time, pages released block by block
         x = take_rows(arr, stable_sample(len(arr), n_sample, random_state=random_state))
         gram = (x.T @ x).astype(np.float64) + (0.0 if gram is None else gram)
         del x
+    if gram is None:
+        raise ValueError("fit_projection needs at least one array of vectors")
     if dim >= gram.shape[1]:
         return np.eye(gram.shape[1], dtype=np.float32)
     _, vecs = np.linalg.eigh(gram)  # ascending eigenvalues
@@ -232,6 +239,7 @@ def project(vectors: npt.ArrayLike, basis: npt.NDArray[np.float32], *, chunk: in
 
     An identity basis (nothing to reduce) returns a float32 copy without the product.
     """
+    vectors = np.asarray(vectors)
     n = len(vectors)
     identity = basis.shape[0] == basis.shape[1] and np.array_equal(basis, np.eye(len(basis)))
     out = np.empty((n, basis.shape[1]), dtype=np.float32)
@@ -268,7 +276,7 @@ def top_k_inner_product(queries: npt.NDArray[np.float32], database: npt.NDArray[
         idx[s : s + len(q)] = np.take_along_axis(part, order, 1)
     return sims, idx
 
-def _is_f32c(x) -> bool:
+def _is_f32c(x: object) -> TypeGuard[npt.NDArray[np.float32]]:
     return isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous and x.ndim == 2
 
 
@@ -292,8 +300,7 @@ class ClusteredIndex:
     def __init__(self, database: npt.ArrayLike, *, cell_size: int = 1024, nlist: int | None = None,
                  n_iter: int = 10, random_state: int = 0) -> None:
         faiss = _faiss()
-        arr = database
-        self.vectors = arr if _is_f32c(arr) else as_float32(arr)
+        self.vectors: npt.NDArray[Any] = database if _is_f32c(database) else as_float32(database)
         n, dim = self.vectors.shape
         self.nlist = int(min(nlist or max(1, round(n / cell_size)), n))
         keys = _sample_keys(n, random_state)

@@ -182,19 +182,19 @@ class RankContext:
         return result
 
     @property
-    def i2t(self):
+    def i2t(self) -> tuple[np.ndarray, np.ndarray]:
         return self.neighbours("image", "text", self.k + 1)
 
     @property
-    def t2i(self):
+    def t2i(self) -> tuple[np.ndarray, np.ndarray]:
         return self.neighbours("text", "image", self.k + 1)
 
     @property
-    def i2i(self):
+    def i2i(self) -> tuple[np.ndarray, np.ndarray]:
         return self.neighbours("image", "image", self.k, exclude_self=True)
 
     @property
-    def t2t(self):
+    def t2t(self) -> tuple[np.ndarray, np.ndarray]:
         return self.neighbours("text", "text", self.k, exclude_self=True)
 
     @cached_property
@@ -319,6 +319,7 @@ def compute_ranking(
     >>> df.columns.tolist()[:3]
     ['score', 'margin', 'clip_score']
     """
+    image_embeddings, text_embeddings = np.asarray(image_embeddings), np.asarray(text_embeddings)
     if len(image_embeddings) != len(text_embeddings):
         raise ValueError(f"image and text embeddings differ in length: {len(image_embeddings)} "
                          f"vs {len(text_embeddings)}")

@@ -182,6 +182,8 @@ class PoolScorer:
         from mmcurate.rank import without_own
 
         n, k, nprobe = self.n_pool, self.k, self.nprobe
+        if self.basis is None:
+            raise RuntimeError("the pool was scored without a reduced space; no basis to project with")
         ri, rt = ix.project(image, self.basis), ix.project(text, self.basis)
         images, texts = self.spaces["image"], self.spaces["text"]
         images.add(ri)
@@ -217,7 +219,9 @@ class PoolScorer:
         rows = np.empty((self.n_pool + len(image), 0), np.float32)  # no vectors: all provided
         ctx = RankContext(rows, rows, indices_labeled=indices_labeled, labels=labels, k=self.k,
                           random_state=random_state, temperature=self.temperature, approximate=False)
-        feats = alignment.AlignmentFeatures(*(both[f] for f in alignment.FEATURE_NAMES), k=self.k)
+        feats = alignment.AlignmentFeatures(
+            cosine=both["cosine"], z_i2t=both["z_i2t"], z_t2i=both["z_t2i"], logp_i2t=both["logp_i2t"],
+            logp_t2i=both["logp_t2i"], rank_i2t=both["rank_i2t"], rank_t2i=both["rank_t2i"], k=self.k)
         ctx.provide(features=feats, cosine=both["cosine"], agree_v=both["agree_v"],
                     agree_t=both["agree_t"])
         table = compute_from_context(ctx, [name], options={name: options} if options else None)
