@@ -25,6 +25,7 @@ __all__ = [
     "knn",
     "load_index",
     "project",
+    "rescore",
     "save_index",
     "search",
     "set_threads",
@@ -275,6 +276,42 @@ def top_k_inner_product(queries: npt.NDArray[np.float32], database: npt.NDArray[
         sims[s : s + len(q)] = np.take_along_axis(vals, order, 1)
         idx[s : s + len(q)] = np.take_along_axis(part, order, 1)
     return sims, idx
+
+def rescore(queries: npt.ArrayLike, database, idx: npt.NDArray[np.int64], *, chunk: int = 2048
+            ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """Exact inner products of each query with its candidate rows ``idx`` (-1: none), best first.
+
+    The second stage of a reduced-space search: candidates found with projected vectors are scored
+    again with the full vectors, so the similarities a ranking compares (a pair's own cosine
+    against its alternatives') are exact; only *which* alternatives were found is approximate.
+    ``queries`` ``(N, D)`` is aligned with ``idx`` ``(N, k)``; ``database`` is an array (float16
+    memory maps are fine: only the candidate rows are read) or a callable ``rows -> (len(rows), D)``.
+    Missing candidates get ``-inf`` and stay last.
+
+    Examples
+    --------
+    >>> db = np.eye(3, dtype=np.float32)
+    >>> sims, idx = rescore(db[[0]], db, np.array([[2, 0, -1]]))
+    >>> idx.tolist(), sims[0, :2].tolist()
+    ([[0, 2, -1]], [1.0, 0.0])
+    """
+    queries = np.asarray(queries)
+    take = database if callable(database) else database.__getitem__
+    n, k = idx.shape
+    sims = np.empty((n, k), dtype=np.float32)
+    out = np.empty((n, k), dtype=np.int64)
+    for s in range(0, n, chunk):
+        cand = idx[s : s + chunk]
+        valid = cand >= 0
+        rows = np.asarray(take(np.where(valid, cand, 0).ravel()), dtype=np.float32)
+        q = np.asarray(queries[s : s + len(cand)], dtype=np.float32)
+        vals = np.matmul(rows.reshape(len(cand), k, -1), q[:, :, None])[:, :, 0]
+        vals = np.where(valid, vals, -np.inf).astype(np.float32)
+        order = np.argsort(-vals, axis=1, kind="stable")
+        sims[s : s + len(cand)] = np.take_along_axis(vals, order, 1)
+        out[s : s + len(cand)] = np.take_along_axis(cand, order, 1)
+    return sims, out
+
 
 def _is_f32c(x: object) -> TypeGuard[npt.NDArray[np.float32]]:
     return isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous and x.ndim == 2

@@ -144,18 +144,26 @@ class RankContext:
     def joint_space(self) -> np.ndarray:
         return joint_vectors(self.image_space, self.text_space)
 
-    @cached_property
+    @property
     def own(self) -> np.ndarray:
-        """Each pair's own similarity in the neighbour space (= ``cosine`` when exact)."""
-        return _rowwise_cosine(self.image_space, self.text_space) if self.approximate else self.cosine
+        """Each pair's own similarity, compared with its alternatives' (= ``cosine``: both exact)."""
+        return self.cosine
 
-    def _knn(self, queries, database: str, k: int, *, exclude_self: bool = False):
+    def _full(self, name: str):
+        return {"image": self.image, "text": self.text}.get(name)
+
+    def _knn(self, query: str, database: str, k: int, *, exclude_self: bool = False):
+        queries = self._space(query)
         if not self.approximate:
             return ix.knn(queries, self._space(database), k, exclude_self=exclude_self)
         index = self._index(database)
         if self.searcher is not None:
-            return self.searcher(index, queries, k, exclude_self=exclude_self)
-        return index.search(queries, k, nprobe=self.nprobe, exclude_self=exclude_self)
+            sims, idx = self.searcher(index, queries, k, exclude_self=exclude_self)
+        else:
+            sims, idx = index.search(queries, k, nprobe=self.nprobe, exclude_self=exclude_self)
+        if database == "joint":  # density's similarities stay in the reduced space
+            return sims, idx
+        return ix.rescore(self._full(query), self._full(database), idx)
 
     def _index(self, database: str) -> ix.ClusteredIndex:
         if database not in self._indexes:
@@ -176,7 +184,7 @@ class RankContext:
         if wider:
             sims, idx = self._searches[min(wider, key=lambda key: key[3])]
             return sims[:, :k], idx[:, :k]
-        result = self._knn(self._space(query), database, k, exclude_self=exclude_self)
+        result = self._knn(query, database, k, exclude_self=exclude_self)
         self._searches[(*kind, k)] = result
         self.search_counts[(*kind, k)] = self.search_counts.get((*kind, k), 0) + 1
         return result
@@ -253,12 +261,12 @@ class RankContext:
     @cached_property
     def agree_v(self) -> np.ndarray:
         neighbours = self.i2i[1] if self.agreement == "same" else without_own(self.i2t[1], self.k)
-        return crossmodal.neighbourhood_agreement(self.image_space, neighbours, self.text_space)
+        return crossmodal.neighbourhood_agreement(self.image, neighbours, self.text)
 
     @cached_property
     def agree_t(self) -> np.ndarray:
         neighbours = self.t2t[1] if self.agreement == "same" else without_own(self.t2i[1], self.k)
-        return crossmodal.neighbourhood_agreement(self.text_space, neighbours, self.image_space)
+        return crossmodal.neighbourhood_agreement(self.text, neighbours, self.image)
 
     @cached_property
     def representativeness(self) -> np.ndarray:

@@ -79,30 +79,32 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
                 joint_index=None, labeled_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-pair numbers for rows ``start:stop`` (what one Ray task computes; plain function).
 
-    Returns ``cosine``, ``own``, the seven alignment features' inputs as an
+    Returns ``cosine``, the seven alignment features' inputs as an
     :class:`~mmcurate.signals.alignment.AlignmentFeatures` field dict, ``agree_v``, ``agree_t`` and,
-    with ``joint_index``, ``representativeness``.
+    with ``joint_index``, ``representativeness``. As in :class:`mmcurate.rank.RankContext`,
+    neighbours found in the reduced space are re-scored with the full vectors
+    (:func:`mmcurate.index.rescore`), and the agreements are computed with the full vectors.
     """
-    from mmcurate.index import project
+    from mmcurate.index import project, rescore
     from mmcurate.rank import _rowwise_cosine, joint_vectors, without_own
-    from mmcurate.signals import alignment, density
+    from mmcurate.signals import alignment, crossmodal, density
 
-    img = _load(image_path, head, "image")[start:stop]
-    txt = _load(text_path, head, "text")[start:stop]
-    img = np.asarray(img, np.float32)
-    txt = np.asarray(txt, np.float32)
+    full_img, full_txt = _load(image_path, head, "image"), _load(text_path, head, "text")
+    img = np.asarray(full_img[start:stop], np.float32)
+    txt = np.asarray(full_txt[start:stop], np.float32)
     cosine = _rowwise_cosine(img, txt)
     ri, rt = project(img, basis), project(txt, basis)
-    own = _rowwise_cosine(ri, rt)
-    i2t = text_index.search(ri, k + 1, nprobe=nprobe)
-    t2i = image_index.search(rt, k + 1, nprobe=nprobe)
+    i2t = rescore(img, full_txt, text_index.search(ri, k + 1, nprobe=nprobe)[1])
+    t2i = rescore(txt, full_img, image_index.search(rt, k + 1, nprobe=nprobe)[1])
     feats = alignment.alignment_features(cosine, *_global_rows(i2t, start, stop),
-                                         *_global_rows(t2i, start, stop), temperature=temperature, own=own)
+                                         *_global_rows(t2i, start, stop), temperature=temperature,
+                                         own=cosine)
     out = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
-    out["own"] = own
     # neighbourhood agreement from the same two searches (RankContext's agreement="cross")
-    out["agree_v"] = _agreement(rt, without_own(i2t[1], k, offset=start), text_index.vectors)
-    out["agree_t"] = _agreement(ri, without_own(t2i[1], k, offset=start), image_index.vectors)
+    out["agree_v"] = crossmodal.neighbourhood_agreement(
+        txt, without_own(i2t[1], k, offset=start), full_txt, own=txt)
+    out["agree_t"] = crossmodal.neighbourhood_agreement(
+        img, without_own(t2i[1], k, offset=start), full_img, own=img)
     if joint_index is not None:
         sims, idx = joint_index.search(joint_vectors(ri, rt), k, nprobe=nprobe, exclude_self=True,
                                        offset=start)
@@ -117,14 +119,6 @@ def _global_rows(result, start: int, stop: int):
     sims, idx = result
     own = idx == np.arange(start, stop)[:, None]
     return sims, np.where(own, -1, np.where(idx >= 0, idx + (stop - start), -1))
-
-
-def _agreement(own_other: np.ndarray, neighbours: np.ndarray, other_all: np.ndarray) -> np.ndarray:
-    """Mean similarity of the pair's other-modality vector to its neighbours' (shard rows)."""
-    valid = neighbours >= 0
-    neigh = other_all[np.where(valid, neighbours, 0)]
-    sims = np.einsum("nd,nkd->nk", own_other, neigh)
-    return np.where(valid, sims, 0).sum(1) / np.maximum(valid.sum(1), 1)
 
 
 def _shards(n: int, n_shards: int) -> list[tuple[int, int]]:
@@ -212,7 +206,7 @@ def rank_with_ray(
                       calibrator=calibrator)
     feats = alignment.AlignmentFeatures(**{name: stats[name] for name in alignment.FEATURE_NAMES},
                                         k=k + 1)
-    ctx.provide(cosine=stats["cosine"], own=stats["own"], features=feats, agree_v=stats["agree_v"],
+    ctx.provide(cosine=stats["cosine"], features=feats, agree_v=stats["agree_v"],
                 agree_t=stats["agree_t"],
                 **({"representativeness": stats["representativeness"]} if joint_index is not None else {}))
     return compute_from_context(ctx, strategies, options=options)

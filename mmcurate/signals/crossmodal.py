@@ -37,24 +37,37 @@ def _pct(x: np.ndarray) -> np.ndarray:
     return (_rankdata(np.asarray(x, np.float64)) - 0.5) / max(len(x), 1)
 
 
-def neighbourhood_agreement(vectors: np.ndarray, neighbour_idx: np.ndarray, other: np.ndarray,
-                            *, chunk: int = 16384) -> npt.NDArray[np.float64]:
-    """Mean cosine between ``other[i]`` and ``other[j]`` for j in ``neighbour_idx[i]``.
+def neighbourhood_agreement(vectors: np.ndarray, neighbour_idx: np.ndarray, other,
+                            *, own: npt.ArrayLike | None = None, chunk: int = 16384
+                            ) -> npt.NDArray[np.float64]:
+    """Mean cosine between ``other[i]`` and ``other[j]`` for j in ``neighbour_idx[i]`` (-1: none).
 
     E.g. ``other`` = caption vectors and ``neighbour_idx`` = each image's visual neighbours:
     how much the pair's caption agrees with the captions of similar images. ``vectors`` is unused
     except for its length N (kept for a uniform signature); ``other`` may hold more rows than N
-    (rows past N are only neighbours).
+    (rows past N are only neighbours) and may be a callable ``rows -> vectors`` (only the rows
+    needed are read). ``own``: the vectors compared with the neighbours' when they are not
+    ``other[:N]`` (a shard of a pool, or arrivals).
+
+    Examples
+    --------
+    >>> other = np.array([[1, 0], [1, 0], [0, 1]], np.float32)
+    >>> neighbourhood_agreement(other, np.array([[1], [2], [-1]]), other).tolist()
+    [1.0, 0.0, 0.0]
     """
+    if own is None and callable(other):
+        raise ValueError("neighbourhood_agreement: pass own= with a callable other")
+    take = other if callable(other) else other.__getitem__
+    mine = other if own is None else np.asarray(own)
     n = len(vectors)
     out = np.empty(n, dtype=np.float64)
     for s in range(0, n, chunk):
         idx = neighbour_idx[s : min(s + chunk, n)]
-        own = np.asarray(other[s : min(s + chunk, n)], dtype=np.float32)
+        own_rows = np.asarray(mine[s : min(s + chunk, n)], dtype=np.float32)
         valid = idx >= 0
-        neigh = np.asarray(other[np.where(valid, idx, 0).ravel()], dtype=np.float32).reshape(
+        neigh = np.asarray(take(np.where(valid, idx, 0).ravel()), dtype=np.float32).reshape(
             idx.shape[0], idx.shape[1], -1)
-        sims = np.einsum("nd,nkd->nk", own, neigh)
+        sims = np.matmul(neigh, own_rows[:, :, None])[:, :, 0]
         out[s : s + chunk] = np.where(valid, sims, 0).sum(1) / np.maximum(valid.sum(1), 1)
     return out
 

@@ -92,6 +92,9 @@ class PoolScorer:
                  context: RankContext | None = None) -> None:
         self.folder = Path(folder)
         self.image, self.text = image_embeddings, text_embeddings
+        dim = int(np.shape(image_embeddings)[1])
+        self._committed = {side: np.empty((0, dim), np.float32) for side in ("image", "text")}
+        """Vectors of the arrivals committed since this scorer was made (rows after the pool's)."""
         self.n_pool = len(image_embeddings)
         self.k = int(min(k, max(self.n_pool - 1, 1)))
         self.temperature = temperature
@@ -157,46 +160,62 @@ class PoolScorer:
     # -- arrivals -------------------------------------------------------------------------------
     def arrival_arrays(self, image: np.ndarray, text: np.ndarray) -> dict[str, np.ndarray]:
         """The arrays of M arrivals ``(M, D)`` among pool + arrivals; the indexes now hold them."""
-        from mmcurate.rank import without_own
-
         if self.approximate:
             return self._arrivals_reduced(image, text)
-        n = self.n_pool
         self.index.add(image, text)
         i2t = ix.search(self.index.text, image, self.k + 1)
         t2i = ix.search(self.index.image, text, self.k + 1)
+        return self._arrival_features(image, text, i2t, t2i)
+
+    def _rows(self, side: str, arrivals: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """``rows -> vectors`` of pool rows, then committed arrivals, then ``arrivals`` (reading only
+        the pool rows asked for)."""
+        base = self.image if side == "image" else self.text
+        extra = np.concatenate([self._committed[side], np.asarray(arrivals, np.float32)])
+        n_base = len(base)
+
+        def take(rows: np.ndarray) -> np.ndarray:
+            rows = np.asarray(rows, np.int64)
+            out = np.empty((len(rows), extra.shape[1]), np.float32)
+            old = rows < n_base
+            out[old] = base[rows[old]]
+            out[~old] = extra[rows[~old] - n_base]
+            return out
+
+        return take
+
+    def _arrival_features(self, image: np.ndarray, text: np.ndarray, found_i2t: tuple[np.ndarray, np.ndarray],
+                          found_t2i: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+        """Features and agreements of the arrivals from their candidate neighbours, re-scored with
+        the full vectors (as :class:`mmcurate.rank.RankContext` does)."""
+        from mmcurate.rank import without_own
+
+        n, k = self.n_pool, self.k
+        texts, images = self._rows("text", text), self._rows("image", image)
+        i2t, t2i = ix.rescore(image, texts, found_i2t[1]), ix.rescore(text, images, found_t2i[1])
         cosine = _rowwise(image, text)
         feats = alignment.alignment_features(cosine, *_local(*i2t, n), *_local(*t2i, n),
-                                             temperature=self.temperature)
+                                             temperature=self.temperature, own=cosine)
         arrays = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
-        arrays["agree_v"] = _agreement(text, without_own(i2t[1], self.k, offset=n),
-                                       lambda rows: self.text[rows], n)
-        arrays["agree_t"] = _agreement(image, without_own(t2i[1], self.k, offset=n),
-                                       lambda rows: self.image[rows], n)
+        arrays["agree_v"] = crossmodal.neighbourhood_agreement(
+            text, without_own(i2t[1], k, offset=n), texts, own=text)
+        arrays["agree_t"] = crossmodal.neighbourhood_agreement(
+            image, without_own(t2i[1], k, offset=n), images, own=image)
         self._pending = arrays
         self._pending_vectors = (image, text)
         return arrays
 
     def _arrivals_reduced(self, image: np.ndarray, text: np.ndarray) -> dict[str, np.ndarray]:
         """Arrivals projected with the pool's basis, added to and searched in its clustered indexes."""
-        from mmcurate.rank import without_own
-
-        n, k, nprobe = self.n_pool, self.k, self.nprobe
         if self.basis is None:
             raise RuntimeError("the pool was scored without a reduced space; no basis to project with")
         ri, rt = ix.project(image, self.basis), ix.project(text, self.basis)
         images, texts = self.spaces["image"], self.spaces["text"]
         images.add(ri)
         texts.add(rt)
-        i2t = texts.search(ri, k + 1, nprobe=nprobe)
-        t2i = images.search(rt, k + 1, nprobe=nprobe)
-        feats = alignment.alignment_features(_rowwise(image, text), *_local(*i2t, n), *_local(*t2i, n),
-                                             temperature=self.temperature, own=_rowwise(ri, rt))
-        arrays = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
-        arrays["agree_v"] = _agreement(rt, without_own(i2t[1], k, offset=n), texts.rows, n)
-        arrays["agree_t"] = _agreement(ri, without_own(t2i[1], k, offset=n), images.rows, n)
-        self._pending = arrays
-        return arrays
+        i2t = texts.search(ri, self.k + 1, nprobe=self.nprobe)
+        t2i = images.search(rt, self.k + 1, nprobe=self.nprobe)
+        return self._arrival_features(image, text, i2t, t2i)
 
     def score(self, image: np.ndarray, text: np.ndarray, *, strategy: str,
               indices_labeled=None, labels=None, random_state: int = 0,
@@ -234,12 +253,10 @@ class PoolScorer:
         self.arrays = {key: np.concatenate([self.arrays[key], self._pending[key]]) for key in _ARRAYS}
         self.n_pool = len(self.arrays["cosine"])
         self.fingerprint = fingerprint
-        if not self.approximate:  # small pools: the grown pool's rows stay at hand for the next batch
+        if not self.approximate:
             self.index.save(fingerprint)
-            self.image = np.concatenate([np.asarray(self.image, np.float32),
-                                         np.asarray(self._pending_vectors[0], np.float32)])
-            self.text = np.concatenate([np.asarray(self.text, np.float32),
-                                        np.asarray(self._pending_vectors[1], np.float32)])
+        for side, vectors in zip(("image", "text"), self._pending_vectors):  # rows for the next batch
+            self._committed[side] = np.concatenate([self._committed[side], np.asarray(vectors, np.float32)])
         self._save(self.arrays)
         self._pending = None
 
@@ -287,15 +304,3 @@ def _local(sims: np.ndarray, idx: np.ndarray, n_pool: int) -> tuple[np.ndarray, 
     (the own-pair tests compare a neighbour's row with the query's)."""
     m = len(idx)
     return sims, np.where(idx < 0, -1, np.where(idx >= n_pool, idx - n_pool, idx + m))
-
-
-def _agreement(own: np.ndarray, neighbours: np.ndarray, take: Callable[[np.ndarray], Any],
-               n_pool: int) -> np.ndarray:
-    """:func:`crossmodal.neighbourhood_agreement` of arrivals, reading only the pool rows needed
-    (``take(rows)`` returns the other modality's vectors of those pool rows)."""
-    needed = np.unique(neighbours[(neighbours >= 0) & (neighbours < n_pool)])
-    other = np.concatenate([np.asarray(own, np.float32), np.asarray(take(needed), np.float32)])
-    where = np.searchsorted(needed, neighbours)  # pool row -> its place after the arrivals
-    local = np.where(neighbours < 0, -1, np.where(neighbours >= n_pool, neighbours - n_pool,
-                                                  len(own) + where))
-    return crossmodal.neighbourhood_agreement(own, local, other)
