@@ -25,6 +25,7 @@ __all__ = [
     "knn",
     "load_index",
     "project",
+    "rowwise_cosine",
     "save_index",
     "search",
     "set_threads",
@@ -245,6 +246,25 @@ def project(vectors: npt.ArrayLike, basis: npt.NDArray[np.float32], *, chunk: in
     out = np.empty((n, basis.shape[1]), dtype=np.float32)
     for s, x in iter_chunks(vectors, chunk):
         out[s : s + len(x)] = x if identity else x @ basis
+    return out
+
+
+def rowwise_cosine(a: npt.ArrayLike, b: npt.ArrayLike, *, chunk: int = 65536) -> npt.NDArray[np.float64]:
+    """Cosine of each row of ``a`` with the same row of ``b`` (L2-normalised ``(N, D)`` each, float16
+    memory maps fine; read in float32 chunks): ``(N,)`` float64, ``sum_d a[i, d] * b[i, d]``.
+
+    Examples
+    --------
+    >>> rowwise_cosine(np.eye(2), np.array([[1.0, 0.0], [1.0, 0.0]])).tolist()
+    [1.0, 0.0]
+    """
+    a, b = np.asarray(a), np.asarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape (row i of each is one pair); got {a.shape} "
+                         f"and {b.shape}")
+    out = np.empty(len(a), dtype=np.float64)
+    for (s, x), (_, y) in zip(iter_chunks(a, chunk), iter_chunks(b, chunk)):
+        out[s : s + len(x)] = (x * y).sum(1)
     return out
 
 

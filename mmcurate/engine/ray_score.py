@@ -83,17 +83,17 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
     :class:`~mmcurate.signals.alignment.AlignmentFeatures` field dict, ``agree_v``, ``agree_t`` and,
     with ``joint_index``, ``representativeness``.
     """
-    from mmcurate.index import project
-    from mmcurate.rank import _rowwise_cosine, joint_vectors, without_own
+    from mmcurate.index import project, rowwise_cosine
+    from mmcurate.rank import joint_vectors, without_own
     from mmcurate.signals import alignment, density
 
     img = _load(image_path, head, "image")[start:stop]
     txt = _load(text_path, head, "text")[start:stop]
     img = np.asarray(img, np.float32)
     txt = np.asarray(txt, np.float32)
-    cosine = _rowwise_cosine(img, txt)
+    cosine = rowwise_cosine(img, txt)
     ri, rt = project(img, basis), project(txt, basis)
-    own = _rowwise_cosine(ri, rt)
+    own = rowwise_cosine(ri, rt)
     i2t = text_index.search(ri, k + 1, nprobe=nprobe)
     t2i = image_index.search(rt, k + 1, nprobe=nprobe)
     feats = alignment.alignment_features(cosine, *_global_rows(i2t, start, stop),
