@@ -1,4 +1,5 @@
-"""Small helpers every stage shares (numpy only): the one random-state check.
+"""Small helpers every stage shares (numpy only): the one random-state check, and the one way a
+library call changes process-wide state for a while (:func:`temporarily`).
 
 scikit-learn's ``check_random_state`` semantics (``sklearn/utils/validation.py``), for numpy's
 ``Generator``: ``None`` → fresh OS entropy, an int → a seeded generator, a ``Generator`` → itself.
@@ -6,11 +7,16 @@ scikit-learn's ``check_random_state`` semantics (``sklearn/utils/validation.py``
 
 from __future__ import annotations
 
+import contextlib
 import numbers
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["RandomState", "check_random_state", "int_seed"]
+__all__ = ["RandomState", "check_random_state", "int_seed", "temporarily"]
+
+T = TypeVar("T")
 
 RandomState = int | np.random.Generator | None
 
@@ -58,3 +64,29 @@ def int_seed(random_state: RandomState) -> int:
     if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
         return int(random_state)
     return int(check_random_state(random_state).integers(2**31 - 1))
+
+
+@contextlib.contextmanager
+def temporarily(get: Callable[[], T], set_: Callable[[T], Any], value: T) -> Iterator[T]:
+    """Set a process-wide setting (torch's thread count, a library flag) to ``value`` for the block
+    and put back what it was, also when the block raises; yields the previous value.
+
+    A library call that needs such a setting uses this; only code that owns its process (a worker
+    process or Ray actor it created) sets one for good. The setting is process-wide while the block
+    runs: other threads see it too.
+
+    Examples
+    --------
+    >>> box = {"threads": 4}
+    >>> with temporarily(lambda: box["threads"], lambda v: box.update(threads=v), 1) as before:
+    ...     (before, box["threads"])
+    (4, 1)
+    >>> box["threads"]
+    4
+    """
+    before = get()
+    set_(value)
+    try:
+        yield before
+    finally:
+        set_(before)

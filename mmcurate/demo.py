@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import pandas as pd
 
+from mmcurate._fileio import atomic_write_frame
+
 if TYPE_CHECKING:
     from mmcurate.embed.model import ModelSpec
 
@@ -52,9 +54,9 @@ def prepare_scene_dataset(folder: Path, *, n: int = 400, rate: float = NOISE_RAT
     noisy_df["caption"] = clean["caption"].to_numpy()[source]
     pairs_csv = folder / f"pairs_noisy{int(rate * 100)}_{kind}.csv"
     truth_csv = folder / f"truth_noisy{int(rate * 100)}_{kind}.csv"
-    noisy_df.to_csv(pairs_csv, index=False)
-    pd.DataFrame({"id": clean["id"].astype(str), "is_noisy": noisy,
-                  "true_caption": clean["caption"]}).to_csv(truth_csv, index=False)
+    atomic_write_frame(noisy_df, pairs_csv, fmt="csv")
+    atomic_write_frame(pd.DataFrame({"id": clean["id"].astype(str), "is_noisy": noisy,
+                                     "true_caption": clean["caption"]}), truth_csv, fmt="csv")
     return pairs_csv, truth_csv
 
 
@@ -98,7 +100,7 @@ def _simulated_review(proj, round_id: int, truth: pd.DataFrame, path: Path) -> P
                          "reviewer": "simulated"})
         else:
             rows.append({"pair_id": pid, "decision": "accept", "caption": "", "reviewer": "simulated"})
-    pd.DataFrame(rows).to_csv(path, index=False)
+    atomic_write_frame(pd.DataFrame(rows), path, fmt="csv")
     return path
 
 

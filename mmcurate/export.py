@@ -23,9 +23,11 @@ Curated set (:func:`export_curated`)
     Rows rejected when the project was built (``rejects.csv``) are added to ``dropped`` with their
     reasons. A reviewer's decision outranks an embedding failure (a person saw the pair).
 
-Assumptions: P(aligned) comes from :func:`mmcurate.rounds.rank_project` with the ``clip_score``
-strategy (calibrated under the latest head) unless a ranking table is passed in; every file is
-written to a temporary name and moved into place, so readers never see half a file.
+Assumptions: P(aligned) comes from :func:`mmcurate.rounds.rank_project` with the ``p_misaligned``
+strategy (calibrated under the model in use) unless a ranking table is passed in; that ranking
+writes nothing into the project (no ``state.json``, no pool state): exporting changes only the
+output folder. Every file is written to a temporary name and moved into place, so readers never see
+half a file.
 """
 
 from __future__ import annotations
@@ -154,7 +156,7 @@ def _scores_table(proj, threshold: float | str | None, strategy_scores: pd.DataF
         return None
     from mmcurate.rounds import rank_project
 
-    return rank_project(proj, ["p_misaligned"])
+    return rank_project(proj, ["p_misaligned"], pool_state=False, save_state=False)  # read-only
 
 
 def _raw_cosine(proj) -> pd.Series | None:

@@ -26,6 +26,7 @@ __all__ = [
     "load_index",
     "project",
     "rescore",
+    "rowwise_cosine",
     "save_index",
     "search",
     "set_threads",
@@ -246,6 +247,26 @@ def project(vectors: npt.ArrayLike, basis: npt.NDArray[np.float32], *, chunk: in
     out = np.empty((n, basis.shape[1]), dtype=np.float32)
     for s, x in iter_chunks(vectors, chunk):
         out[s : s + len(x)] = x if identity else x @ basis
+    return out
+
+
+def rowwise_cosine(a: npt.ArrayLike, b: npt.ArrayLike, *, chunk: int = 65536) -> npt.NDArray[np.float64]:
+    """Cosine of each row of ``a`` with the same row of ``b`` (L2-normalised ``(N, D)`` each, float16
+    memory maps fine; read in float32 chunks): ``(N,)`` float64, ``sum_d a[i, d] * b[i, d]``.
+
+    Examples
+    --------
+    >>> rowwise_cosine(np.eye(2), np.array([[1.0, 0.0], [1.0, 0.0]])).tolist()
+    [1.0, 0.0]
+    """
+    if not hasattr(a, "shape"):  # a list; arrays, memory maps and lazy views are read in chunks
+        a, b = np.asarray(a), np.asarray(b)
+    if np.shape(a) != np.shape(b):
+        raise ValueError(f"a and b must have the same shape (row i of each is one pair); got "
+                         f"{np.shape(a)} and {np.shape(b)}")
+    out = np.empty(np.shape(a)[0], dtype=np.float64)
+    for (s, x), (_, y) in zip(iter_chunks(a, chunk), iter_chunks(b, chunk)):
+        out[s : s + len(x)] = (x * y).sum(1)
     return out
 
 

@@ -104,6 +104,12 @@ class Project:
 
         return Ledger(self.root / "labels.sqlite")
 
+    def refresh(self) -> None:
+        """Forget the pairs table and faiss indexes read so far, so the next use reads the
+        directory again (after a stage rewrote ``pairs.parquet`` or the vectors)."""
+        for cached in ("pairs", "index"):
+            self.__dict__.pop(cached, None)  # functools.cached_property keeps its value here
+
     def save_config(self) -> None:
         atomic_write_json(self.root / _CONFIG, self.config)
 
@@ -135,7 +141,7 @@ class Project:
         choice = resolve_device(device, precision=precision)  # fails fast, before the lock and model
         with self.lock():
             encoder = load_encoder(self.model_spec, allow_download=allow_download,
-                                   allow_random=allow_random, weights_sha256=self._known_sha(),
+                                   allow_random=allow_random, weights_sha256=self.weights_sha256,
                                    device=choice)
             store = self.store
             store.bind(encoder.info, reembed=reembed)
@@ -187,7 +193,13 @@ class Project:
             self.save_config()
         return True
 
-    def _known_sha(self) -> str | None:
+    @property
+    def weights_sha256(self) -> str | None:
+        """The sha256 the manifest records for the weights of the project's model, when that file
+        is still the one hashed (same size and mtime); None otherwise (the caller hashes it).
+
+        Lets every stage that loads the project's encoder skip re-hashing a large weights file.
+        """
         manifest = self.store.manifest() or {}
         path = manifest.get("weights_path")
         spec = self.model_spec
@@ -232,7 +244,7 @@ class Project:
                            self.root / "rejects.csv")
         kept = self.pairs[~self.pairs["pair_id"].isin(set(failed["pair_id"]))]
         atomic_write_frame(kept.reset_index(drop=True), self.root / "pairs.parquet")
-        self.__dict__.pop("pairs", None)
+        self.refresh()
 
     @property
     def n_embedded(self) -> int:

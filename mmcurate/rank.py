@@ -26,13 +26,6 @@ from mmcurate.signals.registry import STRATEGIES
 __all__ = ["RankContext", "compute_from_context", "compute_ranking", "joint_vectors", "selection_vectors"]
 
 
-def _rowwise_cosine(a: np.ndarray, b: np.ndarray, chunk: int = 65536) -> np.ndarray:
-    out = np.empty(len(a), dtype=np.float64)
-    for (s, x), (_, y) in zip(iter_chunks(a, chunk), iter_chunks(b, chunk)):
-        out[s : s + len(x)] = (x * y).sum(1)
-    return out
-
-
 def _retrieval_rows(own: np.ndarray, sims: np.ndarray, idx: np.ndarray, temperature: float) -> np.ndarray:
     """Softmax over the own item and its k alternatives (own skipped if among them): ``(N, k+1)``."""
     rows = np.arange(len(own))[:, None]
@@ -207,7 +200,7 @@ class RankContext:
 
     @cached_property
     def cosine(self) -> np.ndarray:
-        return _rowwise_cosine(self.image, self.text)
+        return ix.rowwise_cosine(self.image, self.text)
 
     @cached_property
     def features(self) -> alignment.AlignmentFeatures:

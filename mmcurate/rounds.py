@@ -149,7 +149,8 @@ def _provenance(proj, head_round: int | None, **params: Any) -> dict[str, Any]:
 
 def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement",), *, k: int = 10,
                  random_state: int = 0, options: dict[str, Any] | None = None, engine: str = "local",
-                 address: str | None = None, pool_state: bool = True) -> pd.DataFrame:
+                 address: str | None = None, pool_state: bool = True, save_state: bool = True
+                 ) -> pd.DataFrame:
     """Score every pair; a DataFrame with ``pair_id``, ``score`` and one column per signal.
 
     ``df.attrs["provenance"]`` records model, pretrained tag, head round, strategies and parameters.
@@ -158,6 +159,9 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement"
     ``pool_state``: when a local ranking computed the pool state that ``add`` / ``stream`` score
     arrivals against (``disagreement`` does), save it under ``PROJECT/index/pool/``
     (:func:`mmcurate.stream.incremental.save_pool_state`) unless it is current already.
+    ``save_state``: record the estimated noise rate of a ranking with ``p_aligned`` in
+    ``PROJECT/state.json`` (what ``status`` reports). With ``pool_state=False, save_state=False`` a
+    ranking writes nothing (what ``export`` uses).
 
     Examples
     --------
@@ -168,6 +172,8 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement"
 
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if k < 1:
+        raise ValueError(f"k (neighbours per pair) must be at least 1, got {k}")
     rows, y, _ = labelled_arrays(proj) if (proj.root / "labels.sqlite").is_file() else (
         np.zeros(0, np.int64), np.zeros(0, np.int64), None)
     categories = proj.pairs["category"].to_numpy() if "category" in proj.pairs.columns else None
@@ -192,7 +198,8 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement"
     table.attrs["provenance"] = _provenance(proj, head_round, strategies=list(strategies), k=k,
                                             random_state=random_state, n_labels=len(rows),
                                             options=options or {}, engine=engine)
-    _save_state(proj, table)
+    if save_state:
+        _save_state(proj, table)
     return table
 
 

@@ -177,6 +177,9 @@ def write_scene_dataset(out_dir: str | os.PathLike, n: int, *, random_state: int
     rows = []
     for i, scene in enumerate(generate_scenes(n, random_state=random_state)):
         name = f"images/scene_{i:05d}.png"
+        # generated, not user data: written plainly (no fsync per image); pairs.csv, written last and
+        # atomically, is what marks the set complete, so a crash here leaves no pairs.csv and the
+        # set is generated again
         render_scene(scene, size=size).save(out / name)
         rec = asdict(scene)
         rec.pop("seed")

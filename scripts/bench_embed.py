@@ -106,7 +106,7 @@ def model_rate(enc, n: int, batch_size: int) -> float:
 def bench_set(label: str, csv: Path, model: str, device: str, batch_size: int | None,
               workers: int | None, limit: int | None = None) -> dict:
     from mmcurate.embed.device import default_batch_size
-    from mmcurate.embed.encoder import load_encoder, set_torch_threads
+    from mmcurate.embed.encoder import load_encoder, torch_threads
     from mmcurate.embed.run import default_workers
     from mmcurate.project import create_project
 
@@ -116,12 +116,12 @@ def bench_set(label: str, csv: Path, model: str, device: str, batch_size: int | 
         pd.read_csv(csv).head(limit).to_csv(csv.parent / f"pairs-{limit}.csv", index=False)
         csv = csv.parent / f"pairs-{limit}.csv"
     proj = create_project(tmp / "proj", pairs=csv, model=spec, progress=False)
-    threads = set_torch_threads()
     enc = load_encoder(spec, allow_random=True, device=device)
     bs = batch_size or default_batch_size(enc.device)
     nw = default_workers(enc.device.type) if workers is None else workers
-    pipe = pipeline_rate(proj, enc, bs, nw)
-    fwd = model_rate(enc, len(proj.pairs), bs)
+    with torch_threads() as threads:  # what embed_pairs uses for the end-to-end run below
+        pipe = pipeline_rate(proj, enc, bs, nw)
+        fwd = model_rate(enc, len(proj.pairs), bs)
     del enc
     report = proj.embed(batch_size=bs, num_workers=nw, progress=False, allow_random=True, device=device)
     e2e = report.n_embedded / report.seconds

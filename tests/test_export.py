@@ -187,6 +187,26 @@ def test_threshold_uses_rank_project(ext_proj, tmp_path):
     assert auto == set(open_p.index[open_p >= t]) and 0 < len(auto) < len(open_p)
 
 
+def test_export_ranks_without_writing_into_the_project(ext_proj, tmp_path):
+    """The ranking behind the default threshold is read-only: no state.json, no pool state; every
+    file of the project is as it was (SQLite's side files aside)."""
+    import hashlib
+
+    from mmcurate.rounds import train_project_head
+
+    def files():
+        return {p.relative_to(ext_proj.root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in ext_proj.root.rglob("*") if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
+
+    _review(ext_proj)
+    train_project_head(ext_proj)
+    before = files()
+    summary = export_curated(ext_proj, tmp_path / "out")  # threshold="auto": ranks every pair
+    assert summary["auto"] > 0  # the ranking was used
+    assert files() == before
+    assert not (ext_proj.root / "state.json").exists() and not (ext_proj.root / "index").exists()
+
+
 def test_embed_failures_are_dropped_unless_reviewed(ext_proj, tmp_path):
     ids = _review(ext_proj)
     pd.DataFrame({"pair_id": [ids[2], ids[100], "k_gone"], "image": "x.jpg", "reason": "unreadable_image",

@@ -102,3 +102,12 @@ def test_overwrite_sets_the_old_state_aside(tmp_path):
     assert not (tmp_path / "p" / "labels.sqlite").exists()
     assert proj.pairs["caption"].iloc[0] == "new 0"
     np.testing.assert_allclose(np.asarray(proj.image_embeddings()[0], np.float32), vecs[-1], atol=1e-3)
+
+
+def test_refresh_reads_the_directory_again(tmp_path):
+    proj = create_project(tmp_path / "p", embeddings=_emb_folder(tmp_path))
+    assert len(proj.pairs) == 60
+    proj.pairs.iloc[:50].to_parquet(proj.root / "pairs.parquet", index=False)  # another stage rewrote it
+    assert len(proj.pairs) == 60  # cached until refreshed
+    proj.refresh()
+    assert len(proj.pairs) == 50

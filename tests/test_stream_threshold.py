@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmcurate.stream_threshold import AdaptiveThreshold
+from mmcurate.stream.threshold import AdaptiveThreshold
 
 
 def test_rate_tracks_target_under_drift():

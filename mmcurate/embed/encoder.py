@@ -2,36 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate._util import temporarily
 from mmcurate.embed.device import DeviceChoice, autocast, resolve_device
 from mmcurate.embed.model import (
     ModelSpec,
     ResolvedModel,
     file_sha256,
+    hub_offline,
     import_open_clip,
     resolve_model,
 )
 
-__all__ = ["Encoder", "load_encoder", "set_torch_threads"]
+__all__ = ["Encoder", "load_encoder", "torch_threads"]
 
 log = logging.getLogger(__name__)
 
 
-def set_torch_threads(n_threads: int | None = None) -> int:
-    """Use ``n_threads`` intra-op threads (default: all cores); returns the number set."""
+@contextlib.contextmanager
+def torch_threads(n_threads: int | None = None) -> Iterator[int]:
+    """Use ``n_threads`` torch intra-op threads (default: all cores) for the block, then restore
+    the previous count; yields the number set.
+
+    Examples
+    --------
+    >>> with torch_threads() as n:  # doctest: +SKIP
+    ...     encoder.encode_texts(captions)
+    """
     import torch
 
     n = n_threads or os.cpu_count() or 1
-    torch.set_num_threads(n)
-    return n
+    with temporarily(torch.get_num_threads, torch.set_num_threads, n):
+        yield n
 
 
 @dataclass
@@ -136,11 +147,12 @@ def load_encoder(
     choice = device if isinstance(device, DeviceChoice) else resolve_device(device, precision=precision)
     resolved = resolve_model(spec, allow_download=allow_download, allow_random=allow_random)
     open_clip = import_open_clip(allow_download=allow_download)
-    model, _, preprocess = open_clip.create_model_and_transforms(
-        resolved.open_clip_name, pretrained=resolved.open_clip_pretrained
-    )
+    with hub_offline(not allow_download):  # the weights are local; a tokenizer must not go online
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            resolved.open_clip_name, pretrained=resolved.open_clip_pretrained
+        )
+        tokenizer = open_clip.get_tokenizer(resolved.open_clip_name)
     model.eval()
-    tokenizer = open_clip.get_tokenizer(resolved.open_clip_name)
     sha = weights_sha256
     if sha is None and resolved.weights_path:
         sha = file_sha256(resolved.weights_path)

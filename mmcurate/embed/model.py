@@ -13,18 +13,23 @@ Model names follow open_clip:
 
 Downloads happen only when asked for (``allow_download=True``, CLI ``--allow-download``); then the
 hub's reachability is checked within a few seconds first, instead of open_clip's ~46 s of retries.
+Otherwise every open_clip call that could reach the hub runs under :func:`hub_offline`, which holds
+huggingface_hub offline for that call only and leaves the process as it found it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmcurate._util import temporarily
 from mmcurate.exceptions import ModelNotAvailableError
 
 __all__ = [
@@ -34,6 +39,7 @@ __all__ = [
     "ResolvedModel",
     "file_sha256",
     "format_fixes",
+    "hub_offline",
     "import_open_clip",
     "resolve_model",
     "supply_weights_help",
@@ -105,11 +111,43 @@ class ResolvedModel:
         return asdict(self)
 
 
+@contextlib.contextmanager
+def hub_offline(enabled: bool = True) -> Iterator[None]:
+    """Hold the Hugging Face hub offline for the block (when ``enabled``), then restore it.
+
+    huggingface_hub reads ``HF_HUB_OFFLINE`` once, when it is imported, into
+    ``huggingface_hub.constants.HF_HUB_OFFLINE``, and checks that flag before every request
+    (``constants.is_offline_mode()``); offline, a lookup fails at once instead of open_clip's
+    ~46 s of retries. So the flag itself is set for the block and put back after
+    (:func:`mmcurate._util.temporarily`); the environment is never touched, so a later import of
+    huggingface_hub, another library, or a subprocess sees the user's own setting. huggingface_hub
+    is imported first, outside the block, so it reads that setting. No huggingface_hub: nothing
+    can reach the hub, nothing to do.
+
+    Examples
+    --------
+    >>> with hub_offline():  # doctest: +SKIP
+    ...     open_clip.get_tokenizer(name)  # a hub lookup raises at once instead of retrying
+    """
+    hub: Any = None
+    if enabled:
+        try:
+            from huggingface_hub import constants as hub
+        except ImportError:
+            pass
+    if hub is None:
+        yield
+        return
+    with temporarily(lambda: hub.HF_HUB_OFFLINE, lambda value: setattr(hub, "HF_HUB_OFFLINE", value),
+                     True):
+        yield
+
+
 def import_open_clip(*, allow_download: bool = False):
-    """Import open_clip with the Hugging Face hub offline unless downloads are allowed."""
-    if not allow_download:
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    import open_clip
+    """Import open_clip, under :func:`hub_offline` unless downloads are allowed (the import itself
+    makes no hub request today; the calls that can are guarded where they are made)."""
+    with hub_offline(not allow_download):
+        import open_clip
 
     return open_clip
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmcurate.embed.encoder import Encoder, set_torch_threads
+from mmcurate.embed.encoder import Encoder, torch_threads
 from mmcurate.embed.store import EmbeddingStore
 
 __all__ = ["EmbedReport", "embed_pairs"]
@@ -99,6 +99,8 @@ def _collate(batch):
 
 
 def _worker_init(_worker_id: int) -> None:
+    """Runs in a DataLoader worker process, which this module's loader created and which only
+    decodes: one thread there is that process's own setting, nothing to restore."""
     import torch
 
     torch.set_num_threads(1)
@@ -180,7 +182,6 @@ def embed_pairs(
     report = EmbedReport(n_total=len(pairs), n_already=len(pairs) - len(todo))
     if todo.empty:
         return report
-    set_torch_threads()
     dev = encoder.device
     dataset = _PairDataset(todo["image"].tolist(), todo["caption"].tolist(),
                            str(image_root) if image_root else None, encoder.preprocess,
@@ -193,7 +194,7 @@ def embed_pairs(
     bar = _progress(len(todo), progress)
     ids = todo["pair_id"].tolist()
     start = time.perf_counter()
-    with torch.inference_mode():
+    with torch_threads(), torch.inference_mode():  # every core for the model; restored after
         for positions, ok, images, tokens, errors in loader:
             if isinstance(images, list):
                 ok, images, errors = _device_images(encoder, ok, images, errors)

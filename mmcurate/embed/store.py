@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._fileio import atomic_write_bytes, atomic_write_json, save_npy_atomic
+from mmcurate._fileio import atomic_path, atomic_write_bytes, atomic_write_json, save_npy_atomic
 from mmcurate.exceptions import ModelMismatchError, NotEmbeddedError
 
 __all__ = ["EmbeddingStore", "normalize_rows"]
@@ -146,15 +146,16 @@ class EmbeddingStore:
         position = {pid: i for i, pid in enumerate(pair_ids)}
         dim = int((self.manifest() or {}).get("dim", 0)) or self._guess_dim()
         parts = self._parts()
-        for kind in ("image", "text"):
-            out = np.zeros((len(pair_ids), dim), dtype=np.float16)
-            for ids, vecs in self._sources(kind):
-                rows = np.array([position.get(p, -1) for p in ids.tolist()], dtype=np.int64)
-                keep = rows >= 0
-                out[rows[keep]] = vecs[keep]
-            save_npy_atomic(self.root / f"{kind}.tmp.npy", out)
-        os.replace(self.root / "image.tmp.npy", self.root / "image.npy")
-        os.replace(self.root / "text.tmp.npy", self.root / "text.npy")
+        # both arrays are written (unique temporary names) before either replaces the old one
+        with (atomic_path(self.root / "image.npy") as image_tmp,
+              atomic_path(self.root / "text.npy") as text_tmp):
+            for kind, tmp in (("image", image_tmp), ("text", text_tmp)):
+                out = np.zeros((len(pair_ids), dim), dtype=np.float16)
+                for ids, vecs in self._sources(kind):
+                    rows = np.array([position.get(p, -1) for p in ids.tolist()], dtype=np.int64)
+                    keep = rows >= 0
+                    out[rows[keep]] = vecs[keep]
+                save_npy_atomic(tmp, out)
         save_npy_atomic(self.root / "ids.npy", np.asarray(pair_ids, dtype=str))
         for part in parts:
             part.unlink(missing_ok=True)

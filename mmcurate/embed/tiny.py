@@ -124,6 +124,7 @@ def train_tiny_clip(out_dir: str | os.PathLike, *, seed: int = 0, steps: int | N
 
 def _write(model, out: Path, training: dict, save_file) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
+    # a folder, so not the file helpers: built under a unique name and renamed into place whole
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     try:
         (tmp / "open_clip_config.json").write_text(json.dumps({

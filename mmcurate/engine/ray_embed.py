@@ -56,6 +56,7 @@ class RayEncoder:
         from mmcurate.embed.model import ModelSpec
         from mmcurate.embed.store import EmbeddingStore
 
+        # the actor is a worker process Ray started for this pool: its thread count is its own
         torch.set_num_threads(threads)
         # On a GPU actor Ray sets CUDA_VISIBLE_DEVICES to the actor's GPU, so "cuda" is that GPU.
         self.encoder = load_encoder(ModelSpec(model, pretrained), weights_sha256=weights_sha256,
@@ -168,7 +169,7 @@ def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2,
     actor_device = _actor_device(device, gpus_per_worker)
     batch_size = batch_size or (256 if actor_device == "cuda" else 32)
     with proj.lock():
-        encoder = load_encoder(proj.model_spec, weights_sha256=proj._known_sha(), device="cpu")
+        encoder = load_encoder(proj.model_spec, weights_sha256=proj.weights_sha256, device="cpu")
         # device and precision are the actors' (a GPU's bf16 support is known only there): recorded
         # from what they report once the run is done
         info = {k: v for k, v in encoder.info.items() if k not in ("device", "precision")}

@@ -85,14 +85,14 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
     neighbours found in the reduced space are re-scored with the full vectors
     (:func:`mmcurate.index.rescore`), and the agreements are computed with the full vectors.
     """
-    from mmcurate.index import project, rescore
-    from mmcurate.rank import _rowwise_cosine, joint_vectors, without_own
+    from mmcurate.index import project, rescore, rowwise_cosine
+    from mmcurate.rank import joint_vectors, without_own
     from mmcurate.signals import alignment, crossmodal, density
 
     full_img, full_txt = _load(image_path, head, "image"), _load(text_path, head, "text")
     img = np.asarray(full_img[start:stop], np.float32)
     txt = np.asarray(full_txt[start:stop], np.float32)
-    cosine = _rowwise_cosine(img, txt)
+    cosine = rowwise_cosine(img, txt)
     ri, rt = project(img, basis), project(txt, basis)
     i2t = rescore(img, full_txt, text_index.search(ri, k + 1, nprobe=nprobe)[1])
     t2i = rescore(txt, full_img, image_index.search(rt, k + 1, nprobe=nprobe)[1])

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from mmcurate._util import temporarily
 from mmcurate.head.data import _Pairs
 from mmcurate.head.model import HeadConfig, _Head
 
@@ -106,14 +107,8 @@ def _fit(data: _Pairs, pos_sel: np.ndarray, neg_sel: np.ndarray,
     return model, curve, n_steps
 
 
-@contextlib.contextmanager
-def _one_thread():
+def _one_thread() -> contextlib.AbstractContextManager[int]:
     """Train on one intra-op thread: the head's matrices are small (a batch of 128 × D × rank), so
     threads cost more than they give (measured 5.0 s vs 13.7 s for 150 steps on a busy 2-core
     machine); the previous setting is restored."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+    return temporarily(torch.get_num_threads, torch.set_num_threads, 1)

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_json
+from mmcurate._fileio import atomic_write_frame, atomic_write_json
 from mmcurate.embed.model import ModelSpec
 from mmcurate.exceptions import ProjectError
 
@@ -92,7 +92,7 @@ def prepare_data(folder: str | Path, *, pairs: str | Path | None = None,
         truth = _from_pairs(folder, Path(pairs), image_root, model, noise, kind, data_seed, progress)
     elif embeddings is not None:
         truth = _from_embeddings(folder, Path(embeddings), noise, kind, data_seed)
-    truth.to_csv(folder / "truth.csv", index=False)
+    atomic_write_frame(truth, folder / "truth.csv", fmt="csv")
     atomic_write_json(folder / "data.json", info)
     return SimData(base=folder / "base", truth=truth, info=info)
 
@@ -159,7 +159,7 @@ def _from_pairs(folder: Path, src: Path, image_root, model, noise, kind, data_se
     source, noisy = _noise(len(clean), noise, kind, cats, clean["caption"], data_seed)
     table = clean.rename(columns={"pair_id": "id"})
     table["caption"] = clean["caption"].to_numpy()[source]
-    table.to_csv(folder / "pairs_noisy.csv", index=False)
+    atomic_write_frame(table, folder / "pairs_noisy.csv", fmt="csv")
     proj = create_project(folder / "base", pairs=folder / "pairs_noisy.csv", image_root=root,
                           model=model or ModelSpec(), progress=progress)
     proj.embed(progress=progress)

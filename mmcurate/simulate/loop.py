@@ -33,7 +33,7 @@ import pandas as pd
 
 from mmcurate.simulate.metrics import detection_score_name, p_misaligned, round_metrics
 
-__all__ = ["RunSpec", "make_run_project", "run_oracle_loop"]
+__all__ = ["RunSpec", "make_run_project", "oracle_decisions", "run_oracle_loop", "train_run_head"]
 
 _SHARED = ("pairs.parquet", "embeddings/manifest.json", "embeddings/image.npy", "embeddings/text.npy",
            "embeddings/ids.npy")
@@ -85,14 +85,16 @@ def make_run_project(base: Path, root: Path):
     return open_project(root)
 
 
-def _oracle_decisions(batch: pd.DataFrame, is_noisy: pd.Series) -> pd.DataFrame:
+def oracle_decisions(batch: pd.DataFrame, is_noisy: pd.Series) -> pd.DataFrame:
     """What a careful reviewer answers: reject the swapped captions, accept the rest."""
     noisy = batch["pair_id"].map(is_noisy).to_numpy(bool)
     return pd.DataFrame({"pair_id": batch["pair_id"], "decision": np.where(noisy, "reject", "accept"),
                          "reviewer": "oracle"})
 
 
-def _train(proj, spec: RunSpec, round_: int) -> None:
+def train_run_head(proj, spec: RunSpec, round_: int) -> None:
+    """Train the run's model on the labels after round ``round_`` (a user's ``mmcurate train``), with
+    the run's head options, ``head_folds`` and the round's random state."""
     from mmcurate.head import HeadConfig
     from mmcurate.rounds import train_project_head
 
@@ -136,10 +138,10 @@ def run_oracle_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame,
         if r == 0:
             p_mis0 = p_misaligned(ranked)  # the zero-label model: the reference of learning_gain
         if batch is not None:
-            import_labels(proj, _oracle_decisions(batch, is_noisy), round_id=round_id,
+            import_labels(proj, oracle_decisions(batch, is_noisy), round_id=round_id,
                           source_name=f"oracle-round{round_id}")
             if spec.strategy not in NO_HEAD:
-                _train(proj, spec, r)
+                train_run_head(proj, spec, r)
         seconds = time.perf_counter() - start
         elapsed += seconds
         if r == spec.rounds:

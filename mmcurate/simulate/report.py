@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_text
+from mmcurate._fileio import atomic_path, atomic_write_text
 from mmcurate.simulate.metrics import compare, summarize
 
 __all__ = ["describe_model", "markdown_summary", "write_report"]
@@ -203,4 +203,5 @@ def write_report(out: Path, metrics: pd.DataFrame, *, data_info: dict[str, Any],
     if not scores.empty:
         figures["score_histograms.png"] = plots.score_histograms(scores)
     for name, fig in figures.items():
-        fig.savefig(out / name, dpi=110)
+        with atomic_path(out / name) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")

@@ -153,6 +153,8 @@ def _specs(config: SimulationConfig) -> list[RunSpec]:
 
 
 def _worker_init(threads: int) -> None:
+    """The initializer of the worker processes :func:`_execute`'s pool creates: each process runs
+    whole runs and nothing else, so these thread counts are its own (nothing to restore)."""
     import torch
 
     from mmcurate.index import set_threads

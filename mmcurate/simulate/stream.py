@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mmcurate.simulate.loop import NO_HEAD, RunSpec, _oracle_decisions, _train
+from mmcurate.simulate.loop import NO_HEAD, RunSpec, oracle_decisions, train_run_head
 
 __all__ = ["run_stream_loop"]
 
@@ -79,13 +79,13 @@ def run_stream_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame, 
         queued = decisions[decisions["queued"]]
         arrived += len(decisions)
         if len(queued):
-            answers = _oracle_decisions(queued, is_noisy)
+            answers = oracle_decisions(queued, is_noisy)
             import_labels(proj, answers, round_id=decisions.attrs["round_id"],
                           source_name=f"oracle-stream{r}")
             found += int((answers["decision"] == "reject").sum())
             labels += len(answers)
             if spec.strategy not in NO_HEAD:
-                _train(proj, spec, r)
+                train_run_head(proj, spec, r)
         precision = float(queued["pair_id"].map(is_noisy).mean()) if len(queued) else np.nan
         rows.append({"round": r, "labels": labels, "recall": found / max(n_noisy, 1),
                      "batch_precision": precision, "arrived": arrived,

@@ -6,7 +6,7 @@ row; pair_ids already in the project are rejected as ``duplicate_id``), embedded
 project's model, and scored by one strategy over pool + arrivals with the current head and a
 calibrator fitted on every label so far. Each arrival is then queued (score above the threshold)
 or passed. ``threshold="auto"`` keeps the review rate at ``rate`` with
-:class:`mmcurate.stream_threshold.AdaptiveThreshold`, whose state persists between batches; a float
+:class:`mmcurate.stream.threshold.AdaptiveThreshold`, whose state persists between batches; a float
 is a fixed threshold on the score. Queued pairs become one new ledger round, so ``mmcurate
 review`` / ``label`` work on them unchanged; nothing labelled or queued before is queued again.
 
@@ -30,7 +30,7 @@ atomically only after the commit point, so nothing already there is lost.
 
 Modules: :mod:`~mmcurate.stream.add` (``add_pairs``, the commit protocol, state and log),
 :mod:`~mmcurate.stream.ingest` (validate and embed a batch into staging),
-:mod:`~mmcurate.stream.watch` (poll a folder), :mod:`mmcurate.stream_threshold` (the threshold).
+:mod:`~mmcurate.stream.watch` (poll a folder), :mod:`~mmcurate.stream.threshold` (the threshold).
 """
 
 from __future__ import annotations

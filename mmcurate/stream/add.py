@@ -14,7 +14,7 @@ import pandas as pd
 
 from mmcurate._fileio import atomic_write_frame, atomic_write_json
 from mmcurate.exceptions import NotEmbeddedError, ProjectError
-from mmcurate.stream_threshold import AdaptiveThreshold
+from mmcurate.stream.threshold import AdaptiveThreshold
 
 __all__ = ["LOG_COLUMNS", "add_pairs", "check_options", "content_hash", "recover_stream", "stream_log",
            "stream_state"]
@@ -25,6 +25,9 @@ _STATE_VERSION = 1
 
 
 def _dir(proj, name: str) -> Path:
+    """A fixed-name folder of ``PROJECT/stream/``: fixed on purpose, ``pending/`` is the journal a
+    later add or :func:`recover_stream` must find by name to finish an interrupted commit; the one
+    writer is the project lock holder, so two writers never share these names."""
     return proj.root / "stream" / name
 
 
@@ -278,8 +281,9 @@ def _decide(proj, arrivals, state: dict[str, Any], batch: dict[str, Any], option
 # -- commit and finish ----------------------------------------------------------------------------
 def _write_pending(proj, batch, decisions: pd.DataFrame, rejects: pd.DataFrame, state) -> None:
     pending = _fresh(_dir(proj, "pending"))
-    decisions.to_parquet(pending / "decisions.parquet", index=False)
-    rejects.to_csv(pending / "rejects.csv", index=False)
+    # fsynced before journal.json names them complete (the journal alone would not survive a crash)
+    atomic_write_frame(decisions, pending / "decisions.parquet", fmt="parquet")
+    atomic_write_frame(rejects, pending / "rejects.csv", fmt="csv")
     atomic_write_json(pending / "state.json", state)
     atomic_write_json(pending / "journal.json", {**batch, "rejects_done": False})  # complete now
 
@@ -299,8 +303,7 @@ def _commit(proj, arrivals, on_commit=None) -> None:
     proj.store.write_part(pairs["pair_id"].tolist(), image, text)
     table = append_pairs(proj.pairs, pairs)
     _write_pairs(table, proj.root / "pairs.parquet")
-    for cached in ("pairs", "index"):
-        proj.__dict__.pop(cached, None)
+    proj.refresh()
     proj.store.compact(table["pair_id"].tolist())
     if on_commit is not None:
         on_commit()

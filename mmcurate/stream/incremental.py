@@ -193,7 +193,7 @@ class PoolScorer:
         n, k = self.n_pool, self.k
         texts, images = self._rows("text", text), self._rows("image", image)
         i2t, t2i = ix.rescore(image, texts, found_i2t[1]), ix.rescore(text, images, found_t2i[1])
-        cosine = _rowwise(image, text)
+        cosine = ix.rowwise_cosine(image, text)
         feats = alignment.alignment_features(cosine, *_local(*i2t, n), *_local(*t2i, n),
                                              temperature=self.temperature, own=cosine)
         arrays = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
@@ -289,14 +289,6 @@ def save_pool_state(folder: Path, context: RankContext, *, fingerprint: str) -> 
                approximate=context.approximate, reduced_dim=context.reduced_dim,
                nprobe=context.nprobe, context=context)
     return True
-
-
-def _rowwise(a, b, chunk: int = 65536) -> np.ndarray:
-    out = np.empty(len(a), np.float64)
-    for s in range(0, len(a), chunk):
-        x, y = np.asarray(a[s : s + chunk], np.float32), np.asarray(b[s : s + chunk], np.float32)
-        out[s : s + len(x)] = (x * y).sum(1)
-    return out
 
 
 def _local(sims: np.ndarray, idx: np.ndarray, n_pool: int) -> tuple[np.ndarray, np.ndarray]:

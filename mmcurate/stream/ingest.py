@@ -86,7 +86,7 @@ def _embed(proj, pairs: pd.DataFrame, staging: Path, *, encoder, batch_size: int
     from mmcurate.embed.store import EmbeddingStore
 
     if encoder is None:
-        encoder = load_encoder(proj.model_spec, weights_sha256=proj._known_sha())
+        encoder = load_encoder(proj.model_spec, weights_sha256=proj.weights_sha256)
     store = EmbeddingStore(staging / "embeddings")
     atomic_write_json(store.manifest_path, proj.store.manifest())
     try:

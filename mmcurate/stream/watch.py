@@ -119,7 +119,7 @@ def _watch_one(proj, path: Path, options: dict[str, Any], say) -> tuple[str, pd.
     if proj.kind != "external" and options.get("encoder") is None:
         from mmcurate.embed.encoder import load_encoder
 
-        options["encoder"] = load_encoder(proj.model_spec, weights_sha256=proj._known_sha())
+        options["encoder"] = load_encoder(proj.model_spec, weights_sha256=proj.weights_sha256)
     try:
         decisions = add_pairs(proj, path, **options)
     except ProjectLockedError as err:

@@ -49,6 +49,42 @@ def test_embed_end_to_end_and_rerun(micro_clip_dir, png_pairs, tmp_path, capsys)
     assert len(status["model"]["weights_sha256"]) == 64
 
 
+def test_embed_restores_the_callers_torch_threads(micro_clip_dir, png_pairs, tmp_path, monkeypatch):
+    """Every core while the model runs, then the caller's own thread count again (a library call
+    leaves no process-wide setting changed)."""
+    import torch
+
+    from mmcurate.embed import run
+
+    spec = ModelSpec(f"local-dir:{micro_clip_dir}", None)
+    proj = create_project(tmp_path / "p", pairs=png_pairs, model=spec, progress=False)
+    during = []
+    real = run._embed_batch
+    monkeypatch.setattr(run, "_embed_batch", lambda *a: (during.append(torch.get_num_threads()), real(*a)))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert proj.embed(progress=False, num_workers=0).n_embedded == 12
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
+    assert during and set(during) == {os.cpu_count() or 1}
+
+
+def test_weights_sha256_is_known_until_the_weights_file_changes(micro_clip_dir, png_pairs, tmp_path):
+    model = tmp_path / "model"
+    shutil.copytree(micro_clip_dir, model)
+    proj = create_project(tmp_path / "p", pairs=png_pairs, model=ModelSpec(f"local-dir:{model}", None),
+                          progress=False)
+    assert proj.weights_sha256 is None  # nothing embedded yet: the caller hashes the file
+    proj.embed(progress=False, num_workers=0)
+    manifest = proj.store.manifest()
+    assert proj.weights_sha256 == manifest["weights_sha256"] and len(proj.weights_sha256) == 64
+    weights = Path(manifest["weights_path"])
+    os.utime(weights, (weights.stat().st_atime, weights.stat().st_mtime + 10))  # touched: hash again
+    assert proj.weights_sha256 is None
+
+
 def test_worker_pipeline_matches_inline(micro_clip_dir, png_pairs, tmp_path):
     spec = ModelSpec(f"local-dir:{micro_clip_dir}", None)
     a = create_project(tmp_path / "a", pairs=png_pairs, model=spec, progress=False)

@@ -135,3 +135,56 @@ def test_pretrained_tag_resolved_from_local_cache(tmp_path):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().endswith("open_clip_model.safetensors")
     assert str(cache) in out.stdout
+
+
+_HUB_SPY = """
+import http.server, os, sys, threading
+hits = []
+class Hub(http.server.BaseHTTPRequestHandler):
+    def do_HEAD(self):
+        hits.append(self.path)
+        self.send_response(404)
+        self.end_headers()
+    do_GET = do_HEAD
+    def log_message(self, *args):
+        pass
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{server.server_port}"  # read when hub is imported
+from huggingface_hub import constants, hf_hub_download
+import open_clip
+from mmcurate.embed.encoder import load_encoder
+from mmcurate.embed.model import ModelSpec
+
+def ask_hub():
+    try:
+        hf_hub_download("someorg/micro", "open_clip_config.json")
+    except Exception:
+        pass
+
+during = []
+real = open_clip.create_model_and_transforms
+def spy(*args, **kwargs):  # what open_clip's own hub lookups would meet while the model is built
+    during.append(constants.is_offline_mode())
+    ask_hub()
+    return real(*args, **kwargs)
+open_clip.create_model_and_transforms = spy
+load_encoder(ModelSpec("local-dir:" + sys.argv[1]), device="cpu")
+print(during, len(hits), constants.is_offline_mode(), os.environ.get("HF_HUB_OFFLINE"))
+ask_hub()
+print(len(hits))
+"""
+
+
+def test_hub_offline_only_while_open_clip_builds(micro_clip_dir):
+    """No HF_HUB_OFFLINE in the environment: while load_encoder builds the model the hub is offline
+    (a hub request made then never reaches the server), and afterwards the process is as it was
+    (no HF_HUB_OFFLINE set, the same request reaches the server)."""
+    env = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    out = subprocess.run([sys.executable, "-c", _HUB_SPY, str(micro_clip_dir)], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    during, after = out.stdout.strip().splitlines()
+    assert during == "[True] 0 False None"
+    assert int(after) >= 1  # online again: the server saw the request
