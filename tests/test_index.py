@@ -132,7 +132,14 @@ def test_context_reduces_dimension_only_when_approximate():
     ctx = RankContext(img, txt, indices_labeled=[], labels=[], k=5, random_state=0,
                       approximate=True, reduced_dim=16)
     assert ctx.image_space.shape == (500, 16) and ctx.i2t[1].shape == (500, 6)
-    assert not np.allclose(ctx.own, ctx.cosine)
+    # candidates come from the reduced space, their similarities from the full vectors (rescored),
+    # so a pair's own cosine and its alternatives' are comparable and exact
+    sims, idx = ctx.i2t
+    full = np.einsum("nd,nkd->nk", img.astype(np.float32), txt.astype(np.float32)[idx])
+    assert np.allclose(sims, full, atol=1e-5) and np.all(np.diff(sims, axis=1) <= 0)
+    reduced = np.einsum("nd,nkd->nk", ctx.image_space, ctx.text_space[idx])
+    assert not np.allclose(sims, reduced, atol=1e-3)
+    assert np.array_equal(ctx.own, ctx.cosine)
     exact = RankContext(img, txt, indices_labeled=[], labels=[], k=5, random_state=0)
     assert exact.image_space is img and np.array_equal(exact.own, exact.cosine)
     with pytest.raises(ValueError, match="cannot provide"):
