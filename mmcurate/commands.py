@@ -95,8 +95,8 @@ def status_lines(status: dict) -> list[str]:
 
 
 def cmd_strategies(args) -> int:
+    from mmcurate.rank import STRATEGIES
     from mmcurate.select import SELECTORS
-    from mmcurate.signals import STRATEGIES
 
     titles = {"find": "find the noise (review the likely-wrong pairs first; select's default is "
                       "p_misaligned)",
@@ -106,9 +106,9 @@ def cmd_strategies(args) -> int:
     print("strategies (--strategy):")
     for objective, title in titles.items():
         print(f" {title}:")
-        for name, line in STRATEGIES.describe():
-            if STRATEGIES.objective(name) == objective:
-                print(f"  {name:<18} {line}")
+        for strategy in STRATEGIES:
+            if strategy.objective == objective:
+                print(f"  {strategy.name:<18} {strategy.description}")
     print("diversity (--diversity):")
     for name, line in SELECTORS.describe():
         print(f"  {name:<18} {line}")

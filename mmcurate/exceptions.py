@@ -52,6 +52,11 @@ class QueryError(MmcurateError):
     """A query strategy or selector cannot produce what was asked."""
 
 
+class UnsupportedStrategyError(QueryError, ValueError):
+    """An engine cannot compute what a strategy (with these options) reads; the message says what
+    to use instead. Raised before the engine does any work."""
+
+
 class PoolExhaustedError(QueryError):
     """Fewer unlabelled pairs remain than the requested batch size."""
 

@@ -213,8 +213,9 @@ def _calibrator_for(model: Model, k: int):
 
 
 def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
-    from mmcurate.engine.ray_score import rank_with_ray
+    from mmcurate.engine.ray_score import RAY_ENGINE, rank_with_ray
 
+    RAY_ENGINE.check(strategies, options)  # refused before the store is compacted or Ray started
     ids = proj.pairs["pair_id"].tolist()
     if not proj.store.is_compact_for(ids):
         with proj.lock():
@@ -347,7 +348,7 @@ def _batch_selector(proj, diversity: str, balance: str | None, balance_mode: str
 
 def _check_ranking(proj, ranked: pd.DataFrame, strategy: str) -> None:
     """A ranking passed to :func:`select_batch` must be of ``strategy`` on the current state."""
-    from mmcurate.signals import STRATEGIES
+    from mmcurate.rank import STRATEGIES
 
     prov = ranked.attrs.get("provenance") or {}
     expected = (STRATEGIES.get(strategy).name, len(labelled_arrays(proj)[0]), load_model(proj).round)

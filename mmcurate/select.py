@@ -34,10 +34,11 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate._registry import Registry
 from mmcurate._util import check_random_state, int_seed
 from mmcurate.exceptions import PoolExhaustedError
 
-__all__ = ["SELECTORS", "get_selector", "select_balanced", "select_cluster", "select_coreset",
+__all__ = ["SELECTORS", "Selector", "get_selector", "select_balanced", "select_cluster", "select_coreset",
            "select_sample", "select_topk"]
 
 
@@ -337,40 +338,22 @@ def select_balanced(scores, *, n: int, categories: npt.ArrayLike, embeddings=Non
 
 @dataclass(frozen=True)
 class Selector:
+    """A named selector: ``fn(scores, *, n, embeddings=None, indices_labeled=None, exclude=None,
+    random_state=None, **options)`` (the shared signature of the module docstring)."""
+
     name: str
     description: str
     fn: Callable[..., np.ndarray]
 
 
-class SelectorRegistry:
-    """Diversity modes by name (hyphen/underscore insensitive); ``none`` = ``topk``."""
-
-    def __init__(self, selectors: list[Selector], aliases: dict[str, str]) -> None:
-        self._by_name = {s.name: s for s in selectors}
-        self._aliases = aliases
-
-    def get(self, name: str) -> Selector:
-        key = name.strip().lower().replace("-", "_")
-        key = self._aliases.get(key, key)
-        if key not in self._by_name:
-            raise ValueError(f"unknown diversity/selector {name!r}; valid: none, "
-                             f"{', '.join(self._by_name)}")
-        return self._by_name[key]
-
-    def names(self) -> list[str]:
-        return list(self._by_name)
-
-    def describe(self) -> list[tuple[str, str]]:
-        return [("none", "same as topk")] + [(s.name, s.description) for s in self._by_name.values()]
-
-
-SELECTORS = SelectorRegistry([
+SELECTORS: Registry[Selector] = Registry("diversity/selector", [
     Selector("topk", "the highest scores", select_topk),
     Selector("cluster", "best per k-means cluster, proportional or uniform quotas", select_cluster),
     Selector("coreset", "k-center greedy among the top 10 x budget by score, seeded with the labelled "
              "pairs (Python: candidates=0 = the whole pool)", select_coreset),
     Selector("sample", "sampling proportional to score^(1/T); method=badge for k-means++", select_sample),
-], aliases={"none": "topk", "top_k": "topk", "kcenter": "coreset", "monte_carlo": "sample"})
+], aliases={"none": "topk", "top_k": "topk", "kcenter": "coreset", "monte_carlo": "sample"}, listed=["none"])
+"""Diversity modes by name (hyphen/underscore insensitive); ``none`` = ``topk``."""
 
 
 def get_selector(name: str) -> Callable[..., np.ndarray]:

@@ -65,10 +65,9 @@ def run_size(img_path: str, txt_path: str, noisy_path: str) -> dict:
     """Runs in a child process: per-family time from a fresh context, selection, peak RSS."""
     import resource
 
-    from mmcurate.rank import RankContext, selection_vectors
+    from mmcurate.rank import STRATEGIES, RankContext, selection_vectors
     from mmcurate.select import select_cluster, select_coreset
     from mmcurate.signals import auroc
-    from mmcurate.signals.registry import STRATEGIES
 
     img = np.load(img_path, mmap_mode="r")
     txt = np.load(txt_path, mmap_mode="r")
@@ -80,7 +79,7 @@ def run_size(img_path: str, txt_path: str, noisy_path: str) -> dict:
         ctx = RankContext(img, txt, indices_labeled=[], labels=[], k=10, random_state=0)
         t = time.perf_counter()
         for name in names:
-            s = STRATEGIES.get(name).score(ctx)
+            s = STRATEGIES.get(name).evaluate(ctx)
             if name in ("disagreement", "clip_score"):
                 out[f"AUROC {name} (same-domain swaps)"] = auroc(s, noisy)
             scores = s if name == "margin" else scores

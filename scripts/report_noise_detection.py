@@ -24,8 +24,9 @@ from mmcurate.embed.importer import write_embedding_folder
 from mmcurate.embed.model import ModelSpec
 from mmcurate.embed.tiny import get_tiny_clip
 from mmcurate.project import create_project
+from mmcurate.rank import STRATEGIES
 from mmcurate.rounds import import_labels, rank_project, select_batch, train_project_head
-from mmcurate.signals import STRATEGIES, auroc, precision_at_k
+from mmcurate.signals import auroc, precision_at_k
 from mmcurate.synth import domain_shift_embeddings
 
 

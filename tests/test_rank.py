@@ -73,3 +73,44 @@ def test_agreement_from_the_cross_modal_neighbours_keeps_the_ranking():
     r = np.corrcoef(_rankdata(cross), _rankdata(same))[0, 1]
     assert r >= 0.995
     assert auroc(cross, noisy) >= auroc(same, noisy) - 0.005
+
+
+# mean and rows 0, 57, 399 of each column, recorded before the registry moved to mmcurate.rank
+PINNED = {
+    "score": (0.3823962258727749, [0.3556726698644955, 0.0003071811111817757, 0.9999987353477352]),
+    "p_misaligned": (0.3823962258727749, [0.3556726698644955, 0.0003071811111817757, 0.9999987353477352]),
+    "random": (0.5306870993527544, [0.6369616873214543, 0.7963242702872942, 0.39675188715342524]),
+    "clip_score": (0.47757408510427923, [0.4468855857849121, 0.17712688446044922, 0.969025731086731]),
+    "least_confidence": (0.06669747113016847,
+                         [0.3556726698644955, 0.0003071811111817757, 1.2646522647985492e-06]),
+    "margin": (0.13339494226033694, [0.711345339728991, 0.0006143622223635514, 2.5293045295970984e-06]),
+    "entropy": (0.15211706654038357, [0.6508876946556484, 0.0027916371917053673, 1.8439531377300733e-05]),
+    "disagreement": (0.5, [0.6271153846153846, 0.16846153846153847, 0.855769230769231]),
+    "density": (0.08358351945667913, [0.42173324129582457, 0.00040703792256477947, 1.7211328065501883e-06]),
+    "vote_entropy": (0.05776409504282933, [0.0, 0.0, 0.0]),
+    "kl_divergence": (0.02634672767613975, [0.04183224599321704, 0.003950683204387735, 0.08248523722008959]),
+    "egl": (0.1590818865055843, [0.7564727823636972, 0.0016499014080349624, 1.0732656857284034e-05]),
+    "eer": (-0.0002561860599439351, [-0.0004299522144995965, -0.0004299522144995965, -0.0004299522144995965]),
+    "cosine": (0.5224259148957208, [0.5531144142150879, 0.8228731155395508, 0.030974268913269043]),
+    "p_aligned": (0.6176037741272251, [0.6443273301355045, 0.9996928188888182, 1.2646522647985492e-06]),
+    "margin on=i2t": (0.6032587771945621, [0.9063586817653844, 0.23083934220877067, 0.8065227849246375]),
+    "margin on=both": (0.6083776260015061, [0.6524442258662508, 0.3642259785392298, 0.8024195861165141]),
+}
+
+
+def test_every_strategys_scores_are_pinned():
+    """A ranking's numbers do not move when the code around them does (every strategy, with labels)."""
+    from mmcurate.rank import STRATEGIES
+
+    img, txt, noisy, _ = domain_shift_embeddings(400, 16, random_state=5)
+    labelled = np.arange(0, 400, 7)
+    y = (~noisy[labelled]).astype(int)
+    table = compute_ranking(img, txt, strategies=STRATEGIES.names(), indices_labeled=labelled, labels=y)
+    columns = {name: table[name].to_numpy() for name in table.columns}
+    for on in ("i2t", "both"):
+        columns[f"margin on={on}"] = compute_ranking(img, txt, strategies=["margin"],
+                                                     options={"margin": {"on": on}})["margin"].to_numpy()
+    assert set(PINNED) == set(columns)
+    for name, (mean, rows) in PINNED.items():
+        np.testing.assert_allclose(columns[name].mean(), mean, rtol=1e-6, atol=1e-9, err_msg=name)
+        np.testing.assert_allclose(columns[name][[0, 57, 399]], rows, rtol=1e-6, atol=1e-9, err_msg=name)

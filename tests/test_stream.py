@@ -351,7 +351,7 @@ def test_incremental_scores_equal_a_full_rerank(tmp_path):
                                k=10)["score"].to_numpy()[1000:]
         assert np.abs(got - full).max() <= 0.02, strategy  # the stated tolerance
         assert np.corrcoef(got, full)[0, 1] > 0.999, strategy
-    with pytest.raises(ValueError, match="not scored incrementally"):
+    with pytest.raises(ValueError, match="not scored by the incremental scorer"):
         scorer.score(img[1000:], txt[1000:], strategy="vote_entropy")
 
 

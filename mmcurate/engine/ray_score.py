@@ -7,10 +7,12 @@ that goes to Ray's shared object store; then one task per shard of rows reads it
 searches both indexes (image→text, text→image; the agreements reuse those neighbours) and returns
 only per-pair numbers: the exact cosine, the alignment features, neighbourhood agreement and (if
 asked) the density term. The driver gathers those ``O(N)`` arrays into a :class:`mmcurate.rank.RankContext`
-(copied in as each shard finishes, its object then freed) and every strategy scores as in the
-local engine (the pool-level steps, calibrator fit and percentiles, are cheap). Results equal the
-local engine's approximate path (``approximate=True``): same projection, same index, same
-per-query answers whatever the sharding.
+made of them alone (:meth:`~mmcurate.rank.RankContext.from_arrays`; copied in as each shard
+finishes, its object then freed) and every strategy scores as in the local engine (the pool-level
+steps, calibrator fit and percentiles, are cheap). Results equal the local engine's approximate
+path (``approximate=True``): same projection, same index, same per-query answers whatever the
+sharding. :data:`RAY_ENGINE` declares those arrays: a strategy that reads another (the retrieval
+softmaxes of ``on="i2t"`` …) is refused before any work.
 
 Fault tolerance: every task is retried by Ray when its worker process dies (``max_retries``) and,
 for an ``OSError`` (a file read that failed, e.g. on a shared filesystem), also on that exception
@@ -37,7 +39,13 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
-__all__ = ["rank_with_ray", "shard_stats"]
+from mmcurate.rank.registry import Engine
+
+__all__ = ["RAY_ENGINE", "rank_with_ray", "shard_stats"]
+
+RAY_ENGINE = Engine("ray engine", provides=frozenset({"cosine", "features", "agree_v", "agree_t",
+                                                      "representativeness"}), fix="use --engine local")
+"""The arrays the shard tasks compute (``representativeness`` only when a strategy reads it)."""
 
 _CHUNK = 65536
 
@@ -152,8 +160,10 @@ def rank_with_ray(
     ``image_path``/``text_path`` are the float16 ``.npy`` files of a project's embeddings (rows =
     pairs); ``head`` a projection head checkpoint to apply first. ``n_shards`` defaults to four
     per CPU of the cluster. ``calibrator`` is passed to :class:`mmcurate.rank.RankContext` (a
-    validated model's, ``"prior"``, or None to fit one on the labels behind the gate). Strategies
-    that need the raw retrieval distributions (``on="i2t"`` etc.) are not available here.
+    validated model's, ``"prior"``, or None to fit one on the labels behind the gate). A strategy
+    reading an array the shards do not compute (the retrieval softmaxes of ``on="i2t"`` etc.)
+    raises :class:`~mmcurate.exceptions.UnsupportedStrategyError` before Ray starts
+    (:data:`RAY_ENGINE`).
     ``max_retries``: how often Ray reruns a task whose worker died (or that raised ``OSError``).
     ``fault_marker``: for testing recovery only; a path prefix whose ``.index`` / ``.shard`` files,
     created once, mark that the first task of that stage killed its own worker.
@@ -165,8 +175,9 @@ def rank_with_ray(
     from mmcurate import index as ix
     from mmcurate.engine.ray_embed import require_ray
     from mmcurate.rank import RankContext, compute_from_context
-    from mmcurate.signals import STRATEGIES, alignment
+    from mmcurate.signals import alignment
 
+    needed = RAY_ENGINE.check(strategies, options)  # before any work
     ray = require_ray()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, log_to_driver=False,
@@ -185,12 +196,11 @@ def rank_with_ray(
     basis_ref = ray.put(basis)  # owned by this driver, which outlives every task using it
     image_index = build.remote(image_path, head, "image", basis_ref, random_state, marker)
     text_index = build.remote(text_path, head, "text", basis_ref, random_state, marker)
-    chosen = [STRATEGIES.get(s).name for s in strategies]
     joint_index = None
     labeled = np.asarray(indices_labeled if indices_labeled is not None else [], np.int64)
     mask = np.zeros(n, bool)
     mask[labeled] = True
-    if "density" in chosen:
+    if "representativeness" in needed:
         joint_index = ray.remote(**retry)(_build_joint_index).remote(image_index, text_index,
                                                                       random_state)
     task = ray.remote(**retry)(_shard_task)
@@ -201,14 +211,12 @@ def rank_with_ray(
                         marker): (a, b)
             for a, b in shards}
     stats = _gather(ray, refs, n)
-    ctx = RankContext(np.empty((n, 0)), np.empty((n, 0)), indices_labeled=labeled, labels=labels, k=k,
-                      random_state=random_state, temperature=temperature, approximate=True,
-                      calibrator=calibrator)
     feats = alignment.AlignmentFeatures(**{name: stats[name] for name in alignment.FEATURE_NAMES},
                                         k=k + 1)
-    ctx.provide(cosine=stats["cosine"], features=feats, agree_v=stats["agree_v"],
-                agree_t=stats["agree_t"],
-                **({"representativeness": stats["representativeness"]} if joint_index is not None else {}))
+    arrays = {"features": feats, **{key: stats[key] for key in RAY_ENGINE.provides if key in stats}}
+    ctx = RankContext.from_arrays(n, arrays, indices_labeled=labeled, labels=labels, k=k,
+                                  random_state=random_state, temperature=temperature, approximate=True,
+                                  calibrator=calibrator)
     return compute_from_context(ctx, strategies, options=options)
 
 

@@ -1,10 +1,15 @@
 """Per-pair signals: every query strategy as a pure function over numpy arrays.
 
-Scores are ``(N,)`` float64, higher = review first. ``STRATEGIES`` maps names to them for the
-CLI and notebooks; :func:`mmcurate.rank.compute_ranking` computes the arrays they need once.
+Scores are ``(N,)`` float64, higher = review first. No signal imports :mod:`mmcurate.rank`:
+the registry of strategies by name, :data:`mmcurate.rank.STRATEGIES`, lives beside the
+:class:`~mmcurate.rank.RankContext` its entries read, and :func:`mmcurate.rank.compute_ranking`
+computes the arrays they need once. ``mmcurate.signals.STRATEGIES`` and ``Strategy`` still resolve
+(to those of :mod:`mmcurate.rank`, on first use).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 from mmcurate.signals.alignment import (
     AlignmentFeatures,
@@ -19,13 +24,22 @@ from mmcurate.signals.crossmodal import disagreement, neighbourhood_agreement
 from mmcurate.signals.density import information_density, representativeness
 from mmcurate.signals.error_reduction import eer
 from mmcurate.signals.metrics import auroc, average_precision, precision_at_k
-from mmcurate.signals.registry import STRATEGIES, Strategy, StrategyRegistry
 from mmcurate.signals.uncertainty import entropy, least_confidence, margin
 
 __all__ = [
-    "STRATEGIES", "AlignmentFeatures", "Calibrator", "Strategy", "StrategyRegistry", "alignment_features",
+    "AlignmentFeatures", "Calibrator", "alignment_features",
     "auroc", "average_precision", "disagreement", "eer", "egl", "entropy", "fit_calibrator",
     "fit_committee", "information_density", "kl_divergence", "least_confidence", "margin",
     "neighbourhood_agreement", "precision_at_k", "prior_calibrator", "representativeness",
     "vote_entropy",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``STRATEGIES`` / ``Strategy``: the names this package exported before the registry moved to
+    :mod:`mmcurate.rank.registry` (imported on first use: importing the signals loads no ranking)."""
+    if name in ("STRATEGIES", "Strategy"):
+        from mmcurate.rank import registry
+
+        return getattr(registry, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

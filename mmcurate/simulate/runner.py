@@ -64,8 +64,8 @@ class SimulationConfig:
     mode: str = "pool"
 
     def __post_init__(self) -> None:
+        from mmcurate.rank import STRATEGIES
         from mmcurate.select import SELECTORS
-        from mmcurate.signals import STRATEGIES
 
         object.__setattr__(self, "strategies", tuple(dict.fromkeys(
             STRATEGIES.get(s).name for s in self.strategies)))

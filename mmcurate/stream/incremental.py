@@ -47,16 +47,22 @@ import numpy as np
 from mmcurate import index as ix
 from mmcurate._fileio import atomic_write_json, save_npy_atomic
 from mmcurate.project_index import ProjectIndex
+from mmcurate.rank.registry import Engine
 from mmcurate.signals import alignment, crossmodal
 
 if TYPE_CHECKING:
     from mmcurate.rank import RankContext
 
-__all__ = ["INCREMENTAL_STRATEGIES", "PoolScorer", "pool_fingerprint", "save_pool_state"]
+__all__ = ["INCREMENTAL", "INCREMENTAL_STRATEGIES", "PoolScorer", "pool_fingerprint", "save_pool_state"]
 
 INCREMENTAL_STRATEGIES = frozenset({"p_misaligned", "clip_score", "least_confidence", "margin",
                                     "entropy", "egl", "disagreement"})
 """Strategies scored from the persisted state (uncertainty ones on the binary P(aligned) only)."""
+INCREMENTAL = Engine("incremental scorer", provides=frozenset({"cosine", "features", "agree_v", "agree_t"}),
+                     strategies=INCREMENTAL_STRATEGIES,
+                     fix="rank pool + arrivals together (mmcurate.rank.compute_ranking), as add does for it")
+"""What :meth:`PoolScorer.score` serves: the state's arrays (and what derives from ``features``),
+for :data:`INCREMENTAL_STRATEGIES` only (the ones the stated tolerance was tested for)."""
 _ARRAYS = ("cosine", *alignment.FEATURE_NAMES[1:], "agree_v", "agree_t")
 
 
@@ -224,25 +230,23 @@ class PoolScorer:
 
         ``indices_labeled`` are pool rows (arrivals carry no labels yet); ``random_state`` seeds
         the calibrator's cross-fitting as in :func:`mmcurate.rank.compute_ranking`.
-        Raises ``ValueError`` for a strategy not in :data:`INCREMENTAL_STRATEGIES`.
+        Raises :class:`~mmcurate.exceptions.UnsupportedStrategyError` (a ``ValueError``), before
+        any search, for a strategy or options :data:`INCREMENTAL` does not serve.
         """
-        from mmcurate.rank import RankContext, compute_from_context
-        from mmcurate.signals import STRATEGIES
+        from mmcurate.rank import STRATEGIES, RankContext, compute_from_context
 
         name = STRATEGIES.get(strategy).name
-        if name not in INCREMENTAL_STRATEGIES or (options or {}).get("on", "binary") != "binary":
-            raise ValueError(f"strategy {strategy!r} with options {options} is not scored "
-                             f"incrementally; incremental: {', '.join(sorted(INCREMENTAL_STRATEGIES))}")
+        INCREMENTAL.check([name], {name: options} if options else None)
         new = self.arrival_arrays(image, text)
         both = {key: np.concatenate([self.arrays[key], new[key]]) for key in _ARRAYS}
-        rows = np.empty((self.n_pool + len(image), 0), np.float32)  # no vectors: all provided
-        ctx = RankContext(rows, rows, indices_labeled=indices_labeled, labels=labels, k=self.k,
-                          random_state=random_state, temperature=self.temperature, approximate=False)
         feats = alignment.AlignmentFeatures(
             cosine=both["cosine"], z_i2t=both["z_i2t"], z_t2i=both["z_t2i"], logp_i2t=both["logp_i2t"],
             logp_t2i=both["logp_t2i"], rank_i2t=both["rank_i2t"], rank_t2i=both["rank_t2i"], k=self.k)
-        ctx.provide(features=feats, cosine=both["cosine"], agree_v=both["agree_v"],
-                    agree_t=both["agree_t"])
+        provided = {"features": feats, **{key: both[key] for key in ("cosine", "agree_v", "agree_t")}}
+        ctx = RankContext.from_arrays(
+            self.n_pool + len(image), provided,
+            indices_labeled=indices_labeled, labels=labels, k=self.k, random_state=random_state,
+            temperature=self.temperature, approximate=False)
         table = compute_from_context(ctx, [name], options={name: options} if options else None)
         return table["score"].to_numpy(np.float64)[self.n_pool :]
 

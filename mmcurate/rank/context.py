@@ -1,4 +1,10 @@
-"""Glue: embeddings → neighbours → alignment features → calibrator → every requested signal.
+"""The arrays of one ranking: embeddings → neighbours → alignment features → calibrator → ….
+
+:class:`RankContext` computes each array a strategy may read lazily and at most once (its names:
+:meth:`RankContext.array_names`); an engine that computed some elsewhere hands them in with
+:meth:`RankContext.provide`, or builds a context of them alone with
+:meth:`RankContext.from_arrays`. A strategy reads a :class:`ContextView`: only the arrays it
+declares (:attr:`mmcurate.rank.Strategy.needs`) and the ranking's parameters.
 
 Neighbour searches go through :mod:`mmcurate.index` and :meth:`RankContext.neighbours`, which runs
 each distinct search once per ranking and shares it among the strategies: image→text and
@@ -9,21 +15,20 @@ be float16 memory maps; they are read in chunks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import pandas as pd
 
 from mmcurate import index as ix
 from mmcurate._fileio import iter_chunks
 from mmcurate.learn import Validation, fit_validated
 from mmcurate.signals import alignment, committee, crossmodal, density
-from mmcurate.signals.registry import STRATEGIES
 
-__all__ = ["RankContext", "compute_from_context", "compute_ranking", "joint_vectors", "selection_vectors"]
+__all__ = ["APPROXIMATE_FROM", "FROM_FEATURES", "ContextView", "RankContext", "joint_vectors",
+           "selection_vectors", "without_own"]
 
 
 def _retrieval_rows(own: np.ndarray, sims: np.ndarray, idx: np.ndarray, temperature: float) -> np.ndarray:
@@ -50,6 +55,70 @@ def without_own(idx: np.ndarray, k: int, *, offset: int = 0) -> np.ndarray:
 APPROXIMATE_FROM = ix.EXACT_MAX
 """Pools larger than this use the reduced, clustered neighbour search (exact below); the same
 threshold as :func:`mmcurate.index.build_index`'s flat/IVF choice."""
+
+FROM_FEATURES = frozenset({"calibrator", "proba", "design", "hessian", "committee"})
+"""Arrays a context derives from ``features`` and the labels alone (no vectors, no search): an
+engine that provides ``features`` serves these too."""
+
+
+class ContextView:
+    """What one strategy may read of a :class:`RankContext`: the arrays it declares and the
+    ranking's parameters (:attr:`PARAMETERS`). Reading anything else raises ``AttributeError``, so a
+    strategy's declaration stays complete.
+
+    Examples
+    --------
+    >>> ctx = RankContext.from_arrays(3, {"proba": np.array([0.2, 0.5, 0.9])}, indices_labeled=None,
+    ...                               labels=None, k=2, random_state=0)
+    >>> view = ctx.view(["proba"], reader="strategy 'margin'")
+    >>> view.proba.tolist(), view.n
+    ([0.2, 0.5, 0.9], 3)
+    >>> view.cosine
+    Traceback (most recent call last):
+    AttributeError: strategy 'margin' reads 'cosine', which it does not declare (needs: proba)
+    """
+
+    PARAMETERS = frozenset({"n", "k", "random_state", "indices_labeled", "labels"})
+    __slots__ = ("_ctx", "_names", "_reader")
+
+    def __init__(self, ctx: RankContext, names: Collection[str], *, reader: str) -> None:
+        unknown = sorted(set(names) - set(ctx.array_names()))
+        if unknown:
+            raise ValueError(f"{reader} declares {unknown}, which are not context arrays; known: "
+                             f"{', '.join(ctx.array_names())}")
+        self._ctx, self._names, self._reader = ctx, tuple(names), reader
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._names or name in self.PARAMETERS:
+            return getattr(self._ctx, name)
+        raise AttributeError(f"{self._reader} reads {name!r}, which it does not declare "
+                             f"(needs: {', '.join(self._names) or 'nothing'})")
+
+
+class _NoVectors:
+    """The vectors of a context made of precomputed arrays: it has a length and nothing else, so
+    an array that would need the vectors raises instead of being computed from a placeholder."""
+
+    def __init__(self, n: int) -> None:
+        self._n = int(n)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def _refuse(self) -> ValueError:
+        return ValueError("this ranking context was built from precomputed arrays, without vectors: "
+                          "an array it was not given (other than those derived from features) "
+                          "cannot be computed here; provide it, or rank with the vectors")
+
+    def __getitem__(self, key: Any) -> Any:
+        raise self._refuse()
+
+    def __array__(self, *args: Any, **kwargs: Any) -> Any:
+        raise self._refuse()
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        raise self._refuse()
 
 
 class RankContext:
@@ -109,13 +178,33 @@ class RankContext:
         self.search_counts: dict[tuple[str, str, bool, int], int] = {}
         """Searches run, by ``(query, database, exclude_self, k)`` (each should be 1)."""
 
+    @classmethod
+    def from_arrays(cls, n: int, arrays: Mapping[str, Any], **params: Any) -> RankContext:
+        """A context of ``n`` pairs holding only ``arrays`` (an engine's) and no vectors.
+
+        ``params`` are the constructor's keywords (``indices_labeled``, ``labels``, ``k``,
+        ``random_state`` ...). Arrays not given are computed only when they derive from ones that
+        were (:data:`FROM_FEATURES`, from ``features``); any other raises ``ValueError``.
+        """
+        ctx = cls(_NoVectors(n), _NoVectors(n), **params)
+        ctx.provide(**arrays)
+        return ctx
+
+    @classmethod
+    def array_names(cls) -> tuple[str, ...]:
+        """The arrays a strategy may read (each computed lazily, once, unless provided)."""
+        return tuple(name for name, v in vars(cls).items() if isinstance(v, cached_property))
+
     def provide(self, **arrays: Any) -> None:
         """Set precomputed arrays (e.g. ``features``, ``agree_v`` from a distributed engine)."""
-        known = [n for n, v in vars(type(self)).items() if isinstance(v, cached_property)]
-        unknown = sorted(set(arrays) - set(known))
+        unknown = sorted(set(arrays) - set(self.array_names()))
         if unknown:
-            raise ValueError(f"cannot provide {unknown}; known arrays: {', '.join(known)}")
+            raise ValueError(f"cannot provide {unknown}; known arrays: {', '.join(self.array_names())}")
         self.__dict__.update(arrays)
+
+    def view(self, names: Collection[str], *, reader: str) -> ContextView:
+        """The arrays ``names`` (and the parameters) for ``reader``, e.g. ``"strategy 'margin'"``."""
+        return ContextView(self, names, reader=reader)
 
     def _space(self, name: str):
         return {"image": self.image_space, "text": self.text_space, "joint": self.joint_space}[name]
@@ -285,70 +374,3 @@ def selection_vectors(image_embeddings, text_embeddings, *, max_dim: int = 128,
         return joint_vectors(image_embeddings, text_embeddings)
     basis = ix.fit_projection(image_embeddings, text_embeddings, dim=max_dim, random_state=random_state)
     return joint_vectors(ix.project(image_embeddings, basis), ix.project(text_embeddings, basis))
-
-
-def compute_ranking(
-    image_embeddings: npt.ArrayLike,
-    text_embeddings: npt.ArrayLike,
-    *,
-    strategies: Sequence[str] = ("margin",),
-    indices_labeled: npt.ArrayLike | None = None,
-    labels: npt.ArrayLike | None = None,
-    k: int = 10,
-    random_state: int = 0,
-    categories: npt.ArrayLike | None = None,
-    options: dict[str, dict[str, Any]] | None = None,
-    approximate: bool | None = None,
-    searcher: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
-    calibrator: alignment.Calibrator | str | None = None,
-) -> pd.DataFrame:
-    """Score every pair with each strategy; one row per pair, in input order.
-
-    Returns a DataFrame with ``score`` (the first strategy's), one column per strategy, plus
-    ``cosine`` and ``p_aligned`` (the calibrated probability). ``options`` maps a strategy name to
-    its keyword options (e.g. ``{"density": {"beta": 2.0}}``). ``categories`` is accepted for the
-    callers' convenience and returned as a column when given. ``approximate`` and ``searcher``
-    choose the neighbour search (see :class:`RankContext`; ``None`` decides by pool size).
-    ``calibrator``: P(aligned) from this calibrator (a validated model, :mod:`mmcurate.learn`),
-    or ``"prior"`` for the zero-label prior, instead of one fitted on ``labels`` here.
-
-    Examples
-    --------
-    >>> rng = np.random.default_rng(0)
-    >>> img = rng.normal(size=(50, 8)); img /= np.linalg.norm(img, axis=1, keepdims=True)
-    >>> df = compute_ranking(img, img, strategies=["margin", "clip_score"])
-    >>> df.columns.tolist()[:3]
-    ['score', 'margin', 'clip_score']
-    """
-    image_embeddings, text_embeddings = np.asarray(image_embeddings), np.asarray(text_embeddings)
-    if len(image_embeddings) != len(text_embeddings):
-        raise ValueError(f"image and text embeddings differ in length: {len(image_embeddings)} "
-                         f"vs {len(text_embeddings)}")
-    ctx = RankContext(image_embeddings, text_embeddings, indices_labeled=indices_labeled,
-                      labels=labels, k=k, random_state=random_state, approximate=approximate,
-                      searcher=searcher, calibrator=calibrator)
-    return compute_from_context(ctx, strategies, options=options, categories=categories)
-
-
-def compute_from_context(ctx: RankContext, strategies: Sequence[str], *,
-                         options: dict[str, dict[str, Any]] | None = None,
-                         categories: npt.ArrayLike | None = None) -> pd.DataFrame:
-    """The ranking table of :func:`compute_ranking` from a prepared :class:`RankContext`."""
-    if not strategies:
-        raise ValueError("give at least one strategy; valid: " + ", ".join(STRATEGIES.names()))
-    chosen = [STRATEGIES.get(s) for s in strategies]
-    options = {STRATEGIES.get(name).name: opts for name, opts in (options or {}).items()}
-    columns: dict[str, np.ndarray] = {}
-    for strat in chosen:
-        scores = np.asarray(strat.score(ctx, **options.get(strat.name, {})), dtype=np.float64)
-        bad = np.flatnonzero(~np.isfinite(scores))
-        if len(bad):
-            raise ValueError(f"strategy {strat.name!r} gave non-finite scores for {len(bad)} of "
-                             f"{len(scores)} pairs (rows {bad[:10].tolist()}); expected finite "
-                             f"vectors: check them with numpy.isfinite before ranking")
-        columns[strat.name] = scores
-    table = pd.DataFrame({"score": columns[chosen[0].name], **columns,
-                          "cosine": ctx.cosine, "p_aligned": ctx.proba})
-    if categories is not None:
-        table["category"] = np.asarray(categories)
-    return table
