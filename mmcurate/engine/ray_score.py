@@ -39,6 +39,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mmcurate import index as ix
 from mmcurate.rank.registry import Engine
 
 __all__ = ["RAY_ENGINE", "rank_with_ray", "shard_stats"]
@@ -75,7 +76,6 @@ def _crash_once(fault_marker: str | None, stage: str) -> None:
 
 def _build_index(path: str, head: str | None, side: str, basis: np.ndarray, random_state: int,
                  fault_marker: str | None = None):
-    from mmcurate import index as ix
 
     _crash_once(fault_marker, "index")
 
@@ -147,8 +147,8 @@ def rank_with_ray(
     address: str | None = None,
     n_shards: int | None = None,
     num_cpus: float = 1.0,
-    reduced_dim: int = 128,
-    nprobe: int = 2,
+    reduced_dim: int = ix.REDUCED_DIM,
+    nprobe: int = ix.NPROBE,
     temperature: float = 0.05,
     options: dict[str, dict[str, Any]] | None = None,
     calibrator: Any = None,
@@ -172,7 +172,6 @@ def rank_with_ray(
     --------
     >>> table = rank_with_ray("emb/image.npy", "emb/text.npy", strategies=["disagreement"])  # doctest: +SKIP
     """
-    from mmcurate import index as ix
     from mmcurate.engine.ray_embed import require_ray
     from mmcurate.rank import RankContext, compute_from_context
     from mmcurate.signals import alignment
@@ -238,7 +237,6 @@ def _gather(ray, refs: dict, n: int) -> dict[str, np.ndarray]:
 
 
 def _build_joint_index(image_index, text_index, random_state: int):
-    from mmcurate import index as ix
     from mmcurate.rank import joint_vectors
 
     joint = joint_vectors(image_index.vectors, text_index.vectors)

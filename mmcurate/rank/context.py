@@ -125,31 +125,32 @@ class RankContext:
     """Arrays shared by the strategies of one ranking, computed lazily and at most once.
 
     Up to ``APPROXIMATE_FROM`` pairs every neighbour search is exact in the full embedding space.
-    Above it (``approximate=None`` decides by size) vectors are projected to ``reduced_dim``
-    dimensions (uncentred PCA fitted on both modalities, :func:`mmcurate.index.fit_projection`),
-    neighbours are found with :class:`mmcurate.index.ClusteredIndex`, and every neighbour-based
-    quantity (the own-pair similarity the alternatives are compared against, retrieval softmaxes,
-    neighbourhood agreement, density) is computed in that reduced space, so own and alternative
-    similarities stay comparable. ``cosine`` (and so ``clip_score``) is always exact. Float16 memory
-    maps are read in chunks; no full-precision copy of the embeddings is made.
+    Above it (``approximate=None`` decides by size) the *candidates* are found in a reduced space:
+    vectors projected to ``reduced_dim`` dimensions (uncentred PCA fitted on both modalities,
+    :func:`mmcurate.index.fit_projection`) and searched with :class:`mmcurate.index.ClusteredIndex`;
+    the image↔text candidates are then re-scored with the full vectors
+    (:func:`mmcurate.index.rescore`), so the similarities the features compare (a pair's own cosine
+    against its alternatives'), the retrieval softmaxes and the neighbourhood agreements are exact;
+    only which neighbours were found is approximate. Density's joint-space neighbours stay in the
+    reduced space. ``cosine`` (and so ``clip_score``) is always exact. Float16 memory maps are read
+    in chunks (the re-scoring reads only the candidate rows); no full-precision copy is made.
 
     ``agreement``: ``"cross"`` (default) takes the neighbourhood agreements from the image→text and
     text→image neighbours the features already need (``agree_v``: the pair's caption against the
     other captions its image retrieves; ``agree_t`` likewise), so ``disagreement`` costs two
     searches; ``"same"`` searches image→image and text→text for them (four searches).
 
-    Measured on ``scripts/bench_select.py``'s data (100,000 pairs, 512-d, same-domain swaps, a
-    loaded 2-core machine, one process): disagreement AUROC 0.927 with ``"same"``, 0.930 with
-    ``"cross"`` (rank correlation 0.999), 0.930 with ``nprobe`` 1; exact search 0.994. The loss is
-    the reduction, not the clustered search: ``reduced_dim`` 64 / 96 / 128 / 192 / 256 / 384 / 512
-    give 0.875 / 0.910 / 0.930 / 0.959 / 0.980 / 0.994 / 0.998 (512 = no reduction, clustered), at
-    about 1.3x the CPU time of 128 for 512. The default stays 128 for memory (float32 spaces:
-    ``2·N·reduced_dim·4`` bytes, plus the joint space for ``density``).
+    Measured on ``scripts/bench_select.py``'s data (200,000 pairs, 512-d, 20% same-domain swaps):
+    AUROC of ``p_misaligned`` / ``disagreement`` against the swaps was 0.626 / 0.925 when own and
+    alternative similarities were both taken in the 128-d space (before re-scoring), and is
+    0.9998 / 0.9978 with re-scoring (``reduced_dim`` 128, ``nprobe`` 1 or 2 alike); 96 / 64 / 32
+    dimensions give 0.9989 / 0.9953 / 0.9655 for ``p_misaligned``. Defaults:
+    :data:`mmcurate.index.REDUCED_DIM` = 128 and :data:`mmcurate.index.NPROBE` = 2 (see there why not 1).
     """
 
     def __init__(self, image_embeddings, text_embeddings, *, indices_labeled, labels, k: int,
                  random_state: int, temperature: float = 0.05, n_members: int = 5,
-                 approximate: bool | None = None, reduced_dim: int = 128, nprobe: int = 2,
+                 approximate: bool | None = None, reduced_dim: int = ix.REDUCED_DIM, nprobe: int = ix.NPROBE,
                  searcher: Callable[..., tuple[np.ndarray, np.ndarray]] | None = None,
                  calibrator: alignment.Calibrator | str | None = None, agreement: str = "cross") -> None:
         if agreement not in ("same", "cross"):

@@ -28,7 +28,10 @@ and with ``nprobe`` 2 the neighbour lists of rows near a cell border differ: at 
 32-d 73% of the arrivals' image→text neighbours are the same. The stated tolerance is therefore
 the clustered search's own variance: incremental vs full re-rank differ no more than two full
 re-ranks with different seeds (tested per strategy at 25,000 + 200 pairs, where ``disagreement``
-gives max |difference| 0.077, r = 0.997 vs the seeds' 0.108, r = 0.996). ``scripts/bench_arrivals.py
+gives max |difference| 0.086, r = 0.998 vs the seeds' 0.094, r = 0.997; with ``nprobe`` 1,
+``p_misaligned`` misses it: 0.82 vs 0.81). Candidates are re-scored with the full vectors as in the
+ranking (:func:`mmcurate.index.rescore`); the arrivals' vectors and those of committed batches are
+kept for it, pool rows are read from the memory maps as needed. ``scripts/bench_arrivals.py
 --sizes 100000`` (512-d, 1,000 arrivals, ``disagreement``; a shared, loaded 2-core machine): state
 built in 17.3 s (was 185 s with IVF indexes in full dimension), incremental 0.59 s vs full ranking
 18.7 s = 3.2%, max |difference| 0.311 and r = 0.987 (was 0.47, r = 0.82) vs a seed floor of 0.396,
@@ -94,7 +97,7 @@ class PoolScorer:
 
     def __init__(self, folder: Path, image_embeddings, text_embeddings, *, fingerprint: str,
                  k: int = 10, temperature: float = 0.05, random_state: int = 0,
-                 approximate: bool | None = None, reduced_dim: int = 128, nprobe: int = 2,
+                 approximate: bool | None = None, reduced_dim: int = ix.REDUCED_DIM, nprobe: int = ix.NPROBE,
                  context: RankContext | None = None) -> None:
         self.folder = Path(folder)
         self.image, self.text = image_embeddings, text_embeddings
