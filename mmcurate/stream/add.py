@@ -216,11 +216,11 @@ def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str,
     then the pool's saved state, if any, goes stale and is rebuilt on its next use)."""
     from mmcurate.rank import compute_ranking
     from mmcurate.rounds import apply_head, labelled_arrays, load_latest_head
-    from mmcurate.stream.incremental import INCREMENTAL_STRATEGIES, PoolScorer
+    from mmcurate.stream.incremental import INCREMENTAL, PoolScorer
 
     head, head_round = load_latest_head(proj)
     pool_image, pool_text = proj.image_embeddings(), proj.text_embeddings()
-    if strategy in INCREMENTAL_STRATEGIES and (options or {}).get("on", "binary") == "binary":
+    if INCREMENTAL.supports(strategy, options):  # else a full re-rank of pool + arrivals
         scorer = PoolScorer(proj.root / "index" / "pool", *apply_head(head, pool_image, pool_text),
                             fingerprint=_pool_fingerprint(proj, head_round, k), k=k,
                             random_state=random_state)
