@@ -170,7 +170,7 @@ def test_fiftyone_csv_tags_written_as_a_list_import(tmp_path, tags, capsys):
 
 def test_one_path_rule_for_every_reader_of_image_references(tmp_path):
     from mmcurate.data.images import ImageRefError, read_image_bytes
-    from mmcurate.export import _image_reader
+    from mmcurate.export.webdataset import _image_reader
 
     (tmp_path / "root").mkdir()
     (tmp_path / "outside.tar").write_bytes(b"")

@@ -1,79 +1,21 @@
-"""Export the curated set with its report (a round's batch files: :mod:`mmcurate.review.batch`).
+"""Where every pair of a project goes: curated or dropped, and why (:func:`curate_pairs`).
 
-Curated set (:func:`export_curated`)
-    Every pair of the project ends in exactly one place:
-
-    ========================  =========================================================
-    latest decision accept    curated, ``status = accepted``
-    latest decision fix       curated, ``status = fixed``, corrected caption in ``caption``,
-                              the original in ``original_caption``
-    latest decision reject    dropped, ``reason = rejected by reviewer``
-    unreviewed, embed failed  dropped with the failure's reason (``embed_failures.csv``)
-    unreviewed, threshold t   curated (``status = auto``) when P(aligned) >= t, else dropped
-                              (``reason = p_aligned < t``)
-    unreviewed, reviewed-only in neither file (``threshold=None``; counted as ``left_out``)
-    ========================  =========================================================
-
-    By default (``threshold="auto"``) every pair gets a verdict: ``t`` is chosen from the current
-    model's P(aligned) by :func:`mmcurate.learn.choose_threshold` (the lowest ``t`` whose kept
-    unreviewed pairs have an estimated misaligned share <= ``target_noise``, default 3%), and the
-    exploration labels give an unbiased check of that share with a 95% interval
-    (``Curation.estimates``).
-
-    Rows rejected when the project was built (``rejects.csv``) are added to ``dropped`` with their
-    reasons. A reviewer's decision outranks an embedding failure (a person saw the pair).
-
-Assumptions: P(aligned) comes from :func:`mmcurate.rounds.rank_project` with the ``p_misaligned``
-strategy (calibrated under the model in use) unless a ranking table is passed in; that ranking
-writes nothing into the project (no ``state.json``, no pool state): exporting changes only the
-output folder. Every file is written to a temporary name and moved into place, so readers never see
-half a file.
+The rules are listed in :mod:`mmcurate.export`; this module decides, :mod:`mmcurate.export.write`
+writes the files.
 """
 
 from __future__ import annotations
 
-import hashlib
-import io
-import json
-import os
-import re
-import tarfile
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mmcurate._fileio import atomic_path, atomic_write_frame, to_jsonable
-from mmcurate.data.images import ImageRefError, read_image_bytes
-from mmcurate.exceptions import ProjectError
+__all__ = ["Curation", "absolute_image_paths", "curate_pairs"]
 
-__all__ = ["CURATED_FORMATS", "Curation", "absolute_image_paths", "curate_pairs", "export_curated",
-           "model_display_name", "sample_key", "write_webdataset"]
-
-CURATED_FORMATS = ("csv", "jsonl", "parquet", "webdataset")
 _BASE_COLUMNS = ("pair_id", "image", "caption")
 _DROPPED_COLUMNS = ["pair_id", "image", "caption", "stage", "reason", "detail"]
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-
-
-# -- small helpers ----------------------------------------------------------------------------------
-def _write_frame(df: pd.DataFrame, path: Path, fmt: str) -> Path:
-    """Write ``df`` as csv, jsonl or parquet, atomically."""
-    return atomic_write_frame(df, path, fmt=fmt)
-
-
-def sample_key(pair_id: str) -> str:
-    """A file-name-safe key for a pair: the id itself when it is ``[A-Za-z0-9_-]``, else a hash.
-
-    WebDataset splits a member name at its first dot, so keys may not contain dots or slashes.
-    """
-    if _SAFE_KEY.match(pair_id):
-        return pair_id
-    return "id-" + hashlib.sha1(pair_id.encode("utf-8")).hexdigest()[:16]
 
 
 def absolute_image_paths(proj, refs: pd.Series) -> pd.Series:
@@ -83,21 +25,6 @@ def absolute_image_paths(proj, refs: pd.Series) -> pd.Series:
         return refs
     root = proj.image_root
     return refs.map(lambda ref: str(root / ref) if ref else "")
-
-
-
-def _image_reader(image_root: Path) -> Callable[[str], bytes]:
-    """``ref -> bytes`` of a stored image (a file under ``image_root``, a ``shard.tar::member`` or a
-    ``table.parquet::row``); raises ``OSError`` when the image cannot be read, a reference outside
-    the root included."""
-
-    def read(ref: str) -> bytes:
-        try:
-            return read_image_bytes(ref, image_root=image_root)
-        except ImageRefError as err:
-            raise OSError(str(err)) from err
-
-    return read
 
 
 # -- curation ---------------------------------------------------------------------------------------
@@ -360,199 +287,3 @@ def _counts(table: pd.DataFrame, rejects: pd.DataFrame, curated: pd.DataFrame,
     }
 
 
-# -- files --------------------------------------------------------------------------------------------
-def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
-                   threshold: float | str | None = "auto", target_noise: float = 0.03,
-                   strategy_scores: pd.DataFrame | None = None, shard_size: int = 1000) -> dict[str, Any]:
-    """Write the curated pairs, the dropped pairs and a report (Markdown + self-contained HTML).
-
-    Parameters
-    ----------
-    proj : Project
-    out_dir : path
-        Created if missing; files in it are replaced atomically.
-    fmt : {"csv", "jsonl", "parquet", "webdataset"}
-        Tables write ``curated.<fmt>`` and ``dropped.<fmt>``. ``webdataset`` (image projects only)
-        writes ``curated-000000.tar``, ... (at most ``shard_size`` samples each) holding
-        ``<key>.<image ext>`` (the original bytes), ``<key>.txt`` (caption) and ``<key>.json``
-        (metadata), plus ``dropped.csv``.
-    threshold : "auto", float in [0, 1] or None
-        Keep unreviewed pairs with P(aligned) >= ``threshold`` (``status = auto``), drop the rest;
-        ``"auto"`` (default) chooses it from the labels (:func:`curate_pairs`); ``None`` writes the
-        reviewed pairs only.
-    target_noise : float
-        What ``"auto"`` aims at: the estimated misaligned share of the kept unreviewed pairs.
-    strategy_scores : DataFrame, optional
-        A ranking table (``pair_id``, ``p_aligned``, optionally ``cosine``) to use instead of
-        ranking the project again.
-    shard_size : int
-        Samples per WebDataset shard.
-
-    Returns
-    -------
-    dict
-        The counts of :class:`Curation` plus ``format``, ``threshold`` and the paths written
-        (``curated_path`` or ``shards``, ``dropped_path``, ``report_md``, ``report_html``, ``plots``).
-
-    Examples
-    --------
-    >>> summary = export_curated(proj, "release/", fmt="parquet", threshold=0.9)  # doctest: +SKIP
-    >>> summary["curated"], summary["dropped"], summary["report_html"]  # doctest: +SKIP
-    """
-    if fmt not in CURATED_FORMATS:
-        raise ValueError(f"fmt must be one of {', '.join(CURATED_FORMATS)}; got {fmt!r}")
-    if fmt == "webdataset" and (proj.kind == "external" or proj.image_root is None):
-        raise ProjectError(f"{proj.root} was built from imported embeddings and has no image files, "
-                           f"so it cannot be written as WebDataset shards; use fmt='csv', 'jsonl' or "
-                           f"'parquet'.")
-    if shard_size < 1:
-        raise ValueError(f"shard_size must be >= 1 sample per shard; got {shard_size}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    cur = curate_pairs(proj, threshold=threshold, target_noise=target_noise,
-                       strategy_scores=strategy_scores)
-    threshold = cur.estimates.get("threshold") if threshold is not None else None
-    paths: dict[str, Any] = {}
-    if fmt == "webdataset":
-        shards, unreadable = write_webdataset(
-            cur.curated, out_dir, read_image=_image_reader(proj.image_root),
-            refs=proj.pairs.set_index("pair_id")["image"], shard_size=shard_size)
-        _move_unreadable(cur, unreadable)
-        paths["shards"] = [str(p) for p in shards]
-        paths["dropped_path"] = str(_write_frame(cur.dropped, out_dir / "dropped.csv", "csv"))
-    else:
-        paths["curated_path"] = str(_write_frame(cur.curated, out_dir / f"curated.{fmt}", fmt))
-        paths["dropped_path"] = str(_write_frame(cur.dropped, out_dir / f"dropped.{fmt}", fmt))
-    from mmcurate.report import write_report
-
-    decisions, rounds, heads = _ledger_frames(proj)
-    report = write_report(out_dir, cur, rounds=rounds, heads=heads, decisions=decisions,
-                          title=f"mmcurate export: {proj.root.name}",
-                          meta={"project": str(proj.root), "kind": proj.kind, "format": fmt,
-                                "threshold": _threshold_line(cur.estimates),
-                                "model": _model_line(proj),
-                                "P(aligned) from": _scores_line(cur.provenance),
-                                "exported": time.strftime("%FT%TZ", time.gmtime())},
-                          model=model_display_name(_manifest(proj)))
-    return {**cur.counts, "format": fmt, "threshold": threshold, "estimates": cur.estimates,
-            **paths, **report}
-
-
-def _threshold_line(est: dict[str, Any]) -> str | None:
-    """The threshold and its estimates in one sentence for the report."""
-    if not est:
-        return "none (reviewed pairs only)"
-    line = (f"P(aligned) >= {est['threshold']:.4f} ({est['rule']}): keeps {est['n_kept']} unreviewed "
-            f"pairs, estimated noise among them {est['est_noise_kept']:.1%}, estimated share of clean "
-            f"unreviewed pairs kept {est['est_clean_kept']:.1%}")
-    check = est.get("exploration_check") or {}
-    if check.get("n"):
-        line += (f"; check on {check['n']} randomly drawn reviewed pairs it would keep: "
-                 f"{check['noise']:.1%} misaligned (95% interval {check['low']:.1%}–{check['high']:.1%})")
-    return line
-
-
-def model_display_name(manifest: dict[str, Any] | None) -> str | None:
-    """A short name for the model that made the vectors, for titles: ``ViT-B-32 / laion2b_s34b_b79k``,
-    a local folder's name, ``imported embeddings``, or the tiny stand-in model said plainly."""
-    if not manifest:
-        return None
-    if manifest.get("kind") == "external":
-        return "imported embeddings"
-    name = str(manifest.get("model") or "")
-    if name.startswith("local-dir:"):
-        folder = Path(name[len("local-dir:"):])
-        if folder.name.startswith("tiny-clip"):
-            return f"mmcurate tiny stand-in model ({folder.name}; not CLIP)"
-        return folder.name
-    return name + (f" / {manifest['pretrained']}" if manifest.get("pretrained") else "")
-
-
-def _manifest(proj) -> dict[str, Any] | None:
-    return proj.store.manifest() if (proj.root / "embeddings").is_dir() else None
-
-
-def _model_line(proj) -> str:
-    manifest = _manifest(proj)
-    if not manifest:
-        return "no embeddings"
-    if manifest.get("kind") == "external":
-        return f"imported embeddings from {manifest.get('source')}"
-    return f"{manifest.get('model')} ({manifest.get('pretrained') or 'local weights'})"
-
-
-def _scores_line(provenance: dict[str, Any]) -> str | None:
-    if not provenance:
-        return None
-    head = provenance.get("head_round")
-    return (f"rank_project {provenance.get('strategies')} under "
-            f"{f'head round {head}' if head else 'plain CLIP (no head)'}")
-
-
-def _move_unreadable(cur: Curation, unreadable: dict[str, str]) -> None:
-    """Pairs whose image could not be read for the shards go from curated to dropped."""
-    if not unreadable:
-        return
-    gone = cur.curated[cur.curated["pair_id"].isin(list(unreadable))]
-    cur.curated = cur.curated[~cur.curated["pair_id"].isin(list(unreadable))].reset_index(drop=True)
-    extra = gone.assign(stage="export", reason="unreadable_image",
-                        detail=gone["pair_id"].map(unreadable)).reindex(columns=_DROPPED_COLUMNS)
-    cur.dropped = pd.concat([cur.dropped, extra], ignore_index=True)
-    cur.counts.update(curated=len(cur.curated), dropped=len(cur.dropped),
-                      unreadable_images=len(unreadable))
-
-
-def write_webdataset(curated: pd.DataFrame, out_dir: str | os.PathLike, *,
-                     read_image: Callable[[str], bytes], refs: pd.Series,
-                     shard_size: int = 1000) -> tuple[list[Path], dict[str, str]]:
-    """Write curated pairs as WebDataset tar shards ``curated-NNNNNN.tar``.
-
-    Each sample is ``<key>.<ext>`` (the original image bytes; ``ext`` from the stored name, e.g.
-    ``jpg``/``png``), ``<key>.txt`` (the caption, UTF-8) and ``<key>.json`` (every other column,
-    ``pair_id`` included). ``key`` is :func:`sample_key` of the pair id. ``refs`` maps ``pair_id`` to
-    the stored image reference given to ``read_image``. Shards left from an earlier, larger export
-    are removed. Returns the shard paths and ``{pair_id: error}`` for images that could not be read
-    (those samples are skipped).
-
-    Examples
-    --------
-    >>> shards, unreadable = write_webdataset(cur.curated, "out/", read_image=read,  # doctest: +SKIP
-    ...                                       refs=proj.pairs.set_index("pair_id")["image"])
-    """
-    out_dir = Path(out_dir)
-    records = curated.to_dict("records")
-    unreadable: dict[str, str] = {}
-    shards: list[Path] = []
-    stamp = int(time.time())
-    position = 0
-    while position < len(records) or not shards:
-        path = out_dir / f"curated-{len(shards):06d}.tar"
-        with atomic_path(path) as tmp, tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT) as tar:
-            n_in_shard = 0
-            while position < len(records) and n_in_shard < shard_size:
-                record = records[position]
-                position += 1
-                try:
-                    _add_sample(tar, record, read_image, str(refs.get(record["pair_id"], "")), stamp)
-                    n_in_shard += 1
-                except OSError as err:
-                    unreadable[str(record["pair_id"])] = str(err)
-        shards.append(path)
-    for old in out_dir.glob("curated-*.tar"):
-        if old not in shards:
-            old.unlink()
-    return shards, unreadable
-
-
-def _add_sample(tar: tarfile.TarFile, record: dict[str, Any], read_image, ref: str, stamp: int) -> None:
-    data = read_image(ref)  # before any member is added: an unreadable image leaves no trace
-    key = sample_key(str(record["pair_id"]))
-    ext = Path(ref.split("::")[-1]).suffix.lower().lstrip(".") or "jpg"
-    ext = "jpg" if ext == "jpeg" else ext
-    meta = {k: to_jsonable(v) for k, v in record.items() if k != "caption"}
-    meta["image_ref"] = ref
-    for name, payload in ((f"{key}.{ext}", data), (f"{key}.txt", str(record["caption"]).encode()),
-                          (f"{key}.json", json.dumps(meta, ensure_ascii=False, default=str).encode())):
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode = len(payload), stamp, 0o644
-        tar.addfile(info, io.BytesIO(payload))

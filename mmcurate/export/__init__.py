@@ -1,0 +1,41 @@
+"""Export the curated set with its report (a round's batch files: :mod:`mmcurate.review.batch`).
+
+Curated set (:func:`export_curated`)
+    Every pair of the project ends in exactly one place:
+
+    ========================  =========================================================
+    latest decision accept    curated, ``status = accepted``
+    latest decision fix       curated, ``status = fixed``, corrected caption in ``caption``,
+                              the original in ``original_caption``
+    latest decision reject    dropped, ``reason = rejected by reviewer``
+    unreviewed, embed failed  dropped with the failure's reason (``embed_failures.csv``)
+    unreviewed, threshold t   curated (``status = auto``) when P(aligned) >= t, else dropped
+                              (``reason = p_aligned < t``)
+    unreviewed, reviewed-only in neither file (``threshold=None``; counted as ``left_out``)
+    ========================  =========================================================
+
+    By default (``threshold="auto"``) every pair gets a verdict: ``t`` is chosen from the current
+    model's P(aligned) by :func:`mmcurate.learn.choose_threshold` (the lowest ``t`` whose kept
+    unreviewed pairs have an estimated misaligned share <= ``target_noise``, default 3%), and the
+    exploration labels give an unbiased check of that share with a 95% interval
+    (``Curation.estimates``).
+
+    Rows rejected when the project was built (``rejects.csv``) are added to ``dropped`` with their
+    reasons. A reviewer's decision outranks an embedding failure (a person saw the pair).
+
+Assumptions: P(aligned) comes from :func:`mmcurate.rounds.rank_project` with the ``p_misaligned``
+strategy (calibrated under the model in use) unless a ranking table is passed in; that ranking
+writes nothing into the project (no ``state.json``, no pool state): exporting changes only the
+output folder. Every file is written to a temporary name and moved into place, so readers never see
+half a file.
+
+Modules: :mod:`~mmcurate.export.curate` (the verdicts), :mod:`~mmcurate.export.write` (the files
+and the report), :mod:`~mmcurate.export.webdataset` (shards).
+"""
+
+from mmcurate.export.curate import Curation, absolute_image_paths, curate_pairs
+from mmcurate.export.webdataset import sample_key, write_webdataset
+from mmcurate.export.write import CURATED_FORMATS, export_curated, model_display_name
+
+__all__ = ["CURATED_FORMATS", "Curation", "absolute_image_paths", "curate_pairs", "export_curated",
+           "model_display_name", "sample_key", "write_webdataset"]
