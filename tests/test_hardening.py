@@ -104,7 +104,7 @@ def test_locked_database_is_a_message_not_a_traceback(tmp_path, capsys, monkeypa
     proj.ledger.create_round(["e0"], strategy="test", params={}, model={})
     proj.ledger.close()
     (tmp_path / "d.csv").write_text("pair_id,decision\ne0,accept\n")
-    monkeypatch.setattr(labels, "BUSY_TIMEOUT_S", 0.1)  # the real wait is a minute
+    monkeypatch.setattr("mmcurate.labels.connection.BUSY_TIMEOUT_S", 0.1)  # the real wait is a minute
     blocker = sqlite3.connect(proj.root / "labels.sqlite", isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")
     try:

@@ -16,9 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mmcurate import labels
 from mmcurate.exceptions import DataError, LedgerLockedError, ProjectError
 from mmcurate.labels import DECISIONS, ImportReport, LabelsFileError, Ledger
+from mmcurate.labels import connection as ledger_connection
 
 PAIRS = {f"p{i}" for i in range(100)}
 ROOT = Path(__file__).resolve().parents[1]
@@ -269,7 +269,7 @@ def test_cli_import_while_locked_exits_2_with_one_line(hold_lock, tmp_path, monk
     hold_lock(proj.root / "labels.sqlite")
     pair_id = proj.pairs["pair_id"][0]
     decisions = _write(tmp_path / "d.csv", f"pair_id,decision\n{pair_id},accept\n")
-    monkeypatch.setattr(labels, "BUSY_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(ledger_connection, "BUSY_TIMEOUT_S", 0.5)
     assert main(["label", str(proj.root), "--import", str(decisions)]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err, err

@@ -1,0 +1,46 @@
+"""The ledger's tables, its schema version and the SQL its parts share.
+
+``PRAGMA user_version`` holds :data:`SCHEMA_VERSION`; :mod:`mmcurate.labels.connection` creates or
+migrates the tables from :data:`_SCHEMA` when a file is opened.
+"""
+
+from __future__ import annotations
+
+from mmcurate.review.decisions import DECISIONS
+
+SCHEMA_VERSION = 2
+STRATA = ("exploit", "explore")
+_SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS rounds (
+    round INTEGER PRIMARY KEY, created_at TEXT NOT NULL, strategy TEXT NOT NULL,
+    params TEXT NOT NULL, model TEXT NOT NULL, head_round INTEGER);
+CREATE TABLE IF NOT EXISTS batch_items (
+    round INTEGER NOT NULL REFERENCES rounds(round), position INTEGER NOT NULL,
+    pair_id TEXT NOT NULL UNIQUE, score REAL, reason TEXT, PRIMARY KEY (round, position));
+CREATE TABLE IF NOT EXISTS decisions (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, pair_id TEXT NOT NULL,
+    round INTEGER REFERENCES rounds(round),
+    decision TEXT NOT NULL CHECK (decision IN {DECISIONS!r}),
+    caption TEXT, reviewer TEXT, timestamp TEXT NOT NULL, source TEXT NOT NULL,
+    CHECK (decision != 'fix' OR length(trim(coalesce(caption, ''))) > 0));
+CREATE INDEX IF NOT EXISTS decisions_by_pair ON decisions (pair_id, id);
+CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
+    BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
+CREATE TABLE IF NOT EXISTS batch_design (
+    pair_id TEXT PRIMARY KEY REFERENCES batch_items(pair_id), round INTEGER NOT NULL,
+    stratum TEXT NOT NULL CHECK (stratum IN {STRATA!r}),
+    inclusion REAL NOT NULL CHECK (inclusion > 0 AND inclusion <= 1));
+CREATE TABLE IF NOT EXISTS heads (
+    head_round INTEGER PRIMARY KEY, created_at TEXT NOT NULL, checkpoint TEXT NOT NULL,
+    metrics TEXT NOT NULL, n_labels INTEGER NOT NULL);
+"""
+
+_LATEST = """SELECT d.* FROM decisions d
+    JOIN (SELECT pair_id, MAX(id) AS id FROM decisions GROUP BY pair_id) m ON d.id = m.id"""
+_WRITE_IDS = "temp.write_ids"  # the pair ids of the current write, one indexed row each
+_LATEST_OF_IDS = f"""SELECT d.pair_id, d.decision, d.caption, d.reviewer, d.source
+    FROM {_WRITE_IDS} t CROSS JOIN decisions d
+    ON d.id = (SELECT MAX(id) FROM decisions WHERE pair_id = t.pair_id)"""
+_DECISION_COLUMNS = ["pair_id", "round", "decision", "caption", "reviewer", "timestamp", "source"]
