@@ -1,0 +1,36 @@
+"""A project's decisions: imported into its ledger, and read back as labelled rows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+
+def labelled_arrays(proj) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], pd.DataFrame]:
+    """Row indices of decided pairs, their labels (1 aligned, 0 not) and the fix rows."""
+    decisions = proj.ledger.decisions()
+    if decisions.empty:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), decisions
+    row_of = pd.Series(np.arange(len(proj.pairs)), index=proj.pairs["pair_id"].to_numpy())
+    decisions = decisions[decisions["pair_id"].isin(row_of.index)]
+    rows = row_of.loc[decisions["pair_id"]].to_numpy(np.int64)
+    y = (decisions["decision"].to_numpy() == "accept").astype(np.int64)
+    is_fix = decisions["decision"].to_numpy() == "fix"
+    fixes = decisions[is_fix].assign(row=rows[is_fix])
+    return rows, y, fixes
+
+
+def import_labels(proj, source: str | Path | pd.DataFrame, *, round_id: int | None = None,
+                  source_name: str | None = None):
+    """Import decisions (a CSV/JSONL file or a DataFrame) into the ledger in one transaction.
+
+    Every decided pair must be queued in a review batch (in round ``round_id`` when given);
+    otherwise nothing is imported and :class:`mmcurate.labels.LabelsFileError` names the rows.
+    """
+    if source_name is None and not isinstance(source, pd.DataFrame):
+        source_name = Path(source).name
+    return proj.ledger.import_decisions(source, known_pair_ids=set(proj.pairs["pair_id"]),
+                                        source_name=source_name, round_id=round_id, queued_only=True)

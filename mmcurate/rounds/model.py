@@ -1,0 +1,91 @@
+"""The model in use on a project: the latest accepted calibrator (+ head), and the head applied."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def _head_path(proj, head_round: int) -> Path:
+    return proj.root / "heads" / f"head-{head_round:04d}.safetensors"
+
+
+@dataclass
+class Model:
+    """The model that ranks: a validated calibrator (+ head where it helped), or the prior.
+
+    ``round`` is its model (head) round, ``None`` before any accepted model; ``calibrator`` is
+    ``None`` for the zero-label prior or for models recorded before validation existed (those are
+    refitted on the labels when ranking, as before).
+    """
+
+    round: int | None = None
+    head: Any = None
+    calibrator: Any = None
+    k: int | None = None
+    trained_on: frozenset[str] = field(default_factory=frozenset)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def _model_sidecar(proj, model_round: int) -> Path:
+    return proj.root / "heads" / f"model-{model_round:04d}.json"
+
+
+def load_model(proj) -> Model:
+    """The latest *accepted* model of the project (:class:`Model`; empty before any)."""
+    if not (proj.root / "labels.sqlite").is_file():
+        return Model()
+    heads = proj.ledger.heads()
+    for record in reversed(heads.to_dict("records")):
+        info = (record.get("metrics") or {}).get("model")
+        if info is not None and not info.get("accepted"):
+            continue
+        head = None
+        if record["checkpoint"] and (info is None or info.get("use_head")):
+            from mmcurate.head import ProjectionHead
+
+            checkpoint = Path(record["checkpoint"])
+            head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
+        calibrator, k, trained_on = None, None, frozenset[str]()
+        sidecar = _model_sidecar(proj, int(record["head_round"]))
+        if info is not None and sidecar.is_file():
+            from mmcurate.learn import calibrator_from_dict
+
+            data = json.loads(sidecar.read_text(encoding="utf-8"))
+            calibrator, k = calibrator_from_dict(data["calibrator"]), int(data["k"])
+            trained_on = frozenset(data.get("trained_on", ()))
+        return Model(int(record["head_round"]), head, calibrator, k, trained_on, dict(info or {}))
+    return Model()
+
+
+def load_latest_head(proj):
+    """The projection head of the model in use and its round: ``(None, round)`` when that model
+    uses no head, ``(None, None)`` before any accepted model."""
+    model = load_model(proj)
+    return model.head, model.round
+
+
+def current_embeddings(proj) -> tuple[np.ndarray, np.ndarray, int | None]:
+    """Image and caption vectors after the latest trained head (raw CLIP vectors before any).
+
+    Above ``rank.APPROXIMATE_FROM`` pairs the adapted vectors are lazy views
+    (:class:`mmcurate.head.TransformedView`) computed chunk by chunk when read.
+    """
+    head, head_round = load_latest_head(proj)
+    return (*apply_head(head, proj.image_embeddings(), proj.text_embeddings()), head_round)
+
+
+def apply_head(head, image, text):
+    """``(image, text)`` adapted by ``head`` (unchanged when None); lazy views above
+    ``rank.APPROXIMATE_FROM`` pairs, so large pools never get a float32 copy."""
+    from mmcurate.rank import APPROXIMATE_FROM
+
+    if head is None:
+        return image, text
+    if len(image) > APPROXIMATE_FROM:
+        return head.view(image, "image"), head.view(text, "text")
+    return head.transform_images(image), head.transform_texts(text)

@@ -1,0 +1,116 @@
+"""Rank a project: every pair scored under the model in use, locally or with Ray."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmcurate._fileio import atomic_write_json
+from mmcurate.rounds.decisions import labelled_arrays
+from mmcurate.rounds.model import Model, apply_head, load_model
+
+
+def _provenance(proj, head_round: int | None, **params: Any) -> dict[str, Any]:
+    manifest = proj.store.manifest() or {}
+    return {"model": manifest.get("model"), "pretrained": manifest.get("pretrained"),
+            "weights_sha256": manifest.get("weights_sha256"), "embeddings": manifest.get("kind"),
+            "head_round": head_round, **params,
+            "created": time.strftime("%FT%TZ", time.gmtime())}
+
+
+def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement",), *, k: int = 10,
+                 random_state: int = 0, options: dict[str, Any] | None = None, engine: str = "local",
+                 address: str | None = None, pool_state: bool = True, save_state: bool = True
+                 ) -> pd.DataFrame:
+    """Score every pair; a DataFrame with ``pair_id``, ``score`` and one column per signal.
+
+    ``df.attrs["provenance"]`` records model, pretrained tag, head round, strategies and parameters.
+    ``engine="ray"`` scores with Ray tasks over shards (:mod:`mmcurate.engine.ray_score`; a local
+    Ray, or the cluster at ``address``); it always uses the approximate neighbour search.
+    ``pool_state``: when a local ranking computed the pool state that ``add`` / ``stream`` score
+    arrivals against (``disagreement`` does), save it under ``PROJECT/index/pool/``
+    (:func:`mmcurate.stream.incremental.save_pool_state`) unless it is current already.
+    ``save_state``: record the estimated noise rate of a ranking with ``p_aligned`` in
+    ``PROJECT/state.json`` (what ``status`` reports). With ``pool_state=False, save_state=False`` a
+    ranking writes nothing (what ``export`` uses).
+
+    Examples
+    --------
+    >>> ranked = rank_project(proj, ["margin", "disagreement"])  # doctest: +SKIP
+    >>> ranked.sort_values("score", ascending=False).head()  # doctest: +SKIP
+    """
+    from mmcurate.rank import RankContext, compute_from_context
+
+    if engine not in ("local", "ray"):
+        raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
+    if k < 1:
+        raise ValueError(f"k (neighbours per pair) must be at least 1, got {k}")
+    rows, y, _ = labelled_arrays(proj) if (proj.root / "labels.sqlite").is_file() else (
+        np.zeros(0, np.int64), np.zeros(0, np.int64), None)
+    categories = proj.pairs["category"].to_numpy() if "category" in proj.pairs.columns else None
+    if engine == "ray":
+        table, head_round = _rank_ray(proj, strategies, rows, y, k=k, random_state=random_state,
+                                      options=options, address=address)
+        if categories is not None:
+            table["category"] = categories
+    else:
+        model = load_model(proj)
+        image, text = apply_head(model.head, proj.image_embeddings(), proj.text_embeddings())
+        head_round = model.round
+        ctx = RankContext(image, text, indices_labeled=rows, labels=y, k=k, random_state=random_state,
+                          calibrator=_calibrator_for(model, k))
+        table = compute_from_context(ctx, tuple(strategies), options=options, categories=categories)
+        if pool_state:
+            from mmcurate.stream.incremental import pool_fingerprint, save_pool_state
+
+            save_pool_state(proj.root / "index" / "pool", ctx,
+                            fingerprint=pool_fingerprint(proj, head_round, k))
+    table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
+    table.attrs["provenance"] = _provenance(proj, head_round, strategies=list(strategies), k=k,
+                                            random_state=random_state, n_labels=len(rows),
+                                            options=options or {}, engine=engine)
+    if save_state:
+        _save_state(proj, table)
+    return table
+
+
+def _calibrator_for(model: Model, k: int):
+    """The calibrator a ranking uses: the model's; ``"prior"`` when no model was accepted yet
+    (labels never rank unvalidated); ``None`` (refit on the labels) for a model recorded before
+    validation existed or one made with another ``k``."""
+    if model.calibrator is not None and model.k == k:
+        return model.calibrator
+    return "prior" if model.round is None else None
+
+
+def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
+    from mmcurate.engine.ray_score import RAY_ENGINE, rank_with_ray
+
+    RAY_ENGINE.check(strategies, options)  # refused before the store is compacted or Ray started
+    ids = proj.pairs["pair_id"].tolist()
+    if not proj.store.is_compact_for(ids):
+        with proj.lock():
+            proj.store.compact(ids)
+    model = load_model(proj)
+    head = None
+    if model.head is not None:
+        record = proj.ledger.heads().set_index("head_round").loc[model.round]
+        checkpoint = Path(record["checkpoint"])
+        head = checkpoint if checkpoint.is_absolute() else proj.root / checkpoint
+    table = rank_with_ray(proj.store.root / "image.npy", proj.store.root / "text.npy",
+                          strategies=tuple(strategies), indices_labeled=rows, labels=y, k=k,
+                          random_state=random_state, head=head, address=address, options=options,
+                          calibrator=_calibrator_for(model, k))
+    return table, model.round
+
+
+def _save_state(proj, table: pd.DataFrame) -> None:
+    if "p_aligned" in table.columns:
+        atomic_write_json(proj.root / "state.json", {
+            "estimated_noise_rate": float(1.0 - np.mean(table["p_aligned"])),
+            "from": table.attrs.get("provenance", {}),
+        })

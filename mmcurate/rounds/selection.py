@@ -1,0 +1,136 @@
+"""Select a round's batch: the exploit part by rank (optionally balanced), the explore part at random."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+import numpy as np
+import pandas as pd
+
+from mmcurate._util import RandomState, check_random_state
+from mmcurate.learn import EXPLORE
+from mmcurate.rounds.decisions import labelled_arrays
+from mmcurate.rounds.model import current_embeddings, load_model
+from mmcurate.rounds.ranking import rank_project
+
+DEFAULT_STRATEGY = "p_misaligned"
+"""What ``select`` ranks by when no strategy is given (chosen by the benchmark, see README)."""
+
+
+def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversity: str = "none",
+                 k: int = 10, random_state: int = 0, exclude: Collection[str] | None = None,
+                 ranked: pd.DataFrame | None = None, explore: float = EXPLORE,
+                 balance: str | None = None, balance_mode: str = "uniform") -> tuple[int, pd.DataFrame]:
+    """Rank, pick ``budget`` pairs never labelled or queued before, and save them as a round.
+
+    ``exclude``: pair_ids never to select (e.g. a held-out evaluation set); unlike the pairs already
+    labelled or queued (the selector's ``indices_labeled``), they do not shape diversity (core-set
+    centres). ``ranked``: a ranking
+    :func:`rank_project` just made for ``strategy`` on the current labels and head (saves ranking
+    twice when the caller also needs the scores); ranked here when None. ``explore``: the share of
+    the batch drawn uniformly at random from the pairs the strategy did not pick (recorded as the
+    ``explore`` stratum with its inclusion probability; it lets the next model correct for the
+    queue's bias and gives unbiased estimates of the noise left, see :mod:`mmcurate.learn`).
+    ``balance="categories"``: every value of the pairs' ``category`` column gets a share of the
+    exploit part (``balance_mode`` ``uniform`` or ``proportional``, floor 1;
+    :func:`mmcurate.select.select_balanced`), each share chosen by ``diversity``.
+
+    Returns the round number and the batch (``pair_id``, ``score``, ``reason``, ``stratum``,
+    caption, image).
+
+    Examples
+    --------
+    >>> round_id, batch = select_batch(proj, budget=100)  # doctest: +SKIP
+    >>> batch["stratum"].value_counts()  # doctest: +SKIP
+    exploit    90
+    explore    10
+    """
+    from mmcurate.learn import split_budget
+    from mmcurate.rank import selection_vectors
+
+    with proj.lock():
+        selector = _batch_selector(proj, diversity, balance, balance_mode)
+        if ranked is None:
+            ranked = rank_project(proj, [strategy], k=k, random_state=random_state)
+        _check_ranking(proj, ranked, strategy)
+        queued = proj.ledger.queued_pair_ids()
+        labelled = set(proj.ledger.decisions()["pair_id"]) if len(proj.ledger.decisions()) else set()
+        # labelled or queued pairs seed diversity (core-set centres); held-out pairs are only skipped
+        labelled_rows = np.flatnonzero(ranked["pair_id"].isin(queued | labelled).to_numpy())
+        held_out_rows = np.flatnonzero(ranked["pair_id"].isin(set(exclude or ())).to_numpy())
+        excluded_rows = np.union1d(labelled_rows, held_out_rows)
+        image, text, _ = current_embeddings(proj)
+        joint = selection_vectors(image, text, random_state=random_state)
+        n_exploit, n_explore = split_budget(int(budget), explore)
+        scores = ranked["score"].to_numpy(np.float64)
+        picked = selector(scores, n=n_exploit, embeddings=joint, indices_labeled=labelled_rows,
+                          exclude=np.setdiff1d(held_out_rows, labelled_rows), random_state=random_state)
+        explored, inclusion = _explore(len(ranked), np.r_[excluded_rows, picked], n_explore, random_state)
+        chosen = ranked.iloc[np.r_[picked, explored]]
+        params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state,
+                  "explore": explore}
+        if balance not in (None, "none"):
+            params.update(balance=balance, balance_mode=balance_mode)
+        prov = ranked.attrs["provenance"]
+        reasons = [f"{strategy}={s:.3f}" for s in scores[picked]]
+        reasons += [f"explore: drawn at random (p={inclusion:.2g}); {strategy}={s:.3f}"
+                    for s in scores[explored]]
+        round_id = proj.ledger.create_round(
+            chosen["pair_id"].tolist(), strategy=strategy, params=params,
+            model={key: prov[key] for key in ("model", "pretrained", "weights_sha256", "embeddings")},
+            head_round=prov["head_round"], scores=chosen["score"].astype(float).tolist(),
+            reasons=reasons, strata=["exploit"] * len(picked) + ["explore"] * len(explored),
+            inclusion=[1.0] * len(picked) + [inclusion] * len(explored),
+        )
+    batch = proj.ledger.batch(round_id).merge(proj.pairs[["pair_id", "image", "caption"]], on="pair_id")
+    return round_id, batch
+
+
+def _explore(n: int, taken: np.ndarray, n_explore: int,
+             random_state: RandomState) -> tuple[np.ndarray, float]:
+    """``n_explore`` rows drawn uniformly from those not ``taken``, and their inclusion probability."""
+    mask = np.ones(n, bool)
+    mask[np.asarray(taken, np.int64)] = False
+    rest = np.flatnonzero(mask)
+    m = min(n_explore, len(rest))
+    if m == 0:
+        return np.zeros(0, np.int64), 1.0
+    rng = check_random_state(random_state, stream=0x6578706C)  # an int seed: its own stream
+    return np.sort(rng.choice(rest, size=m, replace=False)).astype(np.int64), m / len(rest)
+
+
+def _batch_selector(proj, diversity: str, balance: str | None, balance_mode: str):
+    """The selector for :func:`select_batch`: ``diversity``, or it per category when balancing."""
+    from functools import partial
+
+    from mmcurate.select import get_selector, select_balanced
+
+    if balance in (None, "none"):
+        return get_selector(diversity)
+    if balance != "categories":
+        raise ValueError(f"balance must be None, 'none' or 'categories', got {balance!r}")
+    if balance_mode not in ("uniform", "proportional"):
+        raise ValueError(f"balance_mode must be 'uniform' or 'proportional', got {balance_mode!r}")
+    if "category" not in proj.pairs.columns:
+        raise ValueError(f"balance='categories' needs a `category` column in the project's pairs, "
+                         f"but {proj.root} has only {', '.join(map(str, proj.pairs.columns))}. Add a "
+                         f"`category` column to the pairs file (or to the embedding folder's "
+                         f"metadata) and create the project again (mmcurate init --force), or select "
+                         f"without balance.")
+    categories = proj.pairs["category"].astype("string").fillna("<missing>").to_numpy(dtype=object)
+    get_selector(diversity)  # an unknown name fails here, before ranking
+    return partial(select_balanced, categories=categories, mode=balance_mode, within=diversity)
+
+
+def _check_ranking(proj, ranked: pd.DataFrame, strategy: str) -> None:
+    """A ranking passed to :func:`select_batch` must be of ``strategy`` on the current state."""
+    from mmcurate.rank import STRATEGIES
+
+    prov = ranked.attrs.get("provenance") or {}
+    expected = (STRATEGIES.get(strategy).name, len(labelled_arrays(proj)[0]), load_model(proj).round)
+    found = (STRATEGIES.get(prov["strategies"][0]).name if prov.get("strategies") else None,
+             prov.get("n_labels"), prov.get("head_round"))
+    if found != expected or len(ranked) != len(proj.pairs):
+        raise ValueError(f"ranked= must come from rank_project(proj, [{strategy!r}]) on the current "
+                         f"labels and head: expected (strategy, labels, head round) {expected}, got "
+                         f"{found} over {len(ranked)} rows; rank again or pass ranked=None.")

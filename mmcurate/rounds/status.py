@@ -1,0 +1,35 @@
+"""A project's rounds at a glance: rounds, decisions, conflicts, the model in use, the noise rate."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from mmcurate.rounds.model import load_model
+
+
+def rounds_status(proj) -> dict[str, Any]:
+    """Rounds, decisions, conflicts, head metrics and the estimated noise rate."""
+    ledger = proj.ledger
+    decisions = ledger.decisions()
+    counts = decisions["decision"].value_counts().to_dict() if len(decisions) else {}
+    latest = ledger.latest_head()
+    state_path = proj.root / "state.json"
+    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    reviewed = len(decisions)
+    in_use = load_model(proj)
+    latest_info = ((latest.get("metrics") or {}).get("model") if latest else None) or {}
+    return {
+        "model": {"in_use": in_use.round, "latest": latest["head_round"] if latest else None,
+                  "latest_accepted": latest_info.get("accepted", bool(latest)) if latest else None,
+                  "latest_reason": latest_info.get("reason"), "uses_head": in_use.head is not None,
+                  "labels_not_yet_used": reviewed - (latest.get("n_labels") or 0 if latest else 0)},
+        "rounds": len(ledger.rounds()),
+        "decisions": {"total": reviewed, **{d: int(counts.get(d, 0)) for d in ("accept", "reject", "fix")}},
+        "conflicts": len(ledger.conflicts()),
+        "head": ({"round": latest["head_round"], "n_labels": latest.get("n_labels"),
+                  "metrics": {k: v for k, v in (latest.get("metrics") or {}).items()
+                              if not isinstance(v, list)}} if latest else None),
+        "reviewed_noise_rate": (float((decisions["decision"] != "accept").mean()) if reviewed else None),
+        "estimated_noise_rate": state.get("estimated_noise_rate"),
+    }
