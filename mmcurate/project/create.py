@@ -1,0 +1,125 @@
+"""Creating a project: read and validate a pairs source or import an embedding folder, start over safely."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from mmcurate._fileio import atomic_write_frame, atomic_write_json
+from mmcurate.embed.model import ModelSpec
+from mmcurate.embed.store import EmbeddingStore
+from mmcurate.exceptions import DataError, ProjectError
+from mmcurate.project.directory import Project
+from mmcurate.project.files import _CONFIG
+from mmcurate.project.lock import project_lock
+
+FORMAT_VERSION = 1
+
+
+def create_project(
+    root: str | os.PathLike,
+    *,
+    pairs: str | os.PathLike | None = None,
+    image_root: str | os.PathLike | None = None,
+    embeddings: str | os.PathLike | None = None,
+    model: ModelSpec | None = None,
+    columns: dict[str, str] | None = None,
+    fmt: str | None = None,
+    check_images: bool | str = True,
+    progress: bool = True,
+    overwrite: bool = False,
+) -> Project:
+    """Create a project from a pairs source (``pairs=``) or an embedding folder (``embeddings=``).
+
+    Validation problems never stop the load: bad rows go to ``rejects.csv`` with file, row and
+    reason. The new source is read and validated before anything of an old project is touched;
+    with ``overwrite`` the old state is then moved to ``replaced-<time>/``, all under the project
+    lock (a running ``embed`` makes this raise :class:`ProjectLockedError`). Returns the opened
+    project.
+
+    Examples
+    --------
+    >>> proj = create_project("proj", pairs="captions.csv", image_root="images/")  # doctest: +SKIP
+    >>> proj = create_project("proj2", embeddings="laion_embeddings/")  # doctest: +SKIP
+    """
+    if (pairs is None) == (embeddings is None):
+        raise ValueError("give exactly one of pairs= (a pairs file/folder) or embeddings= (a folder)")
+    root = Path(root)
+    with project_lock(root):
+        if (root / _CONFIG).exists() and not overwrite:
+            raise ProjectError(f"{root} already holds a project; open it, or pass overwrite=True (CLI: "
+                               f"--force) to start over (the old state is moved to replaced-<time>/).")
+        config: dict[str, Any] = {"format_version": FORMAT_VERSION,
+                                  "created": time.strftime("%FT%TZ", time.gmtime())}
+        staging = root / f".incoming-{os.getpid()}"
+        try:
+            if embeddings is not None:
+                table, rejects = _import_source(config, embeddings, staging)
+            else:
+                table, rejects, config = _load_source(config, pairs, image_root, columns, fmt,
+                                                      check_images, progress, model)
+            _set_aside(root)  # an old project (overwrite) or leftovers of a failed init
+            if (staging / "embeddings").is_dir():
+                os.replace(staging / "embeddings", root / "embeddings")
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        atomic_write_frame(table.reset_index(drop=True), root / "pairs.parquet")
+        atomic_write_frame(rejects, root / "rejects.csv")
+        atomic_write_json(root / _CONFIG, config)
+    return Project(root)
+
+
+def _import_source(config: dict[str, Any], embeddings, staging: Path):
+    """Import an embedding folder into ``staging/embeddings``; the pairs and rejects tables."""
+    from mmcurate.embed.importer import import_embedding_folder
+
+    result = import_embedding_folder(embeddings, EmbeddingStore(staging / "embeddings"))
+    if result.pairs.empty:
+        raise DataError(f"{embeddings} holds no usable pairs ({len(result.rejects)} rejected); "
+                        f"expected at least one row with finite vectors and a caption")
+    config.update(kind="external", source=str(Path(embeddings).resolve()), image_root=None, model=None)
+    return result.pairs, result.rejects
+
+
+_DERIVED = ("embeddings", "index", "labels.sqlite", "heads", "state.json", "embed_failures.csv",
+            "stream", "stream_state.json")
+
+
+def _set_aside(root: Path) -> Path | None:
+    """Starting over: move the old project's state into ``replaced-<time>/`` (never deleted).
+
+    Stored vectors are keyed by pair_id, so keeping them would silently reuse vectors of changed
+    captions; labels and heads belong to the old pairs. Moving is a rename, so it is cheap.
+    """
+    present = [root / name for name in (*_DERIVED, "pairs.parquet", "rejects.csv", _CONFIG)
+               if (root / name).exists()]
+    if not present:
+        return None
+    aside = root / time.strftime("replaced-%Y%m%dT%H%M%S")
+    n = 0
+    while aside.exists():
+        n += 1
+        aside = root / (time.strftime("replaced-%Y%m%dT%H%M%S") + f"-{n}")
+    aside.mkdir()
+    for path in present:
+        os.replace(path, aside / path.name)
+    return aside
+
+
+def _load_source(config, pairs, image_root, columns, fmt, check_images, progress, model):
+    from mmcurate.data import Columns, load_pairs
+
+    cols = Columns(**(columns or {}))
+    src = Path(pairs)
+    if image_root is None:
+        image_root = src if src.is_dir() else src.parent
+    result = load_pairs(src, image_root=image_root, columns=cols, fmt=fmt,
+                        check_images=check_images, progress=progress)
+    spec = model or ModelSpec()
+    config.update(kind="images", source=str(src.resolve()), image_root=str(Path(image_root).resolve()),
+                  columns={"id": cols.id, "image": cols.image, "caption": cols.caption},
+                  model={"model": spec.model, "pretrained": spec.pretrained})
+    return result.pairs, result.rejects, config

@@ -1,0 +1,106 @@
+"""The :class:`Project`: a project directory opened, with its rank and status; :func:`open_project`."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmcurate.project.embedding import ProjectEmbeddings
+
+
+class Project(ProjectEmbeddings):
+    """An mmcurate project directory.
+
+    Examples
+    --------
+    >>> proj = open_project("my_project")  # doctest: +SKIP
+    >>> proj.pairs.head()  # doctest: +SKIP
+    >>> img = proj.image_embeddings()  # (N, D) float16; row i = pairs row i  # doctest: +SKIP
+    """
+
+    # -- ranking -----------------------------------------------------------------------------
+    def rank(self, strategy: str | Sequence[str] | None = None, *,
+             strategies: Sequence[str] | None = None, k: int = 10, random_state: int = 0,
+             options: dict[str, Any] | None = None, engine: str = "local",
+             address: str | None = None) -> pd.DataFrame:
+        """Score every pair under the current model: :func:`mmcurate.rounds.rank_project`.
+
+        Parameters
+        ----------
+        strategy : str or list of str, optional
+            A registered strategy name (``mmcurate strategies`` lists them), or several.
+        strategies : list of str, optional
+            The same as a list; give ``strategy`` or ``strategies``, not both. Neither:
+            ``rank_project``'s default.
+        k, random_state, options, engine, address
+            As :func:`~mmcurate.rounds.rank_project`.
+
+        Returns
+        -------
+        DataFrame
+            ``pair_id``, ``score`` and one column per signal, row i = pair i; provenance in
+            ``df.attrs["provenance"]``.
+
+        Examples
+        --------
+        >>> ranked = proj.rank(strategy="margin")  # doctest: +SKIP
+        >>> ranked.nlargest(10, "score")  # doctest: +SKIP
+        """
+        from mmcurate.rounds import rank_project
+
+        if strategy is not None and strategies is not None:
+            raise ValueError(f"give strategy= or strategies=, not both; got strategy={strategy!r} and "
+                             f"strategies={strategies!r}")
+        names = [strategy] if isinstance(strategy, str) else strategy if strategy is not None else strategies
+        if names is None:
+            return rank_project(self, k=k, random_state=random_state, options=options, engine=engine,
+                                address=address)
+        return rank_project(self, list(names), k=k, random_state=random_state, options=options,
+                            engine=engine, address=address)
+
+    # -- status -----------------------------------------------------------------------------
+    def status(self) -> dict[str, Any]:
+        """A summary as a JSON-ready dict (what `mmcurate status --json` prints)."""
+        manifest = self.store.manifest() or {}
+        spec = self.config.get("model") or {}
+        out: dict[str, Any] = {
+            "project": str(self.root),
+            "kind": self.kind,
+            "pairs": len(self.pairs),
+            "rejected": len(self.rejects),
+            "embedded": self.n_embedded,
+            "embed_failures": _count_rows(self.root / "embed_failures.csv"),
+            "model": {
+                "name": manifest.get("model") or spec.get("model"),
+                "pretrained": manifest.get("pretrained") or spec.get("pretrained"),
+                "weights_path": manifest.get("weights_path"),
+                "weights_sha256": manifest.get("weights_sha256"),
+                "kind": manifest.get("kind") or ("external" if self.kind == "external" else None),
+                "dim": manifest.get("dim"),
+            },
+        }
+        if (self.root / "labels.sqlite").is_file():
+            from mmcurate.rounds import rounds_status
+
+            rounds = rounds_status(self)
+            out["model"].update(rounds.pop("model"))  # + which trained model ranks (in_use, latest, ...)
+            out.update(rounds)
+        return out
+
+
+def _count_rows(path: Path) -> int:
+    return len(pd.read_csv(path)) if path.is_file() else 0
+
+
+def open_project(root: str | os.PathLike) -> Project:
+    """Open an existing project directory.
+
+    Examples
+    --------
+    >>> proj = open_project("my_project")  # doctest: +SKIP
+    """
+    return Project(root)
