@@ -1,0 +1,175 @@
+"""Large pools: :class:`ClusteredIndex`, k-means cells searched block by block (shard-invariant)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeGuard
+
+import numpy as np
+import numpy.typing as npt
+
+from mmcurate.index.exact import _compact, _faiss, as_float32
+from mmcurate.index.inner_product import top_k_inner_product
+from mmcurate.index.projection import _sample_keys, stable_sample
+
+NPROBE = 2
+"""Cells searched per query group of :class:`ClusteredIndex` in a large pool's ranking. With the
+candidates re-scored in the full space 1 gave the same AUROC at 200,000 pairs (see
+:class:`mmcurate.rank.RankContext`), but arrivals scored against a persisted pool state
+(:mod:`mmcurate.stream.incremental`) then drift further from a full re-rank near cell borders
+(``p_misaligned`` max |difference| 0.82 vs 0.32 with 2 at 25,000 + 200 pairs), past the stated
+tolerance; so 2."""
+
+
+def _is_f32c(x: object) -> TypeGuard[npt.NDArray[np.float32]]:
+    return isinstance(x, np.ndarray) and x.dtype == np.float32 and x.flags.c_contiguous and x.ndim == 2
+
+
+class ClusteredIndex:
+    """Inner-product kNN for large pools: k-means cells, blocked exact search per query group.
+
+    The database is split into ``nlist`` k-means cells (default N / ``cell_size``, so the cost grows
+    linearly with N: each query is compared with about ``nprobe · cell_size`` vectors). Queries are
+    grouped by their nearest cell c; each group is searched exactly (one BLAS matrix product,
+    :func:`top_k_inner_product`) against the union of the ``nprobe`` cells whose centroids are
+    nearest to c's (c included). This is an IVF search with probing decided per cell instead of per
+    query, which turns N small scans into ``nlist`` dense matrix products (several times faster on
+    CPUs) at the cost of recall for queries near a cell border. Results are approximate; rows are
+    indices into the database. A query's result depends only on the query, so any split of the
+    queries into shards gives the same answers (:meth:`search` is what a shard runs; instances
+    pickle). The cells are seeded with the rows of smallest :func:`stable_sample` key and fitted on
+    its sample, so an index over the same rows plus a few appended ones has nearly the same cells;
+    :meth:`add` appends rows to the fitted cells, and :meth:`save` / :meth:`load` persist an index.
+    """
+
+    def __init__(self, database: npt.ArrayLike, *, cell_size: int = 1024, nlist: int | None = None,
+                 n_iter: int = 10, random_state: int = 0) -> None:
+        faiss = _faiss()
+        self.vectors: npt.NDArray[Any] = database if _is_f32c(database) else as_float32(database)
+        n, dim = self.vectors.shape
+        self.nlist = int(min(nlist or max(1, round(n / cell_size)), n))
+        keys = _sample_keys(n, random_state)
+        sample = self.vectors[stable_sample(n, 64 * self.nlist, random_state=random_state)]
+        first = np.argpartition(keys, self.nlist - 1)[: self.nlist]  # seeds: the smallest keys
+        km = faiss.Kmeans(dim, self.nlist, niter=n_iter, seed=int(random_state), spherical=True,
+                          verbose=False, min_points_per_centroid=1, max_points_per_centroid=64)
+        km.train(sample, init_centroids=as_float32(self.vectors[np.sort(first)]))
+        self.centroids = km.centroids.copy()
+        self.added = np.empty((0, dim), dtype=np.float32)
+        self._set_cells(self._assign(self.vectors))
+        self._near: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        return len(self.vectors) + len(self.added)
+
+    def _set_cells(self, assign: np.ndarray) -> None:
+        self.order = np.argsort(assign, kind="stable")
+        self.starts = np.searchsorted(assign[self.order], np.arange(self.nlist + 1))
+
+    def _cell_of_rows(self) -> np.ndarray:
+        """Each row's cell ``(len(self),)``, recovered from ``order`` and ``starts``."""
+        assign = np.empty(len(self.order), dtype=np.int64)
+        assign[self.order] = np.repeat(np.arange(self.nlist), np.diff(self.starts))
+        return assign
+
+    def rows(self, indices: npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """The stored vectors of rows ``indices`` (database rows, then added rows), float32."""
+        indices = np.asarray(indices, dtype=np.int64)
+        n_base = len(self.vectors)
+        if len(self.added) == 0:
+            return np.asarray(self.vectors[indices], dtype=np.float32)
+        out = np.empty((len(indices), self.vectors.shape[1]), dtype=np.float32)
+        base = indices < n_base
+        out[base] = self.vectors[indices[base]]
+        out[~base] = self.added[indices[~base] - n_base]
+        return out
+
+    def add(self, vectors: npt.ArrayLike) -> None:
+        """Append vectors ``(M, dim)`` as rows ``len(self) .. len(self)+M-1``, each into the cell
+        of its nearest centroid (the cells are not refitted)."""
+        x = as_float32(vectors)
+        if len(x) == 0:
+            return
+        assign = np.concatenate([self._cell_of_rows(), self._assign(x)])
+        self.added = np.concatenate([self.added, x])
+        self._set_cells(assign)
+
+    def save(self, folder) -> None:
+        """Write the index to ``folder`` as ``.npy`` files; the database rows are not rewritten
+        into the folder they were loaded from or last saved to (additions are kept apart)."""
+        from pathlib import Path
+
+        from mmcurate._fileio import atomic_write_json, save_npy_atomic
+
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        if getattr(self, "_home", None) != folder.resolve():
+            save_npy_atomic(folder / "vectors.npy", self.vectors)
+        for name in ("added", "centroids", "order", "starts"):
+            save_npy_atomic(folder / f"{name}.npy", np.asarray(getattr(self, name)))
+        atomic_write_json(folder / "clustered.json", {"n_base": len(self.vectors), "n": len(self),
+                                                      "nlist": self.nlist})
+        self._home = folder.resolve()
+
+    @classmethod
+    def load(cls, folder) -> ClusteredIndex:
+        """An index written by :meth:`save`, its database rows memory-mapped."""
+        import json
+        from pathlib import Path
+
+        folder = Path(folder)
+        meta = json.loads((folder / "clustered.json").read_text())
+        self = cls.__new__(cls)
+        self.vectors = np.load(folder / "vectors.npy", mmap_mode="r")
+        if len(self.vectors) != meta["n_base"]:
+            raise ValueError(f"{folder / 'vectors.npy'} holds {len(self.vectors)} rows, "
+                             f"{meta['n_base']} expected; rebuild the index")
+        for name in ("added", "centroids", "order", "starts"):
+            setattr(self, name, np.load(folder / f"{name}.npy"))
+        self.nlist = int(meta["nlist"])
+        self._near = {}
+        self._home = folder.resolve()
+        return self
+
+    def _near_cells(self, nprobe: int) -> np.ndarray:
+        """``(nlist, nprobe)`` the cells nearest each cell's centroid, computed once per ``nprobe``."""
+        if nprobe not in self._near:
+            faiss = _faiss()
+            _, self._near[nprobe] = faiss.knn(self.centroids, self.centroids, nprobe,
+                                              metric=faiss.METRIC_INNER_PRODUCT)
+        return self._near[nprobe]
+
+    def _assign(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty(len(x), dtype=np.int64)
+        for s in range(0, len(x), 16384):
+            out[s : s + 16384] = np.argmax(x[s : s + 16384] @ self.centroids.T, axis=1)
+        return out
+
+    def search(self, queries: npt.ArrayLike, k: int, *, nprobe: int = 8, offset: int | None = None,
+               exclude_self: bool = False) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """``(sims (Nq, k), indices (Nq, k))``, best first, -1 where fewer than k were found.
+
+        ``exclude_self``: the queries are database rows ``offset + i`` (``offset`` defaults to 0);
+        each query's own row is dropped from its neighbours.
+        """
+        q = queries if _is_f32c(queries) else as_float32(queries)
+        extra = 1 if exclude_self else 0
+        sims = np.full((len(q), k + extra), -np.inf, dtype=np.float32)
+        idx = np.full((len(q), k + extra), -1, dtype=np.int64)
+        groups = self._assign(q)
+        order = np.argsort(groups, kind="stable")
+        bounds = np.searchsorted(groups[order], np.arange(self.nlist + 1))
+        probe = min(nprobe, self.nlist)
+        near = self._near_cells(probe)
+        for g in np.flatnonzero(np.diff(bounds)):
+            rows = order[bounds[g] : bounds[g + 1]]
+            cells = np.union1d(near[g][near[g] >= 0], [g])
+            cand = np.concatenate([self.order[self.starts[c] : self.starts[c + 1]] for c in cells])
+            kk = min(k + extra, len(cand))
+            if kk == 0:
+                continue
+            s, i = top_k_inner_product(q[rows], self.rows(cand), kk)
+            sims[rows, :kk], idx[rows, :kk] = s, cand[i]
+        if exclude_self:
+            own = (offset or 0) + np.arange(len(q))[:, None]
+            sims, idx = _compact(sims, idx, idx != own, k)
+        return sims, idx
