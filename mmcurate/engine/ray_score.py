@@ -91,7 +91,7 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
     :class:`~mmcurate.signals.alignment.AlignmentFeatures` field dict, ``agree_v``, ``agree_t`` and,
     with ``joint_index``, ``representativeness``. As in :class:`mmcurate.rank.RankContext`,
     neighbours found in the reduced space are re-scored with the full vectors
-    (:func:`mmcurate.index.rescore`), and the agreements are computed with the full vectors.
+    (:func:`mmcurate.index.rescore`); the agreements are taken in the reduced space.
     """
     from mmcurate.index import project, rescore, rowwise_cosine
     from mmcurate.rank import joint_vectors, without_own
@@ -110,9 +110,9 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
     out = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
     # neighbourhood agreement from the same two searches (RankContext's agreement="cross")
     out["agree_v"] = crossmodal.neighbourhood_agreement(
-        txt, without_own(i2t[1], k, offset=start), full_txt, own=txt)
+        rt, without_own(i2t[1], k, offset=start), text_index.rows, own=rt)
     out["agree_t"] = crossmodal.neighbourhood_agreement(
-        img, without_own(t2i[1], k, offset=start), full_img, own=img)
+        ri, without_own(t2i[1], k, offset=start), image_index.rows, own=ri)
     if joint_index is not None:
         sims, idx = joint_index.search(joint_vectors(ri, rt), k, nprobe=nprobe, exclude_self=True,
                                        offset=start)

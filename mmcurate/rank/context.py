@@ -130,9 +130,11 @@ class RankContext:
     :func:`mmcurate.index.fit_projection`) and searched with :class:`mmcurate.index.ClusteredIndex`;
     the image↔text candidates are then re-scored with the full vectors
     (:func:`mmcurate.index.rescore`), so the similarities the features compare (a pair's own cosine
-    against its alternatives'), the retrieval softmaxes and the neighbourhood agreements are exact;
-    only which neighbours were found is approximate. Density's joint-space neighbours stay in the
-    reduced space. ``cosine`` (and so ``clip_score``) is always exact. Float16 memory maps are read
+    against its alternatives') and the retrieval softmaxes are exact; only which neighbours were
+    found is approximate. Neighbourhood agreements (means over k neighbours) and density's
+    joint-space neighbours stay in the reduced space: full-space agreements gave disagreement AUROC
+    0.9978 vs 0.9956 at 200,000 pairs but cost two more gathers of ``N·k`` full rows (~30 s at 1M).
+    ``cosine`` (and so ``clip_score``) is always exact. Float16 memory maps are read
     in chunks (the re-scoring reads only the candidate rows); no full-precision copy is made.
 
     ``agreement``: ``"cross"`` (default) takes the neighbourhood agreements from the image→text and
@@ -344,12 +346,12 @@ class RankContext:
     @cached_property
     def agree_v(self) -> np.ndarray:
         neighbours = self.i2i[1] if self.agreement == "same" else without_own(self.i2t[1], self.k)
-        return crossmodal.neighbourhood_agreement(self.image, neighbours, self.text)
+        return crossmodal.neighbourhood_agreement(self.image_space, neighbours, self.text_space)
 
     @cached_property
     def agree_t(self) -> np.ndarray:
         neighbours = self.t2t[1] if self.agreement == "same" else without_own(self.t2i[1], self.k)
-        return crossmodal.neighbourhood_agreement(self.text, neighbours, self.image)
+        return crossmodal.neighbourhood_agreement(self.text_space, neighbours, self.image_space)
 
     @cached_property
     def representativeness(self) -> np.ndarray:

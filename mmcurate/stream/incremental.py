@@ -194,22 +194,24 @@ class PoolScorer:
         return take
 
     def _arrival_features(self, image: np.ndarray, text: np.ndarray, found_i2t: tuple[np.ndarray, np.ndarray],
-                          found_t2i: tuple[np.ndarray, np.ndarray]) -> dict[str, np.ndarray]:
+                          found_t2i: tuple[np.ndarray, np.ndarray], spaces=None) -> dict[str, np.ndarray]:
         """Features and agreements of the arrivals from their candidate neighbours, re-scored with
-        the full vectors (as :class:`mmcurate.rank.RankContext` does)."""
+        the full vectors; ``spaces``: ``(reduced image, reduced text, image rows, text rows)`` for
+        agreements in the reduced space (as :class:`mmcurate.rank.RankContext` does)."""
         from mmcurate.rank import without_own
 
         n, k = self.n_pool, self.k
         texts, images = self._rows("text", text), self._rows("image", image)
         i2t, t2i = ix.rescore(image, texts, found_i2t[1]), ix.rescore(text, images, found_t2i[1])
+        own_i, own_t, image_rows, text_rows = spaces or (image, text, images, texts)
         cosine = ix.rowwise_cosine(image, text)
         feats = alignment.alignment_features(cosine, *_local(*i2t, n), *_local(*t2i, n),
                                              temperature=self.temperature, own=cosine)
         arrays = {name: getattr(feats, name) for name in alignment.FEATURE_NAMES}
         arrays["agree_v"] = crossmodal.neighbourhood_agreement(
-            text, without_own(i2t[1], k, offset=n), texts, own=text)
+            own_t, without_own(i2t[1], k, offset=n), text_rows, own=own_t)
         arrays["agree_t"] = crossmodal.neighbourhood_agreement(
-            image, without_own(t2i[1], k, offset=n), images, own=image)
+            own_i, without_own(t2i[1], k, offset=n), image_rows, own=own_i)
         self._pending = arrays
         self._pending_vectors = (image, text)
         return arrays
@@ -224,7 +226,7 @@ class PoolScorer:
         texts.add(rt)
         i2t = texts.search(ri, self.k + 1, nprobe=self.nprobe)
         t2i = images.search(rt, self.k + 1, nprobe=self.nprobe)
-        return self._arrival_features(image, text, i2t, t2i)
+        return self._arrival_features(image, text, i2t, t2i, spaces=(ri, rt, images.rows, texts.rows))
 
     def score(self, image: np.ndarray, text: np.ndarray, *, strategy: str,
               indices_labeled=None, labels=None, random_state: int = 0,
