@@ -237,15 +237,26 @@ def release_pages(array) -> None:
     memory although it is file-backed page cache; after a chunked pass this gives them back (the
     kernel may keep them cached). A no-op for ordinary arrays and where ``madvise`` is missing.
     """
+    _madvise(array, "MADV_DONTNEED")
+
+
+def advise_random_reads(array, on: bool = True) -> None:
+    """Tell the kernel a memory-mapped array will be read at random rows (``MADV_RANDOM``; ``on=False``:
+    back to ``MADV_NORMAL``): no read-ahead and no fault-around, so a gather of scattered rows maps
+    the pages it reads rather than 64 KiB around each one. A no-op for ordinary arrays."""
+    _madvise(array, "MADV_RANDOM" if on else "MADV_NORMAL")
+
+
+def _madvise(array, advice: str) -> None:
     import mmap
 
     base = array
     while base is not None and not isinstance(base, mmap.mmap):
         base = getattr(base, "_mmap", None) or getattr(base, "base", None)
-    if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
+    if isinstance(base, mmap.mmap) and hasattr(mmap, advice):
         try:
-            base.madvise(mmap.MADV_DONTNEED)
-        except (OSError, ValueError):  # closed or not madvisable: nothing to give back
+            base.madvise(getattr(mmap, advice))
+        except (OSError, ValueError):  # closed or not madvisable: nothing to do
             pass
 
 

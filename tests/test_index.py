@@ -159,3 +159,26 @@ def test_one_size_threshold_decides_index_kind_and_ranking_search():
         assert ctx.approximate is approximate
     sims, idx = ix.knn(x[:50], x, 1)  # knn stays exact above the threshold
     assert idx[:, 0].tolist() == list(range(50)) and np.allclose(sims[:, 0], 1.0, atol=1e-5)
+
+
+def test_an_approximate_context_reads_lazy_head_views_like_arrays():
+    """A head's adapted vectors reach the ranking as lazy views (rounds.apply_head); the
+    reduced-space search and the full-space re-scoring must read them as they read arrays."""
+    import torch
+
+    from mmcurate.head import ProjectionHead
+
+    img, txt, _, _ = domain_shift_embeddings(600, 32)
+    head = ProjectionHead(32)
+    with torch.no_grad():  # a head that really changes the vectors
+        for adapter in (head.module.image, head.module.text):
+            adapter.up.normal_(0, 0.3)
+    views = head.view(img, "image"), head.view(txt, "text")
+    arrays = head.transform_images(img), head.transform_texts(txt)
+    got, want = (RankContext(a, b, indices_labeled=[], labels=[], k=5, random_state=0, approximate=True,
+                             reduced_dim=8) for a, b in (views, arrays))
+    assert not np.allclose(arrays[0], img)
+    for name in ("i2t", "t2i"):
+        (gs, gi), (ws, wi) = getattr(got, name), getattr(want, name)
+        assert np.array_equal(gi, wi) and np.allclose(gs, ws, atol=1e-6)
+    assert np.allclose(got.features.matrix(), want.features.matrix(), atol=1e-6)

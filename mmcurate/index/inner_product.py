@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._fileio import iter_chunks
+from mmcurate._fileio import advise_random_reads, iter_chunks, release_pages
 
 
 def rowwise_cosine(a: npt.ArrayLike, b: npt.ArrayLike, *, chunk: int = 65536) -> npt.NDArray[np.float64]:
@@ -55,7 +57,7 @@ def top_k_inner_product(queries: npt.NDArray[np.float32], database: npt.NDArray[
         idx[s : s + len(q)] = np.take_along_axis(part, order, 1)
     return sims, idx
 
-def rescore(queries: npt.ArrayLike, database, idx: npt.NDArray[np.int64], *, chunk: int = 2048
+def rescore(queries: Any, database: Any, idx: npt.NDArray[np.int64], *, chunk: int = 2048
             ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
     """Exact inner products of each query with its candidate rows ``idx`` (-1: none), best first.
 
@@ -73,12 +75,17 @@ def rescore(queries: npt.ArrayLike, database, idx: npt.NDArray[np.int64], *, chu
     >>> idx.tolist(), sims[0, :2].tolist()
     ([[0, 2, -1]], [1.0, 0.0])
     """
-    queries = np.asarray(queries)
+    if not hasattr(queries, "shape"):  # a list; arrays, memory maps and lazy views are read by block
+        queries = np.asarray(queries)
     take = database if callable(database) else database.__getitem__
+    advise_random_reads(database)
     n, k = idx.shape
     sims = np.empty((n, k), dtype=np.float32)
     out = np.empty((n, k), dtype=np.int64)
     for s in range(0, n, chunk):
+        if s and s % (16 * chunk) == 0:  # a memory map's scattered pages, given back as we go
+            release_pages(database)
+            release_pages(queries)
         cand = idx[s : s + chunk]
         valid = cand >= 0
         rows = np.asarray(take(np.where(valid, cand, 0).ravel()), dtype=np.float32)
@@ -88,4 +95,7 @@ def rescore(queries: npt.ArrayLike, database, idx: npt.NDArray[np.int64], *, chu
         order = np.argsort(-vals, axis=1, kind="stable")
         sims[s : s + len(cand)] = np.take_along_axis(vals, order, 1)
         out[s : s + len(cand)] = np.take_along_axis(cand, order, 1)
+    advise_random_reads(database, on=False)
+    release_pages(database)
+    release_pages(queries)
     return sims, out
