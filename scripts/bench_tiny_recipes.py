@@ -23,7 +23,15 @@ from pathlib import Path
 
 import numpy as np
 
-from mmcurate.embed.tiny import TINY_CFG, _bar, _lr, _write, evaluate_tiny_clip, train_tiny_clip
+from mmcurate.embed.tiny import (
+    TINY_CFG,
+    _bar,
+    _contrastive_step,
+    _lr,
+    _write,
+    evaluate_tiny_clip,
+    train_tiny_clip,
+)
 
 RECIPES = {
     # the first default (VERSION v1): 700 x 128, lr 5e-4, pool 16k, random batches
@@ -44,7 +52,6 @@ def _train_v1(out_dir, *, seed=0, steps=700, batch_size=128, lr=5e-4, pool_size=
               progress=False):
     """The first training loop, unchanged, for side-by-side timing (VERSION v1 of tiny.py)."""
     import torch
-    import torch.nn.functional as F
     from safetensors.torch import save_file
 
     from mmcurate.embed.model import import_open_clip
@@ -67,14 +74,7 @@ def _train_v1(out_dir, *, seed=0, steps=700, batch_size=128, lr=5e-4, pool_size=
         idx = rng.choice(len(scenes), batch_size, replace=False)
         texts = tokenizer([describe_scene(scenes[i], random_state=rng) for i in idx])
         img_f, txt_f, scale = model(images[torch.from_numpy(idx)], texts)
-        logits = scale * img_f @ txt_f.T
-        target = torch.arange(batch_size)
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, np.log(100))
+        _contrastive_step(model, opt, scale * img_f @ txt_f.T)
     return _write(model, Path(out_dir), {"v1": True, "seed": seed, "steps": steps,
                                          "seconds": round(time.perf_counter() - start, 1)}, save_file)
 

@@ -95,6 +95,22 @@ def _lr(step: int, total: int, base: float, warmup: int) -> float:
     return base * 0.5 * (1 + np.cos(np.pi * (step - warmup) / max(1, total - warmup)))
 
 
+def _contrastive_step(model, opt, logits):
+    """One optimiser step on the symmetric InfoNCE loss of a batch's image x caption ``logits``
+    (pair i on the diagonal), the logit scale clamped to CLIP's 100; returns the loss."""
+    import torch
+    import torch.nn.functional as F
+
+    target = torch.arange(len(logits))
+    loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, np.log(100))
+    return loss
+
+
 def _encode_text(model, embedding, local, eot):
     """open_clip's ``CLIP.encode_text`` on captions cut after their longest EOT and embedded from
     the compact vocabulary table: the same features (the causal mask keeps padding out of them)."""
@@ -164,14 +180,7 @@ def train_tiny_clip(out_dir: str | os.PathLike, *, seed: int = 0, steps: int | N
             img_f = model.encode_image(pixels)
             txt_f = _encode_text(model, embedding, text, pos)
         img_f, txt_f = F.normalize(img_f.float(), dim=-1), F.normalize(txt_f.float(), dim=-1)
-        logits = model.logit_scale.exp() * img_f @ txt_f.T
-        target = torch.arange(batch_size)
-        loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        with torch.no_grad():
-            model.logit_scale.clamp_(0, np.log(100))
+        loss = _contrastive_step(model, opt, model.logit_scale.exp() * img_f @ txt_f.T)
         bar.update(1)
         if step % 10 == 0 or step == steps - 1:
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
