@@ -260,6 +260,13 @@ def _madvise(array, advice: str) -> None:
             pass
 
 
+def row_source(x: Any) -> Any:
+    """``x`` itself when it has rows to read (an array, a memory map or a lazy view such as a
+    head's :class:`~mmcurate.head.model.TransformedView`: anything with a ``shape``), else
+    ``np.asarray(x)`` (a list). ``np.asarray`` on a lazy view would build it row by row in memory."""
+    return x if hasattr(x, "shape") else np.asarray(x)
+
+
 def take_rows(array, rows, *, chunk: int = 65536, dtype=np.float32) -> np.ndarray:
     """``array[rows]`` as ``dtype`` for sorted ``rows``, gathered one block of ``chunk`` rows at a time
     with the memory map's pages released after each block.

@@ -55,6 +55,34 @@ def test_clustered_index_exclude_self_and_shard_invariance():
     assert np.array_equal(np.concatenate([p[0] for p in parts]), sims)
 
 
+def test_search_with_full_vectors_equals_search_then_rescore(tmp_path):
+    """``search(full=)`` re-scores each group's candidates in full inside the search: the same
+    neighbours and similarities as re-scoring the search's result afterwards (float16 memory maps,
+    a callable database, any split of the queries into shards)."""
+    full_db, full_q = _clustered(4000, 48, seed=5), _clustered(900, 48, seed=6)
+    np.save(tmp_path / "db.npy", full_db.astype(np.float16))
+    np.save(tmp_path / "q.npy", full_q.astype(np.float16))
+    db16, q16 = np.load(tmp_path / "db.npy", mmap_mode="r"), np.load(tmp_path / "q.npy", mmap_mode="r")
+    basis = ix.fit_projection(db16, q16, dim=12)
+    index = ix.ClusteredIndex(ix.project(db16, basis), cell_size=150)
+    reduced_q = ix.project(q16, basis)
+    found = index.search(reduced_q, 8, nprobe=2)
+    after = ix.rescore(q16, db16, found[1])
+    inside = index.search(reduced_q, 8, nprobe=2, full=(q16, db16))
+    assert np.array_equal(np.sort(inside[1], 1), np.sort(found[1], 1))  # the same candidates
+    assert np.array_equal(inside[1], after[1]) and np.allclose(inside[0], after[0], atol=1e-6)
+    assert not np.allclose(inside[0], found[0], atol=1e-3)  # exact, not the reduced similarities
+    by_rows = index.search(reduced_q, 8, nprobe=2, full=(q16, lambda rows: db16[rows]))
+    assert np.array_equal(by_rows[1], inside[1]) and np.array_equal(by_rows[0], inside[0])
+    parts = [index.search(reduced_q[a:b], 8, nprobe=2, full=(q16[a:b], db16))
+             for a, b in ((0, 377), (377, 900))]
+    assert np.array_equal(np.concatenate([p[1] for p in parts]), inside[1])
+    assert np.array_equal(np.concatenate([p[0] for p in parts]), inside[0])
+    # excluding each query's own row works on the re-scored lists too
+    own = index.search(ix.project(db16, basis)[:300], 5, exclude_self=True, full=(db16[:300], db16))
+    assert not (own[1] == np.arange(300)[:, None]).any() and (np.diff(own[0], axis=1) <= 0).all()
+
+
 def test_stable_sample_keeps_its_rows_when_rows_are_appended():
     before = ix.stable_sample(10_000, 1000, random_state=4)
     after = ix.stable_sample(10_100, 1000, random_state=4)
@@ -178,6 +206,9 @@ def test_an_approximate_context_reads_lazy_head_views_like_arrays():
     got, want = (RankContext(a, b, indices_labeled=[], labels=[], k=5, random_state=0, approximate=True,
                              reduced_dim=8) for a, b in (views, arrays))
     assert not np.allclose(arrays[0], img)
+    # read block by block like the arrays (np.asarray on a view would build it row by row)
+    assert np.array_equal(got.image_space, want.image_space)
+    assert np.array_equal(got.text_space, want.text_space)
     for name in ("i2t", "t2i"):
         (gs, gi), (ws, wi) = getattr(got, name), getattr(want, name)
         assert np.array_equal(gi, wi) and np.allclose(gs, ws, atol=1e-6)

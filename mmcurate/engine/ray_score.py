@@ -91,9 +91,9 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
     :class:`~mmcurate.signals.alignment.AlignmentFeatures` field dict, ``agree_v``, ``agree_t`` and,
     with ``joint_index``, ``representativeness``. As in :class:`mmcurate.rank.RankContext`,
     neighbours found in the reduced space are re-scored with the full vectors
-    (:func:`mmcurate.index.rescore`); the agreements are taken in the reduced space.
+    (``ClusteredIndex.search(full=)``); the agreements are taken in the reduced space.
     """
-    from mmcurate.index import project, rescore, rowwise_cosine
+    from mmcurate.index import project, rowwise_cosine
     from mmcurate.rank import joint_vectors, without_own
     from mmcurate.signals import alignment, crossmodal, density
 
@@ -102,8 +102,8 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
     txt = np.asarray(full_txt[start:stop], np.float32)
     cosine = rowwise_cosine(img, txt)
     ri, rt = project(img, basis), project(txt, basis)
-    i2t = rescore(img, full_txt, text_index.search(ri, k + 1, nprobe=nprobe)[1])
-    t2i = rescore(txt, full_img, image_index.search(rt, k + 1, nprobe=nprobe)[1])
+    i2t = text_index.search(ri, k + 1, nprobe=nprobe, full=(img, full_txt))
+    t2i = image_index.search(rt, k + 1, nprobe=nprobe, full=(txt, full_img))
     feats = alignment.alignment_features(cosine, *_global_rows(i2t, start, stop),
                                          *_global_rows(t2i, start, stop), temperature=temperature,
                                          own=cosine)

@@ -7,8 +7,9 @@ from typing import Any, TypeGuard
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate._fileio import advise_random_reads, release_pages
 from mmcurate.index.exact import _compact, _faiss, as_float32
-from mmcurate.index.inner_product import top_k_inner_product
+from mmcurate.index.inner_product import exact_sorted, top_k_inner_product
 from mmcurate.index.projection import _sample_keys, stable_sample
 
 NPROBE = 2
@@ -145,11 +146,19 @@ class ClusteredIndex:
         return out
 
     def search(self, queries: npt.ArrayLike, k: int, *, nprobe: int = 8, offset: int | None = None,
-               exclude_self: bool = False) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+               exclude_self: bool = False, full: tuple[Any, Any] | None = None
+               ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
         """``(sims (Nq, k), indices (Nq, k))``, best first, -1 where fewer than k were found.
 
         ``exclude_self``: the queries are database rows ``offset + i`` (``offset`` defaults to 0);
         each query's own row is dropped from its neighbours.
+
+        ``full``: ``(query vectors (Nq, D), database vectors)`` in the full space (arrays, float16
+        memory maps fine, or for the database a callable ``rows -> (len(rows), D)``): the
+        candidates found here are re-scored with them and sorted by the exact similarity, as
+        :func:`mmcurate.index.rescore` would, but each candidate row is read and converted once per
+        query group rather than once per query that found it (at 1M pairs: about a quarter of
+        the float16 rows).
         """
         q = queries if _is_f32c(queries) else as_float32(queries)
         extra = 1 if exclude_self else 0
@@ -160,7 +169,12 @@ class ClusteredIndex:
         bounds = np.searchsorted(groups[order], np.arange(self.nlist + 1))
         probe = min(nprobe, self.nlist)
         near = self._near_cells(probe)
-        for g in np.flatnonzero(np.diff(bounds)):
+        if full is not None:
+            full_q, full_db = full
+            take = full_db if callable(full_db) else full_db.__getitem__
+            advise_random_reads(full_db)  # a group's rows are scattered: read only their pages
+            advise_random_reads(full_q)
+        for n_done, g in enumerate(np.flatnonzero(np.diff(bounds))):
             rows = order[bounds[g] : bounds[g + 1]]
             cells = np.union1d(near[g][near[g] >= 0], [g])
             cand = np.concatenate([self.order[self.starts[c] : self.starts[c + 1]] for c in cells])
@@ -168,7 +182,19 @@ class ClusteredIndex:
             if kk == 0:
                 continue
             s, i = top_k_inner_product(q[rows], self.rows(cand), kk)
+            if full is not None:
+                if n_done and n_done % 16 == 0:  # a memory map's scattered pages, given back
+                    release_pages(full_db)
+                    release_pages(full_q)
+                used, where = np.unique(i, return_inverse=True)
+                vectors = np.asarray(take(cand[used]), dtype=np.float32)
+                s, i = exact_sorted(np.asarray(full_q[rows], dtype=np.float32),
+                                    vectors[where.reshape(i.shape)], i)
             sims[rows, :kk], idx[rows, :kk] = s, cand[i]
+        if full is not None:
+            for array in (full_db, full_q):
+                advise_random_reads(array, on=False)
+                release_pages(array)
         if exclude_self:
             own = (offset or 0) + np.arange(len(q))[:, None]
             sims, idx = _compact(sims, idx, idx != own, k)

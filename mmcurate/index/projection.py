@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._fileio import iter_chunks, take_rows
+from mmcurate._fileio import iter_chunks, row_source, take_rows
 
 REDUCED_DIM = 128
 """Dimensions of the space a large pool's candidates are searched in (then re-scored in full)."""
@@ -40,7 +42,7 @@ def fit_projection(*samples: npt.ArrayLike, dim: int = 64, n_sample: int = 50_00
     :func:`stable_sample`'s, so appending a few rows changes the basis only slightly.
     """
     gram: npt.NDArray[np.float64] | None = None
-    for arr in map(np.asarray, samples):  # one modality at a time, pages released block by block
+    for arr in map(row_source, samples):  # one modality at a time, pages released block by block
         x = take_rows(arr, stable_sample(len(arr), n_sample, random_state=random_state))
         gram = (x.T @ x).astype(np.float64) + (0.0 if gram is None else gram)
         del x
@@ -58,10 +60,10 @@ def project(vectors: npt.ArrayLike, basis: npt.NDArray[np.float32], *, chunk: in
 
     An identity basis (nothing to reduce) returns a float32 copy without the product.
     """
-    vectors = np.asarray(vectors)
-    n = len(vectors)
+    rows: Any = row_source(vectors)
+    n = len(rows)
     identity = basis.shape[0] == basis.shape[1] and np.array_equal(basis, np.eye(len(basis)))
     out = np.empty((n, basis.shape[1]), dtype=np.float32)
-    for s, x in iter_chunks(vectors, chunk):
+    for s, x in iter_chunks(rows, chunk):
         out[s : s + len(x)] = x if identity else x @ basis
     return out

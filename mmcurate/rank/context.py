@@ -242,13 +242,11 @@ class RankContext:
         if not self.approximate:
             return ix.knn(queries, self._space(database), k, exclude_self=exclude_self)
         index = self._index(database)
+        # density's joint-space similarities stay reduced; image/text candidates are re-scored in full
+        full = None if database == "joint" else (self._full(query), self._full(database))
         if self.searcher is not None:
-            sims, idx = self.searcher(index, queries, k, exclude_self=exclude_self)
-        else:
-            sims, idx = index.search(queries, k, nprobe=self.nprobe, exclude_self=exclude_self)
-        if database == "joint":  # density's similarities stay in the reduced space
-            return sims, idx
-        return ix.rescore(self._full(query), self._full(database), idx)
+            return self.searcher(index, queries, k, exclude_self=exclude_self, full=full)
+        return index.search(queries, k, nprobe=self.nprobe, exclude_self=exclude_self, full=full)
 
     def _index(self, database: str) -> ix.ClusteredIndex:
         if database not in self._indexes:

@@ -30,7 +30,7 @@ the clustered search's own variance: incremental vs full re-rank differ no more 
 re-ranks with different seeds (tested per strategy at 25,000 + 200 pairs, where ``disagreement``
 gives max |difference| 0.086, r = 0.998 vs the seeds' 0.094, r = 0.997; with ``nprobe`` 1,
 ``p_misaligned`` misses it: 0.82 vs 0.81). Candidates are re-scored with the full vectors as in the
-ranking (:func:`mmcurate.index.rescore`); the arrivals' vectors and those of committed batches are
+ranking (``ClusteredIndex.search(full=)``); the arrivals' vectors and those of committed batches are
 kept for it, pool rows are read from the memory maps as needed. ``scripts/bench_arrivals.py
 --sizes 100000`` (512-d, 1,000 arrivals, ``disagreement``; a shared, loaded 2-core machine): state
 built in 17.3 s (was 185 s with IVF indexes in full dimension), incremental 0.59 s vs full ranking
@@ -195,15 +195,19 @@ class PoolScorer:
 
     def _arrival_features(self, image: np.ndarray, text: np.ndarray, found_i2t: tuple[np.ndarray, np.ndarray],
                           found_t2i: tuple[np.ndarray, np.ndarray], spaces=None) -> dict[str, np.ndarray]:
-        """Features and agreements of the arrivals from their candidate neighbours, re-scored with
-        the full vectors; ``spaces``: ``(reduced image, reduced text, image rows, text rows)`` for
+        """Features and agreements of the arrivals from their neighbours, with similarities taken
+        from the full vectors; ``spaces``: ``(reduced image, reduced text, image rows, text rows)`` for
         agreements in the reduced space (as :class:`mmcurate.rank.RankContext` does)."""
         from mmcurate.rank import without_own
 
         n, k = self.n_pool, self.k
-        texts, images = self._rows("text", text), self._rows("image", image)
-        i2t, t2i = ix.rescore(image, texts, found_i2t[1]), ix.rescore(text, images, found_t2i[1])
-        own_i, own_t, image_rows, text_rows = spaces or (image, text, images, texts)
+        if spaces is None:  # exact search: similarities recomputed from the vectors
+            texts, images = self._rows("text", text), self._rows("image", image)
+            i2t, t2i = ix.rescore(image, texts, found_i2t[1]), ix.rescore(text, images, found_t2i[1])
+            own_i, own_t, image_rows, text_rows = image, text, images, texts
+        else:  # the reduced search re-scored its candidates in full already (``search(full=)``)
+            i2t, t2i = found_i2t, found_t2i
+            own_i, own_t, image_rows, text_rows = spaces
         cosine = ix.rowwise_cosine(image, text)
         feats = alignment.alignment_features(cosine, *_local(*i2t, n), *_local(*t2i, n),
                                              temperature=self.temperature, own=cosine)
@@ -224,8 +228,8 @@ class PoolScorer:
         images, texts = self.spaces["image"], self.spaces["text"]
         images.add(ri)
         texts.add(rt)
-        i2t = texts.search(ri, self.k + 1, nprobe=self.nprobe)
-        t2i = images.search(rt, self.k + 1, nprobe=self.nprobe)
+        i2t = texts.search(ri, self.k + 1, nprobe=self.nprobe, full=(image, self._rows("text", text)))
+        t2i = images.search(rt, self.k + 1, nprobe=self.nprobe, full=(text, self._rows("image", image)))
         return self._arrival_features(image, text, i2t, t2i, spaces=(ri, rt, images.rows, texts.rows))
 
     def score(self, image: np.ndarray, text: np.ndarray, *, strategy: str,
