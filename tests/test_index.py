@@ -83,6 +83,27 @@ def test_search_with_full_vectors_equals_search_then_rescore(tmp_path):
     assert not (own[1] == np.arange(300)[:, None]).any() and (np.diff(own[0], axis=1) <= 0).all()
 
 
+def test_read_rows_reads_memory_mapped_rows_by_offset(tmp_path):
+    """Scattered rows of a memory-mapped .npy are read with preadv (no page faults), and equal
+    plain indexing for the whole map, a slice of its rows, any order and repeats; other arrays
+    are indexed as usual."""
+    from mmcurate._fileio import _file_rows, read_rows
+
+    x = np.random.default_rng(0).normal(size=(3000, 24)).astype(np.float16)
+    np.save(tmp_path / "x.npy", x)
+    mapped = np.load(tmp_path / "x.npy", mmap_mode="r")
+    rows = np.array([2999, 5, 5, 0, 1234, 77])
+    for array in (mapped, mapped[1000:], mapped[7:2500]):
+        assert _file_rows(array) is not None  # the offset path is taken, not the fallback
+        got = read_rows(array, rows[rows < len(array)])
+        assert got.dtype == np.float32
+        assert np.array_equal(got, np.asarray(array[rows[rows < len(array)]], np.float32))
+    assert read_rows(mapped, np.array([], np.int64)).shape == (0, 24)
+    assert _file_rows(x) is None and np.array_equal(read_rows(x, rows), x[rows].astype(np.float32))
+    assert _file_rows(mapped[:, :5]) is None  # not row-contiguous: indexed as usual
+    assert np.array_equal(read_rows(mapped[:, :5], rows), x[rows, :5].astype(np.float32))
+
+
 def test_stable_sample_keeps_its_rows_when_rows_are_appended():
     before = ix.stable_sample(10_000, 1000, random_state=4)
     after = ix.stable_sample(10_100, 1000, random_state=4)

