@@ -189,13 +189,14 @@ def run_embed(args) -> None:
 
 
 _IMPORT_CHILD = """
-import resource, sys, time, json
+import sys, time, json
+from mmcurate._util import peak_rss_gib
 from mmcurate.embed.importer import import_embedding_folder
 from mmcurate.embed.store import EmbeddingStore
 start = time.perf_counter()
 res = import_embedding_folder(sys.argv[1], EmbeddingStore(sys.argv[2]))
 print(json.dumps({"pairs": len(res.pairs), "seconds": time.perf_counter() - start,
-                  "peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+                  "peak_rss_gib": peak_rss_gib()}))
 """
 
 

@@ -28,7 +28,8 @@ import numpy as np
 import pandas as pd
 
 _SCORE_CHILD = """
-import json, resource, sys, time
+import json, sys, time
+from mmcurate._util import peak_rss_gib
 from mmcurate.project import open_project
 from mmcurate.rounds import rank_project
 from mmcurate.signals import auroc
@@ -39,7 +40,7 @@ table = rank_project(proj, ["disagreement"], engine="ray")
 seconds = time.perf_counter() - t
 noisy = np.load(sys.argv[2])
 print(json.dumps({"n": len(table), "seconds": seconds, "auroc": auroc(table["disagreement"], noisy),
-                  "driver_peak_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}))
+                  "driver_peak_rss_gib": peak_rss_gib()}))
 """
 
 

@@ -63,8 +63,7 @@ def make_data(folder: Path, n: int, dim: int = 512, seed: int = 0, rate: float =
 
 def run_size(img_path: str, txt_path: str, noisy_path: str) -> dict:
     """Runs in a child process: per-family time from a fresh context, selection, peak RSS."""
-    import resource
-
+    from mmcurate._util import peak_rss_gib
     from mmcurate.rank import STRATEGIES, RankContext, selection_vectors
     from mmcurate.select import select_cluster, select_coreset
     from mmcurate.signals import auroc
@@ -93,7 +92,7 @@ def run_size(img_path: str, txt_path: str, noisy_path: str) -> dict:
         fn(scores, n=1000, embeddings=joint, random_state=0,
            **({"candidates": 50_000} if name.endswith("coreset") else {}))
         out[name] = time.perf_counter() - t
-    out["peak RSS GiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    out["peak RSS GiB"] = peak_rss_gib()
     return out
 
 
