@@ -165,7 +165,8 @@ class ClusteredIndex:
         extra = 1 if exclude_self else 0
         sims = np.full((len(q), k + extra), -np.inf, dtype=np.float32)
         idx = np.full((len(q), k + extra), -1, dtype=np.int64)
-        groups = self._assign(q)
+        # the database searched against itself (density's joint neighbours): its rows' cells are known
+        groups = self._cell_of_rows() if q is self.vectors and len(self.added) == 0 else self._assign(q)
         order = np.argsort(groups, kind="stable")
         bounds = np.searchsorted(groups[order], np.arange(self.nlist + 1))
         probe = min(nprobe, self.nlist)

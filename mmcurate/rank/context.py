@@ -128,14 +128,16 @@ class RankContext:
     Above it (``approximate=None`` decides by size) the *candidates* are found in a reduced space:
     vectors projected to ``reduced_dim`` dimensions (uncentred PCA fitted on both modalities,
     :func:`mmcurate.index.fit_projection`) and searched with :class:`mmcurate.index.ClusteredIndex`;
-    the image↔text candidates are then re-scored with the full vectors
-    (:func:`mmcurate.index.rescore`), so the similarities the features compare (a pair's own cosine
-    against its alternatives') and the retrieval softmaxes are exact; only which neighbours were
-    found is approximate. Neighbourhood agreements (means over k neighbours) and density's
-    joint-space neighbours stay in the reduced space: full-space agreements gave disagreement AUROC
-    0.9978 vs 0.9956 at 200,000 pairs but cost two more gathers of ``N·k`` full rows (~30 s at 1M).
-    ``cosine`` (and so ``clip_score``) is always exact. Float16 memory maps are read
-    in chunks (the re-scoring reads only the candidate rows); no full-precision copy is made.
+    the image↔text candidates are re-scored with the full vectors inside the search
+    (``ClusteredIndex.search(full=)``: each query group's candidate rows are read once, by offset),
+    so the similarities the features compare (a pair's own cosine against its alternatives') and
+    the retrieval softmaxes are exact; only which neighbours were found is approximate.
+    Neighbourhood agreements (means over k neighbours) and density's joint-space neighbours stay in
+    the reduced space: full-space agreements gave disagreement AUROC 0.9978 vs 0.9956 at 200,000
+    pairs but need ``N·k`` more full rows read (about 30 s at 1M when measured, before the
+    re-scoring moved into the search). ``cosine`` (and so ``clip_score``) is always exact. Float16
+    memory maps are read in chunks (the re-scoring reads only the candidate rows); no
+    full-precision copy is made.
 
     ``agreement``: ``"cross"`` (default) takes the neighbourhood agreements from the image→text and
     text→image neighbours the features already need (``agree_v``: the pair's caption against the
