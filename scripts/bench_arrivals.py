@@ -61,7 +61,7 @@ def one_size(n_pool: int, n_arrivals: int, strategy: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--arrivals", type=int, default=1000)
     parser.add_argument("--strategy", default="disagreement")
     args = parser.parse_args()
