@@ -190,8 +190,8 @@ class ClusteredIndex:
                     release_pages(full_q)
                 used, where = np.unique(i, return_inverse=True)
                 vectors = np.asarray(take(cand[used]), dtype=np.float32)
-                # rows of memory maps are read, not faulted in (see read_rows): at 1M pairs that
-                # halved the peak memory and made the search faster
+                # rows of memory maps are read, not faulted in (see read_rows): at 1M pairs one
+                # search's peak memory went from 3.3 to 1.9 GiB, at the same speed
                 s, i = exact_sorted(read_rows(full_q, rows), vectors[where.reshape(i.shape)], i)
             sims[rows, :kk], idx[rows, :kk] = s, cand[i]
         if full is not None:
