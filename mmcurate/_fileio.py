@@ -237,26 +237,15 @@ def release_pages(array) -> None:
     memory although it is file-backed page cache; after a chunked pass this gives them back (the
     kernel may keep them cached). A no-op for ordinary arrays and where ``madvise`` is missing.
     """
-    _madvise(array, "MADV_DONTNEED")
-
-
-def advise_random_reads(array, on: bool = True) -> None:
-    """Tell the kernel a memory-mapped array will be read at random rows (``MADV_RANDOM``; ``on=False``:
-    back to ``MADV_NORMAL``): no read-ahead and no fault-around, so a gather of scattered rows maps
-    the pages it reads rather than 64 KiB around each one. A no-op for ordinary arrays."""
-    _madvise(array, "MADV_RANDOM" if on else "MADV_NORMAL")
-
-
-def _madvise(array, advice: str) -> None:
     import mmap
 
     base = array
     while base is not None and not isinstance(base, mmap.mmap):
         base = getattr(base, "_mmap", None) or getattr(base, "base", None)
-    if isinstance(base, mmap.mmap) and hasattr(mmap, advice):
+    if isinstance(base, mmap.mmap) and hasattr(mmap, "MADV_DONTNEED"):
         try:
-            base.madvise(getattr(mmap, advice))
-        except (OSError, ValueError):  # closed or not madvisable: nothing to do
+            base.madvise(mmap.MADV_DONTNEED)
+        except (OSError, ValueError):  # closed or not madvisable: nothing to give back
             pass
 
 
@@ -325,8 +314,8 @@ def take_rows(array, rows, *, chunk: int = 65536, dtype=np.float32) -> np.ndarra
     bounds = np.searchsorted(rows, np.arange(0, len(array) + chunk, chunk))
     for a, b in itertools.pairwise(bounds):
         if b > a:
-            out[a:b] = np.asarray(array[rows[a:b]], dtype=dtype)
-            release_pages(array)
+            out[a:b] = read_rows(array, rows[a:b], dtype=dtype)
+            release_pages(array)  # where rows were indexed, not read
     return out
 
 

@@ -22,7 +22,7 @@ from safetensors.torch import save as save_tensors
 from torch import nn
 from torch.nn import functional as F
 
-from mmcurate._fileio import atomic_write_bytes, atomic_write_text, to_jsonable
+from mmcurate._fileio import atomic_write_bytes, atomic_write_text, read_rows, to_jsonable
 from mmcurate.exceptions import ProjectError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "HeadConfig", "ProjectionHead", "TransformedView"]
@@ -125,7 +125,10 @@ class TransformedView:
         return len(self.base)
 
     def __getitem__(self, key) -> np.ndarray:
-        rows = np.asarray(self.base[key], dtype=np.float32)
+        if isinstance(key, np.ndarray) and key.ndim == 1 and key.dtype.kind in "iu":
+            rows = read_rows(self.base, key)  # memory-mapped rows read by offset, not faulted in
+        else:
+            rows = np.asarray(self.base[key], dtype=np.float32)
         if rows.ndim == 1:
             return self.fn(rows[None])[0]
         return self.fn(rows)

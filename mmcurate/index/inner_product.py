@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._fileio import advise_random_reads, iter_chunks, read_rows, release_pages, row_source
+from mmcurate._fileio import iter_chunks, read_rows, row_source
 
 
 def rowwise_cosine(a: npt.ArrayLike, b: npt.ArrayLike, *, chunk: int = 65536) -> npt.NDArray[np.float64]:
@@ -120,23 +120,14 @@ def rescore(queries: Any, database: Any, idx: npt.NDArray[np.int64], *, chunk: i
     """
     queries = row_source(queries)  # arrays, memory maps and lazy views are read by block
     take = database if callable(database) else functools.partial(read_rows, database)
-    advise_random_reads(database)
     n, k = idx.shape
     sims = np.empty((n, k), dtype=np.float32)
     out = np.empty((n, k), dtype=np.int64)
-    for s in range(0, n, chunk):
-        if s and s % (16 * chunk) == 0:  # a memory map's scattered pages, given back as we go
-            release_pages(database)
-            release_pages(queries)
-        cand = idx[s : s + chunk]
+    for s, q in iter_chunks(queries, chunk):  # memory-map pages given back as it goes
+        cand = idx[s : s + len(q)]
         valid = cand >= 0
         rows = np.asarray(take(np.where(valid, cand, 0).ravel()), dtype=np.float32)
-        q = np.asarray(queries[s : s + len(cand)], dtype=np.float32)
-        sims[s : s + len(cand)], out[s : s + len(cand)] = exact_sorted(
-            q, rows.reshape(len(cand), k, -1), cand, valid)
-    advise_random_reads(database, on=False)
-    release_pages(database)
-    release_pages(queries)
+        sims[s : s + len(q)], out[s : s + len(q)] = exact_sorted(q, rows.reshape(len(q), k, -1), cand, valid)
     return sims, out
 
 
