@@ -89,6 +89,12 @@ def status_lines(status: dict) -> list[str]:
                  if status.get(key) is not None]
         if noise:
             rows.append(("noise", ", ".join(noise)))
+        est = status.get("estimated_noise") or {}
+        if status.get("estimated_noise_rate") is not None and est.get("how"):
+            low, high = est.get("low"), est.get("high")
+            sure = (f"95% interval {low:.1%}-{high:.1%}" if low is not None and high is not None
+                    and low == low and high == high else "no interval")
+            rows.append(("", f"estimate: {est['how']} ({sure})"))
     rows.append(("next", _next_step(status)))
     width = max(len(k) for k, _ in rows)
     return [f"{k:<{width}}  {v}" for k, v in rows]
@@ -270,10 +276,15 @@ def train_lines(model_round: int, metrics: dict) -> list[str]:
     if val.get("auroc_new") is not None and val.get("auroc_prior") is not None:
         rows.append(("held-out", f"AUROC {val['auroc_new']:.4f} (this model) vs {val['auroc_prior']:.4f} "
                                  f"(zero-label prior), labels cross-fitted"))
-    new_r, old_r = val.get("auroc_new_recent"), val.get("auroc_previous_recent")
-    if val.get("n_recent") and new_r is not None and old_r is not None:
-        rows.append(("new labels", f"AUROC {new_r:.4f} vs {old_r:.4f} (model in use) on the "
-                                   f"{val['n_recent']} labels since it"))
+    if val.get("incumbent") not in (None, "prior") and val.get("auroc_incumbent") is not None:
+        rows.append(("vs in use", f"AUROC {val['auroc_new']:.4f} vs {val['auroc_incumbent']:.4f} "
+                                  f"({val['incumbent']}, re-fitted without each fold), refused only "
+                                  f"below by more than {val.get('margin', 0.0):.4f}"))
+    recal = metrics.get("recalibration") or {}
+    if recal:
+        rows.append(("calibration", f"P(aligned) = sigma({recal['a']:.3f} * logit + {recal['b']:.3f}), fitted "
+                                    f"on held-out logits weighted by 1/inclusion; shrinkage l2 "
+                                    f"{recal['l2']:g}; reviewer error rate {recal['error_rate']:.3f}"))
     head = metrics.get("head")
     if "cv_auroc" in metrics:
         rows.append(("head", f"{'used' if metrics.get('use_head') else 'not used'}: cross-validated AUROC "
@@ -303,14 +314,19 @@ def export_lines(summary: dict) -> list[str]:
     """What ``export`` wrote, as short aligned lines (counts, the threshold and its check, files)."""
     est = summary.get("estimates") or {}
     w = len(str(summary["pairs"]))
+    unverified = summary.get("unverified", 0)
     rows = [("curated", f"{summary['curated']:>{w}}  {summary['reviewed']} reviewed ({summary['accepted']} "
-                        f"accepted, {summary['fixed']} fixed) + {summary['auto']} kept by the model"),
+                        f"accepted, {summary['fixed']} fixed) + {summary['auto']} kept by the model"
+                        + (f" + {unverified} unverified" if unverified else "")),
             ("dropped", f"{summary['dropped']:>{w}}  {summary['rejected']} rejected by a reviewer, "
                         f"{summary['below_threshold']} below the threshold, {summary['embed_failures']} "
                         f"unreadable, {summary['rejected_at_input']} rejected at init")]
     if summary.get("left_out"):
         rows.append(("no verdict", f"{summary['left_out']:>{w}}  unreviewed pairs (--reviewed-only)"))
-    if est:
+    if est and not est.get("verified", True):
+        rows.append(("unverified", f"{unverified} unreviewed pairs kept without a verdict: {est.get('why')}"))
+        rows.append(("", "to let the model decide: review more batches and train, or pass --threshold"))
+    elif est:
         rows.append(("threshold", f"P(aligned) >= {est['threshold']:.3f} keeps {est['n_kept']} unreviewed "
                                   f"pairs: estimated {est['est_noise_kept']:.1%} noise"))
         rows.append(("", f"and {est['est_clean_kept']:.1%} of the clean unreviewed pairs kept"))

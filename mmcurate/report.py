@@ -31,7 +31,8 @@ _COUNT_LABELS = {
     "pairs": "pairs in the project", "rejected_at_input": "rejected at input (rejects.csv)",
     "embed_failures": "embedding failures (unreviewed)", "reviewed": "reviewed",
     "accepted": "accepted", "rejected": "rejected by reviewer", "fixed": "fixed (caption corrected)",
-    "auto": "auto-kept (P(aligned) >= threshold)", "below_threshold": "dropped below threshold",
+    "auto": "auto-kept (P(aligned) >= threshold)", "unverified": "kept unverified (the model could not vouch)",
+    "below_threshold": "dropped below threshold",
     "left_out": "unreviewed, not exported (no threshold)", "unreadable_images": "unreadable at export",
     "curated": "curated (exported)", "dropped": "dropped (dropped file)",
 }

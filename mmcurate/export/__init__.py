@@ -11,6 +11,8 @@ Curated set (:func:`export_curated`)
     unreviewed, embed failed  dropped with the failure's reason (``embed_failures.csv``)
     unreviewed, threshold t   curated (``status = auto``) when P(aligned) >= t, else dropped
                               (``reason = p_aligned < t``)
+    unreviewed, no vouching   curated, ``status = unverified`` (``"auto"`` only, when the model
+                              cannot vouch for its probabilities: see below)
     unreviewed, reviewed-only in neither file (``threshold=None``; counted as ``left_out``)
     ========================  =========================================================
 
@@ -18,7 +20,11 @@ Curated set (:func:`export_curated`)
     model's P(aligned) by :func:`mmcurate.learn.choose_threshold` (the lowest ``t`` whose kept
     unreviewed pairs have an estimated misaligned share <= ``target_noise``, default 3%), and the
     exploration labels give an unbiased check of that share with a 95% interval
-    (``Curation.estimates``).
+    (``Curation.estimates``). The model's probabilities are recalibrated on every label weighted by
+    1/inclusion probability when it is trained (:mod:`mmcurate.learn`). When the model cannot
+    vouch for them (no trained model in use, held-out AUROC below 0.65, fewer than 20 randomly
+    drawn labels, or no threshold keeps anything), nothing is dropped by the model: the
+    unreviewed pairs are kept as ``unverified`` and ``estimates["why"]`` says why.
 
     Rows rejected when the project was built (``rejects.csv``) are added to ``dropped`` with their
     reasons. A reviewer's decision outranks an embedding failure (a person saw the pair).

@@ -35,7 +35,8 @@ class Curation:
     ``curated``: ``pair_id, image, caption, status, original_caption, p_aligned`` + extra columns.
     ``dropped``: ``pair_id, image, caption, stage, reason, detail`` (``stage`` is ``review``,
     ``threshold``, ``embed`` or ``input``). ``pairs``: every pair with ``status`` (``accepted``,
-    ``fixed``, ``rejected``, ``auto``, ``below_threshold``, ``embed_failed``, ``unreviewed``), its
+    ``fixed``, ``rejected``, ``auto``, ``unverified`` (kept: the model could not vouch for it), ``below_threshold``,
+    ``embed_failed``, ``unreviewed``), its
     decision round and the alignment score. ``counts``: the numbers in the report.
     """
 
@@ -108,9 +109,20 @@ def _validate_threshold(threshold: float | str | None) -> None:
                          f"P(aligned) in [0, 1]; got {threshold!r}")
 
 
+MIN_RANDOM_LABELS = 20
+"""Random (explore) labels the model's calibration needs before ``export`` lets it drop pairs."""
+MIN_AUROC = 0.65
+"""Held-out AUROC (weighted by 1/π) the model in use needs before ``export`` lets it drop pairs."""
+
+
 def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_noise: float,
                     proj) -> tuple[float | None, dict[str, Any]]:
-    """The threshold to apply and the estimates behind it (see the module docstring)."""
+    """The threshold to apply and the estimates behind it (see the module docstring).
+
+    ``"auto"`` uses the model's P(aligned) only when the model can vouch for it
+    (:func:`_certify`); otherwise the threshold is ``None`` and ``estimates["verified"]`` is
+    False with the reason: the unreviewed pairs are kept as ``unverified``, never dropped.
+    """
     from mmcurate.learn import choose_threshold, explored_noise
 
     if threshold is None:
@@ -122,14 +134,53 @@ def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_n
         t = rule["threshold"]
         est = {"rule": f"lowest t with estimated noise of kept unreviewed pairs <= {target_noise:g}",
                "target_noise": target_noise, **rule}
+        why = _certify(proj, rule, int(open_.sum()))
+        est.update(verified=why is None, why=why)
     else:
         t = float(threshold)
         kept = open_ & (p >= t)
-        est = {"rule": "given", "threshold": t, "n_kept": int(kept.sum()),
+        est = {"rule": "given", "threshold": t, "n_kept": int(kept.sum()), "verified": True, "why": None,
                "est_noise_kept": float(np.mean(1 - p[kept])) if kept.any() else float("nan"),
                "est_clean_kept": float(p[kept].sum() / p[open_].sum()) if open_.any() else float("nan")}
     est["exploration_check"] = _exploration_check(proj, table, t, explored_noise)
-    return t, est
+    return (t if est["verified"] else None), est
+
+
+def _certify(proj, rule: dict[str, Any], n_open: int) -> str | None:
+    """Why the model in use cannot vouch for the unreviewed pairs, or None when it can.
+
+    It can when a model was trained, validated and calibrated on the labels (not the zero-label
+    prior), ranks held-out labels with AUROC >= :data:`MIN_AUROC`, its calibration rests on at
+    least :data:`MIN_RANDOM_LABELS` randomly drawn labels, and the rule keeps some pairs.
+    """
+    from mmcurate.rounds.model import load_model
+
+    if n_open == 0:
+        return None
+    model = load_model(proj)
+    if model.calibrator is None or not model.info.get("recalibration"):
+        return ("no model calibrated on the labels is in use yet (train after reviewing a few batches: "
+                "mmcurate select / label / train)")
+    auroc_ = float((model.info.get("validation") or {}).get("auroc_new", float("nan")))
+    if not auroc_ >= MIN_AUROC:
+        return (f"the model in use ranks held-out labels with AUROC {auroc_:.3f} (< {MIN_AUROC}): it cannot "
+                f"tell aligned from misaligned pairs on these embeddings")
+    n_random = _n_random_labels(proj)
+    if n_random < MIN_RANDOM_LABELS:
+        return (f"its probabilities rest on {n_random} randomly drawn labels (< {MIN_RANDOM_LABELS}); "
+                f"review more rounds (each batch draws 10% at random)")
+    if rule["n_kept"] == 0:
+        return (f"no threshold keeps unreviewed pairs at the target noise ({rule.get('target_noise', 0):g}) "
+                f"with the model's probabilities")
+    return None
+
+
+def _n_random_labels(proj) -> int:
+    if not (proj.root / "labels.sqlite").is_file():
+        return 0
+    design = proj.ledger.design()
+    explored = set(design.loc[design["stratum"] == "explore", "pair_id"])
+    return int(proj.ledger.decisions()["pair_id"].isin(explored).sum())
 
 
 def _exploration_check(proj, table: pd.DataFrame, t: float, explored_noise) -> dict[str, Any]:
@@ -184,8 +235,9 @@ def curate_pairs(proj, *, threshold: float | str | None = "auto", target_noise: 
                           if scores is not None and "p_aligned" in scores.columns else np.nan)
     table["alignment"] = ids.map(alignment).astype(float) if alignment is not None else np.nan
     failures = _embed_failures(proj).set_index("pair_id")
+    asked = threshold
     threshold, estimates = _auto_threshold(table, threshold, target_noise, proj)
-    table["status"] = _statuses(table, failures.index, threshold)
+    table["status"] = _statuses(table, failures.index, threshold, unverified=asked is not None)
     curated = _curated_frame(table, proj.pairs.columns)
     dropped = _dropped_frame(table, failures, proj.rejects, threshold)
     counts = _counts(table, proj.rejects, curated, dropped)
@@ -203,7 +255,8 @@ def _alignment(proj, scores: pd.DataFrame | None) -> tuple[str | None, pd.Series
     return ("cosine", raw) if raw is not None else (None, None)
 
 
-def _statuses(table: pd.DataFrame, failed: pd.Index, threshold: float | None) -> np.ndarray:
+def _statuses(table: pd.DataFrame, failed: pd.Index, threshold: float | None,
+              unverified: bool = False) -> np.ndarray:
     decision = table["decision"].to_numpy(object)
     status = np.full(len(table), "unreviewed", dtype=object)
     status[decision == "accept"] = "accepted"
@@ -217,11 +270,13 @@ def _statuses(table: pd.DataFrame, failed: pd.Index, threshold: float | None) ->
         keep = open_ & ~failed_mask & (p >= float(threshold))  # NaN compares False: dropped
         status[keep] = "auto"
         status[open_ & ~failed_mask & ~keep] = "below_threshold"
+    elif unverified:
+        status[open_ & ~failed_mask] = "unverified"
     return status
 
 
 def _curated_frame(table: pd.DataFrame, pair_columns: pd.Index) -> pd.DataFrame:
-    kept = table[table["status"].isin(["accepted", "fixed", "auto"])].copy()
+    kept = table[table["status"].isin(["accepted", "fixed", "auto", "unverified"])].copy()
     is_fix = (kept["status"] == "fixed").to_numpy()
     kept["original_caption"] = np.where(is_fix, kept["caption"].to_numpy(object), None)
     kept.loc[is_fix, "caption"] = kept.loc[is_fix, "fixed_caption"]
@@ -282,7 +337,8 @@ def _counts(table: pd.DataFrame, rejects: pd.DataFrame, curated: pd.DataFrame,
         "pairs": len(table), "rejected_at_input": len(rejects),
         "reviewed": n("accepted") + n("rejected") + n("fixed"),
         "accepted": n("accepted"), "rejected": n("rejected"), "fixed": n("fixed"),
-        "auto": n("auto"), "below_threshold": n("below_threshold"), "embed_failures": n("embed_failed"),
+        "auto": n("auto"), "unverified": n("unverified"), "below_threshold": n("below_threshold"),
+        "embed_failures": n("embed_failed"),
         "left_out": n("unreviewed"), "curated": len(curated), "dropped": len(dropped),
     }
 

@@ -75,7 +75,8 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     out_dir.mkdir(parents=True, exist_ok=True)
     cur = curate_pairs(proj, threshold=threshold, target_noise=target_noise,
                        strategy_scores=strategy_scores)
-    threshold = cur.estimates.get("threshold") if threshold is not None else None
+    verified = cur.estimates.get("verified", True)
+    threshold = cur.estimates.get("threshold") if threshold is not None and verified else None
     paths: dict[str, Any] = {}
     if fmt == "webdataset":
         shards, unreadable = write_webdataset(
@@ -106,6 +107,8 @@ def _threshold_line(est: dict[str, Any]) -> str | None:
     """The threshold and its estimates in one sentence for the report."""
     if not est:
         return "none (reviewed pairs only)"
+    if not est.get("verified", True):
+        return f"none: unreviewed pairs kept as unverified, because {est.get('why')}"
     line = (f"P(aligned) >= {est['threshold']:.4f} ({est['rule']}): keeps {est['n_kept']} unreviewed "
             f"pairs, estimated noise among them {est['est_noise_kept']:.1%}, estimated share of clean "
             f"unreviewed pairs kept {est['est_clean_kept']:.1%}")

@@ -311,8 +311,8 @@ class RankContext:
         prior = alignment.prior_calibrator(self.features)
         if self.use_prior or len(self.indices_labeled) == 0:
             return prior
-        fitted, verdict = fit_validated(self.features, self.indices_labeled, self.labels,
-                                        random_state=self.random_state)
+        fitted, verdict, _ = fit_validated(self.features, self.indices_labeled, self.labels,
+                                           random_state=self.random_state)
         self._validation = verdict
         if verdict.accepted:
             return fitted

@@ -111,6 +111,49 @@ def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
 def _save_state(proj, table: pd.DataFrame) -> None:
     if "p_aligned" in table.columns:
         atomic_write_json(proj.root / "state.json", {
-            "estimated_noise_rate": float(1.0 - np.mean(table["p_aligned"])),
+            **noise_estimate(proj, table["pair_id"], table["p_aligned"].to_numpy(float)),
             "from": table.attrs.get("provenance", {}),
         })
+
+
+def noise_estimate(proj, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str, Any]:
+    """The pool's misaligned share: decided pairs by their decision, the rest by the model, with
+    a 95% interval from the randomly drawn labels.
+
+    ``estimated_noise_rate`` = (misaligned decisions + Σ P(misaligned) of undecided pairs) / N, a
+    difference estimator corrected by the mean of (misaligned − P(misaligned)) over the random
+    (explore) labels, whose spread gives the interval. Without random labels the interval is
+    unknown (NaN) and ``how`` says the estimate is the model's alone.
+    """
+    n = len(pair_ids)
+    p_mis = 1.0 - np.nan_to_num(p_aligned, nan=0.5)
+    out: dict[str, Any] = {"estimated_noise_rate": float(p_mis.mean()) if n else float("nan"),
+                           "low": float("nan"), "high": float("nan"), "n_random_labels": 0,
+                           "how": "the model's mean P(misaligned) over every pair (no labels yet)"}
+    if not n or not (proj.root / "labels.sqlite").is_file():
+        return out
+    decisions = proj.ledger.decisions()
+    decided = pair_ids.map(decisions.set_index("pair_id")["decision"]).to_numpy(object)
+    has = pd.notna(decided)
+    if not has.any():
+        return out
+    mis = decided[has] != "accept"
+    design = proj.ledger.design()
+    explored = pair_ids.isin(set(design.loc[design["stratum"] == "explore", "pair_id"])).to_numpy() & has
+    base = float(mis.sum() + p_mis[~has].sum())
+    n_open = int((~has).sum())
+    out.update(n_random_labels=int(explored.sum()))
+    if explored.sum() >= 2 and n_open:
+        resid = (decided[explored] != "accept").astype(float) - p_mis[explored]
+        correction = float(resid.mean())
+        se = float(resid.std(ddof=1) / np.sqrt(explored.sum()))
+        rate = float(np.clip((base + n_open * correction) / n, 0.0, 1.0))
+        half = 1.96 * n_open * se / n
+        out.update(estimated_noise_rate=rate, low=max(0.0, rate - half), high=min(1.0, rate + half),
+                   how=f"decisions of {int(has.sum())} reviewed pairs + the model's P(misaligned) of the "
+                       f"{n_open} others, corrected on {int(explored.sum())} randomly drawn labels")
+    else:
+        out.update(estimated_noise_rate=base / n,
+                   how=f"decisions of {int(has.sum())} reviewed pairs + the model's P(misaligned) of the "
+                       f"{n_open} others (no random labels yet: no interval)")
+    return out

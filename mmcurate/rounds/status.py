@@ -32,4 +32,5 @@ def rounds_status(proj) -> dict[str, Any]:
                               if not isinstance(v, list)}} if latest else None),
         "reviewed_noise_rate": (float((decisions["decision"] != "accept").mean()) if reviewed else None),
         "estimated_noise_rate": state.get("estimated_noise_rate"),
+        "estimated_noise": {key: state.get(key) for key in ("low", "high", "n_random_labels", "how")},
     }

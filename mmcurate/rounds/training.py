@@ -65,10 +65,11 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
         ids = proj.pairs["pair_id"].to_numpy()[rows]
         atomic_write_json(_model_sidecar(proj, model_round), {
             "calibrator": fit["calibrator"], "k": k, "use_head": fit["use_head"],
-            "validation": fit["validation"], "trained_on": sorted(map(str, ids))})
+            "validation": fit["validation"], "recalibration": fit["recalibration"],
+            "trained_on": sorted(map(str, ids))})
         info = {"accepted": fit["validation"]["accepted"], "reason": fit["validation"]["reason"],
                 "use_head": fit["use_head"], "replaces": previous.round,
-                "validation": fit["validation"]}
+                "validation": fit["validation"], "recalibration": fit["recalibration"]}
         if "auroc_with_head" in fit:
             info.update(auroc_with_head=fit["auroc_with_head"], auroc_without_head=fit["auroc_without_head"])
             head_metrics["head"] = (
@@ -112,30 +113,49 @@ def _features(proj, head, k: int, random_state: int):
 
 
 def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_state: int,
-                      tolerance: float) -> dict[str, Any]:
-    """Fit the calibrator without and (when a head was trained) with the head, validate each on
-    labels it was not fitted on, keep the head only if its model ranks those labels better."""
-    from mmcurate.learn import calibrator_to_dict, fit_validated
+                      tolerance: float, error_rate: float = 0.0) -> dict[str, Any]:
+    """Fit the calibrator without and (when a head was trained) with the head, judge each against
+    the model in use on every label (each scored by fits that did not see it), keep the head only
+    if its model ranks the labels better, and recalibrate the chosen model on the labels weighted
+    by ``1/π`` (:mod:`mmcurate.learn`)."""
+    from mmcurate.learn import (
+        calibrator_to_dict,
+        cross_fitted_logits,
+        fit_validated,
+        platt_ipw,
+        recalibrated,
+        stratified_folds,
+    )
 
     raw = _features(proj, None, k, random_state)
-    prev_logits = recent = None
+    weights = _label_weights(proj, rows)
+    if head is not None and head.fold_heads:  # the head's folds, so both models see the same splits
+        fold = np.array([head.fold_of_row[int(r)] for r in rows], np.int64)
+    else:
+        fold = stratified_folds(y, max(2, min(5, len(rows))), random_state)
+    incumbent_logits, incumbent = None, "prior"
     if previous.calibrator is not None and previous.k == k:
         prev_features = raw if previous.head is None else _features(proj, previous.head, k, random_state)
-        prev_logits = previous.calibrator.decision_function(prev_features.matrix()[rows])
-        ids = proj.pairs["pair_id"].to_numpy()[rows]
-        recent = ~np.isin(ids.astype(str), list(previous.trained_on))
-    common = {"prior_features": raw, "weights": _label_weights(proj, rows), "previous_logits": prev_logits,
-              "recent": recent, "tolerance": tolerance, "random_state": random_state}
-    calibrator, verdict = fit_validated(raw, rows, y, **common)
-    out = {"calibrator": calibrator_to_dict(calibrator), "use_head": False, "validation": verdict.as_dict()}
-    if head is None or not head.fold_heads:
-        return out
-    # leak-free: each fold's labels are scored after the head trained without them
-    fold = np.array([head.fold_of_row[int(r)] for r in rows], np.int64)
-    fold_features = [_features(proj, h, k, random_state) for h in head.fold_heads]
-    with_head, verdict_head = fit_validated(_features(proj, head, k, random_state), rows, y, fold=fold,
-                                            fold_features=fold_features, **common)
-    out["auroc_without_head"], out["auroc_with_head"] = verdict.auroc_new, verdict_head.auroc_new
-    if verdict_head.auroc_new > verdict.auroc_new:
-        out.update(calibrator=calibrator_to_dict(with_head), use_head=True, validation=verdict_head.as_dict())
+        ids = proj.pairs["pair_id"].to_numpy()[rows].astype(str)
+        trained = np.isin(ids, list(previous.trained_on))
+        incumbent_logits = cross_fitted_logits(prev_features, rows, y, fold=fold, l2=previous.calibrator.l2,
+                                               train_mask=trained)
+        incumbent = f"model {previous.round}"
+    common = {"prior_features": raw, "weights": weights, "incumbent_logits": incumbent_logits,
+              "incumbent": incumbent, "random_state": random_state, "fold": fold,
+              "tolerance": tolerance}
+    calibrator, verdict, held = fit_validated(raw, rows, y, **common)
+    out: dict[str, Any] = {"use_head": False}
+    if head is not None and head.fold_heads:
+        # leak-free: each fold's labels are scored after the head trained without them
+        fold_features = [_features(proj, h, k, random_state) for h in head.fold_heads]
+        with_head, verdict_head, held_head = fit_validated(_features(proj, head, k, random_state), rows, y,
+                                                           fold_features=fold_features, **common)
+        out["auroc_without_head"], out["auroc_with_head"] = verdict.auroc_new, verdict_head.auroc_new
+        if verdict_head.auroc_new > verdict.auroc_new:
+            calibrator, verdict, held, out["use_head"] = with_head, verdict_head, held_head, True
+    a, b = platt_ipw(held, y, weights=weights, error_rate=error_rate)
+    out["calibrator"] = calibrator_to_dict(recalibrated(calibrator, a, b))
+    out["recalibration"] = {"a": a, "b": b, "error_rate": error_rate, "l2": calibrator.l2}
+    out["validation"] = verdict.as_dict()
     return out

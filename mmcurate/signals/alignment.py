@@ -16,7 +16,7 @@ standing of the own caption among the image's nearest alternatives does not.
 P(aligned) is a logistic model on the standardised features (:class:`Calibrator`). Before any
 label it is a fixed prior, P = σ(γ·((z_i2t + z_t2i)/2 + c)) with γ = 2, c = 1 (a pair tied with
 its neighbours' mean gets 0.88; one standard deviation below, 0.5). With labels the weights are
-fitted by Newton's method on the class-balanced log loss with an L2 penalty that pulls them
+fitted by Newton's method on the log loss (not reweighted by class) with an L2 penalty that pulls them
 toward the prior weights (a MAP estimate), so a few labels adjust the prior instead of replacing it.
 """
 
@@ -126,6 +126,7 @@ class Calibrator:
     scale: np.ndarray
     weights: np.ndarray  # (F + 1,): feature weights then bias
     n_labels: int = 0
+    l2: float = 1.0  # the shrinkage toward the prior it was fitted with
 
     def design(self, features: AlignmentFeatures | np.ndarray) -> np.ndarray:
         x = features.matrix() if isinstance(features, AlignmentFeatures) else np.asarray(features)
@@ -165,7 +166,8 @@ def fit_calibrator(
 ) -> Calibrator:
     """MAP logistic regression on the labelled pairs, shrunk toward the prior weights.
 
-    ``y`` is 1 for aligned (accepted) and 0 for misaligned pairs. Classes are balanced by weight.
+    ``y`` is 1 for aligned (accepted) and 0 for misaligned pairs. Unweighted by class unless
+    ``balanced`` (the queue selects on the features, which leaves P(y | features) unchanged).
     With one class or no labels the prior is returned unchanged.
     """
     prior = prior_calibrator(features)
@@ -199,7 +201,7 @@ def fit_calibrator(
         if current - new < 1e-9 * max(1.0, abs(current)):
             break
         current = new
-    return Calibrator(prior.mean, prior.scale, w, len(idx))
+    return Calibrator(prior.mean, prior.scale, w, len(idx), l2)
 
 
 def hessian(calibrator: Calibrator, features: AlignmentFeatures, indices_labeled, *, l2: float = 1.0):
