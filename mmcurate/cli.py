@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmcurate.exceptions import MmcurateError
+from mmcurate.rounds.ranking import DEFAULT_STRATEGY
 
 __all__ = ["main"]
 
@@ -82,7 +83,8 @@ def _add_loop(sub) -> None:
     sub.add_parser("strategies", help="list the query strategies and diversity modes")
     p = sub.add_parser("rank", help="score every pair with one or more strategies")
     p.add_argument("project", type=Path)
-    p.add_argument("--strategy", nargs="+", default=["disagreement"])
+    p.add_argument("--strategy", nargs="+", default=[DEFAULT_STRATEGY],
+                   help=f"query strategies (mmcurate strategies); default {DEFAULT_STRATEGY}, as select")
     p.add_argument("--out", type=Path, help=".csv or .parquet")
     p.add_argument("--k", type=int, default=10, help="neighbours per pair")
     p.add_argument("--seed", type=int, default=0)
@@ -94,7 +96,7 @@ def _add_loop(sub) -> None:
     p = sub.add_parser("select", help="choose the next review batch and save it as a round")
     p.add_argument("project", type=Path)
     p.add_argument("--budget", type=int, required=True)
-    p.add_argument("--strategy", default="p_misaligned",
+    p.add_argument("--strategy", default=DEFAULT_STRATEGY,
                    help="query strategy (mmcurate strategies); default p_misaligned: the current model's "
                         "P(misaligned), which finds the most noise per label")
     p.add_argument("--diversity", default="none", help="none | cluster | coreset | sample")

@@ -121,13 +121,13 @@ def cmd_strategies(args) -> int:
     return 0
 
 
-def _write_table(df: pd.DataFrame, out: Path) -> None:
+def _write_table(df: pd.DataFrame, out: Path, provenance: dict) -> None:
     from mmcurate._fileio import atomic_write_frame, atomic_write_json
 
     if out.suffix not in (".parquet", ".csv", ".tsv"):
         raise ValueError(f"--out must end in .csv, .tsv or .parquet, got {out.name}")
     atomic_write_frame(df, out)
-    atomic_write_json(out.with_name(out.name + ".provenance.json"), df.attrs.get("provenance", {}))
+    atomic_write_json(out.with_name(out.name + ".provenance.json"), provenance)
 
 
 def _short(text: str, width: int) -> str:
@@ -168,13 +168,13 @@ def cmd_rank(args) -> int:
     proj = open_project(args.project)
     ranked = rank_project(proj, args.strategy, k=args.k, random_state=args.seed, engine=args.engine,
                           address=args.address)
+    prov = dict(ranked.attrs.get("provenance", {}))  # taken before the merge, which drops attrs
     ranked = ranked.merge(proj.pairs[["pair_id", "caption"]], on="pair_id")
     ranked = ranked.sort_values("score", ascending=False, kind="stable")
-    prov = ranked.attrs.get("provenance", {})
     print(f"ranked {len(ranked)} pairs by {' + '.join(args.strategy)}; higher = review first")
     print(f"scored with {_ranked_by(proj, prov.get('head_round'))}")
     if args.out:
-        _write_table(ranked, args.out)
+        _write_table(ranked, args.out, prov)
         print(f"wrote every row and column to {args.out} (+ .provenance.json)")
     columns = ["score"] + ([c for c in args.strategy if c in ranked.columns and c != "score"]
                            if len(args.strategy) > 1 else [])
@@ -282,7 +282,8 @@ def train_lines(model_round: int, metrics: dict) -> list[str]:
                                   f"below by more than {val.get('margin', 0.0):.4f}"))
     recal = metrics.get("recalibration") or {}
     if recal:
-        rows.append(("calibration", f"P(aligned) = sigma({recal['a']:.3f} * logit + {recal['b']:.3f}), fitted "
+        rows.append(("calibration", f"P(aligned) = sigma({recal['a']:.3f} * logit + {recal['b']:.3f}), "
+                                    f"fitted "
                                     f"on held-out logits weighted by 1/inclusion; shrinkage l2 "
                                     f"{recal['l2']:g}; reviewer error rate {recal['error_rate']:.3f}"))
     head = metrics.get("head")

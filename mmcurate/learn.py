@@ -3,10 +3,13 @@
 The labelled pairs are a biased sample of the pool: the queue chose most of them (mostly
 suspects). Five things keep learning from making the ranking worse:
 
-1. **Exploration.** Each batch reserves a share (``explore``, default 10%) drawn uniformly at
-   random from the pool the queue did not take, recorded in the ledger with its inclusion
-   probability ``π = n_explore / n_rest``; the queue's own picks are recorded with ``π = 1``.
-   Weights ``1/π`` (Horvitz–Thompson) make sums over the labels estimate sums over the pool.
+1. **Exploration.** Each batch reserves a share (``explore``, default 10%) drawn at random from
+   the pool the queue did not take, each pair with a known inclusion probability ``π``: half the
+   probability mass uniform, half proportional to the model's P(misaligned) (so the random share
+   also finds noise), drawn by systematic sampling (:func:`pps_inclusion`,
+   :func:`systematic_sample`). The ledger records each pair's ``π``; the queue's own picks are
+   recorded with ``π = 1``. Weights ``1/π`` (Horvitz–Thompson) make sums over the labels
+   estimate sums over the pool.
 2. **An unbalanced fit.** The queue selects on the features, which leaves ``P(y | features)``
    unchanged, so the calibrator is a plain MAP logistic fit shrunk toward the zero-label prior
    (:func:`mmcurate.signals.alignment.fit_calibrator`), not reweighted by class (class balancing
@@ -27,6 +30,12 @@ suspects). Five things keep learning from making the ranking worse:
    ``1/π`` (the random share stands for the pairs it was drawn from) and corrected for the
    reviewer's estimated error rate; the recalibration is monotone, so the ranking is unchanged.
 
+6. **A reviewer who errs.** Each batch gives up to :data:`SECOND_OPINION_SHARE` to decisions that a
+   confident model contradicts (P of the other verdict >= :data:`CONTRADICTION`) and
+   :data:`AUDIT_SHARE` to decided pairs drawn at random; repeated opinions are resolved by
+   :func:`mmcurate.labels.resolve_opinions` (majority, ties to the latest); the error rate is
+   estimated from the audits (:func:`reviewer_error_rate`) and enters the recalibration.
+
 Pure functions over arrays; no I/O (``mmcurate.rounds`` reads and writes the project).
 """
 
@@ -39,17 +48,118 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._util import check_random_state
+from mmcurate._util import RandomState, check_random_state
 from mmcurate.signals.alignment import AlignmentFeatures, Calibrator, fit_calibrator, prior_calibrator
 from mmcurate.signals.metrics import auroc
 
-__all__ = ["EXPLORE", "GATE_Z", "L2_GRID", "TARGET_NOISE", "Validation", "calibrator_from_dict",
-           "calibrator_to_dict", "choose_l2", "choose_threshold", "compare_models", "cross_fitted_logits",
-           "explored_noise", "fit_validated", "paired_auroc_se", "platt_ipw", "prior_logits", "recalibrated",
-           "split_budget", "stratified_folds", "wilson_interval"]
+__all__ = [
+    "AUDIT_SHARE",
+    "CONTRADICTION",
+    "EXPLORE",
+    "GATE_Z",
+    "L2_GRID",
+    "SECOND_OPINION_SHARE",
+    "TARGET_NOISE",
+    "Validation",
+    "calibrator_from_dict",
+    "calibrator_to_dict",
+    "choose_l2",
+    "choose_threshold",
+    "compare_models",
+    "cross_fitted_logits",
+    "explored_noise",
+    "fit_validated",
+    "paired_auroc_se",
+    "platt_ipw",
+    "pps_inclusion",
+    "prior_logits",
+    "recalibrated",
+    "reviewer_error_rate",
+    "split_budget",
+    "stratified_folds",
+    "systematic_sample",
+    "wilson_interval",
+]
 
 EXPLORE = 0.1
 """Default share of each batch drawn uniformly at random (the exploration stratum)."""
+
+
+SECOND_OPINION_SHARE = 0.1
+"""Most of a batch given to second opinions on decisions a confident model contradicts."""
+AUDIT_SHARE = 0.02
+"""Share of a batch given to decided pairs drawn at random and shown again (the reviewer's error
+rate is estimated from them; contradicted pairs are a biased sample of errors)."""
+CONTRADICTION = 0.8
+"""A decision is contradicted when the model gives the other verdict at least this probability."""
+
+
+def pps_inclusion(weights: npt.ArrayLike, n: int) -> npt.NDArray[np.float64]:
+    """Inclusion probabilities proportional to ``weights`` for a sample of ``n`` (capped at 1).
+
+    Rows whose share would exceed 1 are taken with certainty and the rest re-shared (the usual
+    iterative capping), so ``sum = min(n, len(weights))``.
+
+    Examples
+    --------
+    >>> pps_inclusion([1, 1, 1, 7], 2).round(3).tolist()
+    [0.333, 0.333, 0.333, 1.0]
+    """
+    w = np.asarray(weights, np.float64)
+    n = min(int(n), len(w))
+    pi = np.zeros(len(w))
+    if n <= 0:
+        return pi
+    certain = np.zeros(len(w), bool)
+    for _ in range(len(w)):
+        rest = n - certain.sum()
+        share = np.where(certain, 0.0, w)
+        total = share.sum()
+        pi = np.where(certain, 1.0, rest * share / total if total > 0 else rest / max((~certain).sum(), 1))
+        over = ~certain & (pi >= 1.0)
+        if not over.any():
+            break
+        certain |= over
+    return np.clip(pi, 0.0, 1.0)
+
+
+def systematic_sample(pi: npt.ArrayLike, random_state: RandomState = None) -> npt.NDArray[np.int64]:
+    """Rows drawn with exactly the inclusion probabilities ``pi`` (systematic sampling in a random
+    order; the sample size is ``round(sum(pi))``)."""
+    pi = np.asarray(pi, np.float64)
+    rng = check_random_state(random_state)
+    order = rng.permutation(len(pi))
+    edges = np.cumsum(pi[order])
+    points = rng.random() + np.arange(round(edges[-1]) if len(pi) else 0)
+    hits = np.searchsorted(edges, points, side="right")
+    return np.sort(order[np.unique(hits[hits < len(pi)])]).astype(np.int64)
+
+
+def reviewer_error_rate(opinions: Sequence[tuple[str, str]]) -> dict[str, float]:
+    """The reviewer's error rate from pairs judged twice at random (audits).
+
+    ``opinions``: ``(first, second)`` verdicts (``accept`` or anything else = misaligned) of pairs
+    shown again at random. Two independent opinions with error rate ``e`` disagree with
+    probability ``d = 2e(1 − e)``, so ``e = (1 − sqrt(1 − 2d)) / 2``; the interval maps the
+    Wilson interval of ``d`` the same way.
+
+    Examples
+    --------
+    >>> out = reviewer_error_rate([("accept", "accept")] * 82 + [("accept", "reject")] * 18)
+    >>> round(out["error_rate"], 3), out["n"]
+    (0.1, 100)
+    """
+    n = len(opinions)
+    if n == 0:
+        return {"error_rate": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0,
+                "disagreement": float("nan")}
+    d = sum((a == "accept") != (b == "accept") for a, b in opinions) / n
+
+    def to_e(x: float) -> float:
+        return float((1 - np.sqrt(max(0.0, 1 - 2 * min(x, 0.5)))) / 2)
+
+    low, high = wilson_interval(d * n, n)
+    return {"error_rate": to_e(d), "low": to_e(low), "high": to_e(high), "n": n, "disagreement": d}
 
 
 def split_budget(budget: int, explore: float) -> tuple[int, int]:

@@ -46,9 +46,9 @@ def test_schema_is_wal_with_foreign_keys_and_versioned(tmp_path, ledger):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
-    assert {"rounds", "batch_items", "batch_design", "decisions", "heads"} <= tables
+    assert {"rounds", "batch_items", "batch_design", "decisions", "heads", "second_opinions"} <= tables
     ledger.record("p1", "accept")
     ledger.close()
     with Ledger(tmp_path / "labels.sqlite") as again:  # reopening keeps the data
@@ -64,7 +64,7 @@ def test_version1_ledger_is_migrated_and_keeps_its_rounds(tmp_path, ledger):
         conn.execute("DROP TABLE batch_design")
         conn.execute("PRAGMA user_version = 1")
     with Ledger(path) as again:
-        assert again._conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert again._conn.execute("PRAGMA user_version").fetchone()[0] == 3
         design = again.design()
         assert design["stratum"].tolist() == ["exploit", "exploit"]
         assert design["inclusion"].tolist() == [1.0, 1.0]

@@ -35,9 +35,9 @@ class Curation:
     ``curated``: ``pair_id, image, caption, status, original_caption, p_aligned`` + extra columns.
     ``dropped``: ``pair_id, image, caption, stage, reason, detail`` (``stage`` is ``review``,
     ``threshold``, ``embed`` or ``input``). ``pairs``: every pair with ``status`` (``accepted``,
-    ``fixed``, ``rejected``, ``auto``, ``unverified`` (kept: the model could not vouch for it), ``below_threshold``,
-    ``embed_failed``, ``unreviewed``), its
-    decision round and the alignment score. ``counts``: the numbers in the report.
+    ``fixed``, ``rejected``, ``auto``, ``unverified`` (kept: the model could not vouch for it),
+    ``below_threshold``, ``embed_failed``, ``unreviewed``), its decision round and the alignment
+    score. ``counts``: the numbers in the report.
     """
 
     curated: pd.DataFrame
@@ -54,8 +54,8 @@ def _ledger_frames(proj) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     if not (proj.root / "labels.sqlite").is_file():
         empty = pd.DataFrame(columns=["pair_id", "round", "decision", "caption", "reviewer"])
         return empty, pd.DataFrame(), pd.DataFrame()
-    ledger = proj.ledger
-    return ledger.decisions(), ledger.rounds(), ledger.heads()
+    ledger = proj.ledger  # one decision per pair: repeated opinions resolved (labels.resolve_opinions)
+    return ledger.resolved(), ledger.rounds(), ledger.heads()
 
 
 def _embed_failures(proj) -> pd.DataFrame:

@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 
 from mmcurate.labels.connection import LedgerConnection, _frame, _to_json, utc_now
-from mmcurate.labels.schema import _LATEST, STRATA
+from mmcurate.labels.schema import _LATEST, SECOND_OPINION, STRATA
 
 
 class BatchesMixin(LedgerConnection):
@@ -19,18 +19,22 @@ class BatchesMixin(LedgerConnection):
                      model: Mapping[str, Any], head_round: int | None = None,
                      scores: Sequence[float] | None = None, reasons: Sequence[str] | None = None,
                      strata: Sequence[str] | None = None,
-                     inclusion: Sequence[float] | None = None) -> int:
+                     inclusion: Sequence[float] | None = None,
+                     second_opinions: Sequence[tuple[str, float, str]] = ()) -> int:
         """Queue a batch as a new round (ids 1, 2, ...) in one transaction; returns the round id.
 
         ``pair_ids`` are stored in order (``position`` 0, 1, ...), with optional ``scores`` and
         ``reasons`` of the same length. ``params``/``model`` record how the batch was chosen.
         ``strata`` (``exploit``/``explore``) and ``inclusion`` (each pair's probability of being
         chosen, in (0, 1]) record the sampling design; without them every pair counts as
-        ``exploit`` with probability 1.
+        ``exploit`` with probability 1. ``second_opinions``: ``(pair_id, score, reason)`` of
+        decided pairs shown again in this round (stratum ``second_opinion``; each must have been
+        queued before, and not be in ``pair_ids``).
         Raises ``ValueError`` when a pair id repeats or was queued in an earlier round.
         """
         ids = [str(p) for p in pair_ids]
-        if not ids:
+        again = [(str(p), float(sc), str(why)) for p, sc, why in second_opinions]
+        if not ids and not again:
             raise ValueError("a round needs at least one pair id; got an empty batch")
         strata = list(strata) if strata is not None else ["exploit"] * len(ids)
         inclusion = [float(v) for v in inclusion] if inclusion is not None else [1.0] * len(ids)
@@ -47,6 +51,13 @@ class BatchesMixin(LedgerConnection):
         if repeated:
             raise ValueError(f"pair ids repeat within the batch: {repeated[:10]}; pass each once")
         with self._write() as conn:
+            if again:
+                again_ids = {p for p, _, _ in again}
+                self._stage_ids(conn, again_ids)
+                unknown = sorted((again_ids - set(self._staged_queued(conn))) | (again_ids & set(ids)))
+                if unknown or len(again_ids) < len(again):
+                    raise ValueError(f"second opinions must be pairs queued in an earlier round and not in "
+                                     f"this batch: {unknown[:10]}")
             earlier = self._queued_in(conn, ids)
             if earlier:
                 shown = ", ".join(f"{p} (round {r})" for p, r in list(earlier.items())[:10])
@@ -61,7 +72,15 @@ class BatchesMixin(LedgerConnection):
                  None if reasons is None else str(reasons[pos])) for pos, pid in enumerate(ids)])
             conn.executemany("INSERT INTO batch_design VALUES (?, ?, ?, ?)", [
                 (pid, round_id, strata[pos], inclusion[pos]) for pos, pid in enumerate(ids)])
+            conn.executemany("INSERT INTO second_opinions VALUES (?, ?, ?, ?, ?)", [
+                (round_id, len(ids) + pos, pid, why, sc) for pos, (pid, sc, why) in enumerate(again)])
         return int(round_id)
+
+    def second_opinions(self) -> pd.DataFrame:
+        """Decided pairs shown again: ``round, position, pair_id, reason, score``."""
+        rows = self._query("SELECT * FROM second_opinions ORDER BY round, position")
+        return _frame([dict(r) for r in rows], ["round", "position", "pair_id", "reason", "score"],
+                      {"round": "int64", "position": "int64", "score": "float64"})
 
     def design(self) -> pd.DataFrame:
         """How every queued pair was chosen: ``pair_id, round, stratum, inclusion``.
@@ -81,8 +100,10 @@ class BatchesMixin(LedgerConnection):
         rows = self._query("""
             SELECT r.*, COUNT(b.pair_id) AS n_items,
                    COUNT(b.pair_id) FILTER (WHERE EXISTS (
-                       SELECT 1 FROM decisions d WHERE d.pair_id = b.pair_id)) AS n_decided
-            FROM rounds r LEFT JOIN batch_items b ON b.round = r.round
+                       SELECT 1 FROM decisions d WHERE d.pair_id = b.pair_id
+                       AND (b.again = 0 OR d.round = b.round))) AS n_decided
+            FROM rounds r LEFT JOIN (SELECT round, pair_id, 0 AS again FROM batch_items UNION ALL
+                                     SELECT round, pair_id, 1 FROM second_opinions) b ON b.round = r.round
             GROUP BY r.round ORDER BY r.round""")
         columns = ["round", "created_at", "strategy", "params", "model", "head_round", "n_items",
                    "n_decided"]
@@ -99,6 +120,9 @@ class BatchesMixin(LedgerConnection):
     def batch(self, round_id: int | None = None) -> pd.DataFrame:
         """The pairs of one round (latest when ``None``) in order, with their latest decision.
 
+        Second opinions (stratum ``second_opinion``) come after the batch's own pairs and show the
+        decision given in this round only (undecided until the second opinion is given).
+
         Columns ``round, position, pair_id, score, reason, decision, caption_fixed, stratum``;
         ``decision``/``caption_fixed`` are ``None`` while undecided (``caption_fixed`` only for fix).
         Raises ``ValueError`` for a round that does not exist.
@@ -114,7 +138,14 @@ class BatchesMixin(LedgerConnection):
                    l.caption AS caption_fixed, COALESCE(d.stratum, 'exploit') AS stratum
             FROM batch_items b LEFT JOIN ({_LATEST}) l ON l.pair_id = b.pair_id
             LEFT JOIN batch_design d ON d.pair_id = b.pair_id
-            WHERE b.round = ? ORDER BY b.position""", (int(round_id),))
+            WHERE b.round = ?
+            UNION ALL
+            SELECT s.round, s.position, s.pair_id, s.score, s.reason, l.decision,
+                   l.caption AS caption_fixed, '{SECOND_OPINION}' AS stratum
+            FROM second_opinions s LEFT JOIN (
+                SELECT d.* FROM decisions d JOIN (SELECT pair_id, MAX(id) AS id FROM decisions
+                    WHERE round = ? GROUP BY pair_id) m ON d.id = m.id) l ON l.pair_id = s.pair_id
+            WHERE s.round = ? ORDER BY 2""", (int(round_id), int(round_id), int(round_id)))
         columns = ["round", "position", "pair_id", "score", "reason", "decision", "caption_fixed",
                    "stratum"]
         return _frame([dict(r) for r in rows], columns,

@@ -22,7 +22,7 @@ import pandas as pd
 
 from mmcurate._fileio import to_jsonable
 from mmcurate.exceptions import LedgerLockedError, ProjectError
-from mmcurate.labels.schema import _SCHEMA, _WRITE_IDS, SCHEMA_VERSION
+from mmcurate.labels.schema import _QUEUED, _SCHEMA, _WRITE_IDS, SCHEMA_VERSION
 
 BUSY_TIMEOUT_S = 60.0
 
@@ -134,9 +134,18 @@ class LedgerConnection:
 
     @staticmethod
     def _staged_queued(conn: sqlite3.Connection) -> dict[str, int]:
-        """Round of each staged pair id that is already queued (one index lookup per id)."""
+        """Round each staged pair id was queued in (one index lookup per id): its first batch."""
         return dict(conn.execute(f"SELECT b.pair_id, b.round FROM {_WRITE_IDS} t CROSS "
                                  "JOIN batch_items b ON b.pair_id = t.pair_id").fetchall())
+
+    @staticmethod
+    def _staged_rounds(conn: sqlite3.Connection) -> dict[str, list[int]]:
+        """Every round each staged pair id is queued in (its batch, then second opinions), in order."""
+        out: dict[str, list[int]] = {}
+        for pid, rnd in conn.execute(f"SELECT q.pair_id, q.round FROM {_WRITE_IDS} t CROSS JOIN "
+                                     f"({_QUEUED}) q ON q.pair_id = t.pair_id ORDER BY q.round"):
+            out.setdefault(pid, []).append(int(rnd))
+        return out
 
 
 def _frame(records: Sequence[Mapping[str, Any]], columns: Sequence[str],

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mmcurate.labels.connection import LedgerConnection, _check_round, _frame, utc_now
@@ -62,7 +63,8 @@ class DecisionsMixin(LedgerConnection):
         _check_round(conn, round_id)
         self._stage_ids(conn, {r["pair_id"] for r in rows})
         latest = self._staged_latest(conn)
-        queued = self._staged_queued(conn) if round_id is None else {}
+        # a decision answers the latest round the pair is queued in (a second opinion's, if any)
+        queued = {p: r[-1] for p, r in self._staged_rounds(conn).items()} if round_id is None else {}
         n_conflicts = 0
         added: list[tuple] = []
         for row in rows:
@@ -122,8 +124,8 @@ class DecisionsMixin(LedgerConnection):
             _check_round(conn, round_id)
             if queued_only:
                 known_rows = [r for r in rows if r["pair_id"] in known]
-                queued = self._queued_in(conn, {r["pair_id"] for r in known_rows})
-                problems.extend(_batch_problems(known_rows, queued, round_id))
+                self._stage_ids(conn, {r["pair_id"] for r in known_rows})
+                problems.extend(_batch_problems(known_rows, self._staged_rounds(conn), round_id))
             if problems:
                 problems.sort(key=lambda p: p[0] or 0)
                 raise LabelsFileError(describe_problems(label, problems), problems)
@@ -140,6 +142,14 @@ class DecisionsMixin(LedgerConnection):
         rows = self._query(sql)
         return _frame([dict(r) for r in rows], _DECISION_COLUMNS, {"round": "Int64"})
 
+    def resolved(self) -> pd.DataFrame:
+        """One decision per pair after resolving repeated opinions (:func:`resolve_opinions`).
+
+        Columns of :meth:`decisions` plus ``n_opinions`` and ``agreement`` (share of opinions on the
+        resolved side).
+        """
+        return resolve_opinions(self.decisions(history=True))
+
     def conflicts(self) -> pd.DataFrame:
         """Pairs whose decisions disagree over time (different decision or fixed caption).
 
@@ -155,16 +165,60 @@ class DecisionsMixin(LedgerConnection):
         return _frame(records, ["pair_id", "n_decisions", "decisions", "latest"], {"n_decisions": "int64"})
 
 
-def _batch_problems(rows: list[dict[str, Any]], queued: Mapping[str, int],
+def _batch_problems(rows: list[dict[str, Any]], queued: Mapping[str, list[int]],
                     round_id: int | None) -> list[Problem]:
     """A decision answers a review batch: its pair must be queued, in ``round_id`` when given."""
     problems: list[Problem] = []
     for row in rows:
         pid, got = row["pair_id"], queued.get(row["pair_id"])
-        if got is None:
+        if not got:
             problems.append((row["row"], "pair_id", f"pair {pid!r} is in no review batch; decisions "
                              f"answer a round (queue pairs with `mmcurate select`, then label them)"))
-        elif round_id is not None and got != int(round_id):
-            problems.append((row["row"], "pair_id", f"pair {pid!r} was queued in round {got}, not "
-                             f"round {round_id}; import with --round {got} or without --round"))
+        elif round_id is not None and int(round_id) not in got:
+            shown = " and ".join(map(str, got))
+            problems.append((row["row"], "pair_id", f"pair {pid!r} was queued in round {shown}, not "
+                             f"round {round_id}; import with --round {got[-1]} or without --round"))
     return problems
+
+
+def resolve_opinions(history: pd.DataFrame) -> pd.DataFrame:
+    """The documented rule for a pair decided more than once.
+
+    Each round a pair was shown in gives one *opinion*: the last decision recorded for it in that
+    round (a changed decision within a round is a correction, not a second opinion). The pair's
+    decision is the majority of its opinions, where ``reject`` and ``fix`` both say "misaligned";
+    the latest opinion on the majority side is kept (so a fix keeps its caption). A tie goes to the
+    latest opinion: a second opinion is asked when the first looks doubtful, and the pair stays
+    eligible for another. Returns one row per pair (columns of ``history`` plus ``n_opinions`` and
+    ``agreement``), in recording order of the kept decision.
+
+    Examples
+    --------
+    >>> h = pd.DataFrame({"pair_id": ["a", "a", "a", "b", "b"], "round": [1, 3, 5, 1, 2],
+    ...                   "decision": ["accept", "reject", "reject", "accept", "reject"],
+    ...                   "caption": None, "reviewer": None, "timestamp": "", "source": ""})
+    >>> r = resolve_opinions(h).set_index("pair_id")
+    >>> r.loc["a", "decision"], int(r.loc["a", "n_opinions"]), r.loc["b", "decision"]
+    ('reject', 3, 'reject')
+    """
+    columns = [*history.columns, "n_opinions", "agreement"]
+    if history.empty:
+        return pd.DataFrame(columns=columns)
+    hist = history.reset_index(drop=True).assign(_order=np.arange(len(history)))
+    key = hist["round"].astype("Int64").astype(str)
+    opinions = hist.groupby([hist["pair_id"], key], sort=False).tail(1)
+    opinions = opinions.assign(_mis=(opinions["decision"] != "accept").to_numpy())
+    counts = opinions.groupby("pair_id")["_mis"].agg(["sum", "count"])
+    last = opinions.sort_values("_order").groupby("pair_id").tail(1).set_index("pair_id")
+    n_mis, n = counts["sum"].reindex(last.index), counts["count"].reindex(last.index)
+    side = np.where(2 * n_mis > n, True, np.where(2 * n_mis < n, False, last["_mis"].to_numpy(bool)))
+    side_of = pd.Series(side, index=last.index)
+    on_side = opinions[opinions["_mis"].to_numpy() == opinions["pair_id"].map(side_of).to_numpy(bool)]
+    kept = on_side.sort_values("_order").groupby("pair_id").tail(1).sort_values("_order")
+    ids = kept["pair_id"]
+    agreement = np.where(side_of.reindex(ids).to_numpy(bool), n_mis.reindex(ids).to_numpy(),
+                         (n - n_mis).reindex(ids).to_numpy())
+    out = kept.drop(columns=["_order", "_mis"]).assign(
+        n_opinions=n.reindex(kept["pair_id"]).to_numpy(np.int64),
+        agreement=agreement / n.reindex(kept["pair_id"]).to_numpy())
+    return out.reset_index(drop=True)[columns]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from mmcurate.review.decisions import DECISIONS
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 STRATA = ("exploit", "explore")
+SECOND_OPINION = "second_opinion"
+"""The stratum of a decided pair shown again (``second_opinions`` table, schema version 3)."""
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS rounds (
     round INTEGER PRIMARY KEY, created_at TEXT NOT NULL, strategy TEXT NOT NULL,
@@ -32,11 +34,17 @@ CREATE TABLE IF NOT EXISTS batch_design (
     pair_id TEXT PRIMARY KEY REFERENCES batch_items(pair_id), round INTEGER NOT NULL,
     stratum TEXT NOT NULL CHECK (stratum IN {STRATA!r}),
     inclusion REAL NOT NULL CHECK (inclusion > 0 AND inclusion <= 1));
+CREATE TABLE IF NOT EXISTS second_opinions (
+    round INTEGER NOT NULL REFERENCES rounds(round), position INTEGER NOT NULL,
+    pair_id TEXT NOT NULL REFERENCES batch_items(pair_id), reason TEXT, score REAL,
+    PRIMARY KEY (round, pair_id));
+CREATE INDEX IF NOT EXISTS second_opinions_by_pair ON second_opinions (pair_id, round);
 CREATE TABLE IF NOT EXISTS heads (
     head_round INTEGER PRIMARY KEY, created_at TEXT NOT NULL, checkpoint TEXT NOT NULL,
     metrics TEXT NOT NULL, n_labels INTEGER NOT NULL);
 """
 
+_QUEUED = """SELECT pair_id, round FROM batch_items UNION ALL SELECT pair_id, round FROM second_opinions"""
 _LATEST = """SELECT d.* FROM decisions d
     JOIN (SELECT pair_id, MAX(id) AS id FROM decisions GROUP BY pair_id) m ON d.id = m.id"""
 _WRITE_IDS = "temp.write_ids"  # the pair ids of the current write, one indexed row each

@@ -19,8 +19,8 @@ Modules: :mod:`~mmcurate.rounds.decisions` (decisions in, and as labelled rows),
 from mmcurate.rounds.decisions import import_labels, labelled_arrays
 from mmcurate.rounds.model import Model as Model
 from mmcurate.rounds.model import apply_head, current_embeddings, load_latest_head, load_model
+from mmcurate.rounds.ranking import DEFAULT_STRATEGY as DEFAULT_STRATEGY
 from mmcurate.rounds.ranking import rank_project
-from mmcurate.rounds.selection import DEFAULT_STRATEGY as DEFAULT_STRATEGY
 from mmcurate.rounds.selection import select_batch
 from mmcurate.rounds.status import rounds_status
 from mmcurate.rounds.training import train_project_head

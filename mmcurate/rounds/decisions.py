@@ -10,8 +10,11 @@ import pandas as pd
 
 
 def labelled_arrays(proj) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], pd.DataFrame]:
-    """Row indices of decided pairs, their labels (1 aligned, 0 not) and the fix rows."""
-    decisions = proj.ledger.decisions()
+    """Row indices of decided pairs, their labels (1 aligned, 0 not) and the fix rows.
+
+    A pair decided more than once counts once, by :func:`mmcurate.labels.resolve_opinions`.
+    """
+    decisions = proj.ledger.resolved()
     if decisions.empty:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), decisions
     row_of = pd.Series(np.arange(len(proj.pairs)), index=proj.pairs["pair_id"].to_numpy())
@@ -34,3 +37,21 @@ def import_labels(proj, source: str | Path | pd.DataFrame, *, round_id: int | No
         source_name = Path(source).name
     return proj.ledger.import_decisions(source, known_pair_ids=set(proj.pairs["pair_id"]),
                                         source_name=source_name, round_id=round_id, queued_only=True)
+
+
+def audited_opinions(proj) -> list[tuple[str, str]]:
+    """``(first, second)`` opinions of pairs shown again at random (audits), for
+    :func:`mmcurate.learn.reviewer_error_rate`."""
+    again = proj.ledger.second_opinions()
+    audits = again[again["reason"].fillna("").str.startswith("audit")]
+    if audits.empty:
+        return []
+    hist = proj.ledger.decisions(history=True)
+    out = []
+    for pid, rnd in zip(audits["pair_id"], audits["round"]):
+        mine = hist[hist["pair_id"] == pid]
+        before = mine[mine["round"].astype("Int64") < int(rnd)]
+        during = mine[mine["round"].astype("Int64") == int(rnd)]
+        if len(before) and len(during):
+            out.append((str(before["decision"].iloc[-1]), str(during["decision"].iloc[-1])))
+    return out

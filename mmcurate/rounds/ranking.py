@@ -22,11 +22,18 @@ def _provenance(proj, head_round: int | None, **params: Any) -> dict[str, Any]:
             "created": time.strftime("%FT%TZ", time.gmtime())}
 
 
-def rank_project(proj, strategies: list[str] | tuple[str, ...] = ("disagreement",), *, k: int = 10,
+DEFAULT_STRATEGY = "p_misaligned"
+"""The one default ranking of the loop (``rank``, ``proj.rank()``, ``rank_project``, ``select``): the
+model in use's P(misaligned), which learns from every round (chosen by the benchmark, see README)."""
+
+
+def rank_project(proj, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATEGY,), *, k: int = 10,
                  random_state: int = 0, options: dict[str, Any] | None = None, engine: str = "local",
                  address: str | None = None, pool_state: bool = True, save_state: bool = True
                  ) -> pd.DataFrame:
     """Score every pair; a DataFrame with ``pair_id``, ``score`` and one column per signal.
+
+    ``strategies`` defaults to :data:`DEFAULT_STRATEGY` (the same default as ``select``).
 
     ``df.attrs["provenance"]`` records model, pretrained tag, head round, strategies and parameters.
     ``engine="ray"`` scores with Ray tasks over shards (:mod:`mmcurate.engine.ray_score`; a local

@@ -8,19 +8,18 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._util import RandomState, check_random_state
-from mmcurate.learn import EXPLORE
+from mmcurate.learn import AUDIT_SHARE, EXPLORE, SECOND_OPINION_SHARE
 from mmcurate.rounds.decisions import labelled_arrays
 from mmcurate.rounds.model import current_embeddings, load_model
-from mmcurate.rounds.ranking import rank_project
-
-DEFAULT_STRATEGY = "p_misaligned"
-"""What ``select`` ranks by when no strategy is given (chosen by the benchmark, see README)."""
+from mmcurate.rounds.ranking import DEFAULT_STRATEGY, rank_project
 
 
 def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversity: str = "none",
                  k: int = 10, random_state: int = 0, exclude: Collection[str] | None = None,
                  ranked: pd.DataFrame | None = None, explore: float = EXPLORE,
-                 balance: str | None = None, balance_mode: str = "uniform") -> tuple[int, pd.DataFrame]:
+                 balance: str | None = None, balance_mode: str = "uniform",
+                 second_opinions: float = SECOND_OPINION_SHARE,
+                 audit: float = AUDIT_SHARE) -> tuple[int, pd.DataFrame]:
     """Rank, pick ``budget`` pairs never labelled or queued before, and save them as a round.
 
     ``exclude``: pair_ids never to select (e.g. a held-out evaluation set); unlike the pairs already
@@ -34,6 +33,10 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
     ``balance="categories"``: every value of the pairs' ``category`` column gets a share of the
     exploit part (``balance_mode`` ``uniform`` or ``proportional``, floor 1;
     :func:`mmcurate.select.select_balanced`), each share chosen by ``diversity``.
+    ``second_opinions``: the most of the batch given to decided pairs whose decision the model in
+    use contradicts (P of the other verdict >= :data:`mmcurate.learn.CONTRADICTION`), strongest
+    first; ``audit``: the share given to decided pairs drawn at random (the reviewer's error rate
+    is estimated from them). Both are shown again as stratum ``second_opinion`` (0 turns them off).
 
     Returns the round number and the batch (``pair_id``, ``score``, ``reason``, ``stratum``,
     caption, image).
@@ -61,11 +64,15 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
         excluded_rows = np.union1d(labelled_rows, held_out_rows)
         image, text, _ = current_embeddings(proj)
         joint = selection_vectors(image, text, random_state=random_state)
-        n_exploit, n_explore = split_budget(int(budget), explore)
+        again = _second_opinions(proj, ranked, int(budget), second_opinions, audit, random_state)
+        n_exploit, n_explore = split_budget(int(budget) - len(again), explore)
         scores = ranked["score"].to_numpy(np.float64)
         picked = selector(scores, n=n_exploit, embeddings=joint, indices_labeled=labelled_rows,
                           exclude=np.setdiff1d(held_out_rows, labelled_rows), random_state=random_state)
-        explored, inclusion = _explore(len(ranked), np.r_[excluded_rows, picked], n_explore, random_state)
+        suspicion = (1.0 - ranked["p_aligned"].to_numpy(np.float64)
+                     if "p_aligned" in ranked.columns else None)
+        explored, inclusion = _explore(len(ranked), np.r_[excluded_rows, picked], n_explore, random_state,
+                                       suspicion=suspicion)
         chosen = ranked.iloc[np.r_[picked, explored]]
         params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state,
                   "explore": explore}
@@ -73,30 +80,76 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
             params.update(balance=balance, balance_mode=balance_mode)
         prov = ranked.attrs["provenance"]
         reasons = [f"{strategy}={s:.3f}" for s in scores[picked]]
-        reasons += [f"explore: drawn at random (p={inclusion:.2g}); {strategy}={s:.3f}"
-                    for s in scores[explored]]
+        reasons += [f"explore: drawn at random (p={p:.2g}); {strategy}={s:.3f}"
+                    for p, s in zip(inclusion, scores[explored])]
         round_id = proj.ledger.create_round(
             chosen["pair_id"].tolist(), strategy=strategy, params=params,
             model={key: prov[key] for key in ("model", "pretrained", "weights_sha256", "embeddings")},
             head_round=prov["head_round"], scores=chosen["score"].astype(float).tolist(),
             reasons=reasons, strata=["exploit"] * len(picked) + ["explore"] * len(explored),
-            inclusion=[1.0] * len(picked) + [inclusion] * len(explored),
+            inclusion=[1.0] * len(picked) + [float(p) for p in inclusion], second_opinions=again,
         )
     batch = proj.ledger.batch(round_id).merge(proj.pairs[["pair_id", "image", "caption"]], on="pair_id")
     return round_id, batch
 
 
-def _explore(n: int, taken: np.ndarray, n_explore: int,
-             random_state: RandomState) -> tuple[np.ndarray, float]:
-    """``n_explore`` rows drawn uniformly from those not ``taken``, and their inclusion probability."""
+def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: RandomState, *,
+             suspicion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``n_explore`` rows drawn from those not ``taken`` and their inclusion probabilities.
+
+    Half the probability mass is uniform, half proportional to ``suspicion`` (the model's
+    P(misaligned); uniform without it), drawn by systematic sampling, so every row has a known
+    probability of at least ``n_explore / (2·n_rest)`` and the random share also finds noise.
+    """
+    from mmcurate.learn import pps_inclusion, systematic_sample
+
     mask = np.ones(n, bool)
     mask[np.asarray(taken, np.int64)] = False
     rest = np.flatnonzero(mask)
     m = min(n_explore, len(rest))
     if m == 0:
-        return np.zeros(0, np.int64), 1.0
+        return np.zeros(0, np.int64), np.zeros(0)
     rng = check_random_state(random_state, stream=0x6578706C)  # an int seed: its own stream
-    return np.sort(rng.choice(rest, size=m, replace=False)).astype(np.int64), m / len(rest)
+    s = np.ones(len(rest)) if suspicion is None else np.clip(np.nan_to_num(suspicion[rest], nan=0.5), 0, 1)
+    weight = 0.5 / len(rest) + (0.5 * s / s.sum() if s.sum() > 0 else 0.5 / len(rest))
+    pi = pps_inclusion(weight, m)
+    chosen = systematic_sample(pi, rng)
+    return rest[chosen].astype(np.int64), pi[chosen]
+
+
+def _second_opinions(proj, ranked: pd.DataFrame, budget: int, share: float, audit: float,
+                     random_state: RandomState) -> list[tuple[str, float, str]]:
+    """Decided pairs to show again: contradicted by the model (strongest first), then audits."""
+    from mmcurate.learn import CONTRADICTION
+
+    if budget < 10 or (share <= 0 and audit <= 0):
+        return []
+    resolved = proj.ledger.resolved()
+    resolved = resolved[resolved["decision"].isin(["accept", "reject"])]
+    if resolved.empty:
+        return []
+    shown = proj.ledger.second_opinions()["pair_id"].value_counts()
+    resolved = resolved[resolved["pair_id"].map(shown).fillna(0).to_numpy() < 2]
+    out: list[tuple[str, float, str]] = []
+    if share > 0 and "p_aligned" in ranked.columns:
+        p = resolved["pair_id"].map(ranked.set_index("pair_id")["p_aligned"]).to_numpy(np.float64)
+        other = np.where(resolved["decision"].to_numpy() == "accept", 1.0 - p, p)
+        strong = np.flatnonzero(np.nan_to_num(other) >= CONTRADICTION)
+        strong = strong[np.argsort(-other[strong], kind="stable")][: round(share * budget)]
+        out += [(str(resolved["pair_id"].iloc[i]), float(other[i]),
+                 f"second opinion: decided {resolved['decision'].iloc[i]}, the model gives the other "
+                 f"verdict P={other[i]:.3f}") for i in strong]
+    n_audit = round(audit * budget)
+    taken = {pid for pid, _, _ in out}
+    once = resolved["n_opinions"].to_numpy() == 1
+    rest = np.flatnonzero(~resolved["pair_id"].isin(taken).to_numpy() & once)
+    if n_audit and len(rest):
+        rng = check_random_state(random_state, stream=0x61756474)
+        for i in np.sort(rng.choice(rest, size=min(n_audit, len(rest)), replace=False)):
+            out.append((str(resolved["pair_id"].iloc[i]), float("nan"),
+                        f"audit: a decided pair ({resolved['decision'].iloc[i]}) drawn at random to "
+                        f"estimate the reviewer's error rate"))
+    return out
 
 
 def _batch_selector(proj, diversity: str, balance: str | None, balance_mode: str):

@@ -9,7 +9,8 @@ import pandas as pd
 
 from mmcurate._fileio import atomic_write_json, to_jsonable
 from mmcurate.exceptions import NotEmbeddedError
-from mmcurate.rounds.decisions import labelled_arrays
+from mmcurate.learn import reviewer_error_rate
+from mmcurate.rounds.decisions import audited_opinions, labelled_arrays
 from mmcurate.rounds.model import Model, _head_path, _model_sidecar, apply_head, load_model
 
 
@@ -53,8 +54,10 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
     with proj.lock():
         previous = load_model(proj)
         head, head_metrics = _train_head_if_useful(proj, rows, y, fixes, config)
+        reviewer = reviewer_error_rate(audited_opinions(proj))
+        error_rate = reviewer["error_rate"] if reviewer["n"] >= 10 else 0.0
         fit = _fit_and_validate(proj, rows, y, head, previous, k=k, random_state=config.random_state,
-                                tolerance=tolerance)
+                                tolerance=tolerance, error_rate=error_rate)
         model_round = len(proj.ledger.heads()) + 1
         checkpoint = ""
         if head is not None:
@@ -66,10 +69,11 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
         atomic_write_json(_model_sidecar(proj, model_round), {
             "calibrator": fit["calibrator"], "k": k, "use_head": fit["use_head"],
             "validation": fit["validation"], "recalibration": fit["recalibration"],
-            "trained_on": sorted(map(str, ids))})
+            "reviewer": reviewer, "trained_on": sorted(map(str, ids))})
         info = {"accepted": fit["validation"]["accepted"], "reason": fit["validation"]["reason"],
                 "use_head": fit["use_head"], "replaces": previous.round,
-                "validation": fit["validation"], "recalibration": fit["recalibration"]}
+                "validation": fit["validation"], "recalibration": fit["recalibration"],
+                "reviewer": reviewer}
         if "auroc_with_head" in fit:
             info.update(auroc_with_head=fit["auroc_with_head"], auroc_without_head=fit["auroc_without_head"])
             head_metrics["head"] = (
