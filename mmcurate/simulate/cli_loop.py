@@ -187,11 +187,12 @@ def run_learning_benchmark(world: str | Path, work: str | Path, spec: LoopSpec, 
     noisy = truth["noisy"].to_numpy(bool)
     row_of = pd.Series(np.arange(len(truth)), index=truth["pair_id"].to_numpy())
     reviewer_seed = 7_000_003 * spec.seed + 17
-    records, shown, scores = _cli_loop(world, work, spec, Reviewer(noisy, error=spec.reviewer_error,
-                                                                   random_state=reviewer_seed), row_of, say)
+    def reviewer() -> Reviewer:  # the same draws for both loops
+        return Reviewer(noisy, error=spec.reviewer_error, random_state=reviewer_seed)
+
+    records, shown, scores = _cli_loop(world, work, spec, reviewer(), row_of, say)
     features, prior = alignment_features(image, text)
-    ref = reference_loop(features, prior, Reviewer(noisy, error=spec.reviewer_error, random_state=reviewer_seed),
-                         rounds=spec.rounds, budget=spec.budget)
+    ref = reference_loop(features, prior, reviewer(), rounds=spec.rounds, budget=spec.budget)
     pool = np.ones(len(truth), bool)
     for rows in [*shown, *ref.shown]:
         pool[rows] = False

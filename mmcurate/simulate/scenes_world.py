@@ -91,8 +91,8 @@ def tiny_scenes_world(n: int = 5000, *, noise: float = 0.2, kind: str = "same-ca
     image = _image_vectors(scenes, encoder, folder, int(random_state), Path(cache_dir) if cache_dir else None)
     captions = np.array([describe_scene(s) for s in scenes], dtype=object)
     category = np.array([s.shape for s in scenes], dtype=object)
-    chosen = rng.permutation(rng.choice(n, size=int(round(noise * n)), replace=False))
-    n_attr = int(round(attribute_share * len(chosen)))
+    chosen = rng.permutation(rng.choice(n, size=round(noise * n), replace=False))
+    n_attr = round(attribute_share * len(chosen))
     attr_rows, swap_rows = np.sort(chosen[:n_attr]), np.sort(chosen[n_attr:])
     which = rng.integers(len(ATTRIBUTES), size=len(attr_rows))
     for row, a in zip(attr_rows, which):

@@ -120,7 +120,7 @@ def cycle_swaps(chosen: np.ndarray, groups: np.ndarray | None, rng: np.random.Ge
 
 def _choose(n: int, share: float, rng: np.random.Generator, *, among: np.ndarray | None = None) -> np.ndarray:
     pool = np.arange(n) if among is None else among
-    return np.sort(rng.choice(pool, size=int(round(share * n)), replace=False))
+    return np.sort(rng.choice(pool, size=round(share * n), replace=False))
 
 
 def _truth_frame(keys: list[str], kind: np.ndarray) -> pd.DataFrame:
@@ -218,7 +218,7 @@ def mixed_world(n: int = 5000, *, dim: int = 256, n_objects: int = 40, n_attribu
     rng = check_random_state(random_state)
     u, v = _gap_directions(rng, dim)
     object_group, img_parts, txt_parts = _mixed_components(rng, dim, n_objects, n_attributes, n_groups)
-    n_dup = int(round(duplicate * n))
+    n_dup = round(duplicate * n)
     m = n - n_dup
     obj, att = rng.integers(n_objects, size=m), rng.integers(n_attributes, size=m)
     weight_obj = rng.uniform(0.45, 0.8, n_objects)[obj]
@@ -228,12 +228,13 @@ def mixed_world(n: int = 5000, *, dim: int = 256, n_objects: int = 40, n_attribu
     captions = np.array([f"object {o} that is attribute {a}" for o, a in zip(obj, att)], dtype=object)
     kind = np.full(m, "clean", dtype=object)
     order = rng.permutation(m)
-    cuts = np.cumsum([int(round(s * n)) for s in (swap, boilerplate, half_right)])
+    cuts = np.cumsum([round(s * n) for s in (swap, boilerplate, half_right)])
     swapped, boiler, half = order[: cuts[0]], order[cuts[0]: cuts[1]], order[cuts[1]: cuts[2]]
     donors = cycle_swaps(swapped, None, rng)
     text[swapped], captions[swapped] = text[donors], captions[donors]
     kind[swapped] = "swap"
-    bp_vectors = _embed(v, _unit(rng.normal(size=(len(BOILERPLATE), dim))), np.full(len(BOILERPLATE), 0.3), rng)
+    n_bp = len(BOILERPLATE)
+    bp_vectors = _embed(v, _unit(rng.normal(size=(n_bp, dim))), np.full(n_bp, 0.3), rng)
     which = rng.integers(len(BOILERPLATE), size=len(boiler))
     text[boiler] = _unit(bp_vectors[which] + 0.03 * _unit(rng.normal(size=(len(boiler), dim))))
     captions[boiler] = np.array(BOILERPLATE, dtype=object)[which]
@@ -241,14 +242,16 @@ def mixed_world(n: int = 5000, *, dim: int = 256, n_objects: int = 40, n_attribu
     wrong_obj, wrong_att = obj[half].copy(), att[half].copy()
     flip_obj = rng.random(len(half)) < 0.5
     wrong_obj[flip_obj] = (wrong_obj[flip_obj] + rng.integers(1, n_objects, flip_obj.sum())) % n_objects
-    wrong_att[~flip_obj] = (wrong_att[~flip_obj] + rng.integers(1, n_attributes, (~flip_obj).sum())) % n_attributes
+    shift = rng.integers(1, n_attributes, (~flip_obj).sum())
+    wrong_att[~flip_obj] = (wrong_att[~flip_obj] + shift) % n_attributes
     text[half] = _embed(v, _compose(txt_parts, wrong_obj, wrong_att, weight_obj[half], rng), level[half], rng)
     captions[half] = [f"object {o} that is attribute {a}" for o, a in zip(wrong_obj, wrong_att)]
     kind[half] = "half_right"
     source = rng.integers(m, size=n_dup)
     dup_img = _unit(image[source] + 0.05 * _unit(rng.normal(size=(n_dup, dim))))
     dup_txt = _unit(text[source] + 0.05 * _unit(rng.normal(size=(n_dup, dim))))
-    image, text = np.concatenate([image, dup_img]).astype(np.float32), np.concatenate([text, dup_txt]).astype(np.float32)
+    image = np.concatenate([image, dup_img]).astype(np.float32)
+    text = np.concatenate([text, dup_txt]).astype(np.float32)
     captions = np.concatenate([captions, captions[source]])
     noisy = np.concatenate([kind != "clean", kind[source] != "clean"])
     kind = np.concatenate([kind, np.full(n_dup, "duplicate", dtype=object)])
