@@ -1,25 +1,19 @@
 #!/usr/bin/env bash
-# The learning benchmark of issue "The loop must learn" (README: "Does the loop learn?").
+# The learning benchmark of issue 22 ("A benchmark you cannot overfit"): scripts/bench_learning.py.
 #
-#   scripts/bench_learning.sh [RESULTS_DIR]      (default results/learning; re-run to resume)
+#   scripts/bench_learning.sh [RESULTS_DIR] [extra bench_learning.py options]
+#                                               (default results/learning; re-run to resume)
 #
-# Data: 5,000 synthetic 64-d domain-shift pairs (mmcurate.synth.domain_shift_embeddings: 20 domains
-# whose aligned-cosine level differs; NOT real CLIP embeddings), 20% of captions swapped as a
-# permutation (each donor once), within the same domain or at random. Loop: 10 rounds x 100 labels,
-# 5 seeds, 10% held out, through the real round machinery (rank -> select with its default 10%
-# exploration -> oracle decisions -> train with validation). Reported per run: recall of swapped
-# pairs, learning gain (AUROC of the model in use minus the round-0 model's, same unlabelled pool),
-# and what export's default rule keeps after the last round.
+# Three world families (mmcurate/simulate/worlds.py, scenes_world.py: clip_gap = a CLIP-like space with
+# a modality gap, tiny_scenes = the tiny stand-in model on generated scenes with captions wrong in one
+# attribute or swapped, mixed = compositional pairs with swapped / boilerplate / half-right captions and
+# near duplicates) x swap kinds x reviewers (perfect, 10% wrong) x 5 seeds (0,1 tune; 2-4 report),
+# 5,000 pairs, 10 rounds x 100 labels through the CLI (init, select, batch export, label, train, rank,
+# export), against a greedy logistic reference loop on the same features. Prints the markdown matrix;
+# `python scripts/bench_learning.py --report-only --out DIR` re-prints it from the CSVs.
 set -euo pipefail
 OUT=${1:-results/learning}
+shift || true
 PY=${PYTHON:-python}
 JOBS=${JOBS:-2}
-mkdir -p "$OUT"
-[ -d "$OUT/synth5000_clean" ] || $PY scripts/make_domain_shift_folder.py "$OUT/synth5000_clean" --n 5000 --dim 64 --seed 0
-for KIND in same-category random; do
-  $PY -m mmcurate.cli simulate --embeddings "$OUT/synth5000_clean" --noise 0.2 --noise-kind "$KIND" \
-      --strategies p_misaligned,disagreement,clip-score,random --diversity none \
-      --rounds 10 --budget 100 --seeds 5 --jobs "$JOBS" \
-      --note "synthetic 64-d domain-shift vectors (mmcurate.synth.domain_shift_embeddings, 20 domains as categories): not CLIP embeddings" \
-      --out "$OUT/synth5000_$KIND"
-done
+$PY scripts/bench_learning.py --out "$OUT" --jobs "$JOBS" --seeds 5 --n 5000 --rounds 10 --budget 100 "$@"
