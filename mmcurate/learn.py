@@ -90,7 +90,7 @@ SECOND_OPINION_SHARE = 0.1
 AUDIT_SHARE = 0.02
 """Share of a batch given to decided pairs drawn at random and shown again (the reviewer's error
 rate is estimated from them; contradicted pairs are a biased sample of errors)."""
-CONTRADICTION = 0.8
+CONTRADICTION = 0.9
 """A decision is contradicted when the model gives the other verdict at least this probability."""
 
 
