@@ -139,6 +139,9 @@ def _add_loop(sub) -> None:
     p.add_argument("project", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--format", dest="fmt", default="csv", choices=["csv", "jsonl", "parquet", "webdataset"])
+    p.add_argument("--image-format", choices=["original", "jpg"], default="original",
+                   help="webdataset: keep each image's bytes and extension (default), or re-encode "
+                        "every image as <key>.jpg so that to_tuple('jpg', 'txt') reads every sample")
     p.add_argument("--threshold", type=float, default=None,
                    help="keep unreviewed pairs with P(aligned) >= this (default: chosen from the labels, "
                         "see --target-noise)")
@@ -287,6 +290,10 @@ def _cmd_init(args) -> int:
     )
     print(f"created {proj.root}: {len(proj.pairs)} pairs, {len(proj.rejects)} rejected"
           + (f" (rows and reasons: {proj.root / 'rejects.csv'})" if len(proj.rejects) else ""))
+    renamed = proj.config.get("renamed_columns") or {}
+    if renamed:
+        print("note: source column(s) named like mmcurate's own were renamed: "
+              + ", ".join(f"{old} -> {new}" for old, new in renamed.items()))
     if proj.kind == "external":
         print(f"embeddings imported; next: mmcurate select {proj.root} --budget 40")
     elif missing:

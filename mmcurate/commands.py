@@ -318,7 +318,9 @@ def export_lines(summary: dict) -> list[str]:
         if check.get("n"):
             rows.append(("check", f"{check['noise']:.1%} misaligned among the {check['n']} random reviewed "
                                   f"pairs it keeps (95% interval {check['low']:.1%}–{check['high']:.1%})"))
-    rows += [("files", f"{summary['curated_path']}, {summary['dropped_path']}"),
+    written = (summary["curated_path"] if "curated_path" in summary
+               else f"{len(summary['shards'])} WebDataset shard(s) {summary['shards'][0]} ...")
+    rows += [("files", f"{written}, {summary['dropped_path']}"),
              ("report", str(summary["report_html"]))]
     width = max(len(k) for k, _ in rows)
     return [f"{k:<{width}}  {v}" for k, v in rows]
@@ -330,7 +332,7 @@ def cmd_export(args) -> int:
     proj = open_project(args.project)
     threshold = None if args.reviewed_only else ("auto" if args.threshold is None else args.threshold)
     summary = export_curated(proj, args.out, fmt=args.fmt, threshold=threshold,
-                             target_noise=args.target_noise)
+                             target_noise=args.target_noise, image_format=args.image_format)
     print(f"exported {summary['pairs']} pairs of {proj.root} ({args.fmt})")
     print("\n".join(export_lines(summary)))
     print(f"next: open the report; less noise: another round (mmcurate select {args.project} --budget 40)")

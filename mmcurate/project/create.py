@@ -81,6 +81,8 @@ def _import_source(config: dict[str, Any], embeddings, staging: Path):
         raise DataError(f"{embeddings} holds no usable pairs ({len(result.rejects)} rejected); "
                         f"expected at least one row with finite vectors and a caption")
     config.update(kind="external", source=str(Path(embeddings).resolve()), image_root=None, model=None)
+    if result.renamed_columns:
+        config["renamed_columns"] = result.renamed_columns
     return result.pairs, result.rejects
 
 
@@ -122,4 +124,6 @@ def _load_source(config, pairs, image_root, columns, fmt, check_images, progress
     config.update(kind="images", source=str(src.resolve()), image_root=str(Path(image_root).resolve()),
                   columns={"id": cols.id, "image": cols.image, "caption": cols.caption},
                   model={"model": spec.model, "pretrained": spec.pretrained})
+    if result.renamed_columns:
+        config["renamed_columns"] = result.renamed_columns
     return result.pairs, result.rejects, config
