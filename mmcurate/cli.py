@@ -28,7 +28,9 @@ def _add_init(sub) -> None:
                                      "folder with .txt captions, WebDataset .tar shard(s), an "
                                      "img2dataset output folder, or a Hugging Face save_to_disk folder")
     src.add_argument("--embeddings", help="clip-retrieval folder (img_emb/, text_emb/, metadata/)")
-    p.add_argument("--image-root", help="folder image paths are relative to (default: the file's folder)")
+    p.add_argument("--image-root", help="folder image paths are relative to (default: the file's folder; "
+                                        "with --embeddings: the folder the metadata's relative "
+                                        "image_path values are relative to)")
     p.add_argument("--format", dest="fmt", help="override format detection (csv, tsv, jsonl, parquet, "
                                                 "folder, webdataset, parquet-images, hf-disk, img2dataset)")
     p.add_argument("--id-column", default="id")
@@ -295,6 +297,9 @@ def _cmd_init(args) -> int:
         print("note: source column(s) named like mmcurate's own were renamed: "
               + ", ".join(f"{old} -> {new}" for old, new in renamed.items()))
     if proj.kind == "external":
+        if proj.image_root is None and proj.pairs["image"].astype(bool).any():
+            print("note: the metadata's image_path values are relative: give --image-root FOLDER "
+                  "(with --force) to show the images in reviews and exports")
         print(f"embeddings imported; next: mmcurate select {proj.root} --budget 40")
     elif missing:
         print(f"weights missing: {missing}")

@@ -71,10 +71,11 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     """
     if fmt not in CURATED_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(CURATED_FORMATS)}; got {fmt!r}")
-    if fmt == "webdataset" and (proj.kind == "external" or proj.image_root is None):
+    if fmt == "webdataset" and proj.image_root is None:
         raise ProjectError(f"{proj.root} was built from imported embeddings and has no image files, "
                            f"so it cannot be written as WebDataset shards; use fmt='csv', 'jsonl' or "
-                           f"'parquet'.")
+                           f"'parquet' (or re-create it with `init --embeddings DIR --image-root "
+                           f"FOLDER` when the metadata's image_path values are relative to FOLDER).")
     if image_format not in ("original", "jpg"):
         raise ValueError(f"image_format must be 'original' or 'jpg'; got {image_format!r}")
     if shard_size < 1:

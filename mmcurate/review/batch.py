@@ -90,7 +90,7 @@ def export_batch(proj, out: str | os.PathLike, *, round_id: int | None = None,
 
 def _write_thumbnails(proj, rows: pd.DataFrame, out: Path) -> list[str]:
     """Write one JPEG per readable image into ``<out stem>_thumbs/``; relative paths or ''."""
-    if proj.kind == "external" or proj.image_root is None:
+    if proj.image_root is None:
         return [""] * len(rows)
     from mmcurate.data import open_image
 
