@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write_text",
     "iter_npy_rows",
     "npy_shape",
+    "read_json_object",
     "save_npy_atomic",
     "take_rows",
     "to_jsonable",
@@ -186,6 +187,24 @@ def to_jsonable(value: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
+    return value
+
+
+def read_json_object(path: str | os.PathLike, *, what: str) -> dict[str, Any]:
+    """A JSON object (dict) read from one of a project's files; damage (unreadable, not JSON, not an
+    object) raises :class:`~mmcurate.exceptions.ProjectError` naming the file and ``what`` it holds.
+    """
+    from mmcurate.exceptions import ProjectError
+
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ProjectError(f"{path} ({what}) is damaged: not readable JSON ({err}); restore it from a "
+                           f"backup or re-create the project") from err
+    if not isinstance(value, dict):
+        raise ProjectError(f"{path} ({what}) is damaged: expected a JSON object, found "
+                           f"{type(value).__name__}; restore it from a backup or re-create the project")
     return value
 
 
