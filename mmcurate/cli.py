@@ -311,9 +311,9 @@ def _cmd_init(args) -> int:
 
 
 def _cmd_embed(args) -> int:
-    from mmcurate.project import open_project
+    from mmcurate.commands import open_settled
 
-    proj = open_project(args.project)
+    proj = open_settled(args.project)
     if args.model or args.pretrained:
         from mmcurate.embed.model import ModelSpec
 
@@ -346,9 +346,9 @@ def _cmd_embed(args) -> int:
 
 
 def _cmd_status(args) -> int:
-    from mmcurate.project import open_project
+    from mmcurate.commands import open_settled
 
-    status = open_project(args.project).status()
+    status = open_settled(args.project).status()
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:

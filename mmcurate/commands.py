@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmcurate.project import open_project
+from mmcurate.exceptions import ProjectLockedError
+from mmcurate.project import open_project as _open_project
 
 __all__ = [
     "cmd_add",
@@ -23,9 +24,34 @@ __all__ = [
     "cmd_stream",
     "cmd_train",
     "export_lines",
+    "open_settled",
     "status_lines",
     "train_lines",
 ]
+
+
+def open_settled(root):
+    """Open a project after finishing (or rolling back) an ``add`` that was interrupted: every
+    command settles it first, so no later command works on a half-added batch."""
+    from mmcurate.stream.add import has_pending, recover_stream
+
+    proj = _open_project(root)
+    if not has_pending(proj):
+        return proj
+    try:
+        finished = recover_stream(proj)
+    except ProjectLockedError:  # the add is still running in another process: its journal is live
+        return proj
+    if finished is not None:
+        print(f"finished an interrupted add: batch {finished.attrs['batch_id']} "
+              f"({len(finished)} pairs, round {finished.attrs['round_id']})", file=sys.stderr)
+    else:
+        print("rolled back an interrupted add that had not committed (run it again)", file=sys.stderr)
+    proj.refresh()
+    return proj
+
+
+open_project = open_settled
 
 
 def _print_table(df: pd.DataFrame, n: int) -> None:

@@ -98,3 +98,55 @@ def test_temporary_files_stay_while_a_writer_holds_the_lock(labelled):
     with project_lock(labelled):
         open_project(labelled)
     assert live.exists()
+
+
+def _arrivals(tmp_path, name: str, start: int, n: int) -> Path:
+    rng = np.random.default_rng(start)
+    vectors = rng.normal(size=(n, 8)).astype(np.float32)
+    meta = pd.DataFrame({"key": [f"a{i}" for i in range(start, start + n)],
+                         "caption": [f"arrival {i}" for i in range(start, start + n)]})
+    return write_embedding_folder(tmp_path / name, vectors, vectors + 0.1, meta)
+
+
+def _add_killed_after_commit(proj, folder, monkeypatch) -> None:
+    """`add` dies after pairs.parquet is committed, before its review round is written."""
+    from mmcurate.labels import Ledger
+    from mmcurate.stream import add_pairs
+
+    def killed(*args, **kwargs):
+        raise OSError("killed (injected)")
+
+    monkeypatch.setattr(Ledger, "create_round", killed)
+    with pytest.raises(OSError, match="injected"):
+        add_pairs(proj, folder, rate=0.2)
+    monkeypatch.undo()
+
+
+def test_any_next_command_finishes_an_add_killed_after_its_commit(labelled, tmp_path, monkeypatch,
+                                                                  capsys):
+    from mmcurate.project import open_project
+    from mmcurate.stream import add_pairs, stream_state
+
+    _add_killed_after_commit(open_project(labelled), _arrivals(tmp_path, "b1", 100, 40), monkeypatch)
+    assert main(["select", str(labelled), "--budget", "3"]) == 0
+    assert "finished an interrupted add: batch 1 (40 pairs" in capsys.readouterr().err
+    proj = open_project(labelled)
+    assert stream_state(proj)["n_batches"] == 1
+    stream_rounds = [p for p in proj.ledger.rounds()["params"] if p.get("mode") == "stream"]
+    assert len(stream_rounds) == 1  # the add's own round, written before select chose its batch
+    later = add_pairs(proj, _arrivals(tmp_path, "b2", 200, 20), rate=0.2)  # later adds go on
+    assert later.attrs["batch_id"] == 2
+
+
+def test_an_add_finished_after_a_select_queued_its_pairs_does_not_fail_for_good(labelled, tmp_path,
+                                                                                monkeypatch):
+    from mmcurate.project import open_project
+    from mmcurate.stream import add_pairs, recover_stream, stream_state
+
+    _add_killed_after_commit(open_project(labelled), _arrivals(tmp_path, "b1", 100, 40), monkeypatch)
+    proj = open_project(labelled)  # a library user selects without settling the add first
+    proj.ledger.create_round([f"a{i}" for i in range(100, 140)], strategy="test", params={}, model={})
+    finished = recover_stream(proj)  # every arrival is queued already: no second round for them
+    assert finished.attrs["batch_id"] == 1 and finished.attrs["round_id"] is None
+    assert stream_state(proj)["n_batches"] == 1
+    assert add_pairs(proj, _arrivals(tmp_path, "b2", 200, 20), rate=0.2).attrs["batch_id"] == 2
