@@ -279,6 +279,21 @@ def _missing_weights(model) -> str | None:
     return None
 
 
+def _image_root_hint(proj, args) -> None:
+    """Most rows rejected because their image is not under the image root: say which root was
+    used and how to give another."""
+    if proj.kind != "images" or not len(proj.rejects):
+        return
+    missing = proj.rejects["reason"].isin(["missing_file", "outside_root"])
+    if missing.sum() * 2 <= len(proj.rejects) + len(proj.pairs):
+        return
+    how = "" if args.image_root else " (by default the pairs file's folder)"
+    print(f"note: {int(missing.sum())} of {len(proj.rejects) + len(proj.pairs)} rows name an image "
+          f"that is not under the image root {proj.image_root}{how}, e.g. "
+          f"{proj.rejects.loc[missing, 'detail'].iloc[0]}; give the folder the image paths are "
+          f"relative to with --image-root FOLDER (and --force)")
+
+
 def _cmd_init(args) -> int:
     from mmcurate.embed.model import ModelSpec, supply_weights_help
     from mmcurate.project import create_project
@@ -292,6 +307,7 @@ def _cmd_init(args) -> int:
     )
     print(f"created {proj.root}: {len(proj.pairs)} pairs, {len(proj.rejects)} rejected"
           + (f" (rows and reasons: {proj.root / 'rejects.csv'})" if len(proj.rejects) else ""))
+    _image_root_hint(proj, args)
     renamed = proj.config.get("renamed_columns") or {}
     if renamed:
         print("note: source column(s) named like mmcurate's own were renamed: "

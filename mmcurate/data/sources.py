@@ -335,8 +335,12 @@ def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns
     else:
         df = _read_webdataset(str(source), image_root)
     if df.empty:
+        tables = sorted(p.name for p in path.iterdir() if p.suffix.lower() in _SUFFIX) \
+            if kind == "folder" and path.is_dir() else []
+        hint = (f"; it holds {', '.join(tables[:5])}: pass that file (--pairs {path / tables[0]})"
+                if tables else "")
         raise DataError(f"{source} holds no pairs (a header or folder with no data rows); "
-                        f"expected at least one row with an image and a caption")
+                        f"expected at least one row with an image and a caption{hint}")
     if "_source" not in df.columns:
         df["_source"] = str(source)
     return _sanitize(df.reset_index(drop=True))
