@@ -29,6 +29,7 @@ __all__ = [
     "atomic_write_text",
     "iter_npy_rows",
     "npy_shape",
+    "read_json_object",
     "save_npy_atomic",
     "take_rows",
     "to_jsonable",
@@ -108,12 +109,57 @@ def atomic_write_frame(df, path: str | os.PathLike, *, fmt: str | None = None, *
         if fmt in ("csv", "tsv"):
             df.to_csv(tmp, index=False, sep="\t" if fmt == "tsv" else ",", **options)
         elif fmt == "jsonl":
-            df.to_json(tmp, orient="records", lines=True, force_ascii=False, **options)
+            _write_jsonl(df, tmp)
         elif fmt == "parquet":
             df.to_parquet(tmp, index=False, **options)
         else:
             raise ValueError(f"fmt must be csv, tsv, jsonl or parquet, got {fmt!r}")
     return path
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(df):
+    """A copy of ``df`` whose text cells cannot run as spreadsheet formulas: a cell starting with
+    ``= + - @``, tab or CR gets a leading ``'`` (OWASP's CSV-injection advice), for CSV files a
+    person opens (batch files, FiftyOne's CSV, ``dropped.csv``); :func:`unescape_cell` reverses it
+    when such a file is read back. Numeric columns are left alone.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> spreadsheet_safe(pd.DataFrame({"c": ["=HYPERLINK(1)", "ok", "-"], "n": [-1, 2, 3]}))["c"].tolist()
+    ["'=HYPERLINK(1)", 'ok', "'-"]
+    """
+    out = df.copy()
+    for column in out.columns:
+        values = out[column].tolist()
+        if any(isinstance(v, str) and v.startswith(_FORMULA_START) for v in values):  # text cells only
+            out[column] = [("'" + v) if isinstance(v, str) and v.startswith(_FORMULA_START) else v
+                           for v in values]
+    return out
+
+
+def unescape_cell(value: str) -> str:
+    """Undo :func:`spreadsheet_safe` for one cell read back from such a file.
+
+    >>> unescape_cell("'=1+1"), unescape_cell("'quoted"), unescape_cell("=1")
+    ('=1+1', "'quoted", '=1')
+    """
+    return value[1:] if value[:1] == "'" and value[1:2] and value[1:].startswith(_FORMULA_START) else value
+
+
+def _write_jsonl(df, path: Path) -> None:
+    """One JSON object per row, floats written exactly (pandas' ``to_json`` rounds to 10 digits),
+    integers as integers, NaN / NA as null."""
+    columns = [str(c) for c in df.columns]
+    with open(path, "w", encoding="utf-8") as fh:
+        for start in range(0, len(df), 65536):
+            chunk = df.iloc[start : start + 65536]
+            for row in zip(*(chunk[c].tolist() for c in chunk.columns)):
+                record = {c: to_jsonable(v) for c, v in zip(columns, row)}
+                fh.write(json.dumps(record, ensure_ascii=False, default=str) + "\n")
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
@@ -141,6 +187,24 @@ def to_jsonable(value: Any) -> Any:
         return {str(k): to_jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [to_jsonable(v) for v in value]
+    return value
+
+
+def read_json_object(path: str | os.PathLike, *, what: str) -> dict[str, Any]:
+    """A JSON object (dict) read from one of a project's files; damage (unreadable, not JSON, not an
+    object) raises :class:`~mmcurate.exceptions.ProjectError` naming the file and ``what`` it holds.
+    """
+    from mmcurate.exceptions import ProjectError
+
+    path = Path(path)
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise ProjectError(f"{path} ({what}) is damaged: not readable JSON ({err}); restore it from a "
+                           f"backup or re-create the project") from err
+    if not isinstance(value, dict):
+        raise ProjectError(f"{path} ({what}) is damaged: expected a JSON object, found "
+                           f"{type(value).__name__}; restore it from a backup or re-create the project")
     return value
 
 

@@ -29,7 +29,9 @@ def _add_init(sub) -> None:
                                      "folder with .txt captions, WebDataset .tar shard(s), an "
                                      "img2dataset output folder, or a Hugging Face save_to_disk folder")
     src.add_argument("--embeddings", help="clip-retrieval folder (img_emb/, text_emb/, metadata/)")
-    p.add_argument("--image-root", help="folder image paths are relative to (default: the file's folder)")
+    p.add_argument("--image-root", help="folder image paths are relative to (default: the file's folder; "
+                                        "with --embeddings: the folder the metadata's relative "
+                                        "image_path values are relative to)")
     p.add_argument("--format", dest="fmt", help="override format detection (csv, tsv, jsonl, parquet, "
                                                 "folder, webdataset, parquet-images, hf-disk, img2dataset)")
     p.add_argument("--id-column", default="id")
@@ -141,6 +143,9 @@ def _add_loop(sub) -> None:
     p.add_argument("project", type=Path)
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--format", dest="fmt", default="csv", choices=["csv", "jsonl", "parquet", "webdataset"])
+    p.add_argument("--image-format", choices=["original", "jpg"], default="original",
+                   help="webdataset: keep each image's bytes and extension (default), or re-encode "
+                        "every image as <key>.jpg so that to_tuple('jpg', 'txt') reads every sample")
     p.add_argument("--threshold", type=float, default=None,
                    help="keep unreviewed pairs with P(aligned) >= this (default: chosen from the labels, "
                         "see --target-noise)")
@@ -276,6 +281,21 @@ def _missing_weights(model) -> str | None:
     return None
 
 
+def _image_root_hint(proj, args) -> None:
+    """Most rows rejected because their image is not under the image root: say which root was
+    used and how to give another."""
+    if proj.kind != "images" or not len(proj.rejects):
+        return
+    missing = proj.rejects["reason"].isin(["missing_file", "outside_root"])
+    if missing.sum() * 2 <= len(proj.rejects) + len(proj.pairs):
+        return
+    how = "" if args.image_root else " (by default the pairs file's folder)"
+    print(f"note: {int(missing.sum())} of {len(proj.rejects) + len(proj.pairs)} rows name an image "
+          f"that is not under the image root {proj.image_root}{how}, e.g. "
+          f"{proj.rejects.loc[missing, 'detail'].iloc[0]}; give the folder the image paths are "
+          f"relative to with --image-root FOLDER (and --force)")
+
+
 def _cmd_init(args) -> int:
     from mmcurate.embed.model import ModelSpec, supply_weights_help
     from mmcurate.project import create_project
@@ -289,7 +309,15 @@ def _cmd_init(args) -> int:
     )
     print(f"created {proj.root}: {len(proj.pairs)} pairs, {len(proj.rejects)} rejected"
           + (f" (rows and reasons: {proj.root / 'rejects.csv'})" if len(proj.rejects) else ""))
+    _image_root_hint(proj, args)
+    renamed = proj.config.get("renamed_columns") or {}
+    if renamed:
+        print("note: source column(s) named like mmcurate's own were renamed: "
+              + ", ".join(f"{old} -> {new}" for old, new in renamed.items()))
     if proj.kind == "external":
+        if proj.image_root is None and proj.pairs["image"].astype(bool).any():
+            print("note: the metadata's image_path values are relative: give --image-root FOLDER "
+                  "(with --force) to show the images in reviews and exports")
         print(f"embeddings imported; next: mmcurate select {proj.root} --budget 40")
     elif missing:
         print(f"weights missing: {missing}")
@@ -301,9 +329,9 @@ def _cmd_init(args) -> int:
 
 
 def _cmd_embed(args) -> int:
-    from mmcurate.project import open_project
+    from mmcurate.commands import open_settled
 
-    proj = open_project(args.project)
+    proj = open_settled(args.project)
     if args.model or args.pretrained:
         from mmcurate.embed.model import ModelSpec
 
@@ -336,9 +364,9 @@ def _cmd_embed(args) -> int:
 
 
 def _cmd_status(args) -> int:
-    from mmcurate.project import open_project
+    from mmcurate.commands import open_settled
 
-    status = open_project(args.project).status()
+    status = open_settled(args.project).status()
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmcurate.project import open_project
+from mmcurate.exceptions import ProjectLockedError
+from mmcurate.project import open_project as _open_project
 
 __all__ = [
     "cmd_add",
@@ -23,9 +24,34 @@ __all__ = [
     "cmd_stream",
     "cmd_train",
     "export_lines",
+    "open_settled",
     "status_lines",
     "train_lines",
 ]
+
+
+def open_settled(root):
+    """Open a project after finishing (or rolling back) an ``add`` that was interrupted: every
+    command settles it first, so no later command works on a half-added batch."""
+    from mmcurate.stream.add import has_pending, recover_stream
+
+    proj = _open_project(root)
+    if not has_pending(proj):
+        return proj
+    try:
+        finished = recover_stream(proj)
+    except ProjectLockedError:  # the add is still running in another process: its journal is live
+        return proj
+    if finished is not None:
+        print(f"finished an interrupted add: batch {finished.attrs['batch_id']} "
+              f"({len(finished)} pairs, round {finished.attrs['round_id']})", file=sys.stderr)
+    else:
+        print("rolled back an interrupted add that had not committed (run it again)", file=sys.stderr)
+    proj.refresh()
+    return proj
+
+
+open_project = open_settled
 
 
 def _print_table(df: pd.DataFrame, n: int) -> None:
@@ -335,7 +361,9 @@ def export_lines(summary: dict) -> list[str]:
         if check.get("n"):
             rows.append(("check", f"{check['noise']:.1%} misaligned among the {check['n']} random reviewed "
                                   f"pairs it keeps (95% interval {check['low']:.1%}–{check['high']:.1%})"))
-    rows += [("files", f"{summary['curated_path']}, {summary['dropped_path']}"),
+    written = (summary["curated_path"] if "curated_path" in summary
+               else f"{len(summary['shards'])} WebDataset shard(s) {summary['shards'][0]} ...")
+    rows += [("files", f"{written}, {summary['dropped_path']}"),
              ("report", str(summary["report_html"]))]
     width = max(len(k) for k, _ in rows)
     return [f"{k:<{width}}  {v}" for k, v in rows]
@@ -347,7 +375,7 @@ def cmd_export(args) -> int:
     proj = open_project(args.project)
     threshold = None if args.reviewed_only else ("auto" if args.threshold is None else args.threshold)
     summary = export_curated(proj, args.out, fmt=args.fmt, threshold=threshold,
-                             target_noise=args.target_noise)
+                             target_noise=args.target_noise, image_format=args.image_format)
     print(f"exported {summary['pairs']} pairs of {proj.root} ({args.fmt})")
     print("\n".join(export_lines(summary)))
     print(f"next: open the report; less noise: another round (mmcurate select {args.project} --budget 40)")

@@ -39,7 +39,8 @@ def micro_clip_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_clip_dir() -> Path:
-    """The project's trained tiny stand-in CLIP (trained once into the shared cache; ~2 min cold)."""
+    """The project's trained tiny stand-in CLIP (trained once into this checkout's ``.cache/mmcurate``,
+    or ``$MMCURATE_CACHE``; ~2 min cold)."""
     from mmcurate.embed.tiny import get_tiny_clip
 
     return get_tiny_clip(progress=False)

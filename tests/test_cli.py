@@ -158,3 +158,25 @@ def test_interrupt_is_one_line_exit_130_and_rerun_works(project, monkeypatch, ca
     monkeypatch.undo()
     assert main(["select", str(project), "--budget", "5"]) == 0
     assert open_project(project).ledger.rounds().shape[0] == 1
+
+
+def test_init_with_the_wrong_image_root_says_how_to_give_one(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "photos" / "a.png")
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "pairs.csv").write_text("image,caption\na.png,one\n")
+    assert main(["init", str(tmp_path / "p"), "--pairs", str(tmp_path / "meta" / "pairs.csv"),
+                 "--model", "ViT-B-32", "--pretrained", str(tmp_path / "w.bin")]) == 0
+    out = capsys.readouterr().out
+    assert "1 of 1 rows name an image that is not under the image root" in out
+    assert "(by default the pairs file's folder)" in out and "--image-root FOLDER" in out
+
+
+def test_init_on_a_folder_holding_a_table_names_it(tmp_path, capsys):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "captions.csv").write_text("image,caption\n")
+    assert main(["init", str(tmp_path / "p"), "--pairs", str(tmp_path / "data")]) == 2
+    err = capsys.readouterr().err
+    assert "holds no pairs" in err and "it holds captions.csv: pass that file" in err

@@ -313,3 +313,96 @@ def test_webdataset_shards(img_proj, tmp_path):
     assert Image.open(io.BytesIO(members[f"{keys[2]}.png"])).size == (24, 24)
     dropped = pd.read_csv(summary["dropped_path"], dtype=str)
     assert dropped["pair_id"].tolist() == [ids[0]]
+
+
+# the columns clip-retrieval writes from img2dataset input (its `status` among them)
+IMG2DATASET_META = {"url": "http://x/{i}.jpg", "status": "success", "error_message": None,
+                    "width": 64, "height": 48, "original_width": 640, "original_height": 480,
+                    "exif": "{}", "sha256": "ab{i}"}
+
+
+@pytest.fixture
+def collide_proj(tmp_path):
+    rng = np.random.default_rng(0)
+    image, text = _vectors(30, rng)
+    meta = pd.DataFrame({"key": [f"{i:09d}" for i in range(30)],
+                         "caption": [f"=cmd|' /C calc'!A{i}" if i == 3 else f"caption {i}"
+                                     for i in range(30)],
+                         "image_path": [f"00000/{i:09d}.jpg" for i in range(30)],
+                         **{k: [v.replace("{i}", str(i)) if isinstance(v, str) else v for i in range(30)]
+                            for k, v in IMG2DATASET_META.items()}})
+    write_embedding_folder(tmp_path / "emb", image, text, meta)
+    proj = create_project(tmp_path / "proj", embeddings=tmp_path / "emb")
+    ids = proj.pairs["pair_id"].tolist()
+    proj.ledger.create_round(ids[:10], strategy="margin", params={}, model={})
+    for i, pid in enumerate(ids[:10]):
+        proj.ledger.record(pid, "reject" if i in (3, 4) else "accept", reviewer="ana")
+    return proj
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
+def test_source_status_column_survives_every_format(collide_proj, tmp_path, fmt):
+    assert collide_proj.config["renamed_columns"] == {"status": "source_status"}
+    summary = export_curated(collide_proj, tmp_path / "out", fmt=fmt, threshold=None)
+    path = summary["curated_path"]
+    curated = (pd.read_csv(path, dtype={"pair_id": str}) if fmt == "csv" else
+               pd.read_json(path, lines=True, dtype={"pair_id": str}) if fmt == "jsonl" else
+               pd.read_parquet(path))
+    assert curated.columns.is_unique and len(curated) == 8
+    assert set(curated["status"]) == {"accepted"} and set(curated["source_status"]) == {"success"}
+    assert curated["url"].iloc[0] == "http://x/0.jpg" and int(curated["width"].iloc[0]) == 64
+    if fmt != "csv":
+        assert pd.api.types.is_integer_dtype(curated["original_width"])
+
+
+def test_cli_init_says_which_columns_were_renamed(tmp_path, capsys):
+    from mmcurate.cli import main
+
+    rng = np.random.default_rng(0)
+    image, text = _vectors(3, rng)
+    write_embedding_folder(tmp_path / "emb", image, text, pd.DataFrame(
+        {"caption": ["a", "b", "c"], "status": ["success"] * 3, "pair_id": ["x", "y", "z"]}))
+    assert main(["init", str(tmp_path / "p"), "--embeddings", str(tmp_path / "emb")]) == 0
+    assert ("note: source column(s) named like mmcurate's own were renamed: pair_id -> source_pair_id, "
+            "status -> source_status") in capsys.readouterr().out
+
+
+def test_integer_csv_extras_stay_integers_and_jsonl_keeps_full_precision(tmp_path):
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "img" / "a.png")
+    (tmp_path / "p.csv").write_text("id,image,caption,width,zip,blank\n"
+                                    "a,img/a.png,one,640,007,\nb,img/a.png,two,-3,010,5\n")
+    proj = create_project(tmp_path / "proj", pairs=tmp_path / "p.csv", progress=False)
+    ids = proj.pairs["pair_id"].tolist()
+    p = [0.123456789012345678, 0.987654321098765432]
+    scores = pd.DataFrame({"pair_id": ids, "p_aligned": p})
+    for fmt in ("jsonl", "parquet"):
+        out = export_curated(proj, tmp_path / fmt, fmt=fmt, threshold=0.0, strategy_scores=scores)
+        back = (pd.read_parquet(out["curated_path"]) if fmt == "parquet" else
+                pd.DataFrame([json.loads(line) for line in open(out["curated_path"])]))
+        assert back["width"].tolist() == [640, -3]
+        assert back["zip"].tolist() == ["007", "010"]  # leading zeros: text, as given
+        assert back["blank"].iloc[1] == 5 and pd.isna(back["blank"].iloc[0])
+        assert back["p_aligned"].tolist() == p  # exact, not rounded to 10 digits
+
+
+def test_spreadsheet_files_hold_no_formulas_and_read_back(collide_proj, tmp_path):
+    """CSV files a person opens (batch file, FiftyOne CSV, dropped.csv) never start a cell with a
+    formula character; mmcurate's own readers undo the quote."""
+    from mmcurate.review.interchange import export_fiftyone
+
+    ids = collide_proj.pairs["pair_id"].tolist()
+    evil = "=cmd|' /C calc'!A3"
+    batch = pd.read_csv(export_batch(collide_proj, tmp_path / "b.csv"), dtype=str, keep_default_na=False)
+    assert batch.loc[batch["pair_id"] == ids[3], "caption"].item() == "'" + evil
+    fo = pd.read_csv(export_fiftyone(collide_proj, tmp_path / "fo"), dtype=str, keep_default_na=False)
+    assert fo.loc[fo["pair_id"] == ids[3], "caption"].item() == "'" + evil
+    out = export_curated(collide_proj, tmp_path / "out", fmt="csv", threshold=None)
+    dropped = pd.read_csv(out["dropped_path"], dtype=str, keep_default_na=False)
+    assert dropped.loc[dropped["pair_id"] == ids[3], "caption"].item() == "'" + evil
+    curated = pd.read_csv(out["curated_path"], dtype=str)
+    assert not curated["caption"].str.startswith("'").any()  # training data is left as it is
+    batch.loc[batch["pair_id"] == ids[3], ["decision", "reviewer"]] = ["fix", "bo"]
+    batch.to_csv(tmp_path / "b.csv", index=False)
+    collide_proj.ledger.import_decisions(tmp_path / "b.csv", known_pair_ids=set(ids))
+    assert collide_proj.ledger.decisions().set_index("pair_id").loc[ids[3], "caption"] == evil

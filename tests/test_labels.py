@@ -244,10 +244,10 @@ def test_second_writer_waits_then_gets_a_clear_error(tmp_path, hold_lock):
     path = tmp_path / "labels.sqlite"
     hold_lock(path)
     with Ledger(path, timeout=0.5) as ledger:
-        start = time.monotonic()
+        # it waits for the lock before giving up: SQLite's own busy timeout, read back (not timed)
+        assert ledger._conn.execute("PRAGMA busy_timeout").fetchone()[0] == 500
         with pytest.raises(LedgerLockedError, match=r"being written by another process.*waited 0.5 s"):
             ledger.record("p1", "accept")
-        assert time.monotonic() - start >= 0.4  # it waited for the lock before giving up
         assert ledger.decisions().empty
         assert ledger.rounds().empty  # reads go on while another process writes (WAL)
     assert issubclass(LedgerLockedError, ProjectError)
@@ -310,8 +310,8 @@ def test_import_csv_is_idempotent_and_counts_changes(tmp_path, ledger):
     assert len(ledger.decisions(history=True)) == 6
 
 
-def _timed_import(ledger: Ledger, path: Path, known: set[str]) -> tuple[float, int]:
-    """Seconds and SQLite VM steps (in thousands) an import takes."""
+def _counted_import(ledger: Ledger, path: Path, known: set[str]) -> int:
+    """SQLite VM steps (in thousands) an import takes: machine-independent work, not seconds."""
     steps = [0]
 
     def count() -> int:
@@ -319,11 +319,9 @@ def _timed_import(ledger: Ledger, path: Path, known: set[str]) -> tuple[float, i
         return 0
 
     ledger._conn.set_progress_handler(count, 1000)
-    start = time.perf_counter()
     ledger.import_decisions(path, known_pair_ids=known)
-    elapsed = time.perf_counter() - start
     ledger._conn.set_progress_handler(None, 0)
-    return elapsed, steps[0]
+    return steps[0]
 
 
 def test_reimport_costs_about_what_the_first_import_did(tmp_path, ledger):
@@ -334,14 +332,13 @@ def test_reimport_costs_about_what_the_first_import_did(tmp_path, ledger):
     changed = tmp_path / "changed.csv"
     changed.write_text("pair_id,decision\n" + "".join(f"{p},reject\n" for p in ids))
     known = set(ids)
-    t_first, steps_first = _timed_import(ledger, first, known)
-    t_same, steps_same = _timed_import(ledger, first, known)  # nothing new: every row looked up
-    t_changed, steps_changed = _timed_import(ledger, changed, known)  # every row appended again
+    steps_first = _counted_import(ledger, first, known)
+    steps_same = _counted_import(ledger, first, known)  # nothing new: every row looked up
+    steps_changed = _counted_import(ledger, changed, known)  # every row appended again
     assert len(ledger.decisions()) == n and len(ledger.decisions(history=True)) == 2 * n
     # SQLite work is machine-independent: a lookup per chunk of the whole ledger would be ~40x
     assert steps_same <= 2 * steps_first and steps_changed <= 2 * steps_first, (
         steps_first, steps_same, steps_changed)
-    assert max(t_same, t_changed) <= 3 * t_first + 1.0, (t_first, t_same, t_changed)  # loose
 
 
 def test_import_dataframe_and_explicit_round(ledger):

@@ -11,7 +11,7 @@ columns, unknown format, unreadable file) raise :class:`mmcurate.exceptions.Data
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
@@ -27,10 +27,13 @@ __all__ = ["FORMATS", "REJECT_COLUMNS", "Columns", "LoadResult", "detect_format"
 
 @dataclass
 class LoadResult:
-    """Valid pairs (``pair_id``, ``image``, ``caption``, extras) and the rejects report."""
+    """Valid pairs (``pair_id``, ``image``, ``caption``, extras), the rejects report, and the source
+    columns renamed because mmcurate uses their names itself (``{"status": "source_status"}``,
+    :mod:`mmcurate.data.columns`)."""
 
     pairs: pd.DataFrame
     rejects: pd.DataFrame
+    renamed_columns: dict[str, str] = field(default_factory=dict)
 
 
 def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | None = None,
@@ -61,8 +64,9 @@ def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | Non
     src = Path(source)
     root = Path(image_root) if image_root is not None else (src if src.is_dir() else src.parent)
     raw = read_source(source, image_root=root, columns=columns, fmt=fmt)
+    renamed = dict(raw.attrs.get("renamed_columns", {}))
     pairs, rejects = validate(raw, image_root=root, check_images=check_images, progress=progress)
-    return LoadResult(pairs=pairs, rejects=rejects)
+    return LoadResult(pairs=pairs, rejects=rejects, renamed_columns=renamed)
 
 
 def write_rejects(rejects: pd.DataFrame, path: str | os.PathLike) -> Path:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Collection
 from functools import lru_cache
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmcurate.data.columns import rename_reserved
 from mmcurate.exceptions import DataError
 
 __all__ = ["TABLE_IMAGE_SUFFIXES", "has_image_bytes", "hf_disk_files", "is_image_bytes_column",
@@ -75,13 +77,16 @@ def _image_cells(column: pa.ChunkedArray) -> list[tuple[bytes | None, str | None
     return [(b, None) for b in column.to_pylist()]
 
 
-def _rows(path: Path, table: pa.Table, image_col: str, image_root: Path) -> list[dict]:
+def _rows(path: Path, table: pa.Table, image_col: str, image_root: Path,
+          consumed: Collection[str]) -> tuple[list[dict], dict[str, str]]:
     rel = Path(os.path.relpath(path.resolve(), image_root.resolve())).as_posix()
     cells = _image_cells(table.column(image_col))
-    others = table.drop_columns([image_col]).to_pylist()
+    others = table.drop_columns([image_col])
+    renames = rename_reserved(others.column_names, consumed=consumed)
     rows = []
-    for i, ((data, ipath), rest) in enumerate(zip(cells, others), start=1):
-        row = {"_source": str(path), "_ref": f"{path.name}::{i}", **rest}
+    for i, ((data, ipath), rest) in enumerate(zip(cells, others.to_pylist()), start=1):
+        row = {"_source": str(path), "_ref": f"{path.name}::{i}",
+               **{renames.get(k, k): v for k, v in rest.items()}}
         if data:
             row[image_col] = f"{rel}::{i}"
         elif ipath:
@@ -90,15 +95,19 @@ def _rows(path: Path, table: pa.Table, image_col: str, image_root: Path) -> list
             row[image_col] = None
             row["_error"] = f"row {i} of {path.name} has neither image bytes nor an image path"
         rows.append(row)
-    return rows
+    return rows, renames
 
 
-def read_bytes_table(files: list[Path], *, image_col: str, image_root: Path) -> pd.DataFrame:
+def read_bytes_table(files: list[Path], *, image_col: str, image_root: Path,
+                     consumed: Collection[str] = ("id", "caption")) -> pd.DataFrame:
     """The raw rows of Parquet/Arrow files whose ``image_col`` holds image bytes.
 
     ``_row`` counts rows across the files (1-based); ``_source`` and ``_ref`` name file and row.
+    Columns named like mmcurate's own (other than ``consumed``: the id and caption columns) are
+    renamed (:mod:`mmcurate.data.columns`), listed in ``attrs["renamed_columns"]``.
     """
     rows: list[dict] = []
+    renames: dict[str, str] = {}
     for path in files:
         try:
             table = _read_any(path)
@@ -107,9 +116,12 @@ def read_bytes_table(files: list[Path], *, image_col: str, image_root: Path) -> 
         if image_col not in table.column_names:
             raise DataError(f"{path}: no image column {image_col!r}; the file has columns "
                             f"{table.column_names}. Map yours with --image-column.")
-        rows += _rows(path, table, image_col, image_root)
+        file_rows, file_renames = _rows(path, table, image_col, image_root, consumed)
+        rows += file_rows
+        renames.update(file_renames)
     df = pd.DataFrame(rows)
     df.insert(0, "_row", range(1, len(df) + 1))
+    df.attrs["renamed_columns"] = renames
     return df
 
 

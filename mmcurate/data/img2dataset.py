@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmcurate.data.columns import rename_reserved
 from mmcurate.exceptions import DataError
 
 __all__ = ["is_img2dataset_folder", "read_img2dataset"]
@@ -57,15 +58,16 @@ def _members(shard: Path) -> dict[str, str]:
     return found
 
 
-def _shard_rows(table: Path, shard: Path, image_root: Path) -> list[dict]:
+def _shard_rows(table: Path, shard: Path, image_root: Path) -> tuple[list[dict], dict[str, str]]:
     df = pd.read_parquet(table)
     members = _members(shard)
     rel = Path(os.path.relpath(shard.resolve(), image_root.resolve())).as_posix()
+    renames = rename_reserved(df.columns, consumed={*_DROP, "key", "caption"})
     rows = []
     for i, rec in enumerate(df.to_dict("records"), start=1):
         key = str(rec.get("key"))
         row = {"_source": str(table), "_row": i, "_ref": f"{shard.name}::{key}", "id": key,
-               **{k: v for k, v in rec.items() if k not in (*_DROP, "key")}}
+               **{renames.get(k, k): v for k, v in rec.items() if k not in (*_DROP, "key")}}
         status = rec.get("status")
         if status != "success":
             row["image"] = None
@@ -77,7 +79,7 @@ def _shard_rows(table: Path, shard: Path, image_root: Path) -> list[dict]:
         else:
             row["image"] = f"{rel}::{members[key]}"
         rows.append(row)
-    return rows
+    return rows, renames
 
 
 def read_img2dataset(folder: Path, *, image_root: Path) -> pd.DataFrame:
@@ -91,6 +93,11 @@ def read_img2dataset(folder: Path, *, image_root: Path) -> pd.DataFrame:
     if not pairs:
         raise DataError(f"{folder} has no img2dataset shards (NNNNN.tar with NNNNN.parquet beside)")
     rows: list[dict] = []
+    renames: dict[str, str] = {}
     for table, shard in pairs:
-        rows += _shard_rows(table, shard, image_root)
-    return pd.DataFrame(rows)
+        shard_rows, shard_renames = _shard_rows(table, shard, image_root)
+        rows += shard_rows
+        renames.update(shard_renames)
+    df = pd.DataFrame(rows)
+    df.attrs["renamed_columns"] = renames
+    return df

@@ -18,9 +18,11 @@ import re
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
+from mmcurate.data.columns import rename_reserved
 from mmcurate.data.images import IMAGE_SUFFIXES, member_bytes
 from mmcurate.exceptions import DataError
 
@@ -39,6 +41,15 @@ class Columns:
     id: str = "id"
     image: str = "image"
     caption: str = "caption"
+
+    def names(self) -> set[str]:
+        return {self.id, self.image, self.caption}
+
+
+def _renamed(df: pd.DataFrame, renames: dict[str, str]) -> pd.DataFrame:
+    """Record the source columns renamed by :func:`mmcurate.data.columns.rename_reserved`."""
+    df.attrs["renamed_columns"] = {**df.attrs.get("renamed_columns", {}), **renames}
+    return df
 
 
 def detect_format(source: str | os.PathLike, fmt: str | None = None) -> str:
@@ -109,23 +120,41 @@ def _numbered_rows(path: Path, text: str, sep: str) -> tuple[list[str], list[tup
     return header, body
 
 
+_INTEGER = re.compile(r"^-?(?:0|[1-9][0-9]{0,17})$")
+
+
+def _typed_integers(df: pd.DataFrame, skip: set[str]) -> pd.DataFrame:
+    """Extra CSV/TSV columns whose every non-empty cell is a plain integer (no sign ``+``, no leading
+    zero, so ``007`` stays text) become ``Int64``, so Parquet/JSONL exports keep them as numbers."""
+    for column in df.columns:
+        if column in skip or str(column).startswith("_"):
+            continue
+        cells = df[column].tolist()
+        filled = [c for c in cells if c != ""]
+        if filled and all(isinstance(c, str) and _INTEGER.match(c) for c in filled):
+            df[column] = pd.array([int(c) if c != "" else None for c in cells], dtype="Int64")
+    return df
+
+
 def _read_table(path: Path, sep: str, columns: Columns) -> pd.DataFrame:
     text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
     header, body = _numbered_rows(path, text, sep)
+    renames = rename_reserved(header, consumed=columns.names())
+    header = [renames.get(h, h) for h in header]
     width = len(header)
     good = [r for _, r in body if len(r) == width]
-    df = pd.DataFrame(good, columns=header, dtype=object)
+    df = _typed_integers(pd.DataFrame(good, columns=header, dtype=object), columns.names())
     df.insert(0, "_row", [i for i, r in body if len(r) == width])
     bad = [{"_row": i, "_error": f"{len(r)} fields, header has {width}"}
            for i, r in body if len(r) != width]
     df = _map_columns(df, columns, path)
     if bad:
         df = pd.concat([df, pd.DataFrame(bad)], ignore_index=True).sort_values("_row", kind="stable")
-    return df
+    return _renamed(df, renames)
 
 
 def _read_jsonl(path: Path, columns: Columns) -> pd.DataFrame:
-    records, bad = [], []
+    objects, bad = [], []
     for i, line in enumerate(path.read_bytes().splitlines(), start=1):
         if not line.strip():
             continue
@@ -136,16 +165,18 @@ def _read_jsonl(path: Path, columns: Columns) -> pd.DataFrame:
         except ValueError as err:
             bad.append({"_row": i, "_error": f"malformed JSON: {err}"})
             continue
-        records.append({"_row": i, **{k: (v if not isinstance(v, (int, float)) or isinstance(v, bool)
-                                          else str(v) if k == columns.id else v)
-                                      for k, v in obj.items()}})
+        objects.append((i, obj))
+    renames = rename_reserved({k: None for _, obj in objects for k in obj}, consumed=columns.names())
+    records = [{"_row": i, **{renames.get(k, k): (str(v) if k == columns.id and isinstance(v, (int, float))
+                                                  and not isinstance(v, bool) else v)
+                              for k, v in obj.items()}} for i, obj in objects]
     df = pd.DataFrame(records, dtype=object)  # object: surrogate-escaped text is not valid UTF-8
     if df.empty:
         df = pd.DataFrame(columns=["_row", columns.image, columns.caption])
     df = _map_columns(df, columns, path)
     if bad:
         df = pd.concat([df, pd.DataFrame(bad)], ignore_index=True).sort_values("_row", kind="stable")
-    return df
+    return _renamed(df, renames)
 
 
 def _read_parquet(path: Path, columns: Columns) -> pd.DataFrame:
@@ -153,9 +184,10 @@ def _read_parquet(path: Path, columns: Columns) -> pd.DataFrame:
         table = pd.read_parquet(path)
     except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
         raise DataError(f"{path} is not a readable Parquet file ({err})") from err
-    df = _map_columns(table, columns, path)
+    renames = rename_reserved(table.columns, consumed=columns.names())
+    df = _map_columns(table.rename(columns=renames), columns, path)
     df.insert(0, "_row", range(1, len(df) + 1))
-    return df
+    return _renamed(df, renames)
 
 
 def _read_caption_file(path: Path) -> str | None:
@@ -235,11 +267,17 @@ def _tar_samples(shard: Path, image_root: Path) -> list[dict]:
                     meta = json.loads(member_bytes(tar, parts["json"], where=str(shard)).decode("utf-8"))
                 except ValueError:
                     meta = {}
+                if not isinstance(meta, dict):
+                    meta = {}
                 caption = caption if caption is not None else meta.get("caption")
-            row = {"_ref": f"{shard.name}::{key}", "id": key,
+            extras = {k: v for k, v in meta.items() if k != "caption"
+                      and isinstance(v, (str, int, float, bool))}
+            renames = rename_reserved(extras, consumed={"caption"})
+            row: dict[str, Any] = {"_ref": f"{shard.name}::{key}", "id": key,
                    "image": f"{Path(rel).as_posix()}::{img.name}" if img else None,
-                   "caption": caption, **{k: v for k, v in meta.items() if k != "caption"
-                                          and isinstance(v, (str, int, float, bool))}}
+                   "caption": caption, **{renames.get(k, k): v for k, v in extras.items()}}
+            if renames:
+                row["_renamed"] = renames
             if _unsafe_key(key):
                 row.update(id=None, _error=f"member name {key!r} is not a plain relative name (it "
                                            f"is absolute or contains '..'); rename it in the shard")
@@ -264,9 +302,12 @@ def _read_webdataset(source: str, image_root: Path) -> pd.DataFrame:
         for r in part:
             r["_source"] = str(shard)
         rows += part
+    renames: dict[str, str] = {}
+    for r in rows:
+        renames.update(r.pop("_renamed", {}))
     df = pd.DataFrame(rows, dtype=object)
     df.insert(0, "_row", range(1, len(df) + 1))
-    return df
+    return _renamed(df, renames)
 
 
 def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns,
@@ -294,8 +335,12 @@ def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns
     else:
         df = _read_webdataset(str(source), image_root)
     if df.empty:
+        tables = sorted(p.name for p in path.iterdir() if p.suffix.lower() in _SUFFIX) \
+            if kind == "folder" and path.is_dir() else []
+        hint = (f"; it holds {', '.join(tables[:5])}: pass that file (--pairs {path / tables[0]})"
+                if tables else "")
         raise DataError(f"{source} holds no pairs (a header or folder with no data rows); "
-                        f"expected at least one row with an image and a caption")
+                        f"expected at least one row with an image and a caption{hint}")
     if "_source" not in df.columns:
         df["_source"] = str(source)
     return _sanitize(df.reset_index(drop=True))
@@ -317,7 +362,8 @@ def _read_stored_images(path: Path, kind: str, image_root: Path, columns: Column
     if kind == "img2dataset":
         return _map_columns(read_img2dataset(path, image_root=image_root), Columns(), path)
     files = [path] if kind == "parquet-images" else hf_disk_files(path)
-    raw = read_bytes_table(files, image_col=columns.image, image_root=image_root)
+    raw = read_bytes_table(files, image_col=columns.image, image_root=image_root,
+                           consumed={columns.id, columns.caption})
     return _map_columns(raw, columns, path)
 
 

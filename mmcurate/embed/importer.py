@@ -7,9 +7,12 @@ Expected folder::
     metadata/metadata_0.parquet  columns: caption, optional image_path, optional key (the id), extras
 
 Shards are matched by their numeric suffix and must agree in row count; all shards must share one
-dimension. Vectors are read memory-mapped, checked finite, renormalised, and streamed into the
+dimension. Vectors are read memory-mapped, checked, renormalised, and streamed into the
 store's compacted float16 arrays chunk by chunk, so importing 1M x 512 stays well under 2 GiB.
-Rows with an empty caption or a duplicate id go to the rejects table instead of the project.
+Rows with an empty caption, a duplicate id, or a vector that is not finite in float32 (NaN, inf,
+1e300) or all zeros go to the rejects table (naming the .npy file and row) instead of the project.
+Metadata columns named like mmcurate's own (clip-retrieval's ``status``) are renamed
+``source_<name>`` (:mod:`mmcurate.data.columns`).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import hashlib
 import os
 import re
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +35,7 @@ from mmcurate._fileio import (
     npy_shape,
     save_npy_atomic,
 )
+from mmcurate.data.columns import rename_reserved
 from mmcurate.data.validate import given_id, is_null
 from mmcurate.embed.store import EmbeddingStore, normalize_rows
 from mmcurate.exceptions import DataError
@@ -43,10 +47,12 @@ _CHUNK = 65536
 
 @dataclass
 class ImportResult:
-    """Pairs kept (row i ↔ stored vector i) and rows rejected."""
+    """Pairs kept (row i ↔ stored vector i), rows rejected, and the metadata columns renamed because
+    mmcurate uses their names itself (:mod:`mmcurate.data.columns`)."""
 
     pairs: pd.DataFrame
     rejects: pd.DataFrame
+    renamed_columns: dict[str, str] = field(default_factory=dict)
 
 
 def _numbered(folder: Path, prefix: str, suffix: str) -> dict[int, Path]:
@@ -106,9 +112,21 @@ def _pair_ids(meta: pd.DataFrame, shard: int) -> list[str]:
     return [h if k is None else k for k, h in zip((given_id(v) for v in meta["key"]), hashed)]
 
 
-def _finite_rows(path: Path) -> np.ndarray:
-    blocks = [np.isfinite(block).all(1) for block in iter_npy_rows(path, _CHUNK)]
-    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=bool)
+def _vector_problems(path: Path) -> np.ndarray:
+    """Per row: ``""`` for a usable vector, else the reason (``non_finite_vector``: NaN, inf or a
+    value beyond float32 such as 1e300, which would become NaN once normalised; ``zero_vector``:
+    norm 0, no direction)."""
+    out = []
+    for block in iter_npy_rows(path, _CHUNK):
+        with np.errstate(over="ignore", invalid="ignore"):
+            as32 = np.asarray(block, dtype=np.float32)
+            finite = np.isfinite(as32).all(1)
+            norms = np.linalg.norm(np.where(np.isfinite(as32), as32, 0).astype(np.float64), axis=1)
+        reason = np.full(len(block), "", dtype=object)
+        reason[finite & (norms < 1e-12)] = "zero_vector"
+        reason[~finite] = "non_finite_vector"
+        out.append(reason)
+    return np.concatenate(out) if out else np.zeros(0, dtype=object)
 
 
 def _npy_shape(path: Path) -> tuple[int, ...]:
@@ -131,9 +149,19 @@ def _detail(reason: str, in_project: bool, caption) -> str:
         return "pair_id already in the project"
     if reason == "non_string_caption":
         return f"expected text, got {type(caption).__name__} {caption!r:.60}"
-    if reason == "non_finite_vector":
-        return "the image or text vector holds NaN/inf"
     return ""
+
+
+_VECTOR_DETAIL = {"non_finite_vector": "the vector holds NaN, inf or a value beyond float32 range",
+                  "zero_vector": "the vector is all zeros (no direction to compare)"}
+
+
+def _vector_reject(problems: tuple[np.ndarray, np.ndarray], paths, i: int) -> tuple[str, str] | None:
+    """``(reason, detail)`` naming the .npy file and row of row ``i``'s bad vector, or None."""
+    for problem, path, kind in zip(problems, paths[:2], ("image", "text")):
+        if problem[i]:
+            return problem[i], f"{path} row {i + 1} ({kind} vector): {_VECTOR_DETAIL[problem[i]]}"
+    return None
 
 
 def _shard_table(img, txt, meta, paths, shard, seen, existing) -> tuple[pd.DataFrame, np.ndarray, list]:
@@ -142,23 +170,27 @@ def _shard_table(img, txt, meta, paths, shard, seen, existing) -> tuple[pd.DataF
     textual = [is_null(v) or isinstance(v, str) for v in meta["caption"]]
     captions = pd.Series([v.strip() if isinstance(v, str) else "" for v in meta["caption"]],
                          index=meta.index, dtype=object)
-    finite = _finite_rows(img) & _finite_rows(txt)  # img/txt: the .npy paths
+    problems = (_vector_problems(img), _vector_problems(txt))  # img/txt: the .npy paths
     keep = np.ones(len(meta), dtype=bool)
     rejects = []
     for i, (pid, cap) in enumerate(zip(ids, captions)):
         reason = ("non_string_caption" if not textual[i] else "empty_caption" if not cap
-                  else "duplicate_id" if pid in seen
-                  else "non_finite_vector" if not finite[i] else None)
-        if reason:
+                  else "duplicate_id" if pid in seen else None)
+        vector = _vector_reject(problems, paths, i) if reason is None else None
+        if reason or vector:
             keep[i] = False
             rejects.append({"source": str(paths[2]), "row": i + 1, "pair_id": pid,
-                            "column": {"empty_caption": "caption", "non_string_caption": "caption",
-                                       "non_finite_vector": "vector"}.get(reason, "key"),
-                            "reason": reason,
-                            "detail": _detail(reason, pid in existing, meta["caption"].iloc[i])})
+                            "column": "vector" if vector else
+                            {"empty_caption": "caption", "non_string_caption": "caption"}.get(
+                                str(reason), "key"),
+                            "reason": vector[0] if vector else reason,
+                            "detail": vector[1] if vector else
+                            _detail(str(reason), pid in existing, meta["caption"].iloc[i])})
         else:
             seen.add(pid)
-    table = meta.drop(columns=[c for c in ("key",) if c in meta.columns]).copy()
+    renames = rename_reserved(meta.columns, consumed={"key", "caption", "image_path"})
+    table = meta.drop(columns=[c for c in ("key",) if c in meta.columns]).rename(columns=renames)
+    table.attrs["renamed_columns"] = renames
     table.insert(0, "pair_id", ids)
     table["caption"] = captions
     table["image"] = meta["image_path"].astype(str) if "image_path" in meta.columns else ""
@@ -192,8 +224,10 @@ def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore, *,
         loaded.append((paths[0], paths[1], meta, paths))
     existing = existing_ids if isinstance(existing_ids, (set, frozenset)) else set(existing_ids)
     tables, masks, rejects, seen = [], [], [], set(existing)
+    renamed: dict[str, str] = {}
     for shard, (img_path, txt_path, meta, paths) in enumerate(loaded):
         table, keep, rej = _shard_table(img_path, txt_path, meta, paths, shard, seen, existing)
+        renamed.update(table.attrs.get("renamed_columns", {}))
         tables.append(table)
         masks.append(keep)
         rejects += rej
@@ -206,7 +240,7 @@ def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore, *,
     })
     save_npy_atomic(store.root / "ids.npy", np.asarray(pairs["pair_id"].tolist(), dtype=str))
     rej = pd.DataFrame(rejects, columns=["source", "row", "pair_id", "column", "reason", "detail"])
-    return ImportResult(pairs=pairs, rejects=rej)
+    return ImportResult(pairs=pairs, rejects=rej, renamed_columns=renamed)
 
 
 def _write_arrays(store: EmbeddingStore, loaded, masks, total: int, dim: int) -> None:

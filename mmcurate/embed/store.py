@@ -18,7 +18,6 @@ Assumption: one writer at a time (the project lock guarantees it).
 from __future__ import annotations
 
 import io
-import json
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -28,7 +27,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._fileio import atomic_path, atomic_write_bytes, atomic_write_json, save_npy_atomic
+from mmcurate._fileio import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    read_json_object,
+    save_npy_atomic,
+)
 from mmcurate.exceptions import ModelMismatchError, NotEmbeddedError
 
 __all__ = ["EmbeddingStore", "normalize_rows"]
@@ -65,7 +70,7 @@ class EmbeddingStore:
     def manifest(self) -> dict[str, Any] | None:
         if not self.manifest_path.is_file():
             return None
-        return json.loads(self.manifest_path.read_text(encoding="utf-8"))
+        return read_json_object(self.manifest_path, what="the embeddings' model record")
 
     def bind(self, info: dict[str, Any], *, reembed: bool = False) -> None:
         """Record which model makes these vectors; refuse a different one unless ``reembed``."""

@@ -214,13 +214,30 @@ def _write(model, out: Path, training: dict, save_file) -> Path:
     return out
 
 
+def _checkout_root() -> Path | None:
+    """The source checkout this package runs from (``<repo>/pyproject.toml`` beside ``mmcurate/``),
+    or None for an installed copy (site-packages)."""
+    repo = Path(__file__).resolve().parents[2]
+    return repo if (repo / "pyproject.toml").is_file() and (repo / "mmcurate").is_dir() else None
+
+
 def _cache_root() -> Path:
-    return Path(os.environ.get("MMCURATE_CACHE") or Path.home() / ".cache" / "mmcurate")
+    """Where the tiny model lives: ``$MMCURATE_CACHE`` if set; else ``<checkout>/.cache/mmcurate`` when
+    running from a source checkout (each clone has its own, so two clones can test at once, and
+    nothing is shared through the home folder); else ``~/.cache/mmcurate`` for an installed package."""
+    env = os.environ.get("MMCURATE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    checkout = _checkout_root()
+    if checkout is not None:
+        return checkout / ".cache" / "mmcurate"
+    return Path.home() / ".cache" / "mmcurate"
 
 
 def get_tiny_clip(*, cache_dir: str | os.PathLike | None = None, seed: int = 0,
                   progress: bool = True) -> Path:
-    """The cached tiny model folder, trained once if missing (a file lock serialises trainers)."""
+    """The cached tiny model folder, trained once if missing (a file lock serialises trainers in
+    the same cache). The cache is ``cache_dir`` if given, else :func:`_cache_root`."""
     root = Path(cache_dir) if cache_dir else _cache_root()
     folder = root / f"tiny-clip-{VERSION}-seed{seed}"
     if (folder / "open_clip_model.safetensors").is_file():

@@ -21,7 +21,7 @@ _DROPPED_COLUMNS = ["pair_id", "image", "caption", "stage", "reason", "detail"]
 def absolute_image_paths(proj, refs: pd.Series) -> pd.Series:
     """Image references as absolute paths (``/root/shard.tar::member`` for WebDataset members)."""
     refs = refs.fillna("").astype(str)
-    if proj.kind == "external" or proj.image_root is None:
+    if proj.image_root is None:  # imported embeddings without image paths
         return refs
     root = proj.image_root
     return refs.map(lambda ref: str(root / ref) if ref else "")

@@ -53,14 +53,18 @@ def _image_reader(image_root: Path) -> Callable[[str], bytes]:
 
 def write_webdataset(curated: pd.DataFrame, out_dir: str | os.PathLike, *,
                      read_image: Callable[[str], bytes], refs: pd.Series,
-                     shard_size: int = 1000) -> tuple[list[Path], dict[str, str]]:
+                     shard_size: int = 1000, image_format: str = "original",
+                     ) -> tuple[list[Path], dict[str, str]]:
     """Write curated pairs as WebDataset tar shards ``curated-NNNNNN.tar``.
 
     Each sample is ``<key>.<ext>`` (the original image bytes; ``ext`` from the stored name, e.g.
-    ``jpg``/``png``), ``<key>.txt`` (the caption, UTF-8) and ``<key>.json`` (every other column,
-    ``pair_id`` included). ``key`` is :func:`sample_key` of the pair id. ``refs`` maps ``pair_id`` to
-    the stored image reference given to ``read_image``. Shards left from an earlier, larger export
-    are removed. Returns the shard paths and ``{pair_id: error}`` for images that could not be read
+    ``jpg``/``png``; with ``image_format="jpg"`` every image re-encoded as ``<key>.jpg``),
+    ``<key>.txt`` (the caption, UTF-8) and ``<key>.json``: ``key``, ``url`` (the source's ``url``
+    column when it has one, else the image's path) and ``caption`` as img2dataset writes them, then
+    every other column, ``pair_id`` included (a source column ``key`` as ``source_key``). ``key`` is
+    :func:`sample_key` of the pair id. ``refs`` maps ``pair_id`` to the stored image reference given
+    to ``read_image``. Shards left from an earlier, larger export are removed. Returns the shard
+    paths and ``{pair_id: error}`` for images that could not be read
     (those samples are skipped).
 
     Examples
@@ -82,7 +86,8 @@ def write_webdataset(curated: pd.DataFrame, out_dir: str | os.PathLike, *,
                 record = records[position]
                 position += 1
                 try:
-                    _add_sample(tar, record, read_image, str(refs.get(record["pair_id"], "")), stamp)
+                    _add_sample(tar, record, read_image, str(refs.get(record["pair_id"], "")), stamp,
+                                image_format)
                     n_in_shard += 1
                 except OSError as err:
                     unreadable[str(record["pair_id"])] = str(err)
@@ -93,12 +98,33 @@ def write_webdataset(curated: pd.DataFrame, out_dir: str | os.PathLike, *,
     return shards, unreadable
 
 
-def _add_sample(tar: tarfile.TarFile, record: dict[str, Any], read_image, ref: str, stamp: int) -> None:
+def _as_jpeg(data: bytes) -> bytes:
+    from PIL import Image
+
+    from mmcurate.data.images import _to_rgb
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            out = io.BytesIO()
+            _to_rgb(im).save(out, format="JPEG", quality=95)
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise OSError(f"cannot re-encode as JPEG: {err}") from err
+    return out.getvalue()
+
+
+def _add_sample(tar: tarfile.TarFile, record: dict[str, Any], read_image, ref: str, stamp: int,
+                image_format: str = "original") -> None:
     data = read_image(ref)  # before any member is added: an unreadable image leaves no trace
     key = sample_key(str(record["pair_id"]))
     ext = Path(ref.split("::")[-1]).suffix.lower().lstrip(".") or "jpg"
     ext = "jpg" if ext == "jpeg" else ext
-    meta = {k: to_jsonable(v) for k, v in record.items() if k != "caption"}
+    if image_format == "jpg" and ext != "jpg":
+        data, ext = _as_jpeg(data), "jpg"
+    url = record.get("url")
+    meta = {"key": key, "url": url if isinstance(url, str) and url else record.get("image"),
+            "caption": str(record["caption"])}
+    meta.update({("source_key" if k == "key" else k): to_jsonable(v) for k, v in record.items()
+                 if k not in ("caption", "url")})
     meta["image_ref"] = ref
     for name, payload in ((f"{key}.{ext}", data), (f"{key}.txt", str(record["caption"]).encode()),
                           (f"{key}.json", json.dumps(meta, ensure_ascii=False, default=str).encode())):

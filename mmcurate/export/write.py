@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_frame
+from mmcurate._fileio import atomic_write_frame, spreadsheet_safe
 from mmcurate.exceptions import ProjectError
 from mmcurate.export.curate import _DROPPED_COLUMNS, Curation, _ledger_frames, curate_pairs
 from mmcurate.export.webdataset import _image_reader, write_webdataset
@@ -27,7 +27,8 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str) -> Path:
 # -- files --------------------------------------------------------------------------------------------
 def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
                    threshold: float | str | None = "auto", target_noise: float = 0.03,
-                   strategy_scores: pd.DataFrame | None = None, shard_size: int = 1000) -> dict[str, Any]:
+                   strategy_scores: pd.DataFrame | None = None, shard_size: int = 1000,
+                   image_format: str = "original") -> dict[str, Any]:
     """Write the curated pairs, the dropped pairs and a report (Markdown + self-contained HTML).
 
     Parameters
@@ -38,8 +39,10 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     fmt : {"csv", "jsonl", "parquet", "webdataset"}
         Tables write ``curated.<fmt>`` and ``dropped.<fmt>``. ``webdataset`` (image projects only)
         writes ``curated-000000.tar``, ... (at most ``shard_size`` samples each) holding
-        ``<key>.<image ext>`` (the original bytes), ``<key>.txt`` (caption) and ``<key>.json``
-        (metadata), plus ``dropped.csv``.
+        ``<key>.<image ext>`` (the original bytes, so a PNG is ``<key>.png``: a reader asking for
+        ``to_tuple("jpg", "txt")`` needs ``image_format="jpg"``), ``<key>.txt`` (caption) and
+        ``<key>.json`` (``key``, ``url``, ``caption`` as img2dataset writes them, plus ``pair_id``,
+        ``status``, ``p_aligned`` and the extra columns), plus ``dropped.csv``.
     threshold : "auto", float in [0, 1] or None
         Keep unreviewed pairs with P(aligned) >= ``threshold`` (``status = auto``), drop the rest;
         ``"auto"`` (default) chooses it from the labels (:func:`curate_pairs`); ``None`` writes the
@@ -51,6 +54,9 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
         ranking the project again.
     shard_size : int
         Samples per WebDataset shard.
+    image_format : {"original", "jpg"}
+        WebDataset only: the original bytes and extension, or every image re-encoded as JPEG
+        (quality 95; alpha composited on white) under ``<key>.jpg``.
 
     Returns
     -------
@@ -65,10 +71,13 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     """
     if fmt not in CURATED_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(CURATED_FORMATS)}; got {fmt!r}")
-    if fmt == "webdataset" and (proj.kind == "external" or proj.image_root is None):
+    if fmt == "webdataset" and proj.image_root is None:
         raise ProjectError(f"{proj.root} was built from imported embeddings and has no image files, "
                            f"so it cannot be written as WebDataset shards; use fmt='csv', 'jsonl' or "
-                           f"'parquet'.")
+                           f"'parquet' (or re-create it with `init --embeddings DIR --image-root "
+                           f"FOLDER` when the metadata's image_path values are relative to FOLDER).")
+    if image_format not in ("original", "jpg"):
+        raise ValueError(f"image_format must be 'original' or 'jpg'; got {image_format!r}")
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1 sample per shard; got {shard_size}")
     out_dir = Path(out_dir)
@@ -81,13 +90,16 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     if fmt == "webdataset":
         shards, unreadable = write_webdataset(
             cur.curated, out_dir, read_image=_image_reader(proj.image_root),
-            refs=proj.pairs.set_index("pair_id")["image"], shard_size=shard_size)
+            refs=proj.pairs.set_index("pair_id")["image"], shard_size=shard_size,
+            image_format=image_format)
         _move_unreadable(cur, unreadable)
         paths["shards"] = [str(p) for p in shards]
-        paths["dropped_path"] = str(_write_frame(cur.dropped, out_dir / "dropped.csv", "csv"))
+        paths["dropped_path"] = str(_write_frame(spreadsheet_safe(cur.dropped), out_dir / "dropped.csv",
+                                                 "csv"))
     else:
         paths["curated_path"] = str(_write_frame(cur.curated, out_dir / f"curated.{fmt}", fmt))
-        paths["dropped_path"] = str(_write_frame(cur.dropped, out_dir / f"dropped.{fmt}", fmt))
+        dropped = spreadsheet_safe(cur.dropped) if fmt == "csv" else cur.dropped  # a file people open
+        paths["dropped_path"] = str(_write_frame(dropped, out_dir / f"dropped.{fmt}", fmt))
     from mmcurate.report import write_report
 
     decisions, rounds, heads = _ledger_frames(proj)

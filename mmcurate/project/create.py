@@ -57,7 +57,7 @@ def create_project(
         staging = root / f".incoming-{os.getpid()}"
         try:
             if embeddings is not None:
-                table, rejects = _import_source(config, embeddings, staging)
+                table, rejects = _import_source(config, embeddings, staging, image_root)
             else:
                 table, rejects, config = _load_source(config, pairs, image_root, columns, fmt,
                                                       check_images, progress, model)
@@ -72,7 +72,20 @@ def create_project(
     return Project(root)
 
 
-def _import_source(config: dict[str, Any], embeddings, staging: Path):
+def _external_image_root(table, image_root) -> str | None:
+    """Where an imported project's ``image_path`` values point: ``image_root`` when given (for
+    relative paths), else ``/`` when every path is absolute, else None (no images shown)."""
+    if image_root is not None:
+        root = Path(image_root)
+        if not root.is_dir():
+            raise DataError(f"--image-root {root} is not a folder; give the folder the metadata's "
+                            f"image_path values are relative to")
+        return str(root.resolve())
+    paths = [p for p in table["image"].tolist() if isinstance(p, str) and p]
+    return "/" if paths and all(os.path.isabs(p) for p in paths) else None
+
+
+def _import_source(config: dict[str, Any], embeddings, staging: Path, image_root=None):
     """Import an embedding folder into ``staging/embeddings``; the pairs and rejects tables."""
     from mmcurate.embed.importer import import_embedding_folder
 
@@ -80,7 +93,10 @@ def _import_source(config: dict[str, Any], embeddings, staging: Path):
     if result.pairs.empty:
         raise DataError(f"{embeddings} holds no usable pairs ({len(result.rejects)} rejected); "
                         f"expected at least one row with finite vectors and a caption")
-    config.update(kind="external", source=str(Path(embeddings).resolve()), image_root=None, model=None)
+    config.update(kind="external", source=str(Path(embeddings).resolve()),
+                  image_root=_external_image_root(result.pairs, image_root), model=None)
+    if result.renamed_columns:
+        config["renamed_columns"] = result.renamed_columns
     return result.pairs, result.rejects
 
 
@@ -122,4 +138,6 @@ def _load_source(config, pairs, image_root, columns, fmt, check_images, progress
     config.update(kind="images", source=str(src.resolve()), image_root=str(Path(image_root).resolve()),
                   columns={"id": cols.id, "image": cols.image, "caption": cols.caption},
                   model={"model": spec.model, "pretrained": spec.pretrained})
+    if result.renamed_columns:
+        config["renamed_columns"] = result.renamed_columns
     return result.pairs, result.rejects, config

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from functools import cached_property
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_json
+from mmcurate._fileio import atomic_write_json, read_json_object
 from mmcurate.embed.model import ModelSpec
 from mmcurate.embed.store import EmbeddingStore
 from mmcurate.exceptions import ProjectError
@@ -31,7 +30,38 @@ class ProjectFiles:
                 f"{self.root} is not an mmcurate project (no {_CONFIG}); create one with "
                 f"`mmcurate init {self.root} --pairs FILE --image-root DIR` or `--embeddings DIR`."
             )
-        self.config: dict[str, Any] = json.loads(cfg_path.read_text(encoding="utf-8"))
+        self.config: dict[str, Any] = read_json_object(cfg_path, what="the project's settings")
+        self._check_ledger()
+        self._remove_stale_temps()
+
+    def _remove_stale_temps(self) -> None:
+        """Temporary files a killed ``train`` left in ``heads/`` (``.<name>.*.tmp``) are removed,
+        only while no other process holds the project lock (a running writer's are live)."""
+        stale = list((self.root / "heads").glob(".*.tmp"))
+        if not stale:
+            return
+        try:
+            with project_lock(self.root):
+                for path in stale:
+                    path.unlink(missing_ok=True)
+        except ProjectError:  # another process (or this one) is writing: its files are live
+            return
+
+    def _check_ledger(self) -> None:
+        """Refuse a project whose labels ledger is gone (missing or zero bytes) while ``heads/``
+        holds models trained on its labels: opening it would read as a fresh project with no
+        decisions, and the next select or export would go ahead without them."""
+        heads = self.root / "heads"
+        models = sorted(p.name for p in heads.iterdir() if not p.name.startswith(".")) \
+            if heads.is_dir() else []
+        ledger = self.root / "labels.sqlite"
+        if not models or (ledger.is_file() and ledger.stat().st_size > 0):
+            return
+        state = "is missing" if not ledger.exists() else "is empty (0 bytes)"
+        raise ProjectError(
+            f"{ledger} {state}, but {heads} holds {len(models)} model file(s) trained on its labels "
+            f"({models[0]}, ...): the decisions are lost, not zero. Restore labels.sqlite (with its "
+            f"-wal file, if any) from a backup; to start over without them, move {heads} aside.")
 
     # -- basic properties -------------------------------------------------------------------
     @property

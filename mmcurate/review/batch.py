@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_bytes, atomic_write_frame
+from mmcurate._fileio import atomic_write_bytes, atomic_write_frame, spreadsheet_safe
 from mmcurate.exceptions import ProjectError
 from mmcurate.export import absolute_image_paths, sample_key
 
@@ -83,12 +83,14 @@ def export_batch(proj, out: str | os.PathLike, *, round_id: int | None = None,
     })
     if thumbnails:
         table["thumbnail"] = _write_thumbnails(proj, rows, out)
-    return atomic_write_frame(table, out, fmt=out.suffix.lower().lstrip("."))
+    fmt = out.suffix.lower().lstrip(".")
+    # a person opens the CSV in a spreadsheet: no cell may run as a formula (read back unescaped)
+    return atomic_write_frame(spreadsheet_safe(table) if fmt == "csv" else table, out, fmt=fmt)
 
 
 def _write_thumbnails(proj, rows: pd.DataFrame, out: Path) -> list[str]:
     """Write one JPEG per readable image into ``<out stem>_thumbs/``; relative paths or ''."""
-    if proj.kind == "external" or proj.image_root is None:
+    if proj.image_root is None:
         return [""] * len(rows)
     from mmcurate.data import open_image
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import pandas as pd
 
+from mmcurate._fileio import unescape_cell
 from mmcurate.exceptions import DataError
 
 __all__ = ["DECISIONS", "DecisionError", "LabelsFileError", "ParsedDecisions", "clean_decision",
@@ -255,7 +256,8 @@ def _table_records(header: list[str], rows: list[list[str]]) -> tuple[Records, l
 
 def _csv_records(text: str, label: str) -> tuple[Records, list[Problem]]:
     try:
-        rows = [r for r in csv.reader(io.StringIO(text, newline="")) if any(cell.strip() for cell in r)]
+        rows = [[unescape_cell(cell) for cell in r] for r in csv.reader(io.StringIO(text, newline=""))
+                if any(cell.strip() for cell in r)]
     except csv.Error as err:
         raise LabelsFileError(f"{label}: not a readable CSV file ({err})") from err
     if not rows:

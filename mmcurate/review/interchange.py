@@ -25,7 +25,13 @@ from typing import Any
 
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_frame, atomic_write_json, atomic_write_text
+from mmcurate._fileio import (
+    atomic_write_frame,
+    atomic_write_json,
+    atomic_write_text,
+    spreadsheet_safe,
+    unescape_cell,
+)
 from mmcurate.review.decisions import DECISIONS, LabelsFileError
 from mmcurate.review.project_app import image_resolver
 
@@ -142,12 +148,13 @@ def export_fiftyone(proj, out_dir: str | os.PathLike, *, round_id: int | None = 
     rows = _round_rows(proj, round_id)
     table = rows[["filepath", "pair_id", "caption", "score", "reason"]].assign(decision="",
                                                                             fixed_caption="")
-    return atomic_write_frame(table, Path(out_dir) / "labels.csv", fmt="csv")
+    return atomic_write_frame(spreadsheet_safe(table), Path(out_dir) / "labels.csv", fmt="csv")
 
 
 def _fo_samples(path: Path) -> list[dict[str, Any]]:
     if path.suffix == ".csv":
-        return pd.read_csv(path, dtype=str, keep_default_na=False).to_dict("records")
+        table = pd.read_csv(path, dtype=str, keep_default_na=False).map(unescape_cell)
+        return table.to_dict("records")
     data = json.loads(path.read_text(encoding="utf-8"))
     return data["samples"] if isinstance(data, dict) and "samples" in data else data
 

@@ -16,9 +16,10 @@ def image_resolver(proj):
     """``pair_id -> Path | None``: the pair's image file inside the project's image root.
 
     WebDataset members are extracted once into ``PROJECT/.cache/review_images``. Projects built
-    from imported embeddings have no images (None).
+    from imported embeddings use their ``image_path`` (relative to ``init --image-root``, or
+    absolute); without either they have no images (None).
     """
-    if proj.kind == "external" or proj.image_root is None:
+    if proj.image_root is None:
         return lambda pair_id: None
     root = proj.image_root.resolve()
     refs = dict(zip(proj.pairs["pair_id"], proj.pairs["image"]))

@@ -16,7 +16,8 @@ from mmcurate._fileio import atomic_write_frame, atomic_write_json
 from mmcurate.exceptions import NotEmbeddedError, ProjectError
 from mmcurate.stream.threshold import AdaptiveThreshold
 
-__all__ = ["LOG_COLUMNS", "add_pairs", "check_options", "content_hash", "recover_stream", "stream_log",
+__all__ = ["LOG_COLUMNS", "add_pairs", "check_options", "content_hash", "has_pending", "recover_stream",
+           "stream_log",
            "stream_state"]
 
 LOG_COLUMNS = ["batch_id", "source", "pair_id", "score", "threshold", "queued", "round_id",
@@ -324,6 +325,11 @@ def _create_round(proj, journal: dict[str, Any], decisions: pd.DataFrame) -> int
     existing = _stream_round(proj, journal["batch_id"])
     if existing is not None:
         return existing
+    # finishing an interrupted add: pairs that a command run in between (select) already queued
+    # stay in that round; the stream round takes the others
+    queued = queued[~queued["pair_id"].isin(proj.ledger.queued_pair_ids())]
+    if queued.empty:
+        return None
     manifest = proj.store.manifest() or {}
     cut = float(queued["threshold"].iloc[0])
     return proj.ledger.create_round(
@@ -387,6 +393,11 @@ def _recover(proj) -> pd.DataFrame | None:
     shutil.rmtree(pending)
     proj.store.compact(proj.pairs["pair_id"].tolist())  # drop the uncommitted part, if written
     return None
+
+
+def has_pending(proj) -> bool:
+    """True when an interrupted ``add_pairs`` left a journalled batch to finish or roll back."""
+    return (_dir(proj, "pending") / "journal.json").is_file() or _dir(proj, "pending").is_dir()
 
 
 def recover_stream(proj) -> pd.DataFrame | None:

@@ -486,5 +486,60 @@ ADD_CASES = [
          Rejects((("new.jsonl", 1, "non_string_caption"),), n_pairs=0)),
 ]
 
+
+
+def _renamed(pairs: pd.DataFrame, expected: dict[str, object], pair_id: str | None = None) -> bool:
+    """Source columns named like mmcurate's own kept as ``source_<name>`` with their values."""
+    row = pairs.iloc[0]
+    return (all(str(row[k]) == str(v) for k, v in expected.items())
+            and (pair_id is None or row["pair_id"] == pair_id))
+
+
+# source columns named like mmcurate's own (mmcurate.data.columns): renamed source_<name>, never
+# dropped, misread as our own (a `_error` value as a malformed row) or crashing
+RESERVED_CASES = [
+    Case("csv_reserved_column_names", "csv", "init",
+         _csv("id,image,caption,status,pair_id,_row,_error,_meta,p_aligned\n"
+              "a,img/a.png,a red square,success,theirs,99,boom,m,0.5\n"),
+         Accepts(1, lambda p: _renamed(p, {"source_status": "success", "source_pair_id": "theirs",
+                                           "source__row": "99", "source__error": "boom",
+                                           "source__meta": "m", "source_p_aligned": "0.5"}, "a"))),
+    Case("csv_unmapped_image_column_kept", "csv", "init",
+         lambda w: ["--pairs", w.table("pairs.csv", "id,file,image,caption\na,img/a.png,theirs,red\n"),
+                    "--image-column", "file"],
+         Accepts(1, lambda p: _renamed(p, {"image": "img/a.png", "source_image": "theirs"}, "a"))),
+    Case("jsonl_reserved_column_names", "jsonl", "init",
+         _jsonl(['{"id": "a", "image": "img/a.png", "caption": "red", "_row": 7, "_error": "x", '
+                 '"status": "failed_to_download", "reviewer": "them"}']),
+         Accepts(1, lambda p: _renamed(p, {"source__row": 7, "source__error": "x",
+                                           "source_status": "failed_to_download",
+                                           "source_reviewer": "them"}, "a"))),
+    Case("parquet_reserved_column_names", "parquet", "init",
+         _parquet(pd.DataFrame({"id": ["a"], "image": ["img/a.png"], "caption": ["red"],
+                                "pair_id": ["theirs"], "_meta": ["m"], "status": ["success"]})),
+         Accepts(1, lambda p: _renamed(p, {"source_pair_id": "theirs", "source__meta": "m",
+                                           "source_status": "success"}, "a"))),
+    Case("wds_json_reserved_keys", "webdataset", "init",
+         _wds({"s1.png": png_bytes(), "s1.txt": b"a cat",
+               "s1.json": b'{"status": "success", "_error": "x", "image": "theirs", "url": "http://u"}'}),
+         Accepts(1, lambda p: _renamed(p, {"source_status": "success", "source__error": "x",
+                                           "source_image": "theirs", "url": "http://u"}, "s1"))),
+    Case("emb_reserved_metadata_columns", "embeddings", "init-emb",
+         _emb(lambda: [(vectors(2), vectors(2, seed=1),
+                        meta(2, status=["success", "success"], pair_id=["x", "y"], image=["i", "j"],
+                             _row=[5, 6]))]),
+         Accepts(2, lambda p: _renamed(p, {"source_status": "success", "source_pair_id": "x",
+                                           "source_image": "i", "source__row": 5}, "k0"))),
+    Case("emb_zero_vector", "embeddings", "init-emb",
+         _emb(lambda: [(np.where(np.arange(3)[:, None] == 1, 0.0, vectors(3)).astype(np.float32),
+                        vectors(3, seed=1), meta(3))]),
+         Rejects((("metadata_0.parquet", 2, "zero_vector"),), n_pairs=2, detail="img_emb_0.npy row 2")),
+    Case("emb_float64_beyond_float32", "embeddings", "init-emb",
+         _emb(lambda: [(vectors(3), np.where(np.arange(3)[:, None] == 2, 1e300,
+                                             vectors(3, seed=1).astype(np.float64)), meta(3))]),
+         Rejects((("metadata_0.parquet", 3, "non_finite_vector"),), n_pairs=2,
+                 detail="text_emb_0.npy row 3")),
+]
+
 CASES: list[Case] = [*CSV_CASES, *JSONL_CASES, *PARQUET_CASES, *WDS_CASES, *FOLDER_CASES, *EMB_CASES,
-                     *LABEL_CASES, *ADD_CASES]
+                     *LABEL_CASES, *ADD_CASES, *RESERVED_CASES]

@@ -138,16 +138,35 @@ def test_alpha_composited_on_white(tmp_path):
     assert im.mode == "RGB" and im.getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_large_csv_without_image_checks_is_fast(root):
-    import time
+def test_large_csv_without_image_checks_does_bounded_work(root, monkeypatch):
+    """Work is bounded, not timed: no image is opened or decoded, each row's path is checked once
+    and the file is parsed once (a timed bound failed on a loaded machine)."""
+    import importlib
 
+    sources = importlib.import_module("mmcurate.data.sources")
+    validate = importlib.import_module("mmcurate.data.validate")  # the module, not the function
     n = 100_000
     df = pd.DataFrame({"id": range(n), "image": [f"img/{i % 4}.png" for i in range(n)],
                        "caption": [f"caption {i}" for i in range(n)]})
     df.to_csv(root / "big.csv", index=False)
-    start = time.perf_counter()
+    calls = {"resolve": 0, "parse": 0}
+
+    def no_image_read(*args, **kwargs):
+        raise AssertionError("check_images=False read an image")
+
+    def counted(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(validate, "read_image_bytes", no_image_read)
+    monkeypatch.setattr(Image, "open", no_image_read)
+    monkeypatch.setattr(validate, "resolve_image_ref", counted("resolve", validate.resolve_image_ref))
+    monkeypatch.setattr(sources, "_numbered_rows", counted("parse", sources._numbered_rows))
     r = load_pairs(root / "big.csv", check_images=False)
-    assert len(r.pairs) == n and time.perf_counter() - start < 30
+    assert len(r.pairs) == n and r.rejects.empty
+    assert calls == {"resolve": n, "parse": 1}
 
 
 def test_tuxpaint_pairs(tmp_path):

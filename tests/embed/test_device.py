@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -53,12 +51,23 @@ def test_defaults_per_device():
 
 
 @no_cuda
-def test_cli_device_cuda_fails_fast_with_exit_2(micro_clip_dir, png_pairs, tmp_path, capsys):
+def test_cli_device_cuda_fails_fast_with_exit_2(micro_clip_dir, png_pairs, tmp_path, capsys,
+                                                monkeypatch):
+    import mmcurate.data
+    import mmcurate.data.images
+    import mmcurate.embed.encoder
+
     spec = ModelSpec(f"local-dir:{micro_clip_dir}", None)
     proj = create_project(tmp_path / "p", pairs=png_pairs, model=spec, progress=False)
-    start = time.perf_counter()
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("a model was loaded or an image read before the device check")
+
+    # "fails fast" as bounded work, not seconds: nothing is loaded or decoded before the error
+    monkeypatch.setattr(mmcurate.embed.encoder, "load_encoder", no_work)
+    monkeypatch.setattr(mmcurate.data, "open_image", no_work)
+    monkeypatch.setattr(mmcurate.data.images, "read_image_bytes", no_work)
     assert main(["embed", str(proj.root), "--device", "cuda", "--no-progress"]) == 2
-    assert time.perf_counter() - start < 30  # "within seconds": nothing was loaded or decoded
     err = capsys.readouterr().err
     assert "no CUDA GPU" in err and "--device cpu" in err
     assert proj.n_embedded == 0 and proj.store.manifest() is None

@@ -20,3 +20,21 @@ def test_training_shows_progress_with_eta(tmp_path, capfd):
 def test_training_quiet_without_progress(tmp_path, capfd):
     train_tiny_clip(tmp_path / "tiny", steps=2, batch_size=8, pool_size=40, progress=False)
     assert "tiny model" not in capfd.readouterr().err
+
+
+def test_cache_is_per_checkout_unless_set(monkeypatch, tmp_path):
+    """Two clones never share (or wait on) one tiny model under the home folder."""
+    from pathlib import Path
+
+    import mmcurate
+    from mmcurate.embed import tiny
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MMCURATE_CACHE", raising=False)
+    checkout = Path(mmcurate.__file__).resolve().parents[1]
+    assert tiny._cache_root() == checkout / ".cache" / "mmcurate"
+    monkeypatch.setenv("MMCURATE_CACHE", str(tmp_path / "c"))
+    assert tiny._cache_root() == tmp_path / "c"
+    monkeypatch.delenv("MMCURATE_CACHE")
+    monkeypatch.setattr(tiny, "_checkout_root", lambda: None)  # an installed copy (site-packages)
+    assert tiny._cache_root() == tmp_path / "home" / ".cache" / "mmcurate"

@@ -76,3 +76,35 @@ def test_img2dataset_shards_load(server, tmp_path):
     assert r.rejects["detail"].str.contains("missing.jpg").any()
     im = open_image(r.pairs["image"].iloc[0], image_root=out)
     assert im.size == (107, 64)  # img2dataset resized the 80x48 original (keep_ratio: short side 64)
+    _clip_retrieval_metadata_exports(out, tmp_path)
+
+
+def _clip_retrieval_metadata_exports(out, tmp_path):
+    """clip-retrieval's inference over img2dataset shards keeps img2dataset's metadata columns
+    (``status`` among them) beside ``image_path``: such a folder imports and exports in every table
+    format, img2dataset's values kept as ``source_status``."""
+    from mmcurate.embed.importer import write_embedding_folder
+    from mmcurate.export import export_curated
+    from mmcurate.project import create_project
+
+    meta = pd.concat([pd.read_parquet(p) for p in sorted(out.glob("*.parquet"))], ignore_index=True)
+    meta = meta[meta["status"] == "success"].reset_index(drop=True)
+    assert {"key", "url", "caption", "status", "error_message", "width", "height"} <= set(meta.columns)
+    vectors = np.random.default_rng(0).normal(size=(len(meta), 8)).astype(np.float32)
+    write_embedding_folder(tmp_path / "emb", vectors, vectors, meta)
+    proj = create_project(tmp_path / "proj", embeddings=tmp_path / "emb")
+    assert proj.config["renamed_columns"] == {"status": "source_status"}
+    ids = proj.pairs["pair_id"].tolist()
+    proj.ledger.create_round(ids, strategy="test", params={}, model={})
+    for pid in ids:
+        proj.ledger.record(pid, "accept")
+    for fmt in ("csv", "jsonl", "parquet"):
+        path = export_curated(proj, tmp_path / fmt, fmt=fmt, threshold=None)["curated_path"]
+        curated = (pd.read_csv(path) if fmt == "csv" else pd.read_json(path, lines=True, dtype=False)
+                   if fmt == "jsonl" else pd.read_parquet(path))
+        assert curated.columns.is_unique and len(curated) == len(meta)
+        assert set(curated["status"]) == {"accepted"} and set(curated["source_status"]) == {"success"}
+        assert sorted(curated["url"]) == sorted(meta["url"])
+        assert sorted(curated["width"]) == sorted(meta["width"])  # img2dataset writes it as float64
+        if fmt == "parquet":
+            assert curated["width"].dtype == meta["width"].dtype

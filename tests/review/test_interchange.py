@@ -101,3 +101,52 @@ def test_fiftyone_two_decision_tags_rejected_with_row(tmp_path):
     (tmp_path / "s.json").write_text(json.dumps(samples))
     with pytest.raises(DataError, match="row 1"):
         read_fiftyone(tmp_path / "s.json")
+
+
+@pytest.mark.parametrize("absolute", [False, True])
+def test_imported_embeddings_show_their_image_path(tmp_path, absolute):
+    """An imported-embeddings project uses its metadata's image_path (relative to --image-root, or
+    absolute): review page resolver, batch thumbnails, Label Studio tasks and the FiftyOne CSV."""
+    import numpy as np
+    from PIL import Image
+
+    from mmcurate.cli import main
+    from mmcurate.embed.importer import write_embedding_folder
+    from mmcurate.project import open_project
+    from mmcurate.review.batch import export_batch
+    from mmcurate.review.interchange import export_fiftyone, export_label_studio
+    from mmcurate.review.project_app import image_resolver
+
+    photos = tmp_path / "photos"
+    (photos / "00000").mkdir(parents=True)
+    for i in range(4):
+        Image.new("RGB", (16, 16), (60 * i, 0, 0)).save(photos / "00000" / f"{i}.jpg")
+    rel = [f"00000/{i}.jpg" for i in range(4)]
+    vectors = np.eye(4, 8, dtype=np.float32)
+    write_embedding_folder(tmp_path / "emb", vectors, vectors, pd.DataFrame({
+        "key": [f"k{i}" for i in range(4)], "caption": [f"c{i}" for i in range(4)],
+        "image_path": [str(photos / p) for p in rel] if absolute else rel}))
+    argv = ["init", str(tmp_path / "proj"), "--embeddings", str(tmp_path / "emb")]
+    assert main(argv if absolute else [*argv, "--image-root", str(photos)]) == 0
+    proj = open_project(tmp_path / "proj")
+    proj.ledger.create_round(["k0", "k1"], strategy="test", params={}, model={})
+    assert image_resolver(proj)("k1") == (photos / "00000" / "1.jpg").resolve()
+    batch = pd.read_csv(export_batch(proj, tmp_path / "b.csv", thumbnails=True), dtype=str)
+    assert batch["thumbnail"].str.startswith("b_thumbs/").all()
+    tasks = json.loads(export_label_studio(proj, tmp_path / "ls").read_text())
+    assert all(t["data"]["image"].endswith(f"00000/{i}.jpg") for i, t in enumerate(tasks))
+    fo = pd.read_csv(export_fiftyone(proj, tmp_path / "fo"), dtype=str)
+    assert fo["filepath"].tolist() == [str((photos / "00000" / f"{i}.jpg").resolve()) for i in range(2)]
+
+
+def test_imported_embeddings_with_relative_paths_and_no_root_say_so(tmp_path, capsys):
+    import numpy as np
+
+    from mmcurate.cli import main
+    from mmcurate.embed.importer import write_embedding_folder
+
+    vectors = np.eye(2, 8, dtype=np.float32)
+    write_embedding_folder(tmp_path / "emb", vectors, vectors, pd.DataFrame(
+        {"caption": ["a", "b"], "image_path": ["x/0.jpg", "x/1.jpg"]}))
+    assert main(["init", str(tmp_path / "proj"), "--embeddings", str(tmp_path / "emb")]) == 0
+    assert "give --image-root FOLDER" in capsys.readouterr().out
