@@ -190,8 +190,9 @@ def per_run(rows: pd.DataFrame) -> pd.DataFrame:
 def _mark(value: float, target: float, higher: bool) -> str:
     if value is None or pd.isna(value):
         return "—"
-    miss = value < target if higher else value > target
-    return f"{value:.3f}" + (f" ✗{value - target:+.3f}" if miss else "")
+    gap = value - target
+    miss = (gap < -1e-9) if higher else (gap > 1e-9)  # a tie (up to rounding) meets the target
+    return f"{value:.3f}" + (f" ✗{gap:+.3f}" if miss else "")
 
 
 def _cell(values: pd.Series, worst: str, target: float | None, higher: bool) -> str:
