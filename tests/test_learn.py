@@ -272,3 +272,85 @@ def test_reviewer_error_rate_from_audits():
             for i in range(4000)]
     out = learn.reviewer_error_rate(seen)
     assert out["low"] < 0.1 < out["high"] and abs(out["error_rate"] - 0.1) < 0.015
+
+
+def test_rank_after_train_reports_the_model_it_used(shifted, tmp_path, capsys):
+    import json
+
+    from mmcurate.cli import main
+
+    proj, truth = shifted
+    for r in range(2):
+        round_id, batch = select_batch(proj, budget=100, random_state=r)
+        import_labels(proj, _oracle(batch, truth), round_id=round_id)
+        train_project_head(proj)
+    in_use = load_model(proj).round
+    assert in_use is not None
+    out = tmp_path / "ranked.csv"
+    assert main(["rank", str(proj.root), "--out", str(out)]) == 0  # the default strategy
+    printed = capsys.readouterr().out
+    prov = json.loads((tmp_path / "ranked.csv.provenance.json").read_text())
+    assert prov["head_round"] == in_use and prov["strategies"] == ["p_misaligned"]
+    assert f"model {in_use}" in printed and "zero-label prior" not in printed
+    # the notebook entry points rank by the same default, under the same model
+    assert proj.rank().attrs["provenance"]["strategies"] == ["p_misaligned"]
+    assert rank_project(proj).attrs["provenance"]["head_round"] == in_use
+
+
+def test_a_contradicted_decision_reaches_the_second_opinion_queue(shifted):
+    from mmcurate.labels import resolve_opinions
+
+    proj, truth = shifted
+    round_id, batch = select_batch(proj, budget=100, random_state=0)
+    decisions = _oracle(batch, truth)
+    rejected = batch.index[decisions["decision"] == "reject"]
+    wrong = batch.loc[rejected, "score"].nlargest(3).index  # the surest suspects, accepted by mistake
+    decisions.loc[wrong, "decision"] = "accept"
+    import_labels(proj, decisions, round_id=round_id)
+    train_project_head(proj)
+    round2, batch2 = select_batch(proj, budget=100, random_state=1)
+    again = batch2[batch2["stratum"] == "second_opinion"]
+    contradicted = again[again["reason"].str.startswith("second opinion")]
+    assert set(decisions.loc[wrong, "pair_id"]) & set(contradicted["pair_id"])  # the model doubts them
+    assert len(again) <= 12 and again["decision"].isna().all()  # undecided in this round
+    # the second opinion rejects them: two opinions, a tie, goes to the latest
+    redo = pd.DataFrame({"pair_id": contradicted["pair_id"], "decision": "reject"})
+    import_labels(proj, redo)
+    resolved = proj.ledger.resolved().set_index("pair_id")
+    assert (resolved.loc[contradicted["pair_id"], "decision"] == "reject").all()
+    assert (resolved.loc[contradicted["pair_id"], "n_opinions"] == 2).all()
+    history = proj.ledger.decisions(history=True)
+    assert set(history.loc[history["pair_id"].isin(redo["pair_id"]), "round"]) == {round_id, round2}
+    assert len(resolve_opinions(history)) == len(resolved)
+
+
+def test_export_keeps_unreviewed_pairs_unverified_when_the_model_cannot_vouch(shifted, tmp_path):
+    from mmcurate.export import export_curated
+
+    proj, truth = shifted
+    round_id, batch = select_batch(proj, budget=30, random_state=0)  # 3 random labels: too few
+    import_labels(proj, _oracle(batch, truth), round_id=round_id)
+    train_project_head(proj)
+    summary = export_curated(proj, tmp_path / "out")
+    est = summary["estimates"]
+    assert (not est["verified"] and "randomly drawn labels" in est["why"]) or "no model" in est["why"]
+    assert summary["below_threshold"] == 0 and summary["unverified"] == 2000 - summary["reviewed"]
+    curated = pd.read_csv(summary["curated_path"], dtype={"pair_id": str})
+    assert (curated["status"] == "unverified").sum() == summary["unverified"]
+
+
+def test_the_default_threshold_lands_near_its_target(shifted):
+    from mmcurate.export import curate_pairs
+
+    proj, truth = shifted
+    for r in range(3):
+        round_id, batch = select_batch(proj, budget=100, random_state=r)
+        import_labels(proj, _oracle(batch, truth), round_id=round_id)
+        train_project_head(proj)
+    cur = curate_pairs(proj)
+    est = cur.estimates
+    assert est["verified"], est["why"]
+    auto = cur.pairs[cur.pairs["status"] == "auto"]
+    actual = auto["pair_id"].map(truth).mean()
+    assert est["est_noise_kept"] <= est["target_noise"]
+    assert actual <= est["target_noise"] + 0.02, (actual, est)  # near its stated target

@@ -29,6 +29,8 @@ class Model:
     k: int | None = None
     trained_on: frozenset[str] = field(default_factory=frozenset)
     info: dict[str, Any] = field(default_factory=dict)
+    held_out: dict[str, float] = field(default_factory=dict)
+    """Each decided pair's P(aligned) from fits that did not see its decision."""
 
 
 def _model_sidecar(proj, model_round: int) -> Path:
@@ -50,7 +52,7 @@ def load_model(proj) -> Model:
 
             checkpoint = Path(record["checkpoint"])
             head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
-        calibrator, k, trained_on = None, None, frozenset[str]()
+        calibrator, k, trained_on, held_out = None, None, frozenset[str](), {}
         sidecar = _model_sidecar(proj, int(record["head_round"]))
         if info is not None and sidecar.is_file():
             from mmcurate.learn import calibrator_from_dict
@@ -58,7 +60,8 @@ def load_model(proj) -> Model:
             data = json.loads(sidecar.read_text(encoding="utf-8"))
             calibrator, k = calibrator_from_dict(data["calibrator"]), int(data["k"])
             trained_on = frozenset(data.get("trained_on", ()))
-        return Model(int(record["head_round"]), head, calibrator, k, trained_on, dict(info or {}))
+            held_out = {str(key): float(v) for key, v in (data.get("held_out_p_aligned") or {}).items()}
+        return Model(int(record["head_round"]), head, calibrator, k, trained_on, dict(info or {}), held_out)
     return Model()
 
 

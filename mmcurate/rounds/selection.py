@@ -132,9 +132,11 @@ def _second_opinions(proj, ranked: pd.DataFrame, budget: int, share: float, audi
     resolved = resolved[resolved["pair_id"].map(shown).fillna(0).to_numpy() < 2]
     out: list[tuple[str, float, str]] = []
     if share > 0 and "p_aligned" in ranked.columns:
-        p = resolved["pair_id"].map(ranked.set_index("pair_id")["p_aligned"]).to_numpy(np.float64)
+        # held out where the model in use has it (a fit that saw a decision cannot doubt it)
+        p = resolved["pair_id"].map(load_model(proj).held_out).fillna(
+            resolved["pair_id"].map(ranked.set_index("pair_id")["p_aligned"])).to_numpy(np.float64)
         other = np.where(resolved["decision"].to_numpy() == "accept", 1.0 - p, p)
-        strong = np.flatnonzero(np.nan_to_num(other) >= CONTRADICTION)
+        strong = np.flatnonzero(np.nan_to_num(other) >= CONTRADICTION)  # NaN: no probability, no doubt
         strong = strong[np.argsort(-other[strong], kind="stable")][: round(share * budget)]
         out += [(str(resolved["pair_id"].iloc[i]), float(other[i]),
                  f"second opinion: decided {resolved['decision'].iloc[i]}, the model gives the other "

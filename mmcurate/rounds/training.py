@@ -69,7 +69,8 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
         atomic_write_json(_model_sidecar(proj, model_round), {
             "calibrator": fit["calibrator"], "k": k, "use_head": fit["use_head"],
             "validation": fit["validation"], "recalibration": fit["recalibration"],
-            "reviewer": reviewer, "trained_on": sorted(map(str, ids))})
+            "reviewer": reviewer, "held_out_p_aligned": fit["held_out_p_aligned"],
+            "trained_on": sorted(map(str, ids))})
         info = {"accepted": fit["validation"]["accepted"], "reason": fit["validation"]["reason"],
                 "use_head": fit["use_head"], "replaces": previous.round,
                 "validation": fit["validation"], "recalibration": fit["recalibration"],
@@ -160,6 +161,9 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
             calibrator, verdict, held, out["use_head"] = with_head, verdict_head, held_head, True
     a, b = platt_ipw(held, y, weights=weights, error_rate=error_rate)
     out["calibrator"] = calibrator_to_dict(recalibrated(calibrator, a, b))
+    # each decided pair's P(aligned) from fits that did not see its decision (second opinions)
+    ids = proj.pairs["pair_id"].to_numpy()[rows].astype(str)
+    out["held_out_p_aligned"] = dict(zip(ids.tolist(), (1 / (1 + np.exp(-(a * held + b)))).tolist()))
     out["recalibration"] = {"a": a, "b": b, "error_rate": error_rate, "l2": calibrator.l2}
     out["validation"] = verdict.as_dict()
     return out
