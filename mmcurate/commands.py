@@ -120,7 +120,9 @@ def status_lines(status: dict) -> list[str]:
             low, high = est.get("low"), est.get("high")
             sure = (f"95% interval {low:.1%}-{high:.1%}" if low is not None and high is not None
                     and low == low and high == high else "no interval")
-            rows.append(("", f"estimate: {est['how']} ({sure})"))
+            import textwrap
+
+            rows += [("", line) for line in textwrap.wrap(f"estimate: {est['how']} ({sure})", 90)]
     rows.append(("next", _next_step(status)))
     width = max(len(k) for k, _ in rows)
     return [f"{k:<{width}}  {v}" for k, v in rows]
@@ -304,14 +306,16 @@ def train_lines(model_round: int, metrics: dict) -> list[str]:
                                  f"(zero-label prior), labels cross-fitted"))
     if val.get("incumbent") not in (None, "prior") and val.get("auroc_incumbent") is not None:
         rows.append(("vs in use", f"AUROC {val['auroc_new']:.4f} vs {val['auroc_incumbent']:.4f} "
-                                  f"({val['incumbent']}, re-fitted without each fold), refused only "
-                                  f"below by more than {val.get('margin', 0.0):.4f}"))
+                                  f"({val['incumbent']}, refitted without each fold); refused only "
+                                  f"below by > {val.get('margin', 0.0):.4f}"))
     recal = metrics.get("recalibration") or {}
     if recal:
-        rows.append(("calibration", f"P(aligned) = sigma({recal['a']:.3f} * logit + {recal['b']:.3f}), "
-                                    f"fitted "
-                                    f"on held-out logits weighted by 1/inclusion; shrinkage l2 "
-                                    f"{recal['l2']:g}; reviewer error rate {recal['error_rate']:.3f}"))
+        rows.append(("calibration", f"logit shift {recal['b']:+.3f} (held-out, weighted 1/inclusion); "
+                                    f"l2 {recal['l2']:g}; reviewer errors {recal['error_rate']:.1%}"))
+    reviewer = metrics.get("reviewer") or {}
+    if reviewer.get("n"):
+        rows.append(("reviewer", f"error rate {reviewer['error_rate']:.1%} (95% {reviewer['low']:.1%}-"
+                                 f"{reviewer['high']:.1%}) from {reviewer['n']} audited pairs"))
     head = metrics.get("head")
     if "cv_auroc" in metrics:
         rows.append(("head", f"{'used' if metrics.get('use_head') else 'not used'}: cross-validated AUROC "
@@ -351,7 +355,10 @@ def export_lines(summary: dict) -> list[str]:
     if summary.get("left_out"):
         rows.append(("no verdict", f"{summary['left_out']:>{w}}  unreviewed pairs (--reviewed-only)"))
     if est and not est.get("verified", True):
-        rows.append(("unverified", f"{unverified} unreviewed pairs kept without a verdict: {est.get('why')}"))
+        import textwrap
+
+        why = textwrap.wrap(f"{unverified} unreviewed pairs kept without a verdict: {est.get('why')}", 90)
+        rows += [("unverified" if i == 0 else "", line) for i, line in enumerate(why)]
         rows.append(("", "to let the model decide: review more batches and train, or pass --threshold"))
     elif est:
         rows.append(("threshold", f"P(aligned) >= {est['threshold']:.3f} keeps {est['n_kept']} unreviewed "
