@@ -325,7 +325,7 @@ def compare_models(new_logits: npt.ArrayLike, incumbent_logits: npt.ArrayLike, y
     >>> y = [1, 0, 1, 1, 0, 1]
     >>> v = compare_models([2.0, -1.0, 1.5, 1.2, -0.4, 0.9], [1.0, 0.5, -0.2, 0.8, 0.1, 0.2], y)
     >>> v.accepted, round(v.auroc_new, 3), round(v.auroc_incumbent, 3)
-    (True, 1.0, 0.5)
+    (True, 1.0, 0.625)
     >>> same = [1.0, 0.0, 1.0, 1.0, 0.0, 1.0]
     >>> compare_models(same, same, y, incumbent="model 3").accepted  # a tie is not a loss
     True

@@ -52,12 +52,14 @@ def test_three_rounds_through_the_cli(scene_project, tmp_path, capsys):
         out = tmp_path / f"round{r}.csv"
         assert main(["batch", "export", str(proj_dir), "--out", str(out)]) == 0
         batch = pd.read_csv(out, dtype=str)
-        queued += batch["pair_id"].tolist()
+        again = batch["reason"].fillna("").str.startswith(("second opinion", "audit"))
+        assert batch.loc[again, "pair_id"].isin(queued).all()  # shown again: decided in an earlier round
+        queued += batch.loc[~again, "pair_id"].tolist()
         _answer(out, truth)
         assert main(["label", str(proj_dir), "--import", str(out)]) == 0
         assert main(["label", str(proj_dir), "--import", str(out)]) == 0  # idempotent
         assert main(["train", str(proj_dir)]) == 0
-    assert len(queued) == 120 and len(set(queued)) == 120, "a pair was queued twice"
+    assert len(queued) == len(set(queued)) >= 110, "a pair was queued twice as new"
     capsys.readouterr()
     assert main(["status", str(proj_dir), "--json"]) == 0
     status = json.loads(capsys.readouterr().out)

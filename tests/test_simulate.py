@@ -40,7 +40,8 @@ def test_metrics_file_summary_and_plots(tmp_path, folder):
     assert len(on_disk) == 2 * 2 * 3  # strategies x seeds x rounds 0..2
     assert set(on_disk["strategy"]) == {"random", "margin"}
     curves = on_disk.sort_values("round").groupby(["strategy", "seed"])["labels"].apply(tuple)
-    assert set(curves) == {(0, 20, 40)}
+    # round 2 may show up to 2 decided pairs again (second opinions: 10% of a batch of 20)
+    assert all(c[:2] == (0, 20) and 38 <= c[2] <= 40 for c in curves), set(curves)
     assert set(on_disk.loc[on_disk["strategy"] == "margin", "detection_score"]) == {"1-p_aligned"}
     assert on_disk["batch_precision"].isna().sum() == 4  # the last round picks no batch
     pd.testing.assert_frame_equal(on_disk, metrics, check_dtype=False)

@@ -22,7 +22,7 @@ Curated set (:func:`export_curated`)
     exploration labels give an unbiased check of that share with a 95% interval
     (``Curation.estimates``). The model's probabilities are recalibrated on every label weighted by
     1/inclusion probability when it is trained (:mod:`mmcurate.learn`). When the model cannot
-    vouch for them (no trained model in use, held-out AUROC below 0.65, fewer than 20 randomly
+    vouch for them (no trained model in use, held-out AUROC below 0.65, fewer than 15 randomly
     drawn labels, or no threshold keeps anything), nothing is dropped by the model: the
     unreviewed pairs are kept as ``unverified`` and ``estimates["why"]`` says why.
 

@@ -109,7 +109,7 @@ def _validate_threshold(threshold: float | str | None) -> None:
                          f"P(aligned) in [0, 1]; got {threshold!r}")
 
 
-MIN_RANDOM_LABELS = 20
+MIN_RANDOM_LABELS = 15
 """Random (explore) labels the model's calibration needs before ``export`` lets it drop pairs."""
 MIN_AUROC = 0.65
 """Held-out AUROC (weighted by 1/π) the model in use needs before ``export`` lets it drop pairs."""

@@ -138,9 +138,9 @@ def _second_opinions(proj, ranked: pd.DataFrame, budget: int, share: float, audi
         other = np.where(resolved["decision"].to_numpy() == "accept", 1.0 - p, p)
         strong = np.flatnonzero(np.nan_to_num(other) >= CONTRADICTION)  # NaN: no probability, no doubt
         strong = strong[np.argsort(-other[strong], kind="stable")][: round(share * budget)]
-        out += [(str(resolved["pair_id"].iloc[i]), float(other[i]),
-                 f"second opinion: decided {resolved['decision'].iloc[i]}, the model gives the other "
-                 f"verdict P={other[i]:.3f}") for i in strong]
+        # the reason is shown to the reviewer: it must not say what was decided before (blind)
+        out += [(str(resolved["pair_id"].iloc[i]), float(other[i]), "second opinion: shown again")
+                for i in strong]
     n_audit = round(audit * budget)
     taken = {pid for pid, _, _ in out}
     once = resolved["n_opinions"].to_numpy() == 1
@@ -148,9 +148,7 @@ def _second_opinions(proj, ranked: pd.DataFrame, budget: int, share: float, audi
     if n_audit and len(rest):
         rng = check_random_state(random_state, stream=0x61756474)
         for i in np.sort(rng.choice(rest, size=min(n_audit, len(rest)), replace=False)):
-            out.append((str(resolved["pair_id"].iloc[i]), float("nan"),
-                        f"audit: a decided pair ({resolved['decision'].iloc[i]}) drawn at random to "
-                        f"estimate the reviewer's error rate"))
+            out.append((str(resolved["pair_id"].iloc[i]), float("nan"), "audit: shown again"))
     return out
 
 
