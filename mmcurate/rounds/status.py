@@ -11,7 +11,7 @@ from mmcurate.rounds.model import load_model
 def rounds_status(proj) -> dict[str, Any]:
     """Rounds, decisions, conflicts, head metrics and the estimated noise rate."""
     ledger = proj.ledger
-    decisions = ledger.decisions()
+    decisions = ledger.resolved()  # one decision per pair (repeated opinions resolved)
     counts = decisions["decision"].value_counts().to_dict() if len(decisions) else {}
     latest = ledger.latest_head()
     state_path = proj.root / "state.json"
@@ -27,6 +27,7 @@ def rounds_status(proj) -> dict[str, Any]:
         "rounds": len(ledger.rounds()),
         "decisions": {"total": reviewed, **{d: int(counts.get(d, 0)) for d in ("accept", "reject", "fix")}},
         "conflicts": len(ledger.conflicts()),
+        "second_opinions": len(ledger.second_opinions()),
         "head": ({"round": latest["head_round"], "n_labels": latest.get("n_labels"),
                   "metrics": {k: v for k, v in (latest.get("metrics") or {}).items()
                               if not isinstance(v, list)}} if latest else None),
