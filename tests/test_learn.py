@@ -64,14 +64,15 @@ def test_exploration_is_recorded_with_its_inclusion_probability(shifted):
     design = proj.ledger.design().set_index("pair_id")
     explored = batch.loc[batch["stratum"] == "explore", "pair_id"]
     assert len(explored) == 10 and len(batch) == 50
-    # half the mass uniform, half by P(misaligned) over the 1,960 pairs the queue left
+    # EXPLORE_UNIFORM of the mass uniform, the rest by P(misaligned) over the 1,960 pairs the queue left
     ranked = rank_project(proj, ["p_misaligned"], save_state=False, pool_state=False)
     rest = ~ranked["pair_id"].isin(batch.loc[batch["stratum"] == "exploit", "pair_id"]).to_numpy()
     s = 1.0 - ranked["p_aligned"].to_numpy()[rest]
-    pi = pd.Series(learn.pps_inclusion(0.5 / rest.sum() + 0.5 * s / s.sum(), 10),
+    u = learn.EXPLORE_UNIFORM
+    pi = pd.Series(learn.pps_inclusion(u / rest.sum() + (1 - u) * s / s.sum(), 10),
                    index=ranked["pair_id"].to_numpy()[rest])
     assert np.allclose(design.loc[explored, "inclusion"], pi.loc[explored])
-    assert pi.sum() == pytest.approx(10) and pi.min() >= 10 / (2 * 1960) - 1e-12
+    assert pi.sum() == pytest.approx(10) and pi.min() >= u * 10 / 1960 - 1e-12
     assert (design.loc[batch.loc[batch["stratum"] == "exploit", "pair_id"], "inclusion"] == 1.0).all()
     assert batch.loc[batch["stratum"] == "explore", "reason"].str.startswith("explore").all()
 

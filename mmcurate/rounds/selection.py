@@ -101,7 +101,7 @@ def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: RandomStat
     P(misaligned); uniform without it), drawn by systematic sampling, so every row has a known
     probability of at least ``n_explore / (2·n_rest)`` and the random share also finds noise.
     """
-    from mmcurate.learn import pps_inclusion, systematic_sample
+    from mmcurate.learn import EXPLORE_UNIFORM, pps_inclusion, systematic_sample
 
     mask = np.ones(n, bool)
     mask[np.asarray(taken, np.int64)] = False
@@ -111,10 +111,31 @@ def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: RandomStat
         return np.zeros(0, np.int64), np.zeros(0)
     rng = check_random_state(random_state, stream=0x6578706C)  # an int seed: its own stream
     s = np.ones(len(rest)) if suspicion is None else np.clip(np.nan_to_num(suspicion[rest], nan=0.5), 0, 1)
-    weight = 0.5 / len(rest) + (0.5 * s / s.sum() if s.sum() > 0 else 0.5 / len(rest))
+    u = EXPLORE_UNIFORM
+    weight = u / len(rest) + ((1 - u) * s / s.sum() if s.sum() > 0 else (1 - u) / len(rest))
     pi = pps_inclusion(weight, m)
     chosen = systematic_sample(pi, rng)
     return rest[chosen].astype(np.int64), pi[chosen]
+
+
+def _second_opinions_pay(proj) -> bool:
+    """Whether second opinions still change decisions: the flip rate of those given so far (a
+    Beta(1, 1) posterior mean) is at least :data:`mmcurate.learn.MIN_FLIP_RATE`. A reviewer who
+    never errs stops costing labels after about ten confirmed decisions; audits go on, and a flip
+    in them turns second opinions back on."""
+    from mmcurate.learn import MIN_FLIP_RATE
+
+    hist = proj.ledger.decisions(history=True)
+    again = proj.ledger.second_opinions()
+    n = flips = 0
+    for pid, rnd in zip(again["pair_id"], again["round"]):
+        mine = hist[hist["pair_id"] == pid]
+        before = mine.loc[mine["round"].astype("Int64") < int(rnd), "decision"]
+        during = mine.loc[mine["round"].astype("Int64") == int(rnd), "decision"]
+        if len(before) and len(during):
+            n += 1
+            flips += (before.iloc[-1] == "accept") != (during.iloc[-1] == "accept")
+    return (flips + 1) / (n + 2) >= MIN_FLIP_RATE
 
 
 def _second_opinions(proj, ranked: pd.DataFrame, budget: int, share: float, audit: float,
@@ -131,7 +152,7 @@ def _second_opinions(proj, ranked: pd.DataFrame, budget: int, share: float, audi
     shown = proj.ledger.second_opinions()["pair_id"].value_counts()
     resolved = resolved[resolved["pair_id"].map(shown).fillna(0).to_numpy() < 2]
     out: list[tuple[str, float, str]] = []
-    if share > 0 and "p_aligned" in ranked.columns:
+    if share > 0 and "p_aligned" in ranked.columns and _second_opinions_pay(proj):
         # held out where the model in use has it (a fit that saw a decision cannot doubt it)
         p = resolved["pair_id"].map(load_model(proj).held_out).fillna(
             resolved["pair_id"].map(ranked.set_index("pair_id")["p_aligned"])).to_numpy(np.float64)
