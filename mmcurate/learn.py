@@ -43,6 +43,7 @@ Pure functions over arrays; no I/O (``mmcurate.rounds`` reads and writes the pro
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -508,6 +509,35 @@ def choose_threshold(p_aligned: npt.ArrayLike, *, target_noise: float = TARGET_N
     m = max(m, 1)
     return {"threshold": float(p[m - 1]), "est_noise_kept": float(noise[m - 1]),
             "est_clean_kept": float(p[:m].sum() / p.sum()), "n_kept": m}
+
+
+def reliability(p_aligned: npt.ArrayLike, aligned: npt.ArrayLike, weights: npt.ArrayLike, *,
+                edges: Sequence[float] = (0.0, 0.5, 0.8, 0.9, 0.95, 0.98, 1.0)) -> list[dict[str, Any]]:
+    """A reliability table: per bin of P(aligned), the labels' weighted mean prediction and the
+    observed aligned share (weights ``1/π``), with a Wilson interval at Kish's effective size.
+
+    Examples
+    --------
+    >>> rows = reliability([0.1, 0.2, 0.9, 0.99], [0, 0, 1, 1], [1, 1, 1, 1], edges=(0, 0.5, 1))
+    >>> [(r["n"], round(r["predicted"], 3), r["observed"]) for r in rows]
+    [(2, 0.15, 0.0), (2, 0.945, 1.0)]
+    """
+    p = np.asarray(p_aligned, np.float64)
+    a = np.asarray(aligned, np.float64)
+    w = np.asarray(weights, np.float64)
+    out = []
+    for lo, hi in itertools.pairwise(edges):
+        m = (p >= lo) & ((p < hi) | (hi >= 1.0)) & np.isfinite(p)
+        if not m.any():
+            continue
+        ww = w[m]
+        observed = float((ww * a[m]).sum() / ww.sum())
+        n_eff = float(ww.sum() ** 2 / (ww * ww).sum())
+        low, high = wilson_interval(observed * n_eff, n_eff)
+        out.append({"bin": f"{lo:g}-{hi:g}", "n": int(m.sum()),
+                    "predicted": float((ww * p[m]).sum() / ww.sum()), "observed": observed, "low": low,
+                    "high": high})
+    return out
 
 
 def wilson_interval(k: float, n: float, z: float = 1.96) -> tuple[float, float]:

@@ -242,6 +242,14 @@ def _sections(cur, rounds, heads, decisions, meta, plots: dict[str, bytes],
         plots["alignment_histogram.png"] = _png(fig)
         sections.append(_Section(f"Alignment ({cur.score_name}) by decision"
                                  + (f", {model}" if model else ""), figure="alignment_histogram.png"))
+    curve = (cur.estimates or {}).get("reliability") or []
+    if curve:
+        table = pd.DataFrame(curve).rename(columns={"predicted": "mean P(aligned)",
+                                                    "observed": "aligned share (1/pi weighted)"})
+        sections.append(_Section("Calibration on the randomly drawn labels", table=table, text=(
+            "Each bin of the model's P(aligned): the mean prediction and the share the reviewers "
+            "accepted among the randomly drawn (explore) labels, weighted by 1/inclusion, with a 95% "
+            "interval. Verdicts are trustworthy where the two agree.")))
     if len(summary) or len(heads):
         plots["rounds.png"] = _png(plot_rounds(summary, heads, model=model))
         sections.append(_Section("Round by round" + (f", {model}" if model else ""), figure="rounds.png"))

@@ -143,7 +143,23 @@ def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_n
                "est_noise_kept": float(np.mean(1 - p[kept])) if kept.any() else float("nan"),
                "est_clean_kept": float(p[kept].sum() / p[open_].sum()) if open_.any() else float("nan")}
     est["exploration_check"] = _exploration_check(proj, table, t, explored_noise)
+    est["reliability"] = _reliability(proj, table)
     return (t if est["verified"] else None), est
+
+
+def _reliability(proj, table: pd.DataFrame) -> list[dict[str, Any]]:
+    """The calibration the verdicts used, on the randomly drawn labels (weights 1/π)."""
+    from mmcurate.learn import reliability
+
+    if not (proj.root / "labels.sqlite").is_file():
+        return []
+    design = proj.ledger.design()
+    explore = design[design["stratum"] == "explore"].set_index("pair_id")["inclusion"]
+    rows = table[table["pair_id"].isin(explore.index) & table["decision"].notna()]
+    if rows.empty:
+        return []
+    return reliability(rows["p_aligned"].to_numpy(float), (rows["decision"] == "accept").to_numpy(float),
+                       1.0 / rows["pair_id"].map(explore).to_numpy(float))
 
 
 def _certify(proj, rule: dict[str, Any], n_open: int) -> str | None:
