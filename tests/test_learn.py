@@ -140,7 +140,12 @@ def test_export_by_default_gives_every_pair_a_verdict(shifted, tmp_path):
     assert est["exploration_check"]["n"] > 0
     swapped = curated["pair_id"].map(truth).mean()
     assert swapped < 0.06  # the rule's target is 3% among the kept unreviewed pairs
-    assert "estimated noise" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "estimated noise" in report and "Calibration on the randomly drawn labels" in report
+    design = proj.ledger.design()
+    explored = design.loc[design["stratum"] == "explore", "pair_id"]
+    n_random = proj.ledger.resolved()["pair_id"].isin(explored).sum()
+    assert sum(row["n"] for row in est["reliability"]) == n_random > 0  # every random label, binned
     reviewed_only = export_curated(proj, tmp_path / "reviewed", threshold=None)
     assert reviewed_only["auto"] == 0 and reviewed_only["left_out"] == 2000 - summary["reviewed"]
 
