@@ -147,6 +147,15 @@ def _add_loop(sub) -> None:
                         "of this among them (default 0.03)")
     p.add_argument("--reviewed-only", action="store_true",
                    help="write only the reviewed pairs (no verdict for the others)")
+    p.add_argument("--keep-duplicates", action="store_true",
+                   help="keep every member of a duplicate group (default: the best pair per group; "
+                        "the others are listed in dropped with their reason)")
+
+
+def _add_groups(sub) -> None:
+    from mmcurate.commands_groups import add_duplicates_parser
+
+    add_duplicates_parser(sub)
 
 
 def _add_demo(sub) -> None:
@@ -246,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_init(sub)
     _add_embed(sub)
     _add_loop(sub)
+    _add_groups(sub)
     _add_demo(sub)
     _add_stream(sub)
     _add_simulate(sub)
@@ -346,6 +356,12 @@ def _cmd_status(args) -> int:
     return 0
 
 
+def _cmd_duplicates(args) -> int:
+    from mmcurate.commands_groups import cmd_duplicates
+
+    return cmd_duplicates(args)
+
+
 def _dispatch(args) -> int:
     from mmcurate import commands
 
@@ -355,7 +371,7 @@ def _dispatch(args) -> int:
         "select": commands.cmd_select, "review": commands.cmd_review, "batch": commands.cmd_batch,
         "label": commands.cmd_label, "train": commands.cmd_train, "export": commands.cmd_export,
         "demo": commands.cmd_demo, "add": commands.cmd_add, "stream": commands.cmd_stream,
-        "simulate": commands.cmd_simulate,
+        "simulate": commands.cmd_simulate, "duplicates": _cmd_duplicates,
     }
     return handlers[args.command](args)
 

@@ -27,7 +27,8 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str) -> Path:
 # -- files --------------------------------------------------------------------------------------------
 def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
                    threshold: float | str | None = "auto", target_noise: float = 0.03,
-                   strategy_scores: pd.DataFrame | None = None, shard_size: int = 1000) -> dict[str, Any]:
+                   strategy_scores: pd.DataFrame | None = None, shard_size: int = 1000,
+                   keep_duplicates: bool = False) -> dict[str, Any]:
     """Write the curated pairs, the dropped pairs and a report (Markdown + self-contained HTML).
 
     Parameters
@@ -51,6 +52,8 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
         ranking the project again.
     shard_size : int
         Samples per WebDataset shard.
+    keep_duplicates : bool
+        Keep every member of a duplicate group; by default one per group (``dropped`` lists the rest).
 
     Returns
     -------
@@ -74,7 +77,7 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cur = curate_pairs(proj, threshold=threshold, target_noise=target_noise,
-                       strategy_scores=strategy_scores)
+                       strategy_scores=strategy_scores, keep_duplicates=keep_duplicates)
     threshold = cur.estimates.get("threshold") if threshold is not None else None
     paths: dict[str, Any] = {}
     if fmt == "webdataset":

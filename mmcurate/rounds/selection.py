@@ -55,6 +55,7 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
         _check_ranking(proj, ranked, strategy)
         queued = proj.ledger.queued_pair_ids()
         labelled = set(proj.ledger.decisions()["pair_id"]) if len(proj.ledger.decisions()) else set()
+        exclude = _group_exclude(proj, ranked, queued | labelled, exclude)
         # labelled or queued pairs seed diversity (core-set centres); held-out pairs are only skipped
         labelled_rows = np.flatnonzero(ranked["pair_id"].isin(queued | labelled).to_numpy())
         held_out_rows = np.flatnonzero(ranked["pair_id"].isin(set(exclude or ())).to_numpy())
@@ -75,6 +76,7 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
         reasons = [f"{strategy}={s:.3f}" for s in scores[picked]]
         reasons += [f"explore: drawn at random (p={inclusion:.2g}); {strategy}={s:.3f}"
                     for s in scores[explored]]
+        reasons = _group_reasons(proj, chosen["pair_id"].tolist(), reasons)
         round_id = proj.ledger.create_round(
             chosen["pair_id"].tolist(), strategy=strategy, params=params,
             model={key: prov[key] for key in ("model", "pretrained", "weights_sha256", "embeddings")},
@@ -134,3 +136,19 @@ def _check_ranking(proj, ranked: pd.DataFrame, strategy: str) -> None:
         raise ValueError(f"ranked= must come from rank_project(proj, [{strategy!r}]) on the current "
                          f"labels and head: expected (strategy, labels, head round) {expected}, got "
                          f"{found} over {len(ranked)} rows; rank again or pass ranked=None.")
+
+
+# -- groups (mmcurate.groups): one representative per duplicate / boilerplate group -------------
+def _group_exclude(proj, ranked: pd.DataFrame, taken: set[str], exclude: Collection[str] | None) -> set[str]:
+    """``exclude`` plus the group members that must not enter this batch
+    (:func:`mmcurate.groups.hooks.selection_exclude`)."""
+    from mmcurate.groups.hooks import selection_exclude
+
+    return selection_exclude(proj, ranked, taken, exclude)
+
+
+def _group_reasons(proj, pair_ids: list[str], reasons: list[str]) -> list[str]:
+    """Reasons with the group size of a representative (:func:`mmcurate.groups.hooks.annotate_reasons`)."""
+    from mmcurate.groups.hooks import annotate_reasons
+
+    return annotate_reasons(proj, pair_ids, reasons)

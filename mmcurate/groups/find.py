@@ -1,0 +1,183 @@
+"""Duplicate and boilerplate groups as pure functions over arrays (no I/O, no project).
+
+Every function here takes arrays (vectors, neighbour lists, keys) and returns arrays; the search
+that produces the neighbour lists is :func:`mmcurate.groups.search.neighbours` and the project
+glue is :mod:`mmcurate.groups.project`.
+
+Assumptions: vectors are L2-normalised (inner product = cosine); a neighbour list is
+``(sims (N, k), idx (N, k))`` best first with -1 where missing, as :mod:`mmcurate.index` returns.
+A group's id is the smallest row it holds, so grouping is deterministic.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import numpy.typing as npt
+
+from mmcurate._fileio import read_rows
+
+__all__ = ["boilerplate_labels", "components", "key_labels", "mean_pairwise_cosine", "near_edges",
+           "normalize_caption", "pair_cosine"]
+
+_PUNCT = re.compile(r"[^\w\s]+", re.UNICODE)
+_SPACE = re.compile(r"\s+")
+
+
+def normalize_caption(text: object) -> str:
+    """Caption text compared for exact duplicates and boilerplate: NFKC, case-folded, punctuation
+    removed, whitespace collapsed (a missing caption is ``""``).
+
+    Examples
+    --------
+    >>> normalize_caption("  Click to ENLARGE!! ")
+    'click to enlarge'
+    """
+    if not isinstance(text, str):
+        return ""
+    text = unicodedata.normalize("NFKC", text).casefold()
+    return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
+
+
+def components(n: int, a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Connected components (union-find) of ``n`` rows joined by edges ``a[i] -- b[i]``:
+    ``(n,)`` each row's component, labelled by its smallest row (a row without edges is its own).
+
+    Vectorised union by smaller root with full path compression per sweep; a few sweeps suffice
+    for the short chains of duplicate graphs.
+
+    Examples
+    --------
+    >>> components(5, [0, 3, 1], [1, 4, 2]).tolist()
+    [0, 0, 0, 3, 3]
+    """
+    parent = np.arange(n, dtype=np.int64)
+    ea, eb = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    while len(ea):
+        pa, pb = parent[ea], parent[eb]
+        lo, hi = np.minimum(pa, pb), np.maximum(pa, pb)
+        open_ = lo != hi
+        if not open_.any():
+            break
+        np.minimum.at(parent, hi[open_], lo[open_])
+        ea, eb = ea[open_], eb[open_]  # edges already inside one component never reopen
+        while True:  # compress: every row points at its root
+            nxt = parent[parent]
+            if np.array_equal(nxt, parent):
+                break
+            parent = nxt
+    return parent
+
+
+def key_labels(keys: Iterable[object]) -> npt.NDArray[np.int64]:
+    """Rows with equal (hashable, non-empty) keys share a label, the smallest such row; rows whose
+    key is ``None`` or ``""`` stay alone.
+
+    Examples
+    --------
+    >>> key_labels(["x", "y", "x", None, None]).tolist()
+    [0, 1, 0, 3, 4]
+    """
+    first: dict[object, int] = {}
+    out = []
+    for i, key in enumerate(keys):
+        out.append(i if key is None or key == "" else first.setdefault(key, i))
+    return np.asarray(out, dtype=np.int64)
+
+
+def pair_cosine(vectors, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], *,
+                chunk: int = 65536) -> npt.NDArray[np.float32]:
+    """Cosine of rows ``a[i]`` and ``b[i]`` of ``vectors`` ``(N, D)`` (float16 memory maps fine:
+    rows are read by offset, :func:`mmcurate._fileio.read_rows`).
+
+    Examples
+    --------
+    >>> pair_cosine(np.eye(2, dtype=np.float32), np.array([0, 0]), np.array([0, 1])).tolist()
+    [1.0, 0.0]
+    """
+    out = np.empty(len(a), dtype=np.float32)
+    for s in range(0, len(a), chunk):
+        x = read_rows(vectors, a[s : s + chunk])
+        y = read_rows(vectors, b[s : s + chunk])
+        out[s : s + len(x)] = np.einsum("nd,nd->n", x, y)
+    return out
+
+
+def near_edges(candidates: Sequence[npt.NDArray[np.int64]], check: Sequence[object],
+               thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges ``(a, b, similarity)`` between rows that are near in every checked space.
+
+    ``candidates``: neighbour rows ``(N, k)`` of each row (-1: none), from one or more searches
+    (their union is checked). ``check``: the spaces' vectors ``(N, D)`` each; ``thresholds``: the
+    cosine each must reach. An edge's similarity is the smallest of its cosines (how near it is in
+    the least near space). Each undirected edge appears once (``a < b``).
+
+    Examples
+    --------
+    >>> x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32)
+    >>> a, b, s = near_edges([np.array([[1], [0], [0]])], [x], [0.9])
+    >>> a.tolist(), b.tolist(), s.tolist()
+    ([0], [1], [1.0])
+    """
+    if not candidates:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    n1 = len(candidates[0]) + 1
+    codes = []
+    for idx in candidates:
+        rows = np.repeat(np.arange(len(idx), dtype=np.int64), idx.shape[1])
+        cols = np.asarray(idx, np.int64).ravel()
+        keep = (cols >= 0) & (cols != rows)
+        codes.append(np.minimum(rows[keep], cols[keep]) * n1 + np.maximum(rows[keep], cols[keep]))
+    code = np.unique(np.concatenate(codes))
+    a, b = code // n1, code % n1
+    sim = np.full(len(a), np.inf, dtype=np.float32)
+    for vectors, t in zip(check, thresholds):
+        s = pair_cosine(vectors, a, b)
+        sim = np.minimum(sim, s)
+        keep = s >= t
+        a, b, sim = a[keep], b[keep], sim[keep]  # failed one space: the others are not checked
+    return a, b, sim
+
+
+def mean_pairwise_cosine(vectors, labels: npt.NDArray[np.int64], members: npt.NDArray[np.int64]
+                         ) -> dict[int, float]:
+    """Mean cosine over distinct member pairs of each group, from the sum of its vectors:
+    ``(|Σv|² − n) / (n(n−1))`` (vectors L2-normalised); ``members`` are the grouped rows."""
+    members = np.sort(np.asarray(members, np.int64))
+    if len(members) == 0:
+        return {}
+    lab = labels[members]
+    uniq, inverse = np.unique(lab, return_inverse=True)
+    sums = np.zeros((len(uniq), np.shape(vectors)[1]), np.float64)
+    for s in range(0, len(members), 65536):
+        np.add.at(sums, inverse[s : s + 65536], np.asarray(vectors[members[s : s + 65536]], np.float64))
+    counts = np.bincount(inverse).astype(np.float64)
+    mean = ((sums ** 2).sum(1) - counts) / np.maximum(counts * (counts - 1), 1)
+    return dict(zip(uniq.tolist(), mean.tolist()))
+
+
+def boilerplate_labels(n: int, caption_keys: npt.NDArray[np.int64], text_edges: tuple[np.ndarray, np.ndarray],
+                       image_embeddings, *, min_size: int, max_image_similarity: float
+                       ) -> tuple[npt.NDArray[np.int64], dict[int, float]]:
+    """Boilerplate captions: one caption (same normalised text, ``caption_keys`` from
+    :func:`key_labels`, or caption vectors joined by ``text_edges``) on at least ``min_size`` pairs
+    whose images are dissimilar (mean pairwise image cosine below ``max_image_similarity``; a caption
+    shared by near-identical images is a duplicate, not boilerplate).
+
+    Returns each row's group (-1: none) and each group's mean image cosine.
+    """
+    same = np.flatnonzero(caption_keys != np.arange(n))
+    a = np.r_[same, text_edges[0]]
+    b = np.r_[caption_keys[same], text_edges[1]]
+    labels = components(n, a, b)
+    sizes = np.bincount(labels, minlength=n)
+    grouped = np.flatnonzero(sizes[labels] >= min_size)
+    spread = mean_pairwise_cosine(image_embeddings, labels, grouped)
+    keep = {g for g, m in spread.items() if m < max_image_similarity}
+    out = np.full(n, -1, dtype=np.int64)
+    mask = np.isin(labels, np.fromiter(keep, np.int64, len(keep)))
+    out[mask] = labels[mask]
+    return out, {g: spread[g] for g in keep}
