@@ -220,3 +220,24 @@ def test_cli_duplicates_and_status(world_proj, capsys):
     assert "groups" in capsys.readouterr().out
     table = pd.read_parquet(world_proj.root / "duplicates.parquet")
     assert list(table.columns) == ["pair_id", "group_id", "kind", "similarity"]
+
+
+def test_exact_duplicates_of_an_image_project_from_file_hashes(png_pairs, tmp_path):
+    import shutil
+
+    from mmcurate.groups.project import image_keys
+
+    root = png_pairs.parent
+    shutil.copy(root / "img" / "0.png", root / "img" / "copy.png")  # same bytes, another name
+    first = png_pairs.read_text().splitlines()[1].split(",", 2)[2]
+    with png_pairs.open("a") as fh:
+        fh.write(f"p12,img/copy.png,{first.upper()}!\n")
+    proj = create_project(tmp_path / "img_proj", pairs=png_pairs)
+    keys = image_keys(proj)
+    ids = proj.pairs["pair_id"].tolist()
+    assert keys[ids.index("p0")] == keys[ids.index("p12")] and len(set(keys)) == len(keys) - 1
+    rng = np.random.default_rng(0)
+    v = rng.normal(size=(len(ids), 16)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    table = find_groups(v, v, proj.pairs["caption"].tolist(), image_keys=keys)
+    assert sorted(np.asarray(ids)[table["row"]]) == ["p0", "p12"] and set(table["kind"]) == {"exact"}

@@ -64,19 +64,13 @@ def propagated_decisions(groups: pd.DataFrame, latest: pd.DataFrame, queued: Col
     # duplicate groups first: a pair also in a boilerplate group takes its duplicate group's decision
     targets = targets.assign(dup=~targets["kind"].isin(DUPLICATE_KINDS)).sort_values(["dup", "group_id"])
     targets = targets.drop_duplicates("pair_id", keep="first")
-    have = latest.set_index("pair_id")
-    now = targets["pair_id"].map(lambda p: _key(have, p))
-    want = [(d, c if d == "fix" else None, VIA + v) for d, c, v in
-            zip(targets["decision"], targets["caption"], targets["via"])]
-    keep = np.array([a != b for a, b in zip(now, want)], dtype=bool)
-    return targets.loc[keep, cols].reset_index(drop=True)
-
-
-def _key(latest: pd.DataFrame, pair_id: str):
-    if pair_id not in latest.index:
-        return None
-    row = latest.loc[pair_id]
-    return (row["decision"], row["caption"] if row["decision"] == "fix" else None, row["source"])
+    now = targets[["pair_id"]].merge(latest[["pair_id", "decision", "caption", "source"]], on="pair_id",
+                                     how="left")
+    same = ((now["decision"].to_numpy() == targets["decision"].to_numpy())
+            & (now["source"].to_numpy() == (VIA + targets["via"].astype(str)).to_numpy())
+            & ((targets["decision"].to_numpy() != "fix")
+               | (now["caption"].to_numpy() == targets["caption"].to_numpy())))
+    return targets.loc[~same, cols].reset_index(drop=True)
 
 
 def _ledger_latest(proj) -> pd.DataFrame | None:
