@@ -153,9 +153,10 @@ def _add_loop(sub) -> None:
 
 
 def _add_groups(sub) -> None:
-    from mmcurate.commands_groups import add_duplicates_parser
+    from mmcurate.commands_groups import add_duplicates_parser, add_search_parser
 
     add_duplicates_parser(sub)
+    add_search_parser(sub)
 
 
 def _add_demo(sub) -> None:
@@ -362,6 +363,12 @@ def _cmd_duplicates(args) -> int:
     return cmd_duplicates(args)
 
 
+def _cmd_search(args) -> int:
+    from mmcurate.commands_groups import cmd_search
+
+    return cmd_search(args)
+
+
 def _dispatch(args) -> int:
     from mmcurate import commands
 
@@ -372,6 +379,7 @@ def _dispatch(args) -> int:
         "label": commands.cmd_label, "train": commands.cmd_train, "export": commands.cmd_export,
         "demo": commands.cmd_demo, "add": commands.cmd_add, "stream": commands.cmd_stream,
         "simulate": commands.cmd_simulate, "duplicates": _cmd_duplicates,
+        "search": _cmd_search,
     }
     return handlers[args.command](args)
 

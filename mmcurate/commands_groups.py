@@ -1,10 +1,10 @@
-"""``mmcurate duplicates``: the CLI of :mod:`mmcurate.groups` (parser and handler; thin)."""
+"""``mmcurate duplicates`` and ``mmcurate search``: parsers and handlers (thin, over the library)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["add_duplicates_parser", "cmd_duplicates", "duplicates_lines"]
+__all__ = ["add_duplicates_parser", "add_search_parser", "cmd_duplicates", "cmd_search", "duplicates_lines"]
 
 
 def add_duplicates_parser(sub) -> None:
@@ -68,3 +68,29 @@ def duplicates_lines(proj, groups, show: int) -> list[str]:
         lines.append("  none found")
     lines.append(f"next: mmcurate select {proj.root} --budget 40 (one pair per group is queued)")
     return lines
+
+
+def add_search_parser(sub) -> None:
+    p = sub.add_parser("search", help="the pairs nearest to a text query, an image or a pair")
+    p.add_argument("project", type=Path)
+    p.add_argument("query", nargs="?", help="text query (encoded with the project's model)")
+    p.add_argument("--image", type=Path, help="an example image file instead of text")
+    p.add_argument("--pair-id", help="an example pair of the project instead of text")
+    p.add_argument("--on", choices=["image", "caption"], default="image",
+                   help="compare with the pool's images (default) or captions")
+    p.add_argument("--k", type=int, default=20)
+    p.add_argument("--out", type=Path, help="write every row (.csv or .parquet)")
+
+
+def cmd_search(args) -> int:
+    from mmcurate.project import open_project
+
+    proj = open_project(args.project)
+    found = proj.search(text=args.query, image=args.image, pair_id=args.pair_id, k=args.k, on=args.on)
+    if args.out:
+        found.to_parquet(args.out) if args.out.suffix == ".parquet" else found.to_csv(args.out, index=False)
+    for r in found.itertuples():
+        print(f"{r.rank:>4}  {r.similarity:.4f}  {r.pair_id}  {str(r.caption)[:70]}")
+    if found.empty:
+        print("no pairs")
+    return 0

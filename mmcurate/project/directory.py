@@ -62,6 +62,20 @@ class Project(ProjectEmbeddings):
         return rank_project(self, list(names), k=k, random_state=random_state, options=options,
                             engine=engine, address=address)
 
+    # -- search ------------------------------------------------------------------------------
+    def search(self, *, text: str | None = None, image: str | os.PathLike | None = None,
+               pair_id: str | None = None, k: int = 50, on: str = "image") -> pd.DataFrame:
+        """The ``k`` pairs nearest to a text query, an example image or an example pair:
+        :func:`mmcurate.project.search.search_pairs`.
+
+        Examples
+        --------
+        >>> proj.search(text="a dog on a beach", k=20)  # doctest: +SKIP
+        """
+        from mmcurate.project.search import search_pairs
+
+        return search_pairs(self, text=text, image=image, pair_id=pair_id, k=k, on=on)
+
     # -- groups (mmcurate.groups) -------------------------------------------------------------
     def duplicates(self, *, random_state: int = 0, **options: Any) -> pd.DataFrame:
         """Find exact and near duplicates and boilerplate captions; writes ``duplicates.parquet``.
