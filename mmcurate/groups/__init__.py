@@ -9,6 +9,7 @@ its fingerprint, splits, decisions applied per group, the hooks of select / trai
 """
 
 from mmcurate.groups.compute import DUPLICATE_KINDS, KINDS, GroupParams, find_groups
-from mmcurate.groups.find import components, normalize_caption
+from mmcurate.groups.find import components, normalize_caption, normalize_captions
 
-__all__ = ["DUPLICATE_KINDS", "KINDS", "GroupParams", "components", "find_groups", "normalize_caption"]
+__all__ = ["DUPLICATE_KINDS", "KINDS", "GroupParams", "components", "find_groups", "normalize_caption",
+           "normalize_captions"]

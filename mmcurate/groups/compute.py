@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from mmcurate.groups.find import boilerplate_labels, components, key_labels, near_edges, normalize_caption
+from mmcurate.groups.find import boilerplate_labels, components, key_labels, near_edges, normalize_captions
 
 __all__ = ["DUPLICATE_KINDS", "KINDS", "GroupParams", "find_groups"]
 
@@ -102,11 +102,9 @@ def find_groups(image_embeddings, text_embeddings, captions: Sequence[object], *
     if n < 2:
         return _frame([], [], [], [])
     search = _searcher(image_embeddings, text_embeddings, params.k, random_state, approximate)
-    text_idx = search("text") if params.near in ("both", "caption") or params.boilerplate_min_size else None
-    norm = [normalize_caption(c) for c in captions]
-    caption_keys = key_labels(norm)
-    parts = [_duplicates(n, image_embeddings, text_embeddings, norm, image_keys, params, search, text_idx),
-             _boilerplate(n, image_embeddings, text_embeddings, caption_keys, text_idx, params)]
+    norm = normalize_captions(captions)
+    parts = [_duplicates(n, image_embeddings, text_embeddings, norm, image_keys, params, search),
+             _boilerplate(n, image_embeddings, key_labels(norm), search("text"), params)]
     return pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
 
 
@@ -116,13 +114,14 @@ def _searcher(image, text, k: int, random_state: int, approximate: bool | None):
     ctx = RankContext(image, text, indices_labeled=None, labels=None, k=k, random_state=random_state,
                       approximate=approximate)
 
-    def search(space: str) -> np.ndarray:
-        return ctx.neighbours(space, space, ctx.k, exclude_self=True)[1]
+    def search(space: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(sims, idx)``: each pair's k nearest others in ``space`` (exact cosines; run once)."""
+        return ctx.neighbours(space, space, ctx.k, exclude_self=True)
 
     return search
 
 
-def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search, text_idx) -> pd.DataFrame:
+def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search) -> pd.DataFrame:
     a, b, sim = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
     exact_lab = np.arange(n)
     if params.exact and image_keys is not None:
@@ -133,10 +132,10 @@ def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search, t
         sim.append(np.ones(len(same), np.float32))
     if params.near != "none":
         spaces = {"both": ("image", "text"), "image": ("image",), "caption": ("text",)}[params.near]
-        cands = [text_idx if s == "text" and text_idx is not None else search(s) for s in spaces]
         vectors = {"image": image, "text": text}
         thresholds = {"image": params.image_threshold, "text": params.caption_threshold}
-        ea, eb, es = near_edges(cands, [vectors[s] for s in spaces], [thresholds[s] for s in spaces])
+        ea, eb, es = near_edges([(i, *search(s)) for i, s in enumerate(spaces)], [vectors[s] for s in spaces],
+                                [thresholds[s] for s in spaces])
         a.append(ea)
         b.append(eb)
         sim.append(es)
@@ -154,11 +153,9 @@ def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search, t
     return _frame(rows, labels[rows], kind, np.clip(best[rows], -1.0, 1.0))
 
 
-def _boilerplate(n, image, text, caption_keys, text_idx, params: GroupParams) -> pd.DataFrame:
-    edges = (np.zeros(0, np.int64), np.zeros(0, np.int64))
-    if text_idx is not None:
-        ea, eb, _ = near_edges([text_idx], [text], [params.boilerplate_threshold])
-        edges = (ea, eb)
+def _boilerplate(n, image, caption_keys, text_search, params: GroupParams) -> pd.DataFrame:
+    ea, eb, _ = near_edges([(0, *text_search)], [None], [params.boilerplate_threshold])
+    edges = (ea, eb)
     labels, spread = boilerplate_labels(n, caption_keys, edges, image, min_size=params.boilerplate_min_size,
                                         max_image_similarity=params.boilerplate_max_image_similarity)
     rows = np.flatnonzero(labels >= 0)

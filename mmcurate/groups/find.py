@@ -11,8 +11,6 @@ A group's id is the smallest row it holds, so grouping is deterministic.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -21,25 +19,40 @@ import numpy.typing as npt
 from mmcurate._fileio import read_rows
 
 __all__ = ["boilerplate_labels", "components", "key_labels", "mean_pairwise_cosine", "near_edges",
-           "normalize_caption", "pair_cosine"]
+           "normalize_caption", "normalize_captions", "pair_cosine"]
 
-_PUNCT = re.compile(r"[^\w\s]+", re.UNICODE)
-_SPACE = re.compile(r"\s+")
+_PUNCT = r"[^\p{L}\p{N}\p{M}_\s\p{Z}]+"  # RE2 (pyarrow): anything but letters, digits, marks, _ and spaces
+_SPACE = r"[\s\p{Z}]+"
+
+
+def normalize_captions(captions: Iterable[object]) -> npt.NDArray[np.object_]:
+    """Captions as compared for exact duplicates and boilerplate: NFKC, lower case, punctuation
+    removed, whitespace collapsed; a missing (non-text) caption is ``""``. Vectorised (pyarrow).
+
+    Examples
+    --------
+    >>> normalize_captions(["  Click to ENLARGE!! ", None, "Ünïcode\u00a0 text."]).tolist()
+    ['click to enlarge', '', 'ünïcode text']
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    values = [c if isinstance(c, str) else "" for c in captions]
+    arr = pc.utf8_lower(pc.utf8_normalize(pa.array(values, pa.large_string()), "NFKC"))
+    arr = pc.replace_substring_regex(arr, _PUNCT, " ")
+    arr = pc.utf8_trim_whitespace(pc.replace_substring_regex(arr, _SPACE, " "))
+    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=object)
 
 
 def normalize_caption(text: object) -> str:
-    """Caption text compared for exact duplicates and boilerplate: NFKC, case-folded, punctuation
-    removed, whitespace collapsed (a missing caption is ``""``).
+    """One caption normalised as :func:`normalize_captions` does.
 
     Examples
     --------
     >>> normalize_caption("  Click to ENLARGE!! ")
     'click to enlarge'
     """
-    if not isinstance(text, str):
-        return ""
-    text = unicodedata.normalize("NFKC", text).casefold()
-    return _SPACE.sub(" ", _PUNCT.sub(" ", text)).strip()
+    return str(normalize_captions([text])[0])
 
 
 def components(n: int, a: npt.ArrayLike, b: npt.ArrayLike) -> npt.NDArray[np.int64]:
@@ -81,11 +94,16 @@ def key_labels(keys: Iterable[object]) -> npt.NDArray[np.int64]:
     >>> key_labels(["x", "y", "x", None, None]).tolist()
     [0, 1, 0, 3, 4]
     """
-    first: dict[object, int] = {}
-    out = []
-    for i, key in enumerate(keys):
-        out.append(i if key is None or key == "" else first.setdefault(key, i))
-    return np.asarray(out, dtype=np.int64)
+    import pandas as pd
+
+    values = pd.Series(list(keys), dtype=object)
+    codes, _ = pd.factorize(values.where(values != "", None), use_na_sentinel=True)
+    out = np.arange(len(codes), dtype=np.int64)
+    has = codes >= 0
+    if has.any():
+        _, first, inverse = np.unique(codes[has], return_index=True, return_inverse=True)
+        out[has] = np.flatnonzero(has)[first][inverse]
+    return out
 
 
 def pair_cosine(vectors, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], *,
@@ -106,40 +124,49 @@ def pair_cosine(vectors, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], *,
     return out
 
 
-def near_edges(candidates: Sequence[npt.NDArray[np.int64]], check: Sequence[object],
-               thresholds: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edges ``(a, b, similarity)`` between rows that are near in every checked space.
+def near_edges(searches: Sequence[tuple[int, npt.NDArray[np.float32], npt.NDArray[np.int64]]],
+               spaces: Sequence[object], thresholds: Sequence[float]
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges ``(a, b, similarity)`` between rows that are near in every space.
 
-    ``candidates``: neighbour rows ``(N, k)`` of each row (-1: none), from one or more searches
-    (their union is checked). ``check``: the spaces' vectors ``(N, D)`` each; ``thresholds``: the
-    cosine each must reach. An edge's similarity is the smallest of its cosines (how near it is in
-    the least near space). Each undirected edge appears once (``a < b``).
+    ``searches``: ``(space, sims (N, k), idx (N, k))`` neighbour lists, each searched in
+    ``spaces[space]`` with exact cosines ``sims`` (-1 in ``idx``: none); their union is checked.
+    ``spaces``: the vectors ``(N, D)`` of each space; ``thresholds``: the cosine each must reach.
+    A candidate is first filtered by its search's own similarity, then only the survivors are read
+    and compared in the other spaces. An edge's similarity is the smallest of its cosines (how near
+    it is in the least near space). Each undirected edge appears once (``a < b``).
 
     Examples
     --------
     >>> x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]], np.float32)
-    >>> a, b, s = near_edges([np.array([[1], [0], [0]])], [x], [0.9])
+    >>> nb = (0, np.array([[1.0], [1.0], [0.0]], np.float32), np.array([[1], [0], [0]]))
+    >>> a, b, s = near_edges([nb], [x], [0.9])
     >>> a.tolist(), b.tolist(), s.tolist()
     ([0], [1], [1.0])
     """
-    if not candidates:
-        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-    n1 = len(candidates[0]) + 1
-    codes = []
-    for idx in candidates:
+    parts = []
+    for space, sims, idx in searches:
+        n1 = len(idx) + 1
         rows = np.repeat(np.arange(len(idx), dtype=np.int64), idx.shape[1])
         cols = np.asarray(idx, np.int64).ravel()
-        keep = (cols >= 0) & (cols != rows)
-        codes.append(np.minimum(rows[keep], cols[keep]) * n1 + np.maximum(rows[keep], cols[keep]))
-    code = np.unique(np.concatenate(codes))
-    a, b = code // n1, code % n1
-    sim = np.full(len(a), np.inf, dtype=np.float32)
-    for vectors, t in zip(check, thresholds):
-        s = pair_cosine(vectors, a, b)
-        sim = np.minimum(sim, s)
-        keep = s >= t
-        a, b, sim = a[keep], b[keep], sim[keep]  # failed one space: the others are not checked
-    return a, b, sim
+        s = np.asarray(sims, np.float32).ravel()
+        keep = (cols >= 0) & (cols != rows) & (s >= thresholds[space])
+        a, b, s = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep]), s[keep]
+        code, first = np.unique(a * n1 + b, return_index=True)
+        a, b, s = code // n1, code % n1, s[first]
+        for other, (vectors, t) in enumerate(zip(spaces, thresholds)):
+            if other == space or not len(a):
+                continue
+            c = pair_cosine(vectors, a, b)
+            keep = c >= t
+            a, b, s = a[keep], b[keep], np.minimum(s[keep], c[keep])
+        parts.append((a, b, s))
+    if not parts:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+    a, b, s = (np.concatenate(x) for x in zip(*parts))
+    n1 = int(max(a.max(initial=0), b.max(initial=0))) + 1
+    code, first = np.unique(a * n1 + b, return_index=True)  # found by both searches: once
+    return code // n1, code % n1, s[first]
 
 
 def mean_pairwise_cosine(vectors, labels: npt.NDArray[np.int64], members: npt.NDArray[np.int64]
