@@ -83,8 +83,9 @@ def world_proj(tmp_path):
     return proj
 
 
-def _component_of(proj) -> pd.Series:
+def _component_of(proj, kinds=None) -> pd.Series:
     groups = load_duplicates(proj)
+    groups = groups if kinds is None else groups[groups["kind"].isin(kinds)]
     ids = proj.pairs["pair_id"].tolist()
     row = {p: i for i, p in enumerate(ids)}
     first = groups.groupby("group_id")["pair_id"].transform("first")
@@ -95,14 +96,16 @@ def _component_of(proj) -> pd.Series:
 def test_batch_never_holds_two_members_of_a_group(world_proj):
     comp = _component_of(world_proj)
     grouped = set(load_duplicates(world_proj)["pair_id"])
+    dup_comp = _component_of(world_proj, DUPLICATE_KINDS)
     seen = []
     for seed in range(3):
         _, batch = select_batch(world_proj, budget=60, strategy="margin", random_state=seed)
         ids = batch["pair_id"].tolist()
         assert not comp.loc[[p for p in ids if p in grouped]].duplicated().any()
         seen += ids
-    # nor across rounds: a group with a queued member is never queued again
-    assert not comp.loc[[p for p in seen if p in grouped]].duplicated().any()
+    # nor across rounds for duplicates: a group with a queued member is never queued again
+    dups = set(load_duplicates(world_proj).query("kind in @DUPLICATE_KINDS")["pair_id"])
+    assert not dup_comp.loc[[p for p in seen if p in dups]].duplicated().any()
     reasons = world_proj.ledger.batch(1).set_index("pair_id")["reason"]
     assert any("pairs (" in r for r in reasons[[p for p in reasons.index if p in grouped]])
 
@@ -241,3 +244,18 @@ def test_exact_duplicates_of_an_image_project_from_file_hashes(png_pairs, tmp_pa
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     table = find_groups(v, v, proj.pairs["caption"].tolist(), image_keys=keys)
     assert sorted(np.asarray(ids)[table["row"]]) == ["p0", "p12"] and set(table["kind"]) == {"exact"}
+
+
+def test_boilerplate_members_stay_open_after_an_accept(world_proj):
+    _, members = _largest_group(world_proj, ("boilerplate",))
+    rep = _queue_representative(world_proj, members)
+    import_labels(world_proj, pd.DataFrame({"pair_id": [rep], "decision": ["accept"]}))
+    latest = world_proj.ledger.decisions().set_index("pair_id")
+    assert not set(members) - {rep} & set(latest.index)  # an accept is not passed on
+    from mmcurate.groups.hooks import selection_exclude
+    from mmcurate.rounds import rank_project
+
+    ranked = rank_project(world_proj, ["margin"])
+    taken = world_proj.ledger.queued_pair_ids() | set(latest.index)
+    excluded = selection_exclude(world_proj, ranked, taken, None)
+    assert len(set(members) - taken - excluded) == 1  # one open member per batch, still eligible

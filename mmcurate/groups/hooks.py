@@ -114,10 +114,15 @@ def reject_boilerplate(proj, group_id: int, *, reviewer: str | None = None) -> i
 
 def selection_exclude(proj, ranked: pd.DataFrame, taken: Collection[str],
                       exclude: Collection[str] | None) -> set[str]:
-    """``exclude`` plus every grouped pair that must not enter the batch: all but the best-scored
-    member (ties by pair id) of each group, and every member of a group one of whose members is
-    already queued or decided (``taken``). Overlapping groups (a pair in a duplicate and a
-    boilerplate group) count as one. Applies any pending group decisions first."""
+    """``exclude`` plus every grouped pair that must not enter the batch.
+
+    One member per group and batch: the best scored (ties by pair id) of the members still open;
+    overlapping groups (a pair in a duplicate and a boilerplate group) count as one. Across rounds:
+    once a member of a duplicate group is queued or decided (``taken``) the others wait for its
+    decision (they receive it, :func:`apply_group_decisions`), so none of them is queued again; the
+    other members of a boilerplate group stay open unless its decision (a reject) reached them.
+    Applies pending group decisions first.
+    """
     out = set(exclude or ())
     groups = load_duplicates(proj)
     if groups is None or groups.empty:
@@ -126,18 +131,26 @@ def selection_exclude(proj, ranked: pd.DataFrame, taken: Collection[str],
     ids = ranked["pair_id"].astype(str).to_numpy()
     row_of = pd.Series(np.arange(len(ids)), index=ids)
     g = groups[groups["pair_id"].isin(row_of.index)]
-    rows = row_of.loc[g["pair_id"]].to_numpy()
-    first = g.groupby("group_id")["pair_id"].transform("first")
-    comp = components(len(ids), rows, row_of.loc[first].to_numpy())[rows]
-    frame = pd.DataFrame({"pair_id": ids[rows], "comp": comp,
-                          "score": ranked["score"].to_numpy(np.float64)[rows]}).drop_duplicates("pair_id")
+    frame = pd.DataFrame({"pair_id": g["pair_id"].unique()})
+    frame["row"] = row_of.loc[frame["pair_id"]].to_numpy()
+    frame["batch"] = _components(len(ids), g, row_of)[frame["row"]]
+    frame["dup"] = _components(len(ids), g[g["kind"].isin(DUPLICATE_KINDS)], row_of)[frame["row"]]
+    frame["score"] = ranked["score"].to_numpy(np.float64)[frame["row"]]
     frame["taken"] = frame["pair_id"].isin(set(taken))
-    frame["open"] = ~frame["pair_id"].isin(out) & ~frame["taken"]
-    busy = set(frame.loc[frame["taken"], "comp"])
-    cand = frame[frame["open"] & ~frame["comp"].isin(busy)]
-    best = cand.assign(neg=-cand["score"].fillna(-np.inf)).sort_values(["neg", "pair_id"])
-    best = set(best.drop_duplicates("comp")["pair_id"])
+    in_dup = frame["pair_id"].isin(set(g.loc[g["kind"].isin(DUPLICATE_KINDS), "pair_id"]))
+    waiting = in_dup & frame["dup"].isin(set(frame.loc[frame["taken"] & in_dup, "dup"]))
+    open_ = ~frame["taken"] & ~waiting & ~frame["pair_id"].isin(out)
+    cand = frame[open_].assign(neg=lambda d: -d["score"].fillna(-np.inf)).sort_values(["neg", "pair_id"])
+    best = set(cand.drop_duplicates("batch")["pair_id"])
     return out | (set(frame.loc[~frame["taken"], "pair_id"]) - best)
+
+
+def _components(n: int, groups: pd.DataFrame, row_of: pd.Series) -> np.ndarray:
+    """Each row's component when every group joins its members (rows in no group: alone)."""
+    if groups.empty:
+        return np.arange(n)
+    first = groups.groupby("group_id")["pair_id"].transform("first")
+    return components(n, row_of.loc[groups["pair_id"]].to_numpy(), row_of.loc[first].to_numpy())
 
 
 def annotate_reasons(proj, pair_ids: Sequence[str], reasons: Sequence[str]) -> list[str]:
