@@ -201,7 +201,7 @@ def apply_duplicate_policy(proj, curated: pd.DataFrame, dropped: pd.DataFrame, c
 
     Every curated pair gets ``group_id`` (nullable) and ``duplicate_of`` (the kept member, for the
     others of its group; empty for the kept one and for pairs in no group). ``counts`` gains
-    ``duplicate_groups`` and ``duplicates_dropped``.
+    ``duplicate_groups``, ``duplicates_dropped`` and ``groups_<kind>`` per kind found.
     """
     groups = load_duplicates(proj, write=False)
     dup = (groups[groups["kind"].isin(DUPLICATE_KINDS)] if groups is not None
@@ -218,6 +218,9 @@ def apply_duplicate_policy(proj, curated: pd.DataFrame, dropped: pd.DataFrame, c
     copies = curated["duplicate_of"].notna()
     counts.update(duplicate_groups=int(dup["group_id"].nunique()) if len(dup) else 0,
                   duplicates_dropped=0 if keep_duplicates else int(copies.sum()))
+    if groups is not None:  # groups by kind, for the report
+        by_kind = groups.groupby("kind")["group_id"].nunique()
+        counts.update({f"groups_{k}": int(n) for k, n in by_kind.items()})
     if keep_duplicates or not copies.any():
         return curated.reset_index(drop=True), dropped
     gone = curated[copies]
