@@ -4,12 +4,14 @@ Data: :func:`mmcurate.synth.domain_pair_chunks` (512-d, 256 domains, written chu
 clip-retrieval folder) with 5% of each chunk's pairs replaced by copies of other pairs of the chunk
 (image cosine to the source about 0.97, caption identical or cosine about 0.98) and 1% given one of
 20 boilerplate captions. Each size runs ``compute_duplicates`` (the vector kinds: imported
-embeddings have no files to hash) in a fresh child process that reports its own peak resident
+embeddings have no files to hash) in a fresh child process that reports its wall and CPU seconds
+(user + system: on a shared machine the wall time includes waiting for a core) and its own peak resident
 memory (target: 1,000,000 pairs in < 60 s and < 4 GiB on the 2-core machine, cost linear in N).
 
 Usage::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench_duplicates.py [--sizes 100000 1000000]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench_duplicates.py [--sizes 100000 1000000] \\
+        [--data-dir DIR]
 """
 
 from __future__ import annotations
@@ -26,22 +28,25 @@ import numpy as np
 import pandas as pd
 
 _CHILD = """
-import json, sys, time
+import json, resource, sys, time
 import numpy as np
 from mmcurate._util import peak_rss_gib
 from mmcurate.groups.project import compute_duplicates
 from mmcurate.project import open_project
 proj = open_project(sys.argv[1])
-t = time.perf_counter()
+t, cpu = time.perf_counter(), resource.getrusage(resource.RUSAGE_SELF)
 result = compute_duplicates(proj)
 seconds = time.perf_counter() - t
+used = resource.getrusage(resource.RUSAGE_SELF)
+cpu_seconds = used.ru_utime - cpu.ru_utime + used.ru_stime - cpu.ru_stime
 source = np.load(sys.argv[2])
 g = result.groups[result.groups["kind"] != "boilerplate"]
 row = {p: i for i, p in enumerate(proj.pairs["pair_id"])}
 label = np.arange(len(row)) + len(row)
 label[g["pair_id"].map(row).to_numpy()] = g["group_id"].to_numpy()
 copies = np.flatnonzero(source >= 0)
-print(json.dumps({"n": len(row), "seconds": seconds, "peak_rss_gib": peak_rss_gib(),
+print(json.dumps({"n": len(row), "seconds": seconds, "cpu_seconds": cpu_seconds,
+                  "peak_rss_gib": peak_rss_gib(),
                   "copy_recall": float(np.mean(label[copies] == label[source[copies]])),
                   "counts": result.counts, "timings": result.timings}))
 """
@@ -87,13 +92,15 @@ def write_folder(folder: Path, n: int, *, dim: int = 512, shard: int = 100_000, 
     return folder
 
 
-def bench(n: int) -> dict:
+def bench(n: int, data_dir: Path | None = None) -> dict:
     from mmcurate.project import create_project
 
-    tmp = Path(tempfile.mkdtemp(prefix=f"bench_duplicates_{n}_"))
+    tmp = data_dir / str(n) if data_dir else Path(tempfile.mkdtemp(prefix=f"bench_duplicates_{n}_"))
+    folder = tmp / "emb"
     t = time.perf_counter()
-    folder = write_folder(tmp / "emb", n)
-    create_project(tmp / "proj", embeddings=folder)
+    if not (tmp / "proj" / "project.json").is_file():  # --data-dir: made once, reused
+        write_folder(folder, n)
+        create_project(tmp / "proj", embeddings=folder)
     prep = time.perf_counter() - t
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(tmp / "proj"), str(folder / "source.npy")],
                           capture_output=True, text=True)
@@ -107,13 +114,16 @@ def bench(n: int) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="keep the generated projects here and reuse them in later runs")
     args = parser.parse_args(argv)
     rows = []
     for n in args.sizes:
-        r = bench(n)
+        r = bench(n, args.data_dir)
         rows.append(r)
         counts = ", ".join(f"{k} {v['groups']}" for k, v in r["counts"].items() if v["groups"])
-        print(f"duplicates on {n:,} imported pairs: {r['seconds']:.1f} s, peak {r['peak_rss_gib']:.2f} GiB, "
+        print(f"duplicates on {n:,} imported pairs: {r['seconds']:.1f} s (CPU {r['cpu_seconds']:.1f} s), "
+              f"peak {r['peak_rss_gib']:.2f} GiB, "
               f"copy recall {r['copy_recall']:.3f}; groups: {counts}; "
               f"(data + import {r['prepare_seconds']:.0f} s; {r['timings']})", flush=True)
     if len(rows) > 1:
