@@ -10,8 +10,8 @@ memory (target: 1,000,000 pairs in < 60 s and < 4 GiB on the 2-core machine, cos
 
 Usage::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench_duplicates.py [--sizes 100000 1000000] \\
-        [--data-dir DIR]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench_duplicates.py \\
+        [--sizes 100000 1000000] [--data-dir DIR]
 """
 
 from __future__ import annotations
