@@ -35,7 +35,8 @@ class GroupParams:
     (one space only: image-only groups gather one image with different captions), or ``none``.
     ``k``: neighbours searched per pair and space (a group larger than ``k + 1`` is still joined
     through chains of neighbours). ``boilerplate_threshold``: caption cosine joining boilerplate
-    captions (besides equal normalised text); ``boilerplate_min_size``: pairs a caption must be on;
+    captions (besides equal normalised text); ``boilerplate_min_size``: different images a caption
+    must be on (copies of one pair, a duplicate group, count once);
     ``boilerplate_max_image_similarity``: the mean pairwise image cosine under which its images
     count as dissimilar. ``exact``: group equal image hashes + normalised captions (image projects).
     """
@@ -103,8 +104,10 @@ def find_groups(image_embeddings, text_embeddings, captions: Sequence[object], *
         return _frame([], [], [], [])
     search = _searcher(image_embeddings, text_embeddings, params.k, random_state, approximate)
     norm = normalize_captions(captions)
-    parts = [_duplicates(n, image_embeddings, text_embeddings, norm, image_keys, params, search),
-             _boilerplate(n, image_embeddings, key_labels(norm), search("text"), params)]
+    dup = _duplicates(n, image_embeddings, text_embeddings, norm, image_keys, params, search)
+    images = np.arange(n)
+    images[dup["row"].to_numpy()] = dup["group"].to_numpy()  # copies of one image count once
+    parts = [dup, _boilerplate(n, image_embeddings, key_labels(norm), search("text"), images, params)]
     return pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
 
 
@@ -153,11 +156,12 @@ def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search) -
     return _frame(rows, labels[rows], kind, np.clip(best[rows], -1.0, 1.0))
 
 
-def _boilerplate(n, image, caption_keys, text_search, params: GroupParams) -> pd.DataFrame:
+def _boilerplate(n, image, caption_keys, text_search, images, params: GroupParams) -> pd.DataFrame:
     ea, eb, _ = near_edges([(0, *text_search)], [None], [params.boilerplate_threshold])
     edges = (ea, eb)
     labels, spread = boilerplate_labels(n, caption_keys, edges, image, min_size=params.boilerplate_min_size,
-                                        max_image_similarity=params.boilerplate_max_image_similarity)
+                                        max_image_similarity=params.boilerplate_max_image_similarity,
+                                        image_labels=images)
     rows = np.flatnonzero(labels >= 0)
     return _frame(rows, labels[rows], np.full(len(rows), "boilerplate"),
                   np.array([spread[g] for g in labels[rows]], np.float32))

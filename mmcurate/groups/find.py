@@ -187,12 +187,14 @@ def mean_pairwise_cosine(vectors, labels: npt.NDArray[np.int64], members: npt.ND
 
 
 def boilerplate_labels(n: int, caption_keys: npt.NDArray[np.int64], text_edges: tuple[np.ndarray, np.ndarray],
-                       image_embeddings, *, min_size: int, max_image_similarity: float
+                       image_embeddings, *, min_size: int, max_image_similarity: float,
+                       image_labels: npt.NDArray[np.int64] | None = None
                        ) -> tuple[npt.NDArray[np.int64], dict[int, float]]:
     """Boilerplate captions: one caption (same normalised text, ``caption_keys`` from
-    :func:`key_labels`, or caption vectors joined by ``text_edges``) on at least ``min_size`` pairs
-    whose images are dissimilar (mean pairwise image cosine below ``max_image_similarity``; a caption
-    shared by near-identical images is a duplicate, not boilerplate).
+    :func:`key_labels`, or caption vectors joined by ``text_edges``) on at least ``min_size``
+    different images (``image_labels``: each row's duplicate group, so copies of one pair count
+    once; default every row its own) that are dissimilar (mean pairwise image cosine below
+    ``max_image_similarity``; a caption shared by near-identical images is a duplicate).
 
     Returns each row's group (-1: none) and each group's mean image cosine.
     """
@@ -200,7 +202,9 @@ def boilerplate_labels(n: int, caption_keys: npt.NDArray[np.int64], text_edges: 
     a = np.r_[same, text_edges[0]]
     b = np.r_[caption_keys[same], text_edges[1]]
     labels = components(n, a, b)
-    sizes = np.bincount(labels, minlength=n)
+    images = np.arange(n) if image_labels is None else np.asarray(image_labels, np.int64)
+    distinct = np.unique(labels * (n + 1) + images) // (n + 1)  # one entry per (component, image)
+    sizes = np.bincount(distinct, minlength=n)
     grouped = np.flatnonzero(sizes[labels] >= min_size)
     spread = mean_pairwise_cosine(image_embeddings, labels, grouped)
     keep = {g for g, m in spread.items() if m < max_image_similarity}
