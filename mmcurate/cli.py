@@ -105,6 +105,9 @@ def _add_loop(sub) -> None:
                    help="categories: every value of the pairs' `category` column gets a share")
     p.add_argument("--balance-mode", choices=["uniform", "proportional"], default="uniform",
                    help="uniform: equal shares; proportional: by candidates, at least 1 each")
+    p.add_argument("--query", default=None,
+                   help="focus the batch on a concept: pairs whose images match this text come first "
+                        "(encoded with the project's model; the explored share stays random)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("review", help="review a round in the browser (127.0.0.1)")

@@ -194,7 +194,7 @@ def cmd_select(args) -> int:
     round_id, batch = select_batch(proj, budget=args.budget, strategy=args.strategy,
                                    diversity=args.diversity, k=args.k, random_state=args.seed,
                                    explore=args.explore, balance=balance,
-                                   balance_mode=args.balance_mode)
+                                   balance_mode=args.balance_mode, query=getattr(args, "query", None))
     record = proj.ledger.rounds().set_index("round").loc[round_id]
     n_explore = int((batch["stratum"] == "explore").sum()) if "stratum" in batch.columns else 0
     shares = f", balance={balance} ({args.balance_mode})" if balance else ""

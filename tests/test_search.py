@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -45,3 +46,29 @@ def test_text_and_image_queries_with_the_projects_model(png_pairs, tmp_path, mic
     capsys.readouterr()
     assert main(["search", str(root), pairs.loc["p7", "caption"], "--on", "caption", "--k", "2"]) == 0
     assert capsys.readouterr().out.splitlines()[0].split()[2] == "p7"
+
+
+@pytest.fixture(scope="module")
+def scene_proj(tmp_path_factory, tiny_clip_dir):
+    from mmcurate.synth import write_scene_dataset
+
+    tmp = tmp_path_factory.mktemp("scenes")
+    csv = write_scene_dataset(tmp / "data", 160, random_state=3)
+    assert main(["init", str(tmp / "p"), "--pairs", str(csv), "--model", f"local-dir:{tiny_clip_dir}"]) == 0
+    assert main(["embed", str(tmp / "p"), "--no-progress", "--workers", "0"]) == 0
+    return open_project(tmp / "p")
+
+
+def test_text_query_finds_the_planted_pairs_and_select_query_focuses_the_batch(scene_proj):
+    pairs = scene_proj.pairs.set_index("pair_id")
+    planted = pairs.index[::16]  # each pair's own caption as the query: its image among the 5 first
+    found = [scene_proj.search(text=pairs.loc[p, "caption"], k=5)["pair_id"].tolist() for p in planted]
+    assert np.mean([p in f for p, f in zip(planted, found)]) >= 0.9
+    top = pairs.loc[scene_proj.search(text="red shapes", k=10)["pair_id"]]
+    assert (top["color"] == "red").sum() >= 5  # a concept query: mostly red scenes (13 of the 160 are red)
+    from mmcurate.rounds import select_batch
+
+    _, batch = select_batch(scene_proj, budget=4, strategy="margin", explore=0.0, query="red shapes")
+    focus = set(scene_proj.search(text="red shapes", k=40)["pair_id"])
+    assert set(batch["pair_id"]) <= focus
+    assert scene_proj.ledger.rounds()["params"].iloc[-1]["query"] == "red shapes"

@@ -16,9 +16,11 @@ import pandas as pd
 
 from mmcurate.exceptions import ProjectError
 
-__all__ = ["ON", "search_pairs"]
+__all__ = ["FOCUS_POOL", "ON", "focus_scores", "search_pairs"]
 
 ON = ("image", "caption")
+FOCUS_POOL = 10
+"""``select --query``: the focus is the ``FOCUS_POOL × n`` pairs whose images match the query best."""
 
 
 def search_pairs(proj, *, text: str | None = None, image: str | os.PathLike | None = None,
@@ -96,3 +98,19 @@ def _encoder(proj):
     from mmcurate.embed.encoder import load_encoder
 
     return load_encoder(proj.model_spec, weights_sha256=proj.weights_sha256, device="cpu")
+
+
+def focus_scores(proj, scores: np.ndarray, query: str, *, n: int, pool: int = FOCUS_POOL) -> np.ndarray:
+    """Scores that rank the ``pool · n`` pairs whose images match ``query`` best first (their own
+    order kept), then every other pair (its order kept): a selector given them fills its ``n``
+    from the focus while it has enough candidates.
+
+    Examples
+    --------
+    >>> s = focus_scores(proj, ranked["score"].to_numpy(), "x-ray images", n=40)  # doctest: +SKIP
+    """
+    found = search_pairs(proj, text=query, k=min(max(pool * n, 1), len(proj.pairs)), on="image")
+    focus = proj.pairs["pair_id"].isin(set(found["pair_id"])).to_numpy()
+    finite = np.where(np.isfinite(scores), scores, np.nan)
+    span = (np.nanmax(finite) - np.nanmin(finite)) if np.isfinite(finite).any() else 0.0
+    return np.where(focus, scores + span + 1.0, scores)

@@ -20,7 +20,8 @@ DEFAULT_STRATEGY = "p_misaligned"
 def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversity: str = "none",
                  k: int = 10, random_state: int = 0, exclude: Collection[str] | None = None,
                  ranked: pd.DataFrame | None = None, explore: float = EXPLORE,
-                 balance: str | None = None, balance_mode: str = "uniform") -> tuple[int, pd.DataFrame]:
+                 balance: str | None = None, balance_mode: str = "uniform",
+                 query: str | None = None) -> tuple[int, pd.DataFrame]:
     """Rank, pick ``budget`` pairs never labelled or queued before, and save them as a round.
 
     ``exclude``: pair_ids never to select (e.g. a held-out evaluation set); unlike the pairs already
@@ -34,6 +35,9 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
     ``balance="categories"``: every value of the pairs' ``category`` column gets a share of the
     exploit part (``balance_mode`` ``uniform`` or ``proportional``, floor 1;
     :func:`mmcurate.select.select_balanced`), each share chosen by ``diversity``.
+    ``query``: a text (``"medical images"``) that focuses the exploit part on the pairs whose
+    images match it best (:func:`mmcurate.project.search.focus_scores`); the explore part stays
+    uniform over the pool.
 
     Returns the round number and the batch (``pair_id``, ``score``, ``reason``, ``stratum``,
     caption, image).
@@ -64,12 +68,15 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
         joint = selection_vectors(image, text, random_state=random_state)
         n_exploit, n_explore = split_budget(int(budget), explore)
         scores = ranked["score"].to_numpy(np.float64)
-        picked = selector(scores, n=n_exploit, embeddings=joint, indices_labeled=labelled_rows,
+        picked = selector(_query_focus(proj, scores, query, n_exploit), n=n_exploit, embeddings=joint,
+                          indices_labeled=labelled_rows,
                           exclude=np.setdiff1d(held_out_rows, labelled_rows), random_state=random_state)
         explored, inclusion = _explore(len(ranked), np.r_[excluded_rows, picked], n_explore, random_state)
         chosen = ranked.iloc[np.r_[picked, explored]]
         params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state,
                   "explore": explore}
+        if query:
+            params["query"] = query
         if balance not in (None, "none"):
             params.update(balance=balance, balance_mode=balance_mode)
         prov = ranked.attrs["provenance"]
@@ -152,3 +159,12 @@ def _group_reasons(proj, pair_ids: list[str], reasons: list[str]) -> list[str]:
     from mmcurate.groups.hooks import annotate_reasons
 
     return annotate_reasons(proj, pair_ids, reasons)
+
+
+def _query_focus(proj, scores: np.ndarray, query: str | None, n: int) -> np.ndarray:
+    """``scores`` with the pairs matching ``query`` first (:func:`mmcurate.project.search.focus_scores`)."""
+    if not query:
+        return scores
+    from mmcurate.project.search import focus_scores
+
+    return focus_scores(proj, scores, query, n=n)
