@@ -52,6 +52,25 @@ print(json.dumps({"n": len(row), "seconds": seconds, "cpu_seconds": cpu_seconds,
 """
 
 
+_SEARCH_CHILD = """
+import json, statistics, sys, time
+from mmcurate._util import peak_rss_gib
+from mmcurate.project import open_project
+proj = open_project(sys.argv[1])
+t = time.perf_counter()
+proj.index.image  # built once and saved under index/ (or loaded)
+build = time.perf_counter() - t
+ids = proj.pairs["pair_id"].tolist()
+times = []
+for i in range(int(sys.argv[2])):
+    t = time.perf_counter()
+    proj.search(pair_id=ids[(i * 7919) % len(ids)], k=50)
+    times.append(time.perf_counter() - t)
+print(json.dumps({"build_seconds": build, "median_query_seconds": statistics.median(times),
+                  "max_query_seconds": max(times), "peak_rss_gib": peak_rss_gib()}))
+"""
+
+
 def _jitter(rng, v, cosine):
     e = rng.standard_normal(v.shape, dtype=np.float32)
     e -= (e * v).sum(1, keepdims=True) * v
@@ -108,7 +127,16 @@ def bench(n: int, data_dir: Path | None = None) -> dict:
         raise RuntimeError(proc.stderr[-3000:])
     out = json.loads(proc.stdout.strip().splitlines()[-1])
     out["prepare_seconds"] = prep
+    out["proj"] = str(tmp / "proj")
     return out
+
+
+def search_bench(proj_dir: str, n_queries: int) -> dict:
+    proc = subprocess.run([sys.executable, "-c", _SEARCH_CHILD, proj_dir, str(n_queries)],
+                          capture_output=True, text=True)
+    if proc.returncode:
+        raise RuntimeError(proc.stderr[-3000:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main(argv=None) -> int:
@@ -116,6 +144,9 @@ def main(argv=None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--data-dir", type=Path, default=None,
                         help="keep the generated projects here and reuse them in later runs")
+    parser.add_argument("--queries", type=int, default=0,
+                        help="also time this many proj.search(pair_id=...) queries on the largest size "
+                             "(after building or loading its saved image index)")
     args = parser.parse_args(argv)
     rows = []
     for n in args.sizes:
@@ -126,6 +157,11 @@ def main(argv=None) -> int:
               f"peak {r['peak_rss_gib']:.2f} GiB, "
               f"copy recall {r['copy_recall']:.3f}; groups: {counts}; "
               f"(data + import {r['prepare_seconds']:.0f} s; {r['timings']})", flush=True)
+    if args.queries:
+        q = search_bench(rows[-1]["proj"], args.queries)
+        print(f"search on {rows[-1]['n']:,} pairs: index built (or loaded) in {q['build_seconds']:.1f} s; "
+              f"one pair_id query, k=50: median {q['median_query_seconds'] * 1000:.0f} ms, max "
+              f"{q['max_query_seconds'] * 1000:.0f} ms ({args.queries} queries)", flush=True)
     if len(rows) > 1:
         a, b = rows[0], rows[-1]
         print(f"cost ratio {b['n']:,} / {a['n']:,} pairs: {b['seconds'] / a['seconds']:.1f} "
