@@ -32,6 +32,7 @@ def add_duplicates_parser(sub) -> None:
                    help="reject every pair of this boilerplate group (no search)")
     p.add_argument("--reviewer", default=None, help="with --reject-boilerplate")
     p.add_argument("--show", type=int, default=5, help="groups of each kind to print")
+    p.add_argument("--no-progress", action="store_true")
 
 
 def cmd_duplicates(args) -> int:
@@ -48,7 +49,8 @@ def cmd_duplicates(args) -> int:
         return 0
     groups = proj.duplicates(image_threshold=args.image_threshold, caption_threshold=args.caption_threshold,
                              near=args.near, k=args.k, boilerplate_threshold=args.boilerplate_threshold,
-                             boilerplate_min_size=args.boilerplate_min_size, exact=not args.no_exact)
+                             boilerplate_min_size=args.boilerplate_min_size, exact=not args.no_exact,
+                             progress=not args.no_progress)
     print("\n".join(duplicates_lines(proj, groups, args.show)))
     return 0
 

@@ -259,3 +259,19 @@ def test_boilerplate_members_stay_open_after_an_accept(world_proj):
     taken = world_proj.ledger.queued_pair_ids() | set(latest.index)
     excluded = selection_exclude(world_proj, ranked, taken, None)
     assert len(set(members) - taken - excluded) == 1  # one open member per batch, still eligible
+
+
+def test_cli_export_keeps_one_pair_per_group_unless_asked(world_proj, tmp_path, capsys):
+    _, members = _largest_group(world_proj)
+    rep = _queue_representative(world_proj, members)
+    import_labels(world_proj, pd.DataFrame({"pair_id": [rep], "decision": ["accept"]}))
+    assert main(["export", str(world_proj.root), "--out", str(tmp_path / "one"), "--reviewed-only"]) == 0
+    assert "copies dropped" in capsys.readouterr().out
+    one = pd.read_csv(tmp_path / "one" / "curated.csv")
+    dropped = pd.read_csv(tmp_path / "one" / "dropped.csv")
+    assert len(set(one["pair_id"]) & set(members)) == 1 and {"group_id", "duplicate_of"} <= set(one.columns)
+    assert set(members) - set(one["pair_id"]) <= set(dropped.loc[dropped["stage"] == "duplicates", "pair_id"])
+    assert main(["export", str(world_proj.root), "--out", str(tmp_path / "all"), "--reviewed-only",
+                 "--keep-duplicates"]) == 0
+    every = pd.read_csv(tmp_path / "all" / "curated.csv")
+    assert set(members) <= set(every["pair_id"]) and every["duplicate_of"].notna().sum() >= len(members) - 1

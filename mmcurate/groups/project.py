@@ -63,14 +63,17 @@ def vectors_fingerprint(proj) -> str:
     return h.hexdigest()
 
 
-def image_keys(proj) -> list[str | None] | None:
+def image_keys(proj, *, progress: bool = False) -> list[str | None] | None:
     """sha1 of each pair's image file bytes (None: unreadable); None for imported embeddings."""
     if proj.kind == "external" or proj.image_root is None:
         return None
+    from tqdm.auto import tqdm
+
     from mmcurate.data.images import read_image_bytes
 
     keys: list[str | None] = []
-    for ref in proj.pairs["image"].astype(str):
+    refs = proj.pairs["image"].astype(str)
+    for ref in tqdm(refs, total=len(refs), desc="hash images", disable=not progress, unit="img"):
         try:
             keys.append(hashlib.sha1(read_image_bytes(ref, image_root=proj.image_root)).hexdigest())
         except (OSError, ValueError):
@@ -101,7 +104,7 @@ def _counts(table: pd.DataFrame) -> dict[str, dict[str, int]]:
 
 
 def compute_duplicates(proj, *, params: GroupParams | None = None, random_state: int = 0,
-                       write: bool = True) -> DuplicatesResult:
+                       write: bool = True, progress: bool = False) -> DuplicatesResult:
     """Find the project's groups (:func:`mmcurate.groups.find_groups`) and write them.
 
     Image projects hash every image file for the exact kind; imported-embedding projects get the
@@ -120,7 +123,7 @@ def compute_duplicates(proj, *, params: GroupParams | None = None, random_state:
         raise ProjectError(f"{proj.root}: {len(image)} embedded of {len(proj.pairs)} pairs; "
                            f"run `mmcurate embed {proj.root}` first")
     fingerprint = vectors_fingerprint(proj)
-    keys = image_keys(proj) if params.exact else None
+    keys = image_keys(proj, progress=progress) if params.exact else None
     t1 = time.perf_counter()
     found = find_groups(image, text, proj.pairs["caption"].tolist(), image_keys=keys, params=params,
                         random_state=random_state)

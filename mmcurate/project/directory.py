@@ -77,7 +77,7 @@ class Project(ProjectEmbeddings):
         return search_pairs(self, text=text, image=image, pair_id=pair_id, k=k, on=on)
 
     # -- groups (mmcurate.groups) -------------------------------------------------------------
-    def duplicates(self, *, random_state: int = 0, **options: Any) -> pd.DataFrame:
+    def duplicates(self, *, random_state: int = 0, progress: bool = False, **options: Any) -> pd.DataFrame:
         """Find exact and near duplicates and boilerplate captions; writes ``duplicates.parquet``.
 
         ``options``: the fields of :class:`mmcurate.groups.GroupParams` (``image_threshold``,
@@ -94,7 +94,8 @@ class Project(ProjectEmbeddings):
         from mmcurate.groups.project import compute_duplicates
 
         with self.lock():
-            return compute_duplicates(self, params=GroupParams(**options), random_state=random_state).groups
+            return compute_duplicates(self, params=GroupParams(**options), random_state=random_state,
+                                      progress=progress).groups
 
     def groups(self) -> pd.DataFrame | None:
         """The groups ``duplicates`` found (recomputed when the vectors changed), or None."""
