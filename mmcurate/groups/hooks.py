@@ -3,10 +3,12 @@
 Each stage that knows about groups calls one function here (see CONTRIBUTING, "groups"):
 
 - ``select``: :func:`selection_exclude` leaves one representative per group eligible (the best
-  scored; none once a member is queued or decided) and :func:`annotate_reasons` shows the group size;
+  scored; for a duplicate group none once a member is queued or decided) and
+  :func:`annotate_reasons` shows the group size;
 - the ledger: :func:`apply_group_decisions` records a representative's decision on every member
-  (``source = "via:<representative's pair_id>"``), after ``label`` imports and before ``select`` /
-  ``train``; :func:`reject_boilerplate` rejects a boilerplate group in one action;
+  (``source = "via:<representative's pair_id>"``), after ``label`` imports and at ``select`` (for
+  decisions made on the review page); :func:`reject_boilerplate` rejects a boilerplate group in one
+  action;
 - training: :func:`count_groups_once` keeps one labelled row per group decision (the rows recorded
   ``via:`` a representative are dropped);
 - export: :func:`export_decisions` (the same propagation, in memory) and
