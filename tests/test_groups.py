@@ -275,3 +275,23 @@ def test_cli_export_keeps_one_pair_per_group_unless_asked(world_proj, tmp_path, 
                  "--keep-duplicates"]) == 0
     every = pd.read_csv(tmp_path / "all" / "curated.csv")
     assert set(members) <= set(every["pair_id"]) and every["duplicate_of"].notna().sum() >= len(members) - 1
+
+
+def test_cli_duplicates_on_an_image_project_finds_the_exact_copy(png_pairs, tmp_path, micro_clip_dir, capsys):
+    import shutil
+
+    shutil.copy(png_pairs.parent / "img" / "0.png", png_pairs.parent / "img" / "copy.png")
+    first = png_pairs.read_text().splitlines()[1].split(",", 2)[2]
+    with png_pairs.open("a") as fh:
+        fh.write(f"p12,img/copy.png,{first.upper()}!\n")
+    root = tmp_path / "p"
+    assert main(["init", str(root), "--pairs", str(png_pairs), "--model", f"local-dir:{micro_clip_dir}"]) == 0
+    assert main(["embed", str(root), "--no-progress"]) == 0
+    assert main(["duplicates", str(root), "--no-progress"]) == 0
+    table = pd.read_parquet(root / "duplicates.parquet").set_index("pair_id")
+    # the random micro model finds every plain square near another: p0 and p12 share that group
+    assert table.loc["p0", "group_id"] == table.loc["p12", "group_id"]
+    assert main(["duplicates", str(root), "--no-progress", "--near", "none"]) == 0
+    table = pd.read_parquet(root / "duplicates.parquet")
+    assert sorted(table.loc[table["kind"] == "exact", "pair_id"]) == ["p0", "p12"]
+    assert "exact: 1 groups" in capsys.readouterr().out
