@@ -295,3 +295,23 @@ def test_cli_duplicates_on_an_image_project_finds_the_exact_copy(png_pairs, tmp_
     table = pd.read_parquet(root / "duplicates.parquet")
     assert sorted(table.loc[table["kind"] == "exact", "pair_id"]) == ["p0", "p12"]
     assert "exact: 1 groups" in capsys.readouterr().out
+
+
+def test_ranking_calibrator_counts_a_group_decision_once(world_proj, monkeypatch):
+    from mmcurate.rank import RankContext
+    from mmcurate.rounds import labelled_arrays, rank_project
+
+    _, members = _largest_group(world_proj)
+    rep = _queue_representative(world_proj, members)
+    import_labels(world_proj, pd.DataFrame({"pair_id": [rep], "decision": ["reject"]}))
+    seen = {}
+    original = RankContext.__init__
+
+    def spy(self, *args, **kwargs):
+        seen["labelled"] = len(kwargs["indices_labeled"])
+        original(self, *args, **kwargs)
+
+    monkeypatch.setattr(RankContext, "__init__", spy)
+    ranked = rank_project(world_proj, ["margin"])
+    assert seen["labelled"] == len(labelled_arrays(world_proj)[0]) - (len(members) - 1)
+    assert ranked.attrs["provenance"]["n_labels"] == len(labelled_arrays(world_proj)[0])
