@@ -245,6 +245,7 @@ _EPILOG = """\
 one round, start to finish:
   mmcurate init PROJECT --pairs captions.csv --image-root images/
   mmcurate embed PROJECT
+  mmcurate duplicates PROJECT                optional: copies and boilerplate get one decision per group
   mmcurate select PROJECT --budget 40        then  mmcurate review PROJECT
   mmcurate train PROJECT                     then  select again: it ranks with what was learned
   mmcurate export PROJECT --out curated/
