@@ -109,6 +109,9 @@ def _add_loop(sub) -> None:
                    help="categories: every value of the pairs' `category` column gets a share")
     p.add_argument("--balance-mode", choices=["uniform", "proportional"], default="uniform",
                    help="uniform: equal shares; proportional: by candidates, at least 1 each")
+    p.add_argument("--query", default=None,
+                   help="focus the batch on a concept: pairs whose images match this text come first "
+                        "(encoded with the project's model; the explored share stays random)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("review", help="review a round in the browser (127.0.0.1)")
@@ -154,6 +157,16 @@ def _add_loop(sub) -> None:
                         "of this among them (default 0.03)")
     p.add_argument("--reviewed-only", action="store_true",
                    help="write only the reviewed pairs (no verdict for the others)")
+    p.add_argument("--keep-duplicates", action="store_true",
+                   help="keep every member of a duplicate group (default: the best pair per group; "
+                        "the others are listed in dropped with their reason)")
+
+
+def _add_groups(sub) -> None:
+    from mmcurate.commands_groups import add_duplicates_parser, add_search_parser
+
+    add_duplicates_parser(sub)
+    add_search_parser(sub)
 
 
 def _add_demo(sub) -> None:
@@ -239,6 +252,7 @@ _EPILOG = """\
 one round, start to finish:
   mmcurate init PROJECT --pairs captions.csv --image-root images/
   mmcurate embed PROJECT
+  mmcurate duplicates PROJECT                optional: copies and boilerplate get one decision per group
   mmcurate select PROJECT --budget 40        then  mmcurate review PROJECT
   mmcurate train PROJECT                     then  select again: it ranks with what was learned
   mmcurate export PROJECT --out curated/
@@ -253,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_init(sub)
     _add_embed(sub)
     _add_loop(sub)
+    _add_groups(sub)
     _add_demo(sub)
     _add_stream(sub)
     _add_simulate(sub)
@@ -376,6 +391,18 @@ def _cmd_status(args) -> int:
     return 0
 
 
+def _cmd_duplicates(args) -> int:
+    from mmcurate.commands_groups import cmd_duplicates
+
+    return cmd_duplicates(args)
+
+
+def _cmd_search(args) -> int:
+    from mmcurate.commands_groups import cmd_search
+
+    return cmd_search(args)
+
+
 def _dispatch(args) -> int:
     from mmcurate import commands
 
@@ -385,7 +412,8 @@ def _dispatch(args) -> int:
         "select": commands.cmd_select, "review": commands.cmd_review, "batch": commands.cmd_batch,
         "label": commands.cmd_label, "train": commands.cmd_train, "export": commands.cmd_export,
         "demo": commands.cmd_demo, "add": commands.cmd_add, "stream": commands.cmd_stream,
-        "simulate": commands.cmd_simulate,
+        "simulate": commands.cmd_simulate, "duplicates": _cmd_duplicates,
+        "search": _cmd_search,
     }
     return handlers[args.command](args)
 

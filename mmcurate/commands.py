@@ -123,9 +123,18 @@ def status_lines(status: dict) -> list[str]:
             import textwrap
 
             rows += [("", line) for line in textwrap.wrap(f"estimate: {est['how']} ({sure})", 90)]
+    if status.get("duplicates"):
+        rows.append(("groups", _groups_words(status["duplicates"])))
     rows.append(("next", _next_step(status)))
     width = max(len(k) for k, _ in rows)
     return [f"{k:<{width}}  {v}" for k, v in rows]
+
+
+def _groups_words(groups: dict) -> str:
+    counts = ", ".join(f"{c['groups']} {kind} ({c['pairs']} pairs)"
+                       for kind, c in groups["counts"].items() if c.get("groups"))
+    return (counts or "none found") + ("" if groups["current"] else
+                                       "; stale (vectors changed): recomputed at next use")
 
 
 def cmd_strategies(args) -> int:
@@ -219,7 +228,7 @@ def cmd_select(args) -> int:
     round_id, batch = select_batch(proj, budget=args.budget, strategy=args.strategy,
                                    diversity=args.diversity, k=args.k, random_state=args.seed,
                                    explore=args.explore, balance=balance,
-                                   balance_mode=args.balance_mode)
+                                   balance_mode=args.balance_mode, query=getattr(args, "query", None))
     record = proj.ledger.rounds().set_index("round").loc[round_id]
     n_explore = int((batch["stratum"] == "explore").sum()) if "stratum" in batch.columns else 0
     shares = f", balance={balance} ({args.balance_mode})" if balance else ""
@@ -352,6 +361,9 @@ def export_lines(summary: dict) -> list[str]:
             ("dropped", f"{summary['dropped']:>{w}}  {summary['rejected']} rejected by a reviewer, "
                         f"{summary['below_threshold']} below the threshold, {summary['embed_failures']} "
                         f"unreadable, {summary['rejected_at_input']} rejected at init")]
+    if summary.get("duplicate_groups"):
+        rows.append(("duplicates", f"{summary['duplicates_dropped']:>{w}}  copies dropped (one pair kept per "
+                                   f"group of {summary['duplicate_groups']}; --keep-duplicates keeps all)"))
     if summary.get("left_out"):
         rows.append(("no verdict", f"{summary['left_out']:>{w}}  unreviewed pairs (--reviewed-only)"))
     if est and not est.get("verified", True):
@@ -382,7 +394,8 @@ def cmd_export(args) -> int:
     proj = open_project(args.project)
     threshold = None if args.reviewed_only else ("auto" if args.threshold is None else args.threshold)
     summary = export_curated(proj, args.out, fmt=args.fmt, threshold=threshold,
-                             target_noise=args.target_noise, image_format=args.image_format)
+                             target_noise=args.target_noise, image_format=args.image_format,
+                             keep_duplicates=getattr(args, "keep_duplicates", False))
     print(f"exported {summary['pairs']} pairs of {proj.root} ({args.fmt})")
     print("\n".join(export_lines(summary)))
     print(f"next: open the report; less noise: another round (mmcurate select {args.project} --budget 40)")

@@ -36,6 +36,10 @@ _COUNT_LABELS = {
     "below_threshold": "dropped below threshold",
     "left_out": "unreviewed, not exported (no threshold)", "unreadable_images": "unreadable at export",
     "curated": "curated (exported)", "dropped": "dropped (dropped file)",
+    "duplicate_groups": "duplicate groups (mmcurate duplicates)",
+    "duplicates_dropped": "duplicates dropped (one pair kept per group)",
+    **{f"groups_{kind}": f"{kind.replace('_', ' ')} groups" for kind in
+       ("exact", "near", "near_image", "near_caption", "boilerplate")},
 }
 _HEAD_METRICS = ("cv_accuracy", "cv_accuracy_identity", "cv_auroc", "cv_auroc_identity", "cv_folds",
                  "n_pos", "n_neg", "n_fixed")

@@ -213,7 +213,7 @@ def _exploration_check(proj, table: pd.DataFrame, t: float, explored_noise) -> d
 
 
 def curate_pairs(proj, *, threshold: float | str | None = "auto", target_noise: float = 0.03,
-                 strategy_scores: pd.DataFrame | None = None) -> Curation:
+                 strategy_scores: pd.DataFrame | None = None, keep_duplicates: bool = False) -> Curation:
     """Split the project's pairs into curated and dropped (see the module docstring); no files.
 
     Parameters
@@ -229,6 +229,9 @@ def curate_pairs(proj, *, threshold: float | str | None = "auto", target_noise: 
         A ranking table with ``pair_id`` and ``p_aligned`` (and optionally ``cosine``), as returned
         by :func:`mmcurate.rounds.rank_project`; ranked with the current model when a threshold
         is used and this is omitted.
+    keep_duplicates : bool
+        Keep every member of a duplicate group (``mmcurate duplicates``); by default one pair per
+        group is kept (:func:`mmcurate.groups.hooks.apply_duplicate_policy`).
 
     Examples
     --------
@@ -236,7 +239,7 @@ def curate_pairs(proj, *, threshold: float | str | None = "auto", target_noise: 
     >>> cur.counts["curated"], cur.dropped["reason"].value_counts()  # doctest: +SKIP
     """
     _validate_threshold(threshold)
-    decisions, _, _ = _ledger_frames(proj)
+    decisions = _with_group_decisions(proj, _ledger_frames(proj)[0])
     table = proj.pairs.copy()
     table["image"] = absolute_image_paths(proj, table["image"]).to_numpy()
     latest = decisions.drop_duplicates("pair_id", keep="last").set_index("pair_id")
@@ -257,6 +260,7 @@ def curate_pairs(proj, *, threshold: float | str | None = "auto", target_noise: 
     curated = _curated_frame(table, proj.pairs.columns)
     dropped = _dropped_frame(table, failures, proj.rejects, threshold)
     counts = _counts(table, proj.rejects, curated, dropped)
+    curated, dropped = _duplicate_policy(proj, curated, dropped, counts, keep_duplicates)
     prov = dict(getattr(scores, "attrs", {}).get("provenance", {})) if scores is not None else {}
     return Curation(curated=curated, dropped=dropped, counts=counts, score_name=score_name,
                     pairs=table.drop(columns=["fixed_caption"]), provenance=prov, estimates=estimates)
@@ -359,3 +363,15 @@ def _counts(table: pd.DataFrame, rejects: pd.DataFrame, curated: pd.DataFrame,
     }
 
 
+# -- groups (mmcurate.groups): decisions per group, one pair kept per duplicate group -------------
+def _with_group_decisions(proj, decisions: pd.DataFrame) -> pd.DataFrame:
+    from mmcurate.groups.hooks import export_decisions
+
+    return export_decisions(proj, decisions)
+
+
+def _duplicate_policy(proj, curated: pd.DataFrame, dropped: pd.DataFrame, counts: dict[str, int],
+                      keep_duplicates: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
+    from mmcurate.groups.hooks import apply_duplicate_policy
+
+    return apply_duplicate_policy(proj, curated, dropped, counts, keep_duplicates=keep_duplicates)

@@ -28,7 +28,7 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str) -> Path:
 def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
                    threshold: float | str | None = "auto", target_noise: float = 0.03,
                    strategy_scores: pd.DataFrame | None = None, shard_size: int = 1000,
-                   image_format: str = "original") -> dict[str, Any]:
+                   image_format: str = "original", keep_duplicates: bool = False) -> dict[str, Any]:
     """Write the curated pairs, the dropped pairs and a report (Markdown + self-contained HTML).
 
     Parameters
@@ -57,6 +57,8 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     image_format : {"original", "jpg"}
         WebDataset only: the original bytes and extension, or every image re-encoded as JPEG
         (quality 95; alpha composited on white) under ``<key>.jpg``.
+    keep_duplicates : bool
+        Keep every member of a duplicate group; by default one per group (``dropped`` lists the rest).
 
     Returns
     -------
@@ -83,7 +85,7 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     cur = curate_pairs(proj, threshold=threshold, target_noise=target_noise,
-                       strategy_scores=strategy_scores)
+                       strategy_scores=strategy_scores, keep_duplicates=keep_duplicates)
     verified = cur.estimates.get("verified", True)
     threshold = cur.estimates.get("threshold") if threshold is not None and verified else None
     paths: dict[str, Any] = {}

@@ -57,6 +57,20 @@ class DecisionsMixin(LedgerConnection):
             added, _ = self._append(conn, [row], source=source, round_id=round_id)
         return added == 1
 
+    def record_many(self, rows: Sequence[Mapping[str, Any]], *, source: str) -> int:
+        """Record decisions of many pairs in one transaction (a decision applied to a group);
+        returns the number of rows appended. Each row: ``pair_id``, ``decision``, optional
+        ``caption``, ``reviewer``, ``timestamp``; rows identical to a pair's latest are skipped, as
+        in :meth:`record`. ``source`` names where they came from (e.g. ``via:<representative id>``).
+        """
+        cleaned = [clean_decision(str(r["pair_id"]), r["decision"], r.get("caption"), r.get("reviewer"),
+                                  r.get("timestamp")) for r in rows]
+        if not cleaned:
+            return 0
+        with self._write() as conn:
+            added, _ = self._append(conn, cleaned, source=source, round_id=None)
+        return added
+
     def _append(self, conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], *, source: str,
                 round_id: int | None) -> tuple[int, int]:
         """Append ``rows`` not identical to their pair's latest; returns (n_added, n_conflicts)."""

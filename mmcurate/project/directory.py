@@ -62,6 +62,62 @@ class Project(ProjectEmbeddings):
         return rank_project(self, list(names), k=k, random_state=random_state, options=options,
                             engine=engine, address=address)
 
+    # -- search ------------------------------------------------------------------------------
+    def search(self, *, text: str | None = None, image: str | os.PathLike | None = None,
+               pair_id: str | None = None, k: int = 50, on: str = "image") -> pd.DataFrame:
+        """The ``k`` pairs nearest to a text query, an example image or an example pair:
+        :func:`mmcurate.project.search.search_pairs`.
+
+        Examples
+        --------
+        >>> proj.search(text="a dog on a beach", k=20)  # doctest: +SKIP
+        """
+        from mmcurate.project.search import search_pairs
+
+        return search_pairs(self, text=text, image=image, pair_id=pair_id, k=k, on=on)
+
+    # -- groups (mmcurate.groups) -------------------------------------------------------------
+    def duplicates(self, *, random_state: int = 0, progress: bool = False, **options: Any) -> pd.DataFrame:
+        """Find exact and near duplicates and boilerplate captions; writes ``duplicates.parquet``.
+
+        ``options``: the fields of :class:`mmcurate.groups.GroupParams` (``image_threshold``,
+        ``caption_threshold``, ``near``, ``k``, ``boilerplate_threshold``, ...). Returns the table
+        (``pair_id``, ``group_id``, ``kind``, ``similarity``):
+        :func:`mmcurate.groups.project.compute_duplicates`.
+
+        Examples
+        --------
+        >>> groups = proj.duplicates(image_threshold=0.9)  # doctest: +SKIP
+        >>> groups.groupby("kind")["group_id"].nunique()  # doctest: +SKIP
+        """
+        from mmcurate.groups import GroupParams
+        from mmcurate.groups.project import compute_duplicates
+
+        with self.lock():
+            return compute_duplicates(self, params=GroupParams(**options), random_state=random_state,
+                                      progress=progress).groups
+
+    def groups(self) -> pd.DataFrame | None:
+        """The groups ``duplicates`` found (recomputed when the vectors changed), or None."""
+        from mmcurate.groups.project import load_duplicates
+
+        with self.lock():
+            return load_duplicates(self)
+
+    def split_group(self, pair_ids: str | Sequence[str]) -> pd.DataFrame:
+        """Take pairs out of their duplicate groups: :func:`mmcurate.groups.project.split_group`."""
+        from mmcurate.groups.project import split_group
+
+        with self.lock():
+            return split_group(self, pair_ids)
+
+    def reject_boilerplate(self, group_id: int, *, reviewer: str | None = None) -> int:
+        """Reject a boilerplate group in one action: :func:`mmcurate.groups.hooks.reject_boilerplate`."""
+        from mmcurate.groups.hooks import reject_boilerplate
+
+        with self.lock():
+            return reject_boilerplate(self, group_id, reviewer=reviewer)
+
     # -- status -----------------------------------------------------------------------------
     def status(self) -> dict[str, Any]:
         """A summary as a JSON-ready dict (what `mmcurate status --json` prints)."""
@@ -89,6 +145,11 @@ class Project(ProjectEmbeddings):
             rounds = rounds_status(self)
             out["model"].update(rounds.pop("model"))  # + which trained model ranks (in_use, latest, ...)
             out.update(rounds)
+        from mmcurate.groups.project import duplicates_status
+
+        groups = duplicates_status(self)
+        if groups is not None:
+            out["duplicates"] = groups
         return out
 
 

@@ -35,8 +35,12 @@ def import_labels(proj, source: str | Path | pd.DataFrame, *, round_id: int | No
     """
     if source_name is None and not isinstance(source, pd.DataFrame):
         source_name = Path(source).name
-    return proj.ledger.import_decisions(source, known_pair_ids=set(proj.pairs["pair_id"]),
-                                        source_name=source_name, round_id=round_id, queued_only=True)
+    report = proj.ledger.import_decisions(source, known_pair_ids=set(proj.pairs["pair_id"]),
+                                          source_name=source_name, round_id=round_id, queued_only=True)
+    from mmcurate.groups.hooks import apply_group_decisions
+
+    apply_group_decisions(proj)  # a representative's decision reaches its group's members
+    return report
 
 
 def audited_opinions(proj) -> list[tuple[str, str]]:

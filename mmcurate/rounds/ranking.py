@@ -58,6 +58,8 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATE
         raise ValueError(f"k (neighbours per pair) must be at least 1, got {k}")
     rows, y, _ = labelled_arrays(proj) if (proj.root / "labels.sqlite").is_file() else (
         np.zeros(0, np.int64), np.zeros(0, np.int64), None)
+    n_labels = len(rows)  # every decision (what select checks a ranking against)
+    rows, y = _one_row_per_group(proj, rows, y)
     categories = proj.pairs["category"].to_numpy() if "category" in proj.pairs.columns else None
     if engine == "ray":
         table, head_round = _rank_ray(proj, strategies, rows, y, k=k, random_state=random_state,
@@ -78,7 +80,7 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATE
                             fingerprint=pool_fingerprint(proj, head_round, k))
     table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
     table.attrs["provenance"] = _provenance(proj, head_round, strategies=list(strategies), k=k,
-                                            random_state=random_state, n_labels=len(rows),
+                                            random_state=random_state, n_labels=n_labels,
                                             options=options or {}, engine=engine)
     if save_state:
         _save_state(proj, table)
@@ -164,3 +166,14 @@ def noise_estimate(proj, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str
                    how=f"decisions of {int(has.sum())} reviewed pairs + the model's P(misaligned) of the "
                        f"{n_open} others (no random labels yet: no interval)")
     return out
+
+
+def _one_row_per_group(proj, rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A group decision is one label for the calibrator fitted here too: rows recorded via a
+    representative are dropped (:func:`mmcurate.groups.hooks.count_groups_once`)."""
+    if len(rows) == 0:
+        return rows, y
+    from mmcurate.groups.hooks import count_groups_once
+
+    rows, y, _ = count_groups_once(proj, rows, y, pd.DataFrame())
+    return rows, y

@@ -18,8 +18,8 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
                  k: int = 10, random_state: int = 0, exclude: Collection[str] | None = None,
                  ranked: pd.DataFrame | None = None, explore: float = EXPLORE,
                  balance: str | None = None, balance_mode: str = "uniform",
-                 second_opinions: float = SECOND_OPINION_SHARE,
-                 audit: float = AUDIT_SHARE) -> tuple[int, pd.DataFrame]:
+                 second_opinions: float = SECOND_OPINION_SHARE, audit: float = AUDIT_SHARE,
+                 query: str | None = None) -> tuple[int, pd.DataFrame]:
     """Rank, pick ``budget`` pairs never labelled or queued before, and save them as a round.
 
     ``exclude``: pair_ids never to select (e.g. a held-out evaluation set); unlike the pairs already
@@ -27,7 +27,7 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
     centres). ``ranked``: a ranking
     :func:`rank_project` just made for ``strategy`` on the current labels and head (saves ranking
     twice when the caller also needs the scores); ranked here when None. ``explore``: the share of
-    the batch drawn uniformly at random from the pairs the strategy did not pick (recorded as the
+    the batch drawn at random from the pairs the strategy did not pick (recorded as the
     ``explore`` stratum with its inclusion probability; it lets the next model correct for the
     queue's bias and gives unbiased estimates of the noise left, see :mod:`mmcurate.learn`).
     ``balance="categories"``: every value of the pairs' ``category`` column gets a share of the
@@ -37,6 +37,9 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
     use contradicts (P of the other verdict >= :data:`mmcurate.learn.CONTRADICTION`), strongest
     first; ``audit``: the share given to decided pairs drawn at random (the reviewer's error rate
     is estimated from them). Both are shown again as stratum ``second_opinion`` (0 turns them off).
+    ``query``: a text (``"medical images"``) that focuses the exploit part on the pairs whose
+    images match it best (:func:`mmcurate.project.search.focus_scores`); the explore part stays
+    uniform over the pool.
 
     Returns the round number and the batch (``pair_id``, ``score``, ``reason``, ``stratum``,
     caption, image).
@@ -58,6 +61,7 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
         _check_ranking(proj, ranked, strategy)
         queued = proj.ledger.queued_pair_ids()
         labelled = set(proj.ledger.decisions()["pair_id"]) if len(proj.ledger.decisions()) else set()
+        exclude = _group_exclude(proj, ranked, queued | labelled, exclude)
         # labelled or queued pairs seed diversity (core-set centres); held-out pairs are only skipped
         labelled_rows = np.flatnonzero(ranked["pair_id"].isin(queued | labelled).to_numpy())
         held_out_rows = np.flatnonzero(ranked["pair_id"].isin(set(exclude or ())).to_numpy())
@@ -67,7 +71,8 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
         again = _second_opinions(proj, ranked, int(budget), second_opinions, audit, random_state)
         n_exploit, n_explore = split_budget(int(budget) - len(again), explore)
         scores = ranked["score"].to_numpy(np.float64)
-        picked = selector(scores, n=n_exploit, embeddings=joint, indices_labeled=labelled_rows,
+        picked = selector(_query_focus(proj, scores, query, n_exploit), n=n_exploit, embeddings=joint,
+                          indices_labeled=labelled_rows,
                           exclude=np.setdiff1d(held_out_rows, labelled_rows), random_state=random_state)
         suspicion = (1.0 - ranked["p_aligned"].to_numpy(np.float64)
                      if "p_aligned" in ranked.columns else None)
@@ -76,12 +81,15 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
         chosen = ranked.iloc[np.r_[picked, explored]]
         params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state,
                   "explore": explore}
+        if query:
+            params["query"] = query
         if balance not in (None, "none"):
             params.update(balance=balance, balance_mode=balance_mode)
         prov = ranked.attrs["provenance"]
         reasons = [f"{strategy}={s:.3f}" for s in scores[picked]]
         reasons += [f"explore: drawn at random (p={p:.2g}); {strategy}={s:.3f}"
                     for p, s in zip(inclusion, scores[explored])]
+        reasons = _group_reasons(proj, chosen["pair_id"].tolist(), reasons)
         round_id = proj.ledger.create_round(
             chosen["pair_id"].tolist(), strategy=strategy, params=params,
             model={key: prov[key] for key in ("model", "pretrained", "weights_sha256", "embeddings")},
@@ -97,9 +105,10 @@ def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: RandomStat
              suspicion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``n_explore`` rows drawn from those not ``taken`` and their inclusion probabilities.
 
-    Half the probability mass is uniform, half proportional to ``suspicion`` (the model's
-    P(misaligned); uniform without it), drawn by systematic sampling, so every row has a known
-    probability of at least ``n_explore / (2·n_rest)`` and the random share also finds noise.
+    :data:`mmcurate.learn.EXPLORE_UNIFORM` of the probability mass is uniform, the rest
+    proportional to ``suspicion`` (the model's P(misaligned); uniform without it), drawn by
+    systematic sampling, so every row has a known probability of at least
+    ``EXPLORE_UNIFORM · n_explore / n_rest`` and the random share also finds noise.
     """
     from mmcurate.learn import EXPLORE_UNIFORM, pps_inclusion, systematic_sample
 
@@ -208,3 +217,28 @@ def _check_ranking(proj, ranked: pd.DataFrame, strategy: str) -> None:
         raise ValueError(f"ranked= must come from rank_project(proj, [{strategy!r}]) on the current "
                          f"labels and head: expected (strategy, labels, head round) {expected}, got "
                          f"{found} over {len(ranked)} rows; rank again or pass ranked=None.")
+
+
+# -- groups (mmcurate.groups): one representative per duplicate / boilerplate group -------------
+def _group_exclude(proj, ranked: pd.DataFrame, taken: set[str], exclude: Collection[str] | None) -> set[str]:
+    """``exclude`` plus the group members that must not enter this batch
+    (:func:`mmcurate.groups.hooks.selection_exclude`)."""
+    from mmcurate.groups.hooks import selection_exclude
+
+    return selection_exclude(proj, ranked, taken, exclude)
+
+
+def _group_reasons(proj, pair_ids: list[str], reasons: list[str]) -> list[str]:
+    """Reasons with the group size of a representative (:func:`mmcurate.groups.hooks.annotate_reasons`)."""
+    from mmcurate.groups.hooks import annotate_reasons
+
+    return annotate_reasons(proj, pair_ids, reasons)
+
+
+def _query_focus(proj, scores: np.ndarray, query: str | None, n: int) -> np.ndarray:
+    """``scores`` with the pairs matching ``query`` first (:func:`mmcurate.project.search.focus_scores`)."""
+    if not query:
+        return scores
+    from mmcurate.project.search import focus_scores
+
+    return focus_scores(proj, scores, query, n=n)

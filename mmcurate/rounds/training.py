@@ -47,7 +47,7 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
     """
     from mmcurate.head import HeadConfig
 
-    rows, y, fixes = labelled_arrays(proj)
+    rows, y, fixes = _one_row_per_group(proj, *labelled_arrays(proj))
     if len(rows) == 0:
         raise NotEmbeddedError("no decisions yet: review a batch (mmcurate review / label) first")
     config = config or HeadConfig()
@@ -167,3 +167,11 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
     out["recalibration"] = {"a": a, "b": b, "error_rate": error_rate, "l2": calibrator.l2}
     out["validation"] = verdict.as_dict()
     return out
+
+
+def _one_row_per_group(proj, rows, y, fixes):
+    """A group decision counts once: rows recorded via a representative are dropped
+    (:func:`mmcurate.groups.hooks.count_groups_once`)."""
+    from mmcurate.groups.hooks import count_groups_once
+
+    return count_groups_once(proj, rows, y, fixes)

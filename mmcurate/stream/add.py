@@ -225,7 +225,7 @@ def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str,
         scorer = PoolScorer(proj.root / "index" / "pool", *apply_head(head, pool_image, pool_text),
                             fingerprint=_pool_fingerprint(proj, head_round, k), k=k,
                             random_state=random_state)
-        rows, y, _ = labelled_arrays(proj)
+        rows, y = _labels_once_per_group(proj, *labelled_arrays(proj))
         scores = scorer.score(*apply_head(head, image, text), strategy=strategy, indices_labeled=rows,
                               labels=y, random_state=random_state, options=options)
         return scores, head_round, lambda: scorer.commit(_pool_fingerprint(proj, head_round, k))
@@ -233,7 +233,7 @@ def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str,
     all_image = np.concatenate([np.asarray(pool_image), image.astype(pool_image.dtype)])
     all_text = np.concatenate([np.asarray(pool_text), text.astype(pool_text.dtype)])
     all_image, all_text = apply_head(head, all_image, all_text)
-    rows, y, _ = labelled_arrays(proj)
+    rows, y = _labels_once_per_group(proj, *labelled_arrays(proj))
     table = compute_ranking(all_image, all_text, strategies=(strategy,), indices_labeled=rows,
                             labels=y, k=k, random_state=random_state,
                             options={strategy: options} if options else None)
@@ -411,3 +411,10 @@ def recover_stream(proj) -> pd.DataFrame | None:
     """
     with proj.lock():
         return _recover(proj)
+
+
+def _labels_once_per_group(proj, rows, y, fixes) -> tuple[np.ndarray, np.ndarray]:
+    """A group decision is one label (:func:`mmcurate.groups.hooks.count_groups_once`)."""
+    from mmcurate.groups.hooks import count_groups_once
+
+    return count_groups_once(proj, rows, y, fixes)[:2]

@@ -1,0 +1,173 @@
+"""Duplicate and boilerplate groups of N pairs from their vectors (and, when known, image hashes).
+
+:func:`find_groups` runs the neighbour searches through the ranking's own machinery
+(:class:`mmcurate.rank.RankContext`: exact kNN up to :data:`mmcurate.index.EXACT_MAX` pairs, above
+it candidates from the reduced, clustered search re-scored with the full vectors), then groups with
+the pure functions of :mod:`mmcurate.groups.find`. No I/O: :mod:`mmcurate.groups.project` reads and
+writes the project's files.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from mmcurate.groups.find import boilerplate_labels, components, key_labels, near_edges, normalize_captions
+
+__all__ = ["DUPLICATE_KINDS", "KINDS", "GroupParams", "find_groups"]
+
+KINDS = ("exact", "near", "near_image", "near_caption", "boilerplate")
+DUPLICATE_KINDS = ("exact", "near", "near_image", "near_caption")
+"""Kinds whose members are copies of one pair: one decision per group, one pair kept at export."""
+
+_NEAR_KIND = {"both": "near", "image": "near_image", "caption": "near_caption"}
+
+
+@dataclass(frozen=True)
+class GroupParams:
+    """Options of :func:`find_groups` (defaults measured by ``scripts/bench_duplicates_quality.py``).
+
+    ``image_threshold`` / ``caption_threshold``: the cosine a copy's image / caption vector must
+    reach to its source's. ``near``: ``both`` (image and caption near), ``image`` or ``caption``
+    (one space only: image-only groups gather one image with different captions), or ``none``.
+    ``k``: neighbours searched per pair and space (a group larger than ``k + 1`` is still joined
+    through chains of neighbours). ``boilerplate_threshold``: caption cosine joining boilerplate
+    captions (besides equal normalised text); ``boilerplate_min_size``: different images a caption
+    must be on (copies of one pair, a duplicate group, count once);
+    ``boilerplate_max_image_similarity``: the mean pairwise image cosine under which its images
+    count as dissimilar. ``exact``: group equal image hashes + normalised captions (image projects).
+    """
+
+    image_threshold: float = 0.92
+    caption_threshold: float = 0.92
+    near: str = "both"
+    k: int = 10
+    boilerplate_threshold: float = 0.97
+    boilerplate_min_size: int = 5
+    boilerplate_max_image_similarity: float = 0.9
+    exact: bool = True
+
+    def __post_init__(self) -> None:
+        if self.near not in (*_NEAR_KIND, "none"):
+            raise ValueError(f"near must be one of both, image, caption, none; got {self.near!r}")
+        for name in ("image_threshold", "caption_threshold", "boilerplate_threshold",
+                     "boilerplate_max_image_similarity"):
+            if not -1.0 <= float(getattr(self, name)) <= 1.0:
+                raise ValueError(f"{name} is a cosine in [-1, 1]; got {getattr(self, name)!r}")
+        if self.k < 1 or self.boilerplate_min_size < 2:
+            raise ValueError(f"k must be >= 1 and boilerplate_min_size >= 2; got {self.k}, "
+                             f"{self.boilerplate_min_size}")
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def find_groups(image_embeddings, text_embeddings, captions: Sequence[object], *,
+                image_keys: Sequence[object] | None = None, params: GroupParams | None = None,
+                random_state: int = 0, approximate: bool | None = None) -> pd.DataFrame:
+    """Group N pairs: exact duplicates, near duplicates and boilerplate captions.
+
+    Parameters
+    ----------
+    image_embeddings, text_embeddings : (N, D)
+        L2-normalised vectors, row i = pair i (float16 memory maps fine).
+    captions : sequence of N captions (compared after :func:`normalize_caption`).
+    image_keys : sequence of N image content hashes, optional
+        With ``params.exact``: pairs with equal keys and equal normalised captions are exact
+        duplicates. None (imported embeddings): only the vector-based kinds.
+    params : GroupParams
+    approximate : None (by size, as a ranking), True or False.
+
+    Returns
+    -------
+    DataFrame
+        One row per grouped pair and kind: ``row`` (int64), ``group`` (the group's smallest row),
+        ``kind`` (one of :data:`KINDS`), ``similarity`` (exact: 1; near: its best edge's smaller
+        cosine; boilerplate: the group's mean pairwise image cosine). Pairs in no group are absent;
+        a pair can be in one duplicate group and one boilerplate group.
+
+    Examples
+    --------
+    >>> v = np.eye(3, dtype=np.float32)[[0, 0, 1]]
+    >>> find_groups(v, v, ["a", "a", "b"]).to_dict("list")
+    {'row': [0, 1], 'group': [0, 0], 'kind': ['near', 'near'], 'similarity': [1.0, 1.0]}
+    """
+    params = params or GroupParams()
+    n = len(image_embeddings)
+    if len(text_embeddings) != n or len(captions) != n:
+        raise ValueError(f"image_embeddings, text_embeddings and captions must have one row per pair; "
+                         f"got {n}, {len(text_embeddings)} and {len(captions)}")
+    if n < 2:
+        return _frame([], [], [], [])
+    search = _searcher(image_embeddings, text_embeddings, params.k, random_state, approximate)
+    norm = normalize_captions(captions)
+    dup = _duplicates(n, image_embeddings, text_embeddings, norm, image_keys, params, search)
+    images = np.arange(n)
+    images[dup["row"].to_numpy()] = dup["group"].to_numpy()  # copies of one image count once
+    parts = [dup, _boilerplate(n, image_embeddings, key_labels(norm), search("text"), images, params)]
+    return pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
+
+
+def _searcher(image, text, k: int, random_state: int, approximate: bool | None):
+    from mmcurate.rank import RankContext
+
+    ctx = RankContext(image, text, indices_labeled=None, labels=None, k=k, random_state=random_state,
+                      approximate=approximate)
+
+    def search(space: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(sims, idx)``: each pair's k nearest others in ``space`` (exact cosines; run once)."""
+        return ctx.neighbours(space, space, ctx.k, exclude_self=True)
+
+    return search
+
+
+def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search) -> pd.DataFrame:
+    a, b, sim = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
+    exact_lab = np.arange(n)
+    if params.exact and image_keys is not None:
+        exact_lab = key_labels([f"{k}\n{c}" if k else None for k, c in zip(image_keys, norm)])
+        same = np.flatnonzero(exact_lab != np.arange(n))
+        a.append(exact_lab[same])
+        b.append(same)
+        sim.append(np.ones(len(same), np.float32))
+    if params.near != "none":
+        spaces = {"both": ("image", "text"), "image": ("image",), "caption": ("text",)}[params.near]
+        vectors = {"image": image, "text": text}
+        thresholds = {"image": params.image_threshold, "text": params.caption_threshold}
+        ea, eb, es = near_edges([(i, *search(s)) for i, s in enumerate(spaces)], [vectors[s] for s in spaces],
+                                [thresholds[s] for s in spaces])
+        a.append(ea)
+        b.append(eb)
+        sim.append(es)
+    ea, eb, es = np.concatenate(a), np.concatenate(b), np.concatenate(sim)
+    labels = components(n, ea, eb)
+    sizes = np.bincount(labels, minlength=n)
+    rows = np.flatnonzero(sizes[labels] >= 2)
+    best = np.full(n, -np.inf, np.float32)
+    np.maximum.at(best, ea, es)
+    np.maximum.at(best, eb, es)
+    # exact: every member shares one exact key (the group is one exact-duplicate set)
+    exact_groups = pd.Series(exact_lab[rows]).groupby(labels[rows]).nunique()
+    kind = np.where(exact_groups.reindex(labels[rows]).to_numpy() == 1, "exact",
+                    _NEAR_KIND.get(params.near, "near"))
+    return _frame(rows, labels[rows], kind, np.clip(best[rows], -1.0, 1.0))
+
+
+def _boilerplate(n, image, caption_keys, text_search, images, params: GroupParams) -> pd.DataFrame:
+    ea, eb, _ = near_edges([(0, *text_search)], [None], [params.boilerplate_threshold])
+    edges = (ea, eb)
+    labels, spread = boilerplate_labels(n, caption_keys, edges, image, min_size=params.boilerplate_min_size,
+                                        max_image_similarity=params.boilerplate_max_image_similarity,
+                                        image_labels=images)
+    rows = np.flatnonzero(labels >= 0)
+    return _frame(rows, labels[rows], np.full(len(rows), "boilerplate"),
+                  np.array([spread[g] for g in labels[rows]], np.float32))
+
+
+def _frame(rows, group, kind, similarity) -> pd.DataFrame:
+    return pd.DataFrame({"row": np.asarray(rows, np.int64), "group": np.asarray(group, np.int64),
+                         "kind": np.asarray(kind, dtype=object),
+                         "similarity": np.asarray(similarity, np.float64)})
