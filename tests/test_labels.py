@@ -499,7 +499,8 @@ def test_resolved_decisions_keep_pairs_decided_outside_a_round(tmp_path):
     """A decision recorded without a round (a group decision, the API) is one opinion, not lost."""
     from mmcurate.labels import resolve_opinions
 
-    history = pd.DataFrame({"pair_id": ["a", "b", "a", "a"], "round": pd.array([1, None, 2, 3], dtype="Int64"),
+    history = pd.DataFrame({"pair_id": ["a", "b", "a", "a"],
+                            "round": pd.array([1, None, 2, 3], dtype="Int64"),
                             "decision": ["accept", "reject", "reject", "reject"], "caption": None,
                             "reviewer": None, "timestamp": "", "source": ""})
     resolved = resolve_opinions(history).set_index("pair_id")
