@@ -493,3 +493,18 @@ def test_heads_are_numbered_and_metrics_are_json(ledger):
     first = ledger.heads().iloc[0]
     assert first["metrics"] == {"cv_accuracy": 0.9, "loss_curve": [1.0, 0.5], "auc": None}
     assert json.loads(ledger._conn.execute("SELECT metrics FROM heads").fetchone()[0])["auc"] is None
+
+
+def test_resolved_decisions_keep_pairs_decided_outside_a_round(tmp_path):
+    """A decision recorded without a round (a group decision, the API) is one opinion, not lost."""
+    from mmcurate.labels import resolve_opinions
+
+    history = pd.DataFrame({"pair_id": ["a", "b", "a", "a"],
+                            "round": pd.array([1, None, 2, 3], dtype="Int64"),
+                            "decision": ["accept", "reject", "reject", "reject"], "caption": None,
+                            "reviewer": None, "timestamp": "", "source": ""})
+    resolved = resolve_opinions(history).set_index("pair_id")
+    assert set(resolved.index) == {"a", "b"}
+    assert resolved.loc["b", "decision"] == "reject" and resolved.loc["b", "n_opinions"] == 1
+    assert resolved.loc["a", "decision"] == "reject" and resolved.loc["a", "n_opinions"] == 3
+    assert resolved.loc["a", "agreement"] == pytest.approx(2 / 3)

@@ -219,7 +219,7 @@ def resolve_opinions(history: pd.DataFrame) -> pd.DataFrame:
     if history.empty:
         return pd.DataFrame(columns=columns)
     hist = history.reset_index(drop=True).assign(_order=np.arange(len(history)))
-    key = hist["round"].astype("Int64").astype(str)
+    key = hist["round"].astype("Int64").fillna(-1)  # decisions recorded outside a round: one opinion
     opinions = hist.groupby([hist["pair_id"], key], sort=False).tail(1)
     opinions = opinions.assign(_mis=(opinions["decision"] != "accept").to_numpy())
     counts = opinions.groupby("pair_id")["_mis"].agg(["sum", "count"])
