@@ -306,7 +306,7 @@ def train_lines(model_round: int, metrics: dict) -> list[str]:
                                  f"(zero-label prior), labels cross-fitted"))
     if val.get("incumbent") not in (None, "prior") and val.get("auroc_incumbent") is not None:
         rows.append(("vs in use", f"AUROC {val['auroc_new']:.4f} vs {val['auroc_incumbent']:.4f} "
-                                  f"({val['incumbent']}, refitted without each fold); refused only "
+                                  f"({val['incumbent']}, held out); refused only "
                                   f"below by > {val.get('margin', 0.0):.4f}"))
     recal = metrics.get("recalibration") or {}
     if recal:

@@ -117,6 +117,24 @@ def _features(proj, head, k: int, random_state: int):
     return ctx.features
 
 
+def _incumbent_held_out(proj, rows, previous: Model, raw, k: int, random_state: int) -> np.ndarray:
+    """The model in use's logits on every label, none from a fit that saw it: labels it was
+    trained on get the held-out logit recorded when it was trained (cross-fitted, its head's own
+    folds included), the labels added since get its prediction (it never saw them). Re-fitting its
+    recipe without each fold instead leaked through its head, trained on all of its labels: the
+    model in use looked 0.03-0.07 AUROC better than it was and refused better models for rounds.
+    """
+    features = raw if previous.head is None else _features(proj, previous.head, k, random_state)
+    logits = previous.calibrator.decision_function(features.matrix()[rows])
+    if previous.held_out:
+        ids = pd.Series(proj.pairs["pair_id"].to_numpy()[rows].astype(str))
+        p = ids.map(previous.held_out).to_numpy(np.float64)
+        known = np.isfinite(p)
+        p = np.clip(p[known], 1e-12, 1 - 1e-12)
+        logits[known] = np.log(p / (1 - p))
+    return logits
+
+
 def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_state: int,
                       tolerance: float, error_rate: float = 0.0) -> dict[str, Any]:
     """Fit the calibrator without and (when a head was trained) with the head, judge each against
@@ -125,7 +143,6 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
     by ``1/π`` (:mod:`mmcurate.learn`)."""
     from mmcurate.learn import (
         calibrator_to_dict,
-        cross_fitted_logits,
         fit_validated,
         platt_ipw,
         recalibrated,
@@ -140,11 +157,7 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
         fold = stratified_folds(y, max(2, min(5, len(rows))), random_state)
     incumbent_logits, incumbent = None, "prior"
     if previous.calibrator is not None and previous.k == k:
-        prev_features = raw if previous.head is None else _features(proj, previous.head, k, random_state)
-        ids = proj.pairs["pair_id"].to_numpy()[rows].astype(str)
-        trained = np.isin(ids, list(previous.trained_on))
-        incumbent_logits = cross_fitted_logits(prev_features, rows, y, fold=fold, l2=previous.calibrator.l2,
-                                               train_mask=trained)
+        incumbent_logits = _incumbent_held_out(proj, rows, previous, raw, k, random_state)
         incumbent = f"model {previous.round}"
     common = {"prior_features": raw, "weights": weights, "incumbent_logits": incumbent_logits,
               "incumbent": incumbent, "random_state": random_state, "fold": fold,
