@@ -321,8 +321,9 @@ def compare_models(new_logits: npt.ArrayLike, incumbent_logits: npt.ArrayLike, y
 
     Both logit arrays score every labelled pair from fits that did not see it (the new model's
     recipe cross-fitted on every label; the model in use's held-out logits from its own training
-    on its labels, its predictions on the labels added since; the prior needs no fit). So neither is judged on labels it was fitted on, and the
-    labels the model in use chose for itself (its top suspects) weigh the same for both. The
+    on its labels, its predictions on the labels added since; the prior needs no fit). So
+    neither is judged on labels it was fitted on, and the labels the model in use chose for
+    itself (its top suspects) weigh the same for both. The
     AUROC is weighted by ``1/π`` (an estimate over the pool). The new model is refused only when
     its AUROC is below the model in use's by more than ``max(tolerance, z · SE)`` (paired
     bootstrap standard error of the difference): a tie is not a loss, and a difference inside the
