@@ -335,7 +335,7 @@ def cmd_train(args) -> int:
 
     proj = open_project(args.project)
     config = HeadConfig(random_state=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
-    model_round, metrics = train_project_head(proj, config=config)
+    model_round, metrics = train_project_head(proj, config=config, with_head=args.head or None)
     print("\n".join(train_lines(model_round, metrics)))
     print(f"next: mmcurate select {args.project} --budget 40")
     return 0
