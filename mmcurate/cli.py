@@ -142,6 +142,9 @@ def _add_loop(sub) -> None:
     p.add_argument("project", type=Path)
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--head", action="store_true",
+                   help="also fit the projection head (used only if its model wins on held-back labels; "
+                        "off by default: in the learning benchmark it cost recall at 4x the time)")
     p = sub.add_parser("export", help="write the curated pairs and a report")
     p.add_argument("project", type=Path)
     p.add_argument("--out", type=Path, required=True)

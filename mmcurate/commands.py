@@ -315,7 +315,7 @@ def train_lines(model_round: int, metrics: dict) -> list[str]:
                                  f"(zero-label prior), labels cross-fitted"))
     if val.get("incumbent") not in (None, "prior") and val.get("auroc_incumbent") is not None:
         rows.append(("vs in use", f"AUROC {val['auroc_new']:.4f} vs {val['auroc_incumbent']:.4f} "
-                                  f"({val['incumbent']}, refitted without each fold); refused only "
+                                  f"({val['incumbent']}, held out); refused only "
                                   f"below by > {val.get('margin', 0.0):.4f}"))
     recal = metrics.get("recalibration") or {}
     if recal:
@@ -344,7 +344,7 @@ def cmd_train(args) -> int:
 
     proj = open_project(args.project)
     config = HeadConfig(random_state=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
-    model_round, metrics = train_project_head(proj, config=config)
+    model_round, metrics = train_project_head(proj, config=config, with_head=args.head or None)
     print("\n".join(train_lines(model_round, metrics)))
     print(f"next: mmcurate select {args.project} --budget 40")
     return 0

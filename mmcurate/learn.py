@@ -20,9 +20,10 @@ suspects). Five things keep learning from making the ranking worse:
    chosen by cross-validation (:func:`choose_l2`): few or uninformative labels keep it near the
    prior, many let them speak. Learning cannot swing on a handful of labels.
 4. **A fair, steady gate.** A new model is compared with the model in use on *every* label, each
-   label scored by fits that did not see it: the new recipe cross-fitted on all labels, the model
-   in use's recipe re-fitted on the labels it had, without each fold (the prior needs no fit). So
-   neither is judged on labels it was fitted on, and the labels the model in use chose for itself
+   label scored by fits that did not see it: the new recipe cross-fitted on all labels; the model
+   in use by the held-out logits recorded when it was trained (on its labels) and its predictions
+   (on the labels added since; the prior needs no fit). So neither is judged on labels it was
+   fitted on, and the labels the model in use chose for itself
    count the same for both. AUROCs are weighted by ``1/π``. The new model is refused only when
    it loses by more than :data:`GATE_Z` paired-bootstrap standard errors (:func:`compare_models`):
    a tie is not a loss.
@@ -319,9 +320,10 @@ def compare_models(new_logits: npt.ArrayLike, incumbent_logits: npt.ArrayLike, y
     """Use the new model unless it ranks the labels worse than the model in use, beyond noise.
 
     Both logit arrays score every labelled pair from fits that did not see it (the new model's
-    recipe cross-fitted on every label, the model in use's re-fitted on the labels it had, without
-    each fold; the prior needs no fit). So neither is judged on labels it was fitted on, and the
-    labels the model in use chose for itself (its top suspects) weigh the same for both. The
+    recipe cross-fitted on every label; the model in use's held-out logits from its own training
+    on its labels, its predictions on the labels added since; the prior needs no fit). So
+    neither is judged on labels it was fitted on, and the labels the model in use chose for
+    itself (its top suspects) weigh the same for both. The
     AUROC is weighted by ``1/π`` (an estimate over the pool). The new model is refused only when
     its AUROC is below the model in use's by more than ``max(tolerance, z · SE)`` (paired
     bootstrap standard error of the difference): a tie is not a loss, and a difference inside the

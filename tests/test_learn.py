@@ -186,7 +186,7 @@ def test_a_head_is_used_only_when_its_leak_free_model_wins(shifted):
     for r in range(3):
         round_id, batch = select_batch(proj, budget=60, random_state=r)
         import_labels(proj, _oracle(batch, truth), round_id=round_id)
-    _, metrics = train_project_head(proj)
+    _, metrics = train_project_head(proj, with_head=True)
     # this head beats plain CLIP cosines in its own cross-validation, but the model built on it,
     # scored with heads trained without each fold, ranks the labels worse than the model without
     assert metrics["cv_auroc"] > metrics["cv_auroc_identity"]

@@ -58,7 +58,7 @@ def test_three_rounds_through_the_cli(scene_project, tmp_path, capsys):
         _answer(out, truth)
         assert main(["label", str(proj_dir), "--import", str(out)]) == 0
         assert main(["label", str(proj_dir), "--import", str(out)]) == 0  # idempotent
-        assert main(["train", str(proj_dir)]) == 0
+        assert main(["train", str(proj_dir), "--head"]) == 0
     assert len(queued) == len(set(queued)) >= 110, "a pair was queued twice as new"
     capsys.readouterr()
     assert main(["status", str(proj_dir), "--json"]) == 0

@@ -74,8 +74,9 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
         picked = selector(_query_focus(proj, scores, query, n_exploit), n=n_exploit, embeddings=joint,
                           indices_labeled=labelled_rows,
                           exclude=np.setdiff1d(held_out_rows, labelled_rows), random_state=random_state)
+        # the random baseline stays uniform, exploration included
         suspicion = (1.0 - ranked["p_aligned"].to_numpy(np.float64)
-                     if "p_aligned" in ranked.columns else None)
+                     if "p_aligned" in ranked.columns and _canonical(strategy) != "random" else None)
         explored, inclusion = _explore(len(ranked), np.r_[excluded_rows, picked], n_explore, random_state,
                                        suspicion=suspicion)
         chosen = ranked.iloc[np.r_[picked, explored]]
@@ -203,6 +204,12 @@ def _batch_selector(proj, diversity: str, balance: str | None, balance_mode: str
     categories = proj.pairs["category"].astype("string").fillna("<missing>").to_numpy(dtype=object)
     get_selector(diversity)  # an unknown name fails here, before ranking
     return partial(select_balanced, categories=categories, mode=balance_mode, within=diversity)
+
+
+def _canonical(strategy: str) -> str:
+    from mmcurate.rank import STRATEGIES
+
+    return STRATEGIES.get(strategy).name
 
 
 def _check_ranking(proj, ranked: pd.DataFrame, strategy: str) -> None:
