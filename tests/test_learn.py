@@ -360,3 +360,32 @@ def test_the_default_threshold_lands_near_its_target(shifted):
     actual = auto["pair_id"].map(truth).mean()
     assert est["est_noise_kept"] <= est["target_noise"]
     assert actual <= est["target_noise"] + 0.02, (actual, est)  # near its stated target
+
+
+def test_the_threshold_keeps_the_clean_pairs_the_random_labels_vouch_for(shifted):
+    """Probabilities too pessimistic (as after an erring reviewer): the noise target alone would drop
+    many clean pairs; the threshold is lowered until 95% of the random pairs reviewers accepted stay."""
+    from mmcurate.export import curate_pairs
+
+    proj, truth = shifted
+    for r in range(3):
+        round_id, batch = select_batch(proj, budget=100, random_state=r)
+        import_labels(proj, _oracle(batch, truth), round_id=round_id)
+        train_project_head(proj)
+    ranked = rank_project(proj, ["p_misaligned"], save_state=False, pool_state=False)
+    gloomy = ranked.assign(p_aligned=ranked["p_aligned"] ** 40)  # same order, far too pessimistic
+    cur = curate_pairs(proj, strategy_scores=gloomy)
+    est = cur.estimates
+    assert "lowered" in est["rule"] and est["threshold"] == est["clean_floor"]["threshold"]
+    design = proj.ledger.design()
+    explore = design[design["stratum"] == "explore"].set_index("pair_id")["inclusion"]
+    accepted = cur.pairs[cur.pairs["pair_id"].isin(explore.index) & (cur.pairs["decision"] == "accept")]
+    w = 1 / accepted["pair_id"].map(explore)
+    kept = accepted["p_aligned"] >= est["threshold"]
+    assert (w * kept).sum() / w.sum() >= 0.95
+    open_ = cur.pairs["decision"].isna()
+    clean = open_ & ~cur.pairs["pair_id"].map(truth).astype(bool)
+    noise_only = learn.choose_threshold(cur.pairs.loc[open_, "p_aligned"])["threshold"]  # without the floor
+    kept_floor = (cur.pairs.loc[clean, "p_aligned"] >= est["threshold"]).mean()
+    kept_noise_only = (cur.pairs.loc[clean, "p_aligned"] >= noise_only).mean()
+    assert kept_floor > 0.8 and kept_floor > kept_noise_only + 0.2, (kept_floor, kept_noise_only)
