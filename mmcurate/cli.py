@@ -109,6 +109,9 @@ def _add_loop(sub) -> None:
                    help="categories: every value of the pairs' `category` column gets a share")
     p.add_argument("--balance-mode", choices=["uniform", "proportional"], default="uniform",
                    help="uniform: equal shares; proportional: by candidates, at least 1 each")
+    p.add_argument("--exclude", type=Path, default=None,
+                   help="a file of pair ids never to select (one per line, or a CSV/Parquet with a pair_id "
+                        "column): e.g. a held-out evaluation set")
     p.add_argument("--query", default=None,
                    help="focus the batch on a concept: pairs whose images match this text come first "
                         "(encoded with the project's model; the explored share stays random)")

@@ -220,14 +220,39 @@ def cmd_rank(args) -> int:
     return 0
 
 
+def _pair_id_file(path: Path, proj) -> set[str]:
+    """Pair ids from a file: one per line, or a CSV/TSV/Parquet with a ``pair_id`` column."""
+    if not path.is_file():
+        raise ValueError(f"--exclude {path}: no such file (expected one pair id per line, or a CSV with a "
+                         f"pair_id column)")
+    if path.suffix == ".parquet":
+        table = pd.read_parquet(path)
+    elif path.suffix in (".csv", ".tsv"):
+        table = pd.read_csv(path, sep="\t" if path.suffix == ".tsv" else ",", dtype=str,
+                            keep_default_na=False)
+    else:
+        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines()]
+        table = pd.DataFrame({"pair_id": [line for line in lines if line]})
+    if "pair_id" not in table.columns:
+        columns = ", ".join(map(str, table.columns))
+        raise ValueError(f"--exclude {path}: no pair_id column (columns: {columns})")
+    ids = set(table["pair_id"].astype(str))
+    unknown = ids - set(proj.pairs["pair_id"])
+    if unknown:
+        raise ValueError(f"--exclude {path}: {len(unknown)} pair ids are not in the project, e.g. "
+                         f"{sorted(unknown)[:3]}")
+    return ids
+
+
 def cmd_select(args) -> int:
     from mmcurate.rounds import select_batch
 
     proj = open_project(args.project)
     balance = None if args.balance == "none" else args.balance
+    exclude = _pair_id_file(args.exclude, proj) if args.exclude is not None else None
     round_id, batch = select_batch(proj, budget=args.budget, strategy=args.strategy,
                                    diversity=args.diversity, k=args.k, random_state=args.seed,
-                                   explore=args.explore, balance=balance,
+                                   explore=args.explore, balance=balance, exclude=exclude,
                                    balance_mode=args.balance_mode, query=getattr(args, "query", None))
     record = proj.ledger.rounds().set_index("round").loc[round_id]
     n_explore = int((batch["stratum"] == "explore").sum()) if "stratum" in batch.columns else 0

@@ -180,3 +180,16 @@ def test_init_on_a_folder_holding_a_table_names_it(tmp_path, capsys):
     assert main(["init", str(tmp_path / "p"), "--pairs", str(tmp_path / "data")]) == 2
     err = capsys.readouterr().err
     assert "holds no pairs" in err and "it holds captions.csv: pass that file" in err
+
+
+def test_select_exclude_keeps_a_held_out_set_out_of_every_batch(project, tmp_path, capsys):
+    held = [f"k{i:03d}" for i in range(0, N, 3)]
+    (tmp_path / "holdout.txt").write_text("\n".join(held) + "\n")
+    for seed in range(3):
+        assert main(["select", str(project), "--budget", "20", "--seed", str(seed),
+                     "--exclude", str(tmp_path / "holdout.txt")]) == 0
+    queued = open_project(project).ledger.queued_pair_ids()
+    assert len(queued) == 60 and not queued & set(held)
+    pd.DataFrame({"pair_id": ["nope"]}).to_csv(tmp_path / "bad.csv", index=False)
+    _fails(capsys, ["select", str(project), "--budget", "5", "--exclude", str(tmp_path / "bad.csv")],
+           "not in the project")

@@ -1,16 +1,18 @@
 """One learning-benchmark run through the CLI only: ``mmcurate.cli.main(argv)`` and the files it writes.
 
 A run is (world folder, seed, reviewer error). It does what a user does, ``init`` from the
-embedding folder, then per round ``select --budget B --seed 1000·seed+round`` → ``batch export`` →
+embedding folder, then per round ``select --budget B --seed 1000·seed+round --exclude holdout.txt``
+→ ``batch export`` →
 every row of the batch file decided by a :class:`~mmcurate.simulate.reference.Reviewer` (whatever
 its stratum; a pair shown again gets a fresh draw) → ``label --import`` → ``train``, and ``rank
 --strategy p_misaligned --out`` to read the model in use's scores. After the last round ``export
 --format parquet``. The greedy logistic reference runs on the same world with the same reviewer
 draws. Nothing reads mmcurate's internals except, for the record only, ``train``'s printed verdict.
 
-The CLI has no held-out set for ``select``, so learning gain is measured on the pairs that neither
-loop showed by the last round (one fixed pool for every round of the run): AUROC of each round's
-P(misaligned) for the noisy pairs minus round 0's.
+Learning gain is measured on a seeded 10% holdout (:data:`HOLDOUT`) that neither loop may select
+(``select --exclude``): AUROC of each round's P(misaligned) for the noisy pairs there, minus round
+0's. Recall counts the other 90%. (Before ``select --exclude`` existed it was measured on the pairs
+neither loop showed, a pool both had emptied of the easy noise.)
 """
 
 from __future__ import annotations
@@ -28,7 +30,10 @@ import pandas as pd
 
 from mmcurate.simulate.reference import Reviewer, alignment_features, reference_loop
 
-__all__ = ["CliRunError", "LoopSpec", "read_world", "run_learning_benchmark"]
+__all__ = ["HOLDOUT", "CliRunError", "LoopSpec", "read_world", "run_learning_benchmark"]
+
+HOLDOUT = 0.1
+"""Share of the pairs held out of both loops (seeded per run); the learning gain is measured on it."""
 
 
 class CliRunError(RuntimeError):
@@ -119,7 +124,8 @@ def _export_figures(project: Path, out: Path, noisy: np.ndarray, row_of: pd.Seri
 
 
 def _cli_loop(world: Path, work: Path, spec: LoopSpec, reviewer: Reviewer, row_of: pd.Series,
-              say: Callable[[str], None]) -> tuple[list[dict[str, Any]], list[np.ndarray], list[np.ndarray]]:
+              say: Callable[[str], None], holdout: Path
+              ) -> tuple[list[dict[str, Any]], list[np.ndarray], list[np.ndarray]]:
     project = work / "project"
     cli("init", project, "--embeddings", world, "--force")
     start = time.perf_counter()
@@ -128,7 +134,7 @@ def _cli_loop(world: Path, work: Path, spec: LoopSpec, reviewer: Reviewer, row_o
     shown: list[np.ndarray] = []
     for r in range(1, spec.rounds + 1):
         start = time.perf_counter()
-        cli("select", project, "--budget", spec.budget, "--seed", spec.select_seed(r))
+        cli("select", project, "--budget", spec.budget, "--seed", spec.select_seed(r), "--exclude", holdout)
         batch = work / f"batch{r}.csv"
         cli("batch", "export", project, "--out", batch)
         shown.append(_review(batch, reviewer, row_of))
@@ -143,9 +149,9 @@ def _cli_loop(world: Path, work: Path, spec: LoopSpec, reviewer: Reviewer, row_o
     return records, shown, scores
 
 
-def _recalls(shown: list[np.ndarray], truth: pd.DataFrame) -> list[dict[str, float]]:
-    """Per round 0..R: share of noisy pairs shown so far, overall and per noise kind."""
-    noisy = truth["noisy"].to_numpy(bool)
+def _recalls(shown: list[np.ndarray], truth: pd.DataFrame, held: np.ndarray) -> list[dict[str, float]]:
+    """Per round 0..R: share of the selectable noisy pairs shown so far, overall and per noise kind."""
+    noisy = truth["noisy"].to_numpy(bool) & ~held
     kinds = sorted(k for k in truth["kind"].unique() if k != "clean")
     seen = np.zeros(len(truth), bool)
     out = []
@@ -172,7 +178,8 @@ def run_learning_benchmark(world: str | Path, work: str | Path, spec: LoopSpec, 
     """Run the CLI loop and the reference on ``world``; one row per round 0..``spec.rounds``.
 
     Columns: ``round``, ``labels`` (decisions so far), ``n_shown``, ``recall`` (+ ``recall_<kind>``),
-    ``auroc`` / ``gain`` (on the common unlabelled pool), ``train_verdict`` / ``train_reason``,
+    ``auroc`` / ``gain`` (on a seeded 10% holdout neither loop may select; recall counts the
+    other 90%), ``train_verdict`` / ``train_reason``,
     ``ref_labels``, ``ref_recall``, ``ref_auroc`` / ``ref_gain``, ``eval_n``, ``seconds``; the last
     round adds ``export_n``, ``export_misaligned``, ``export_clean_kept``, ``export_unverified``.
 
@@ -190,14 +197,19 @@ def run_learning_benchmark(world: str | Path, work: str | Path, spec: LoopSpec, 
     def reviewer() -> Reviewer:  # the same draws for both loops
         return Reviewer(noisy, error=spec.reviewer_error, random_state=reviewer_seed)
 
-    records, shown, scores = _cli_loop(world, work, spec, reviewer(), row_of, say)
+    # a held-out evaluation set (HOLDOUT of the pairs, seeded): never selected by either loop, so
+    # the learning gain is measured on a random sample of the pool, not on what both loops left
+    held = np.zeros(len(truth), bool)
+    held[np.random.default_rng([spec.seed, 4242]).choice(len(truth), round(HOLDOUT * len(truth)),
+                                                         replace=False)] = True
+    holdout = work / "holdout.txt"
+    holdout.write_text("\n".join(truth["pair_id"].astype(str).to_numpy()[held]) + "\n", encoding="utf-8")
+    records, shown, scores = _cli_loop(world, work, spec, reviewer(), row_of, say, holdout)
     features, prior = alignment_features(image, text)
-    ref = reference_loop(features, prior, reviewer(), rounds=spec.rounds, budget=spec.budget)
-    pool = np.ones(len(truth), bool)
-    for rows in [*shown, *ref.shown]:
-        pool[rows] = False
+    ref = reference_loop(features, prior, reviewer(), rounds=spec.rounds, budget=spec.budget, exclude=held)
+    pool = held
     table = pd.DataFrame(records)
-    for name, values in (("", _recalls(shown, truth)), ("ref_", _recalls(ref.shown, truth))):
+    for name, values in (("", _recalls(shown, truth, held)), ("ref_", _recalls(ref.shown, truth, held))):
         frame = pd.DataFrame(values)
         table[[f"{name}{c}" for c in frame.columns]] = frame.to_numpy()
     table["ref_labels"] = np.arange(spec.rounds + 1) * spec.budget

@@ -66,8 +66,9 @@ def alignment_features(image: np.ndarray, text: np.ndarray) -> tuple[np.ndarray,
 
 
 def reference_loop(features: np.ndarray, prior_aligned: np.ndarray, reviewer: Reviewer, *, rounds: int,
-                   budget: int) -> ReferenceRun:
-    """Greedy logistic loop: ``rounds`` batches of ``budget`` pairs, refitted on all decisions."""
+                   budget: int, exclude: np.ndarray | None = None) -> ReferenceRun:
+    """Greedy logistic loop: ``rounds`` batches of ``budget`` pairs, refitted on all decisions;
+    rows in ``exclude`` (bool ``(N,)``, a held-out evaluation set) are never queued."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
@@ -76,10 +77,11 @@ def reference_loop(features: np.ndarray, prior_aligned: np.ndarray, reviewer: Re
     p_mis = 1.0 - np.asarray(prior_aligned, float)
     run.scores.append(p_mis)
     seen = np.zeros(len(features), bool)
+    blocked = seen.copy() if exclude is None else np.asarray(exclude, bool).copy()
     rows_all: list[int] = []
     y_all: list[bool] = []
     for _ in range(rounds):
-        candidates = np.flatnonzero(~seen)
+        candidates = np.flatnonzero(~seen & ~blocked)
         queue = candidates[np.argsort(-p_mis[candidates], kind="stable")[:budget]]
         seen[queue] = True
         rows_all += queue.tolist()
