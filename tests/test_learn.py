@@ -358,7 +358,8 @@ def test_the_default_threshold_lands_near_its_target(shifted):
     assert est["verified"], est["why"]
     auto = cur.pairs[cur.pairs["status"] == "auto"]
     actual = auto["pair_id"].map(truth).mean()
-    assert est["est_noise_kept"] <= est["target_noise"]
+    # the rule: the noise target, unless that would drop more than 5% of the random clean labels
+    assert est["est_noise_kept"] <= est["target_noise"] or "lowered" in est["rule"]
     assert actual <= est["target_noise"] + 0.02, (actual, est)  # near its stated target
 
 

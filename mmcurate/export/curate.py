@@ -215,7 +215,8 @@ def _certify(proj, rule: dict[str, Any], n_open: int) -> str | None:
     if model.calibrator is None or not model.info.get("recalibration"):
         return ("no model calibrated on the labels is in use yet (train after reviewing a few batches: "
                 "mmcurate select / label / train)")
-    auroc_ = float((model.info.get("validation") or {}).get("auroc_new", float("nan")))
+    validation = model.info.get("validation") or {}
+    auroc_ = float(validation.get("auroc_in_use", validation.get("auroc_new", float("nan"))))
     if not auroc_ >= MIN_AUROC:
         return (f"the model in use ranks held-out labels with AUROC {auroc_:.3f} (< {MIN_AUROC}): it cannot "
                 f"tell aligned from misaligned pairs on these embeddings")

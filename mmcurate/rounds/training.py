@@ -76,7 +76,7 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
             "reviewer": reviewer, "held_out_p_aligned": fit["held_out_p_aligned"],
             "trained_on": sorted(map(str, ids))})
         info = {"accepted": fit["validation"]["accepted"], "reason": fit["validation"]["reason"],
-                "use_head": fit["use_head"], "replaces": previous.round,
+                "use_head": fit["use_head"], "replaces": previous.round, "prior": fit.get("prior", False),
                 "validation": fit["validation"], "recalibration": fit["recalibration"],
                 "reviewer": reviewer}
         if "auroc_with_head" in fit:
@@ -171,7 +171,7 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
     else:
         fold = stratified_folds(y, max(2, min(5, len(rows))), random_state)
     incumbent_logits, incumbent = None, "prior"
-    if previous.calibrator is not None and previous.k == k:
+    if previous.calibrator is not None and previous.k == k and not previous.info.get("prior"):
         incumbent_logits = _incumbent_held_out(proj, rows, previous, raw, k, random_state)
         incumbent = f"model {previous.round}"
     common = {"prior_features": raw, "weights": weights, "incumbent_logits": incumbent_logits,
@@ -187,13 +187,24 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
         out["auroc_without_head"], out["auroc_with_head"] = verdict.auroc_new, verdict_head.auroc_new
         if verdict_head.auroc_new > verdict.auroc_new:
             calibrator, verdict, held, out["use_head"] = with_head, verdict_head, held_head, True
+    out["validation"] = verdict.as_dict()
+    out["validation"]["auroc_in_use"] = verdict.auroc_new
+    if not verdict.accepted and incumbent == "prior" and np.isfinite(verdict.auroc_prior):
+        # the prior keeps ranking (same order), but its probabilities are calibrated on the labels,
+        # so export and status can use them; the next model must still beat the prior strictly
+        from mmcurate.learn import prior_logits
+        from mmcurate.signals.alignment import prior_calibrator
+
+        calibrator, held = prior_calibrator(raw), prior_logits(raw, rows)
+        out["use_head"], out["prior"] = False, True
+        out["validation"].update(accepted=True, auroc_in_use=verdict.auroc_prior,
+                                 reason=verdict.reason + " (recalibrated)")
     a, b = platt_ipw(held, y, weights=weights, error_rate=error_rate)
     out["calibrator"] = calibrator_to_dict(recalibrated(calibrator, a, b))
     # each decided pair's P(aligned) from fits that did not see its decision (second opinions)
     ids = proj.pairs["pair_id"].to_numpy()[rows].astype(str)
     out["held_out_p_aligned"] = dict(zip(ids.tolist(), (1 / (1 + np.exp(-(a * held + b)))).tolist()))
     out["recalibration"] = {"a": a, "b": b, "error_rate": error_rate, "l2": calibrator.l2}
-    out["validation"] = verdict.as_dict()
     return out
 
 
