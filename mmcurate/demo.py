@@ -182,12 +182,18 @@ def run_demo(out: str | Path = "demo_out", *, n_scenes: int = 400, rounds: int =
     curated = pd.read_csv(summary["curated_path"], dtype={"pair_id": str})
     true_caption = truth.set_index("id")["true_caption"]
     wrong = int((curated["caption"] != curated["pair_id"].map(true_caption)).sum())
-    say(f"export: every pair has a verdict: {summary['curated']} curated ({summary['reviewed']} reviewed, "
-        f"{summary['auto']} kept by the model at P(aligned) >= {est['threshold']:.3f}), "
-        f"{summary['dropped']} dropped")
-    say(f"        estimated noise among the kept unreviewed pairs {est['est_noise_kept']:.1%}; the truth "
-        f"(known here only): {wrong} of the {len(curated)} curated captions are still wrong "
-        f"({wrong / max(1, len(curated)):.1%})")
+    if est.get("verified", True):
+        say(f"export: every pair has a verdict: {summary['curated']} curated ({summary['reviewed']} "
+            f"reviewed, {summary['auto']} kept by the model at P(aligned) >= {est['threshold']:.3f}), "
+            f"{summary['dropped']} dropped")
+        say(f"        estimated noise among the kept unreviewed pairs {est['est_noise_kept']:.1%}; the truth "
+            f"(known here only): {wrong} of the {len(curated)} curated captions are still wrong "
+            f"({wrong / max(1, len(curated)):.1%})")
+    else:
+        say(f"export: {summary['curated']} curated ({summary['reviewed']} reviewed, {summary['unverified']} "
+            f"unreviewed kept as unverified: {est.get('why')}), {summary['dropped']} dropped")
+        say(f"        the truth (known here only): {wrong} of the {len(curated)} curated captions are still "
+            f"wrong ({wrong / max(1, len(curated)):.1%})")
     say(f"        report: {out / 'curated' / 'report.html'}")
     if use_tuxpaint:
         _tuxpaint(datasets, out, spec, real, say)
