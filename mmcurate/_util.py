@@ -112,3 +112,13 @@ def peak_rss_gib() -> float:
 
     scale = 2**30 if sys.platform == "darwin" else 2**20  # bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+
+
+def cost_ratio_line(rows: list[dict]) -> str | None:
+    """A benchmark's "cost ratio" line: seconds of the largest run over the smallest, beside the
+    size ratio (``rows``: dicts with ``n`` and ``seconds``, smallest first); None for one row."""
+    if len(rows) < 2:
+        return None
+    a, b = rows[0], rows[-1]
+    return (f"cost ratio {b['n']:,} / {a['n']:,} pairs: {b['seconds'] / a['seconds']:.1f} "
+            f"(size ratio {b['n'] / a['n']:.0f})")

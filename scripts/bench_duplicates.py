@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmcurate._util import cost_ratio_line
+
 _CHILD = """
 import json, resource, sys, time
 import numpy as np
@@ -162,10 +164,8 @@ def main(argv=None) -> int:
         print(f"search on {rows[-1]['n']:,} pairs: index built (or loaded) in {q['build_seconds']:.1f} s; "
               f"one pair_id query, k=50: median {q['median_query_seconds'] * 1000:.0f} ms, max "
               f"{q['max_query_seconds'] * 1000:.0f} ms ({args.queries} queries)", flush=True)
-    if len(rows) > 1:
-        a, b = rows[0], rows[-1]
-        print(f"cost ratio {b['n']:,} / {a['n']:,} pairs: {b['seconds'] / a['seconds']:.1f} "
-              f"(size ratio {b['n'] / a['n']:.0f})")
+    if (line := cost_ratio_line(rows)) is not None:
+        print(line)
     return 0
 
 

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmcurate._util import cost_ratio_line
+
 _SCORE_CHILD = """
 import json, sys, time
 from mmcurate._util import peak_rss_gib
@@ -127,10 +129,8 @@ def main(argv=None) -> int:
         print(f"disagreement on {n:,} imported pairs with --engine ray: {r['seconds']:.1f} s, driver peak "
               f"{r['driver_peak_rss_gib']:.2f} GiB, AUROC vs planted swaps {r['auroc']:.3f} "
               f"(data + import {r['prepare_seconds']:.0f} s)", flush=True)
-    if len(rows) > 1:
-        a, b = rows[0], rows[-1]
-        print(f"cost ratio {b['n']:,} / {a['n']:,} pairs: {b['seconds'] / a['seconds']:.1f} "
-              f"(size ratio {b['n'] / a['n']:.0f})")
+    if (line := cost_ratio_line(rows)) is not None:
+        print(line)
     return 0
 
 
