@@ -136,7 +136,8 @@ def test_export_by_default_gives_every_pair_a_verdict(shifted, tmp_path):
     assert not set(curated["pair_id"]) & set(dropped["pair_id"])
     assert set(curated["status"]) <= {"accepted", "fixed", "auto"} and summary["auto"] > 1000
     est = summary["estimates"]
-    assert 0 < est["threshold"] < 1 and est["est_noise_kept"] <= 0.03
+    assert 0 < est["threshold"] < 1
+    assert est["est_noise_kept"] <= 0.03 or "lowered" in est["rule"]  # the clean-pairs floor may lower it
     assert est["exploration_check"]["n"] > 0
     swapped = curated["pair_id"].map(truth).mean()
     assert swapped < 0.06  # the rule's target is 3% among the kept unreviewed pairs
