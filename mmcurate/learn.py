@@ -211,16 +211,14 @@ GATE_Z = 1.0
 
 def cross_fitted_logits(features: AlignmentFeatures, indices_labeled: npt.ArrayLike, y: npt.ArrayLike, *,
                         n_folds: int = 5, random_state: int = 0, fold: npt.ArrayLike | None = None,
-                        fold_features: Sequence[AlignmentFeatures] | None = None, l2: float = 1.0,
-                        train_mask: npt.ArrayLike | None = None) -> npt.NDArray[np.float64]:
+                        fold_features: Sequence[AlignmentFeatures] | None = None,
+                        l2: float = 1.0) -> npt.NDArray[np.float64]:
     """Logit of P(aligned) of each labelled pair from a calibrator fitted without its fold.
 
     Folds are stratified by label, or given (``fold``, ``(L,)``). ``fold_features[f]`` are the
     features to fit and predict fold ``f`` with (features after a projection head trained without
-    fold ``f``: a head trained on every label would leak them). ``train_mask`` (bool ``(L,)``)
-    limits every fit to those labels (a model in use that was fitted on fewer labels: its recipe
-    re-fitted without each fold); ``l2`` is the shrinkage toward the prior. Returns
-    ``(len(indices_labeled),)``.
+    fold ``f``: a head trained on every label would leak them); ``l2`` is the shrinkage toward the
+    prior. Returns ``(len(indices_labeled),)``.
 
     Examples
     --------
@@ -231,13 +229,11 @@ def cross_fitted_logits(features: AlignmentFeatures, indices_labeled: npt.ArrayL
     if fold is None:
         fold = stratified_folds(y, max(2, min(int(n_folds), len(idx))), random_state)
     fold = np.asarray(fold, np.int64)
-    usable = np.ones(len(idx), bool) if train_mask is None else np.asarray(train_mask, bool)
     out = np.zeros(len(idx), np.float64)
     for f in np.unique(fold):
         test = fold == f
         feats = features if fold_features is None else fold_features[int(f)]
-        fit = ~test & usable
-        cal = fit_calibrator(feats, idx[fit], y[fit], l2=l2)
+        cal = fit_calibrator(feats, idx[~test], y[~test], l2=l2)
         out[test] = cal.decision_function(feats.matrix()[idx[test]])
     return out
 
@@ -452,6 +448,9 @@ def platt_ipw(held_logits: npt.ArrayLike, y: npt.ArrayLike, *, weights: npt.Arra
     >>> a, b = platt_ipw(logit, y)
     >>> a, bool(abs(b - 1.0) < 0.2)
     (1.0, True)
+    >>> a, b = platt_ipw(logit * 2, y, slope=True)  # the logits twice too steep: a ≈ 0.5
+    >>> bool(abs(a - 0.5) < 0.05 and abs(b - 1.0) < 0.2)
+    True
     """
     lg = np.asarray(held_logits, np.float64)
     y = np.asarray(y, np.float64)
@@ -462,7 +461,6 @@ def platt_ipw(held_logits: npt.ArrayLike, y: npt.ArrayLike, *, weights: npt.Arra
         return 1.0, 0.0
     w = w * len(w) / w.sum()
     e = float(np.clip(error_rate, 0.0, 0.45))
-    from scipy.optimize import minimize
 
     def nll(v: np.ndarray) -> float:
         a = v[0] if slope else 1.0
@@ -472,9 +470,42 @@ def platt_ipw(held_logits: npt.ArrayLike, y: npt.ArrayLike, *, weights: npt.Arra
                      + 0.5 * l2 * ((a - 1) ** 2 + v[-1] ** 2))
 
     start = np.array([1.0, 0.0]) if slope else np.array([0.0])
-    bounds = [(0.05, 20.0), (-30.0, 30.0)] if slope else [(-30.0, 30.0)]
-    res = minimize(nll, start, method="L-BFGS-B", bounds=bounds)
-    return (float(res.x[0]) if slope else 1.0), float(res.x[-1])
+    low, high = (np.array([0.05, -30.0]), np.array([20.0, 30.0])) if slope else (np.array([-30.0]),
+                                                                                np.array([30.0]))
+    x = _newton_small(nll, start, low, high)
+    return (float(x[0]) if slope else 1.0), float(x[-1])
+
+
+def _newton_small(f, x0: np.ndarray, low: np.ndarray, high: np.ndarray, *, n_iter: int = 60,
+                  h: float = 1e-4) -> np.ndarray:
+    """Minimise a smooth function of one or two parameters inside a box: Newton steps with a
+    central-difference gradient and Hessian, a backtracking line search, and a gradient step
+    when the Hessian is not positive definite (numpy only)."""
+    x = np.clip(np.asarray(x0, np.float64), low, high)
+    fx = f(x)
+    eye = np.eye(len(x))
+    for _ in range(n_iter):
+        grad = np.array([(f(x + h * d) - f(x - h * d)) / (2 * h) for d in eye])
+        hess = np.array([[(f(x + h * a + h * b) - f(x + h * a - h * b) - f(x - h * a + h * b)
+                           + f(x - h * a - h * b)) / (4 * h * h) for b in eye] for a in eye])
+        try:
+            step = np.linalg.solve(hess, grad) if np.all(np.linalg.eigvalsh(hess) > 1e-12) else grad
+        except np.linalg.LinAlgError:
+            step = grad
+        t = 1.0
+        while t > 1e-8:
+            candidate = np.clip(x - t * step, low, high)
+            fc = f(candidate)
+            if fc <= fx:
+                break
+            t *= 0.5
+        else:
+            break
+        if fx - fc < 1e-10 * max(1.0, abs(fx)):
+            x, fx = candidate, fc
+            break
+        x, fx = candidate, fc
+    return x
 
 
 def recalibrated(cal: Calibrator, a: float, b: float) -> Calibrator:

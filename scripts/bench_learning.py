@@ -234,7 +234,8 @@ def report(rows: pd.DataFrame) -> str:
              f"'mean / worst over seeds' (worst = min, or max for export misaligned); ✗ = target "
              f"missed, by how much. Targets: recall ≥ {TARGETS['recall']} where the noise is swaps "
              f"({', '.join(SWAPS_ONLY)}); recall − reference ≥ {TARGETS['vs_ref']}; gain (AUROC of "
-             f"p_misaligned on the pairs neither loop showed, minus round 0's) ≥ +{TARGETS['gain3']} "
+             f"p_misaligned on the seeded 10% holdout neither loop may select, minus round 0's) "
+             f"≥ +{TARGETS['gain3']} "
              f"from round 3 and ≥ {TARGETS['gain_min']} in every round; export ≤ "
              f"{TARGETS['export_mis']:.0%} misaligned with ≥ {TARGETS['export_clean']:.0%} of clean "
              f"pairs kept. 'models used' = rounds whose `train` verdict was 'used'."]

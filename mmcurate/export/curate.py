@@ -123,76 +123,74 @@ def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_n
     (:func:`_certify`); otherwise the threshold is ``None`` and ``estimates["verified"]`` is
     False with the reason: the unreviewed pairs are kept as ``unverified``, never dropped.
     """
-    from mmcurate.learn import choose_threshold, explored_noise
+    from mmcurate.learn import choose_threshold, explored_noise, reliability
 
     if threshold is None:
         return None, {}
     open_ = table["decision"].isna().to_numpy() & np.isfinite(table["p_aligned"].to_numpy(float))
-    p = table["p_aligned"].to_numpy(float)
+    p_open = table["p_aligned"].to_numpy(float)[open_]
+    randoms = _random_labels(proj, table)
     if threshold == "auto":
-        rule = choose_threshold(p[open_], target_noise=target_noise)
-        t = rule["threshold"]
-        est = {"rule": f"lowest t with estimated noise of kept unreviewed pairs <= {target_noise:g}",
-               "target_noise": target_noise, **rule}
-        floor = _clean_floor(proj, table)
-        if floor.get("threshold") is not None and floor["threshold"] < t:
+        rule = choose_threshold(p_open, target_noise=target_noise)
+        est: dict[str, Any] = {"rule": f"lowest t with estimated noise of kept unreviewed pairs <= "
+                                       f"{target_noise:g}", "target_noise": target_noise, **rule}
+        floor = _clean_floor(randoms)
+        if floor["threshold"] is not None and floor["threshold"] < rule["threshold"]:
             # the noise target would drop more clean pairs than CLEAN_KEPT allows: keep them
-            t = floor["threshold"]
-            kept = p[open_] >= t
-            rule.update(threshold=t, n_kept=int(kept.sum()),
-                        est_noise_kept=float(np.mean(1 - p[open_][kept])) if kept.any() else float("nan"),
-                        est_clean_kept=float(p[open_][kept].sum() / p[open_].sum()))
+            rule.update(_kept_estimates(p_open, floor["threshold"]))
             est.update(rule=f"{est['rule']}, lowered to keep {CLEAN_KEPT:.0%} of the randomly drawn "
                             f"pairs reviewers accepted", **rule)
         est["clean_floor"] = floor
-        why = _certify(proj, rule, int(open_.sum()))
+        why = _certify(proj, rule, len(p_open), len(randoms))
         est.update(verified=why is None, why=why)
     else:
-        t = float(threshold)
-        kept = open_ & (p >= t)
-        est = {"rule": "given", "threshold": t, "n_kept": int(kept.sum()), "verified": True, "why": None,
-               "est_noise_kept": float(np.mean(1 - p[kept])) if kept.any() else float("nan"),
-               "est_clean_kept": float(p[kept].sum() / p[open_].sum()) if open_.any() else float("nan")}
-    est["exploration_check"] = _exploration_check(proj, table, t, explored_noise)
-    est["reliability"] = _reliability(proj, table)
+        est = {"rule": "given", "verified": True, "why": None, **_kept_estimates(p_open, float(threshold))}
+    t = float(est["threshold"])
+    mis = (randoms["decision"] != "accept").to_numpy()
+    w = randoms["weight"].to_numpy(float)
+    p_random = randoms["p_aligned"].to_numpy(float)
+    est["exploration_check"] = explored_noise(p_random >= t, mis, w) if len(randoms) else {"n": 0}
+    est["reliability"] = reliability(p_random, ~mis, w) if len(randoms) else []
     return (t if est["verified"] else None), est
 
 
-def _reliability(proj, table: pd.DataFrame) -> list[dict[str, Any]]:
-    """The calibration the verdicts used, on the randomly drawn labels (weights 1/π)."""
-    from mmcurate.learn import reliability
+def _kept_estimates(p_open: np.ndarray, t: float) -> dict[str, Any]:
+    """What keeping the unreviewed pairs with P(aligned) >= ``t`` keeps, by the model's estimate."""
+    kept = p_open >= t
+    return {"threshold": float(t), "n_kept": int(kept.sum()),
+            "est_noise_kept": float(np.mean(1 - p_open[kept])) if kept.any() else float("nan"),
+            "est_clean_kept": float(p_open[kept].sum() / p_open.sum()) if len(p_open) else float("nan")}
 
+
+def _random_labels(proj, table: pd.DataFrame) -> pd.DataFrame:
+    """The decided pairs of the explore stratum (each drawn at random with a recorded inclusion
+    probability π): ``pair_id, p_aligned, decision, weight`` (``1/π``). Every unbiased check of the
+    export (exploration check, reliability, clean-pairs floor) reads these."""
+    columns = ["pair_id", "p_aligned", "decision", "weight"]
     if not (proj.root / "labels.sqlite").is_file():
-        return []
+        return pd.DataFrame(columns=columns)
     design = proj.ledger.design()
-    explore = design[design["stratum"] == "explore"].set_index("pair_id")["inclusion"]
-    rows = table[table["pair_id"].isin(explore.index) & table["decision"].notna()]
-    if rows.empty:
-        return []
-    return reliability(rows["p_aligned"].to_numpy(float), (rows["decision"] == "accept").to_numpy(float),
-                       1.0 / rows["pair_id"].map(explore).to_numpy(float))
+    inclusion = design[design["stratum"] == "explore"].set_index("pair_id")["inclusion"]
+    rows = table[table["pair_id"].isin(inclusion.index) & table["decision"].notna()]
+    return rows.assign(weight=1.0 / rows["pair_id"].map(inclusion).to_numpy(float))[columns]
 
 
 CLEAN_KEPT = 0.95
 """Share of the randomly drawn pairs reviewers accepted that the automatic threshold must keep."""
 
 
-def _clean_floor(proj, table: pd.DataFrame) -> dict[str, Any]:
+def _clean_floor(randoms: pd.DataFrame) -> dict[str, Any]:
     """The highest threshold that keeps :data:`CLEAN_KEPT` of the random (explore) labels reviewers
     accepted (weighted by 1/π): an unbiased floor on the share of clean pairs kept, which the
     noise target alone does not protect (a reviewer who errs made the model's probabilities too
     pessimistic and the export kept 3% of clean pairs in one benchmark run). ``threshold`` is None
     with fewer than 10 such labels."""
-    if not (proj.root / "labels.sqlite").is_file():
-        return {"threshold": None, "n": 0}
-    design = proj.ledger.design()
-    explore = design[design["stratum"] == "explore"].set_index("pair_id")["inclusion"]
-    rows = table[table["pair_id"].isin(explore.index) & (table["decision"] == "accept")]
-    p = rows["p_aligned"].to_numpy(float)
+    accepted = randoms[randoms["decision"] == "accept"]
+    p = accepted["p_aligned"].to_numpy(float)
     ok = np.isfinite(p)
     if ok.sum() < 10:
         return {"threshold": None, "n": int(ok.sum())}
-    w = 1.0 / rows["pair_id"].map(explore).to_numpy(float)[ok]
+    w = accepted["weight"].to_numpy(float)[ok]
     order = np.argsort(p[ok])
     cum = np.cumsum(w[order]) / w.sum()
     # the largest t with weighted share of accepted random labels at or above t >= CLEAN_KEPT
@@ -200,7 +198,7 @@ def _clean_floor(proj, table: pd.DataFrame) -> dict[str, Any]:
     return {"threshold": float(p[ok][order][min(idx, len(order) - 1)]), "n": int(ok.sum())}
 
 
-def _certify(proj, rule: dict[str, Any], n_open: int) -> str | None:
+def _certify(proj, rule: dict[str, Any], n_open: int, n_random: int) -> str | None:
     """Why the model in use cannot vouch for the unreviewed pairs, or None when it can.
 
     It can when a model was trained, validated and calibrated on the labels (not the zero-label
@@ -220,7 +218,6 @@ def _certify(proj, rule: dict[str, Any], n_open: int) -> str | None:
     if not auroc_ >= MIN_AUROC:
         return (f"the model in use ranks held-out labels with AUROC {auroc_:.3f} (< {MIN_AUROC}): it cannot "
                 f"tell aligned from misaligned pairs on these embeddings")
-    n_random = _n_random_labels(proj)
     if n_random < MIN_RANDOM_LABELS:
         return (f"its probabilities rest on {n_random} randomly drawn labels (< {MIN_RANDOM_LABELS}); "
                 f"review more rounds (each batch draws 10% at random)")
@@ -228,27 +225,6 @@ def _certify(proj, rule: dict[str, Any], n_open: int) -> str | None:
         return (f"no threshold keeps unreviewed pairs at the target noise ({rule.get('target_noise', 0):g}) "
                 f"with the model's probabilities")
     return None
-
-
-def _n_random_labels(proj) -> int:
-    if not (proj.root / "labels.sqlite").is_file():
-        return 0
-    design = proj.ledger.design()
-    explored = set(design.loc[design["stratum"] == "explore", "pair_id"])
-    return int(proj.ledger.decisions()["pair_id"].isin(explored).sum())
-
-
-def _exploration_check(proj, table: pd.DataFrame, t: float, explored_noise) -> dict[str, Any]:
-    if not (proj.root / "labels.sqlite").is_file():
-        return {"n": 0}
-    design = proj.ledger.design()
-    explore = design[design["stratum"] == "explore"].set_index("pair_id")["inclusion"]
-    rows = table[table["pair_id"].isin(explore.index) & table["decision"].notna()]
-    if rows.empty:
-        return {"n": 0}
-    return explored_noise(rows["p_aligned"].to_numpy(float) >= t,
-                          (rows["decision"] != "accept").to_numpy(),
-                          1.0 / rows["pair_id"].map(explore).to_numpy(float))
 
 
 def curate_pairs(proj, *, threshold: float | str | None = "auto", target_noise: float = 0.03,

@@ -43,19 +43,31 @@ def import_labels(proj, source: str | Path | pd.DataFrame, *, round_id: int | No
     return report
 
 
+def repeated_opinions(proj) -> list[tuple[str, str, str]]:
+    """``(reason, first, second)`` of every pair shown again and decided again: its opinion before
+    the second-opinion round and the one given in it (``reason`` starts ``audit`` for a random
+    re-check, ``second opinion`` for a contradicted decision)."""
+    again = proj.ledger.second_opinions()
+    if again.empty:
+        return []
+    hist = proj.ledger.decisions(history=True)
+    hist = hist[hist["pair_id"].isin(set(again["pair_id"]))].assign(
+        round=lambda d: d["round"].astype("Int64").fillna(-1).astype(np.int64))
+    by_pair = {pid: group for pid, group in hist.groupby("pair_id", sort=False)}
+    out = []
+    for pid, rnd, reason in zip(again["pair_id"], again["round"], again["reason"].fillna("")):
+        mine = by_pair.get(pid)
+        if mine is None:
+            continue
+        before = mine.loc[mine["round"] < int(rnd), "decision"]
+        during = mine.loc[mine["round"] == int(rnd), "decision"]
+        if len(before) and len(during):
+            out.append((str(reason), str(before.iloc[-1]), str(during.iloc[-1])))
+    return out
+
+
 def audited_opinions(proj) -> list[tuple[str, str]]:
     """``(first, second)`` opinions of pairs shown again at random (audits), for
     :func:`mmcurate.learn.reviewer_error_rate`."""
-    again = proj.ledger.second_opinions()
-    audits = again[again["reason"].fillna("").str.startswith("audit")]
-    if audits.empty:
-        return []
-    hist = proj.ledger.decisions(history=True)
-    out = []
-    for pid, rnd in zip(audits["pair_id"], audits["round"]):
-        mine = hist[hist["pair_id"] == pid]
-        before = mine[mine["round"].astype("Int64") < int(rnd)]
-        during = mine[mine["round"].astype("Int64") == int(rnd)]
-        if len(before) and len(during):
-            out.append((str(before["decision"].iloc[-1]), str(during["decision"].iloc[-1])))
-    return out
+    return [(first, second) for reason, first, second in repeated_opinions(proj)
+            if reason.startswith("audit")]

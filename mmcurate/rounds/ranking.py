@@ -141,7 +141,7 @@ def noise_estimate(proj, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str
                            "how": "the model's mean P(misaligned) over every pair (no labels yet)"}
     if not n or not (proj.root / "labels.sqlite").is_file():
         return out
-    decisions = proj.ledger.decisions()
+    decisions = proj.ledger.resolved()  # one decision per pair (repeated opinions resolved)
     decided = pair_ids.map(decisions.set_index("pair_id")["decision"]).to_numpy(object)
     has = pd.notna(decided)
     if not has.any():

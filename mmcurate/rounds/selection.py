@@ -9,7 +9,7 @@ import pandas as pd
 
 from mmcurate._util import RandomState, check_random_state
 from mmcurate.learn import AUDIT_SHARE, EXPLORE, SECOND_OPINION_SHARE
-from mmcurate.rounds.decisions import labelled_arrays
+from mmcurate.rounds.decisions import labelled_arrays, repeated_opinions
 from mmcurate.rounds.model import current_embeddings, load_model
 from mmcurate.rounds.ranking import DEFAULT_STRATEGY, rank_project
 
@@ -135,16 +135,9 @@ def _second_opinions_pay(proj) -> bool:
     in them turns second opinions back on."""
     from mmcurate.learn import MIN_FLIP_RATE
 
-    hist = proj.ledger.decisions(history=True)
-    again = proj.ledger.second_opinions()
-    n = flips = 0
-    for pid, rnd in zip(again["pair_id"], again["round"]):
-        mine = hist[hist["pair_id"] == pid]
-        before = mine.loc[mine["round"].astype("Int64") < int(rnd), "decision"]
-        during = mine.loc[mine["round"].astype("Int64") == int(rnd), "decision"]
-        if len(before) and len(during):
-            n += 1
-            flips += (before.iloc[-1] == "accept") != (during.iloc[-1] == "accept")
+    pairs = repeated_opinions(proj)
+    flips = sum((first == "accept") != (second == "accept") for _, first, second in pairs)
+    n = len(pairs)
     return (flips + 1) / (n + 2) >= MIN_FLIP_RATE
 
 

@@ -94,11 +94,12 @@ HEAD_BY_DEFAULT = False
 """Whether ``train`` fits the projection head unless told. Off: in the learning benchmark the head
 won its leak-free held-out comparison in 9 of 10 rounds yet the queue it ranked found 0.848 of the
 swaps against 0.898-0.901 without it (clip_gap, seed 0, same labels budget), at 4x the time; see
-the README. ``train --head`` (``head=True``) trains it and the same gate decides whether it is used."""
+the README. ``train --head`` (``with_head=True``) trains it and the same gate decides whether it is used."""
 
 
-def use_head_option(head: bool | None) -> bool:
-    return HEAD_BY_DEFAULT if head is None else bool(head)
+def use_head_option(with_head: bool | None) -> bool:
+    """Whether to fit the head: ``with_head``, or :data:`HEAD_BY_DEFAULT` when None."""
+    return HEAD_BY_DEFAULT if with_head is None else bool(with_head)
 
 
 def _train_head_if_useful(proj, rows, y, fixes, config) -> tuple[Any, dict[str, Any]]:
