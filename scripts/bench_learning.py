@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-FAMILIES = {"clip_gap": ("same-category", "random"), "tiny_scenes": ("same-category", "random"),
-            "mixed": ("mix",)}
+FAMILIES = {"clip_gap": ("same-category", "random"), "clip_hard": ("same-category", "random"),
+            "tiny_scenes": ("same-category", "random"), "mixed": ("mix",)}
 REVIEWERS = {"perfect": 0.0, "erring10": 0.1}
-SWAPS_ONLY = ("clip_gap",)  # families whose noise is all swaps: the recall target applies
+SWAPS_ONLY = ("clip_gap", "clip_hard")  # families whose noise is all swaps: the recall target applies
 TARGETS = {"recall": 0.80, "vs_ref": -0.01, "gain3": 0.02, "gain_min": -0.005, "export_mis": 0.04,
            "export_clean": 0.95}
 
@@ -58,7 +58,7 @@ class Run:
 
 def build_world(run: Run, worlds: Path) -> Path:
     """The run's world folder, generated once (a file lock serialises concurrent builders)."""
-    from mmcurate.simulate.worlds import clip_gap_world, mixed_world, write_world
+    from mmcurate.simulate.worlds import HARD_CLIP_GAP, clip_gap_world, mixed_world, write_world
 
     folder = worlds / run.world_name
     worlds.mkdir(parents=True, exist_ok=True)
@@ -68,6 +68,8 @@ def build_world(run: Run, worlds: Path) -> Path:
             return folder
         if run.family == "clip_gap":
             world = clip_gap_world(run.n, kind=run.kind, random_state=run.seed)
+        elif run.family == "clip_hard":
+            world = clip_gap_world(run.n, kind=run.kind, random_state=run.seed, **HARD_CLIP_GAP)
         elif run.family == "mixed":
             world = mixed_world(run.n, random_state=run.seed)
         else:

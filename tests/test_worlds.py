@@ -10,6 +10,7 @@ import pytest
 from mmcurate.simulate.reference import Reviewer, reference_loop
 from mmcurate.simulate.worlds import (
     BOILERPLATE,
+    HARD_CLIP_GAP,
     clip_gap_world,
     cycle_swaps,
     mixed_world,
@@ -128,6 +129,30 @@ def test_reviewer_errs_at_its_rate_and_draws_afresh():
     # the same seed gives the same answers to the same showings (the CLI loop and the reference)
     again = Reviewer(noisy, error=0.1, random_state=0)
     np.testing.assert_array_equal(again.decide(np.arange(20_000)), first)
+
+
+def test_the_hard_clip_gap_setting_is_harder_for_the_prior_and_learnable():
+    """clip_hard (the learning benchmark's hard setting): the zero-label prior ranks its
+    same-category swaps well below the easy setting, and a logistic fit on a few labels of the same
+    features ranks the rest better than the prior (there is something to learn)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from mmcurate.signals.metrics import auroc
+    from mmcurate.simulate.reference import alignment_features
+
+    result = {}
+    for name, options in (("easy", {}), ("hard", HARD_CLIP_GAP)):
+        world = clip_gap_world(2000, dim=128, random_state=5, **options)
+        noisy = world.truth["noisy"].to_numpy(bool)
+        features, prior = alignment_features(world.image, world.text)
+        fit = LogisticRegression(max_iter=1000).fit(features[:600], noisy[:600])
+        rest = slice(600, None)
+        result[name] = (auroc(1 - prior[rest], noisy[rest]),
+                        auroc(fit.predict_proba(features[rest])[:, 1], noisy[rest]))
+        _check_common(world, 2000)
+    assert result["hard"][0] < result["easy"][0] - 0.05, result
+    assert 0.7 < result["hard"][0] < 0.93, result
+    assert result["hard"][1] > result["hard"][0] + 0.02, result
 
 
 def test_reference_loop_finds_noise():

@@ -158,6 +158,7 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
     if its model ranks the labels better, and recalibrate the chosen model on the labels weighted
     by ``1/π`` (:mod:`mmcurate.learn`)."""
     from mmcurate.learn import (
+        LABEL_NOISE_FLOOR,
         calibrator_to_dict,
         fit_validated,
         platt_ipw,
@@ -177,7 +178,7 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
         incumbent = f"model {previous.round}"
     common = {"prior_features": raw, "weights": weights, "incumbent_logits": incumbent_logits,
               "incumbent": incumbent, "random_state": random_state, "fold": fold,
-              "tolerance": tolerance}
+              "tolerance": tolerance, "label_noise": max(error_rate, LABEL_NOISE_FLOOR)}
     calibrator, verdict, held = fit_validated(raw, rows, y, **common)
     out: dict[str, Any] = {"use_head": False}
     if head is not None and head.fold_heads:

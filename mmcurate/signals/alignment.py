@@ -28,7 +28,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = ["FEATURE_NAMES", "AlignmentFeatures", "Calibrator", "alignment_features", "fit_calibrator",
-           "prior_calibrator"]
+           "noisy_log_loss", "prior_calibrator"]
 
 FEATURE_NAMES = ("cosine", "z_i2t", "z_t2i", "logp_i2t", "logp_t2i", "rank_i2t", "rank_t2i")
 _EPS = 1e-6
@@ -163,12 +163,24 @@ def fit_calibrator(
     n_iter: int = 25,
     sample_weight: npt.ArrayLike | None = None,
     balanced: bool = False,
+    label_noise: float = 0.0,
 ) -> Calibrator:
     """MAP logistic regression on the labelled pairs, shrunk toward the prior weights.
 
     ``y`` is 1 for aligned (accepted) and 0 for misaligned pairs. Unweighted by class unless
     ``balanced`` (the queue selects on the features, which leaves P(y | features) unchanged).
-    With one class or no labels the prior is returned unchanged.
+    ``label_noise`` ``e``: the chance a recorded decision is wrong; the likelihood of a label is
+    then ``e + (1 − 2e)·σ(m)`` (forward noise correction, Natarajan et al. 2013), so one wrong
+    decision on a pair the features are sure about costs at most ``−log e`` instead of pulling the
+    weights without bound. With one class or no labels the prior is returned unchanged.
+
+    Examples
+    --------
+    >>> f = alignment_features([0.9, 0.2, 0.8, 0.1], [[0.3]] * 4, [[1], [0], [3], [2]],
+    ...                        [[0.3]] * 4, [[1], [0], [3], [2]])
+    >>> cal = fit_calibrator(f, [0, 1, 2, 3], [1, 0, 1, 0], label_noise=0.05)
+    >>> bool(cal.predict_proba(f)[0] > cal.predict_proba(f)[1])
+    True
     """
     prior = prior_calibrator(features)
     idx = np.asarray(indices_labeled, dtype=np.int64)
@@ -180,18 +192,21 @@ def fit_calibrator(
     if balanced:
         for cls in (0.0, 1.0):
             sw = np.where(y == cls, sw * len(y) / (2.0 * max((y == cls).sum(), 1)), sw)
+    e = float(np.clip(label_noise, 0.0, 0.49))
     w = prior.weights.copy()
 
     def objective(v: np.ndarray) -> float:
-        m = X @ v
-        nll = np.logaddexp(0.0, m) - y * m
-        return float((sw * nll).sum() + 0.5 * l2 * ((v - prior.weights) ** 2).sum())
+        return float((sw * noisy_log_loss(X @ v, y, e)).sum() + 0.5 * l2 * ((v - prior.weights) ** 2).sum())
 
     current = objective(w)
     for _ in range(n_iter):
-        p = _sigmoid(X @ w)
-        grad = X.T @ (sw * (p - y)) + l2 * (w - prior.weights)
-        hess = (X * (sw * p * (1 - p))[:, None]).T @ X + l2 * np.eye(len(w))
+        s = _sigmoid(X @ w)
+        q = e + (1 - 2 * e) * s                       # P(recorded aligned)
+        ds = (1 - 2 * e) * s * (1 - s)                # dq/dm
+        qq = np.clip(q * (1 - q), 1e-300, None)
+        grad = X.T @ (sw * ds * (q - y) / qq) + l2 * (w - prior.weights)
+        fisher = sw * ds**2 / qq                      # = s(1-s) when e = 0 (Newton's method)
+        hess = (X * fisher[:, None]).T @ X + l2 * np.eye(len(w))
         step = np.linalg.solve(hess, grad)
         t = 1.0
         while t > 1e-4 and objective(w - t * step) > current:  # backtracking: never go uphill
@@ -202,6 +217,17 @@ def fit_calibrator(
             break
         current = new
     return Calibrator(prior.mean, prior.scale, w, len(idx), l2)
+
+
+def noisy_log_loss(logits: npt.ArrayLike, y: npt.ArrayLike,
+                   label_noise: float = 0.0) -> npt.NDArray[np.float64]:
+    """Per-label log loss of P(aligned) = σ(logits) when each recorded label ``y`` is wrong with
+    chance ``label_noise`` (``0``: the plain log loss, computed stably)."""
+    m, y = np.asarray(logits, np.float64), np.asarray(y, np.float64)
+    if label_noise <= 0:
+        return np.logaddexp(0.0, m) - y * m
+    q = label_noise + (1 - 2 * label_noise) * _sigmoid(m)
+    return -(y * np.log(q) + (1 - y) * np.log1p(-q))
 
 
 def hessian(calibrator: Calibrator, features: AlignmentFeatures, indices_labeled, *, l2: float = 1.0):
