@@ -102,7 +102,7 @@ class DecisionsMixin(LedgerConnection):
                 f"SELECT d.id, d.pair_id, d.round FROM {_WRITE_IDS} t CROSS JOIN live_decisions d "
                 f"ON d.pair_id = t.pair_id WHERE 1 {in_round}",
                 () if round_id is None else (int(round_id),)).fetchall()
-            first = {}
+            first: dict[str, int] = {}
             for row in direct:
                 first[row["pair_id"]] = min(first.get(row["pair_id"], row["id"]), row["id"])
             via = [r for pid, since in first.items() for r in conn.execute(

@@ -118,7 +118,7 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
     >>> app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=1,
     ...                  resolve_image=lambda pid: None, token=make_token())  # doctest: +SKIP
     """
-    from flask import Flask, abort, jsonify, make_response, render_template, request
+    from flask import Flask, abort, make_response, render_template, request
 
     app = Flask(__name__, template_folder="templates", static_folder="static")
     ledger = Ledger(ledger_path)
@@ -153,10 +153,6 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
                         "why": why.get(pid), "second": row.get("stratum") == "second_opinion"})
         return out
 
-    def progress(**extra):
-        decided = int(ledger.batch(round_id)["decision"].notna().sum())
-        return jsonify(ok=True, decided=decided, total=len(batch_ids), **extra)
-
     @app.get("/")
     def index():
         items = cards()
@@ -167,6 +163,29 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
         resp.set_cookie("mmcurate_token", token, httponly=True, samesite="Strict")
         resp.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self'; style-src 'self'"
         return resp
+
+    _decision_routes(app, ledger, round_id=round_id, batch_ids=batch_ids, reviewer=reviewer)
+
+    @app.get("/image/<pair_id>")
+    def image(pair_id: str):
+        data = _cached_thumbnail(pair_id, shown, resolve_image, thumbs, lock)
+        if data is None:
+            abort(404)
+        resp = make_response(data)
+        resp.headers["Content-Type"] = "image/jpeg"
+        return resp
+
+    return app
+
+
+def _decision_routes(app, ledger: Ledger, *, round_id: int, batch_ids: set[str],
+                     reviewer: str | None) -> None:
+    """The JSON API that writes the ledger: one decision, accept every undecided card, undo."""
+    from flask import jsonify, request
+
+    def progress(**extra):
+        decided = int(ledger.batch(round_id)["decision"].notna().sum())
+        return jsonify(ok=True, decided=decided, total=len(batch_ids), **extra)
 
     @app.post("/api/decision")
     def decide():
@@ -197,17 +216,6 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
             return jsonify(error=error), 400
         undone = ledger.undo(ids, round_id=round_id, reviewer=reviewer, source="web")
         return progress(undone=undone)
-
-    @app.get("/image/<pair_id>")
-    def image(pair_id: str):
-        data = _cached_thumbnail(pair_id, shown, resolve_image, thumbs, lock)
-        if data is None:
-            abort(404)
-        resp = make_response(data)
-        resp.headers["Content-Type"] = "image/jpeg"
-        return resp
-
-    return app
 
 
 def _quiet_handler():
