@@ -34,7 +34,8 @@ def imported(tmp_path):
         tmp_path / "emb", image.astype(np.float32), text.astype(np.float32), meta))
     proj.duplicates()
     proj.ledger.create_round(["e0", "e5", "e58"], strategy="p_misaligned", params={}, model={},
-                             scores=[1.0, 1.0, 0.9], reasons=["p_misaligned=1.000"] * 2 + ["p_misaligned=0.900"])
+                             scores=[1.0, 1.0, 0.9],
+                             reasons=["p_misaligned=1.000"] * 2 + ["p_misaligned=0.900"])
     return proj
 
 
@@ -48,7 +49,8 @@ def test_evidence_names_the_swapped_partner(imported):
     assert swapped["image_similarity"] > swapped["own_similarity"] + 0.5
     clean = ev.loc["e5"]
     assert clean["own_similarity"] > 0.8 and clean["caption_similarity"] < clean["own_similarity"]
-    assert ev.loc["e58", "group_size"] == 2 and ev.loc["e58", "group_kind"] == "near"  # vectors only: imported
+    # imported embeddings: the vector-based kinds only
+    assert ev.loc["e58", "group_size"] == 2 and ev.loc["e58", "group_kind"] == "near"
     assert ev.loc["e58", "caption_pair_id"] != "e59"  # its own copy is no evidence
     assert ev.loc["e5", "group_size"] == 0
 
@@ -57,7 +59,8 @@ def test_page_without_images_shows_pair_ids_and_captions(imported):
     client = create_project_app(imported, round_id=1, token="tok").test_client()
     html = client.get("/?token=tok").get_data(as_text=True)
     assert "<img" not in html  # no image files in an imported-embedding project
-    assert "this image fits another caption better" in html and "this caption fits another image better" in html
+    assert "this image fits another caption better" in html
+    assert "this caption fits another image better" in html
     assert "<code>e1</code>" in html and "caption 0" in html
     assert "group of 2 pairs (near): this decision applies to all of them" in html
     assert 'data-suggestion="caption 0"' in html
