@@ -27,7 +27,9 @@ __all__ = ["EVIDENCE_COLUMNS", "pair_evidence"]
 EVIDENCE_COLUMNS = ["pair_id", "own_similarity", "caption_pair_id", "caption_text", "caption_similarity",
                     "image_pair_id", "image_caption", "image_similarity", "group_size", "group_kind"]
 _K = 8
-"""Neighbours searched per query: room to skip the pair itself and its duplicates."""
+"""Neighbours searched per query beyond the members of its groups: room to skip the pair itself."""
+MAX_DEPTH = 256
+"""At most this many extra neighbours are searched to get past a pair's own group members."""
 
 
 def pair_evidence(proj, pair_ids: Sequence[str], *, k: int = _K) -> pd.DataFrame:
@@ -64,10 +66,11 @@ def pair_evidence(proj, pair_ids: Sequence[str], *, k: int = _K) -> pd.DataFrame
     rows = row_of.loc[wanted].to_numpy(np.int64)
     queries_image, queries_text = np.asarray(image[rows], np.float32), np.asarray(text[rows], np.float32)
     own = ix.rowwise_cosine(queries_image, queries_text)
-    depth = min(int(k), len(ids))
+    same_group = _group_rows(proj, row_of, wanted)
+    # room to skip the pair's own group members (a large boilerplate group is capped: MAX_DEPTH)
+    depth = min(int(k) + min(max(map(len, same_group)), MAX_DEPTH), len(ids))
     sims_c, idx_c = ix.search(proj.index.text, queries_image, depth)
     sims_i, idx_i = ix.search(proj.index.image, queries_text, depth)
-    same_group = _group_rows(proj, row_of, rows)
     best_c = _first_other(idx_c, rows, same_group)
     best_i = _first_other(idx_i, rows, same_group)
     captions = proj.pairs["caption"].astype(str).to_numpy()
@@ -109,17 +112,16 @@ def _groups(proj) -> pd.DataFrame | None:
     return load_duplicates(proj, write=False)
 
 
-def _group_rows(proj, row_of: pd.Series, rows: np.ndarray) -> list[set[int]]:
-    """For each queried row, the rows sharing a group with it (its copies are no evidence)."""
+def _group_rows(proj, row_of: pd.Series, pair_ids: list[str]) -> list[set[int]]:
+    """For each queried pair, the rows sharing a group with it (its copies are no evidence); work
+    linear in the group table plus the members of the queried pairs' groups."""
     groups = _groups(proj)
     if groups is None or groups.empty:
-        return [set() for _ in rows]
+        return [set() for _ in pair_ids]
     g = groups[groups["pair_id"].isin(row_of.index)]
     members = g.groupby("group_id")["pair_id"].agg(list)
-    by_pair: dict[int, set[int]] = {}
-    for pid, gid in zip(g["pair_id"], g["group_id"]):
-        by_pair.setdefault(int(row_of[pid]), set()).update(int(row_of[m]) for m in members[gid])
-    return [by_pair.get(int(r), set()) for r in rows]
+    mine = g[g["pair_id"].isin(set(pair_ids))].groupby("pair_id")["group_id"].agg(list)
+    return [{int(row_of[m]) for gid in mine.get(p, []) for m in members[gid]} for p in pair_ids]
 
 
 def _group_sizes(proj, pair_ids: list[str]) -> tuple[list[int], list[str]]:
