@@ -215,7 +215,11 @@ def _decision_routes(app, ledger: Ledger, *, round_id: int, batch_ids: set[str],
         if error:
             return jsonify(error=error), 400
         undone = ledger.undo(ids, round_id=round_id, reviewer=reviewer, source="web")
-        return progress(undone=undone)
+        # what each card shows now: undecided, or a decision given in another round that still stands
+        now = ledger.batch(round_id).set_index("pair_id").loc[undone]
+        cards = [{"pair_id": pid, "decision": d, "caption": c}
+                 for pid, d, c in zip(undone, now["decision"], now["caption_fixed"])]
+        return progress(undone=undone, cards=cards)
 
 
 def _quiet_handler():

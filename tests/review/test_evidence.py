@@ -77,6 +77,7 @@ def test_bulk_accept_and_undo_reach_the_ledger(imported):
     assert set(latest["source"]) == {"web"} and set(latest["reviewer"]) == {"ana"}
     res = client.post("/api/undo", json={"pair_ids": ["e5", "e58"]}).get_json()
     assert res["undone"] == ["e5", "e58"] and res["decided"] == 1
+    assert res["cards"] == [{"pair_id": p, "decision": None, "caption": None} for p in ("e5", "e58")]
     assert imported.ledger.decisions()["pair_id"].tolist() == ["e0"]
     assert imported.ledger.resolved()["pair_id"].tolist() == ["e0"]
     assert client.post("/api/undo", json={"pair_ids": ["e0"]}).get_json()["decided"] == 0
@@ -84,3 +85,22 @@ def test_bulk_accept_and_undo_reach_the_ledger(imported):
         assert client.post("/api/undo", json=bad).status_code == 400
         assert client.post("/api/accept_all", json=bad).status_code == 400
     assert imported.ledger.decisions().empty
+
+
+def test_undo_on_a_second_opinion_card_leaves_the_first_opinion(imported):
+    imported.ledger.record("e5", "accept", round_id=1)
+    imported.ledger.create_round(["e7"], strategy="p_misaligned", params={}, model={},
+                                 second_opinions=[("e5", 0.9, "second opinion: shown again")])
+    first = create_project_app(imported, round_id=1, token="tok").test_client()
+    again = create_project_app(imported, round_id=2, token="tok").test_client()
+    for client in (first, again):
+        client.get("/?token=tok")
+    assert again.post("/api/decision", json={"pair_id": "e5", "decision": "reject"}).status_code == 200
+    assert imported.ledger.resolved().set_index("pair_id").loc["e5", "n_opinions"] == 2
+    res = again.post("/api/undo", json={"pair_ids": ["e5"]}).get_json()
+    assert res["cards"] == [{"pair_id": "e5", "decision": None, "caption": None}]  # undecided in round 2
+    resolved = imported.ledger.resolved().set_index("pair_id")
+    assert resolved.loc["e5", "decision"] == "accept" and resolved.loc["e5", "n_opinions"] == 1
+    # round 1's card keeps its decision
+    assert "decided accept" in first.get("/").get_data(as_text=True)
+    assert imported.ledger.batch(1).set_index("pair_id").loc["e5", "decision"] == "accept"

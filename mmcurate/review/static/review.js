@@ -62,14 +62,14 @@
   async function undo(ids) {
     const body = await post("/api/undo", { pair_ids: ids });
     if (!body) return;
-    body.undone.forEach((pid) => show(byId.get(pid), null));
+    body.cards.forEach((c) => show(byId.get(c.pair_id), c.decision, c.caption));
     return body.undone;
   }
 
   async function undoCard(card) {
     if (!card.classList.contains("decided")) return;
     const done = await undo([card.dataset.pairId]);
-    if (done && done.length) notice("Back to undecided: " + card.dataset.pairId + ".", false);
+    if (done && done.length) notice("Taken back: " + card.dataset.pairId + ".", false);
     focus(cards.indexOf(card));
   }
 
