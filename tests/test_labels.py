@@ -560,6 +560,10 @@ def test_undo_takes_back_what_a_representative_passed_to_its_group(ledger):
     latest = ledger.decisions().set_index("pair_id")
     assert latest["decision"].to_dict() == {"p5": "accept"}
     assert sorted(ledger.withdrawals()["pair_id"]) == ["p1", "p5", "p6"]
+    ledger.record("p1", "accept", round_id=r)
+    ledger.record_many([{"pair_id": "p6", "decision": "accept"}], source="via:p1")
+    assert ledger.undo(["p6", "p1"]) == ["p6", "p1"]  # a member undone with its representative: once
+    assert ledger.decisions()["pair_id"].tolist() == ["p5"] and len(ledger.withdrawals()) == 5
 
 
 def test_version3_ledger_is_migrated_for_undo(tmp_path, ledger):

@@ -105,14 +105,16 @@ class DecisionsMixin(LedgerConnection):
             first: dict[str, int] = {}
             for row in direct:
                 first[row["pair_id"]] = min(first.get(row["pair_id"], row["id"]), row["id"])
-            via = [r for pid, since in first.items() for r in conn.execute(
-                "SELECT id, pair_id, round FROM live_decisions WHERE source = ? AND id > ?",
-                (VIA + pid, since))]
+            # decisions passed on via these pairs, one lookup each in the (source, id) index
+            via = [r for r in conn.execute(
+                f"SELECT d.id, d.pair_id, d.round, t.pair_id AS via FROM {_WRITE_IDS} t CROSS JOIN "
+                f"live_decisions d ON d.source = '{VIA}' || t.pair_id")
+                if r["via"] in first and r["id"] > first[r["via"]]]
             now = utc_now()
             conn.executemany("INSERT INTO withdrawals (decision_id, pair_id, round, reviewer, timestamp, "
                              "source) VALUES (?, ?, ?, ?, ?, ?)",
-                             [(r["id"], r["pair_id"], r["round"], reviewer, now, source)
-                              for r in [*direct, *via]])
+                             [(i, pid, rnd, reviewer, now, source) for i, (pid, rnd) in
+                              {r["id"]: (r["pair_id"], r["round"]) for r in [*direct, *via]}.items()])
         return [p for p in ids if p in first]
 
     def withdrawals(self) -> pd.DataFrame:

@@ -35,6 +35,7 @@ CREATE TABLE IF NOT EXISTS decisions (
     caption TEXT, reviewer TEXT, timestamp TEXT NOT NULL, source TEXT NOT NULL,
     CHECK (decision != 'fix' OR length(trim(coalesce(caption, ''))) > 0));
 CREATE INDEX IF NOT EXISTS decisions_by_pair ON decisions (pair_id, id);
+CREATE INDEX IF NOT EXISTS decisions_by_source ON decisions (source, id);
 CREATE TRIGGER IF NOT EXISTS decisions_no_update BEFORE UPDATE ON decisions
     BEGIN SELECT RAISE(ABORT, 'decisions are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS decisions_no_delete BEFORE DELETE ON decisions
