@@ -115,6 +115,9 @@ def _add_loop(sub) -> None:
     p.add_argument("--query", default=None,
                    help="focus the batch on a concept: pairs whose images match this text come first "
                         "(encoded with the project's model; the explored share stays random)")
+    p.add_argument("--allow-undecided", action="store_true",
+                   help="open a new round even though the latest one still has undecided pairs "
+                        "(by default select stops and says how many)")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--seed", type=int, default=0)
     p = sub.add_parser("review", help="review a round in the browser (127.0.0.1)")

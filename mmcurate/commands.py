@@ -250,6 +250,7 @@ def cmd_select(args) -> int:
     proj = open_project(args.project)
     balance = None if args.balance == "none" else args.balance
     exclude = _pair_id_file(args.exclude, proj) if args.exclude is not None else None
+    _check_latest_round_decided(proj, args)
     round_id, batch = select_batch(proj, budget=args.budget, strategy=args.strategy,
                                    diversity=args.diversity, k=args.k, random_state=args.seed,
                                    explore=args.explore, balance=balance, exclude=exclude,
@@ -266,6 +267,25 @@ def cmd_select(args) -> int:
     print(f"next: mmcurate review {args.project}   or   mmcurate batch export {args.project} --out "
           f"round{round_id}.csv")
     return 0
+
+
+def _check_latest_round_decided(proj, args) -> None:
+    """Stop before opening a round while the latest one waits for decisions (unless asked to)."""
+    from mmcurate.exceptions import UndecidedRoundError
+    from mmcurate.rounds.status import undecided_in_latest_round
+
+    waiting = undecided_in_latest_round(proj)
+    if waiting is None:
+        return
+    round_id, n_open, n_items = waiting
+    message = (f"round {round_id} still has {n_open} of {n_items} pairs undecided; decide them first "
+               f"(mmcurate review {args.project} --round {round_id}, or mmcurate label {args.project} "
+               f"--import FILE)")
+    if not getattr(args, "allow_undecided", False):
+        raise UndecidedRoundError(f"{message}, or pass --allow-undecided to open round {round_id + 1} "
+                                  f"anyway.")
+    print(f"warning: {message}; opening round {round_id + 1} anyway (--allow-undecided).",
+          file=sys.stderr)
 
 
 def cmd_review(args) -> int:

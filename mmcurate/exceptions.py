@@ -36,6 +36,10 @@ class ProjectError(MmcurateError):
     """A project directory is missing, incomplete or in an unexpected state."""
 
 
+class UndecidedRoundError(ProjectError):
+    """A new round was asked for while the latest one still has undecided pairs."""
+
+
 class ProjectLockedError(ProjectError):
     """Another process holds the project's write lock."""
 

@@ -47,7 +47,11 @@ _N_EXAMPLES = 20
 _CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
         "table{border-collapse:collapse;margin:0.5em 0 1.5em}td,th{border:1px solid #ccc;padding:3px 8px;"
         "text-align:left;vertical-align:top;font-size:13px}th{background:#f3f3f3}img{max-width:100%}"
-        "code{background:#f6f6f6}")
+        "code{background:#f6f6f6}.gallery{display:flex;flex-wrap:wrap;gap:10px;margin:0.5em 0 1.5em}"
+        "figure.thumb{margin:0;width:170px;font-size:12px}figure.thumb img{width:160px;height:160px;"
+        "object-fit:contain;background:#f3f3f3;border:1px solid #ccc}.noimg{width:160px;height:40px;"
+        "color:#888;border:1px dashed #ccc;text-align:center;line-height:40px}"
+        "figcaption{overflow-wrap:anywhere}")
 
 
 @dataclass
@@ -56,6 +60,7 @@ class _Section:
     text: str = ""
     table: pd.DataFrame | None = None
     figure: str | None = None  # name of a PNG under plots/
+    thumbs: list[Any] | None = None  # mmcurate.export.gallery.Thumb: JPEGs under thumbs/ (md), inline (html)
 
 
 # -- tables -------------------------------------------------------------------------------------------
@@ -262,7 +267,8 @@ def _sections(cur, rounds, heads, decisions, meta, plots: dict[str, bytes],
 
 def write_report(out_dir: str | os.PathLike, cur, *, rounds: pd.DataFrame, heads: pd.DataFrame,
                  decisions: pd.DataFrame, title: str = "mmcurate export",
-                 meta: dict[str, Any] | None = None, model: str | None = None) -> dict[str, Any]:
+                 meta: dict[str, Any] | None = None, model: str | None = None,
+                 galleries: list[Any] | None = None) -> dict[str, Any]:
     """Write ``report.md``, ``report.html`` and ``plots/*.png`` into ``out_dir`` (atomically).
 
     Parameters
@@ -277,6 +283,9 @@ def write_report(out_dir: str | os.PathLike, cur, *, rounds: pd.DataFrame, heads
         Lines printed under the counts (project, model, format, threshold, ...).
     model : str, optional
         The embedding model's display name, shown in the plot titles.
+    galleries : list of mmcurate.export.gallery.Gallery, optional
+        Thumbnail rows (:func:`mmcurate.export.gallery.report_galleries`): embedded in the HTML as
+        base64 JPEGs (it shows them wherever it is opened), saved under ``thumbs/`` for the Markdown.
 
     Returns
     -------
@@ -291,8 +300,11 @@ def write_report(out_dir: str | os.PathLike, cur, *, rounds: pd.DataFrame, heads
     out = Path(out_dir)
     plots: dict[str, bytes] = {}
     sections = _sections(cur, rounds, heads, decisions, meta or {}, plots, model=model)
+    sections += [_Section(g.title, text=g.text, thumbs=g.thumbs) for g in galleries or () if g.thumbs]
     for name, data in plots.items():
         atomic_write_bytes(out / "plots" / name, data)
+    for thumb in (t for sec in sections for t in sec.thumbs or () if t.jpeg):
+        atomic_write_bytes(out / "thumbs" / _thumb_name(thumb.pair_id), thumb.jpeg)
     atomic_write_text(out / "report.md", _markdown(title, sections))
     atomic_write_text(out / "report.html", _html(title, sections, plots))
     return {"report_md": str(out / "report.md"), "report_html": str(out / "report.html"),
@@ -325,7 +337,32 @@ def _markdown(title: str, sections: list[_Section]) -> str:
             lines.append("")
         if sec.figure:
             lines += [f"![{html.escape(sec.title)}](plots/{sec.figure})", ""]
+        for t in sec.thumbs or ():
+            picture = f"![{_md_cell(t.pair_id)}](thumbs/{_thumb_name(t.pair_id)}) " if t.jpeg else ""
+            lines.append(f"- {picture}`{_md_cell(t.pair_id)}` {_md_cell(t.caption)} ({_md_cell(t.note)})")
+        if sec.thumbs:
+            lines.append("")
     return "\n".join(lines)
+
+
+def _thumb_name(pair_id: str) -> str:
+    """The file of a pair's report thumbnail under ``thumbs/`` (a safe name for any pair id)."""
+    from mmcurate.export import sample_key
+
+    return f"{sample_key(pair_id)}.jpg"
+
+
+def _html_thumbs(thumbs: list[Any]) -> str:
+    """A wrapping row of figures: the JPEG inline (base64), pair id, caption and note, escaped."""
+    cells = []
+    for t in thumbs:
+        img = "<div class='noimg'>no image</div>"
+        if t.jpeg:
+            img = (f"<img alt='{html.escape(t.pair_id, quote=True)}' src='data:image/jpeg;base64,"
+                   f"{base64.b64encode(t.jpeg).decode('ascii')}'>")
+        cells.append(f"<figure class='thumb'>{img}<figcaption><code>{html.escape(t.pair_id)}</code> "
+                     f"{html.escape(t.caption)}<br><small>{html.escape(t.note)}</small></figcaption></figure>")
+    return "<div class='gallery'>" + "".join(cells) + "</div>"
 
 
 def _html_table(df: pd.DataFrame) -> str:
@@ -348,5 +385,7 @@ def _html(title: str, sections: list[_Section], plots: dict[str, bytes]) -> str:
             data = base64.b64encode(plots[sec.figure]).decode("ascii")
             parts.append(f"<img alt='{html.escape(sec.title, quote=True)}' "
                          f"src='data:image/png;base64,{data}'>")
+        if sec.thumbs:
+            parts.append(_html_thumbs(sec.thumbs))
     parts.append("</body></html>")
     return "\n".join(parts)

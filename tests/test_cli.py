@@ -187,9 +187,29 @@ def test_select_exclude_keeps_a_held_out_set_out_of_every_batch(project, tmp_pat
     (tmp_path / "holdout.txt").write_text("\n".join(held) + "\n")
     for seed in range(3):
         assert main(["select", str(project), "--budget", "20", "--seed", str(seed),
-                     "--exclude", str(tmp_path / "holdout.txt")]) == 0
+                     "--exclude", str(tmp_path / "holdout.txt"), "--allow-undecided"]) == 0
     queued = open_project(project).ledger.queued_pair_ids()
     assert len(queued) == 60 and not queued & set(held)
     pd.DataFrame({"pair_id": ["nope"]}).to_csv(tmp_path / "bad.csv", index=False)
+    capsys.readouterr()  # the --allow-undecided warnings of the rounds above
     _fails(capsys, ["select", str(project), "--budget", "5", "--exclude", str(tmp_path / "bad.csv")],
            "not in the project")
+
+
+def test_select_says_when_the_last_round_is_still_undecided(project, capsys):
+    assert main(["select", str(project), "--budget", "5"]) == 0
+    proj = open_project(project)
+    first = proj.ledger.batch(1)["pair_id"].tolist()
+    proj.ledger.record(first[0], "accept")
+    capsys.readouterr()
+    _fails(capsys, ["select", str(project), "--budget", "5"],
+           "round 1 still has 4 of 5 pairs undecided")
+    assert open_project(project).ledger.latest_round() == 1  # nothing opened
+    assert main(["select", str(project), "--budget", "5", "--allow-undecided"]) == 0
+    err = capsys.readouterr().err
+    assert "warning: round 1 still has 4 of 5 pairs undecided" in err and "opening round 2" in err
+    proj = open_project(project)
+    proj.ledger.record_many([{"pair_id": p, "decision": "accept"} for p in proj.ledger.batch(2)["pair_id"]],
+                            source="test")
+    assert main(["select", str(project), "--budget", "5"]) == 0  # round 2 decided: no word
+    assert "undecided" not in capsys.readouterr().err

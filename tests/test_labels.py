@@ -46,7 +46,7 @@ def test_schema_is_wal_with_foreign_keys_and_versioned(tmp_path, ledger):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
     assert conn.execute("PRAGMA busy_timeout").fetchone()[0] >= 10_000
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"rounds", "batch_items", "batch_design", "decisions", "heads", "second_opinions"} <= tables
     ledger.record("p1", "accept")
@@ -64,7 +64,7 @@ def test_version1_ledger_is_migrated_and_keeps_its_rounds(tmp_path, ledger):
         conn.execute("DROP TABLE batch_design")
         conn.execute("PRAGMA user_version = 1")
     with Ledger(path) as again:
-        assert again._conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert again._conn.execute("PRAGMA user_version").fetchone()[0] == 4
         design = again.design()
         assert design["stratum"].tolist() == ["exploit", "exploit"]
         assert design["inclusion"].tolist() == [1.0, 1.0]
@@ -508,3 +508,74 @@ def test_resolved_decisions_keep_pairs_decided_outside_a_round(tmp_path):
     assert resolved.loc["b", "decision"] == "reject" and resolved.loc["b", "n_opinions"] == 1
     assert resolved.loc["a", "decision"] == "reject" and resolved.loc["a", "n_opinions"] == 3
     assert resolved.loc["a", "agreement"] == pytest.approx(2 / 3)
+
+
+# -- undo: withdrawals (schema 4) ------------------------------------------------------------------
+def test_undo_makes_a_pair_undecided_and_keeps_the_history(ledger):
+    r = ledger.create_round(["p1", "p2", "p3"], strategy="margin", params={}, model={})
+    ledger.record("p1", "accept", round_id=r)
+    ledger.record("p1", "reject", round_id=r)  # a correction within the round
+    ledger.record("p2", "fix", caption="two cats", round_id=r)
+    assert ledger.undo(["p1", "p3"], round_id=r, reviewer="ana", source="web") == ["p1"]  # p3: none
+    assert ledger.decisions()["pair_id"].tolist() == ["p2"]
+    assert ledger.batch(r).set_index("pair_id")["decision"].isna().to_dict() == {
+        "p1": True, "p2": False, "p3": True}
+    assert ledger.rounds()["n_decided"].tolist() == [1]
+    assert ledger.resolved()["pair_id"].tolist() == ["p2"]
+    assert ledger.decisions(history=True)["pair_id"].tolist() == ["p2"]
+    gone = ledger.withdrawals()
+    assert gone["decision"].tolist() == ["accept", "reject"] and set(gone["withdrawn_by"]) == {"ana"}
+    assert _count(ledger.path) == 3  # nothing deleted: the table is append-only
+    assert ledger.undo(["p1"], round_id=r) == []  # nothing left to take back
+    assert ledger.record("p1", "accept", round_id=r)  # decided again: appended, not "unchanged"
+    assert ledger.decisions().set_index("pair_id").loc["p1", "decision"] == "accept"
+    with pytest.raises(ValueError, match="round 9 does not exist"):
+        ledger.undo(["p1"], round_id=9)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        ledger._conn.execute("DELETE FROM withdrawals")
+
+
+def test_undoing_a_second_opinion_keeps_the_first(ledger):
+    r1 = ledger.create_round(["p1", "p2"], strategy="margin", params={}, model={})
+    ledger.record("p1", "accept", round_id=r1)
+    ledger.record("p2", "accept", round_id=r1)
+    r2 = ledger.create_round(["p3"], strategy="margin", params={}, model={},
+                             second_opinions=[("p1", 0.9, "second opinion: shown again")])
+    ledger.record("p1", "reject", round_id=r2)
+    assert ledger.resolved().set_index("pair_id").loc["p1", "n_opinions"] == 2
+    assert ledger.undo(["p1"], round_id=r2) == ["p1"]
+    resolved = ledger.resolved().set_index("pair_id")
+    assert resolved.loc["p1", "decision"] == "accept" and resolved.loc["p1", "n_opinions"] == 1
+    assert ledger.batch(r2).set_index("pair_id").loc["p1", "decision"] is None  # undecided there
+    assert ledger.batch(r1).set_index("pair_id").loc["p1", "decision"] == "accept"
+    assert ledger.undo(["p2"]) == ["p2"] and "p2" not in set(ledger.resolved()["pair_id"])
+
+
+def test_undo_takes_back_what_a_representative_passed_to_its_group(ledger):
+    r = ledger.create_round(["p1"], strategy="margin", params={}, model={})
+    ledger.record("p5", "accept", source="earlier")  # before the representative's decision: stays
+    ledger.record("p1", "reject", round_id=r)
+    ledger.record_many([{"pair_id": p, "decision": "reject"} for p in ("p5", "p6")], source="via:p1")
+    assert ledger.undo(["p1"], round_id=r) == ["p1"]
+    latest = ledger.decisions().set_index("pair_id")
+    assert latest["decision"].to_dict() == {"p5": "accept"}
+    assert sorted(ledger.withdrawals()["pair_id"]) == ["p1", "p5", "p6"]
+    ledger.record("p1", "accept", round_id=r)
+    ledger.record_many([{"pair_id": "p6", "decision": "accept"}], source="via:p1")
+    assert ledger.undo(["p6", "p1"]) == ["p6", "p1"]  # a member undone with its representative: once
+    assert ledger.decisions()["pair_id"].tolist() == ["p5"] and len(ledger.withdrawals()) == 5
+
+
+def test_version3_ledger_is_migrated_for_undo(tmp_path, ledger):
+    r = ledger.create_round(["p1", "p2"], strategy="margin", params={}, model={})
+    ledger.record("p1", "accept", round_id=r)
+    ledger.close()
+    path = tmp_path / "labels.sqlite"
+    with sqlite3.connect(path) as conn:  # a version-3 file: no withdrawals, no view
+        conn.execute("DROP VIEW live_decisions")
+        conn.execute("DROP TABLE withdrawals")
+        conn.execute("PRAGMA user_version = 3")
+    with Ledger(path) as again:
+        assert again._conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert again.decisions()["pair_id"].tolist() == ["p1"]
+        assert again.undo(["p1"], round_id=r) == ["p1"] and again.decisions().empty

@@ -21,6 +21,7 @@ __all__ = [
     "open_image",
     "read_image_bytes",
     "read_tar_member",
+    "ref_thumbnail_jpeg",
     "resolve_image_ref",
     "thumbnail_jpeg",
 ]
@@ -179,7 +180,17 @@ def thumbnail_jpeg(path: str | os.PathLike, size: int = 256) -> bytes:
     with Image.open(path) as im:
         im.load()
         rgb = _to_rgb(im)
+    return _jpeg(rgb, size)
+
+
+def ref_thumbnail_jpeg(ref: str, *, image_root: str | os.PathLike | None, size: int = 256) -> bytes:
+    """JPEG bytes of an image reference (a file or a tar member, :func:`open_image`) shrunk to fit
+    ``size`` × ``size``. Raises ``OSError`` / ``ValueError`` as :func:`open_image` does."""
+    return _jpeg(open_image(ref, image_root=image_root, min_size=size), size)
+
+
+def _jpeg(rgb: Image.Image, size: int, quality: int = 85) -> bytes:
     rgb.thumbnail((size, size))
     buf = io.BytesIO()
-    rgb.save(buf, format="JPEG", quality=85)
+    rgb.save(buf, format="JPEG", quality=quality)
     return buf.getvalue()

@@ -102,6 +102,7 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
         paths["curated_path"] = str(_write_frame(cur.curated, out_dir / f"curated.{fmt}", fmt))
         dropped = spreadsheet_safe(cur.dropped) if fmt == "csv" else cur.dropped  # a file people open
         paths["dropped_path"] = str(_write_frame(dropped, out_dir / f"dropped.{fmt}", fmt))
+    from mmcurate.export.gallery import report_galleries
     from mmcurate.report import write_report
 
     decisions, rounds, heads = _ledger_frames(proj)
@@ -112,7 +113,7 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
                                 "model": _model_line(proj),
                                 "P(aligned) from": _scores_line(cur.provenance),
                                 "exported": time.strftime("%FT%TZ", time.gmtime())},
-                          model=model_display_name(_manifest(proj)))
+                          model=model_display_name(_manifest(proj)), galleries=report_galleries(proj, cur))
     return {**cur.counts, "format": fmt, "threshold": threshold, "estimates": cur.estimates,
             **paths, **report}
 

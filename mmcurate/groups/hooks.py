@@ -30,13 +30,12 @@ import pandas as pd
 from mmcurate.groups.compute import DUPLICATE_KINDS
 from mmcurate.groups.find import components
 from mmcurate.groups.project import load_duplicates
+from mmcurate.labels.schema import VIA
 
 __all__ = ["VIA", "annotate_reasons", "apply_duplicate_policy", "apply_group_decisions",
            "count_groups_once", "export_decisions", "propagated_decisions", "reject_boilerplate",
            "selection_exclude"]
 
-VIA = "via:"
-"""Prefix of the ``source`` of a decision recorded for a group member: ``via:<representative id>``."""
 
 
 def _is_via(source: pd.Series) -> np.ndarray:

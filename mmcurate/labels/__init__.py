@@ -19,9 +19,11 @@ Assumptions
 Tables: ``rounds`` (one per selected batch), ``batch_items`` (pair queued once, in one round),
 ``batch_design`` (how each queued pair was chosen: the ``exploit`` part of a batch, taken by rank,
 or the ``explore`` part, drawn uniformly at random, with its inclusion probability; pairs queued
-by version 1 have no row and count as exploit with probability 1), ``decisions`` and ``heads``
-(models trained on the ledger). ``PRAGMA user_version`` holds the schema version; version 1 files
-are migrated in place (the new table is added).
+by version 1 have no row and count as exploit with probability 1), ``decisions``,
+``second_opinions`` (decided pairs shown again, version 3), ``withdrawals`` (decisions taken back
+with :meth:`Ledger.undo`, version 4: the pair is undecided again; every reader goes through the view
+``live_decisions``) and ``heads`` (models trained on the ledger). ``PRAGMA user_version`` holds the
+schema version; older files are migrated in place (the new tables are added).
 
 Modules: :mod:`~mmcurate.labels.schema` (tables, schema version, shared SQL),
 :mod:`~mmcurate.labels.connection` (opening, migrating, the write lock and its timeout),

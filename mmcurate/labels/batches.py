@@ -100,7 +100,7 @@ class BatchesMixin(LedgerConnection):
         rows = self._query("""
             SELECT r.*, COUNT(b.pair_id) AS n_items,
                    COUNT(b.pair_id) FILTER (WHERE EXISTS (
-                       SELECT 1 FROM decisions d WHERE d.pair_id = b.pair_id
+                       SELECT 1 FROM live_decisions d WHERE d.pair_id = b.pair_id
                        AND (b.again = 0 OR d.round = b.round))) AS n_decided
             FROM rounds r LEFT JOIN (SELECT round, pair_id, 0 AS again FROM batch_items UNION ALL
                                      SELECT round, pair_id, 1 FROM second_opinions) b ON b.round = r.round
@@ -143,7 +143,7 @@ class BatchesMixin(LedgerConnection):
             SELECT s.round, s.position, s.pair_id, s.score, s.reason, l.decision,
                    l.caption AS caption_fixed, '{SECOND_OPINION}' AS stratum
             FROM second_opinions s LEFT JOIN (
-                SELECT d.* FROM decisions d JOIN (SELECT pair_id, MAX(id) AS id FROM decisions
+                SELECT d.* FROM live_decisions d JOIN (SELECT pair_id, MAX(id) AS id FROM live_decisions
                     WHERE round = ? GROUP BY pair_id) m ON d.id = m.id) l ON l.pair_id = s.pair_id
             WHERE s.round = ? ORDER BY 2""", (int(round_id), int(round_id), int(round_id)))
         columns = ["round", "position", "pair_id", "score", "reason", "decision", "caption_fixed",

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from mmcurate.labels.connection import LedgerConnection, _check_round, _frame, utc_now
-from mmcurate.labels.schema import _DECISION_COLUMNS, _LATEST, _LATEST_OF_IDS
+from mmcurate.labels.schema import _DECISION_COLUMNS, _LATEST, _LATEST_OF_IDS, _WRITE_IDS, VIA
 from mmcurate.review.decisions import (
     LabelsFileError,
     Problem,
@@ -57,19 +57,74 @@ class DecisionsMixin(LedgerConnection):
             added, _ = self._append(conn, [row], source=source, round_id=round_id)
         return added == 1
 
-    def record_many(self, rows: Sequence[Mapping[str, Any]], *, source: str) -> int:
-        """Record decisions of many pairs in one transaction (a decision applied to a group);
-        returns the number of rows appended. Each row: ``pair_id``, ``decision``, optional
-        ``caption``, ``reviewer``, ``timestamp``; rows identical to a pair's latest are skipped, as
-        in :meth:`record`. ``source`` names where they came from (e.g. ``via:<representative id>``).
+    def record_many(self, rows: Sequence[Mapping[str, Any]], *, source: str,
+                    round_id: int | None = None) -> int:
+        """Record decisions of many pairs in one transaction (a decision applied to a group, every
+        undecided card of a review page accepted at once); returns the number of rows appended.
+        Each row: ``pair_id``, ``decision``, optional ``caption``, ``reviewer``, ``timestamp``; rows
+        identical to a pair's latest are skipped, as in :meth:`record`. ``source`` names where they
+        came from (e.g. ``via:<representative id>``, ``web``); ``round_id`` as in :meth:`record`.
         """
         cleaned = [clean_decision(str(r["pair_id"]), r["decision"], r.get("caption"), r.get("reviewer"),
                                   r.get("timestamp")) for r in rows]
         if not cleaned:
             return 0
         with self._write() as conn:
-            added, _ = self._append(conn, cleaned, source=source, round_id=None)
+            added, _ = self._append(conn, cleaned, source=source, round_id=round_id)
         return added
+
+    def undo(self, pair_ids: Collection[str], *, round_id: int | None = None,
+             reviewer: str | None = None, source: str = "api") -> list[str]:
+        """Take decisions back: each pair becomes undecided (in ``round_id`` only, when given).
+
+        Nothing is deleted: one ``withdrawals`` row per decision taken back (who, when, from where),
+        and every reader (:meth:`decisions`, :meth:`resolved`, :meth:`batch`, training, export)
+        leaves withdrawn decisions out. With ``round_id`` only the opinion given in that round is
+        taken back, so a second opinion undone leaves the first round's decision standing; without
+        it every decision of the pair. Decisions recorded for group members ``via:`` a pair after
+        a decision taken back go with it. Returns the pair ids that had a decision to take back, in
+        the order given. Raises ``ValueError`` for an unknown round.
+
+        Examples
+        --------
+        >>> ledger.record("p1", "accept", round_id=1)  # doctest: +SKIP
+        >>> ledger.undo(["p1"], round_id=1)  # doctest: +SKIP
+        ['p1']
+        """
+        ids = list(dict.fromkeys(str(p) for p in pair_ids))
+        if not ids:
+            return []
+        in_round = "" if round_id is None else "AND d.round = ?"
+        with self._write() as conn:
+            _check_round(conn, round_id)
+            self._stage_ids(conn, ids)
+            direct = conn.execute(
+                f"SELECT d.id, d.pair_id, d.round FROM {_WRITE_IDS} t CROSS JOIN live_decisions d "
+                f"ON d.pair_id = t.pair_id WHERE 1 {in_round}",
+                () if round_id is None else (int(round_id),)).fetchall()
+            first: dict[str, int] = {}
+            for row in direct:
+                first[row["pair_id"]] = min(first.get(row["pair_id"], row["id"]), row["id"])
+            # decisions passed on via these pairs, one lookup each in the (source, id) index
+            via = [r for r in conn.execute(
+                f"SELECT d.id, d.pair_id, d.round, t.pair_id AS via FROM {_WRITE_IDS} t CROSS JOIN "
+                f"live_decisions d ON d.source = '{VIA}' || t.pair_id")
+                if r["via"] in first and r["id"] > first[r["via"]]]
+            now = utc_now()
+            conn.executemany("INSERT INTO withdrawals (decision_id, pair_id, round, reviewer, timestamp, "
+                             "source) VALUES (?, ?, ?, ?, ?, ?)",
+                             [(i, pid, rnd, reviewer, now, source) for i, (pid, rnd) in
+                              {r["id"]: (r["pair_id"], r["round"]) for r in [*direct, *via]}.items()])
+        return [p for p in ids if p in first]
+
+    def withdrawals(self) -> pd.DataFrame:
+        """Every decision taken back (:meth:`undo`), oldest first: the decision's columns (as in
+        ``decisions(history=True)``) plus ``withdrawn_at``, ``withdrawn_by``, ``withdrawn_from``."""
+        rows = self._query("""SELECT d.*, w.timestamp AS withdrawn_at, w.reviewer AS withdrawn_by,
+            w.source AS withdrawn_from FROM withdrawals w JOIN decisions d ON d.id = w.decision_id
+            ORDER BY w.timestamp, w.decision_id""")
+        columns = [*_DECISION_COLUMNS, "withdrawn_at", "withdrawn_by", "withdrawn_from"]
+        return _frame([dict(r) for r in rows], columns, {"round": "Int64"})
 
     def _append(self, conn: sqlite3.Connection, rows: Sequence[dict[str, Any]], *, source: str,
                 round_id: int | None) -> tuple[int, int]:
@@ -150,9 +205,10 @@ class DecisionsMixin(LedgerConnection):
     def decisions(self, *, history: bool = False) -> pd.DataFrame:
         """Latest decision per pair (``history=False``) or every decision in recording order.
 
+        Decisions taken back (:meth:`undo`) are left out of both (:meth:`withdrawals` lists them).
         Columns ``pair_id, round, decision, caption, reviewer, timestamp, source``.
         """
-        sql = "SELECT * FROM decisions ORDER BY id" if history else f"{_LATEST} ORDER BY d.id"
+        sql = "SELECT * FROM live_decisions ORDER BY id" if history else f"{_LATEST} ORDER BY d.id"
         rows = self._query(sql)
         return _frame([dict(r) for r in rows], _DECISION_COLUMNS, {"round": "Int64"})
 

@@ -3,11 +3,15 @@
 - Every request needs the token: ``/?token=...`` on first load sets an HttpOnly cookie; the JSON
   API also accepts an ``X-Token`` header. Anything else gets 403.
 - ``GET /`` renders the round's batch (thumbnail, caption, the signal that put it there, score,
-  current decision) with Jinja autoescaping; the page script only ever sets ``textContent``.
+  the evidence (:mod:`mmcurate.review.evidence`), current decision) with Jinja autoescaping; the
+  page script only ever sets ``textContent``.
 - ``POST /api/decision`` writes one decision to the ledger at once (``source="web"``), so a
   reload or a killed server loses nothing. The pair must be in this round's batch.
-- ``GET /image/<pair_id>`` serves a thumbnail of a pair *in this round* via ``resolve_image``;
-  no part of the URL ever becomes a filesystem path, so traversal is impossible.
+- ``POST /api/accept_all`` accepts the listed cards that are still undecided, in one transaction;
+  ``POST /api/undo`` takes the listed cards' decisions in this round back (:meth:`Ledger.undo`).
+- ``GET /image/<pair_id>`` serves a thumbnail of a pair *in this round* or named by its evidence
+  via ``resolve_image``; no part of the URL ever becomes a filesystem path, so traversal is
+  impossible.
 """
 
 from __future__ import annotations
@@ -54,9 +58,35 @@ def _parse_decision(body: dict, batch_ids: set[str], round_id: int):
     return pid, decision, caption, error
 
 
-def _cached_thumbnail(pair_id, batch_ids, resolve_image, cache: dict, lock) -> bytes | None:
-    """Thumbnail bytes of a pair in the round (cached), or None (unknown pair, no image)."""
-    if pair_id not in batch_ids:
+def _parse_ids(body: dict, batch_ids: set[str], round_id: int) -> tuple[list[str], str | None]:
+    """``(pair_ids, error)`` from a POSTed ``{"pair_ids": [...]}``; every id must be in the round."""
+    ids = body.get("pair_ids")
+    if not isinstance(ids, list) or not ids or not all(isinstance(p, str) for p in ids):
+        return [], "pair_ids must be a non-empty list of pair ids"
+    unknown = [p for p in ids if p not in batch_ids]
+    if unknown:
+        return [], f"{len(unknown)} pair ids are not in round {round_id}, e.g. {unknown[0]!r}"
+    return list(dict.fromkeys(ids)), None
+
+
+def _evidence_cards(evidence: pd.DataFrame | None) -> dict[str, dict]:
+    """Evidence rows by pair id, as the template reads them (NaN similarities as None)."""
+    if evidence is None or evidence.empty:
+        return {}
+    out = {}
+    for rec in evidence.to_dict("records"):
+        rec = {k: (None if isinstance(v, float) and v != v else v) for k, v in rec.items()}
+        own = rec.get("own_similarity")
+        for side in ("caption", "image"):
+            sim = rec.get(f"{side}_similarity")
+            rec[f"{side}_better"] = sim is not None and own is not None and sim > own
+        out[str(rec["pair_id"])] = rec
+    return out
+
+
+def _cached_thumbnail(pair_id, allowed, resolve_image, cache: dict, lock) -> bytes | None:
+    """Thumbnail bytes of a pair the page shows (cached), or None (unknown pair, no image)."""
+    if pair_id not in allowed:
         return None
     with lock:
         data = cache.get(pair_id)
@@ -75,21 +105,29 @@ def _cached_thumbnail(pair_id, batch_ids, resolve_image, cache: dict, lock) -> b
 
 def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
                resolve_image: Callable[[str], Path | None], token: str, reviewer: str | None = None,
-               title: str = "mmcurate review"):
+               title: str = "mmcurate review", evidence: pd.DataFrame | None = None,
+               show_images: bool = True):
     """Build the Flask app for one round (see module docstring).
+
+    ``evidence``: :func:`mmcurate.review.evidence.pair_evidence` of the round's pairs (the page
+    shows none without it); ``show_images``: False for projects without image files (the evidence
+    then names pairs and their captions only).
 
     Examples
     --------
     >>> app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=1,
     ...                  resolve_image=lambda pid: None, token=make_token())  # doctest: +SKIP
     """
-    from flask import Flask, abort, jsonify, make_response, render_template, request
+    from flask import Flask, abort, make_response, render_template, request
 
     app = Flask(__name__, template_folder="templates", static_folder="static")
     ledger = Ledger(ledger_path)
     captions = dict(zip(pairs["pair_id"].astype(str), pairs["caption"].astype(str)))
     images = dict(zip(pairs["pair_id"].astype(str), pairs["image"].astype(str)))
     batch_ids = set(ledger.batch(round_id)["pair_id"].astype(str))
+    why = _evidence_cards(evidence)
+    shown = batch_ids | {str(r[k]) for r in why.values() for k in ("caption_pair_id", "image_pair_id")
+                         if r.get(k)}
     thumbs: dict[str, bytes] = {}
     lock = threading.Lock()
 
@@ -111,7 +149,8 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
             out.append({"pair_id": pid, "caption": captions.get(pid, ""), "image": images.get(pid, ""),
                         "reason": row.get("reason") or "",
                         "score": _shown_score(row.get("reason") or "", row.get("score")),
-                        "decision": row.get("decision") or "", "fixed": row.get("caption_fixed") or ""})
+                        "decision": row.get("decision") or "", "fixed": row.get("caption_fixed") or "",
+                        "why": why.get(pid), "second": row.get("stratum") == "second_opinion"})
         return out
 
     @app.get("/")
@@ -119,10 +158,34 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
         items = cards()
         decided = sum(1 for c in items if c["decision"])
         resp = make_response(render_template("review.html", title=title, items=items, round_id=round_id,
-                                             decided=decided, total=len(items), token=token))
+                                             decided=decided, total=len(items), token=token,
+                                             show_images=show_images))
         resp.set_cookie("mmcurate_token", token, httponly=True, samesite="Strict")
         resp.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self'; style-src 'self'"
         return resp
+
+    _decision_routes(app, ledger, round_id=round_id, batch_ids=batch_ids, reviewer=reviewer)
+
+    @app.get("/image/<pair_id>")
+    def image(pair_id: str):
+        data = _cached_thumbnail(pair_id, shown, resolve_image, thumbs, lock)
+        if data is None:
+            abort(404)
+        resp = make_response(data)
+        resp.headers["Content-Type"] = "image/jpeg"
+        return resp
+
+    return app
+
+
+def _decision_routes(app, ledger: Ledger, *, round_id: int, batch_ids: set[str],
+                     reviewer: str | None) -> None:
+    """The JSON API that writes the ledger: one decision, accept every undecided card, undo."""
+    from flask import jsonify, request
+
+    def progress(**extra):
+        decided = int(ledger.batch(round_id)["decision"].notna().sum())
+        return jsonify(ok=True, decided=decided, total=len(batch_ids), **extra)
 
     @app.post("/api/decision")
     def decide():
@@ -132,19 +195,31 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
             return jsonify(error=error), 400
         ledger.record(pid, decision, caption=caption if decision == "fix" else None, round_id=round_id,
                       reviewer=reviewer, source="web")
-        decided = int(ledger.batch(round_id)["decision"].notna().sum())
-        return jsonify(ok=True, decided=decided, total=len(batch_ids))
+        return progress()
 
-    @app.get("/image/<pair_id>")
-    def image(pair_id: str):
-        data = _cached_thumbnail(pair_id, batch_ids, resolve_image, thumbs, lock)
-        if data is None:
-            abort(404)
-        resp = make_response(data)
-        resp.headers["Content-Type"] = "image/jpeg"
-        return resp
+    @app.post("/api/accept_all")
+    def accept_all():
+        ids, error = _parse_ids(request.get_json(silent=True) or {}, batch_ids, round_id)
+        if error:
+            return jsonify(error=error), 400
+        batch = ledger.batch(round_id)
+        open_ = set(batch.loc[batch["decision"].isna(), "pair_id"])
+        chosen = [p for p in ids if p in open_]  # decided meanwhile (another tab): left as decided
+        ledger.record_many([{"pair_id": p, "decision": "accept", "reviewer": reviewer} for p in chosen],
+                           source="web", round_id=round_id)
+        return progress(accepted=chosen)
 
-    return app
+    @app.post("/api/undo")
+    def undo():
+        ids, error = _parse_ids(request.get_json(silent=True) or {}, batch_ids, round_id)
+        if error:
+            return jsonify(error=error), 400
+        undone = ledger.undo(ids, round_id=round_id, reviewer=reviewer, source="web")
+        # what each card shows now: undecided, or a decision given in another round that still stands
+        now = ledger.batch(round_id).set_index("pair_id").loc[undone]
+        cards = [{"pair_id": pid, "decision": d, "caption": c}
+                 for pid, d, c in zip(undone, now["decision"], now["caption_fixed"])]
+        return progress(undone=undone, cards=cards)
 
 
 def _quiet_handler():

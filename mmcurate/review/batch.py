@@ -9,7 +9,6 @@ ignores. Every file is written to a temporary name and moved into place.
 
 from __future__ import annotations
 
-import io
 import os
 from pathlib import Path
 
@@ -92,20 +91,17 @@ def _write_thumbnails(proj, rows: pd.DataFrame, out: Path) -> list[str]:
     """Write one JPEG per readable image into ``<out stem>_thumbs/``; relative paths or ''."""
     if proj.image_root is None:
         return [""] * len(rows)
-    from mmcurate.data import open_image
+    from mmcurate.data.images import ref_thumbnail_jpeg
 
     folder = out.parent / f"{out.stem}_thumbs"
     names: list[str] = []
     for pair_id, ref in zip(rows["pair_id"].astype(str), rows["image"].fillna("").astype(str)):
         try:
-            image = open_image(ref, image_root=proj.image_root)
+            data = ref_thumbnail_jpeg(ref, image_root=proj.image_root, size=THUMBNAIL_SIZE)
         except (OSError, ValueError):  # unreadable or missing image: no thumbnail
             names.append("")
             continue
-        image.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
-        buf = io.BytesIO()
-        image.convert("RGB").save(buf, format="JPEG", quality=85)
         target = folder / f"{sample_key(pair_id)}.jpg"
-        atomic_write_bytes(target, buf.getvalue())
+        atomic_write_bytes(target, data)
         names.append(target.relative_to(out.parent).as_posix())
     return names

@@ -9,7 +9,7 @@ from mmcurate._fileio import atomic_write_bytes
 from mmcurate.data.images import ImageRefError, read_tar_member, resolve_image_ref
 from mmcurate.exceptions import ProjectError
 
-__all__ = ["image_resolver", "serve_project"]
+__all__ = ["create_project_app", "image_resolver", "serve_project"]
 
 
 def image_resolver(proj):
@@ -53,17 +53,33 @@ def _extract_member(shard_path: Path, member: str, target: Path) -> Path | None:
     return target
 
 
+def create_project_app(proj, *, round_id: int, token: str, reviewer: str | None = None):
+    """The review app of one round of ``proj``, with the evidence of its pairs computed once
+    (:func:`mmcurate.review.evidence.pair_evidence`, searched in the project's saved indexes).
+
+    Examples
+    --------
+    >>> app = create_project_app(proj, round_id=2, token=make_token())  # doctest: +SKIP
+    """
+    from mmcurate.review.app import create_app
+    from mmcurate.review.evidence import pair_evidence
+
+    evidence = pair_evidence(proj, proj.ledger.batch(round_id)["pair_id"].tolist())
+    return create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=round_id,
+                      resolve_image=image_resolver(proj), token=token, reviewer=reviewer,
+                      title=f"mmcurate review: {proj.root.name}, round {round_id}", evidence=evidence,
+                      show_images=proj.image_root is not None)
+
+
 def serve_project(proj, *, round_id: int | None = None, host: str = "127.0.0.1", port: int = 0,
                   reviewer: str | None = None, open_browser: bool = True) -> None:
     """Serve the review page for a round (latest by default) until interrupted."""
-    from mmcurate.review.app import create_app, make_token, serve
+    from mmcurate.review.app import make_token, serve
 
     round_id = round_id or proj.ledger.latest_round()
     if round_id is None:
         raise ProjectError(f"{proj.root} has no round to review yet; run `mmcurate select "
                            f"{proj.root} --budget N` first.")
     token = make_token()
-    app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=round_id,
-                     resolve_image=image_resolver(proj), token=token, reviewer=reviewer,
-                     title=f"mmcurate review: {proj.root.name}, round {round_id}")
+    app = create_project_app(proj, round_id=round_id, token=token, reviewer=reviewer)
     serve(app, host=host, port=port, open_browser=open_browser, token=token)

@@ -8,6 +8,26 @@ from typing import Any
 from mmcurate.rounds.model import load_model
 
 
+def undecided_in_latest_round(proj) -> tuple[int, int, int] | None:
+    """``(round, n_undecided, n_items)`` of the latest round while some of its pairs are still
+    undecided, else None (no round yet, or every pair decided). ``mmcurate select`` says so before
+    it opens another round.
+
+    Examples
+    --------
+    >>> undecided_in_latest_round(proj)  # doctest: +SKIP
+    (3, 12, 40)
+    """
+    if not (proj.root / "labels.sqlite").is_file():
+        return None
+    rounds = proj.ledger.rounds()
+    if rounds.empty:
+        return None
+    last = rounds.iloc[-1]
+    n_open = int(last["n_items"]) - int(last["n_decided"])
+    return (int(last["round"]), n_open, int(last["n_items"])) if n_open > 0 else None
+
+
 def rounds_status(proj) -> dict[str, Any]:
     """Rounds, decisions, conflicts, head metrics and the estimated noise rate."""
     ledger = proj.ledger

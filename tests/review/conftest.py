@@ -20,11 +20,9 @@ def _serve_review(proj, round_id: int, *, token: str = "t0k", reviewer: str = "b
     """The review page of ``round_id`` served on 127.0.0.1 (a free port); yields its URL."""
     from werkzeug.serving import make_server
 
-    from mmcurate.review.app import create_app
-    from mmcurate.review.project_app import image_resolver
+    from mmcurate.review.project_app import create_project_app
 
-    app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=round_id,
-                     resolve_image=image_resolver(proj), token=token, reviewer=reviewer)
+    app = create_project_app(proj, round_id=round_id, token=token, reviewer=reviewer)
     srv = make_server("127.0.0.1", 0, app, threaded=True)
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:

@@ -65,7 +65,7 @@ def test_report_names_the_model_in_its_plots(page, exported):
     page.screenshot(path=str(proj.root / "report.png"), full_page=True)
     body = page.locator("body").inner_text()
     assert "round 1.0" not in body and "CLIP cosine" not in body
-    images = page.locator("img")
+    images = page.locator("body > img")  # the plots (thumbnails sit in figures of their own)
     assert images.count() == 2
     for i in range(images.count()):
         img = images.nth(i)
@@ -91,3 +91,53 @@ def test_plot_titles_carry_the_model_name():
     ax_dec, _, ax_head = fig.axes
     assert ax_head.get_ylim()[0] == 0 and ax_head.get_ylim()[1] >= 1.0  # not zoomed into 0.97-0.99
     assert ax_dec.get_ylim()[1] >= 4 * 1.3  # headroom: the legend sits above the bars
+
+
+@pytest.fixture
+def exported_with_groups(tmp_path, tiny_clip_dir):
+    """Scenes (tiny model) with one pair copied twice (a duplicate group), a reviewed round, an export."""
+    from mmcurate.demo import prepare_scene_dataset
+
+    pairs_csv, truth_csv = prepare_scene_dataset(tmp_path / "data", n=60)
+    truth = pd.read_csv(truth_csv, dtype={"id": str}).set_index("id")
+    df = pd.read_csv(pairs_csv, dtype=str)
+    copies = pd.concat([df.iloc[[5]]] * 2).assign(id=["copy-1", "copy-2"])
+    pd.concat([df, copies]).to_csv(tmp_path / "data" / "with_copies.csv", index=False)
+    proj = create_project(tmp_path / "proj", pairs=tmp_path / "data" / "with_copies.csv", progress=False,
+                          model=ModelSpec(f"local-dir:{tiny_clip_dir}", None))
+    proj.embed(progress=False, num_workers=0)
+    proj.duplicates()
+    round_id, batch = select_batch(proj, budget=12)
+    noisy = batch["pair_id"].map(lambda p: bool(truth["is_noisy"].get(p, False)))
+    import_labels(proj, pd.DataFrame({"pair_id": batch["pair_id"],
+                                      "decision": noisy.map({True: "reject", False: "accept"})}),
+                  round_id=round_id)
+    export_curated(proj, tmp_path / "curated")
+    return proj, tmp_path / "curated"
+
+
+def test_report_shows_thumbnails_wherever_it_is_opened(page, exported_with_groups, tmp_path):
+    import shutil
+
+    proj, out = exported_with_groups
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.copy(out / "report.html", elsewhere / "report.html")  # alone: no thumbs/ or plots/ beside it
+    page.goto((elsewhere / "report.html").as_uri())
+    page.screenshot(path=str(proj.root / "report_thumbnails.png"), full_page=True)
+    headings = page.locator("h2").all_text_contents()
+    assert "Most suspect dropped pairs" in headings and "Most suspect kept pairs" in headings
+    group = next(h for h in headings if h.startswith("Duplicate group"))
+    assert "3 pairs" in group
+    for title in ("Most suspect dropped pairs", "Most suspect kept pairs", group):
+        gallery = page.locator(f"h2:text-is('{title}') + p + div.gallery")
+        figures = gallery.locator("figure")
+        assert 1 <= figures.count() <= 8
+        for i in range(figures.count()):
+            img = figures.nth(i).locator("img")
+            assert img.evaluate("el => el.complete && el.naturalWidth > 0")  # embedded, so it renders
+    kept = page.locator(f"h2:text-is('{group}') + p + div.gallery figcaption").all_text_contents()
+    assert sum("kept" in text for text in kept) == 1 and sum("dropped" in text for text in kept) == 2
+    md = (out / "report.md").read_text()
+    linked = re.findall(r"\]\((thumbs/[^)]+\.jpg)\)", md)
+    assert linked and all((out / name).is_file() for name in linked)  # the Markdown links files beside it
