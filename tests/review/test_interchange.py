@@ -47,14 +47,19 @@ def test_label_studio_round_trip(proj_with_round, tmp_path):
     proj = proj_with_round
     tasks_path = export_label_studio(proj, tmp_path / "ls")
     tasks = json.loads(tasks_path.read_text())
-    assert len(tasks) == 4 and tasks[0]["data"]["image"].startswith("/data/local-files/?d=img/")
+    # the storage is the image root (here tmp_path), served from below the document root (its parent)
+    root = proj.image_root.resolve()
+    assert len(tasks) == 4 and tasks[0]["data"]["image"] == f"/data/local-files/?d={root.name}/img/0.png"
+    setup = json.loads((tmp_path / "ls" / "label_studio.json").read_text())
+    assert setup["local_files_storage_path"] == str(root)
+    assert setup["LOCAL_FILES_DOCUMENT_ROOT"] == str(root.parent)
     assert "<Choices name=\"decision\"" in (tmp_path / "ls" / "label_config.xml").read_text()
     answers = {"p0": ("accept", None), "p1": ("reject", None), "p2": ("fix", "a better caption")}
     exported = [_ls_annotate(t, *answers[t["data"]["pair_id"]]) if t["data"]["pair_id"] in answers
                 else {**t, "annotations": []} for t in tasks]
     (tmp_path / "export.json").write_text(json.dumps(exported))
-    decisions = read_label_studio(tmp_path / "export.json")
-    assert sorted(decisions["pair_id"]) == ["p0", "p1", "p2"]
+    decisions = read_label_studio(tmp_path / "export.json").decisions
+    assert sorted(decisions.loc[decisions["decision"] != "", "pair_id"]) == ["p0", "p1", "p2"]
     report = proj.ledger.import_decisions(decisions, known_pair_ids=set(proj.pairs["pair_id"]),
                                           source_name="label-studio")
     assert report.n_added == 3
@@ -67,7 +72,7 @@ def test_label_studio_bad_export_names_the_task(tmp_path):
     bad = [{"id": 7, "data": {"pair_id": "p0"}, "annotations": [
         {"result": [{"from_name": "decision", "value": {"choices": ["maybe"]}}]}]}]
     (tmp_path / "bad.json").write_text(json.dumps(bad))
-    with pytest.raises(DataError, match=r"task 1 \(id 7\).*'maybe'"):
+    with pytest.raises(DataError, match=r"task 1 \(Label Studio id 7\).*'maybe'"):
         read_label_studio(tmp_path / "bad.json")
     (tmp_path / "bad2.json").write_bytes(b"\xff\xfe not json")
     with pytest.raises(DataError, match="not a Label Studio JSON export"):
@@ -84,16 +89,19 @@ def test_fiftyone_round_trip_csv_and_samples_json(proj_with_round, tmp_path):
     table.loc[1, "decision"] = "fix"
     table.loc[1, "fixed_caption"] = "fixed!"
     table.to_csv(csv, index=False)
-    got = read_fiftyone(csv)
+    got = read_fiftyone(csv).decisions
+    got = got[got["decision"] != ""]
     assert got.set_index("pair_id").loc[table.loc[1, "pair_id"], "caption"] == "fixed!"
     samples = {"samples": [{"filepath": "x", "pair_id": "p3", "tags": ["reject"]},
                            {"filepath": "y", "pair_id": "p2", "tags": []}]}
     (tmp_path / "samples.json").write_text(json.dumps(samples))
-    got = read_fiftyone(tmp_path / "samples.json")
+    got = read_fiftyone(tmp_path / "samples.json").decisions
     assert got.to_dict("records") == [{"pair_id": "p3", "decision": "reject", "caption": "",
-                                       "reviewer": ""}]
+                                       "reviewer": "", "timestamp": ""},
+                                      {"pair_id": "p2", "decision": "", "caption": "",
+                                       "reviewer": "", "timestamp": ""}]
     report = proj.ledger.import_decisions(got, known_pair_ids=set(proj.pairs["pair_id"]))
-    assert report.n_added == 1
+    assert report.n_added == 1 and report.n_skipped == 1
 
 
 def test_fiftyone_two_decision_tags_rejected_with_row(tmp_path):
@@ -136,7 +144,9 @@ def test_imported_embeddings_show_their_image_path(tmp_path, absolute):
     tasks = json.loads(export_label_studio(proj, tmp_path / "ls").read_text())
     assert all(t["data"]["image"].endswith(f"00000/{i}.jpg") for i, t in enumerate(tasks))
     fo = pd.read_csv(export_fiftyone(proj, tmp_path / "fo"), dtype=str)
-    assert fo["filepath"].tolist() == [str((photos / "00000" / f"{i}.jpg").resolve()) for i in range(2)]
+    assert fo["filepath"].tolist() == ["000001.jpg", "000002.jpg"]
+    assert [(tmp_path / "fo" / "data" / f).read_bytes() for f in fo["filepath"]] == [
+        (photos / "00000" / f"{i}.jpg").read_bytes() for i in range(2)]
 
 
 def test_imported_embeddings_with_relative_paths_and_no_root_say_so(tmp_path, capsys):
