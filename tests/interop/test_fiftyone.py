@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 
+import pandas as pd
 import pytest
 from tool_venvs import FIFTYONE_PYTHON, need, project_with_round
 
@@ -33,6 +34,7 @@ for sample in dataset:
 
 dataset.export(export_dir=BACK, dataset_type=fo.types.CSVDataset, export_media=False,
                fields=["pair_id", "decision", "fixed_caption", "tags"])
+dataset.export(export_dir=BACK + "-samples", dataset_type=fo.types.FiftyOneDataset, export_media=False)
 print("RESULT", json.dumps({"n": len(dataset), "schema": schema, "samples": seen}))
 """
 
@@ -58,6 +60,14 @@ def test_fiftyone_loads_our_export_and_its_csv_comes_back(tmp_path, capsys):
     scores = {s["pair_id"]: s["score"] for s in result["samples"]}
     assert scores["p5"] == pytest.approx(0.97) and scores["p1"] == pytest.approx(0.52)
 
+    from mmcurate.review.interchange import read_fiftyone
+
+    as_json = read_fiftyone(tmp_path / "fo_back-samples" / "samples.json").decisions  # FiftyOneDataset export
+    as_csv = read_fiftyone(back / "labels.csv").decisions
+    decided = [d[d["decision"] != ""].sort_values("pair_id").reset_index(drop=True)
+               for d in (as_json, as_csv)]
+    assert len(decided[0]) == 3
+    pd.testing.assert_frame_equal(decided[0], decided[1])
     capsys.readouterr()
     assert main(["label", str(proj.root), "--from", "fiftyone", "--import", str(back / "labels.csv")]) == 0
     assert "3 new decisions" in " ".join(capsys.readouterr().out.split())

@@ -55,7 +55,8 @@ class Api:
 def running_label_studio(setup: dict, data_dir: Path, log: Path):
     """Label Studio serving local files as ``label_studio.json`` says; stopped by PID on exit."""
     port = free_port()
-    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+    env = {**os.environ, "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir), "LATEST_VERSION_CHECK": "false",
+           "COLLECT_ANALYTICS": "false", "SENTRY_DSN": "", "FRONTEND_SENTRY_DSN": "",  # nothing phones out
            "LOCAL_FILES_SERVING_ENABLED": setup["LOCAL_FILES_SERVING_ENABLED"],
            "LOCAL_FILES_DOCUMENT_ROOT": setup["LOCAL_FILES_DOCUMENT_ROOT"]}
     cmd = [str(LABEL_STUDIO), "start", "--no-browser", "--internal-host", "127.0.0.1", "--port", str(port),
