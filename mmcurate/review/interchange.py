@@ -220,7 +220,8 @@ def read_label_studio(path: str | os.PathLike) -> ToolDecisions:
         raise LabelsFileError(f"{path}: expected a JSON list of tasks, got {type(tasks).__name__}")
     rows, where, skipped, problems, ids_only = [], [], [], [], False
     for i, task in enumerate(tasks, start=1):
-        name = f"task {i} (Label Studio id {task.get('id') if isinstance(task, dict) else None})"
+        tid = task.get("id") if isinstance(task, dict) else None
+        name = f"task {i}" + (f" (Label Studio id {tid})" if tid is not None else "")
         row, what, probs = _ls_task(task)
         problems += [(i, col, msg) for col, msg in probs]
         rows.append(row)
