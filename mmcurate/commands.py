@@ -283,7 +283,8 @@ def cmd_batch(args) -> int:
 
     proj = open_project(args.project)
     if args.fmt == "label-studio":
-        path = interchange.export_label_studio(proj, args.out, round_id=args.round)
+        path = interchange.export_label_studio(proj, args.out, round_id=args.round,
+                                               document_root=args.document_root)
         setup = json.loads((path.parent / "label_studio.json").read_text(encoding="utf-8"))
         print(f"wrote {path}, label_config.xml and label_studio.json. In Label Studio:")
         print(f"  1. start it with LOCAL_FILES_SERVING_ENABLED=true "

@@ -68,6 +68,21 @@ def test_label_studio_round_trip(proj_with_round, tmp_path):
     assert latest.loc["p0", "reviewer"] == "ann@example.com"
 
 
+def test_label_studio_document_root_option(proj_with_round, tmp_path, capsys):
+    """--document-root: URLs are paths below it; a root that is not above the images is refused."""
+    from mmcurate.cli import main
+
+    root = proj_with_round.image_root.resolve()
+    argv = ["batch", "export", str(proj_with_round.root), "--format", "label-studio",
+            "--out", str(tmp_path / "ls")]
+    assert main([*argv, "--document-root", str(root.parent.parent)]) == 0
+    tasks = json.loads((tmp_path / "ls" / "tasks.json").read_text())
+    assert tasks[0]["data"]["image"] == f"/data/local-files/?d={root.parent.name}/{root.name}/img/0.png"
+    assert f"LOCAL_FILES_DOCUMENT_ROOT={root.parent.parent}" in capsys.readouterr().out
+    assert main([*argv, "--document-root", str(root)]) == 2
+    assert "not below" in capsys.readouterr().err
+
+
 def test_label_studio_bad_export_names_the_task(tmp_path):
     bad = [{"id": 7, "data": {"pair_id": "p0"}, "annotations": [
         {"result": [{"from_name": "decision", "value": {"choices": ["maybe"]}}]}]}]
