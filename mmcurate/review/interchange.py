@@ -214,6 +214,8 @@ def read_label_studio(path: str | os.PathLike) -> ToolDecisions:
     path = Path(path)
     try:
         tasks = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise LabelsFileError(f"{path}: cannot read the Label Studio export ({err.strerror or err})") from err
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise LabelsFileError(f"{path} is not a Label Studio JSON export: {err}") from err
     if not isinstance(tasks, list):
@@ -320,6 +322,8 @@ def read_fiftyone(path: str | os.PathLike) -> ToolDecisions:
     path = Path(path)
     try:
         samples = _fo_samples(path)
+    except OSError as err:
+        raise LabelsFileError(f"{path}: cannot read the FiftyOne export ({err.strerror or err})") from err
     except (UnicodeDecodeError, json.JSONDecodeError, KeyError, pd.errors.ParserError) as err:
         raise LabelsFileError(f"{path} is not a FiftyOne CSV/samples export: {err}") from err
     if not isinstance(samples, list):
