@@ -333,6 +333,8 @@ def cmd_label(args) -> int:
             tool = interchange.read_label_studio(args.import_path)
         else:
             tool = interchange.read_fiftyone(args.import_path)
+        if tool.reviewer_ids_only:
+            tool = tool.keep_known_reviewers(proj.ledger.decisions())
         try:
             report = import_labels(proj, tool.decisions, round_id=args.round, source_name=tool.source)
         except LabelsFileError as err:

@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -79,6 +79,23 @@ class ToolDecisions:
     source: str
     skipped: list[str] = field(default_factory=list)
     reviewer_ids_only: bool = False
+
+    def keep_known_reviewers(self, latest: pd.DataFrame) -> ToolDecisions:
+        """Rows naming their reviewer by user number only take the reviewer of the pair's latest
+        ledger decision when that came from the same source with the same decision and caption
+        (a quick export after one with e-mails: unchanged, not new). ``latest``: the ledger's
+        latest decisions (``pair_id, decision, caption, reviewer, source``)."""
+        same = latest[latest["source"] == self.source].set_index("pair_id")
+        rows = self.decisions.copy()
+        for i, row in rows.iterrows():
+            if row["pair_id"] not in same.index or not str(row["reviewer"]).startswith("label-studio user "):
+                continue
+            before = same.loc[row["pair_id"]]
+            caption = "" if pd.isna(before["caption"]) else str(before["caption"])
+            keep = row["caption"] if row["decision"] == "fix" else ""
+            if (before["decision"], caption) == (row["decision"], keep) and not pd.isna(before["reviewer"]):
+                rows.at[i, "reviewer"] = before["reviewer"]
+        return replace(self, decisions=rows)
 
     def name_rows(self, err: LabelsFileError, label: str) -> LabelsFileError:
         """``err`` (raised for ``decisions``, rows 1-based) re-worded with each row's task name."""

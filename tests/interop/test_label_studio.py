@@ -176,6 +176,9 @@ def test_label_studio_round_trip_with_the_real_program(tmp_path, capsys):
 
         quick = read_label_studio(tmp_path / "quick.json")
         assert quick.reviewer_ids_only and set(quick.decisions["reviewer"]) - {""} == {"label-studio user 1"}
+        code, out = _label(proj, tmp_path / "quick.json", capsys)  # after the e-mail export: all unchanged
+        assert code == 0 and _count(out, "new decisions") == 0 and _count(out, "unchanged") == 5, out
+        assert "Label Studio user number" in out
 
         # a task for a pair queued in no round: the error names that task as Label Studio shows it
         extra = api("POST", f"/api/projects/{project}/import", [

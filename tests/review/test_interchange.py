@@ -175,3 +175,24 @@ def test_imported_embeddings_with_relative_paths_and_no_root_say_so(tmp_path, ca
         {"caption": ["a", "b"], "image_path": ["x/0.jpg", "x/1.jpg"]}))
     assert main(["init", str(tmp_path / "proj"), "--embeddings", str(tmp_path / "emb")]) == 0
     assert "give --image-root FOLDER" in capsys.readouterr().out
+
+
+def test_label_studio_quick_export_after_one_with_emails_is_unchanged(proj_with_round, tmp_path):
+    """Label Studio's quick export names reviewers by user number: a decision already imported from
+    the same Label Studio project with an e-mail counts as unchanged, not as a new decision."""
+    from mmcurate.rounds import import_labels
+
+    task = {"id": 9, "project": 4, "data": {"pair_id": "p0"}}
+    ann = {"result": [{"from_name": "decision", "value": {"choices": ["reject"]}}],
+           "updated_at": "2026-11-25T10:00:00Z"}
+    for name, who in (("full.json", {"id": 3, "email": "ann@example.com"}), ("quick.json", 3)):
+        (tmp_path / name).write_text(json.dumps([{**task, "annotations": [{**ann, "completed_by": who}]}]))
+    full = read_label_studio(tmp_path / "full.json")
+    assert full.source == "label-studio project 4" and not full.reviewer_ids_only
+    assert import_labels(proj_with_round, full.decisions, source_name=full.source).n_added == 1
+    quick = read_label_studio(tmp_path / "quick.json")
+    assert quick.reviewer_ids_only and quick.decisions.loc[0, "reviewer"] == "label-studio user 3"
+    quick = quick.keep_known_reviewers(proj_with_round.ledger.decisions())
+    report = import_labels(proj_with_round, quick.decisions, source_name=quick.source)
+    assert (report.n_added, report.n_unchanged) == (0, 1)
+    assert proj_with_round.ledger.decisions().loc[0, "reviewer"] == "ann@example.com"
