@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -275,8 +276,10 @@ def fiftyone_loader() -> str:
     )
 
 
+_FO_MEDIA = re.compile(r"\d{6}(\.[A-Za-z0-9]+)?")
+
+
 def _link_or_copy(src: Path, dst: Path) -> None:
-    dst.unlink(missing_ok=True)
     try:
         os.link(src, dst)
     except OSError:  # another file system, or links not allowed
@@ -295,9 +298,15 @@ def export_fiftyone(proj, out_dir: str | os.PathLike, *, round_id: int | None = 
     rows = _round_rows(proj, round_id)
     files = _need_images(rows, "FiftyOne")
     data = out / "data"
-    if data.exists():
-        shutil.rmtree(data)
-    data.mkdir(parents=True)
+    earlier = sorted(data.iterdir()) if data.is_dir() else []
+    foreign = [p.name for p in earlier if not (p.is_file() and _FO_MEDIA.fullmatch(p.name))]
+    if foreign or (data.exists() and not data.is_dir()):
+        shown = ", ".join(foreign[:3])
+        raise ValueError(f"{data} holds files that no FiftyOne export of mmcurate wrote ({shown}); "
+                         f"give --out an empty or new folder")
+    for old in earlier:  # an earlier export's links: replaced, never appended to
+        old.unlink()
+    data.mkdir(parents=True, exist_ok=True)
     names = [f"{i:06d}{src.suffix.lower()}" for i, src in enumerate(files, start=1)]
     for src, name in zip(files, names):
         _link_or_copy(src, data / name)

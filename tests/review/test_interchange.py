@@ -119,6 +119,18 @@ def test_fiftyone_round_trip_csv_and_samples_json(proj_with_round, tmp_path):
     assert report.n_added == 1 and report.n_skipped == 1
 
 
+def test_fiftyone_export_replaces_its_own_data_and_nothing_else(proj_with_round, tmp_path):
+    export_fiftyone(proj_with_round, tmp_path / "fo")
+    (tmp_path / "fo" / "data" / "000009.png").write_bytes(b"from a larger earlier round")
+    export_fiftyone(proj_with_round, tmp_path / "fo")
+    names = sorted(p.name for p in (tmp_path / "fo" / "data").iterdir())
+    assert names == [f"00000{i}.png" for i in range(1, 5)]
+    (tmp_path / "fo" / "data" / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"notes.txt\); give --out an empty or new folder"):
+        export_fiftyone(proj_with_round, tmp_path / "fo")
+    assert (tmp_path / "fo" / "data" / "notes.txt").read_text() == "mine"
+
+
 def test_fiftyone_two_decision_tags_rejected_with_row(tmp_path):
     samples = [{"pair_id": "p1", "tags": ["accept", "reject"]}]
     (tmp_path / "s.json").write_text(json.dumps(samples))
