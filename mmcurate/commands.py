@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -302,15 +303,26 @@ def cmd_batch(args) -> int:
 
     proj = open_project(args.project)
     if args.fmt == "label-studio":
-        path = interchange.export_label_studio(proj, args.out, round_id=args.round)
-        print(f"wrote {path} and label_config.xml; import the tasks into Label Studio (local files "
-              f"root = {proj.image_root}), then: mmcurate label {args.project} --from label-studio "
-              f"--import EXPORT.json")
+        path = interchange.export_label_studio(proj, args.out, round_id=args.round,
+                                               document_root=args.document_root)
+        setup = json.loads((path.parent / "label_studio.json").read_text(encoding="utf-8"))
+        print(f"wrote {path}, label_config.xml and label_studio.json. In Label Studio:")
+        print(f"  1. start it with LOCAL_FILES_SERVING_ENABLED=true "
+              f"LOCAL_FILES_DOCUMENT_ROOT={setup['LOCAL_FILES_DOCUMENT_ROOT']}")
+        print("  2. create a project with label_config.xml as its labeling config")
+        print(f"  3. add a Local Files source storage with path {setup['local_files_storage_path']} "
+              f"(\"treat every file as a source\" off; do not sync it)")
+        print("  4. import tasks.json; review; export JSON")
+        print(f"then: mmcurate label {args.project} --from label-studio --import EXPORT.json")
         return 0
     if args.fmt == "fiftyone":
         path = interchange.export_fiftyone(proj, args.out, round_id=args.round)
-        print(f"wrote {path} (fo.types.CSVDataset); tag samples accept/reject/fix or fill `decision`, "
-              f"then: mmcurate label {args.project} --from fiftyone --import FILE")
+        loader = path.parent / "load_fiftyone.py"
+        print(f"wrote {path}, data/ and load_fiftyone.py; load it with: python -i {loader}")
+        print("tag samples accept/reject/fix (or set `decision`, `fixed_caption`), export with "
+              "dataset.export(export_dir=DIR, dataset_type=fo.types.CSVDataset, export_media=False, "
+              "fields=['pair_id', 'decision', 'fixed_caption', 'tags'])")
+        print(f"then: mmcurate label {args.project} --from fiftyone --import DIR/labels.csv")
         return 0
     out = args.out if args.fmt == "auto" else args.out.with_suffix(f".{args.fmt}")
     path = export_batch(proj, out, round_id=args.round, thumbnails=args.thumbnails)
@@ -328,15 +340,25 @@ def cmd_batch(args) -> int:
 
 def cmd_label(args) -> int:
     from mmcurate.review import interchange
+    from mmcurate.review.decisions import LabelsFileError
     from mmcurate.rounds import import_labels
 
     proj = open_project(args.project)
-    source = args.import_path
-    if args.source_format == "label-studio":
-        source = interchange.read_label_studio(args.import_path)
-    elif args.source_format == "fiftyone":
-        source = interchange.read_fiftyone(args.import_path)
-    report = import_labels(proj, source, round_id=args.round, source_name=args.import_path.name)
+    if args.source_format == "table":
+        report = import_labels(proj, args.import_path, round_id=args.round,
+                               source_name=args.import_path.name)
+        tool = None
+    else:
+        if args.source_format == "label-studio":
+            tool = interchange.read_label_studio(args.import_path)
+        else:
+            tool = interchange.read_fiftyone(args.import_path)
+        if tool.reviewer_ids_only:
+            tool = tool.keep_known_reviewers(proj.ledger.decisions())
+        try:
+            report = import_labels(proj, tool.decisions, round_id=args.round, source_name=tool.source)
+        except LabelsFileError as err:
+            raise tool.name_rows(err, str(args.import_path)) from err
     print(f"{args.import_path}: {report.n_rows} rows")
     rows = [("new decisions", report.n_added, ""),
             ("unchanged", report.n_unchanged, "already in the ledger"),
@@ -344,6 +366,12 @@ def cmd_label(args) -> int:
             ("no decision yet", report.n_skipped, "decision empty or NaN: skipped, import again later")]
     for what, n, why in rows:
         print(f"  {n:>6}  {what:<16}{'  ' + why if why and n else ''}".rstrip())
+    if tool is not None and tool.skipped:
+        shown = ", ".join(tool.skipped[:10]) + (" ..." if len(tool.skipped) > 10 else "")
+        print(f"  {len(tool.skipped):>6}  skipped in the tool  no decision recorded; review again: {shown}")
+    if tool is not None and tool.reviewer_ids_only:
+        print("  note: the export names reviewers by Label Studio user number; for their e-mails export "
+              "with annotations__completed_by expanded (README: Interchange)")
     print(f"next: mmcurate train {args.project}")
     return 0
 

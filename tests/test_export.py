@@ -396,8 +396,16 @@ def test_spreadsheet_files_hold_no_formulas_and_read_back(collide_proj, tmp_path
     evil = "=cmd|' /C calc'!A3"
     batch = pd.read_csv(export_batch(collide_proj, tmp_path / "b.csv"), dtype=str, keep_default_na=False)
     assert batch.loc[batch["pair_id"] == ids[3], "caption"].item() == "'" + evil
-    fo = pd.read_csv(export_fiftyone(collide_proj, tmp_path / "fo"), dtype=str, keep_default_na=False)
-    assert fo.loc[fo["pair_id"] == ids[3], "caption"].item() == "'" + evil
+    with pytest.raises(ValueError, match="FiftyOne shows one image per pair, but 10 pair"):
+        export_fiftyone(collide_proj, tmp_path / "fo")  # no images here: FiftyOne could not load it
+    (tmp_path / "fo_src" / "img").mkdir(parents=True)
+    Image.new("RGB", (8, 8)).save(tmp_path / "fo_src" / "img" / "a.png")
+    pd.DataFrame({"id": ["e"], "image": ["img/a.png"], "caption": [evil]}).to_csv(
+        tmp_path / "fo_src" / "p.csv", index=False)
+    fo_proj = create_project(tmp_path / "fo_proj", pairs=tmp_path / "fo_src" / "p.csv", progress=False)
+    fo_proj.ledger.create_round(["e"], strategy="margin", params={}, model={})
+    fo = pd.read_csv(export_fiftyone(fo_proj, tmp_path / "fo"), dtype=str, keep_default_na=False)
+    assert fo.loc[fo["pair_id"] == "e", "caption"].item() == "'" + evil
     out = export_curated(collide_proj, tmp_path / "out", fmt="csv", threshold=None)
     dropped = pd.read_csv(out["dropped_path"], dtype=str, keep_default_na=False)
     assert dropped.loc[dropped["pair_id"] == ids[3], "caption"].item() == "'" + evil

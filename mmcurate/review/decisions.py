@@ -173,11 +173,17 @@ def _contradictions(rows: list[dict[str, Any]]) -> list[Problem]:
     return out
 
 
-def describe_problems(label: str, problems: Sequence[Problem], limit: int = 20) -> str:
-    """The message of a :class:`LabelsFileError`: the file, the count, and up to ``limit`` problems."""
+def describe_problems(label: str, problems: Sequence[Problem], limit: int = 20, *,
+                      row_names: Sequence[str] | None = None) -> str:
+    """The message of a :class:`LabelsFileError`: the file, the count, and up to ``limit`` problems.
+
+    ``row_names[row - 1]`` names a row where the source has its own (``"task 3 (Label Studio id
+    57)"``); otherwise rows are ``row N``.
+    """
     lines = [f"{label}: {len(problems)} problem(s); nothing was imported. Fix them and import again:"]
     for row, column, message in problems[:limit]:
-        where = "file" if row is None else f"row {row}"
+        named = row_names is not None and row is not None and 0 < row <= len(row_names)
+        where = "file" if row is None else row_names[row - 1] if named else f"row {row}"  # type: ignore[index]
         lines.append(f"  {where}, column {column!r}: {message}")
     if len(problems) > limit:
         lines.append(f"  ... and {len(problems) - limit} more (all in the error's .problems)")
