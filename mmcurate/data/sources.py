@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from mmcurate._util import temporarily
 from mmcurate.data.columns import rename_reserved
 from mmcurate.data.images import IMAGE_SUFFIXES, member_bytes
 from mmcurate.exceptions import DataError
@@ -96,10 +97,22 @@ def _map_columns(df: pd.DataFrame, columns: Columns, source: Path) -> pd.DataFra
     return out
 
 
-def _numbered_rows(path: Path, text: str, sep: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def numbered_rows(path: Path | str, text: str, sep: str, *,
+                  strict: bool = True) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header and ``(row, fields)`` of each non-blank record; ``row`` counts the lines after
-    the header (blank lines included), so it matches the file as an editor shows it."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    the header (blank lines included), so it matches the file as an editor shows it. A field may
+    be of any length (the csv module's default limit, 128 KiB, refused long captions). Raises
+    ``DataError`` naming ``path`` and the line for broken quoting (``strict``) or a duplicated
+    header column."""
+    with temporarily(csv.field_size_limit, csv.field_size_limit, _FIELD_LIMIT):
+        return _numbered_rows(path, text, sep, strict)
+
+
+_FIELD_LIMIT = 2**31 - 1  # the largest a C long holds everywhere
+
+
+def _numbered_rows(path, text: str, sep: str, strict: bool) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=strict)
     try:
         header = next(reader, None)
         if header is None:
@@ -138,7 +151,7 @@ def _typed_integers(df: pd.DataFrame, skip: set[str]) -> pd.DataFrame:
 
 def _read_table(path: Path, sep: str, columns: Columns) -> pd.DataFrame:
     text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
-    header, body = _numbered_rows(path, text, sep)
+    header, body = numbered_rows(path, text, sep)
     renames = rename_reserved(header, consumed=columns.names())
     header = [renames.get(h, h) for h in header]
     width = len(header)

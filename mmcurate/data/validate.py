@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmcurate._util import has_visible_text
 from mmcurate.data.images import (
     ImageRefError,
     check_image,
@@ -110,6 +111,9 @@ def _text_checks(df: pd.DataFrame, rej: _Rejects, root: str) -> pd.DataFrame:
     bad_utf8 = df["_nonutf8"].to_numpy(bool) if "_nonutf8" in df.columns else np.zeros(len(df), bool)
     df = rej.add(df, bad_utf8, "caption", "non_utf8_caption", "caption bytes are not valid UTF-8")
     df = rej.add(df, df["caption"] == "", "caption", "empty_caption", "caption is empty")
+    invisible = [not has_visible_text(c) for c in df["caption"]]
+    df = rej.add(df, invisible, "caption", "empty_caption",
+                 "caption holds only invisible characters (zero-width spaces, control characters)")
     problems = [_path_problem(ref, root) for ref in df["image"]]
     for reason in ("outside_root", "missing_value", "missing_file"):
         mask = [p is not None and p[0] == reason for p in problems]

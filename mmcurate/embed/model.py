@@ -20,7 +20,6 @@ huggingface_hub offline for that call only and leaves the process as it found it
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -29,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmcurate._integrity import file_sha256
 from mmcurate._util import temporarily
 from mmcurate.exceptions import ModelNotAvailableError
 
@@ -150,15 +150,6 @@ def import_open_clip(*, allow_download: bool = False):
         import open_clip
 
     return open_clip
-
-
-def file_sha256(path: str | os.PathLike, *, chunk_size: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _weights_in_dir(folder: Path) -> Path | None:
