@@ -277,6 +277,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_stream(sub)
     _add_simulate(sub)
+    from mmcurate.commands_maintenance import add_maintenance_parsers
+
+    add_maintenance_parsers(sub)
     return parser
 
 
@@ -410,7 +413,7 @@ def _cmd_search(args) -> int:
 
 
 def _dispatch(args) -> int:
-    from mmcurate import commands
+    from mmcurate import commands, commands_maintenance
 
     handlers = {
         "init": _cmd_init, "embed": _cmd_embed, "status": _cmd_status,
@@ -419,7 +422,8 @@ def _dispatch(args) -> int:
         "label": commands.cmd_label, "train": commands.cmd_train, "export": commands.cmd_export,
         "demo": commands.cmd_demo, "add": commands.cmd_add, "stream": commands.cmd_stream,
         "simulate": commands.cmd_simulate, "duplicates": _cmd_duplicates,
-        "search": _cmd_search,
+        "search": _cmd_search, "check": commands_maintenance.cmd_check,
+        "backup": commands_maintenance.cmd_backup,
     }
     return handlers[args.command](args)
 

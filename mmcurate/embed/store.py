@@ -149,6 +149,10 @@ class EmbeddingStore:
             raise ProjectError(f"{path} holds shape {shape}, expected (pairs, D){self._fix()}")
         return np.load(path, mmap_mode="r" if mmap else None)
 
+    def compacted_ids(self) -> np.ndarray:
+        """The pair_ids of the compacted arrays, in their row order (checked as :meth:`load` does)."""
+        return self._array("ids.npy")
+
     def verify(self) -> list[str]:
         """Hash every compacted array and compare it with ``checksums.json`` (and every header with
         its file's size); returns the names verified, raises ``ProjectError`` naming a damaged one."""

@@ -48,6 +48,18 @@ def create_project(
     if (pairs is None) == (embeddings is None):
         raise ValueError("give exactly one of pairs= (a pairs file/folder) or embeddings= (a folder)")
     root = Path(root)
+    new = not root.exists()
+    try:
+        return _create(root, pairs, image_root, embeddings, model, columns, fmt, check_images, progress,
+                       overwrite)
+    except BaseException:
+        if new:  # a folder this call made holds nothing of value: no empty project is left behind
+            shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def _create(root: Path, pairs, image_root, embeddings, model, columns, fmt, check_images, progress,
+            overwrite) -> Project:
     with project_lock(root):
         if (root / _CONFIG).exists() and not overwrite:
             raise ProjectError(f"{root} already holds a project; open it, or pass overwrite=True (CLI: "
@@ -61,13 +73,16 @@ def create_project(
             else:
                 table, rejects, config = _load_source(config, pairs, image_root, columns, fmt,
                                                       check_images, progress, model)
+            # written before anything old is touched: a table that cannot be stored stops here
+            staging.mkdir(parents=True, exist_ok=True)
+            atomic_write_frame(table.reset_index(drop=True), staging / "pairs.parquet")
+            atomic_write_frame(rejects, staging / "rejects.csv")
             _set_aside(root)  # an old project (overwrite) or leftovers of a failed init
-            if (staging / "embeddings").is_dir():
-                os.replace(staging / "embeddings", root / "embeddings")
+            for name in ("embeddings", "pairs.parquet", "rejects.csv"):
+                if (staging / name).exists():
+                    os.replace(staging / name, root / name)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-        atomic_write_frame(table.reset_index(drop=True), root / "pairs.parquet")
-        atomic_write_frame(rejects, root / "rejects.csv")
         atomic_write_json(root / _CONFIG, config)
     return Project(root)
 
