@@ -22,6 +22,7 @@ from mmcurate.embed.model import (
     import_open_clip,
     resolve_model,
 )
+from mmcurate.exceptions import ModelNotAvailableError
 
 __all__ = ["Encoder", "load_encoder", "torch_threads"]
 
@@ -110,6 +111,22 @@ def _preprocess_info(model) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
 
 
+def _create_model(open_clip, resolved):
+    """The open_clip model and preprocessing; a weights file holding pickled Python objects (which
+    ``torch.load(weights_only=True)`` refuses to run) is a clear error naming the file."""
+    import pickle
+
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            resolved.open_clip_name, pretrained=resolved.open_clip_pretrained)
+    except pickle.UnpicklingError as err:
+        raise ModelNotAvailableError(
+            f"{resolved.weights_path or resolved.open_clip_pretrained} holds pickled Python objects "
+            f"besides tensors; mmcurate loads weights only and never runs code from a weights file. "
+            f"Use a .safetensors file, or a checkpoint holding only a state dict of tensors") from err
+    return model, preprocess
+
+
 def load_encoder(
     spec: ModelSpec | None = None,
     *,
@@ -148,9 +165,7 @@ def load_encoder(
     resolved = resolve_model(spec, allow_download=allow_download, allow_random=allow_random)
     open_clip = import_open_clip(allow_download=allow_download)
     with hub_offline(not allow_download):  # the weights are local; a tokenizer must not go online
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            resolved.open_clip_name, pretrained=resolved.open_clip_pretrained
-        )
+        model, preprocess = _create_model(open_clip, resolved)
         tokenizer = open_clip.get_tokenizer(resolved.open_clip_name)
     model.eval()
     sha = weights_sha256
