@@ -1,12 +1,14 @@
 """Integrity of stored files: the one sha256 of a file, the one ``.npy`` header check, and the
 checksum record of a folder's arrays (``checksums.json``).
 
-A folder's record maps each file name to a list of accepted ``{"sha256", "size", "mtime_ns"}``
-entries. A writer first records the new files' entries ahead of the old ones (:func:`expect`),
-then moves the files into place, then keeps only the new entries (:func:`settle`): a write killed
-anywhere in between leaves every file matching one accepted entry, so a crash never reads as
-damage. Reading is cheap (:func:`verify` with ``full=False``): a file whose size and modification
-time are the recorded ones is trusted; any other is hashed and must match. ``full=True`` (``mmcurate
+A folder's record maps each file name to a list of accepted ``{"sha256", "size", "mtime_ns",
+"write"}`` entries. A writer first records the new files' entries ahead of the old ones
+(:func:`expect`, one ``write`` token for the files it writes together), then moves the files into
+place, then keeps only the new entries (:func:`settle`): a write killed anywhere in between leaves
+every file matching one accepted entry, so a crash never reads as damage, and :func:`writes` tells
+whether files that belong together come from the same write. Reading is cheap (:func:`verify` with
+``full=False``): a file whose size and modification time are the recorded ones is trusted; any
+other is hashed (once per process and file state) and must match. ``full=True`` (``mmcurate
 check``) hashes every file, which also finds damage that kept the modification time.
 
 Assumption: one writer at a time (the project lock).
@@ -17,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,9 +28,10 @@ import numpy as np
 
 from mmcurate._fileio import atomic_write_json
 
-__all__ = ["CHECKSUMS", "check_npy", "expect", "file_sha256", "settle", "verify"]
+__all__ = ["CHECKSUMS", "check_npy", "expect", "file_sha256", "settle", "verify", "writes"]
 
 CHECKSUMS = "checksums.json"
+_HASHED: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256, this process
 
 
 def file_sha256(path: str | os.PathLike, *, chunk_size: int = 1 << 22) -> str:
@@ -69,9 +73,18 @@ def check_npy(path: str | os.PathLike) -> tuple[tuple[int, ...], np.dtype]:
     return tuple(int(s) for s in shape), dtype
 
 
-def _entry(path: Path) -> dict[str, Any]:
+def _entry(path: Path, write: str) -> dict[str, Any]:
     st = path.stat()
-    return {"sha256": file_sha256(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
+    return {"sha256": file_sha256(path), "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+            "write": write}
+
+
+def _sha(path: Path, *, fresh: bool = False) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if fresh or key not in _HASHED:
+        _HASHED[key] = file_sha256(path)
+    return _HASHED[key]
 
 
 def _read(folder: Path) -> dict[str, list[dict[str, Any]]]:
@@ -97,8 +110,9 @@ def expect(folder: str | os.PathLike, written: Mapping[str, str | os.PathLike]) 
     modification time)."""
     folder = Path(folder)
     record = _read(folder)
+    write = uuid.uuid4().hex[:12]
     for name, tmp in written.items():
-        record[name] = [_entry(Path(tmp)), *record.get(name, [])]
+        record[name] = [_entry(Path(tmp), write), *record.get(name, [])]
     atomic_write_json(folder / CHECKSUMS, record)
 
 
@@ -107,12 +121,13 @@ def settle(folder: str | os.PathLike, names: tuple[str, ...] | None = None) -> N
     (a writer that did not call :func:`expect`) are hashed now."""
     folder = Path(folder)
     record = _read(folder)
+    write = uuid.uuid4().hex[:12]  # the files hashed now were written together
     for name in names or tuple(record):
         path = folder / name
         recorded = record.get(name, [])
         current = [e for e in recorded[:1] if _same_stat(e, path)] if path.is_file() else []
         if path.is_file():
-            record[name] = current or [_entry(path)]
+            record[name] = current or [_entry(path, write)]
         else:
             record.pop(name, None)
     atomic_write_json(folder / CHECKSUMS, record)
@@ -138,7 +153,7 @@ def verify(folder: str | os.PathLike, names: tuple[str, ...], *, full: bool = Fa
         if not entries or not path.is_file():
             continue
         if full or not any(_same_stat(e, path) for e in entries):
-            got = file_sha256(path)
+            got = _sha(path, fresh=full)
             if not any(e.get("sha256") == got for e in entries):
                 want = entries[0]
                 raise ProjectError(
@@ -147,3 +162,17 @@ def verify(folder: str | os.PathLike, names: tuple[str, ...], *, full: bool = Fa
                     f"{want.get('size')} bytes, recorded in {folder / CHECKSUMS}){fix}")
         checked.append(name)
     return checked
+
+
+def writes(folder: str | os.PathLike, name: str) -> set[str] | None:
+    """The write tokens whose entry matches ``folder/name`` now (size and time, else the hash);
+    None when the file or its record is absent (nothing to compare)."""
+    folder = Path(folder)
+    entries, path = _read(folder).get(name), folder / name
+    if not entries or not path.is_file():
+        return None
+    same = {str(e.get("write")) for e in entries if _same_stat(e, path)}
+    if same:
+        return same
+    got = _sha(path)
+    return {str(e.get("write")) for e in entries if e.get("sha256") == got}

@@ -123,8 +123,15 @@ class EmbeddingStore:
         return self._compacted() or any(self.parts_dir.glob("part-*.npz"))
 
     def _compacted(self) -> bool:
-        """Whether the compacted arrays are there (all three)."""
-        return all((self.root / name).is_file() for name in ARRAYS)
+        """Whether the compacted arrays are there (all three); raises ``ProjectError`` when their
+        checksums show they come from different writes (a compaction killed between renames)."""
+        if not all((self.root / name).is_file() for name in ARRAYS):
+            return False
+        tokens = [_integrity.writes(self.root, name) for name in ARRAYS]
+        if all(tokens) and not set.intersection(*[t for t in tokens if t]):
+            raise ProjectError(f"{self.root}: ids.npy, image.npy and text.npy come from different "
+                               f"writes (a compaction was interrupted), so rows may not match{self._fix()}")
+        return True
 
     def _fix(self) -> str:
         try:

@@ -83,9 +83,9 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1 sample per shard; got {shard_size}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     cur = curate_pairs(proj, threshold=threshold, target_noise=target_noise,
                        strategy_scores=strategy_scores, keep_duplicates=keep_duplicates)
+    out_dir.mkdir(parents=True, exist_ok=True)  # after the project read well: no empty folder else
     verified = cur.estimates.get("verified", True)
     threshold = cur.estimates.get("threshold") if threshold is not None and verified else None
     paths: dict[str, Any] = {}

@@ -111,6 +111,8 @@ def _check_ledger(proj, report: CheckReport, pair_ids: pd.Series) -> None:
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         result = [row[0] for row in conn.execute("PRAGMA integrity_check").fetchall()]
+    except sqlite3.DatabaseError as err:
+        result = [str(err)]
     finally:
         conn.close()
     if result != ["ok"]:
