@@ -234,3 +234,72 @@ def test_check_names_a_damaged_ledger(external, capsys):
     assert main(["check", str(external)]) == 2
     out = capsys.readouterr().out
     assert f"DAMAGED  {ledger} is damaged: SQLite integrity check says" in out
+
+
+# -- 11, 12, 13. surprising inputs ---------------------------------------------------------------
+class _Trap:
+    """Unpickling it would create ``marker``: proof that code in a weights file ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))
+
+
+def test_a_pickled_weights_file_is_refused_without_running_it(embedded, micro_clip_dir, tmp_path, capsys):
+    import torch
+    from safetensors.torch import load_file
+
+    folder = tmp_path / "pickled"
+    folder.mkdir()
+    shutil.copy(micro_clip_dir / "open_clip_config.json", folder)
+    marker = tmp_path / "code-ran"
+    state = load_file(str(micro_clip_dir / "open_clip_model.safetensors"))
+    torch.save({"state_dict": state, "extra": _Trap(marker)}, folder / "open_clip_pytorch_model.bin")
+    assert main(["embed", str(embedded), "--model", f"local-dir:{folder}", "--reembed",
+                 "--workers", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "weights_only=False" not in err
+    assert f"{folder / 'open_clip_pytorch_model.bin'} holds pickled Python objects besides tensors" in err
+    assert not marker.exists()
+
+
+def test_a_failed_init_leaves_no_folder_behind(tmp_path, capsys):
+    folder = tmp_path / "emb"
+    for sub in ("img_emb", "text_emb", "metadata"):
+        (folder / sub).mkdir(parents=True)
+    np.save(folder / "img_emb" / "img_emb_0.npy", np.ones((2, 4), np.float32).astype(object),
+            allow_pickle=True)
+    np.save(folder / "text_emb" / "text_emb_0.npy", np.ones((2, 4), np.float32))
+    pd.DataFrame({"caption": ["a", "b"]}).to_parquet(folder / "metadata" / "metadata_0.parquet")
+    assert main(["init", str(tmp_path / "new"), "--embeddings", str(folder)]) == 2
+    assert "img_emb_0.npy holds dtype object" in _one_line_error(capsys)
+    assert not (tmp_path / "new").exists()
+
+
+def test_captions_over_128_kib_round_trip_through_the_batch_csv(tmp_path, capsys):
+    (tmp_path / "img").mkdir()
+    from PIL import Image
+
+    long = "a long caption " * 12_000  # 180 000 characters
+    rows = []
+    for i in range(3):
+        Image.new("RGB", (8, 8), (i * 80, 0, 0)).save(tmp_path / "img" / f"{i}.png")
+        rows.append({"id": f"p{i}", "image": f"img/{i}.png", "caption": f"{i} {long}"})
+    pd.DataFrame(rows).to_csv(tmp_path / "pairs.csv", index=False)
+    proj = create_project(tmp_path / "proj", pairs=tmp_path / "pairs.csv", progress=False)
+    assert (proj.pairs["caption"].str.len() > 128 * 1024).all()
+    proj.ledger.create_round(["p0", "p1", "p2"], strategy="test", params={}, model={})
+    proj.ledger.close()
+    out = tmp_path / "batch.csv"
+    assert main(["batch", "export", str(proj.root), "--out", str(out)]) == 0
+    batch = pd.read_csv(out, dtype=str, keep_default_na=False)
+    batch["decision"] = ["accept", "reject", "fix"]
+    batch.loc[2, "caption"] = "fixed " + long
+    batch.to_csv(out, index=False)
+    capsys.readouterr()
+    assert main(["label", str(proj.root), "--import", str(out)]) == 0, capsys.readouterr().err
+    latest = open_project(proj.root).ledger.decisions().set_index("pair_id")
+    assert latest["decision"].to_dict() == {"p0": "accept", "p1": "reject", "p2": "fix"}
+    assert latest.loc["p2", "caption"] == ("fixed " + long).strip()

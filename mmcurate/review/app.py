@@ -173,7 +173,7 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
     def too_large(_err):
         return jsonify(error=f"the request is over {MAX_REQUEST_BYTES} bytes"), 413
 
-    @app.get("/image/<path:pair_id>")  # WebDataset keys hold slashes
+    @app.get("/image/<path:pair_id>", merge_slashes=False)  # WebDataset keys hold slashes
     def image(pair_id: str):
         data = _cached_thumbnail(pair_id, batch_ids, resolve_image, thumbs, lock)
         if data is None:
