@@ -325,20 +325,23 @@ def _cmd_init(args) -> int:
     from mmcurate.project import create_project
 
     model = ModelSpec.from_names(args.model, args.pretrained) if args.pairs else None
-    missing = _missing_weights(model) if model is not None else None  # before the (long) validation
-    proj = create_project(
+    proj = create_project(  # the source's columns are checked before open_clip is imported
         args.project, pairs=args.pairs, embeddings=args.embeddings, image_root=args.image_root,
         model=model, fmt=args.fmt, check_images=_check_mode(args), overwrite=args.force,
         columns={"id": args.id_column, "image": args.image_column, "caption": args.caption_column},
     )
     print(f"created {proj.root}: {len(proj.pairs)} pairs, {len(proj.rejects)} rejected"
           + (f" (rows and reasons: {proj.root / 'rejects.csv'})" if len(proj.rejects) else ""))
+    missing = _missing_weights(model) if model is not None else None
     _image_root_hint(proj, args)
     renamed = proj.config.get("renamed_columns") or {}
     if renamed:
         print("note: source column(s) named like mmcurate's own were renamed: "
               + ", ".join(f"{old} -> {new}" for old, new in renamed.items()))
-    if proj.kind == "external":
+    if not len(proj.pairs):
+        print(f"no pair was accepted: fix the rows listed in {proj.root / 'rejects.csv'}, then run "
+              f"init again with --force")
+    elif proj.kind == "external":
         if proj.image_root is None and proj.pairs["image"].astype(bool).any():
             print("note: the metadata's image_path values are relative: give --image-root FOLDER "
                   "(with --force) to show the images in reviews and exports")

@@ -77,12 +77,15 @@ def detect_format(source: str | os.PathLike, fmt: str | None = None) -> str:
                     f"one of {', '.join(FORMATS)}")
 
 
-def _map_columns(df: pd.DataFrame, columns: Columns, source: Path) -> pd.DataFrame:
+def _map_columns(df: pd.DataFrame, columns: Columns, source: Path,
+                 renames: dict[str, str] | None = None) -> pd.DataFrame:
     missing = [c for c in (columns.image, columns.caption) if c not in df.columns]
     if missing:
+        original = {new: old for old, new in (renames or {}).items()}  # as the file names them
+        found = [original.get(c, c) for c in df.columns if not str(c).startswith("_")
+                 or c in original]
         raise DataError(
-            f"{source}: missing column(s) {missing}; the file has columns "
-            f"{[c for c in df.columns if not str(c).startswith('_')]}. "
+            f"{source}: missing column(s) {missing}; the file has columns {found}. "
             f"Map yours with Columns(image=..., caption=..., id=...) or the CLI's --image-column, "
             f"--caption-column, --id-column."
         )
@@ -160,7 +163,7 @@ def _read_table(path: Path, sep: str, columns: Columns) -> pd.DataFrame:
     df.insert(0, "_row", [i for i, r in body if len(r) == width])
     bad = [{"_row": i, "_error": f"{len(r)} fields, header has {width}"}
            for i, r in body if len(r) != width]
-    df = _map_columns(df, columns, path)
+    df = _map_columns(df, columns, path, renames)
     if bad:
         df = pd.concat([df, pd.DataFrame(bad)], ignore_index=True).sort_values("_row", kind="stable")
     return _renamed(df, renames)
@@ -186,7 +189,7 @@ def _read_jsonl(path: Path, columns: Columns) -> pd.DataFrame:
     df = pd.DataFrame(records, dtype=object)  # object: surrogate-escaped text is not valid UTF-8
     if df.empty:
         df = pd.DataFrame(columns=["_row", columns.image, columns.caption])
-    df = _map_columns(df, columns, path)
+    df = _map_columns(df, columns, path, renames)
     if bad:
         df = pd.concat([df, pd.DataFrame(bad)], ignore_index=True).sort_values("_row", kind="stable")
     return _renamed(df, renames)
@@ -198,7 +201,7 @@ def _read_parquet(path: Path, columns: Columns) -> pd.DataFrame:
     except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
         raise DataError(f"{path} is not a readable Parquet file ({err})") from err
     renames = rename_reserved(table.columns, consumed=columns.names())
-    df = _map_columns(table.rename(columns=renames), columns, path)
+    df = _map_columns(table.rename(columns=renames), columns, path, renames)
     df.insert(0, "_row", range(1, len(df) + 1))
     return _renamed(df, renames)
 

@@ -55,9 +55,10 @@ _WEIGHT_NAMES = (
     "model.safetensors",
     "pytorch_model.bin",
 )
-def supply_weights_help(project: str = "PROJECT") -> str:
+def supply_weights_help(project: str = "PROJECT", *, look_for_tiny: bool = True) -> str:
     """The ways to supply weights, as ``mmcurate`` command lines for ``project`` (every flag shown
-    is one the named command accepts; tested)."""
+    is one the named command accepts; tested). When the tiny stand-in model is trained already
+    (``look_for_tiny``), its ``local-dir:`` path is given instead of ``mmcurate demo``."""
     fixes = [
         (f"mmcurate embed {project} --model ViT-B-32 --pretrained FILE", "a local weights file "
          "(.bin/.safetensors)"),
@@ -65,8 +66,15 @@ def supply_weights_help(project: str = "PROJECT") -> str:
         (f"mmcurate embed {project} --allow-download", "on a connected machine; or copy its "
          "~/.cache/huggingface here"),
         (f"mmcurate init {project} --force --embeddings DIR", "or import existing embeddings"),
-        ("mmcurate demo", "offline: trains a tiny stand-in model (not CLIP)"),
     ]
+    tiny = None
+    if look_for_tiny:
+        from mmcurate.embed.tiny import trained_tiny_clip
+
+        tiny = trained_tiny_clip()
+    fixes.append((f"mmcurate embed {project} --model local-dir:{tiny}", "offline: the tiny stand-in model "
+                  "the demo trained (not CLIP)") if tiny else
+                 ("mmcurate demo", "offline: trains a tiny stand-in model (not CLIP)"))
     return format_fixes("Supply weights with one of:", fixes)
 
 
@@ -76,7 +84,7 @@ def format_fixes(title: str, fixes: list[tuple[str, str]]) -> str:
     return "\n".join([title, *(f"  {cmd:<{width}}  # {why}" for cmd, why in fixes)])
 
 
-_HOW_TO = supply_weights_help()
+_HOW_TO = supply_weights_help(look_for_tiny=False)  # the CLI gives its own, with the tiny model's path
 
 
 @dataclass(frozen=True)
