@@ -57,9 +57,11 @@ def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | Non
 
     Examples
     --------
-    >>> result = load_pairs("captions.csv", image_root="images/")  # doctest: +SKIP
-    >>> result.pairs.columns[:3].tolist(), len(result.rejects)  # doctest: +SKIP
-    (['pair_id', 'image', 'caption'], 2)
+    Usage (not run as a doctest: it needs data of your own)::
+
+        result = load_pairs("captions.csv", image_root="images/")
+        result.pairs.columns[:3].tolist(), len(result.rejects)
+        # (['pair_id', 'image', 'caption'], 2)
     """
     columns = columns or Columns()
     src = Path(source)

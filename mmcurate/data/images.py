@@ -54,8 +54,10 @@ def resolve_image_ref(ref: str, image_root: str | os.PathLike | None) -> tuple[P
 
     Examples
     --------
-    >>> resolve_image_ref("a/0.png", "/data")  # doctest: +SKIP
-    (PosixPath('/data/a/0.png'), None)
+    Usage (not run as a doctest: it needs data of your own)::
+
+        resolve_image_ref("a/0.png", "/data")
+        # (PosixPath('/data/a/0.png'), None)
     """
     root = os.path.realpath(image_root if image_root else ".")
     name, member = ref.split("::", 1) if "::" in ref else (ref, None)
@@ -143,8 +145,10 @@ def open_image(ref: str, *, image_root: str | os.PathLike | None,
 
     Examples
     --------
-    >>> open_image("img/0.png", image_root="data/")  # doctest: +SKIP
-    <PIL.Image.Image image mode=RGB size=24x24>
+    Usage (not run as a doctest: it needs data of your own)::
+
+        open_image("img/0.png", image_root="data/")
+        # <PIL.Image.Image image mode=RGB size=24x24>
     """
     data = read_image_bytes(ref, image_root=image_root)
     return _decode(io.BytesIO(data), ref, min_size)

@@ -36,8 +36,10 @@ def torch_threads(n_threads: int | None = None) -> Iterator[int]:
 
     Examples
     --------
-    >>> with torch_threads() as n:  # doctest: +SKIP
-    ...     encoder.encode_texts(captions)
+    Usage (not run as a doctest: it needs data of your own)::
+
+        with torch_threads() as n:
+            encoder.encode_texts(captions)
     """
     import torch
 
@@ -156,9 +158,11 @@ def load_encoder(
 
     Examples
     --------
-    >>> enc = load_encoder(ModelSpec("local-dir:/path/to/tiny-clip"))  # doctest: +SKIP
-    >>> enc.encode_texts(["a red circle"]).shape  # doctest: +SKIP
-    (1, 128)
+    Usage (not run as a doctest: it needs data of your own)::
+
+        enc = load_encoder(ModelSpec("local-dir:/path/to/tiny-clip"))
+        enc.encode_texts(["a red circle"]).shape
+        # (1, 128)
     """
     spec = spec or ModelSpec()
     choice = device if isinstance(device, DeviceChoice) else resolve_device(device, precision=precision)

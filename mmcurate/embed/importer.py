@@ -209,9 +209,11 @@ def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore, *,
 
     Examples
     --------
-    >>> result = import_embedding_folder("laion_part/", EmbeddingStore("proj/embeddings"))  # doctest: +SKIP
-    >>> result.pairs.columns[:3].tolist()  # doctest: +SKIP
-    ['pair_id', 'caption', 'image']
+    Usage (not run as a doctest: it needs data of your own)::
+
+        result = import_embedding_folder("laion_part/", EmbeddingStore("proj/embeddings"))
+        result.pairs.columns[:3].tolist()
+        # ['pair_id', 'caption', 'image']
     """
     root = Path(folder)
     shards = _discover(root)

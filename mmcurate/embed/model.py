@@ -134,8 +134,10 @@ def hub_offline(enabled: bool = True) -> Iterator[None]:
 
     Examples
     --------
-    >>> with hub_offline():  # doctest: +SKIP
-    ...     open_clip.get_tokenizer(name)  # a hub lookup raises at once instead of retrying
+    Usage (not run as a doctest: it needs data of your own)::
+
+        with hub_offline():
+            open_clip.get_tokenizer(name)  # a hub lookup raises at once instead of retrying
     """
     hub: Any = None
     if enabled:
@@ -296,9 +298,11 @@ def resolve_model(spec: ModelSpec, *, allow_download: bool = False,
 
     Examples
     --------
-    >>> resolve_model(ModelSpec("local-dir:/nonexistent"))  # doctest: +SKIP
-    Traceback (most recent call last):
-    mmcurate.exceptions.ModelNotAvailableError: model folder /nonexistent does not exist. ...
+    Usage (not run as a doctest: it needs data of your own)::
+
+        resolve_model(ModelSpec("local-dir:/nonexistent"))
+        # Traceback (most recent call last):
+        # mmcurate.exceptions.ModelNotAvailableError: model folder /nonexistent does not exist. ...
     """
     if spec.model.startswith("local-dir:"):
         return _resolve_local_dir(spec, Path(spec.model[len("local-dir:"):]).expanduser())

@@ -62,9 +62,12 @@ class EmbeddingStore:
 
     Examples
     --------
-    >>> store = EmbeddingStore("proj/embeddings")  # doctest: +SKIP
-    >>> store.missing(["a", "b"])  # doctest: +SKIP
-    ['a', 'b']
+    >>> import tempfile
+    >>> store = EmbeddingStore(Path(tempfile.mkdtemp()) / "embeddings")
+    >>> store.write_part(["a"], np.ones((1, 4)), np.ones((1, 4))).suffix
+    '.npz'
+    >>> store.missing(["a", "b"])
+    ['b']
     """
 
     def __init__(self, root: str | os.PathLike) -> None:

@@ -143,7 +143,9 @@ def train_tiny_clip(out_dir: str | os.PathLike, *, seed: int = 0, steps: int | N
 
     Examples
     --------
-    >>> train_tiny_clip("models/tiny-clip", seed=0)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        train_tiny_clip("models/tiny-clip", seed=0)
     """
     import torch
     import torch.nn.functional as F

@@ -68,8 +68,10 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
 
     Examples
     --------
-    >>> summary = export_curated(proj, "release/", fmt="parquet", threshold=0.9)  # doctest: +SKIP
-    >>> summary["curated"], summary["dropped"], summary["report_html"]  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        summary = export_curated(proj, "release/", fmt="parquet", threshold=0.9)
+        summary["curated"], summary["dropped"], summary["report_html"]
     """
     if fmt not in CURATED_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(CURATED_FORMATS)}; got {fmt!r}")

@@ -42,8 +42,10 @@ def create_project(
 
     Examples
     --------
-    >>> proj = create_project("proj", pairs="captions.csv", image_root="images/")  # doctest: +SKIP
-    >>> proj = create_project("proj2", embeddings="laion_embeddings/")  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        proj = create_project("proj", pairs="captions.csv", image_root="images/")
+        proj = create_project("proj2", embeddings="laion_embeddings/")
     """
     if (pairs is None) == (embeddings is None):
         raise ValueError("give exactly one of pairs= (a pairs file/folder) or embeddings= (a folder)")

@@ -48,9 +48,11 @@ def check_project(root: str | os.PathLike) -> CheckReport:
 
     Examples
     --------
-    >>> report = check_project("my_project")  # doctest: +SKIP
-    >>> report.ok, report.problems  # doctest: +SKIP
-    (True, [])
+    Usage (not run as a doctest: it needs data of your own)::
+
+        report = check_project("my_project")
+        report.ok, report.problems
+        # (True, [])
     """
     from mmcurate.project import open_project
 
@@ -161,7 +163,9 @@ def backup_project(root: str | os.PathLike, dest: str | os.PathLike) -> Path:
 
     Examples
     --------
-    >>> backup_project("my_project", "backups/my_project-monday")  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        backup_project("my_project", "backups/my_project-monday")
     """
     from mmcurate.project import open_project
 

@@ -112,8 +112,10 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
 
     Examples
     --------
-    >>> app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=1,
-    ...                  resolve_image=lambda pid: None, token=make_token())  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=1,
+                         resolve_image=lambda pid: None, token=make_token())
     """
     from flask import Flask, abort, jsonify, make_response, render_template, request
 

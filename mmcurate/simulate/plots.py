@@ -39,8 +39,10 @@ def learning_curves(metrics: pd.DataFrame, metric: str = "recall", *, title: str
 
     Examples
     --------
-    >>> fig = learning_curves(load_results("results/"), "auroc")  # doctest: +SKIP
-    >>> fig.savefig("auroc.png")  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        fig = learning_curves(load_results("results/"), "auroc")
+        fig.savefig("auroc.png")
     """
     if metric not in metrics.columns:
         raise ValueError(f"unknown metric {metric!r}; columns: {', '.join(metrics.columns)}")

@@ -124,8 +124,10 @@ def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement"
 
     Examples
     --------
-    >>> decisions = add_pairs(proj, "incoming/batch7.csv", rate=0.05)  # doctest: +SKIP
-    >>> decisions[decisions["queued"]][["pair_id", "score", "round_id"]]  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        decisions = add_pairs(proj, "incoming/batch7.csv", rate=0.05)
+        decisions[decisions["queued"]][["pair_id", "score", "round_id"]]
     """
     mode, strategy = check_options(strategy, threshold, rate)
     source = Path(source)
@@ -407,7 +409,9 @@ def recover_stream(proj) -> pd.DataFrame | None:
 
     Examples
     --------
-    >>> recover_stream(proj)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        recover_stream(proj)
     """
     with proj.lock():
         return _recover(proj)
