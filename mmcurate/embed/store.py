@@ -165,7 +165,9 @@ class EmbeddingStore:
 
     def verify(self) -> list[str]:
         """Hash every compacted array and compare it with ``checksums.json`` (and every header with
-        its file's size); returns the names verified, raises ``ProjectError`` naming a damaged one."""
+        its file's size); returns the names verified, raises ``ProjectError`` naming a damaged one
+        (or arrays from different writes)."""
+        self._compacted()
         for name in ARRAYS:
             if (self.root / name).is_file():
                 self._array(name, mmap=True)

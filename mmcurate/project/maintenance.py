@@ -101,7 +101,8 @@ def _check_vectors(proj, report: CheckReport, pair_ids: pd.Series) -> None:
         if shape != (len(ids), int(manifest.get("dim") or shape[1])):
             report.problems.append(f"{store.root / f'{kind}.npy'} has shape {shape}, expected "
                                    f"({len(ids)}, {manifest.get('dim')})")
-    sums = f"checksums verified: {', '.join(verified)}" if verified else "no checksums recorded"
+    sums = (f"checksums verified: {', '.join(verified)}" if verified else
+            "no checksums were recorded (an older project): recorded now, so later damage is found")
     report.checked.append(f"embeddings: {len(ids)} x {manifest.get('dim')} vectors ({sums})")
 
 
