@@ -117,19 +117,23 @@ def expect(folder: str | os.PathLike, written: Mapping[str, str | os.PathLike]) 
 
 
 def settle(folder: str | os.PathLike, names: tuple[str, ...] | None = None) -> None:
-    """After the files are in place: accept only their current content. ``names`` not recorded yet
-    (a writer that did not call :func:`expect`) are hashed now."""
+    """After the files are in place (or were verified together): accept only their current
+    content, as one write. A file whose size or time is not its first entry's (a writer that did
+    not call :func:`expect`, a copy that changed the times) is hashed now."""
     folder = Path(folder)
     record = _read(folder)
-    write = uuid.uuid4().hex[:12]  # the files hashed now were written together
+    settled: dict[str, dict[str, Any]] = {}
     for name in names or tuple(record):
         path = folder / name
-        recorded = record.get(name, [])
-        current = [e for e in recorded[:1] if _same_stat(e, path)] if path.is_file() else []
-        if path.is_file():
-            record[name] = current or [_entry(path, write)]
-        else:
+        if not path.is_file():
             record.pop(name, None)
+            continue
+        first = record.get(name, [])[:1]
+        settled[name] = dict(first[0]) if first and _same_stat(first[0], path) else _entry(path, "")
+    tokens = {str(e.get("write", "")) for e in settled.values()}
+    write = tokens.pop() if len(tokens) == 1 and "" not in tokens else uuid.uuid4().hex[:12]
+    for name, entry in settled.items():
+        record[name] = [{**entry, "write": write}]  # the files settled now belong together
     atomic_write_json(folder / CHECKSUMS, record)
 
 

@@ -303,3 +303,22 @@ def test_captions_over_128_kib_round_trip_through_the_batch_csv(tmp_path, capsys
     latest = open_project(proj.root).ledger.decisions().set_index("pair_id")
     assert latest["decision"].to_dict() == {"p0": "accept", "p1": "reject", "p2": "fix"}
     assert latest.loc["p2", "caption"] == ("fixed " + long).strip()
+
+
+def test_a_copy_that_changed_file_times_is_verified_then_re_recorded_by_check(external, tmp_path,
+                                                                              capsys):
+    copy = tmp_path / "copied"
+    shutil.copytree(external, copy, copy_function=shutil.copy)  # as `cp -r`: new modification times
+    emb = copy / "embeddings"
+    original = external / "embeddings" / "text.npy"
+    os.utime(emb / "text.npy", ns=(original.stat().st_atime_ns, original.stat().st_mtime_ns))
+    assert main(["rank", str(copy)]) == 0  # hashed: same content, so sound
+    assert main(["check", str(copy)]) == 0
+    capsys.readouterr()
+    record = json.loads((emb / "checksums.json").read_text())
+    for name in ("ids.npy", "image.npy", "text.npy"):
+        (entry,) = record[name]
+        assert (entry["size"], entry["mtime_ns"]) == ((emb / name).stat().st_size,
+                                                     (emb / name).stat().st_mtime_ns)
+    assert len({entry["write"] for (entry,) in record.values()}) == 1  # one write, as copied
+    assert main(["rank", str(copy)]) == 0
