@@ -71,8 +71,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Examples
     --------
-    >>> with atomic_path("out/table.parquet") as tmp:  # doctest: +SKIP
-    ...     df.to_parquet(tmp)
+    >>> import pandas as pd, tempfile
+    >>> target = Path(tempfile.mkdtemp()) / "table.parquet"
+    >>> with atomic_path(target) as tmp:
+    ...     pd.DataFrame({"a": [1, 2]}).to_parquet(tmp)
+    >>> pd.read_parquet(target)["a"].tolist()
+    [1, 2]
     """
     path = Path(path)
     fd, tmp = _new_temp(path)
@@ -227,8 +231,13 @@ class NpyWriter:
 
     Examples
     --------
-    >>> with NpyWriter("x.npy", (4, 2), np.float16) as w:  # doctest: +SKIP
-    ...     w.write(np.zeros((4, 2), np.float16))
+    >>> import tempfile
+    >>> path = Path(tempfile.mkdtemp()) / "x.npy"
+    >>> with NpyWriter(path, (4, 2), np.float16) as w:
+    ...     w.write(np.zeros((2, 2), np.float16))
+    ...     w.write(np.ones((2, 2), np.float16))
+    >>> np.load(path).sum()
+    np.float16(4.0)
     """
 
     def __init__(self, path: str | os.PathLike, shape: tuple[int, ...], dtype) -> None:

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["RandomState", "check_random_state", "int_seed", "temporarily"]
+__all__ = ["RandomState", "check_random_state", "has_visible_text", "int_seed", "temporarily"]
 
 T = TypeVar("T")
 
@@ -122,3 +123,15 @@ def cost_ratio_line(rows: list[dict]) -> str | None:
     a, b = rows[0], rows[-1]
     return (f"cost ratio {b['n']:,} / {a['n']:,} pairs: {b['seconds'] / a['seconds']:.1f} "
             f"(size ratio {b['n'] / a['n']:.0f})")
+
+
+def has_visible_text(text: str) -> bool:
+    """Whether ``text`` holds a character a reader sees: not only spaces, control and format
+    characters (zero-width spaces and joiners, byte-order marks).
+
+    Examples
+    --------
+    >>> has_visible_text("a dog"), has_visible_text("\u200b\u200b "), has_visible_text("")
+    (True, False, False)
+    """
+    return any(unicodedata.category(ch)[0] not in "ZC" for ch in text)

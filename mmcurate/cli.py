@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_stream(sub)
     _add_simulate(sub)
+    from mmcurate.commands_maintenance import add_maintenance_parsers
+
+    add_maintenance_parsers(sub)
     return parser
 
 
@@ -328,20 +331,23 @@ def _cmd_init(args) -> int:
     from mmcurate.project import create_project
 
     model = ModelSpec.from_names(args.model, args.pretrained) if args.pairs else None
-    missing = _missing_weights(model) if model is not None else None  # before the (long) validation
-    proj = create_project(
+    proj = create_project(  # the source's columns are checked before open_clip is imported
         args.project, pairs=args.pairs, embeddings=args.embeddings, image_root=args.image_root,
         model=model, fmt=args.fmt, check_images=_check_mode(args), overwrite=args.force,
         columns={"id": args.id_column, "image": args.image_column, "caption": args.caption_column},
     )
     print(f"created {proj.root}: {len(proj.pairs)} pairs, {len(proj.rejects)} rejected"
           + (f" (rows and reasons: {proj.root / 'rejects.csv'})" if len(proj.rejects) else ""))
+    missing = _missing_weights(model) if model is not None else None
     _image_root_hint(proj, args)
     renamed = proj.config.get("renamed_columns") or {}
     if renamed:
         print("note: source column(s) named like mmcurate's own were renamed: "
               + ", ".join(f"{old} -> {new}" for old, new in renamed.items()))
-    if proj.kind == "external":
+    if not len(proj.pairs):
+        print(f"no pair was accepted: fix the rows listed in {proj.root / 'rejects.csv'}, then run "
+              f"init again with --force")
+    elif proj.kind == "external":
         if proj.image_root is None and proj.pairs["image"].astype(bool).any():
             print("note: the metadata's image_path values are relative: give --image-root FOLDER "
                   "(with --force) to show the images in reviews and exports")
@@ -416,7 +422,7 @@ def _cmd_search(args) -> int:
 
 
 def _dispatch(args) -> int:
-    from mmcurate import commands
+    from mmcurate import commands, commands_maintenance
 
     handlers = {
         "init": _cmd_init, "embed": _cmd_embed, "status": _cmd_status,
@@ -425,7 +431,8 @@ def _dispatch(args) -> int:
         "label": commands.cmd_label, "train": commands.cmd_train, "export": commands.cmd_export,
         "demo": commands.cmd_demo, "add": commands.cmd_add, "stream": commands.cmd_stream,
         "simulate": commands.cmd_simulate, "duplicates": _cmd_duplicates,
-        "search": _cmd_search,
+        "search": _cmd_search, "check": commands_maintenance.cmd_check,
+        "backup": commands_maintenance.cmd_backup,
     }
     return handlers[args.command](args)
 

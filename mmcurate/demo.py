@@ -197,6 +197,8 @@ def run_demo(out: str | Path = "demo_out", *, n_scenes: int = 400, rounds: int =
     say(f"        report: {out / 'curated' / 'report.html'}")
     if use_tuxpaint:
         _tuxpaint(datasets, out, spec, real, say)
-    say(f"done in {time.perf_counter() - start:.0f} s. Next: mmcurate status {proj.root}   or   "
-        f"mmcurate review {proj.root}")
+    say(f"done in {time.perf_counter() - start:.0f} s. Every round so far is decided; to review the "
+        f"next one yourself:")  # (`review` alone would open the last round, already decided)
+    say(f"  mmcurate select {proj.root} --budget {budget}")
+    say(f"  mmcurate review {proj.root}")
     return proj.root

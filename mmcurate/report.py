@@ -294,8 +294,10 @@ def write_report(out_dir: str | os.PathLike, cur, *, rounds: pd.DataFrame, heads
 
     Examples
     --------
-    >>> paths = write_report("out/", curate_pairs(proj), rounds=ledger.rounds(),  # doctest: +SKIP
-    ...                      heads=ledger.heads(), decisions=ledger.decisions())
+    Usage (not run as a doctest: it needs data of your own)::
+
+        paths = write_report("out/", curate_pairs(proj), rounds=ledger.rounds(),
+                             heads=ledger.heads(), decisions=ledger.decisions())
     """
     out = Path(out_dir)
     plots: dict[str, bytes] = {}

@@ -68,8 +68,10 @@ def generate_scenes(n: int, *, random_state: int | np.random.Generator | None = 
 
     Examples
     --------
-    >>> [s.shape for s in generate_scenes(3, random_state=0)]  # doctest: +SKIP
-    ['star', 'circle', 'diamond']
+    Usage (not run as a doctest: it needs data of your own)::
+
+        [s.shape for s in generate_scenes(3, random_state=0)]
+        # ['star', 'circle', 'diamond']
     """
     rng = check_random_state(random_state)
     colors = list(COLORS)
@@ -166,7 +168,9 @@ def write_scene_dataset(out_dir: str | os.PathLike, n: int, *, random_state: int
 
     Examples
     --------
-    >>> csv = write_scene_dataset("datasets/generated", 400, random_state=0)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        csv = write_scene_dataset("datasets/generated", 400, random_state=0)
     """
     import pandas as pd
 

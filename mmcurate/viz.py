@@ -99,8 +99,10 @@ def grid(
 
     Examples
     --------
-    >>> ranked = rank_project(proj, ["margin"]).merge(proj.pairs, on="pair_id")  # doctest: +SKIP
-    >>> grid(ranked.sort_values("score", ascending=False), project=proj, n=12)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        ranked = rank_project(proj, ["margin"]).merge(proj.pairs, on="pair_id")
+        grid(ranked.sort_values("score", ascending=False), project=proj, n=12)
     """
     rows = df.head(n)
     cols = list(score_columns) if score_columns else [c for c in ("score", "p_aligned") if c in rows]
@@ -170,9 +172,11 @@ def score_histograms(df: pd.DataFrame, columns: Sequence[str], *, by: str | None
 
     Examples
     --------
-    >>> ranked = rank_project(proj, ["clip_score", "disagreement"])  # doctest: +SKIP
-    >>> table = ranked.assign(truth=labels)  # doctest: +SKIP
-    >>> score_histograms(table, ["clip_score", "disagreement"], by="truth")  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        ranked = rank_project(proj, ["clip_score", "disagreement"])
+        table = ranked.assign(truth=labels)
+        score_histograms(table, ["clip_score", "disagreement"], by="truth")
     """
     columns = list(columns)
     if not columns:

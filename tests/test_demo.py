@@ -18,3 +18,12 @@ def test_demo_runs_end_to_end(tmp_path, monkeypatch, capsys, tiny_clip_dir):
     assert (tmp_path / "out" / "datasets" / "generated" / "pairs.csv").is_file()
     assert (tmp_path / "out" / "curated" / "report.html").is_file()
     assert (tmp_path / "out" / "scenes" / "labels.sqlite").is_file()
+    # the closing hint opens a round still to decide: select a new one first, then review it
+    hint = out.splitlines()[-2:]
+    assert hint == ["  mmcurate select out/scenes --budget 20", "  mmcurate review out/scenes"], hint
+    assert main(["select", "out/scenes", "--budget", "20"]) == 0
+    from mmcurate.project import open_project
+
+    proj = open_project(tmp_path / "out" / "scenes")
+    latest = proj.ledger.batch(proj.ledger.latest_round())
+    assert latest["decision"].isna().all()  # the round `review` opens is undecided

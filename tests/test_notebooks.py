@@ -110,3 +110,17 @@ def test_viz_figures_render_once_as_png_in_a_kernel(kernel_env):
     outputs = _execute(nb, kernel_env).cells[-1].outputs
     assert [o.output_type for o in outputs] == ["execute_result"]
     assert "image/png" in outputs[0].data
+
+
+@pytest.mark.slow
+def test_simulation_figures_render_once_as_png_in_a_kernel(kernel_env):
+    """Notebook 02's figures (``mmcurate.simulate.plots``) show as one PNG, not ``<Figure ...>``."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(
+        "import pandas as pd\nfrom mmcurate.simulate import plots\n"
+        "metrics = pd.DataFrame({'strategy': ['random'] * 4, 'diversity': ['none'] * 4,\n"
+        "                        'seed': [0, 0, 1, 1], 'round': [0, 1, 0, 1], 'labels': [0, 20, 0, 20],\n"
+        "                        'recall': [0.0, 0.2, 0.0, 0.3], 'n_pool': [100] * 4, 'n_noisy': [20] * 4})\n"
+        "plots.learning_curves(metrics, 'recall')")])
+    outputs = _execute(nb, kernel_env).cells[-1].outputs
+    assert [o.output_type for o in outputs] == ["execute_result"], outputs
+    assert "image/png" in outputs[0].data

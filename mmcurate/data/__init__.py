@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_frame
+from mmcurate.data.columns import text_if_mixed
 from mmcurate.data.images import open_image
 from mmcurate.data.sources import FORMATS, Columns, detect_format, read_source
 from mmcurate.data.validate import REJECT_COLUMNS, validate
@@ -56,9 +57,11 @@ def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | Non
 
     Examples
     --------
-    >>> result = load_pairs("captions.csv", image_root="images/")  # doctest: +SKIP
-    >>> result.pairs.columns[:3].tolist(), len(result.rejects)  # doctest: +SKIP
-    (['pair_id', 'image', 'caption'], 2)
+    Usage (not run as a doctest: it needs data of your own)::
+
+        result = load_pairs("captions.csv", image_root="images/")
+        result.pairs.columns[:3].tolist(), len(result.rejects)
+        # (['pair_id', 'image', 'caption'], 2)
     """
     columns = columns or Columns()
     src = Path(source)
@@ -66,6 +69,7 @@ def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | Non
     raw = read_source(source, image_root=root, columns=columns, fmt=fmt)
     renamed = dict(raw.attrs.get("renamed_columns", {}))
     pairs, rejects = validate(raw, image_root=root, check_images=check_images, progress=progress)
+    pairs = text_if_mixed(pairs)
     return LoadResult(pairs=pairs, rejects=rejects, renamed_columns=renamed)
 
 

@@ -14,9 +14,13 @@ the ``init`` output).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable
 
-__all__ = ["PREFIX", "RESERVED_COLUMNS", "is_reserved", "rename_reserved"]
+import numpy as np
+import pandas as pd
+
+__all__ = ["PREFIX", "RESERVED_COLUMNS", "is_reserved", "rename_reserved", "text_if_mixed"]
 
 PREFIX = "source_"
 RESERVED_COLUMNS = frozenset({
@@ -54,3 +58,52 @@ def rename_reserved(names: Iterable, *, consumed: Collection[str] = ()) -> dict[
         taken.add(new)
         out[name] = new
     return out
+
+
+def text_if_mixed(df: pd.DataFrame, *,
+                  skip: Collection[str] = ("pair_id", "image", "caption")) -> pd.DataFrame:
+    """``df`` with each extra column whose cells mix kinds of value (a JSONL key holding a number
+    in one line and text or a list in another) turned into text (lists and objects as JSON), so
+    the column can be stored; columns of one kind are kept as they are. The changed columns are
+    listed in ``attrs["text_columns"]``.
+
+    Examples
+    --------
+    >>> out = text_if_mixed(pd.DataFrame({"extra": [1, "a", [2]]}))
+    >>> out["extra"].tolist(), out.attrs["text_columns"]
+    (['1', 'a', '[2]'], ['extra'])
+    """
+    changed = []
+    out = df
+    for column in df.columns:
+        if column in skip or df[column].dtype != object:
+            continue
+        kinds = {_kind(v) for v in df[column] if v is not None and not (isinstance(v, float) and v != v)}
+        if len(kinds) > 1:
+            if out is df:
+                out = df.copy()
+            out[column] = [v if v is None or (isinstance(v, float) and v != v) else _text(v)
+                           for v in df[column]]
+            changed.append(str(column))
+    out.attrs = {**df.attrs, "text_columns": [*df.attrs.get("text_columns", []), *changed]}
+    return out
+
+
+def _kind(value) -> str:
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return "list"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, (bool, np.bool_)):
+        return "bool"
+    if isinstance(value, (int, float, np.number)):
+        return "number"
+    return type(value).__name__
+
+
+def _text(value) -> str:
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    if isinstance(value, (list, tuple, dict)):
+        return json.dumps(value, ensure_ascii=False, default=str)
+    return str(value)

@@ -10,6 +10,7 @@ import warnings
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 __all__ = [
@@ -54,8 +55,10 @@ def resolve_image_ref(ref: str, image_root: str | os.PathLike | None) -> tuple[P
 
     Examples
     --------
-    >>> resolve_image_ref("a/0.png", "/data")  # doctest: +SKIP
-    (PosixPath('/data/a/0.png'), None)
+    Usage (not run as a doctest: it needs data of your own)::
+
+        resolve_image_ref("a/0.png", "/data")
+        # (PosixPath('/data/a/0.png'), None)
     """
     root = os.path.realpath(image_root if image_root else ".")
     name, member = ref.split("::", 1) if "::" in ref else (ref, None)
@@ -111,7 +114,21 @@ def member_bytes(tar: tarfile.TarFile, info: tarfile.TarInfo, *, where: str = "t
     return fh.read()
 
 
+_WIDE_GREY = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
+    """RGB with alpha composited on white; 16-bit and 32-bit greyscale scaled to 8 bits (PIL's
+    ``convert`` clips them, which turned 16-bit PNGs white)."""
+    if im.mode in _WIDE_GREY:
+        values = np.asarray(im, dtype=np.float64)
+        peak = float(values.max()) if values.size else 0.0
+        if im.mode == "F":
+            top = 1.0 if peak <= 1.0 else peak
+        else:
+            top = 65535.0 if im.mode.startswith("I;16") or peak > 255 else 255.0
+        grey = np.clip(values / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
     if im.mode in ("RGBA", "LA") or (im.mode == "P" and "transparency" in im.info):
         im = im.convert("RGBA")
         bg = Image.new("RGBA", im.size, (255, 255, 255, 255))
@@ -129,15 +146,27 @@ def open_image(ref: str, *, image_root: str | os.PathLike | None,
 
     Examples
     --------
-    >>> open_image("img/0.png", image_root="data/")  # doctest: +SKIP
-    <PIL.Image.Image image mode=RGB size=24x24>
+    Usage (not run as a doctest: it needs data of your own)::
+
+        open_image("img/0.png", image_root="data/")
+        # <PIL.Image.Image image mode=RGB size=24x24>
     """
     data = read_image_bytes(ref, image_root=image_root)
-    with Image.open(io.BytesIO(data)) as im:
-        if min_size and im.format == "JPEG":
-            im.draft("RGB", (min_size, min_size))
-        im.load()
-        return _to_rgb(im)
+    return _decode(io.BytesIO(data), ref, min_size)
+
+
+def _decode(source, where, min_size: int | None = None) -> Image.Image:
+    """The one image loader: decode ``source`` as RGB (see :func:`_to_rgb`); an image over PIL's
+    pixel limit (a decompression bomb, perhaps swapped in after ``init`` checked it) raises
+    ``OSError`` naming ``where``, as an unreadable image does."""
+    try:
+        with Image.open(source) as im:
+            if min_size and im.format == "JPEG":
+                im.draft("RGB", (min_size, min_size))
+            im.load()
+            return _to_rgb(im)
+    except Image.DecompressionBombError as err:
+        raise OSError(f"{where}: {err}") from err
 
 
 def _problem(data: bytes, full: bool) -> tuple[str, str] | None:
@@ -177,9 +206,7 @@ def check_image_header(data: bytes) -> tuple[str, str] | None:
 
 def thumbnail_jpeg(path: str | os.PathLike, size: int = 256) -> bytes:
     """JPEG bytes of the image at ``path`` shrunk to fit ``size`` × ``size``, alpha on white."""
-    with Image.open(path) as im:
-        im.load()
-        rgb = _to_rgb(im)
+    rgb = _decode(path, path)
     return _jpeg(rgb, size)
 
 

@@ -87,7 +87,9 @@ def read_img2dataset(folder: Path, *, image_root: Path) -> pd.DataFrame:
 
     Examples
     --------
-    >>> raw = read_img2dataset(Path("laion_shards"), image_root=Path("laion_shards"))  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        raw = read_img2dataset(Path("laion_shards"), image_root=Path("laion_shards"))
     """
     pairs = _tables(folder)
     if not pairs:

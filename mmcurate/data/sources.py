@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from mmcurate._util import temporarily
 from mmcurate.data.columns import rename_reserved
 from mmcurate.data.images import IMAGE_SUFFIXES, member_bytes
 from mmcurate.exceptions import DataError
@@ -76,12 +77,15 @@ def detect_format(source: str | os.PathLike, fmt: str | None = None) -> str:
                     f"one of {', '.join(FORMATS)}")
 
 
-def _map_columns(df: pd.DataFrame, columns: Columns, source: Path) -> pd.DataFrame:
+def _map_columns(df: pd.DataFrame, columns: Columns, source: Path,
+                 renames: dict[str, str] | None = None) -> pd.DataFrame:
     missing = [c for c in (columns.image, columns.caption) if c not in df.columns]
     if missing:
+        original = {new: old for old, new in (renames or {}).items()}  # as the file names them
+        found = [original.get(c, c) for c in df.columns if not str(c).startswith("_")
+                 or c in original]
         raise DataError(
-            f"{source}: missing column(s) {missing}; the file has columns "
-            f"{[c for c in df.columns if not str(c).startswith('_')]}. "
+            f"{source}: missing column(s) {missing}; the file has columns {found}. "
             f"Map yours with Columns(image=..., caption=..., id=...) or the CLI's --image-column, "
             f"--caption-column, --id-column."
         )
@@ -96,10 +100,22 @@ def _map_columns(df: pd.DataFrame, columns: Columns, source: Path) -> pd.DataFra
     return out
 
 
-def _numbered_rows(path: Path, text: str, sep: str) -> tuple[list[str], list[tuple[int, list[str]]]]:
+def numbered_rows(path: Path | str, text: str, sep: str, *,
+                  strict: bool = True) -> tuple[list[str], list[tuple[int, list[str]]]]:
     """The header and ``(row, fields)`` of each non-blank record; ``row`` counts the lines after
-    the header (blank lines included), so it matches the file as an editor shows it."""
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=True)
+    the header (blank lines included), so it matches the file as an editor shows it. A field may
+    be of any length (the csv module's default limit, 128 KiB, refused long captions). Raises
+    ``DataError`` naming ``path`` and the line for broken quoting (``strict``) or a duplicated
+    header column."""
+    with temporarily(csv.field_size_limit, csv.field_size_limit, _FIELD_LIMIT):
+        return _numbered_rows(path, text, sep, strict)
+
+
+_FIELD_LIMIT = 2**31 - 1  # the largest a C long holds everywhere
+
+
+def _numbered_rows(path, text: str, sep: str, strict: bool) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep, strict=strict)
     try:
         header = next(reader, None)
         if header is None:
@@ -138,7 +154,7 @@ def _typed_integers(df: pd.DataFrame, skip: set[str]) -> pd.DataFrame:
 
 def _read_table(path: Path, sep: str, columns: Columns) -> pd.DataFrame:
     text = path.read_bytes().decode("utf-8", errors="surrogateescape").removeprefix("\ufeff")
-    header, body = _numbered_rows(path, text, sep)
+    header, body = numbered_rows(path, text, sep)
     renames = rename_reserved(header, consumed=columns.names())
     header = [renames.get(h, h) for h in header]
     width = len(header)
@@ -147,7 +163,7 @@ def _read_table(path: Path, sep: str, columns: Columns) -> pd.DataFrame:
     df.insert(0, "_row", [i for i, r in body if len(r) == width])
     bad = [{"_row": i, "_error": f"{len(r)} fields, header has {width}"}
            for i, r in body if len(r) != width]
-    df = _map_columns(df, columns, path)
+    df = _map_columns(df, columns, path, renames)
     if bad:
         df = pd.concat([df, pd.DataFrame(bad)], ignore_index=True).sort_values("_row", kind="stable")
     return _renamed(df, renames)
@@ -173,7 +189,7 @@ def _read_jsonl(path: Path, columns: Columns) -> pd.DataFrame:
     df = pd.DataFrame(records, dtype=object)  # object: surrogate-escaped text is not valid UTF-8
     if df.empty:
         df = pd.DataFrame(columns=["_row", columns.image, columns.caption])
-    df = _map_columns(df, columns, path)
+    df = _map_columns(df, columns, path, renames)
     if bad:
         df = pd.concat([df, pd.DataFrame(bad)], ignore_index=True).sort_values("_row", kind="stable")
     return _renamed(df, renames)
@@ -185,7 +201,7 @@ def _read_parquet(path: Path, columns: Columns) -> pd.DataFrame:
     except (ValueError, OSError) as err:  # pyarrow's ArrowInvalid is a ValueError
         raise DataError(f"{path} is not a readable Parquet file ({err})") from err
     renames = rename_reserved(table.columns, consumed=columns.names())
-    df = _map_columns(table.rename(columns=renames), columns, path)
+    df = _map_columns(table.rename(columns=renames), columns, path, renames)
     df.insert(0, "_row", range(1, len(df) + 1))
     return _renamed(df, renames)
 

@@ -35,8 +35,10 @@ def build_tuxpaint_pairs(out_csv: str | os.PathLike, *, stamps_root: str | os.Pa
 
     Examples
     --------
-    >>> build_tuxpaint_pairs("datasets/tuxpaint/pairs.csv")  # doctest: +SKIP
-    PosixPath('datasets/tuxpaint/pairs.csv')
+    Usage (not run as a doctest: it needs data of your own)::
+
+        build_tuxpaint_pairs("datasets/tuxpaint/pairs.csv")
+        # PosixPath('datasets/tuxpaint/pairs.csv')
     """
     root = Path(stamps_root)
     if not root.is_dir():

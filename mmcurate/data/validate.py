@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmcurate._util import has_visible_text
 from mmcurate.data.images import (
     ImageRefError,
     check_image,
@@ -38,7 +39,16 @@ REJECT_COLUMNS = ["source", "row", "pair_id", "column", "reason", "detail"]
 
 def is_null(value) -> bool:
     """None, NaN, ``pd.NA``/``NaT``: a missing cell whatever the source's type."""
-    return value is None or (not isinstance(value, (str, list, dict, tuple)) and bool(pd.isna(value)))
+    return value is None or (not isinstance(value, (str, list, dict, tuple, np.ndarray))
+                             and bool(pd.isna(value)))
+
+
+def _type_name(value) -> str:
+    return "list" if isinstance(value, (np.ndarray, tuple)) else type(value).__name__
+
+
+def _shown(value) -> str:
+    return repr(value.tolist() if isinstance(value, np.ndarray) else value)
 
 
 def given_id(value) -> str | None:
@@ -101,7 +111,7 @@ def _text_checks(df: pd.DataFrame, rej: _Rejects, root: str) -> pd.DataFrame:
         df = rej.add(df, err, "row", "malformed_row", df.loc[err, "_error"].astype(str).tolist())
     for column in ("image", "caption"):
         wrong = [not is_null(v) and not isinstance(v, str) for v in df[column]]
-        detail = [f"expected text, got {type(v).__name__} {v!r:.60}; quote the value in the source"
+        detail = [f"expected text, got {_type_name(v)} {_shown(v):.60}; quote the value in the source"
                   for v, w in zip(df[column], wrong) if w]
         df = rej.add(df, wrong, column, f"non_string_{column}", detail)
     df = df.assign(image=_text(df["image"]))
@@ -110,6 +120,9 @@ def _text_checks(df: pd.DataFrame, rej: _Rejects, root: str) -> pd.DataFrame:
     bad_utf8 = df["_nonutf8"].to_numpy(bool) if "_nonutf8" in df.columns else np.zeros(len(df), bool)
     df = rej.add(df, bad_utf8, "caption", "non_utf8_caption", "caption bytes are not valid UTF-8")
     df = rej.add(df, df["caption"] == "", "caption", "empty_caption", "caption is empty")
+    invisible = [not has_visible_text(c) for c in df["caption"]]
+    df = rej.add(df, invisible, "caption", "empty_caption",
+                 "caption holds only invisible characters (zero-width spaces, control characters)")
     problems = [_path_problem(ref, root) for ref in df["image"]]
     for reason in ("outside_root", "missing_value", "missing_file"):
         mask = [p is not None and p[0] == reason for p in problems]

@@ -22,6 +22,7 @@ from mmcurate.embed.model import (
     import_open_clip,
     resolve_model,
 )
+from mmcurate.exceptions import ModelNotAvailableError
 
 __all__ = ["Encoder", "load_encoder", "torch_threads"]
 
@@ -35,8 +36,10 @@ def torch_threads(n_threads: int | None = None) -> Iterator[int]:
 
     Examples
     --------
-    >>> with torch_threads() as n:  # doctest: +SKIP
-    ...     encoder.encode_texts(captions)
+    Usage (not run as a doctest: it needs data of your own)::
+
+        with torch_threads() as n:
+            encoder.encode_texts(captions)
     """
     import torch
 
@@ -110,6 +113,22 @@ def _preprocess_info(model) -> dict[str, Any]:
     return {k: (list(v) if isinstance(v, tuple) else v) for k, v in cfg.items()}
 
 
+def _create_model(open_clip, resolved):
+    """The open_clip model and preprocessing; a weights file holding pickled Python objects (which
+    ``torch.load(weights_only=True)`` refuses to run) is a clear error naming the file."""
+    import pickle
+
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            resolved.open_clip_name, pretrained=resolved.open_clip_pretrained)
+    except pickle.UnpicklingError as err:
+        raise ModelNotAvailableError(
+            f"{resolved.weights_path or resolved.open_clip_pretrained} holds pickled Python objects "
+            f"besides tensors; mmcurate loads weights only and never runs code from a weights file. "
+            f"Use a .safetensors file, or a checkpoint holding only a state dict of tensors") from err
+    return model, preprocess
+
+
 def load_encoder(
     spec: ModelSpec | None = None,
     *,
@@ -139,18 +158,18 @@ def load_encoder(
 
     Examples
     --------
-    >>> enc = load_encoder(ModelSpec("local-dir:/path/to/tiny-clip"))  # doctest: +SKIP
-    >>> enc.encode_texts(["a red circle"]).shape  # doctest: +SKIP
-    (1, 128)
+    Usage (not run as a doctest: it needs data of your own)::
+
+        enc = load_encoder(ModelSpec("local-dir:/path/to/tiny-clip"))
+        enc.encode_texts(["a red circle"]).shape
+        # (1, 128)
     """
     spec = spec or ModelSpec()
     choice = device if isinstance(device, DeviceChoice) else resolve_device(device, precision=precision)
     resolved = resolve_model(spec, allow_download=allow_download, allow_random=allow_random)
     open_clip = import_open_clip(allow_download=allow_download)
     with hub_offline(not allow_download):  # the weights are local; a tokenizer must not go online
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            resolved.open_clip_name, pretrained=resolved.open_clip_pretrained
-        )
+        model, preprocess = _create_model(open_clip, resolved)
         tokenizer = open_clip.get_tokenizer(resolved.open_clip_name)
     model.eval()
     sha = weights_sha256

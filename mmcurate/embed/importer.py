@@ -32,9 +32,9 @@ from mmcurate._fileio import (
     atomic_write_frame,
     atomic_write_json,
     iter_npy_rows,
-    npy_shape,
     save_npy_atomic,
 )
+from mmcurate._integrity import check_npy
 from mmcurate.data.columns import rename_reserved
 from mmcurate.data.validate import given_id, is_null
 from mmcurate.embed.store import EmbeddingStore, normalize_rows
@@ -131,10 +131,12 @@ def _vector_problems(path: Path) -> np.ndarray:
 
 def _npy_shape(path: Path) -> tuple[int, ...]:
     try:
-        return npy_shape(path)
-    except (ValueError, OSError, SyntaxError) as err:
+        return check_npy(path)[0]
+    except OSError as err:
         raise DataError(f"{path} is not a readable .npy array ({err}); expected a file written "
                         f"by numpy.save with shape (rows, D)") from err
+    except ValueError as err:
+        raise DataError(f"{err}; expected a file written by numpy.save with shape (rows, D)") from err
 
 
 def _read_metadata(path: Path) -> pd.DataFrame:
@@ -207,9 +209,11 @@ def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore, *,
 
     Examples
     --------
-    >>> result = import_embedding_folder("laion_part/", EmbeddingStore("proj/embeddings"))  # doctest: +SKIP
-    >>> result.pairs.columns[:3].tolist()  # doctest: +SKIP
-    ['pair_id', 'caption', 'image']
+    Usage (not run as a doctest: it needs data of your own)::
+
+        result = import_embedding_folder("laion_part/", EmbeddingStore("proj/embeddings"))
+        result.pairs.columns[:3].tolist()
+        # ['pair_id', 'caption', 'image']
     """
     root = Path(folder)
     shards = _discover(root)
@@ -239,6 +243,7 @@ def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore, *,
         "source": str(root.resolve()), "dim": int(dim or 0), "preprocess": None,
     })
     save_npy_atomic(store.root / "ids.npy", np.asarray(pairs["pair_id"].tolist(), dtype=str))
+    store.record_checksums()
     rej = pd.DataFrame(rejects, columns=["source", "row", "pair_id", "column", "reason", "detail"])
     return ImportResult(pairs=pairs, rejects=rej, renamed_columns=renamed)
 

@@ -20,7 +20,6 @@ huggingface_hub offline for that call only and leaves the process as it found it
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import socket
@@ -29,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from mmcurate._integrity import file_sha256
 from mmcurate._util import temporarily
 from mmcurate.exceptions import ModelNotAvailableError
 
@@ -55,9 +55,10 @@ _WEIGHT_NAMES = (
     "model.safetensors",
     "pytorch_model.bin",
 )
-def supply_weights_help(project: str = "PROJECT") -> str:
+def supply_weights_help(project: str = "PROJECT", *, look_for_tiny: bool = True) -> str:
     """The ways to supply weights, as ``mmcurate`` command lines for ``project`` (every flag shown
-    is one the named command accepts; tested)."""
+    is one the named command accepts; tested). When the tiny stand-in model is trained already
+    (``look_for_tiny``), its ``local-dir:`` path is given instead of ``mmcurate demo``."""
     fixes = [
         (f"mmcurate embed {project} --model ViT-B-32 --pretrained FILE", "a local weights file "
          "(.bin/.safetensors)"),
@@ -65,8 +66,15 @@ def supply_weights_help(project: str = "PROJECT") -> str:
         (f"mmcurate embed {project} --allow-download", "on a connected machine; or copy its "
          "~/.cache/huggingface here"),
         (f"mmcurate init {project} --force --embeddings DIR", "or import existing embeddings"),
-        ("mmcurate demo", "offline: trains a tiny stand-in model (not CLIP)"),
     ]
+    tiny = None
+    if look_for_tiny:
+        from mmcurate.embed.tiny import trained_tiny_clip
+
+        tiny = trained_tiny_clip()
+    fixes.append((f"mmcurate embed {project} --model local-dir:{tiny}", "offline: the tiny stand-in model "
+                  "the demo trained (not CLIP)") if tiny else
+                 ("mmcurate demo", "offline: trains a tiny stand-in model (not CLIP)"))
     return format_fixes("Supply weights with one of:", fixes)
 
 
@@ -76,7 +84,7 @@ def format_fixes(title: str, fixes: list[tuple[str, str]]) -> str:
     return "\n".join([title, *(f"  {cmd:<{width}}  # {why}" for cmd, why in fixes)])
 
 
-_HOW_TO = supply_weights_help()
+_HOW_TO = supply_weights_help(look_for_tiny=False)  # the CLI gives its own, with the tiny model's path
 
 
 @dataclass(frozen=True)
@@ -126,8 +134,10 @@ def hub_offline(enabled: bool = True) -> Iterator[None]:
 
     Examples
     --------
-    >>> with hub_offline():  # doctest: +SKIP
-    ...     open_clip.get_tokenizer(name)  # a hub lookup raises at once instead of retrying
+    Usage (not run as a doctest: it needs data of your own)::
+
+        with hub_offline():
+            open_clip.get_tokenizer(name)  # a hub lookup raises at once instead of retrying
     """
     hub: Any = None
     if enabled:
@@ -150,15 +160,6 @@ def import_open_clip(*, allow_download: bool = False):
         import open_clip
 
     return open_clip
-
-
-def file_sha256(path: str | os.PathLike, *, chunk_size: int = 1 << 22) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _weights_in_dir(folder: Path) -> Path | None:
@@ -297,9 +298,11 @@ def resolve_model(spec: ModelSpec, *, allow_download: bool = False,
 
     Examples
     --------
-    >>> resolve_model(ModelSpec("local-dir:/nonexistent"))  # doctest: +SKIP
-    Traceback (most recent call last):
-    mmcurate.exceptions.ModelNotAvailableError: model folder /nonexistent does not exist. ...
+    Usage (not run as a doctest: it needs data of your own)::
+
+        resolve_model(ModelSpec("local-dir:/nonexistent"))
+        # Traceback (most recent call last):
+        # mmcurate.exceptions.ModelNotAvailableError: model folder /nonexistent does not exist. ...
     """
     if spec.model.startswith("local-dir:"):
         return _resolve_local_dir(spec, Path(spec.model[len("local-dir:"):]).expanduser())

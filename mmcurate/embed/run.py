@@ -168,8 +168,10 @@ def embed_pairs(
 
     Examples
     --------
-    >>> report = embed_pairs(pairs, store, encoder, image_root="images/",
-    ...                      open_image=open_image)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        report = embed_pairs(pairs, store, encoder, image_root="images/",
+                             open_image=open_image)
     """
     import torch
 

@@ -6,6 +6,13 @@ Layout of ``embeddings/``::
     parts/part-*.npz     one per encoded batch: ids, image (B, D) f16, text (B, D) f16
     ids.npy              compacted: pair_ids in pairs order (unicode array)
     image.npy, text.npy  compacted: float16 (N, D), L2-normalised, memory-mapped on read
+    checksums.json       sha256, size and modification time of the three compacted arrays
+
+The compacted arrays count only when all three are there (a lost ``image.npy`` means its pairs
+are embedded again, never zero vectors). Opening one checks its ``.npy`` header against its size,
+and its checksum when its size or modification time changed since it was written (cheap); damage
+raises :class:`~mmcurate.exceptions.ProjectError` naming the file. :meth:`EmbeddingStore.verify`
+(``mmcurate check``) hashes them all.
 
 Every file is written to a temporary name and moved into place with ``os.replace``, so a killed
 job (SIGINT or SIGKILL) loses at most the batch in flight and never leaves a torn shard. Re-running
@@ -27,6 +34,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate import _integrity
 from mmcurate._fileio import (
     atomic_path,
     atomic_write_bytes,
@@ -34,11 +42,12 @@ from mmcurate._fileio import (
     read_json_object,
     save_npy_atomic,
 )
-from mmcurate.exceptions import ModelMismatchError, NotEmbeddedError
+from mmcurate.exceptions import ModelMismatchError, NotEmbeddedError, ProjectError
 
 __all__ = ["EmbeddingStore", "normalize_rows"]
 
 _IDENTITY_KEYS = ("kind", "model", "pretrained", "weights_sha256")
+ARRAYS = ("ids.npy", "image.npy", "text.npy")
 
 
 def normalize_rows(x: np.ndarray) -> np.ndarray:
@@ -53,9 +62,12 @@ class EmbeddingStore:
 
     Examples
     --------
-    >>> store = EmbeddingStore("proj/embeddings")  # doctest: +SKIP
-    >>> store.missing(["a", "b"])  # doctest: +SKIP
-    ['a', 'b']
+    >>> import tempfile
+    >>> store = EmbeddingStore(Path(tempfile.mkdtemp()) / "embeddings")
+    >>> store.write_part(["a"], np.ones((1, 4)), np.ones((1, 4))).suffix
+    '.npz'
+    >>> store.missing(["a", "b"])
+    ['b']
     """
 
     def __init__(self, root: str | os.PathLike) -> None:
@@ -92,7 +104,7 @@ class EmbeddingStore:
     def clear(self) -> None:
         """Delete every stored vector and the manifest."""
         for path in list(self.parts_dir.glob("part-*.npz")) + [
-            self.root / n for n in ("ids.npy", "image.npy", "text.npy", "manifest.json")
+            self.root / n for n in (*ARRAYS, "manifest.json", _integrity.CHECKSUMS)
         ]:
             path.unlink(missing_ok=True)
 
@@ -111,7 +123,60 @@ class EmbeddingStore:
         return path
 
     def _has_vectors(self) -> bool:
-        return (self.root / "ids.npy").is_file() or any(self.parts_dir.glob("part-*.npz"))
+        return self._compacted() or any(self.parts_dir.glob("part-*.npz"))
+
+    def _compacted(self) -> bool:
+        """Whether the compacted arrays are there (all three); raises ``ProjectError`` when their
+        checksums show they come from different writes (a compaction killed between renames)."""
+        if not all((self.root / name).is_file() for name in ARRAYS):
+            return False
+        tokens = [_integrity.writes(self.root, name) for name in ARRAYS]
+        if all(tokens) and not set.intersection(*[t for t in tokens if t]):
+            raise ProjectError(f"{self.root}: ids.npy, image.npy and text.npy come from different "
+                               f"writes (a compaction was interrupted), so rows may not match{self._fix()}")
+        return True
+
+    def _fix(self) -> str:
+        try:
+            external = (self.manifest() or {}).get("kind") == "external"
+        except ProjectError:
+            external = False
+        if external:
+            return (f"; restore {self.root} from a backup (these vectors were imported: re-importing "
+                    f"them with `mmcurate init NEW_PROJECT --embeddings DIR` starts a new project)")
+        return (f"; restore {self.root} from a backup, or delete that folder and run `mmcurate embed "
+                f"{self.root.parent}` to make the vectors again")
+
+    def _array(self, name: str, *, mmap: bool = False) -> np.ndarray:
+        """A compacted array, its header, size and (cheaply) checksum checked; damage names the file."""
+        path = self.root / name
+        try:
+            shape, _ = _integrity.check_npy(path)
+        except ValueError as err:
+            raise ProjectError(f"{err}{self._fix()}") from err
+        _integrity.verify(self.root, (name,), fix=self._fix())
+        if name != "ids.npy" and len(shape) != 2:
+            raise ProjectError(f"{path} holds shape {shape}, expected (pairs, D){self._fix()}")
+        return np.load(path, mmap_mode="r" if mmap else None)
+
+    def compacted_ids(self) -> np.ndarray:
+        """The pair_ids of the compacted arrays, in their row order (checked as :meth:`load` does)."""
+        return self._array("ids.npy")
+
+    def verify(self) -> list[str]:
+        """Hash every compacted array and compare it with ``checksums.json`` (and every header with
+        its file's size); returns the names verified, raises ``ProjectError`` naming a damaged one
+        (or arrays from different writes)."""
+        self._compacted()
+        for name in ARRAYS:
+            if (self.root / name).is_file():
+                self._array(name, mmap=True)
+        return _integrity.verify(self.root, ARRAYS, full=True, fix=self._fix())
+
+    def record_checksums(self) -> None:
+        """Record the checksums of the compacted arrays as they are now (after a writer that moved
+        them into place itself)."""
+        _integrity.settle(self.root, ARRAYS)
 
     def _parts(self) -> list[Path]:
         return sorted(self.parts_dir.glob("part-*.npz"))
@@ -120,8 +185,8 @@ class EmbeddingStore:
     def stored_ids(self) -> set[str]:
         """Every pair_id with vectors, in the compacted arrays or in parts."""
         ids: set[str] = set()
-        if (self.root / "ids.npy").is_file():
-            ids.update(np.load(self.root / "ids.npy").tolist())
+        if self._compacted():
+            ids.update(self._array("ids.npy").tolist())
         for part in self._parts():
             with np.load(part) as z:
                 ids.update(z["ids"].tolist())
@@ -134,15 +199,19 @@ class EmbeddingStore:
 
     def is_compact_for(self, pair_ids: Sequence[str]) -> bool:
         """True when the compacted arrays hold exactly ``pair_ids`` in that order and no parts wait."""
-        ids_path = self.root / "ids.npy"
-        if self._parts() or not ids_path.is_file():
+        if self._parts() or not self._compacted():
             return False
-        ids = np.load(ids_path)
+        ids = self._array("ids.npy")
         return len(ids) == len(pair_ids) and bool(np.array_equal(ids, np.asarray(pair_ids, dtype=str)))
 
     def compact(self, pair_ids: Sequence[str]) -> None:
         """Merge compacted arrays and parts into ``image.npy``/``text.npy`` in ``pair_ids`` order."""
         missing = self.missing(pair_ids)
+        lost = [name for name in ARRAYS if not (self.root / name).is_file()]
+        if missing and 0 < len(lost) < len(ARRAYS):
+            raise NotEmbeddedError(
+                f"{self.root / lost[0]} is missing, so the vectors beside it cannot be matched to "
+                f"the pairs{self._fix()}")
         if missing:
             raise NotEmbeddedError(
                 f"{len(missing)} of {len(pair_ids)} pairs have no vectors yet (first: {missing[0]}); "
@@ -151,9 +220,11 @@ class EmbeddingStore:
         position = {pid: i for i, pid in enumerate(pair_ids)}
         dim = int((self.manifest() or {}).get("dim", 0)) or self._guess_dim()
         parts = self._parts()
-        # both arrays are written (unique temporary names) before either replaces the old one
+        # all three arrays are written (unique temporary names) and their checksums accepted
+        # before any replaces the old one
         with (atomic_path(self.root / "image.npy") as image_tmp,
-              atomic_path(self.root / "text.npy") as text_tmp):
+              atomic_path(self.root / "text.npy") as text_tmp,
+              atomic_path(self.root / "ids.npy") as ids_tmp):
             for kind, tmp in (("image", image_tmp), ("text", text_tmp)):
                 out = np.zeros((len(pair_ids), dim), dtype=np.float16)
                 for ids, vecs in self._sources(kind):
@@ -161,14 +232,16 @@ class EmbeddingStore:
                     keep = rows >= 0
                     out[rows[keep]] = vecs[keep]
                 save_npy_atomic(tmp, out)
-        save_npy_atomic(self.root / "ids.npy", np.asarray(pair_ids, dtype=str))
+            save_npy_atomic(ids_tmp, np.asarray(pair_ids, dtype=str))
+            _integrity.expect(self.root, {"image.npy": image_tmp, "text.npy": text_tmp,
+                                          "ids.npy": ids_tmp})
+        _integrity.settle(self.root, ARRAYS)
         for part in parts:
             part.unlink(missing_ok=True)
 
     def _sources(self, kind: str):
-        ids_path = self.root / "ids.npy"
-        if ids_path.is_file() and (self.root / f"{kind}.npy").is_file():
-            yield np.load(ids_path), np.load(self.root / f"{kind}.npy", mmap_mode="r")
+        if self._compacted():
+            yield self._array("ids.npy"), self._array(f"{kind}.npy", mmap=True)
         for part in self._parts():
             with np.load(part) as z:
                 yield z["ids"], z[kind]
@@ -188,10 +261,9 @@ class EmbeddingStore:
             raise ValueError(f"kind must be 'image' or 'text', got {kind!r}")
         if pair_ids is not None and not self.is_compact_for(pair_ids):
             self.compact(pair_ids)
-        path = self.root / f"{kind}.npy"
-        if not path.is_file():
+        if not self._compacted():
             raise NotEmbeddedError(f"no {kind} vectors in {self.root}; run `mmcurate embed PROJECT`.")
-        return np.load(path, mmap_mode="r")
+        return self._array(f"{kind}.npy", mmap=True)
 
 
 def _merged_precision(current: dict[str, Any] | None, info: dict[str, Any], has_vectors: bool):

@@ -30,7 +30,7 @@ import numpy as np
 from mmcurate._util import check_random_state
 from mmcurate.embed.model import import_open_clip
 
-__all__ = ["TINY_CFG", "evaluate_tiny_clip", "get_tiny_clip", "train_tiny_clip"]
+__all__ = ["TINY_CFG", "evaluate_tiny_clip", "get_tiny_clip", "train_tiny_clip", "trained_tiny_clip"]
 
 VERSION = "v2"
 TINY_CFG: dict[str, Any] = {
@@ -143,7 +143,9 @@ def train_tiny_clip(out_dir: str | os.PathLike, *, seed: int = 0, steps: int | N
 
     Examples
     --------
-    >>> train_tiny_clip("models/tiny-clip", seed=0)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        train_tiny_clip("models/tiny-clip", seed=0)
     """
     import torch
     import torch.nn.functional as F
@@ -232,6 +234,13 @@ def _cache_root() -> Path:
     if checkout is not None:
         return checkout / ".cache" / "mmcurate"
     return Path.home() / ".cache" / "mmcurate"
+
+
+def trained_tiny_clip(*, seed: int = 0) -> Path | None:
+    """The tiny model folder when it is trained already (by ``mmcurate demo`` or the tests), else
+    None; never trains."""
+    folder = _cache_root() / f"tiny-clip-{VERSION}-seed{seed}"
+    return folder if (folder / "open_clip_model.safetensors").is_file() else None
 
 
 def get_tiny_clip(*, cache_dir: str | os.PathLike | None = None, seed: int = 0,

@@ -156,9 +156,11 @@ def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2,
 
     Examples
     --------
-    >>> report = embed_with_ray(open_project("proj"), num_workers=2)  # doctest: +SKIP
-    >>> report.n_embedded, report.devices  # doctest: +SKIP
-    (400, ['cpu'])
+    Usage (not run as a doctest: it needs data of your own)::
+
+        report = embed_with_ray(open_project("proj"), num_workers=2)
+        report.n_embedded, report.devices
+        # (400, ['cpu'])
     """
     ray = require_ray()
     from ray.data import ActorPoolStrategy

@@ -170,7 +170,9 @@ def rank_with_ray(
 
     Examples
     --------
-    >>> table = rank_with_ray("emb/image.npy", "emb/text.npy", strategies=["disagreement"])  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        table = rank_with_ray("emb/image.npy", "emb/text.npy", strategies=["disagreement"])
     """
     from mmcurate.engine.ray_embed import require_ray
     from mmcurate.rank import RankContext, compute_from_context

@@ -69,8 +69,10 @@ def write_webdataset(curated: pd.DataFrame, out_dir: str | os.PathLike, *,
 
     Examples
     --------
-    >>> shards, unreadable = write_webdataset(cur.curated, "out/", read_image=read,  # doctest: +SKIP
-    ...                                       refs=proj.pairs.set_index("pair_id")["image"])
+    Usage (not run as a doctest: it needs data of your own)::
+
+        shards, unreadable = write_webdataset(cur.curated, "out/", read_image=read,
+                                              refs=proj.pairs.set_index("pair_id")["image"])
     """
     out_dir = Path(out_dir)
     records = curated.to_dict("records")

@@ -68,8 +68,10 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
 
     Examples
     --------
-    >>> summary = export_curated(proj, "release/", fmt="parquet", threshold=0.9)  # doctest: +SKIP
-    >>> summary["curated"], summary["dropped"], summary["report_html"]  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        summary = export_curated(proj, "release/", fmt="parquet", threshold=0.9)
+        summary["curated"], summary["dropped"], summary["report_html"]
     """
     if fmt not in CURATED_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(CURATED_FORMATS)}; got {fmt!r}")
@@ -83,9 +85,9 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     if shard_size < 1:
         raise ValueError(f"shard_size must be >= 1 sample per shard; got {shard_size}")
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     cur = curate_pairs(proj, threshold=threshold, target_noise=target_noise,
                        strategy_scores=strategy_scores, keep_duplicates=keep_duplicates)
+    out_dir.mkdir(parents=True, exist_ok=True)  # after the project read well: no empty folder else
     verified = cur.estimates.get("verified", True)
     threshold = cur.estimates.get("threshold") if threshold is not None and verified else None
     paths: dict[str, Any] = {}

@@ -113,8 +113,10 @@ def compute_duplicates(proj, *, params: GroupParams | None = None, random_state:
 
     Examples
     --------
-    >>> result = compute_duplicates(proj)  # doctest: +SKIP
-    >>> result.groups.groupby("kind")["group_id"].nunique()  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        result = compute_duplicates(proj)
+        result.groups.groupby("kind")["group_id"].nunique()
     """
     params = params or GroupParams()
     t0 = time.perf_counter()
@@ -185,7 +187,9 @@ def split_group(proj, pair_ids) -> pd.DataFrame:
 
     Examples
     --------
-    >>> split_group(proj, ["a1b2c3d4e5f60718"])  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        split_group(proj, ["a1b2c3d4e5f60718"])
     """
     ids = {str(p) for p in ([pair_ids] if isinstance(pair_ids, str) else pair_ids)}
     unknown = sorted(ids - set(proj.pairs["pair_id"].astype(str)))

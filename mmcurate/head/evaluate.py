@@ -120,8 +120,10 @@ def cross_validate_head(image_embeddings: npt.ArrayLike, text_embeddings: npt.Ar
 
     Examples
     --------
-    >>> cross_validate_head(img, txt, positives=accepted, negatives=rejected)  # doctest: +SKIP
-    {'cv_folds': 5, 'cv_accuracy': 0.93, 'cv_accuracy_identity': 0.71, ...}
+    Usage (not run as a doctest: it needs data of your own)::
+
+        cross_validate_head(img, txt, positives=accepted, negatives=rejected)
+        # {'cv_folds': 5, 'cv_accuracy': 0.93, 'cv_accuracy_identity': 0.71, ...}
     """
     data = _prepare(image_embeddings, text_embeddings, positives, negatives, fixed_texts, config)
     with _one_thread():

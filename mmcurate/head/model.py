@@ -146,11 +146,13 @@ class ProjectionHead:
 
     Examples
     --------
-    >>> head = ProjectionHead(512)
-    >>> z = head.transform_images(image_embeddings)  # doctest: +SKIP
-    >>> norms = np.linalg.norm(image_embeddings, axis=1, keepdims=True)  # doctest: +SKIP
-    >>> np.allclose(z, image_embeddings / norms)  # round 0 is plain CLIP  # doctest: +SKIP
-    True
+    Usage (not run as a doctest: it needs data of your own)::
+
+        head = ProjectionHead(512)
+        z = head.transform_images(image_embeddings)
+        norms = np.linalg.norm(image_embeddings, axis=1, keepdims=True)
+        np.allclose(z, image_embeddings / norms)  # round 0 is plain CLIP
+        # True
     """
 
     def __init__(self, dim: int, *, config: HeadConfig = HeadConfig(),

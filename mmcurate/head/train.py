@@ -46,10 +46,12 @@ def train_head(image_embeddings: npt.ArrayLike, text_embeddings: npt.ArrayLike, 
 
     Examples
     --------
-    >>> head, metrics = train_head(img, txt, positives=accepted, negatives=rejected)  # doctest: +SKIP
-    >>> metrics["cv_accuracy"], metrics["cv_accuracy_identity"]  # doctest: +SKIP
-    (0.93, 0.71)
-    >>> proba = head.predict_proba(img, txt)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        head, metrics = train_head(img, txt, positives=accepted, negatives=rejected)
+        metrics["cv_accuracy"], metrics["cv_accuracy_identity"]
+        # (0.93, 0.71)
+        proba = head.predict_proba(img, txt)
     """
     with _one_thread():
         return _train_head(image_embeddings, text_embeddings, positives, negatives, fixed_texts, config)

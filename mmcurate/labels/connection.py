@@ -103,14 +103,26 @@ class LedgerConnection:
                 if self._conn.in_transaction:
                     self._conn.execute("ROLLBACK")
                 raise
+            self.checkpoint()
+
+    def checkpoint(self, mode: str = "PASSIVE") -> None:
+        """Copy the write-ahead log into ``labels.sqlite`` (``PASSIVE``: as far as readers allow,
+        never waiting), so a copy of that file alone holds every committed decision. A checkpoint
+        that cannot run now is left to the next one."""
+        with self._lock:
+            try:
+                self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchall()
+            except (sqlite3.OperationalError, sqlite3.ProgrammingError):  # busy, locked or closed
+                pass
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
             return self._conn.execute(sql, params).fetchall()
 
     def close(self) -> None:
-        """Close the connection (further calls raise ``sqlite3.ProgrammingError``)."""
+        """Checkpoint and close the connection (further calls raise ``sqlite3.ProgrammingError``)."""
         with self._lock:
+            self.checkpoint("TRUNCATE")
             self._conn.close()
 
     def __enter__(self) -> Self:

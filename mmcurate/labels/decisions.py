@@ -178,8 +178,10 @@ class DecisionsMixin(LedgerConnection):
 
         Examples
         --------
-        >>> report = ledger.import_decisions("round1.csv", known_pair_ids=pairs["pair_id"])  # doctest: +SKIP
-        >>> report.n_added, report.n_conflicts  # doctest: +SKIP
+        Usage (not run as a doctest: it needs data of your own)::
+
+            report = ledger.import_decisions("round1.csv", known_pair_ids=pairs["pair_id"])
+            report.n_added, report.n_conflicts
         """
         if isinstance(source, pd.DataFrame):
             name = source_name or "<DataFrame>"

@@ -20,9 +20,17 @@ class Ledger(BatchesMixin, DecisionsMixin, HeadsMixin):
 
     Examples
     --------
-    >>> with Ledger(tmp / "labels.sqlite") as ledger:  # doctest: +SKIP
+    >>> import tempfile
+    >>> from pathlib import Path
+    >>> tmp = Path(tempfile.mkdtemp())
+    >>> with Ledger(tmp / "labels.sqlite") as ledger:
     ...     r = ledger.create_round(["p1", "p2"], strategy="margin", params={"budget": 2}, model={})
     ...     ledger.record("p1", "accept", reviewer="ana")
     ...     ledger.record("p2", "fix", caption="a red cube", reviewer="ana")
     ...     ledger.batch(r)[["pair_id", "decision", "caption_fixed"]]
+    True
+    True
+      pair_id decision caption_fixed
+    0      p1   accept          None
+    1      p2      fix    a red cube
     """

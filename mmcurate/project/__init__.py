@@ -7,7 +7,8 @@ Layout::
       pairs.parquet         the PairTable: pair_id, image, caption, extra columns (row i = vector i)
       rejects.csv           rows that did not make it in: source, row, pair_id, column, reason, detail
                             (``row`` empty for pairs set aside by ``embed``)
-      embeddings/           manifest.json, parts/ while embedding, image.npy / text.npy / ids.npy
+      embeddings/           manifest.json, parts/ while embedding, image.npy / text.npy / ids.npy,
+                            checksums.json (verified on open, fully by ``mmcurate check``)
       embed_failures.csv    pairs whose image could not be read (or gave non-finite vectors) at
                             embedding time; they move from pairs.parquet to rejects.csv
       index/                faiss indexes + fingerprint.json (rebuilt when embeddings change)

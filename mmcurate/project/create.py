@@ -42,34 +42,52 @@ def create_project(
 
     Examples
     --------
-    >>> proj = create_project("proj", pairs="captions.csv", image_root="images/")  # doctest: +SKIP
-    >>> proj = create_project("proj2", embeddings="laion_embeddings/")  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        proj = create_project("proj", pairs="captions.csv", image_root="images/")
+        proj = create_project("proj2", embeddings="laion_embeddings/")
     """
     if (pairs is None) == (embeddings is None):
         raise ValueError("give exactly one of pairs= (a pairs file/folder) or embeddings= (a folder)")
     root = Path(root)
+    new = not root.exists()
     with project_lock(root):
-        if (root / _CONFIG).exists() and not overwrite:
-            raise ProjectError(f"{root} already holds a project; open it, or pass overwrite=True (CLI: "
-                               f"--force) to start over (the old state is moved to replaced-<time>/).")
-        config: dict[str, Any] = {"format_version": FORMAT_VERSION,
-                                  "created": time.strftime("%FT%TZ", time.gmtime())}
-        staging = root / f".incoming-{os.getpid()}"
         try:
-            if embeddings is not None:
-                table, rejects = _import_source(config, embeddings, staging, image_root)
-            else:
-                table, rejects, config = _load_source(config, pairs, image_root, columns, fmt,
-                                                      check_images, progress, model)
-            _set_aside(root)  # an old project (overwrite) or leftovers of a failed init
-            if (staging / "embeddings").is_dir():
-                os.replace(staging / "embeddings", root / "embeddings")
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        atomic_write_frame(table.reset_index(drop=True), root / "pairs.parquet")
-        atomic_write_frame(rejects, root / "rejects.csv")
-        atomic_write_json(root / _CONFIG, config)
+            _create(root, pairs, image_root, embeddings, model, columns, fmt, check_images, progress,
+                    overwrite)
+        except BaseException:
+            if new:  # the folder this call made (under its lock) holds nothing of value: no empty
+                shutil.rmtree(root, ignore_errors=True)  # project is left behind
+            raise
     return Project(root)
+
+
+def _create(root: Path, pairs, image_root, embeddings, model, columns, fmt, check_images, progress,
+            overwrite) -> None:
+    """The work of :func:`create_project`, under the project lock."""
+    if (root / _CONFIG).exists() and not overwrite:
+        raise ProjectError(f"{root} already holds a project; open it, or pass overwrite=True (CLI: "
+                           f"--force) to start over (the old state is moved to replaced-<time>/).")
+    config: dict[str, Any] = {"format_version": FORMAT_VERSION,
+                              "created": time.strftime("%FT%TZ", time.gmtime())}
+    staging = root / f".incoming-{os.getpid()}"
+    try:
+        if embeddings is not None:
+            table, rejects = _import_source(config, embeddings, staging, image_root)
+        else:
+            table, rejects, config = _load_source(config, pairs, image_root, columns, fmt,
+                                                  check_images, progress, model)
+        # written before anything old is touched: a table that cannot be stored stops here
+        staging.mkdir(parents=True, exist_ok=True)
+        atomic_write_frame(table.reset_index(drop=True), staging / "pairs.parquet")
+        atomic_write_frame(rejects, staging / "rejects.csv")
+        _set_aside(root)  # an old project (overwrite) or leftovers of a failed init
+        for name in ("embeddings", "pairs.parquet", "rejects.csv"):
+            if (staging / name).exists():
+                os.replace(staging / name, root / name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    atomic_write_json(root / _CONFIG, config)
 
 
 def _external_image_root(table, image_root) -> str | None:

@@ -17,9 +17,11 @@ class Project(ProjectEmbeddings):
 
     Examples
     --------
-    >>> proj = open_project("my_project")  # doctest: +SKIP
-    >>> proj.pairs.head()  # doctest: +SKIP
-    >>> img = proj.image_embeddings()  # (N, D) float16; row i = pairs row i  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        proj = open_project("my_project")
+        proj.pairs.head()
+        img = proj.image_embeddings()  # (N, D) float16; row i = pairs row i
     """
 
     # -- ranking -----------------------------------------------------------------------------
@@ -47,8 +49,10 @@ class Project(ProjectEmbeddings):
 
         Examples
         --------
-        >>> ranked = proj.rank(strategy="margin")  # doctest: +SKIP
-        >>> ranked.nlargest(10, "score")  # doctest: +SKIP
+        Usage (not run as a doctest: it needs data of your own)::
+
+            ranked = proj.rank(strategy="margin")
+            ranked.nlargest(10, "score")
         """
         from mmcurate.rounds import rank_project
 
@@ -70,7 +74,9 @@ class Project(ProjectEmbeddings):
 
         Examples
         --------
-        >>> proj.search(text="a dog on a beach", k=20)  # doctest: +SKIP
+        Usage (not run as a doctest: it needs data of your own)::
+
+            proj.search(text="a dog on a beach", k=20)
         """
         from mmcurate.project.search import search_pairs
 
@@ -87,8 +93,10 @@ class Project(ProjectEmbeddings):
 
         Examples
         --------
-        >>> groups = proj.duplicates(image_threshold=0.9)  # doctest: +SKIP
-        >>> groups.groupby("kind")["group_id"].nunique()  # doctest: +SKIP
+        Usage (not run as a doctest: it needs data of your own)::
+
+            groups = proj.duplicates(image_threshold=0.9)
+            groups.groupby("kind")["group_id"].nunique()
         """
         from mmcurate.groups import GroupParams
         from mmcurate.groups.project import compute_duplicates
@@ -162,6 +170,8 @@ def open_project(root: str | os.PathLike) -> Project:
 
     Examples
     --------
-    >>> proj = open_project("my_project")  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        proj = open_project("my_project")
     """
     return Project(root)

@@ -67,8 +67,10 @@ class ProjectEmbeddings(ProjectFiles):
 
         Examples
         --------
-        >>> proj.set_model(ModelSpec("local-dir:/models/my-clip", None))  # doctest: +SKIP
-        True
+        Usage (not run as a doctest: it needs data of your own)::
+
+            proj.set_model(ModelSpec("local-dir:/models/my-clip", None))
+            # True
         """
         from mmcurate.embed.model import resolve_model
         from mmcurate.exceptions import ModelMismatchError

@@ -6,17 +6,22 @@
   the evidence (:mod:`mmcurate.review.evidence`), current decision) with Jinja autoescaping; the
   page script only ever sets ``textContent``.
 - ``POST /api/decision`` writes one decision to the ledger at once (``source="web"``), so a
-  reload or a killed server loses nothing. The pair must be in this round's batch.
+  reload or a killed server loses nothing. The pair must be in this round's batch. A body over
+  :data:`MAX_REQUEST_BYTES` gets 413, one that is not a flat JSON object of text fields (or a
+  corrected caption over :data:`MAX_CAPTION_CHARS`) gets 400, each with a JSON ``error``. The
+  ledger is checkpointed after each write and when the server stops, so ``labels.sqlite`` alone
+  holds every decision.
 - ``POST /api/accept_all`` accepts the listed cards that are still undecided, in one transaction;
   ``POST /api/undo`` takes the listed cards' decisions in this round back (:meth:`Ledger.undo`).
 - ``GET /image/<pair_id>`` serves a thumbnail of a pair *in this round* or named by its evidence
-  via ``resolve_image``; no part of the URL ever becomes a filesystem path, so traversal is
-  impossible.
+  via ``resolve_image`` (keys may hold slashes, as WebDataset keys do); no part of the URL ever
+  becomes a filesystem path, so traversal is impossible.
 """
 
 from __future__ import annotations
 
 import hmac
+import json
 import secrets
 import threading
 import webbrowser
@@ -25,12 +30,17 @@ from pathlib import Path
 
 import pandas as pd
 
+from mmcurate._util import has_visible_text
 from mmcurate.labels import Ledger
 from mmcurate.review.decisions import DECISIONS
 
-__all__ = ["create_app", "make_token", "serve"]
+__all__ = ["MAX_CAPTION_CHARS", "MAX_REQUEST_BYTES", "create_app", "make_token", "serve"]
 
 _THUMB = 256
+MAX_REQUEST_BYTES = 256 * 1024
+"""The largest body ``POST /api/decision`` takes (413 beyond)."""
+MAX_CAPTION_CHARS = 20_000
+"""The longest corrected caption the page takes (400 beyond)."""
 
 
 def make_token() -> str:
@@ -44,12 +54,34 @@ def _thumbnail(path: Path) -> bytes:
     return thumbnail_jpeg(path, _THUMB)
 
 
-def _parse_decision(body: dict, batch_ids: set[str], round_id: int):
+def _parse_body(data: bytes) -> tuple[dict, str | None]:
+    """The POSTed JSON object, or an error: not JSON, nested too deeply, not an object, or a field
+    that is not text (``caption`` may be null)."""
+    try:
+        body = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        return {}, "the body must be a JSON object: {\"pair_id\": ..., \"decision\": ..., \"caption\": ...}"
+    if not isinstance(body, dict):
+        return {}, f"the body must be a JSON object, got a JSON {type(body).__name__}"
+    for key in ("pair_id", "decision", "caption"):
+        value = body.get(key)
+        if not (isinstance(value, str) or (value is None and key == "caption")):
+            return {}, f"{key!r} must be text, got {type(value).__name__}"
+    return body, None
+
+
+def _parse_decision(data: bytes, batch_ids: set[str], round_id: int):
     """``(pair_id, decision, caption, error)`` from a POSTed decision; ``error`` is None when valid."""
+    body, error = _parse_body(data)
+    if error:
+        return "", "", None, error
     pid, decision = str(body.get("pair_id", "")), str(body.get("decision", "")).strip().lower()
     caption = (body.get("caption") or "").strip() or None
-    error = None
-    if pid not in batch_ids:
+    if caption is not None and len(caption) > MAX_CAPTION_CHARS:
+        error = f"the corrected caption has {len(caption)} characters, at most {MAX_CAPTION_CHARS} are taken"
+    elif decision == "fix" and caption is not None and not has_visible_text(caption):
+        error = "the corrected caption holds only invisible characters"
+    elif pid not in batch_ids:
         error = f"pair {pid!r} is not in round {round_id}"
     elif decision not in DECISIONS:
         error = f"decision must be one of {', '.join(DECISIONS)}"
@@ -58,9 +90,9 @@ def _parse_decision(body: dict, batch_ids: set[str], round_id: int):
     return pid, decision, caption, error
 
 
-def _parse_ids(body: dict, batch_ids: set[str], round_id: int) -> tuple[list[str], str | None]:
+def _parse_ids(body: object, batch_ids: set[str], round_id: int) -> tuple[list[str], str | None]:
     """``(pair_ids, error)`` from a POSTed ``{"pair_ids": [...]}``; every id must be in the round."""
-    ids = body.get("pair_ids")
+    ids = body.get("pair_ids") if isinstance(body, dict) else None
     if not isinstance(ids, list) or not ids or not all(isinstance(p, str) for p in ids):
         return [], "pair_ids must be a non-empty list of pair ids"
     unknown = [p for p in ids if p not in batch_ids]
@@ -115,13 +147,17 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
 
     Examples
     --------
-    >>> app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=1,
-    ...                  resolve_image=lambda pid: None, token=make_token())  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=1,
+                         resolve_image=lambda pid: None, token=make_token())
     """
     from flask import Flask, abort, make_response, render_template, request
 
     app = Flask(__name__, template_folder="templates", static_folder="static")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     ledger = Ledger(ledger_path)
+    app.extensions["mmcurate_ledger"] = ledger  # serve() closes it (a checkpoint) when it stops
     captions = dict(zip(pairs["pair_id"].astype(str), pairs["caption"].astype(str)))
     images = dict(zip(pairs["pair_id"].astype(str), pairs["image"].astype(str)))
     batch_ids = set(ledger.batch(round_id)["pair_id"].astype(str))
@@ -166,7 +202,7 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
 
     _decision_routes(app, ledger, round_id=round_id, batch_ids=batch_ids, reviewer=reviewer)
 
-    @app.get("/image/<pair_id>")
+    @app.get("/image/<path:pair_id>", merge_slashes=False)  # WebDataset keys hold slashes
     def image(pair_id: str):
         data = _cached_thumbnail(pair_id, shown, resolve_image, thumbs, lock)
         if data is None:
@@ -189,7 +225,7 @@ def _decision_routes(app, ledger: Ledger, *, round_id: int, batch_ids: set[str],
 
     @app.post("/api/decision")
     def decide():
-        pid, decision, caption, error = _parse_decision(request.get_json(silent=True) or {}, batch_ids,
+        pid, decision, caption, error = _parse_decision(request.get_data(cache=False), batch_ids,
                                                         round_id)
         if error:
             return jsonify(error=error), 400
@@ -208,6 +244,10 @@ def _decision_routes(app, ledger: Ledger, *, round_id: int, batch_ids: set[str],
         ledger.record_many([{"pair_id": p, "decision": "accept", "reviewer": reviewer} for p in chosen],
                            source="web", round_id=round_id)
         return progress(accepted=chosen)
+
+    @app.errorhandler(413)
+    def too_large(_err):
+        return jsonify(error=f"the request is over {MAX_REQUEST_BYTES} bytes"), 413
 
     @app.post("/api/undo")
     def undo():
@@ -258,6 +298,9 @@ def serve(app, *, host: str = "127.0.0.1", port: int = 0, open_browser: bool = F
         pass
     finally:
         server.server_close()
+        ledger = app.extensions.get("mmcurate_ledger")
+        if ledger is not None:
+            ledger.close()  # checkpoints the write-ahead log into labels.sqlite
 
 
 def _shown_score(reason: str, score) -> float | None:

@@ -53,13 +53,15 @@ def export_batch(proj, out: str | os.PathLike, *, round_id: int | None = None,
 
     Examples
     --------
-    >>> path = export_batch(proj, "round3.csv", thumbnails=True)  # doctest: +SKIP
-    >>> # pandas reads the empty `decision` column as float64, which refuses strings; read it as text:
-    >>> df = pd.read_csv(path, dtype={"decision": "string", "reviewer": "string"})  # doctest: +SKIP
-    >>> df.loc[df["pair_id"] == "p7", "decision"] = "reject"  # doctest: +SKIP
-    >>> df.to_csv(path, index=False)  # NaN / <NA> left in `decision` = not reviewed yet  # doctest: +SKIP
-    >>> # fill in `decision` (accept | reject | fix) and `caption` for fixes, then
-    >>> proj.ledger.import_decisions(path, known_pair_ids=set(proj.pairs["pair_id"]))  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        path = export_batch(proj, "round3.csv", thumbnails=True)
+        # pandas reads the empty `decision` column as float64, which refuses strings; read it as text:
+        df = pd.read_csv(path, dtype={"decision": "string", "reviewer": "string"})
+        df.loc[df["pair_id"] == "p7", "decision"] = "reject"
+        df.to_csv(path, index=False)  # NaN / <NA> left in `decision` = not reviewed yet
+        # fill in `decision` (accept | reject | fix) and `caption` for fixes, then
+        proj.ledger.import_decisions(path, known_pair_ids=set(proj.pairs["pair_id"]))
     """
     out = Path(out)
     if out.suffix.lower() not in BATCH_SUFFIXES:

@@ -18,8 +18,6 @@ Assumptions
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import os
@@ -31,6 +29,7 @@ from typing import Any
 import pandas as pd
 
 from mmcurate._fileio import unescape_cell
+from mmcurate._util import has_visible_text
 from mmcurate.exceptions import DataError
 
 __all__ = ["DECISIONS", "DecisionError", "LabelsFileError", "ParsedDecisions", "clean_decision",
@@ -100,6 +99,9 @@ def clean_decision(pair_id: str, decision: Any, caption: Any, reviewer: Any,
     text = str(caption).strip() if caption is not None else ""
     if value == "fix" and not text:
         raise DecisionError("caption", "decision 'fix' needs the corrected caption in column 'caption'")
+    if value == "fix" and not has_visible_text(text):
+        raise DecisionError("caption", "the corrected caption holds only invisible characters "
+                                       "(zero-width spaces, control characters)")
     who = str(reviewer).strip() if reviewer is not None else ""
     stamp = None
     if timestamp is not None and str(timestamp).strip():
@@ -246,13 +248,16 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def _table_records(header: list[str], rows: list[list[str]]) -> tuple[Records, list[Problem]]:
+def _table_records(header: list[str], rows: list[list[str]],
+                   numbers: Sequence[int] | None = None) -> tuple[Records, list[Problem]]:
+    """Records of a table's data rows; ``numbers`` are their 1-based row numbers (default 1..n;
+    a CSV's count the blank lines it skipped, as a source's rejects do)."""
     names = [h.strip().lower() for h in header]
     if any(c not in names for c in _REQUIRED):
         return [], [_missing_columns(header)]
     records: Records = []
     problems: list[Problem] = []
-    for number, values in enumerate(rows, start=1):
+    for number, values in zip(numbers or range(1, len(rows) + 1), rows):
         if len(values) != len(names):
             problems.append((number, "*", f"has {len(values)} fields, the header has {len(names)}"))
         else:
@@ -261,15 +266,22 @@ def _table_records(header: list[str], rows: list[list[str]]) -> tuple[Records, l
 
 
 def _csv_records(text: str, label: str) -> tuple[Records, list[Problem]]:
+    from mmcurate.data.sources import numbered_rows
+
+    empty = LabelsFileError(f"{label}: the file is empty; expected a header with {list(_REQUIRED)} "
+                            f"(+ optional {list(_OPTIONAL)}) and one row per pair")
     try:
-        rows = [[unescape_cell(cell) for cell in r] for r in csv.reader(io.StringIO(text, newline=""))
-                if any(cell.strip() for cell in r)]
-    except csv.Error as err:
-        raise LabelsFileError(f"{label}: not a readable CSV file ({err})") from err
-    if not rows:
-        raise LabelsFileError(f"{label}: the file is empty; expected a header with "
-                              f"{list(_REQUIRED)} (+ optional {list(_OPTIONAL)}) and one row per pair")
-    return _table_records(rows[0], rows[1:])
+        header, body = numbered_rows(label, text, ",", strict=False)
+    except DataError as err:
+        raise (empty if "is empty" in str(err) else LabelsFileError(str(err))) from err
+    rows = [(number, [unescape_cell(cell) for cell in r]) for number, r in body
+            if any(cell.strip() for cell in r)]
+    if not any(cell.strip() for cell in header):  # blank lines before the header
+        if not rows:
+            raise empty
+        at, header = rows[0]
+        rows = [(n - at, r) for n, r in rows[1:]]
+    return _table_records([unescape_cell(h) for h in header], [r for _, r in rows], [n for n, _ in rows])
 
 
 def _jsonl_records(text: str) -> tuple[Records, list[Problem]]:

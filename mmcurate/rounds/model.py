@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mmcurate._fileio import read_json_object
+from mmcurate.exceptions import ProjectError
 
 
 def _head_path(proj, head_round: int) -> Path:
@@ -57,7 +59,11 @@ def load_model(proj) -> Model:
         if info is not None and sidecar.is_file():
             from mmcurate.learn import calibrator_from_dict
 
-            data = json.loads(sidecar.read_text(encoding="utf-8"))
+            data = read_json_object(sidecar, what="the model's calibrator")
+            if not isinstance(data.get("calibrator"), dict) or not isinstance(data.get("k"), int):
+                raise ProjectError(f"{sidecar} (the model's calibrator) is damaged: no 'calibrator' "
+                                   f"object or integer 'k'; restore it from a backup or retrain "
+                                   f"with `mmcurate train`")
             calibrator, k = calibrator_from_dict(data["calibrator"]), int(data["k"])
             trained_on = frozenset(data.get("trained_on", ()))
             held_out = {str(key): float(v) for key, v in (data.get("held_out_p_aligned") or {}).items()}

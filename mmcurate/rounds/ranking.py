@@ -47,8 +47,10 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATE
 
     Examples
     --------
-    >>> ranked = rank_project(proj, ["margin", "disagreement"])  # doctest: +SKIP
-    >>> ranked.sort_values("score", ascending=False).head()  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        ranked = rank_project(proj, ["margin", "disagreement"])
+        ranked.sort_values("score", ascending=False).head()
     """
     from mmcurate.rank import RankContext, compute_from_context
 

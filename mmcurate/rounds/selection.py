@@ -46,10 +46,12 @@ def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversi
 
     Examples
     --------
-    >>> round_id, batch = select_batch(proj, budget=100)  # doctest: +SKIP
-    >>> batch["stratum"].value_counts()  # doctest: +SKIP
-    exploit    90
-    explore    10
+    Usage (not run as a doctest: it needs data of your own)::
+
+        round_id, batch = select_batch(proj, budget=100)
+        batch["stratum"].value_counts()
+        # exploit    90
+        # explore    10
     """
     from mmcurate.learn import split_budget
     from mmcurate.rank import selection_vectors

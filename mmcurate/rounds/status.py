@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+from mmcurate._fileio import read_json_object
 from mmcurate.rounds.model import load_model
 
 
@@ -35,7 +35,7 @@ def rounds_status(proj) -> dict[str, Any]:
     counts = decisions["decision"].value_counts().to_dict() if len(decisions) else {}
     latest = ledger.latest_head()
     state_path = proj.root / "state.json"
-    state = json.loads(state_path.read_text()) if state_path.is_file() else {}
+    state = read_json_object(state_path, what="the last ranking's state") if state_path.is_file() else {}
     reviewed = len(decisions)
     in_use = load_model(proj)
     latest_info = ((latest.get("metrics") or {}).get("model") if latest else None) or {}

@@ -8,10 +8,12 @@ are summarised over seeds and plotted (:mod:`~mmcurate.simulate.plots`,
 
 Examples
 --------
->>> from mmcurate.simulate import run_simulation, summarize
->>> metrics = run_simulation("results/", scenes=300, strategies=["random", "margin"],
-...                          rounds=3, budget=20, seeds=2)  # doctest: +SKIP
->>> summarize(metrics)  # doctest: +SKIP
+Usage (not run as a doctest: it needs data of your own)::
+
+    from mmcurate.simulate import run_simulation, summarize
+    metrics = run_simulation("results/", scenes=300, strategies=["random", "margin"],
+                             rounds=3, budget=20, seeds=2)
+    summarize(metrics)
 """
 
 from __future__ import annotations

@@ -185,7 +185,9 @@ def run_learning_benchmark(world: str | Path, work: str | Path, spec: LoopSpec, 
 
     Examples
     --------
-    >>> rows = run_learning_benchmark("worlds/clip_gap", "work/run1", LoopSpec(seed=2))  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        rows = run_learning_benchmark("worlds/clip_gap", "work/run1", LoopSpec(seed=2))
     """
     world, work = Path(world), Path(work)
     work.mkdir(parents=True, exist_ok=True)

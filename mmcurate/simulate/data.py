@@ -69,9 +69,11 @@ def prepare_data(folder: str | Path, *, pairs: str | Path | None = None,
 
     Examples
     --------
-    >>> data = prepare_data("results/data", scenes=200, noise=0.2)  # doctest: +SKIP
-    >>> data.truth["is_noisy"].mean()  # doctest: +SKIP
-    0.2
+    Usage (not run as a doctest: it needs data of your own)::
+
+        data = prepare_data("results/data", scenes=200, noise=0.2)
+        data.truth["is_noisy"].mean()
+        # 0.2
     """
     if sum(x is not None for x in (pairs, embeddings, scenes)) != 1:
         raise ValueError("give exactly one data source: pairs=, embeddings= or scenes=")

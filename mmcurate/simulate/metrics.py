@@ -181,8 +181,10 @@ def summarize(metrics: pd.DataFrame, *, recall_target: float = 0.9, auroc_target
 
     Examples
     --------
-    >>> summary = summarize(load_results("results/"))  # doctest: +SKIP
-    >>> summary.sort_values("aulc_recall_mean", ascending=False).head()  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        summary = summarize(load_results("results/"))
+        summary.sort_values("aulc_recall_mean", ascending=False).head()
     """
     runs = per_run(metrics, recall_target=recall_target, auroc_target=auroc_target, at_labels=at_labels)
     rows = []

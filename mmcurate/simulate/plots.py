@@ -1,6 +1,8 @@
-"""Figures of a simulation: each function returns a matplotlib Figure (Agg backend, no display).
+"""Figures of a simulation: each function returns a matplotlib Figure.
 
-The runner saves them as PNGs; notebooks show them inline.
+The runner saves them as PNGs; notebooks show them inline (as :mod:`mmcurate.viz` does, pyplot picks
+the backend: Agg without a display, the inline backend in Jupyter; forcing Agg made a returned
+figure print as ``<Figure size ...>`` text in notebook 02).
 """
 
 from __future__ import annotations
@@ -16,13 +18,12 @@ _LABELS = {"recall": "recall of review (noisy pairs found)", "auroc": "noise-det
 
 
 def _figure(width: float = 7.0, height: float = 4.5, ncols: int = 1, nrows: int = 1):
-    import matplotlib
+    """A new figure with an ``(nrows, ncols)`` array of axes, closed in pyplot at once (Jupyter draws
+    the returned figure once; scripts do not accumulate open figures; ``savefig`` still works)."""
+    import matplotlib.pyplot as plt
 
-    matplotlib.use("Agg", force=False)
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(nrows, ncols, squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained")
+    plt.close(fig)
     return fig, axes
 
 
@@ -38,8 +39,10 @@ def learning_curves(metrics: pd.DataFrame, metric: str = "recall", *, title: str
 
     Examples
     --------
-    >>> fig = learning_curves(load_results("results/"), "auroc")  # doctest: +SKIP
-    >>> fig.savefig("auroc.png")  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        fig = learning_curves(load_results("results/"), "auroc")
+        fig.savefig("auroc.png")
     """
     if metric not in metrics.columns:
         raise ValueError(f"unknown metric {metric!r}; columns: {', '.join(metrics.columns)}")

@@ -198,9 +198,11 @@ def run_simulation(out_dir: str | Path, *, pairs: str | Path | None = None,
 
     Examples
     --------
-    >>> metrics = run_simulation("results/", scenes=300, strategies=["random", "margin"],
-    ...                          rounds=3, budget=20, seeds=2)  # doctest: +SKIP
-    >>> summarize(metrics)[["strategy", "aulc_recall_mean"]]  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        metrics = run_simulation("results/", scenes=300, strategies=["random", "margin"],
+                                 rounds=3, budget=20, seeds=2)
+        summarize(metrics)[["strategy", "aulc_recall_mean"]]
     """
     config = SimulationConfig(**{**(asdict(config) if config else {}), **options})
     out = Path(out_dir)

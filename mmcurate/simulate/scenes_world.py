@@ -75,9 +75,11 @@ def tiny_scenes_world(n: int = 5000, *, noise: float = 0.2, kind: str = "same-ca
 
     Examples
     --------
-    >>> w = tiny_scenes_world(300, random_state=0)  # doctest: +SKIP
-    >>> w.truth["kind"].value_counts().to_dict()  # doctest: +SKIP
-    {'clean': 240, 'attribute': 30, 'swap': 30}
+    Usage (not run as a doctest: it needs data of your own)::
+
+        w = tiny_scenes_world(300, random_state=0)
+        w.truth["kind"].value_counts().to_dict()
+        # {'clean': 240, 'attribute': 30, 'swap': 30}
     """
     from mmcurate.synth import describe_scene, generate_scenes
 

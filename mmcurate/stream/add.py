@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_frame, atomic_write_json
+from mmcurate._fileio import atomic_write_frame, atomic_write_json, read_json_object
 from mmcurate.exceptions import NotEmbeddedError, ProjectError
 from mmcurate.stream.threshold import AdaptiveThreshold
 
@@ -37,7 +37,7 @@ def stream_state(proj) -> dict[str, Any]:
     """The stream's saved state: ``n_batches``, ``n_seen``, ``n_queued``, ``adaptive`` (threshold
     state or None), ``files`` (sha256 -> source, batch_id, at) and ``realised_rate``."""
     path = _dir(proj, "state.json")
-    state = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {
+    state = read_json_object(path, what="the stream's state") if path.is_file() else {
         "version": _STATE_VERSION, "n_batches": 0, "n_seen": 0, "n_queued": 0, "adaptive": None,
         "files": {}}
     state["realised_rate"] = state["n_queued"] / state["n_seen"] if state["n_seen"] else None
@@ -124,8 +124,10 @@ def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement"
 
     Examples
     --------
-    >>> decisions = add_pairs(proj, "incoming/batch7.csv", rate=0.05)  # doctest: +SKIP
-    >>> decisions[decisions["queued"]][["pair_id", "score", "round_id"]]  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        decisions = add_pairs(proj, "incoming/batch7.csv", rate=0.05)
+        decisions[decisions["queued"]][["pair_id", "score", "round_id"]]
     """
     mode, strategy = check_options(strategy, threshold, rate)
     source = Path(source)
@@ -407,7 +409,9 @@ def recover_stream(proj) -> pd.DataFrame | None:
 
     Examples
     --------
-    >>> recover_stream(proj)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        recover_stream(proj)
     """
     with proj.lock():
         return _recover(proj)

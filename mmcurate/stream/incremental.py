@@ -89,9 +89,11 @@ class PoolScorer:
 
     Examples
     --------
-    >>> scorer = PoolScorer(proj.root / "index" / "pool", image, text, fingerprint="fp")  # doctest: +SKIP
-    >>> scores = scorer.score(new_image, new_text, strategy="disagreement")  # doctest: +SKIP
-    >>> scorer.commit("fp+batch")  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        scorer = PoolScorer(proj.root / "index" / "pool", image, text, fingerprint="fp")
+        scores = scorer.score(new_image, new_text, strategy="disagreement")
+        scorer.commit("fp+batch")
     """
 
     def __init__(self, folder: Path, image_embeddings, text_embeddings, *, fingerprint: str,

@@ -76,7 +76,9 @@ def watch(proj, folder: str | os.PathLike, *, once: bool = False, poll: float = 
 
     Examples
     --------
-    >>> batches = watch(proj, "incoming/", once=True, rate=0.05)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        batches = watch(proj, "incoming/", once=True, rate=0.05)
     """
     folder = Path(folder)
     if not folder.is_dir():

@@ -131,7 +131,17 @@ def _parquet(df: pd.DataFrame) -> Callable[[Workspace], list[str]]:
         w.png("img/a.png")
         w.png("img/b.png")
         path = w.dir / "pairs.parquet"
-        df.to_parquet(path, index=False)
+        if "map_column" in df.attrs:  # a Parquet map column, as Spark and Arrow writers make
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            column = df.attrs["map_column"]
+            table = pa.Table.from_pandas(df.drop(columns=[column]), preserve_index=False)
+            table = table.append_column(column, pa.array(df[column].tolist(),
+                                                         type=pa.map_(pa.string(), pa.string())))
+            pq.write_table(table, path)
+        else:
+            df.to_parquet(path, index=False)
         return ["--pairs", str(path)]
     return build
 
@@ -555,5 +565,64 @@ RESERVED_CASES = [
                  detail="text_emb_0.npy row 3")),
 ]
 
+def _npy_written(kind: str):
+    """An embedding folder whose first image shard is rewritten as ``kind``."""
+    def write(root: Path) -> None:
+        path = root / "img_emb" / "img_emb_0.npy"
+        x = vectors(3)
+        if kind == "fortran":
+            np.save(path, np.asfortranarray(x))
+        elif kind == "object":
+            np.save(path, x.astype(object), allow_pickle=True)
+        else:  # truncated: the header promises 3 rows, the file stops inside the second
+            data = path.read_bytes()
+            path.write_bytes(data[: len(data) - 40])
+    return _emb_raw(write)
+
+
+def _as_map(df: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``df`` whose ``column`` ``_parquet`` writes as a Parquet map (Spark and Arrow writers make them)."""
+    df = df.copy()
+    df.attrs["map_column"] = column
+    return df
+
+
+LONG_CAPTION = "a very long caption " * 8000  # 160 000 characters: over the csv module's 128 KiB
+
+
+# issue 23: damaged or surprising inputs that must say so (file, row, reason)
+DAMAGE_CASES = [
+    Case("csv_caption_over_128_kib", "csv", "init", _csv(GOOD + f"b,img/b.png,{LONG_CAPTION}\n"),
+         Accepts(2, lambda p: len(p.set_index("pair_id").loc["b", "caption"]) == len(LONG_CAPTION.strip()))),
+    Case("csv_zero_width_caption", "csv", "init", _csv(GOOD + "b,img/b.png,\u200b\u200b\u2060 \n"),
+         Rejects((("pairs.csv", 2, "empty_caption"),), n_pairs=1, detail="invisible")),
+    Case("jsonl_mixed_type_extra", "jsonl", "init",
+         _jsonl(['{"id": "a", "image": "img/a.png", "caption": "x", "extra": 1}',
+                 '{"id": "b", "image": "img/b.png", "caption": "y", "extra": "text"}',
+                 '{"id": "c", "image": "img/a.png", "caption": "z", "extra": [1, 2]}']),
+         Accepts(3, lambda p: p.set_index("pair_id")["extra"].to_dict() == {"a": "1", "b": "text",
+                                                                           "c": "[1, 2]"})),
+    Case("parquet_list_captions", "parquet", "init",
+         _parquet(pd.DataFrame({"id": ["a", "b"], "image": ["img/a.png", "img/b.png"],
+                                "caption": [["x", "z"], ["y"]]})),
+         Rejects((("pairs.parquet", 1, "non_string_caption"), ("pairs.parquet", 2, "non_string_caption")),
+                 n_pairs=0, detail="got list [")),
+    Case("parquet_map_column", "parquet", "init",
+         _parquet(pd.DataFrame({"id": ["a", "b"], "image": ["img/a.png", "img/b.png"], "caption": ["x", "y"],
+                                "meta": [[("k", "v")], [("k2", "v2")]]}).pipe(_as_map, "meta")),
+         Accepts(2)),
+    Case("emb_fortran_order_npy", "embeddings", "init-emb", _npy_written("fortran"),
+         Fails("img_emb_0.npy holds a Fortran-ordered array")),
+    Case("emb_object_npy", "embeddings", "init-emb", _npy_written("object"),
+         Fails("img_emb_0.npy holds dtype object, not numbers")),
+    Case("emb_truncated_npy", "embeddings", "init-emb", _npy_written("truncated"),
+         Fails("img_emb_0.npy is truncated")),
+    Case("labels_blank_lines_keep_row_numbers", "labels-table", "label",
+         _label("pair_id,decision\ne0,accept\n\n\ne1,maybe\n"), Fails("row 4")),
+    Case("labels_fix_of_invisible_characters", "labels-table", "label",
+         _label("pair_id,decision,caption\ne0,fix,\u200b\u200b\n"), Fails("only invisible characters")),
+]
+
+
 CASES: list[Case] = [*CSV_CASES, *JSONL_CASES, *PARQUET_CASES, *WDS_CASES, *FOLDER_CASES, *EMB_CASES,
-                     *LABEL_CASES, *ADD_CASES, *RESERVED_CASES]
+                     *LABEL_CASES, *ADD_CASES, *RESERVED_CASES, *DAMAGE_CASES]

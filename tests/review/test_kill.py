@@ -77,3 +77,25 @@ def test_killed_label_import_writes_nothing_then_succeeds(review_project, tmp_pa
                            "--import", str(small)], capture_output=True).returncode == 0
     latest = Ledger(review_project.root / "labels.sqlite").decisions().set_index("pair_id")
     assert latest.loc["p1", "decision"] == "reject"
+
+
+def test_a_review_server_stopped_with_ctrl_c_leaves_every_decision_in_labels_sqlite(review_project,
+                                                                                  tmp_path):
+    import shutil
+    import sqlite3
+
+    review_project.ledger.close()
+    proc, base, token = _start(review_project.root)
+    try:
+        _post(base, token, "p0", "accept")
+        _post(base, token, "p1", "reject")
+        copy = tmp_path / "while-running.sqlite"
+        shutil.copy(review_project.root / "labels.sqlite", copy)  # the main file alone, mid-session
+        with sqlite3.connect(copy) as conn:
+            assert conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 2
+        conn.close()
+    finally:
+        proc.send_signal(signal.SIGINT)  # Ctrl-C
+        proc.wait(timeout=30)
+    wal = review_project.root / "labels.sqlite-wal"
+    assert not wal.exists() or wal.stat().st_size == 0  # checkpointed when the server stopped
