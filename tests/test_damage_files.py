@@ -30,13 +30,16 @@ def embedded(tmp_path, png_pairs, micro_clip_dir) -> Path:
 
 @pytest.fixture
 def external(tmp_path) -> Path:
-    """A project of imported vectors (400 pairs, D=8: 6.4 KB per array) with one round queued."""
+    """A project of imported vectors (400 pairs, D=8: 6.4 KB per array) with one round decided
+    (so that `select` goes on to read the vectors)."""
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(400, 8)).astype(np.float32)
     meta = pd.DataFrame({"key": [f"e{i}" for i in range(400)], "caption": [f"c{i}" for i in range(400)]})
     proj = create_project(tmp_path / "ext", embeddings=write_embedding_folder(
         tmp_path / "emb", vectors, rng.normal(size=(400, 8)).astype(np.float32), meta))
-    proj.ledger.create_round([f"e{i}" for i in range(4)], strategy="test", params={}, model={})
+    round_id = proj.ledger.create_round([f"e{i}" for i in range(4)], strategy="test", params={}, model={})
+    proj.ledger.record_many([{"pair_id": f"e{i}", "decision": "accept"} for i in range(4)], source="test",
+                            round_id=round_id)
     proj.ledger.close()
     return proj.root
 
@@ -196,12 +199,13 @@ def test_every_write_is_checkpointed_so_the_ledger_file_alone_holds_it(external,
     from mmcurate.labels import Ledger
 
     ledger = Ledger(external / "labels.sqlite")  # held open, as a running review page holds it
+    before = len(ledger.decisions(history=True))
     for i in range(4):
-        ledger.record(f"e{i}", "reject" if i % 2 else "accept", round_id=1)
+        ledger.record(f"e{i}", "reject", round_id=1)  # the fixture accepted them: 4 new rows
     copy = tmp_path / "copy.sqlite"
     shutil.copy(external / "labels.sqlite", copy)  # the main file alone, no -wal beside it
     with sqlite3.connect(copy) as conn:
-        assert conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == 4
+        assert conn.execute("SELECT COUNT(*) FROM decisions").fetchone()[0] == before + 4
     ledger.close()
     assert not (external / "labels.sqlite-wal").exists() or \
         (external / "labels.sqlite-wal").stat().st_size == 0
