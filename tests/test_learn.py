@@ -3,6 +3,8 @@ and export gives every pair a verdict."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -98,14 +100,24 @@ def test_a_model_worse_on_held_back_labels_is_not_used(shifted, monkeypatch):
     monkeypatch.setattr(learn, "fit_calibrator", inverted)
     second, metrics = train_project_head(proj)
     monkeypatch.undo()
-    assert second == first + 1 and not metrics["accepted"]
-    assert "below" in metrics["reason"]
-    assert load_model(proj).round == first  # ranking goes on with the model in use
+    # the new model is refused: the model in use keeps ranking, its probabilities recalibrated on
+    # every label (recorded as round `second`, kept from `first`)
+    assert second == first + 1 and metrics["kept"] == first
+    assert "below" in metrics["reason"] and "recalibrated on every label" in metrics["reason"]
+    model = load_model(proj)
+    assert model.round == second and model.info["kept"] == first
     after = rank_project(proj, ["p_misaligned"])
-    assert after.attrs["provenance"]["head_round"] == first
-    assert np.allclose(after["p_aligned"].to_numpy(), before)
+    assert after.attrs["provenance"]["head_round"] == second
+    p_after = after["p_aligned"].to_numpy()
+    assert np.array_equal(np.argsort(p_after, kind="stable"), np.argsort(before, kind="stable"))
+    assert not np.allclose(p_after, before)  # same order, recalibrated
+    kept = learn.calibrator_from_dict(
+        json.loads((proj.root / "heads" / f"model-{second:04d}.json").read_text())["calibrator"])
+    first_cal = learn.calibrator_from_dict(
+        json.loads((proj.root / "heads" / f"model-{first:04d}.json").read_text())["calibrator"])
+    assert np.allclose(kept.weights[:-1] / first_cal.weights[:-1], kept.weights[0] / first_cal.weights[0])
     status = proj.status()
-    assert status["model"]["in_use"] == first and status["model"]["latest_accepted"] is False
+    assert status["model"]["in_use"] == second
 
 
 def test_compare_models_refuses_a_loser():

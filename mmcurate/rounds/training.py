@@ -77,6 +77,7 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
             "trained_on": sorted(map(str, ids))})
         info = {"accepted": fit["validation"]["accepted"], "reason": fit["validation"]["reason"],
                 "use_head": fit["use_head"], "replaces": previous.round, "prior": fit.get("prior", False),
+                "kept": fit.get("kept"),
                 "validation": fit["validation"], "recalibration": fit["recalibration"],
                 "reviewer": reviewer}
         if "auroc_with_head" in fit:
@@ -201,6 +202,15 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
         out["use_head"], out["prior"] = False, True
         out["validation"].update(accepted=True, auroc_in_use=verdict.auroc_prior,
                                  reason=verdict.reason + " (recalibrated)")
+    elif (not verdict.accepted and incumbent_logits is not None and previous.head is None
+          and previous.calibrator is not None):
+        # the model in use keeps ranking (same order), recalibrated on every label so far: a
+        # refusal must not leave the export on probabilities fitted to fewer labels (it kept 63% of
+        # the clean pairs of the seeded test world after a refusal in round 2)
+        calibrator, held = previous.calibrator, np.asarray(incumbent_logits, np.float64)
+        out["kept"] = previous.round
+        out["validation"].update(accepted=True, auroc_in_use=verdict.auroc_incumbent,
+                                 reason=verdict.reason + " (recalibrated on every label)")
     a, b = platt_ipw(held, y, weights=weights, error_rate=error_rate)
     out["calibrator"] = calibrator_to_dict(recalibrated(calibrator, a, b))
     # each decided pair's P(aligned) from fits that did not see its decision (second opinions)
