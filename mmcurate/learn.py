@@ -244,7 +244,9 @@ def cross_fitted_logits(features: AlignmentFeatures, indices_labeled: npt.ArrayL
 
     Examples
     --------
-    >>> held = cross_fitted_logits(ctx.features, rows, y)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        held = cross_fitted_logits(ctx.features, rows, y)
     """
     idx = np.asarray(indices_labeled, np.int64)
     y = np.asarray(y, np.int64)
@@ -440,7 +442,9 @@ def fit_validated(features: AlignmentFeatures, indices_labeled: npt.ArrayLike, y
 
     Examples
     --------
-    >>> cal, verdict, held = fit_validated(ctx.features, rows, y)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        cal, verdict, held = fit_validated(ctx.features, rows, y)
     """
     idx = np.asarray(indices_labeled, np.int64)
     y = np.asarray(y, np.int64)

@@ -29,8 +29,10 @@ class ProjectIndex:
 
     Examples
     --------
-    >>> sims, idx = proj.index.image_to_text(k=10)  # doctest: +SKIP
-    >>> idx.shape  # (N, 10): caption rows nearest to each image, best first  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        sims, idx = proj.index.image_to_text(k=10)
+        idx.shape  # (N, 10): caption rows nearest to each image, best first
     """
 
     def __init__(self, folder: Path, image_embeddings: np.ndarray, text_embeddings: np.ndarray, *,

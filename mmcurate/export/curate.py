@@ -250,8 +250,10 @@ def curate_pairs(proj, *, threshold: float | str | None = "auto", target_noise: 
 
     Examples
     --------
-    >>> cur = curate_pairs(proj, threshold=0.9)  # doctest: +SKIP
-    >>> cur.counts["curated"], cur.dropped["reason"].value_counts()  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        cur = curate_pairs(proj, threshold=0.9)
+        cur.counts["curated"], cur.dropped["reason"].value_counts()
     """
     _validate_threshold(threshold)
     decisions = _with_group_decisions(proj, _ledger_frames(proj)[0])

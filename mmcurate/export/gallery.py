@@ -54,7 +54,9 @@ def report_galleries(proj, cur, *, n: int = N_SUSPECT, n_groups: int = N_GROUPS,
 
     Examples
     --------
-    >>> [g.title for g in report_galleries(proj, curate_pairs(proj))]  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        [g.title for g in report_galleries(proj, curate_pairs(proj))]
     """
     p_aligned = cur.pairs.set_index("pair_id")["p_aligned"] if "p_aligned" in cur.pairs.columns else None
     picture = _thumbnailer(proj)

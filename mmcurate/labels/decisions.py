@@ -87,9 +87,11 @@ class DecisionsMixin(LedgerConnection):
 
         Examples
         --------
-        >>> ledger.record("p1", "accept", round_id=1)  # doctest: +SKIP
-        >>> ledger.undo(["p1"], round_id=1)  # doctest: +SKIP
-        ['p1']
+        Usage (not run as a doctest: it needs data of your own)::
+
+            ledger.record("p1", "accept", round_id=1)
+            ledger.undo(["p1"], round_id=1)
+            # ['p1']
         """
         ids = list(dict.fromkeys(str(p) for p in pair_ids))
         if not ids:

@@ -47,8 +47,10 @@ def search_pairs(proj, *, text: str | None = None, image: str | os.PathLike | No
 
     Examples
     --------
-    >>> proj.search(text="a dog on a beach", k=20).head()  # doctest: +SKIP
-    >>> proj.search(pair_id="a1b2c3d4e5f60718", on="caption")  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        proj.search(text="a dog on a beach", k=20).head()
+        proj.search(pair_id="a1b2c3d4e5f60718", on="caption")
     """
     given = {name: v for name, v in (("text", text), ("image", image), ("pair_id", pair_id)) if v is not None}
     if len(given) != 1:
@@ -107,7 +109,9 @@ def focus_scores(proj, scores: np.ndarray, query: str, *, n: int, pool: int = FO
 
     Examples
     --------
-    >>> s = focus_scores(proj, ranked["score"].to_numpy(), "x-ray images", n=40)  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        s = focus_scores(proj, ranked["score"].to_numpy(), "x-ray images", n=40)
     """
     found = search_pairs(proj, text=query, k=min(max(pool * n, 1), len(proj.pairs)), on="image")
     focus = proj.pairs["pair_id"].isin(set(found["pair_id"])).to_numpy()

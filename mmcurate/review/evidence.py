@@ -48,8 +48,10 @@ def pair_evidence(proj, pair_ids: Sequence[str], *, k: int = _K) -> pd.DataFrame
 
     Examples
     --------
-    >>> ev = pair_evidence(proj, proj.ledger.batch(3)["pair_id"])  # doctest: +SKIP
-    >>> better = ev["caption_similarity"] > ev["own_similarity"]  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        ev = pair_evidence(proj, proj.ledger.batch(3)["pair_id"])
+        better = ev["caption_similarity"] > ev["own_similarity"]
     """
     from mmcurate import index as ix
     from mmcurate.exceptions import NotEmbeddedError

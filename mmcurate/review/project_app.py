@@ -59,7 +59,9 @@ def create_project_app(proj, *, round_id: int, token: str, reviewer: str | None 
 
     Examples
     --------
-    >>> app = create_project_app(proj, round_id=2, token=make_token())  # doctest: +SKIP
+    Usage (not run as a doctest: it needs data of your own)::
+
+        app = create_project_app(proj, round_id=2, token=make_token())
     """
     from mmcurate.review.app import create_app
     from mmcurate.review.evidence import pair_evidence

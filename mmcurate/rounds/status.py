@@ -15,8 +15,10 @@ def undecided_in_latest_round(proj) -> tuple[int, int, int] | None:
 
     Examples
     --------
-    >>> undecided_in_latest_round(proj)  # doctest: +SKIP
-    (3, 12, 40)
+    Usage (not run as a doctest: it needs data of your own)::
+
+        undecided_in_latest_round(proj)
+        # (3, 12, 40)
     """
     if not (proj.root / "labels.sqlite").is_file():
         return None

@@ -42,9 +42,11 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
 
     Examples
     --------
-    >>> model_round, metrics = train_project_head(proj)  # doctest: +SKIP
-    >>> metrics["accepted"], metrics["reason"]  # doctest: +SKIP
-    (True, 'held-out AUROC 0.9731 vs prior 0.9514')
+    Usage (not run as a doctest: it needs data of your own)::
+
+        model_round, metrics = train_project_head(proj)
+        metrics["accepted"], metrics["reason"]
+        # (True, 'held-out AUROC 0.9731 vs prior 0.9514')
     """
     from mmcurate.head import HeadConfig
 
