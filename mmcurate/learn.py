@@ -69,6 +69,7 @@ __all__ = [
     "GATE_Z",
     "L2_GRID",
     "LABEL_NOISE_FLOOR",
+    "MIN_RANDOM_LABELS",
     "PRIOR_Z",
     "SECOND_OPINION_SHARE",
     "TARGET_NOISE",
@@ -225,6 +226,14 @@ model replace a prior that ranked the pool at AUROC 0.998 and cost 0.16-0.20 of 
 seeds of the learning benchmark (clip_gap, random swaps); on the hard worlds, where labels teach
 something, learned models still win by far more (+0.05-0.10)."""
 
+MIN_RANDOM_LABELS = 15
+"""Randomly drawn (explore) labels needed before the labels may speak for the pool: to leave the
+zero-label prior (:func:`compare_models`) and to let the export drop pairs by the model's
+probabilities. The gate's weights are capped (:data:`MAX_WEIGHT_SHARE`), so with fewer random
+labels its AUROC describes the queue's top suspects, not the pool: in round 1 (10 random labels)
+of the learning benchmark, a model that won there by 0.15 (1.6 standard errors) lost 0.15 of pool
+AUROC."""
+
 GATE_Z = 1.0
 """A new model is refused only when its held-out AUROC is below the model in use's by more than
 ``GATE_Z`` paired-bootstrap standard errors of the difference (:func:`compare_models`)."""
@@ -366,7 +375,7 @@ def paired_auroc_se(a: npt.ArrayLike, b: npt.ArrayLike, y: npt.ArrayLike, w: npt
 def compare_models(new_logits: npt.ArrayLike, incumbent_logits: npt.ArrayLike, y: npt.ArrayLike, *,
                    prior_logits: npt.ArrayLike | None = None, weights: npt.ArrayLike | None = None,
                    incumbent: str = "prior", z: float = GATE_Z, tolerance: float = 0.0,
-                   prior_z: float = PRIOR_Z) -> Validation:
+                   prior_z: float = PRIOR_Z, n_random: int | None = None) -> Validation:
     """Use the new model unless it ranks the labels worse than the model in use, beyond noise.
 
     Both logit arrays score every labelled pair from fits that did not see it (the new model's
@@ -382,7 +391,8 @@ def compare_models(new_logits: npt.ArrayLike, incumbent_logits: npt.ArrayLike, y
     label, so leaving it needs evidence, an AUROC higher by more than ``prior_z`` standard errors
     (:data:`PRIOR_Z`; when labels cannot tell the two apart, as when both rank every label right or
     a reviewer's errors blur both, the first model costs pool AUROC in expectation: 0.07 in round 1
-    of the seeded test world, 0.16-0.20 with a 10%-wrong reviewer in the benchmark).
+    of the seeded test world, 0.16-0.20 with a 10%-wrong reviewer in the benchmark), judged on at
+    least :data:`MIN_RANDOM_LABELS` randomly drawn labels when ``n_random`` is given.
 
     Examples
     --------
@@ -410,6 +420,10 @@ def compare_models(new_logits: npt.ArrayLike, incumbent_logits: npt.ArrayLike, y
     if incumbent == "prior":
         # leaving the label-free prior needs evidence: the labels must rank better with the model
         need = prior_z * (se if np.isfinite(se) else 0.0)
+        if n_random is not None and n_random < MIN_RANDOM_LABELS:
+            return Validation(False, f"held-out AUROC {new:.4f} vs {what}'s {inc:.4f} on {len(y)} labels, "
+                                     f"{n_random} of them drawn at random (< {MIN_RANDOM_LABELS}): "
+                                     f"too few to judge the pool, the prior stays", margin=need, **base)
         if new <= inc + need:
             return Validation(False, f"held-out AUROC {new:.4f} does not beat {what}'s {inc:.4f} by more "
                                      f"than {need:.4f} ({prior_z:g} standard errors): the labels show no "
@@ -429,8 +443,8 @@ def fit_validated(features: AlignmentFeatures, indices_labeled: npt.ArrayLike, y
                   incumbent_logits: npt.ArrayLike | None = None, incumbent: str = "prior",
                   random_state: int = 0, fold: npt.ArrayLike | None = None,
                   fold_features: Sequence[AlignmentFeatures] | None = None, z: float = GATE_Z,
-                  tolerance: float = 0.0, label_noise: float = LABEL_NOISE_FLOOR
-                  ) -> tuple[Calibrator, Validation, npt.NDArray[np.float64]]:
+                  tolerance: float = 0.0, label_noise: float = LABEL_NOISE_FLOOR,
+                  n_random: int | None = None) -> tuple[Calibrator, Validation, npt.NDArray[np.float64]]:
     """Fit a calibrator on the labels (shrinkage chosen by :func:`choose_l2`) and judge it.
 
     ``incumbent_logits`` are the model in use's held-out logits on the labels (default: the
@@ -456,7 +470,7 @@ def fit_validated(features: AlignmentFeatures, indices_labeled: npt.ArrayLike, y
     inc = prior if incumbent_logits is None else np.asarray(incumbent_logits, np.float64)
     verdict = compare_models(held, inc, y, prior_logits=prior, weights=weights,
                              incumbent="prior" if incumbent_logits is None else incumbent, z=z,
-                             tolerance=tolerance)
+                             tolerance=tolerance, n_random=n_random)
     return calibrator, verdict, held
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmcurate.learn import MIN_RANDOM_LABELS
+
 __all__ = ["Curation", "absolute_image_paths", "curate_pairs"]
 
 _BASE_COLUMNS = ("pair_id", "image", "caption")
@@ -109,8 +111,6 @@ def _validate_threshold(threshold: float | str | None) -> None:
                          f"P(aligned) in [0, 1]; got {threshold!r}")
 
 
-MIN_RANDOM_LABELS = 15
-"""Random (explore) labels the model's calibration needs before ``export`` lets it drop pairs."""
 MIN_AUROC = 0.65
 """Held-out AUROC (weighted by 1/π) the model in use needs before ``export`` lets it drop pairs."""
 

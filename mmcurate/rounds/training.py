@@ -121,11 +121,13 @@ def _train_head_if_useful(proj, rows, y, fixes, config) -> tuple[Any, dict[str, 
     return (head if helps else None), metrics
 
 
-def _label_weights(proj, rows: np.ndarray) -> np.ndarray:
-    """``1/π`` of each labelled row (1 for pairs queued without a recorded design)."""
-    design = proj.ledger.design().set_index("pair_id")["inclusion"]
+def _label_weights(proj, rows: np.ndarray) -> tuple[np.ndarray, int]:
+    """``1/π`` of each labelled row (1 for pairs queued without a recorded design), and how many
+    of the rows were drawn at random (the explore stratum)."""
+    design = proj.ledger.design().drop_duplicates("pair_id", keep="last").set_index("pair_id")
     ids = pd.Series(proj.pairs["pair_id"].to_numpy()[rows])
-    return 1.0 / ids.map(design).fillna(1.0).to_numpy(np.float64)
+    n_random = int((ids.map(design["stratum"]) == "explore").sum())
+    return 1.0 / ids.map(design["inclusion"]).fillna(1.0).to_numpy(np.float64), n_random
 
 
 def _features(proj, head, k: int, random_state: int):
@@ -170,7 +172,7 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
     )
 
     raw = _features(proj, None, k, random_state)
-    weights = _label_weights(proj, rows)
+    weights, n_random = _label_weights(proj, rows)
     if head is not None and head.fold_heads:  # the head's folds, so both models see the same splits
         fold = np.array([head.fold_of_row[int(r)] for r in rows], np.int64)
     else:
@@ -181,7 +183,8 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
         incumbent = f"model {previous.round}"
     common = {"prior_features": raw, "weights": weights, "incumbent_logits": incumbent_logits,
               "incumbent": incumbent, "random_state": random_state, "fold": fold,
-              "tolerance": tolerance, "label_noise": max(error_rate, LABEL_NOISE_FLOOR)}
+              "tolerance": tolerance, "label_noise": max(error_rate, LABEL_NOISE_FLOOR),
+              "n_random": n_random}
     calibrator, verdict, held = fit_validated(raw, rows, y, **common)
     out: dict[str, Any] = {"use_head": False}
     if head is not None and head.fold_heads:
