@@ -102,8 +102,8 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
     txt = np.asarray(full_txt[start:stop], np.float32)
     cosine = rowwise_cosine(img, txt)
     ri, rt = project(img, basis), project(txt, basis)
-    i2t = text_index.search(ri, k + 1, nprobe=nprobe, full=(img, full_txt))
-    t2i = image_index.search(rt, k + 1, nprobe=nprobe, full=(txt, full_img))
+    i2t = text_index.search(ri, k + 1, nprobe=nprobe, full=(img, full_txt), query_mean=image_index.mean)
+    t2i = image_index.search(rt, k + 1, nprobe=nprobe, full=(txt, full_img), query_mean=text_index.mean)
     feats = alignment.alignment_features(cosine, *_global_rows(i2t, start, stop),
                                          *_global_rows(t2i, start, stop), temperature=temperature,
                                          own=cosine)

@@ -246,9 +246,12 @@ class RankContext:
         index = self._index(database)
         # density's joint-space similarities stay reduced; image/text candidates are re-scored in full
         full = None if database == "joint" else (self._full(query), self._full(database))
+        # cross-modal queries are assigned to cells with their own modality's mean removed
+        mean = None if query == database else ix.sample_mean(queries, random_state=self.random_state)
         if self.searcher is not None:
-            return self.searcher(index, queries, k, exclude_self=exclude_self, full=full)
-        return index.search(queries, k, nprobe=self.nprobe, exclude_self=exclude_self, full=full)
+            return self.searcher(index, queries, k, exclude_self=exclude_self, full=full, query_mean=mean)
+        return index.search(queries, k, nprobe=self.nprobe, exclude_self=exclude_self, full=full,
+                            query_mean=mean)
 
     def _index(self, database: str) -> ix.ClusteredIndex:
         if database not in self._indexes:
