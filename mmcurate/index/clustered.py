@@ -11,7 +11,7 @@ import numpy.typing as npt
 
 from mmcurate._fileio import read_rows
 from mmcurate.index.exact import _compact, _faiss, as_float32
-from mmcurate.index.inner_product import exact_sorted, top_k_inner_product
+from mmcurate.index.inner_product import gathered_dots, top_k_inner_product
 from mmcurate.index.projection import _sample_keys, stable_sample
 
 NPROBE = 2
@@ -241,7 +241,9 @@ class ClusteredIndex:
                 clock = time.perf_counter()
                 used, where = np.unique(i, return_inverse=True)
                 vectors = np.asarray(take(cand[used]), dtype=np.float32)
-                s, i = exact_sorted(read_rows(full_q, rows), vectors[where.reshape(i.shape)], i)
+                vals = gathered_dots(read_rows(full_q, rows), vectors, where.reshape(i.shape))
+                best = np.argsort(-vals, axis=1, kind="stable")  # as exact_sorted orders them
+                s, i = np.take_along_axis(vals, best, 1), np.take_along_axis(i, best, 1)
                 phases["rescore_s"] += time.perf_counter() - clock
             sims[rows, :kk], idx[rows, :kk] = s, cand[i]
         if exclude_self:
