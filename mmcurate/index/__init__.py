@@ -30,7 +30,7 @@ from mmcurate.index.exact import (
 )
 from mmcurate.index.inner_product import rescore, rowwise_cosine, top_k_inner_product
 from mmcurate.index.projection import REDUCED_DIM as REDUCED_DIM
-from mmcurate.index.projection import fit_projection, project, stable_sample
+from mmcurate.index.projection import fit_projection, project, project_pairs, stable_sample
 
 __all__ = [
     "ClusteredIndex",
@@ -41,6 +41,7 @@ __all__ = [
     "knn",
     "load_index",
     "project",
+    "project_pairs",
     "rescore",
     "rowwise_cosine",
     "sample_mean",
