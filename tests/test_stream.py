@@ -467,3 +467,25 @@ def test_a_disagreement_ranking_saves_the_pool_state_that_add_then_extends(drift
     add_pairs(open_project(proj.root), _batch(tmp_path, "b0", img, txt, arrivals[:100]),
               strategy="disagreement", threshold=0.9)
     assert json.loads((folder / "state.json").read_text())["n"] == 1100
+
+
+def test_a_pool_state_saved_before_centred_cells_is_rebuilt_with_a_warning(tmp_path, caplog):
+    """A state saved by an older mmcurate (settings without ``version``: uncentred cells) is never
+    used as if it were current: it is rebuilt, and the log says why."""
+    import json
+    import logging
+
+    from mmcurate.stream.incremental import STATE_VERSION, PoolScorer
+
+    img, txt, _, _ = domain_shift_embeddings(1500, 16, rate=0.1, n_domains=3, random_state=1)
+    PoolScorer(tmp_path, img, txt, fingerprint="a", k=5, approximate=True)
+    meta_path = tmp_path / "state.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["settings"]["version"]
+    meta_path.write_text(json.dumps(meta))
+    (tmp_path / "image" / "mean.npy").unlink()
+    with caplog.at_level(logging.WARNING, logger="mmcurate.stream.incremental"):
+        again = PoolScorer(tmp_path, img, txt, fingerprint="a", k=5, approximate=True)
+    assert "saved by an older mmcurate" in caplog.text and "rebuilding" in caplog.text
+    assert json.loads(meta_path.read_text())["settings"]["version"] == STATE_VERSION
+    assert (tmp_path / "image" / "mean.npy").is_file() and again.spaces["image"].mean.any()
