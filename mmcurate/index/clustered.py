@@ -54,9 +54,11 @@ class ClusteredIndex:
     inner product. Centring matters for cross-modal search in a CLIP-shaped space, where images
     and captions sit in two cones whose means point apart (Liang et al. 2022): uncentred, every
     image query scored the caption cells by their share of the image cone's direction, and at
-    1,000,000 gapped pairs 18,190 queries fell into one cell whose 2 probed cells held 31% of their
-    own captions (recall@10 0.33 against a brute-force search in the same space); centred, no cell
-    takes more than 3,467 queries and recall@10 is 0.40. :attr:`stats` reports the last search.
+    1,000,000 gapped pairs (``scripts/bench_select.py``) 18,190 image queries fell into one caption
+    cell, and recall@10 against a brute-force search in the same space was 0.33; centred, no cell
+    takes more than 3,583, and the image→caption search took 27 s instead of 42 s (same load). At
+    100,000 pairs recall@10 went from 0.93 to 0.94 and a clean pair's own caption lay in the probed
+    cells for 99% of the images instead of 94%. :attr:`stats` reports the last search.
 
     The database is split into ``nlist`` k-means cells (default N / ``cell_size``, so the cost grows
     linearly with N: each query is compared with about ``nprobe · cell_size`` vectors). Queries are
