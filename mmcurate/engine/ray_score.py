@@ -11,8 +11,10 @@ made of them alone (:meth:`~mmcurate.rank.RankContext.from_arrays`; copied in as
 finishes, its object then freed) and every strategy scores as in the local engine (the pool-level
 steps, calibrator fit and percentiles, are cheap). Results equal the local engine's approximate
 path (``approximate=True``): same projection, same index, same per-query answers whatever the
-sharding. :data:`RAY_ENGINE` declares those arrays: a strategy that reads another (the retrieval
-softmaxes of ``on="i2t"`` …) is refused before any work.
+sharding (a cross-modal search centres its queries with the query modality's index ``mean``,
+which travels with that index, never with the shard's own mean). :data:`RAY_ENGINE` declares
+those arrays: a strategy that reads another (the retrieval softmaxes of ``on="i2t"`` …) is refused
+before any work.
 
 Fault tolerance: every task is retried by Ray when its worker process dies (``max_retries``) and,
 for an ``OSError`` (a file read that failed, e.g. on a shared filesystem), also on that exception
