@@ -36,7 +36,10 @@ pytest.importorskip("ray", reason="Ray engine tests need ray[data] (pip install 
 
 pytestmark = pytest.mark.slow
 
-_RAY = str(Path(sys.executable).with_name("ray"))
+_RAY = shutil.which("ray", path=str(Path(sys.executable).parent)) or shutil.which("ray")
+if _RAY is None:
+    pytest.skip("the `ray` command (pip install 'mmcurate[ray]') is not on this machine",
+                allow_module_level=True)
 _CLI = "import sys; from mmcurate.cli import main; sys.exit(main(sys.argv[1:]))"
 
 
