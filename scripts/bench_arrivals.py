@@ -1,7 +1,9 @@
 """Benchmark scoring arrivals against the pool's saved state vs a full re-rank; prints its figures.
 
-For each pool size: synthetic 512-d pairs (``synth.domain_pair_chunks``, 20% swapped within their
-domain, float16 like a project's store), the pool's state built once
+For each pool size: synthetic 512-d pairs (``--data clip-gap``, the default: a modality gap like
+CLIP's, :func:`mmcurate.simulate.worlds.clip_gap_chunks`; ``--data domains``: no gap,
+``synth.domain_pair_chunks``; 20% swapped within their super-category / domain, float16 like a
+project's store), the pool's state built once
 (:class:`mmcurate.stream.incremental.PoolScorer`), then ``--arrivals`` new pairs scored with
 ``disagreement`` incrementally and by a full :func:`mmcurate.rank.compute_ranking` over pool +
 arrivals, side by side in one run. Prints seconds of each, their ratio (target < 0.20), the
@@ -10,7 +12,8 @@ full rankings with different seeds (the approximate search's own variance: the t
 
 Usage::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench_arrivals.py [--sizes 100000 1000000]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench_arrivals.py [--sizes 100000 1000000] \
+        [--data clip-gap|domains]
 """
 
 from __future__ import annotations
@@ -23,20 +26,20 @@ from pathlib import Path
 import numpy as np
 
 from mmcurate.rank import compute_ranking
+from mmcurate.simulate.worlds import BENCHMARK_DATA, benchmark_pair_chunks
 from mmcurate.stream.incremental import PoolScorer
-from mmcurate.synth import domain_pair_chunks
 
 
-def pairs(n: int, dim: int = 512, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def pairs(n: int, dim: int = 512, seed: int = 0, data: str = "clip-gap") -> tuple[np.ndarray, np.ndarray]:
     image = np.empty((n, dim), np.float16)
     text = np.empty((n, dim), np.float16)
-    for start, img, txt, _ in domain_pair_chunks(n, dim, chunk=100_000, rate=0.2, seed=seed):
+    for start, img, txt, _ in benchmark_pair_chunks(data, n, dim, rate=0.2, seed=seed):
         image[start : start + len(img)], text[start : start + len(img)] = img, txt
     return image, text
 
 
-def one_size(n_pool: int, n_arrivals: int, strategy: str) -> None:
-    image, text = pairs(n_pool + n_arrivals)
+def one_size(n_pool: int, n_arrivals: int, strategy: str, data: str) -> None:
+    image, text = pairs(n_pool + n_arrivals, data=data)
     pool, new = slice(0, n_pool), slice(n_pool, None)
     with tempfile.TemporaryDirectory(prefix="bench_arrivals_") as tmp:
         start = time.perf_counter()
@@ -64,9 +67,10 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--arrivals", type=int, default=1000)
     parser.add_argument("--strategy", default="disagreement")
+    parser.add_argument("--data", choices=BENCHMARK_DATA, default="clip-gap")
     args = parser.parse_args()
     for n in args.sizes:
-        one_size(n, args.arrivals, args.strategy)
+        one_size(n, args.arrivals, args.strategy, args.data)
 
 
 if __name__ == "__main__":

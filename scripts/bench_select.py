@@ -1,8 +1,12 @@
 """Benchmark scoring and batch selection on synthetic 512-d pairs; prints its figures.
 
-For each size (default 100,000 and 1,000,000 pairs; clustered image vectors, captions = image +
-domain-dependent noise, 20% swapped within the domain; float16 ``.npy`` files memory-mapped) it
-runs, in a fresh process so peak memory is per size:
+For each size (default 100,000 and 1,000,000 pairs, 20% of the captions swapped within their
+super-category / domain; float16 ``.npy`` files memory-mapped) it runs, in a fresh process so peak
+memory is per size. ``--data clip-gap`` (default) is shaped like CLIP: a modality gap (image and
+caption cones whose means, of norm ~0.55, point apart; matched cosine ~0.25), 100 concepts in 10
+super-categories, concept-dependent cosine levels (:func:`mmcurate.simulate.worlds.clip_gap_chunks`);
+``--data domains`` is the earlier data without a gap (a caption is its image plus noise, 256
+domains; :func:`mmcurate.synth.domain_pair_chunks`).
 
 - each strategy family from a fresh ranking context, so each time includes the neighbour
   searches that family needs (above ``rank.APPROXIMATE_FROM`` = 20,000 pairs: 128-d projection +
@@ -10,11 +14,15 @@ runs, in a fresh process so peak memory is per size:
 - AUROC of ``disagreement`` and ``clip_score`` against the planted swaps (a sanity check that the
   approximate search keeps the signal);
 - a 1,000-pair batch with cluster quotas and with core-set;
-- peak RSS of the process.
+- peak RSS of the process;
+- per cross-modal search of ``disagreement``: candidates compared per query, cell sizes (max,
+  p99, mean), the largest query group and seconds per phase (cell assignment, reduced-space top-k,
+  full-space re-scoring): :attr:`mmcurate.index.ClusteredIndex.stats`.
 
 Usage::
 
-    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench_select.py [--sizes 100000 1000000]
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python scripts/bench_select.py [--sizes 100000 1000000] \
+        [--data clip-gap|domains]
 
 (OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE are set on some machines here and slow numpy; the benchmark
 may unset them in its own command. Never change them in tests or CI.)
@@ -24,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,17 +52,17 @@ FAMILIES = {
 }
 
 
-def make_data(folder: Path, n: int, dim: int = 512, seed: int = 0, rate: float = 0.2
+def make_data(folder: Path, n: int, dim: int = 512, seed: int = 0, rate: float = 0.2, data: str = "clip-gap"
               ) -> tuple[Path, Path, Path]:
-    """Clustered image vectors (256 domains), caption = image + domain-dependent noise, ``rate``
-    of the captions swapped within their domain (hard negatives); float16 ``.npy`` + truth."""
+    """``data``'s pairs (:func:`mmcurate.simulate.worlds.benchmark_pair_chunks`), ``rate`` of the
+    captions swapped within their super-category or domain (hard negatives); float16 ``.npy`` + truth."""
     from mmcurate._fileio import NpyWriter
-    from mmcurate.synth import domain_pair_chunks
+    from mmcurate.simulate.worlds import benchmark_pair_chunks
 
     noisy = np.zeros(n, bool)
     with NpyWriter(folder / "img.npy", (n, dim), np.float16) as wi, \
             NpyWriter(folder / "txt.npy", (n, dim), np.float16) as wt:
-        for s, img, txt, is_noisy in domain_pair_chunks(n, dim, rate=rate, seed=seed):
+        for s, img, txt, is_noisy in benchmark_pair_chunks(data, n, dim, rate=rate, seed=seed):
             noisy[s : s + len(img)] = is_noisy
             wi.write(img.astype(np.float16))
             wt.write(txt.astype(np.float16))
@@ -83,6 +92,11 @@ def run_size(img_path: str, txt_path: str, noisy_path: str) -> dict:
                 out[f"AUROC {name} (same-domain swaps)"] = auroc(s, noisy)
             scores = s if name == "margin" else scores
         out[family] = time.perf_counter() - t
+        if family == "disagreement":
+            for query, database in (("image", "text"), ("text", "image")):
+                stats = ctx._index(database).stats
+                out.update({f"  {query}->{database} {key}": value for key, value in stats.items()
+                            if key != "queries"})
         del ctx
     t = time.perf_counter()
     joint = selection_vectors(img, txt)
@@ -99,6 +113,7 @@ def run_size(img_path: str, txt_path: str, noisy_path: str) -> dict:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    parser.add_argument("--data", choices=("clip-gap", "domains"), default="clip-gap")
     parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
@@ -107,16 +122,18 @@ def main(argv=None) -> int:
     rows = []
     for n in args.sizes:
         folder = Path(tempfile.mkdtemp(prefix=f"bench_select_{n}_"))
-        paths = make_data(folder, n)
+        paths = make_data(folder, n, data=args.data)
         proc = subprocess.run([sys.executable, __file__, "--child", *map(str, paths)],
                               capture_output=True, text=True)
         if proc.returncode:
             print(proc.stderr[-3000:], file=sys.stderr)
             return proc.returncode
+        shutil.rmtree(folder, ignore_errors=True)
         rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
         print(f"done {n:,}", file=sys.stderr, flush=True)
     keys = [k for k in rows[0] if k != "n"]
-    print(f"{'seconds (peak memory in GiB)':<48}" + "".join(f"{r['n']:>14,}" for r in rows))
+    header = f"data: {args.data}; seconds (peak memory in GiB)"
+    print(f"{header:<48}" + "".join(f"{r['n']:>14,}" for r in rows))
     for key in keys:
         print(f"{key:<48}" + "".join(f"{r[key]:>14.2f}" for r in rows))
     return 0

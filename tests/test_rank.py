@@ -22,9 +22,9 @@ class CountingSearcher:
     def __init__(self) -> None:
         self.calls: Counter = Counter()
 
-    def __call__(self, index, queries, k, *, exclude_self=False, full=None):
+    def __call__(self, index, queries, k, *, exclude_self=False, full=None, query_mean=None):
         self.calls[(id(index), id(queries), k, exclude_self)] += 1
-        return index.search(queries, k, nprobe=2, exclude_self=exclude_self, full=full)
+        return index.search(queries, k, nprobe=2, exclude_self=exclude_self, full=full, query_mean=query_mean)
 
 
 @pytest.mark.parametrize(("agreement", "n_searches"), [("cross", 3), ("same", 5)])

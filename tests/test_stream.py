@@ -355,17 +355,35 @@ def test_incremental_scores_equal_a_full_rerank(tmp_path):
         scorer.score(img[1000:], txt[1000:], strategy="vote_entropy")
 
 
-def test_incremental_scores_above_the_exact_threshold_equal_a_full_rerank(tmp_path):
-    """Above EXACT_MAX the state is the ranking's own reduced, clustered space. Stated tolerance:
-    incremental vs full re-rank differ no more than two full re-ranks with other seeds do (the
-    clustered search's own variance), and disagreement within 0.10 at r >= 0.99."""
+def _arrival_data(data: str, n: int):
+    if data == "domains":
+        img, txt, noisy, _ = domain_shift_embeddings(n, 32, rate=0.1, n_domains=5, random_state=0)
+        return img, txt, noisy
+    from mmcurate.simulate.worlds import clip_gap_world  # a modality gap like CLIP's
+
+    world = clip_gap_world(n, dim=128, n_concepts=40, noise=0.1, random_state=0)
+    return world.image, world.text, world.truth["noisy"].to_numpy().astype(bool)
+
+
+@pytest.mark.parametrize("data", ["domains", "clip-gap"])
+def test_incremental_scores_above_the_exact_threshold_equal_a_full_rerank(tmp_path, data):
+    """Above EXACT_MAX the state is the ranking's own reduced, clustered space. Stated tolerance
+    (data without a gap): incremental vs full re-rank differ no more than two full re-ranks with
+    other seeds do (the clustered search's own variance), and disagreement within 0.10 at r >= 0.99.
+
+    With a modality gap (clip-gap, 128-d) the centred cells made two seeds' rankings agree far
+    better than before (margin r 0.98 instead of -0.20) and the arrivals too (margin max |diff|
+    0.278 instead of 0.439, r 0.981 instead of 0.944; p_misaligned 0.139 instead of 0.355), but the
+    uncertainty scores' max |diff| sits up to 1.3x the now tight seed spread (margin 0.278 vs 0.216,
+    r 0.9814 vs 0.9817). Stated tolerance there: max |diff| <= 1.5x the seeds' and r no more than
+    0.01 below theirs; disagreement within 0.15 at r >= 0.99 (measured 0.064, r 0.999)."""
     from mmcurate import index as ix
     from mmcurate.rank import compute_ranking
     from mmcurate.stream.incremental import INCREMENTAL_STRATEGIES, PoolScorer
 
     n = 25_000
     assert n > ix.EXACT_MAX
-    img, txt, noisy, _ = domain_shift_embeddings(n + 200, 32, rate=0.1, n_domains=5, random_state=0)
+    img, txt, noisy = _arrival_data(data, n + 200)
     labelled = np.arange(0, n, 50)
     y = (~noisy[labelled]).astype(np.int64)
     strategies = sorted(INCREMENTAL_STRATEGIES)
@@ -377,10 +395,12 @@ def test_incremental_scores_above_the_exact_threshold_equal_a_full_rerank(tmp_pa
         scorer = PoolScorer(tmp_path, img[:n], txt[:n], fingerprint="pool", k=10)  # loads the state
         got = scorer.score(img[n:], txt[n:], strategy=strategy, indices_labeled=labelled, labels=y)
         want, floor = full[strategy].to_numpy(), other_seed[strategy].to_numpy()
-        assert np.abs(got - want).max() <= max(np.abs(floor - want).max(), 1e-9), strategy
-        assert np.corrcoef(got, want)[0, 1] >= min(np.corrcoef(floor, want)[0, 1], 1 - 1e-9), strategy
+        spread, slack = (1.0, 0.0) if data == "domains" else (1.5, 0.01)
+        assert np.abs(got - want).max() <= spread * max(np.abs(floor - want).max(), 1e-9), strategy
+        assert np.corrcoef(got, want)[0, 1] >= min(np.corrcoef(floor, want)[0, 1], 1 - 1e-9) - slack, strategy
         if strategy == "disagreement":
-            assert np.abs(got - want).max() <= 0.10 and np.corrcoef(got, want)[0, 1] >= 0.99
+            bound = 0.10 if data == "domains" else 0.15
+            assert np.abs(got - want).max() <= bound and np.corrcoef(got, want)[0, 1] >= 0.99
 
 
 def test_clustered_pool_state_is_extended_and_reloaded(tmp_path):
@@ -447,3 +467,25 @@ def test_a_disagreement_ranking_saves_the_pool_state_that_add_then_extends(drift
     add_pairs(open_project(proj.root), _batch(tmp_path, "b0", img, txt, arrivals[:100]),
               strategy="disagreement", threshold=0.9)
     assert json.loads((folder / "state.json").read_text())["n"] == 1100
+
+
+def test_a_pool_state_saved_before_centred_cells_is_rebuilt_with_a_warning(tmp_path, caplog):
+    """A state saved by an older mmcurate (settings without ``version``: uncentred cells) is never
+    used as if it were current: it is rebuilt, and the log says why."""
+    import json
+    import logging
+
+    from mmcurate.stream.incremental import STATE_VERSION, PoolScorer
+
+    img, txt, _, _ = domain_shift_embeddings(1500, 16, rate=0.1, n_domains=3, random_state=1)
+    PoolScorer(tmp_path, img, txt, fingerprint="a", k=5, approximate=True)
+    meta_path = tmp_path / "state.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["settings"]["version"]
+    meta_path.write_text(json.dumps(meta))
+    (tmp_path / "image" / "mean.npy").unlink()
+    with caplog.at_level(logging.WARNING, logger="mmcurate.stream.incremental"):
+        again = PoolScorer(tmp_path, img, txt, fingerprint="a", k=5, approximate=True)
+    assert "saved by an older mmcurate" in caplog.text and "rebuilding" in caplog.text
+    assert json.loads(meta_path.read_text())["settings"]["version"] == STATE_VERSION
+    assert (tmp_path / "image" / "mean.npy").is_file() and again.spaces["image"].mean.any()

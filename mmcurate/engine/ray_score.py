@@ -11,8 +11,10 @@ made of them alone (:meth:`~mmcurate.rank.RankContext.from_arrays`; copied in as
 finishes, its object then freed) and every strategy scores as in the local engine (the pool-level
 steps, calibrator fit and percentiles, are cheap). Results equal the local engine's approximate
 path (``approximate=True``): same projection, same index, same per-query answers whatever the
-sharding. :data:`RAY_ENGINE` declares those arrays: a strategy that reads another (the retrieval
-softmaxes of ``on="i2t"`` …) is refused before any work.
+sharding (a cross-modal search centres its queries with the query modality's index ``mean``,
+which travels with that index, never with the shard's own mean). :data:`RAY_ENGINE` declares
+those arrays: a strategy that reads another (the retrieval softmaxes of ``on="i2t"`` …) is refused
+before any work.
 
 Fault tolerance: every task is retried by Ray when its worker process dies (``max_retries``) and,
 for an ``OSError`` (a file read that failed, e.g. on a shared filesystem), also on that exception
@@ -102,8 +104,8 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
     txt = np.asarray(full_txt[start:stop], np.float32)
     cosine = rowwise_cosine(img, txt)
     ri, rt = project(img, basis), project(txt, basis)
-    i2t = text_index.search(ri, k + 1, nprobe=nprobe, full=(img, full_txt))
-    t2i = image_index.search(rt, k + 1, nprobe=nprobe, full=(txt, full_img))
+    i2t = text_index.search(ri, k + 1, nprobe=nprobe, full=(img, full_txt), query_mean=image_index.mean)
+    t2i = image_index.search(rt, k + 1, nprobe=nprobe, full=(txt, full_img), query_mean=text_index.mean)
     feats = alignment.alignment_features(cosine, *_global_rows(i2t, start, stop),
                                          *_global_rows(t2i, start, stop), temperature=temperature,
                                          own=cosine)

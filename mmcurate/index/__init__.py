@@ -10,13 +10,13 @@ Modules: :mod:`~mmcurate.index.exact` (the faiss boundary: :func:`as_float32`, e
 :func:`kmeans`, persisted indexes :func:`build_index` / :func:`search` / :func:`save_index` /
 :func:`load_index`, :data:`EXACT_MAX`); the large-pool path: :mod:`~mmcurate.index.projection`
 (:func:`stable_sample`, :func:`fit_projection`, :func:`project`, :data:`REDUCED_DIM`),
-:mod:`~mmcurate.index.clustered` (:class:`ClusteredIndex`, :data:`NPROBE`),
+:mod:`~mmcurate.index.clustered` (:class:`ClusteredIndex`, :func:`sample_mean`, :data:`NPROBE`),
 :mod:`~mmcurate.index.inner_product` (numpy/BLAS, no faiss: :func:`top_k_inner_product`,
 :func:`rescore`, :func:`rowwise_cosine`).
 """
 
 from mmcurate.index.clustered import NPROBE as NPROBE
-from mmcurate.index.clustered import ClusteredIndex
+from mmcurate.index.clustered import ClusteredIndex, sample_mean
 from mmcurate.index.exact import EXACT_MAX as EXACT_MAX
 from mmcurate.index.exact import (
     as_float32,
@@ -30,7 +30,7 @@ from mmcurate.index.exact import (
 )
 from mmcurate.index.inner_product import rescore, rowwise_cosine, top_k_inner_product
 from mmcurate.index.projection import REDUCED_DIM as REDUCED_DIM
-from mmcurate.index.projection import fit_projection, project, stable_sample
+from mmcurate.index.projection import fit_projection, project, project_pairs, stable_sample
 
 __all__ = [
     "ClusteredIndex",
@@ -41,8 +41,10 @@ __all__ = [
     "knn",
     "load_index",
     "project",
+    "project_pairs",
     "rescore",
     "rowwise_cosine",
+    "sample_mean",
     "save_index",
     "search",
     "set_threads",

@@ -54,6 +54,30 @@ def fit_projection(*samples: npt.ArrayLike, dim: int = 64, n_sample: int = 50_00
     return np.ascontiguousarray(vecs[:, ::-1][:, :dim], dtype=np.float32)
 
 
+def project_pairs(image: Any, text: Any, basis: npt.NDArray[np.float32], *, chunk: int = 65536
+                  ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float64]]:
+    """``(project(image), project(text), rowwise_cosine(image, text))`` in one pass over both.
+
+    A ranking of a large pool needs all three; read together, each float16 row is read and
+    converted once instead of twice (at 1,000,000 × 512-d pairs, 2 GB of rows). The same numbers
+    as the three separate calls (the same float32 chunks, the same per-row operations).
+    """
+    image, text = row_source(image), row_source(text)
+    if np.shape(image) != np.shape(text):
+        raise ValueError(f"image and text must have the same shape (row i of each is one pair); got "
+                         f"{np.shape(image)} and {np.shape(text)}")
+    n = len(image)
+    identity = basis.shape[0] == basis.shape[1] and np.array_equal(basis, np.eye(len(basis)))
+    out_i = np.empty((n, basis.shape[1]), dtype=np.float32)
+    out_t = np.empty((n, basis.shape[1]), dtype=np.float32)
+    cosine = np.empty(n, dtype=np.float64)
+    for (s, x), (_, y) in zip(iter_chunks(image, chunk), iter_chunks(text, chunk)):
+        cosine[s : s + len(x)] = (x * y).sum(1)
+        out_i[s : s + len(x)] = x if identity else x @ basis
+        out_t[s : s + len(x)] = y if identity else y @ basis
+    return out_i, out_t, cosine
+
+
 def project(vectors: npt.ArrayLike, basis: npt.NDArray[np.float32], *, chunk: int = 65536
             ) -> npt.NDArray[np.float32]:
     """``vectors @ basis`` in float32 chunks (inputs may be float16 memory maps): ``(N, dim)``.

@@ -220,12 +220,17 @@ class RankContext:
         return ix.fit_projection(self.image, self.text, dim=self.reduced_dim, random_state=self.random_state)
 
     @cached_property
+    def _reduced(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Both reduced spaces and each pair's cosine, from one read of the vectors."""
+        return ix.project_pairs(self.image, self.text, self.basis)
+
+    @cached_property
     def image_space(self):
-        return ix.project(self.image, self.basis) if self.approximate else self.image
+        return self._reduced[0] if self.approximate else self.image
 
     @cached_property
     def text_space(self):
-        return ix.project(self.text, self.basis) if self.approximate else self.text
+        return self._reduced[1] if self.approximate else self.text
 
     @cached_property
     def joint_space(self) -> np.ndarray:
@@ -246,9 +251,12 @@ class RankContext:
         index = self._index(database)
         # density's joint-space similarities stay reduced; image/text candidates are re-scored in full
         full = None if database == "joint" else (self._full(query), self._full(database))
+        # cross-modal queries are assigned to cells with their own modality's mean removed
+        mean = None if query == database else ix.sample_mean(queries, random_state=self.random_state)
         if self.searcher is not None:
-            return self.searcher(index, queries, k, exclude_self=exclude_self, full=full)
-        return index.search(queries, k, nprobe=self.nprobe, exclude_self=exclude_self, full=full)
+            return self.searcher(index, queries, k, exclude_self=exclude_self, full=full, query_mean=mean)
+        return index.search(queries, k, nprobe=self.nprobe, exclude_self=exclude_self, full=full,
+                            query_mean=mean)
 
     def _index(self, database: str) -> ix.ClusteredIndex:
         if database not in self._indexes:
@@ -292,11 +300,14 @@ class RankContext:
 
     @cached_property
     def cosine(self) -> np.ndarray:
+        if "_reduced" in self.__dict__:  # read with the projection already (the same numbers)
+            return self._reduced[2]
         return ix.rowwise_cosine(self.image, self.text)
 
     @cached_property
     def features(self) -> alignment.AlignmentFeatures:
-        return alignment.alignment_features(self.cosine, *self.i2t, *self.t2i, temperature=self.temperature,
+        i2t, t2i = self.i2t, self.t2i  # first: a large pool's projection reads the cosine too
+        return alignment.alignment_features(self.cosine, *i2t, *t2i, temperature=self.temperature,
                                             own=self.own)
 
     @property

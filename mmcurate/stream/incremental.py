@@ -40,6 +40,7 @@ max |difference| 0.076 and r = 0.998 vs a seed floor of 0.112, r = 0.991 (100,00
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -66,6 +67,18 @@ INCREMENTAL = Engine("incremental scorer", provides=frozenset({"cosine", "featur
 """What :meth:`PoolScorer.score` serves: the state's arrays (and what derives from ``features``),
 for :data:`INCREMENTAL_STRATEGIES` only (the ones the stated tolerance was tested for)."""
 _ARRAYS = ("cosine", *alignment.FEATURE_NAMES[1:], "agree_v", "agree_t")
+STATE_VERSION = 2
+"""Version of the saved state's layout: 2 = clustered cells fitted and assigned on centred vectors
+(``ClusteredIndex.mean``). A state saved under another version is rebuilt, with a logged warning."""
+_log = logging.getLogger(__name__)
+
+
+def _settings(k: int, temperature: float, random_state: int, approximate: bool, reduced_dim: int,
+              nprobe: int) -> dict[str, Any]:
+    """The search settings a saved state records (it is rebuilt when they differ)."""
+    return {"k": k, "temperature": temperature, "random_state": int(random_state),
+            "approximate": approximate, "reduced_dim": reduced_dim, "nprobe": nprobe,
+            "version": STATE_VERSION}
 
 
 class PoolScorer:
@@ -110,8 +123,7 @@ class PoolScorer:
         self.temperature = temperature
         self.fingerprint = fingerprint
         self.approximate = self.n_pool > ix.EXACT_MAX if approximate is None else bool(approximate)
-        self.settings = {"k": self.k, "temperature": temperature, "random_state": int(random_state),
-                         "approximate": self.approximate, "reduced_dim": reduced_dim, "nprobe": nprobe}
+        self.settings = _settings(self.k, temperature, random_state, self.approximate, reduced_dim, nprobe)
         self.random_state, self.reduced_dim, self.nprobe = int(random_state), reduced_dim, nprobe
         self.index = ProjectIndex(self.folder, image_embeddings, text_embeddings, fingerprint=fingerprint)
         self.basis: np.ndarray | None = None
@@ -127,6 +139,11 @@ class PoolScorer:
         meta = json.loads(meta_path.read_text())
         if (meta.get("fingerprint") != self.fingerprint or meta.get("settings") != self.settings
                 or meta.get("n") != self.n_pool):
+            version = (meta.get("settings") or {}).get("version", 1)
+            if version != STATE_VERSION:
+                _log.warning("the pool state in %s was saved by an older mmcurate (state version %s, "
+                             "now %s); rebuilding it (costs one ranking)", self.folder, version,
+                             STATE_VERSION)
             return None
         if self.approximate:
             self.basis = np.load(self.folder / "basis.npy")
@@ -229,8 +246,10 @@ class PoolScorer:
         images, texts = self.spaces["image"], self.spaces["text"]
         images.add(ri)
         texts.add(rt)
-        i2t = texts.search(ri, self.k + 1, nprobe=self.nprobe, full=(image, self._rows("text", text)))
-        t2i = images.search(rt, self.k + 1, nprobe=self.nprobe, full=(text, self._rows("image", image)))
+        i2t = texts.search(ri, self.k + 1, nprobe=self.nprobe, full=(image, self._rows("text", text)),
+                           query_mean=images.mean)
+        t2i = images.search(rt, self.k + 1, nprobe=self.nprobe, full=(text, self._rows("image", image)),
+                            query_mean=texts.mean)
         return self._arrival_features(image, text, i2t, t2i, spaces=(ri, rt, images.rows, texts.rows))
 
     def score(self, image: np.ndarray, text: np.ndarray, *, strategy: str,
@@ -288,9 +307,8 @@ def save_pool_state(folder: Path, context: RankContext, *, fingerprint: str) -> 
     """
     if not {"features", "agree_v", "agree_t"} <= vars(context).keys():
         return False
-    settings = {"k": context.k, "temperature": context.temperature,
-                "random_state": int(context.random_state), "approximate": context.approximate,
-                "reduced_dim": context.reduced_dim, "nprobe": context.nprobe}
+    settings = _settings(context.k, context.temperature, context.random_state, context.approximate,
+                         context.reduced_dim, context.nprobe)
     meta = Path(folder) / "state.json"
     if meta.is_file():
         saved = json.loads(meta.read_text())

@@ -27,10 +27,17 @@ def local_ray():
     ray.shutdown()
 
 
-def test_shards_give_the_local_answer(local_ray, tmp_path):
+@pytest.mark.parametrize("data", ["domains", "clip-gap"])
+def test_shards_give_the_local_answer(local_ray, tmp_path, data):
     from mmcurate.engine.ray_score import rank_with_ray
 
-    img, txt, noisy, _ = domain_shift_embeddings(3000, 48, kind="same_category")
+    if data == "domains":
+        img, txt, noisy, _ = domain_shift_embeddings(3000, 48, kind="same_category")
+    else:  # a modality gap like CLIP's: cross-modal queries are centred with their own mean
+        from mmcurate.simulate.worlds import clip_gap_world
+
+        world = clip_gap_world(3000, dim=48, n_concepts=20, random_state=1)
+        img, txt, noisy = world.image, world.text, world.truth["noisy"].to_numpy().astype(bool)
     np.save(tmp_path / "i.npy", img.astype(np.float16))
     np.save(tmp_path / "t.npy", txt.astype(np.float16))
     image = np.load(tmp_path / "i.npy", mmap_mode="r")
