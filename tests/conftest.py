@@ -61,3 +61,16 @@ def png_pairs(tmp_path) -> Path:
     path = tmp_path / "pairs.csv"
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+@pytest.fixture
+def one_line_error(capsys):
+    """A reader of the CLI's stderr that checks it is one clear error line (no traceback) and
+    returns it."""
+    def read() -> str:
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and err.count("\n") == 1, err
+        assert err.startswith("mmcurate: error: ")
+        return err
+
+    return read

@@ -32,16 +32,10 @@ def labelled(tmp_path) -> Path:
     return proj.root
 
 
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("\n") == 1, err
-    assert err.startswith("mmcurate: error: ")
-    return err
-
-
 @pytest.mark.parametrize("damage", ["missing", "zero_bytes"])
 @pytest.mark.parametrize("command", [["status"], ["select", "--budget", "2"], ["export", "--out", "X"]])
-def test_a_lost_ledger_beside_trained_heads_refuses_naming_the_file(labelled, damage, command, capsys):
+def test_a_lost_ledger_beside_trained_heads_refuses_naming_the_file(labelled, damage, command, capsys,
+                                                                    one_line_error):
     ledger = labelled / "labels.sqlite"
     for side in ("labels.sqlite-wal", "labels.sqlite-shm"):
         (labelled / side).unlink(missing_ok=True)
@@ -52,7 +46,7 @@ def test_a_lost_ledger_beside_trained_heads_refuses_naming_the_file(labelled, da
     argv = [command[0], str(labelled), *[str(labelled.parent / "out") if a == "X" else a
                                           for a in command[1:]]]
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error()
     state = "is missing" if damage == "missing" else "is empty (0 bytes)"
     assert f"{ledger} {state}, but {labelled / 'heads'} holds 1 model file(s)" in err
     assert not (labelled.parent / "out").exists()
@@ -74,10 +68,10 @@ def test_a_lost_ledger_without_heads_is_a_fresh_project(labelled, capsys):
     ("embeddings/manifest.json", '{"kind": ', "not readable JSON"),
     ("embeddings/manifest.json", "null", "expected a JSON object, found NoneType"),
 ])
-def test_json_damage_names_the_file(labelled, name, text, found, capsys):
+def test_json_damage_names_the_file(labelled, name, text, found, capsys, one_line_error):
     (labelled / name).write_text(text)
     assert main(["status", str(labelled)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error()
     assert f"{labelled / name} (" in err and f"is damaged: {found}" in err, err
 
 

@@ -44,13 +44,6 @@ def external(tmp_path) -> Path:
     return proj.root
 
 
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("\n") == 1, err
-    assert err.startswith("mmcurate: error: ")
-    return err
-
-
 def _zero_block(path: Path, *, keep_mtime: bool = False) -> None:
     """Zero 4 KiB inside ``path`` (after the .npy header), as a bad disk block would."""
     st = path.stat()
@@ -63,13 +56,13 @@ def _zero_block(path: Path, *, keep_mtime: bool = False) -> None:
 
 # -- 6. vectors damaged on disk ------------------------------------------------------------------
 @pytest.mark.parametrize("command", [["rank"], ["select", "--budget", "2"], ["export", "--out", "X"]])
-def test_zeroed_block_of_vectors_is_named_by_every_reader(external, command, capsys):
+def test_zeroed_block_of_vectors_is_named_by_every_reader(external, command, capsys, one_line_error):
     image = external / "embeddings" / "image.npy"
     _zero_block(image)
     argv = [command[0], str(external), *[str(external.parent / "out") if a == "X" else a
                                          for a in command[1:]]]
     assert main(argv) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error()
     assert f"{image} is damaged: its content (sha256" in err and "restore" in err
     assert not (external.parent / "out").exists()
 
@@ -103,7 +96,8 @@ def _kill_at_rename(monkeypatch, n_done: int) -> None:
     monkeypatch.setattr(_fileio.os, "replace", replace)
 
 
-def test_a_compaction_killed_between_its_renames_is_named_not_misread(embedded, monkeypatch, capsys):
+def test_a_compaction_killed_between_its_renames_is_named_not_misread(embedded, monkeypatch, capsys,
+                                                                      one_line_error):
     proj = open_project(embedded)
     before = np.asarray(proj.image_embeddings(), np.float32)
     _kill_at_rename(monkeypatch, 1)  # ids.npy in the new row order, image and text in the old
@@ -111,7 +105,7 @@ def test_a_compaction_killed_between_its_renames_is_named_not_misread(embedded, 
         proj.store.compact(proj.pairs["pair_id"].tolist()[::-1])
     monkeypatch.undo()
     assert main(["rank", str(embedded)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error()
     assert "come from different writes (a compaction was interrupted)" in err
     shutil.rmtree(embedded / "embeddings")  # the fix the message gives
     assert main(["embed", str(embedded), "--workers", "0"]) == 0
@@ -137,7 +131,7 @@ def test_a_write_killed_after_recording_its_checksums_is_not_damage(embedded, mo
     ("fortran", "holds a Fortran-ordered array"),
     ("object", "holds dtype object, not numbers"),
 ])
-def test_a_damaged_stored_array_names_the_file(external, damage, found, capsys):
+def test_a_damaged_stored_array_names_the_file(external, damage, found, capsys, one_line_error):
     image = external / "embeddings" / "image.npy"
     x = np.load(image)
     if damage == "zero_bytes":
@@ -149,26 +143,26 @@ def test_a_damaged_stored_array_names_the_file(external, damage, found, capsys):
     else:
         np.save(image, x.astype(object), allow_pickle=True)
     assert main(["rank", str(external)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error()
     assert f"{image} {found}" in err and "restore" in err
 
 
 @pytest.mark.parametrize("lost", ["ids.npy", "image.npy"])
-def test_a_lost_array_of_imported_vectors_is_named_not_a_circle(external, lost, capsys):
+def test_a_lost_array_of_imported_vectors_is_named_not_a_circle(external, lost, capsys, one_line_error):
     (external / "embeddings" / lost).unlink()
     for command in (["rank", str(external)], ["select", str(external), "--budget", "2"]):
         assert main(command) == 2
-        err = _one_line_error(capsys)
+        err = one_line_error()
         assert f"{external / 'embeddings' / lost} is missing" in err
         assert "run `mmcurate embed" not in err  # embed cannot make imported vectors
         assert "restore" in err
 
 
-def test_a_lost_ids_file_of_an_image_project_is_embedded_again(embedded, capsys):
+def test_a_lost_ids_file_of_an_image_project_is_embedded_again(embedded, capsys, one_line_error):
     before = np.asarray(open_project(embedded).text_embeddings(), np.float32)
     (embedded / "embeddings" / "ids.npy").unlink()
     assert main(["rank", str(embedded)]) == 2
-    assert "ids.npy is missing" in _one_line_error(capsys)
+    assert "ids.npy is missing" in one_line_error()
     assert main(["embed", str(embedded), "--workers", "0"]) == 0
     np.testing.assert_allclose(np.asarray(open_project(embedded).text_embeddings(), np.float32), before,
                                atol=1e-3)  # never zero vectors
@@ -181,7 +175,8 @@ def test_a_lost_ids_file_of_an_image_project_is_embedded_again(embedded, capsys)
     ("heads/model-0001.json", "{", "not readable JSON"),
     ("heads/model-0001.json", "{}", "no 'calibrator' object"),
 ])
-def test_json_damage_in_state_and_model_files_names_the_file(external, name, text, found, capsys):
+def test_json_damage_in_state_and_model_files_names_the_file(external, name, text, found, capsys,
+                                                             one_line_error):
     from mmcurate.labels import Ledger
 
     if name.startswith("heads/"):
@@ -190,7 +185,7 @@ def test_json_damage_in_state_and_model_files_names_the_file(external, name, tex
             ledger.record_head(checkpoint="", n_labels=4, metrics={"model": {"accepted": True}})
     (external / name).write_text(text)
     assert main(["status", str(external)]) == 2
-    err = _one_line_error(capsys)
+    err = one_line_error()
     assert f"{external / name} (" in err and "is damaged" in err and found in err, err
 
 
@@ -211,7 +206,7 @@ def test_every_write_is_checkpointed_so_the_ledger_file_alone_holds_it(external,
         (external / "labels.sqlite-wal").stat().st_size == 0
 
 
-def test_backup_copies_decisions_still_in_the_write_ahead_log(external, tmp_path, capsys):
+def test_backup_copies_decisions_still_in_the_write_ahead_log(external, tmp_path, capsys, one_line_error):
     from mmcurate.labels import Ledger
 
     ledger = Ledger(external / "labels.sqlite")
@@ -226,7 +221,7 @@ def test_backup_copies_decisions_still_in_the_write_ahead_log(external, tmp_path
     assert len(open_project(dest).ledger.decisions()) == 4
     assert main(["check", str(dest)]) == 0
     assert main(["backup", str(external), str(dest)]) == 2  # never over an existing folder
-    assert "already exists" in _one_line_error(capsys)
+    assert "already exists" in one_line_error()
     ledger.close()
 
 
@@ -269,7 +264,7 @@ def test_a_pickled_weights_file_is_refused_without_running_it(embedded, micro_cl
     assert not marker.exists()
 
 
-def test_a_failed_init_leaves_no_folder_behind(tmp_path, capsys):
+def test_a_failed_init_leaves_no_folder_behind(tmp_path, capsys, one_line_error):
     folder = tmp_path / "emb"
     for sub in ("img_emb", "text_emb", "metadata"):
         (folder / sub).mkdir(parents=True)
@@ -278,7 +273,7 @@ def test_a_failed_init_leaves_no_folder_behind(tmp_path, capsys):
     np.save(folder / "text_emb" / "text_emb_0.npy", np.ones((2, 4), np.float32))
     pd.DataFrame({"caption": ["a", "b"]}).to_parquet(folder / "metadata" / "metadata_0.parquet")
     assert main(["init", str(tmp_path / "new"), "--embeddings", str(folder)]) == 2
-    assert "img_emb_0.npy holds dtype object" in _one_line_error(capsys)
+    assert "img_emb_0.npy holds dtype object" in one_line_error()
     assert not (tmp_path / "new").exists()
 
 

@@ -119,22 +119,10 @@ def _wait_for_nodes(address: str, n: int, env: dict, timeout: float = 180.0) -> 
     raise TimeoutError(f"the Ray cluster at {address} did not show {n} nodes: {last}")
 
 
-def _pairs(folder: Path, n: int) -> Path:
-    from PIL import Image
-
-    (folder / "img").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(folder / "img" / f"{i}.png")
-        rows.append({"id": f"r{i}", "image": f"img/{i}.png", "caption": f"noise picture {i}"})
-    pd.DataFrame(rows).to_csv(folder / "pairs.csv", index=False)
-    return folder / "pairs.csv"
-
-
-def test_embed_and_rank_on_a_started_cluster_equal_the_local_engine(cluster, micro_clip_dir, tmp_path):
+def test_embed_and_rank_on_a_started_cluster_equal_the_local_engine(cluster, micro_clip_dir, tmp_path,
+                                                                    noise_pairs):
     address, env = cluster
-    csv = _pairs(tmp_path / "d", 60)
+    csv = noise_pairs(tmp_path / "d", 60)
     spec = ModelSpec(f"local-dir:{micro_clip_dir}", None)
     local = create_project(tmp_path / "local", pairs=csv, model=spec, progress=False)
     local.embed(progress=False, num_workers=0)

@@ -9,9 +9,7 @@ import sys
 import time
 
 import numpy as np
-import pandas as pd
 import pytest
-from PIL import Image
 
 from mmcurate.embed.model import ModelSpec
 from mmcurate.project import create_project, open_project
@@ -21,21 +19,10 @@ ray = pytest.importorskip("ray", reason="Ray engine tests need ray[data] (pip in
 pytestmark = pytest.mark.slow
 
 
-def _pairs(folder, n):
-    (folder / "img").mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    rows = []
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(folder / "img" / f"{i}.png")
-        rows.append({"id": f"r{i}", "image": f"img/{i}.png", "caption": f"noise picture {i}"})
-    pd.DataFrame(rows).to_csv(folder / "pairs.csv", index=False)
-    return folder / "pairs.csv"
-
-
-def test_ray_vectors_equal_local_and_resume(micro_clip_dir, tmp_path):
+def test_ray_vectors_equal_local_and_resume(micro_clip_dir, tmp_path, noise_pairs):
     from mmcurate.engine.ray_embed import embed_with_ray
 
-    csv = _pairs(tmp_path / "d", 48)
+    csv = noise_pairs(tmp_path / "d", 48)
     spec = ModelSpec(f"local-dir:{micro_clip_dir}", None)
     local = create_project(tmp_path / "local", pairs=csv, model=spec, progress=False)
     local.embed(progress=False, num_workers=0)
@@ -54,8 +41,8 @@ def test_ray_vectors_equal_local_and_resume(micro_clip_dir, tmp_path):
                                local.text_embeddings().astype(np.float32), atol=2e-3)
 
 
-def test_killed_ray_run_resumes(micro_clip_dir, tmp_path):
-    csv = _pairs(tmp_path / "d", 600)
+def test_killed_ray_run_resumes(micro_clip_dir, tmp_path, noise_pairs):
+    csv = noise_pairs(tmp_path / "d", 600)
     spec = ModelSpec(f"local-dir:{micro_clip_dir}", None)
     proj = create_project(tmp_path / "p", pairs=csv, model=spec, progress=False)
     cmd = [sys.executable, "-m", "mmcurate.cli", "embed", str(proj.root), "--engine", "ray",
