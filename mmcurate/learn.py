@@ -1,7 +1,7 @@
 """The model that ranks the next round: fit on the labels, prove it on held-back labels, or refuse it.
 
 The labelled pairs are a biased sample of the pool: the queue chose most of them (mostly
-suspects). Five things keep learning from making the ranking worse:
+suspects). Six things keep learning from making the ranking worse:
 
 1. **Exploration.** Each batch reserves a share (``explore``, default 10%) drawn at random from
    the pool the queue did not take, each pair with a known inclusion probability ``π``: a quarter
@@ -18,7 +18,9 @@ suspects). Five things keep learning from making the ranking worse:
    measurements behind this module).
 3. **Shrinkage chosen by the labels.** The calibrator is pulled toward the prior with a strength
    chosen by cross-validation (:func:`choose_l2`): few or uninformative labels keep it near the
-   prior, many let them speak. Learning cannot swing on a handful of labels.
+   prior, many let them speak. Learning cannot swing on a handful of labels. The fit allows for a
+   reviewer who errs (each label wrong with at least :data:`LABEL_NOISE_FLOOR`, more when the
+   audits say so), so one wrong decision on a pair the features are sure about cannot drag it.
 4. **A fair, steady gate.** A new model is compared with the model in use on *every* label, each
    label scored by fits that did not see it: the new recipe cross-fitted on all labels; the model
    in use by the held-out logits recorded when it was trained (on its labels) and its predictions
@@ -26,7 +28,9 @@ suspects). Five things keep learning from making the ranking worse:
    fitted on, and the labels the model in use chose for itself
    count the same for both. AUROCs are weighted by ``1/π``. The new model is refused only when
    it loses by more than :data:`GATE_Z` paired-bootstrap standard errors (:func:`compare_models`):
-   a tie is not a loss.
+   a tie is not a loss. Leaving the label-free prior needs :data:`MIN_RANDOM_LABELS` random labels
+   and a win by more than :data:`PRIOR_Z` standard errors. A refused model leaves the model in use
+   ranking; only its probabilities are recalibrated on every label.
 5. **Calibrated on the pool, not the queue.** The probabilities that decide verdicts are the
    model's logits recalibrated (:func:`platt_ipw`) on held-out logits of every label weighted by
    ``1/π`` (the random share stands for the pairs it was drawn from) and corrected for the
