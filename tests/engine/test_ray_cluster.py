@@ -20,7 +20,6 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,7 +48,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _stop(procs: list[subprocess.Popen], temp_dir: str) -> None:
+def _stop(procs: list[subprocess.Popen], ray_dir) -> None:
     """Stop what this test started: each ``ray start --block`` process group, then any process
     whose command line names this cluster's private temp dir (workers, raylet, GCS)."""
     for proc in procs:
@@ -63,25 +62,13 @@ def _stop(procs: list[subprocess.Popen], temp_dir: str) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
     time.sleep(2)
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        if temp_dir in cmdline:
-            try:
-                os.kill(int(pid), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-    shutil.rmtree(temp_dir, ignore_errors=True)
+    ray_dir.kill()
 
 
 @pytest.fixture
-def cluster(tmp_path):
+def cluster(tmp_path, private_ray_dir):
     """A head and a second node started with ``ray start`` (1 CPU each), token authentication on."""
-    temp_dir = tempfile.mkdtemp(prefix="mmray", dir="/tmp")  # short: Ray's socket paths must fit
+    temp_dir = private_ray_dir.path
     token = Path(temp_dir) / "token"
     token.write_text(secrets.token_hex(32))
     env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN_PATH": str(token),
@@ -101,7 +88,7 @@ def cluster(tmp_path):
         _wait_for_nodes(address, 2, env)
         yield address, env
     finally:
-        _stop(procs, temp_dir)
+        _stop(procs, private_ray_dir)
 
 
 def _wait_for_nodes(address: str, n: int, env: dict, timeout: float = 180.0) -> None:
