@@ -23,6 +23,7 @@ from mmcurate._fileio import atomic_write_frame
 
 if TYPE_CHECKING:
     from mmcurate.embed.model import ModelSpec
+    from mmcurate.project import Project
 
 __all__ = ["prepare_scene_dataset", "run_demo"]
 
@@ -82,14 +83,14 @@ def _pick_model(allow_download: bool, say) -> tuple[ModelSpec, bool]:
     return ModelSpec(f"local-dir:{folder}", None), False
 
 
-def _auroc(proj, truth: pd.DataFrame, column: str, ranked: pd.DataFrame) -> float:
+def _auroc(proj: Project, truth: pd.DataFrame, column: str, ranked: pd.DataFrame) -> float:
     from mmcurate.signals.metrics import auroc
 
     noisy = proj.pairs["pair_id"].map(dict(zip(truth["id"], truth["is_noisy"]))).to_numpy(bool)
     return float(auroc(ranked[column].to_numpy(), noisy))
 
 
-def _simulated_review(proj, round_id: int, truth: pd.DataFrame, path: Path) -> Path:
+def _simulated_review(proj: Project, round_id: int, truth: pd.DataFrame, path: Path) -> Path:
     """Write the decisions file a careful reviewer would (from the known truth)."""
     batch = proj.ledger.batch(round_id)
     t = truth.set_index("id")
@@ -104,7 +105,7 @@ def _simulated_review(proj, round_id: int, truth: pd.DataFrame, path: Path) -> P
     return path
 
 
-def _scene_loop(proj, truth, *, rounds: int, budget: int, say) -> None:
+def _scene_loop(proj: Project, truth, *, rounds: int, budget: int, say) -> None:
     from mmcurate.rounds import import_labels, rank_project, select_batch, train_project_head
 
     names = ("p_misaligned", "clip_score", "disagreement")

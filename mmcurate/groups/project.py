@@ -16,7 +16,7 @@ import hashlib
 import json
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,9 @@ import pandas as pd
 from mmcurate._fileio import atomic_write_frame, atomic_write_json
 from mmcurate.exceptions import ProjectError
 from mmcurate.groups.compute import DUPLICATE_KINDS, KINDS, GroupParams, find_groups
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
 __all__ = ["DuplicatesResult", "StaleGroupsError", "compute_duplicates", "duplicates_status",
            "load_duplicates", "split_group", "vectors_fingerprint"]
@@ -49,7 +52,7 @@ class DuplicatesResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def vectors_fingerprint(proj) -> str:
+def vectors_fingerprint(proj: Project) -> str:
     """A hash of the project's vectors as the groups see them: the pair ids in order, the shapes,
     the store's own fingerprint and up to 2,048 evenly spaced rows of each modality."""
     image, text = proj.image_embeddings(), proj.text_embeddings()
@@ -63,7 +66,7 @@ def vectors_fingerprint(proj) -> str:
     return h.hexdigest()
 
 
-def image_keys(proj, *, progress: bool = False) -> list[str | None] | None:
+def image_keys(proj: Project, *, progress: bool = False) -> list[str | None] | None:
     """sha1 of each pair's image file bytes (None: unreadable); None for imported embeddings."""
     if proj.kind == "external" or proj.image_root is None:
         return None
@@ -81,7 +84,7 @@ def image_keys(proj, *, progress: bool = False) -> list[str | None] | None:
     return keys
 
 
-def _splits(proj) -> set[str]:
+def _splits(proj: Project) -> set[str]:
     path = proj.root / SPLITS
     return set(json.loads(path.read_text())["pair_ids"]) if path.is_file() else set()
 
@@ -103,7 +106,7 @@ def _counts(table: pd.DataFrame) -> dict[str, dict[str, int]]:
                    "pairs": int((table["kind"] == kind).sum()) if len(table) else 0} for kind in KINDS}
 
 
-def compute_duplicates(proj, *, params: GroupParams | None = None, random_state: int = 0,
+def compute_duplicates(proj: Project, *, params: GroupParams | None = None, random_state: int = 0,
                        write: bool = True, progress: bool = False) -> DuplicatesResult:
     """Find the project's groups (:func:`mmcurate.groups.find_groups`) and write them.
 
@@ -143,7 +146,7 @@ def compute_duplicates(proj, *, params: GroupParams | None = None, random_state:
     return result
 
 
-def _table(proj, found: pd.DataFrame) -> pd.DataFrame:
+def _table(proj: Project, found: pd.DataFrame) -> pd.DataFrame:
     """``find_groups``' rows as pair ids, groups numbered 0.. by kind then smallest row."""
     ids = proj.pairs["pair_id"].astype(str).to_numpy()
     if found.empty:
@@ -159,7 +162,7 @@ def _table(proj, found: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["group_id", "pair_id"]).reset_index(drop=True)
 
 
-def load_duplicates(proj, *, stale: str = "recompute", write: bool = True) -> pd.DataFrame | None:
+def load_duplicates(proj: Project, *, stale: str = "recompute", write: bool = True) -> pd.DataFrame | None:
     """The project's groups (None: ``duplicates`` never ran), split pairs taken out.
 
     ``stale``: what to do when the vectors changed since they were computed: ``recompute`` (with
@@ -180,7 +183,7 @@ def load_duplicates(proj, *, stale: str = "recompute", write: bool = True) -> pd
     return _apply_splits(pd.read_parquet(proj.root / TABLE), _splits(proj))
 
 
-def split_group(proj, pair_ids) -> pd.DataFrame:
+def split_group(proj: Project, pair_ids) -> pd.DataFrame:
     """Take pairs out of their duplicate groups (a member that differs from the rest), for good:
     recomputed groups leave them out too. A decision on the group no longer reaches them (one they
     already received stays until someone decides them directly). Returns the groups after.
@@ -207,7 +210,7 @@ def split_group(proj, pair_ids) -> pd.DataFrame:
     return table
 
 
-def duplicates_status(proj) -> dict[str, Any] | None:
+def duplicates_status(proj: Project) -> dict[str, Any] | None:
     """Groups and pairs by kind and whether they are current (what ``status`` shows), or None."""
     meta_path = proj.root / META
     if not meta_path.is_file():

@@ -15,12 +15,16 @@ import sqlite3
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from mmcurate._fileio import read_json_object
 from mmcurate._integrity import check_npy
 from mmcurate.exceptions import MmcurateError, ProjectError
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
 __all__ = ["CheckReport", "backup_project", "check_project"]
 
@@ -75,7 +79,7 @@ def check_project(root: str | os.PathLike) -> CheckReport:
     return report
 
 
-def _check_vectors(proj, report: CheckReport, pair_ids: pd.Series) -> None:
+def _check_vectors(proj: Project, report: CheckReport, pair_ids: pd.Series) -> None:
     store = proj.store
     manifest = store.manifest()
     if manifest is None:
@@ -106,7 +110,7 @@ def _check_vectors(proj, report: CheckReport, pair_ids: pd.Series) -> None:
     report.checked.append(f"embeddings: {len(ids)} x {manifest.get('dim')} vectors ({sums})")
 
 
-def _check_ledger(proj, report: CheckReport, pair_ids: pd.Series) -> None:
+def _check_ledger(proj: Project, report: CheckReport, pair_ids: pd.Series) -> None:
     path = proj.root / "labels.sqlite"
     if not path.is_file():
         report.checked.append("labels.sqlite: none yet")
@@ -131,7 +135,7 @@ def _check_ledger(proj, report: CheckReport, pair_ids: pd.Series) -> None:
                           f"decisions (integrity ok)")
 
 
-def _check_state_files(proj, report: CheckReport, pair_ids: pd.Series) -> None:
+def _check_state_files(proj: Project, report: CheckReport, pair_ids: pd.Series) -> None:
     names = ["state.json", "stream/state.json", "embeddings/manifest.json"]
     found = [name for name in names if (proj.root / name).is_file()]
     for name in found:
@@ -140,7 +144,7 @@ def _check_state_files(proj, report: CheckReport, pair_ids: pd.Series) -> None:
         report.checked.append(f"state files: {', '.join(found)}")
 
 
-def _check_models(proj, report: CheckReport, pair_ids: pd.Series) -> None:
+def _check_models(proj: Project, report: CheckReport, pair_ids: pd.Series) -> None:
     heads = proj.root / "heads"
     if not heads.is_dir():
         return

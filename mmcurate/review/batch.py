@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_bytes, atomic_write_frame, spreadsheet_safe
 from mmcurate.exceptions import ProjectError
 from mmcurate.export import absolute_image_paths, sample_key
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
 __all__ = ["BATCH_SUFFIXES", "THUMBNAIL_SIZE", "export_batch"]
 
@@ -25,7 +29,7 @@ THUMBNAIL_SIZE = 256
 _BASE_COLUMNS = ("pair_id", "image", "caption")
 
 
-def export_batch(proj, out: str | os.PathLike, *, round_id: int | None = None,
+def export_batch(proj: Project, out: str | os.PathLike, *, round_id: int | None = None,
                  thumbnails: bool = False) -> Path:
     """Write one round's batch (latest by default) as a CSV or JSONL file for annotators.
 
@@ -89,7 +93,7 @@ def export_batch(proj, out: str | os.PathLike, *, round_id: int | None = None,
     return atomic_write_frame(spreadsheet_safe(table) if fmt == "csv" else table, out, fmt=fmt)
 
 
-def _write_thumbnails(proj, rows: pd.DataFrame, out: Path) -> list[str]:
+def _write_thumbnails(proj: Project, rows: pd.DataFrame, out: Path) -> list[str]:
     """Write one JPEG per readable image into ``<out stem>_thumbs/``; relative paths or ''."""
     if proj.image_root is None:
         return [""] * len(rows)

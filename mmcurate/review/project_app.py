@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmcurate._fileio import atomic_write_bytes
 from mmcurate.data.images import ImageRefError, read_tar_member, resolve_image_ref
 from mmcurate.exceptions import ProjectError
 
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+
 __all__ = ["create_project_app", "image_resolver", "serve_project"]
 
 
-def image_resolver(proj):
+def image_resolver(proj: Project):
     """``pair_id -> Path | None``: the pair's image file inside the project's image root.
 
     WebDataset members are extracted once into ``PROJECT/.cache/review_images``. Projects built
@@ -53,7 +57,7 @@ def _extract_member(shard_path: Path, member: str, target: Path) -> Path | None:
     return target
 
 
-def create_project_app(proj, *, round_id: int, token: str, reviewer: str | None = None):
+def create_project_app(proj: Project, *, round_id: int, token: str, reviewer: str | None = None):
     """The review app of one round of ``proj``, with the evidence of its pairs computed once
     (:func:`mmcurate.review.evidence.pair_evidence`, searched in the project's saved indexes).
 
@@ -73,7 +77,7 @@ def create_project_app(proj, *, round_id: int, token: str, reviewer: str | None 
                       show_images=proj.image_root is not None)
 
 
-def serve_project(proj, *, round_id: int | None = None, host: str = "127.0.0.1", port: int = 0,
+def serve_project(proj: Project, *, round_id: int | None = None, host: str = "127.0.0.1", port: int = 0,
                   reviewer: str | None = None, open_browser: bool = True) -> None:
     """Serve the review page for a round (latest by default) until interrupted."""
     from mmcurate.review.app import make_token, serve

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmcurate._fileio import read_json_object
 from mmcurate.exceptions import ProjectError
 
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
-def _head_path(proj, head_round: int) -> Path:
+
+def _head_path(proj: Project, head_round: int) -> Path:
     return proj.root / "heads" / f"head-{head_round:04d}.safetensors"
 
 
@@ -35,11 +38,11 @@ class Model:
     """Each decided pair's P(aligned) from fits that did not see its decision."""
 
 
-def _model_sidecar(proj, model_round: int) -> Path:
+def _model_sidecar(proj: Project, model_round: int) -> Path:
     return proj.root / "heads" / f"model-{model_round:04d}.json"
 
 
-def load_model(proj) -> Model:
+def load_model(proj: Project) -> Model:
     """The latest *accepted* model of the project (:class:`Model`; empty before any)."""
     if not (proj.root / "labels.sqlite").is_file():
         return Model()
@@ -71,14 +74,14 @@ def load_model(proj) -> Model:
     return Model()
 
 
-def load_latest_head(proj):
+def load_latest_head(proj: Project):
     """The projection head of the model in use and its round: ``(None, round)`` when that model
     uses no head, ``(None, None)`` before any accepted model."""
     model = load_model(proj)
     return model.head, model.round
 
 
-def current_embeddings(proj) -> tuple[np.ndarray, np.ndarray, int | None]:
+def current_embeddings(proj: Project) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Image and caption vectors after the latest trained head (raw CLIP vectors before any).
 
     Above ``rank.APPROXIMATE_FROM`` pairs the adapted vectors are lazy views

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,8 +13,11 @@ from mmcurate._fileio import atomic_write_json
 from mmcurate.rounds.decisions import labelled_arrays
 from mmcurate.rounds.model import Model, apply_head, load_model
 
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
-def _provenance(proj, head_round: int | None, **params: Any) -> dict[str, Any]:
+
+def _provenance(proj: Project, head_round: int | None, **params: Any) -> dict[str, Any]:
     manifest = proj.store.manifest() or {}
     return {"model": manifest.get("model"), "pretrained": manifest.get("pretrained"),
             "weights_sha256": manifest.get("weights_sha256"), "embeddings": manifest.get("kind"),
@@ -27,7 +30,7 @@ DEFAULT_STRATEGY = "p_misaligned"
 model in use's P(misaligned), which learns from every round (chosen by the benchmark, see README)."""
 
 
-def rank_project(proj, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATEGY,), *, k: int = 10,
+def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATEGY,), *, k: int = 10,
                  random_state: int = 0, options: dict[str, Any] | None = None, engine: str = "local",
                  address: str | None = None, pool_state: bool = True, save_state: bool = True
                  ) -> pd.DataFrame:
@@ -98,7 +101,7 @@ def _calibrator_for(model: Model, k: int):
     return "prior" if model.round is None else None
 
 
-def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
+def _rank_ray(proj: Project, strategies, rows, y, *, k, random_state, options, address):
     from mmcurate.engine.ray_score import RAY_ENGINE, rank_with_ray
 
     RAY_ENGINE.check(strategies, options)  # refused before the store is compacted or Ray started
@@ -119,7 +122,7 @@ def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
     return table, model.round
 
 
-def _save_state(proj, table: pd.DataFrame) -> None:
+def _save_state(proj: Project, table: pd.DataFrame) -> None:
     if "p_aligned" in table.columns:
         atomic_write_json(proj.root / "state.json", {
             **noise_estimate(proj, table["pair_id"], table["p_aligned"].to_numpy(float)),
@@ -127,7 +130,7 @@ def _save_state(proj, table: pd.DataFrame) -> None:
         })
 
 
-def noise_estimate(proj, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str, Any]:
+def noise_estimate(proj: Project, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str, Any]:
     """The pool's misaligned share: decided pairs by their decision, the rest by the model, with
     a 95% interval from the randomly drawn labels.
 
@@ -170,7 +173,7 @@ def noise_estimate(proj, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str
     return out
 
 
-def _one_row_per_group(proj, rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _one_row_per_group(proj: Project, rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A group decision is one label for the calibrator fitted here too: rows recorded via a
     representative are dropped (:func:`mmcurate.groups.hooks.count_groups_once`)."""
     if len(rows) == 0:

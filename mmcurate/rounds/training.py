@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -13,8 +13,11 @@ from mmcurate.learn import reviewer_error_rate
 from mmcurate.rounds.decisions import audited_opinions, labelled_arrays
 from mmcurate.rounds.model import Model, _head_path, _model_sidecar, apply_head, load_model
 
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
-def _fixed_texts(proj, fixes: pd.DataFrame):
+
+def _fixed_texts(proj: Project, fixes: pd.DataFrame):
     if fixes is None or fixes.empty or proj.kind == "external":
         return None
     from mmcurate.embed.encoder import load_encoder
@@ -25,7 +28,7 @@ def _fixed_texts(proj, fixes: pd.DataFrame):
     return fixes["row"].to_numpy(np.int64), vectors
 
 
-def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0,
+def train_project_head(proj: Project, *, config=None, k: int = 10, tolerance: float = 0.0,
                        with_head: bool | None = None) -> tuple[int, dict[str, Any]]:
     """Fit a new model on every decision so far, validate it, and use it only if it does not lose.
 
@@ -105,7 +108,7 @@ def use_head_option(with_head: bool | None) -> bool:
     return HEAD_BY_DEFAULT if with_head is None else bool(with_head)
 
 
-def _train_head_if_useful(proj, rows, y, fixes, config) -> tuple[Any, dict[str, Any]]:
+def _train_head_if_useful(proj: Project, rows, y, fixes, config) -> tuple[Any, dict[str, Any]]:
     """Train the projection head when it can be validated (``n_folds >= 2``); ``(head or None,
     metrics)``. The head is kept only when its cross-validated AUROC beats plain CLIP's."""
     if config.n_folds < 2 or (y == 1).sum() < 2 or (y == 0).sum() < 2:
@@ -121,7 +124,7 @@ def _train_head_if_useful(proj, rows, y, fixes, config) -> tuple[Any, dict[str, 
     return (head if helps else None), metrics
 
 
-def _label_weights(proj, rows: np.ndarray) -> tuple[np.ndarray, int]:
+def _label_weights(proj: Project, rows: np.ndarray) -> tuple[np.ndarray, int]:
     """``1/π`` of each labelled row (1 for pairs queued without a recorded design), and how many
     of the rows were drawn at random (the explore stratum)."""
     design = proj.ledger.design().drop_duplicates("pair_id", keep="last").set_index("pair_id")
@@ -130,7 +133,7 @@ def _label_weights(proj, rows: np.ndarray) -> tuple[np.ndarray, int]:
     return 1.0 / ids.map(design["inclusion"]).fillna(1.0).to_numpy(np.float64), n_random
 
 
-def _features(proj, head, k: int, random_state: int):
+def _features(proj: Project, head, k: int, random_state: int):
     from mmcurate.rank import RankContext
 
     image, text = apply_head(head, proj.image_embeddings(), proj.text_embeddings())
@@ -138,7 +141,7 @@ def _features(proj, head, k: int, random_state: int):
     return ctx.features
 
 
-def _incumbent_held_out(proj, rows, previous: Model, raw, k: int, random_state: int) -> np.ndarray:
+def _incumbent_held_out(proj: Project, rows, previous: Model, raw, k: int, random_state: int) -> np.ndarray:
     """The model in use's logits on every label, none from a fit that saw it: labels it was
     trained on get the held-out logit recorded when it was trained (cross-fitted, its head's own
     folds included), the labels added since get its prediction (it never saw them). Re-fitting its
@@ -156,7 +159,7 @@ def _incumbent_held_out(proj, rows, previous: Model, raw, k: int, random_state: 
     return logits
 
 
-def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_state: int,
+def _fit_and_validate(proj: Project, rows, y, head, previous: Model, *, k: int, random_state: int,
                       tolerance: float, error_rate: float = 0.0) -> dict[str, Any]:
     """Fit the calibrator without and (when a head was trained) with the head, judge each against
     the model in use on every label (each scored by fits that did not see it), keep the head only
@@ -225,7 +228,7 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
     return out
 
 
-def _one_row_per_group(proj, rows, y, fixes):
+def _one_row_per_group(proj: Project, rows, y, fixes):
     """A group decision counts once: rows recorded via a representative are dropped
     (:func:`mmcurate.groups.hooks.count_groups_once`)."""
     from mmcurate.groups.hooks import count_groups_once

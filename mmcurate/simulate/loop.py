@@ -26,12 +26,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmcurate.simulate.metrics import detection_score_name, p_misaligned, round_metrics
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
 __all__ = ["RunSpec", "make_run_project", "oracle_decisions", "run_oracle_loop", "train_run_head"]
 
@@ -92,7 +95,7 @@ def oracle_decisions(batch: pd.DataFrame, is_noisy: pd.Series) -> pd.DataFrame:
                          "reviewer": "oracle"})
 
 
-def train_run_head(proj, spec: RunSpec, round_: int) -> None:
+def train_run_head(proj: Project, spec: RunSpec, round_: int) -> None:
     """Train the run's model on the labels after round ``round_`` (a user's ``mmcurate train``), with
     the run's head options, ``head_folds`` and the round's random state."""
     from mmcurate.head import HeadConfig
@@ -162,7 +165,7 @@ CURATED_COLUMNS = ("export_threshold", "export_noise", "export_clean_kept", "exp
                    "export_check_noise", "export_check_n")
 
 
-def _curated_figures(proj, ranked: pd.DataFrame, noisy: np.ndarray) -> dict[str, float]:
+def _curated_figures(proj: Project, ranked: pd.DataFrame, noisy: np.ndarray) -> dict[str, float]:
     """What ``mmcurate export``'s default rule keeps after the last round, against the truth.
 
     ``export_noise``: swapped share of the curated set (reviewed-accepted + kept by the model);
@@ -181,7 +184,7 @@ def _curated_figures(proj, ranked: pd.DataFrame, noisy: np.ndarray) -> dict[str,
             "export_check_noise": check.get("noise", np.nan), "export_check_n": check.get("n", 0)}
 
 
-def _labelled_mask(proj) -> np.ndarray:
+def _labelled_mask(proj: Project) -> np.ndarray:
     from mmcurate.rounds import labelled_arrays
 
     mask = np.zeros(len(proj.pairs), bool)
@@ -189,7 +192,7 @@ def _labelled_mask(proj) -> np.ndarray:
     return mask
 
 
-def _rows(proj, batch: pd.DataFrame | None) -> np.ndarray | None:
+def _rows(proj: Project, batch: pd.DataFrame | None) -> np.ndarray | None:
     if batch is None:
         return None
     row_of = pd.Series(np.arange(len(proj.pairs)), index=proj.pairs["pair_id"].to_numpy())

@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,6 +15,9 @@ import pandas as pd
 from mmcurate._fileio import atomic_write_frame, atomic_write_json, read_json_object
 from mmcurate.exceptions import NotEmbeddedError, ProjectError
 from mmcurate.stream.threshold import AdaptiveThreshold
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
 __all__ = ["LOG_COLUMNS", "add_pairs", "check_options", "content_hash", "has_pending", "recover_stream",
            "stream_log",
@@ -25,7 +28,7 @@ LOG_COLUMNS = ["batch_id", "source", "pair_id", "score", "threshold", "queued", 
 _STATE_VERSION = 1
 
 
-def _dir(proj, name: str) -> Path:
+def _dir(proj: Project, name: str) -> Path:
     """A fixed-name folder of ``PROJECT/stream/``: fixed on purpose, ``pending/`` is the journal a
     later add or :func:`recover_stream` must find by name to finish an interrupted commit; the one
     writer is the project lock holder, so two writers never share these names."""
@@ -33,7 +36,7 @@ def _dir(proj, name: str) -> Path:
 
 
 # -- state and log --------------------------------------------------------------------------------
-def stream_state(proj) -> dict[str, Any]:
+def stream_state(proj: Project) -> dict[str, Any]:
     """The stream's saved state: ``n_batches``, ``n_seen``, ``n_queued``, ``adaptive`` (threshold
     state or None), ``files`` (sha256 -> source, batch_id, at) and ``realised_rate``."""
     path = _dir(proj, "state.json")
@@ -44,7 +47,7 @@ def stream_state(proj) -> dict[str, Any]:
     return state
 
 
-def stream_log(proj) -> pd.DataFrame:
+def stream_log(proj: Project) -> pd.DataFrame:
     """Every stream decision so far, in arrival order; columns :data:`LOG_COLUMNS`."""
     parts = sorted(_dir(proj, "log").glob("batch-*.parquet"))
     frames = [pd.read_parquet(p) for p in parts]
@@ -76,7 +79,7 @@ def content_hash(path: str | os.PathLike) -> str:
 
 
 # -- add ------------------------------------------------------------------------------------------
-def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement",
+def add_pairs(proj: Project, source: str | os.PathLike, *, strategy: str = "disagreement",
               threshold: str | float = "auto", rate: float = 0.05,
               image_root: str | os.PathLike | None = None, columns: dict[str, str] | None = None,
               fmt: str | None = None, check_images: bool = True, k: int = 10, random_state: int = 0,
@@ -173,7 +176,7 @@ def check_options(strategy: str, threshold: str | float, rate: float) -> tuple[s
     raise ValueError(f"threshold must be 'auto' or a finite number (a score), got {threshold!r}")
 
 
-def _owned_state(proj) -> dict[str, Any]:
+def _owned_state(proj: Project) -> dict[str, Any]:
     """The stream state, refusing one left by an earlier project in the same folder."""
     state = stream_state(proj)
     created = proj.config.get("created")
@@ -192,7 +195,7 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def _ingest(proj, source: Path, staging: Path, **kwargs: Any):
+def _ingest(proj: Project, source: Path, staging: Path, **kwargs: Any):
     """Validated, embedded arrivals ``(pairs, image (M, D) f16, text (M, D) f16)`` and rejects."""
     from mmcurate.stream import ingest
 
@@ -206,13 +209,13 @@ def _ingest(proj, source: Path, staging: Path, **kwargs: Any):
 
 
 # -- scoring and deciding -------------------------------------------------------------------------
-def _pool_fingerprint(proj, head_round: int | None, k: int) -> str:
+def _pool_fingerprint(proj: Project, head_round: int | None, k: int) -> str:
     from mmcurate.stream.incremental import pool_fingerprint
 
     return pool_fingerprint(proj, head_round, k)
 
 
-def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str, k: int,
+def _score_arrivals(proj: Project, image: np.ndarray, text: np.ndarray, *, strategy: str, k: int,
                     random_state: int, options: dict[str, Any] | None):
     """Scores of the arrivals among pool + arrivals (current head and labels), the head round and
     what to call once the arrivals are committed (None when the strategy needs a full re-rank:
@@ -242,7 +245,7 @@ def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str,
     return table["score"].to_numpy(np.float64)[n_pool:], head_round, None
 
 
-def _decide(proj, arrivals, state: dict[str, Any], batch: dict[str, Any], options):
+def _decide(proj: Project, arrivals, state: dict[str, Any], batch: dict[str, Any], options):
     """Decisions for the arrivals (LOG_COLUMNS, round_id still empty) and the updated state."""
     from mmcurate.labels import utc_now
 
@@ -282,7 +285,7 @@ def _decide(proj, arrivals, state: dict[str, Any], batch: dict[str, Any], option
 
 
 # -- commit and finish ----------------------------------------------------------------------------
-def _write_pending(proj, batch, decisions: pd.DataFrame, rejects: pd.DataFrame, state) -> None:
+def _write_pending(proj: Project, batch, decisions: pd.DataFrame, rejects: pd.DataFrame, state) -> None:
     pending = _fresh(_dir(proj, "pending"))
     # fsynced before journal.json names them complete (the journal alone would not survive a crash)
     atomic_write_frame(decisions, pending / "decisions.parquet", fmt="parquet")
@@ -295,7 +298,7 @@ def _write_pairs(table: pd.DataFrame, path: Path) -> None:
     atomic_write_frame(table, path, fmt="parquet")
 
 
-def _commit(proj, arrivals, on_commit=None) -> None:
+def _commit(proj: Project, arrivals, on_commit=None) -> None:
     """Vectors in as a new part, then the new pairs table atomically (the commit point); then the
     pool's scoring state takes the arrivals (a crash before leaves a stale state, rebuilt on use)."""
     from mmcurate.stream.ingest import append_pairs
@@ -312,7 +315,7 @@ def _commit(proj, arrivals, on_commit=None) -> None:
         on_commit()
 
 
-def _stream_round(proj, batch_id: int) -> int | None:
+def _stream_round(proj: Project, batch_id: int) -> int | None:
     rounds = proj.ledger.rounds()
     for round_id, params in zip(rounds["round"], rounds["params"]):
         if params.get("mode") == "stream" and params.get("stream_batch") == batch_id:
@@ -320,7 +323,7 @@ def _stream_round(proj, batch_id: int) -> int | None:
     return None
 
 
-def _create_round(proj, journal: dict[str, Any], decisions: pd.DataFrame) -> int | None:
+def _create_round(proj: Project, journal: dict[str, Any], decisions: pd.DataFrame) -> int | None:
     queued = decisions[decisions["queued"]].sort_values("score", ascending=False, kind="stable")
     if queued.empty:
         return None
@@ -349,7 +352,7 @@ def _create_round(proj, journal: dict[str, Any], decisions: pd.DataFrame) -> int
                  for s in queued["score"]])
 
 
-def _finish(proj) -> pd.DataFrame:
+def _finish(proj: Project) -> pd.DataFrame:
     """Write the round, the log, the rejects and the state of the journalled batch; drop the journal."""
     pending = _dir(proj, "pending")
     journal = json.loads((pending / "journal.json").read_text(encoding="utf-8"))
@@ -374,7 +377,7 @@ def _finish(proj) -> pd.DataFrame:
     return decisions
 
 
-def _append_rejects(proj, rejects: pd.DataFrame) -> None:
+def _append_rejects(proj: Project, rejects: pd.DataFrame) -> None:
     if rejects.empty:
         return
     path = proj.root / "rejects.csv"
@@ -383,7 +386,7 @@ def _append_rejects(proj, rejects: pd.DataFrame) -> None:
     atomic_write_frame(table, path, fmt="csv")
 
 
-def _recover(proj) -> pd.DataFrame | None:
+def _recover(proj: Project) -> pd.DataFrame | None:
     """Finish a batch committed by an interrupted add, or roll back one that was not committed."""
     pending = _dir(proj, "pending")
     if not (pending / "journal.json").is_file():
@@ -397,12 +400,12 @@ def _recover(proj) -> pd.DataFrame | None:
     return None
 
 
-def has_pending(proj) -> bool:
+def has_pending(proj: Project) -> bool:
     """True when an interrupted ``add_pairs`` left a journalled batch to finish or roll back."""
     return (_dir(proj, "pending") / "journal.json").is_file() or _dir(proj, "pending").is_dir()
 
 
-def recover_stream(proj) -> pd.DataFrame | None:
+def recover_stream(proj: Project) -> pd.DataFrame | None:
     """Complete or roll back an ``add_pairs`` that was interrupted; returns the finished batch or None.
 
     ``add_pairs`` and ``watch`` call this first; call it yourself to settle a project at once.
@@ -417,7 +420,7 @@ def recover_stream(proj) -> pd.DataFrame | None:
         return _recover(proj)
 
 
-def _labels_once_per_group(proj, rows, y, fixes) -> tuple[np.ndarray, np.ndarray]:
+def _labels_once_per_group(proj: Project, rows, y, fixes) -> tuple[np.ndarray, np.ndarray]:
     """A group decision is one label (:func:`mmcurate.groups.hooks.count_groups_once`)."""
     from mmcurate.groups.hooks import count_groups_once
 

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_json
 from mmcurate.exceptions import DataError, ModelMismatchError
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
 __all__ = ["append_pairs", "ingest_embedding_folder", "ingest_pairs"]
 
@@ -39,12 +42,12 @@ def _rebase(ref: Any, old_root: Path, new_root: Path) -> Any:
     return Path(os.path.relpath(os.path.abspath(full), os.path.abspath(new_root))).as_posix()
 
 
-def _empty_vectors(proj) -> tuple[np.ndarray, np.ndarray]:
+def _empty_vectors(proj: Project) -> tuple[np.ndarray, np.ndarray]:
     dim = int((proj.store.manifest() or {}).get("dim") or 0)
     return np.zeros((0, dim), np.float16), np.zeros((0, dim), np.float16)
 
 
-def ingest_pairs(proj, source: Path, staging: Path, *, image_root=None, columns=None, fmt=None,
+def ingest_pairs(proj: Project, source: Path, staging: Path, *, image_root=None, columns=None, fmt=None,
                  check_images: bool = True, encoder=None, batch_size: int = 32,
                  progress: bool = False) -> tuple[tuple[pd.DataFrame, np.ndarray, np.ndarray], pd.DataFrame]:
     """Validate and embed an arriving pairs source of an image project (see module docstring)."""
@@ -78,7 +81,7 @@ def ingest_pairs(proj, source: Path, staging: Path, *, image_root=None, columns=
     return (pairs, image, text), rejects
 
 
-def _embed(proj, pairs: pd.DataFrame, staging: Path, *, encoder, batch_size: int, progress: bool):
+def _embed(proj: Project, pairs: pd.DataFrame, staging: Path, *, encoder, batch_size: int, progress: bool):
     """Embed ``pairs`` with the project's model into a staging store; (image, text, failures)."""
     from mmcurate.data import open_image
     from mmcurate.embed.encoder import load_encoder
@@ -104,7 +107,7 @@ def _embed(proj, pairs: pd.DataFrame, staging: Path, *, encoder, batch_size: int
     return np.asarray(store.load("image")), np.asarray(store.load("text")), report.failures
 
 
-def ingest_embedding_folder(proj, folder: Path, staging: Path
+def ingest_embedding_folder(proj: Project, folder: Path, staging: Path
                             ) -> tuple[tuple[pd.DataFrame, np.ndarray, np.ndarray], pd.DataFrame]:
     """Import an arriving clip-retrieval folder of an ``external`` project into a staging store."""
     import pyarrow.parquet as pq

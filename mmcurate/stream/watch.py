@@ -7,12 +7,15 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from mmcurate.exceptions import MmcurateError, ProjectLockedError
 from mmcurate.stream.add import add_pairs, check_options, content_hash, recover_stream, stream_state
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
 __all__ = ["watch"]
 
@@ -43,7 +46,7 @@ def _ready(paths: list[Path], now: dict[Path, tuple], before: dict[Path, tuple])
     return sorted(done, key=lambda p: (max((s[2] for s in now[p]), default=0), p.name))
 
 
-def watch(proj, folder: str | os.PathLike, *, once: bool = False, poll: float = 2.0,
+def watch(proj: Project, folder: str | os.PathLike, *, once: bool = False, poll: float = 2.0,
           stop: threading.Event | None = None, log: Callable[[str], None] | None = None,
           **options: Any) -> list[pd.DataFrame]:
     """Poll ``folder`` for arriving batches and add each complete one once.
@@ -111,7 +114,7 @@ def watch(proj, folder: str | os.PathLike, *, once: bool = False, poll: float = 
     return results
 
 
-def _watch_one(proj, path: Path, options: dict[str, Any], say) -> tuple[str, pd.DataFrame | None]:
+def _watch_one(proj: Project, path: Path, options: dict[str, Any], say) -> tuple[str, pd.DataFrame | None]:
     """Add one batch: ("added", decisions), or ("seen" | "locked" | "failed", None)."""
     seen = stream_state(proj)["files"].get(content_hash(path))
     if seen is not None:
