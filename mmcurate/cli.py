@@ -20,7 +20,7 @@ from mmcurate.exceptions import MmcurateError
 from mmcurate.rounds.ranking import DEFAULT_STRATEGY
 
 if TYPE_CHECKING:
-    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["main"]
 
@@ -315,7 +315,7 @@ def _missing_weights(model) -> str | None:
     return None
 
 
-def _image_root_hint(proj: Project, args) -> None:
+def _image_root_hint(proj: ProjectFiles, args) -> None:
     """Most rows rejected because their image is not under the image root: say which root was
     used and how to give another."""
     if proj.kind != "images" or not len(proj.rejects):

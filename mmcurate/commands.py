@@ -9,8 +9,8 @@ from pathlib import Path
 import pandas as pd
 
 from mmcurate.exceptions import ProjectLockedError
-from mmcurate.project import Project
 from mmcurate.project import open_project as _open_project
+from mmcurate.project.files import ProjectFiles
 
 __all__ = [
     "cmd_add",
@@ -190,7 +190,7 @@ def _score_table(df: pd.DataFrame, columns: list[str], n: int, *, caption_width:
     return "\n".join(lines)
 
 
-def _ranked_by(proj: Project, head_round) -> str:
+def _ranked_by(proj: ProjectFiles, head_round) -> str:
     """Which trained model produced a ranking, in words."""
     if head_round is None or pd.isna(head_round):
         return "the zero-label prior (no trained model in use)"
@@ -222,7 +222,7 @@ def cmd_rank(args) -> int:
     return 0
 
 
-def _pair_id_file(path: Path, proj: Project) -> set[str]:
+def _pair_id_file(path: Path, proj: ProjectFiles) -> set[str]:
     """Pair ids from a file: one per line, or a CSV/TSV/Parquet with a ``pair_id`` column."""
     if not path.is_file():
         raise ValueError(f"--exclude {path}: no such file (expected one pair id per line, or a CSV with a "
@@ -271,7 +271,7 @@ def cmd_select(args) -> int:
     return 0
 
 
-def _check_latest_round_decided(proj: Project, args) -> None:
+def _check_latest_round_decided(proj: ProjectFiles, args) -> None:
     """Stop before opening a round while the latest one waits for decisions (unless asked to)."""
     from mmcurate.exceptions import UndecidedRoundError
     from mmcurate.rounds.status import undecided_in_latest_round

@@ -24,6 +24,7 @@ from mmcurate._fileio import atomic_write_frame
 if TYPE_CHECKING:
     from mmcurate.embed.model import ModelSpec
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["prepare_scene_dataset", "run_demo"]
 
@@ -83,14 +84,14 @@ def _pick_model(allow_download: bool, say) -> tuple[ModelSpec, bool]:
     return ModelSpec(f"local-dir:{folder}", None), False
 
 
-def _auroc(proj: Project, truth: pd.DataFrame, column: str, ranked: pd.DataFrame) -> float:
+def _auroc(proj: ProjectFiles, truth: pd.DataFrame, column: str, ranked: pd.DataFrame) -> float:
     from mmcurate.signals.metrics import auroc
 
     noisy = proj.pairs["pair_id"].map(dict(zip(truth["id"], truth["is_noisy"]))).to_numpy(bool)
     return float(auroc(ranked[column].to_numpy(), noisy))
 
 
-def _simulated_review(proj: Project, round_id: int, truth: pd.DataFrame, path: Path) -> Path:
+def _simulated_review(proj: ProjectFiles, round_id: int, truth: pd.DataFrame, path: Path) -> Path:
     """Write the decisions file a careful reviewer would (from the known truth)."""
     batch = proj.ledger.batch(round_id)
     t = truth.set_index("id")

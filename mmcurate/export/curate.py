@@ -16,6 +16,7 @@ from mmcurate.learn import MIN_RANDOM_LABELS
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["Curation", "absolute_image_paths", "curate_pairs"]
 
@@ -23,7 +24,7 @@ _BASE_COLUMNS = ("pair_id", "image", "caption")
 _DROPPED_COLUMNS = ["pair_id", "image", "caption", "stage", "reason", "detail"]
 
 
-def absolute_image_paths(proj: Project, refs: pd.Series) -> pd.Series:
+def absolute_image_paths(proj: ProjectFiles, refs: pd.Series) -> pd.Series:
     """Image references as absolute paths (``/root/shard.tar::member`` for WebDataset members)."""
     refs = refs.fillna("").astype(str)
     if proj.image_root is None:  # imported embeddings without image paths
@@ -54,7 +55,7 @@ class Curation:
     estimates: dict[str, Any] = field(default_factory=dict)
 
 
-def _ledger_frames(proj: Project) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _ledger_frames(proj: ProjectFiles) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Latest decisions, rounds and heads (empty frames when the project has no ledger yet)."""
     if not (proj.root / "labels.sqlite").is_file():
         empty = pd.DataFrame(columns=["pair_id", "round", "decision", "caption", "reviewer"])
@@ -63,7 +64,7 @@ def _ledger_frames(proj: Project) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
     return ledger.resolved(), ledger.rounds(), ledger.heads()
 
 
-def _embed_failures(proj: Project) -> pd.DataFrame:
+def _embed_failures(proj: ProjectFiles) -> pd.DataFrame:
     """Pairs in ``embed_failures.csv`` that still have no vectors."""
     path = proj.root / "embed_failures.csv"
     if not path.is_file() or not path.stat().st_size:
@@ -119,7 +120,7 @@ MIN_AUROC = 0.65
 
 
 def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_noise: float,
-                    proj: Project) -> tuple[float | None, dict[str, Any]]:
+                    proj: ProjectFiles) -> tuple[float | None, dict[str, Any]]:
     """The threshold to apply and the estimates behind it (see the module docstring).
 
     ``"auto"`` uses the model's P(aligned) only when the model can vouch for it
@@ -165,7 +166,7 @@ def _kept_estimates(p_open: np.ndarray, t: float) -> dict[str, Any]:
             "est_clean_kept": float(p_open[kept].sum() / p_open.sum()) if len(p_open) else float("nan")}
 
 
-def _random_labels(proj: Project, table: pd.DataFrame) -> pd.DataFrame:
+def _random_labels(proj: ProjectFiles, table: pd.DataFrame) -> pd.DataFrame:
     """The decided pairs of the explore stratum (each drawn at random with a recorded inclusion
     probability π): ``pair_id, p_aligned, decision, weight`` (``1/π``). Every unbiased check of the
     export (exploration check, reliability, clean-pairs floor) reads these."""
@@ -201,7 +202,7 @@ def _clean_floor(randoms: pd.DataFrame) -> dict[str, Any]:
     return {"threshold": float(p[ok][order][min(idx, len(order) - 1)]), "n": int(ok.sum())}
 
 
-def _certify(proj: Project, rule: dict[str, Any], n_open: int, n_random: int) -> str | None:
+def _certify(proj: ProjectFiles, rule: dict[str, Any], n_open: int, n_random: int) -> str | None:
     """Why the model in use cannot vouch for the unreviewed pairs, or None when it can.
 
     It can when a model was trained, validated and calibrated on the labels (not the zero-label

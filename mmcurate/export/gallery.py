@@ -17,6 +17,7 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["THUMB_SIZE", "Gallery", "Thumb", "report_galleries"]
 
@@ -98,7 +99,7 @@ def _p(p_aligned: pd.Series | None, pair_id: str) -> str:
     return f"P(aligned)={float(value):.3f}" if value is not None and np.isfinite(value) else "no P(aligned)"
 
 
-def _thumbnailer(proj: Project):
+def _thumbnailer(proj: ProjectFiles):
     """``(pair_id, caption, note) -> Thumb`` with the pair's JPEG where its image can be read."""
     from mmcurate.data.images import ref_thumbnail_jpeg
 

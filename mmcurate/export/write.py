@@ -16,6 +16,7 @@ from mmcurate.export.webdataset import _image_reader, write_webdataset
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["CURATED_FORMATS", "export_curated", "model_display_name"]
 
@@ -157,11 +158,11 @@ def model_display_name(manifest: dict[str, Any] | None) -> str | None:
     return name + (f" / {manifest['pretrained']}" if manifest.get("pretrained") else "")
 
 
-def _manifest(proj: Project) -> dict[str, Any] | None:
+def _manifest(proj: ProjectFiles) -> dict[str, Any] | None:
     return proj.store.manifest() if (proj.root / "embeddings").is_dir() else None
 
 
-def _model_line(proj: Project) -> str:
+def _model_line(proj: ProjectFiles) -> str:
     manifest = _manifest(proj)
     if not manifest:
         return "no embeddings"

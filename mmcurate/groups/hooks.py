@@ -35,6 +35,7 @@ from mmcurate.labels.schema import VIA
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["VIA", "annotate_reasons", "apply_duplicate_policy", "apply_group_decisions",
            "count_groups_once", "export_decisions", "propagated_decisions", "reject_boilerplate",
@@ -78,7 +79,7 @@ def propagated_decisions(groups: pd.DataFrame, latest: pd.DataFrame, queued: Col
     return targets.loc[~same, cols].reset_index(drop=True)
 
 
-def _ledger_latest(proj: Project) -> pd.DataFrame | None:
+def _ledger_latest(proj: ProjectFiles) -> pd.DataFrame | None:
     return proj.ledger.decisions() if (proj.root / "labels.sqlite").is_file() else None
 
 
@@ -170,7 +171,7 @@ def annotate_reasons(proj: Project, pair_ids: Sequence[str], reasons: Sequence[s
     return [f"{r}; {notes[p]}" if p in notes else r for p, r in zip(map(str, pair_ids), reasons)]
 
 
-def count_groups_once(proj: Project, rows: np.ndarray, y: np.ndarray, fixes: pd.DataFrame
+def count_groups_once(proj: ProjectFiles, rows: np.ndarray, y: np.ndarray, fixes: pd.DataFrame
                       ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Labelled rows for training, one per group decision: rows whose latest decision was recorded
     ``via:`` a representative are dropped (the representative's own row stays)."""

@@ -27,6 +27,7 @@ from mmcurate.groups.compute import DUPLICATE_KINDS, KINDS, GroupParams, find_gr
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["DuplicatesResult", "StaleGroupsError", "compute_duplicates", "duplicates_status",
            "load_duplicates", "split_group", "vectors_fingerprint"]
@@ -66,7 +67,7 @@ def vectors_fingerprint(proj: Project) -> str:
     return h.hexdigest()
 
 
-def image_keys(proj: Project, *, progress: bool = False) -> list[str | None] | None:
+def image_keys(proj: ProjectFiles, *, progress: bool = False) -> list[str | None] | None:
     """sha1 of each pair's image file bytes (None: unreadable); None for imported embeddings."""
     if proj.kind == "external" or proj.image_root is None:
         return None
@@ -84,7 +85,7 @@ def image_keys(proj: Project, *, progress: bool = False) -> list[str | None] | N
     return keys
 
 
-def _splits(proj: Project) -> set[str]:
+def _splits(proj: ProjectFiles) -> set[str]:
     path = proj.root / SPLITS
     return set(json.loads(path.read_text())["pair_ids"]) if path.is_file() else set()
 
@@ -146,7 +147,7 @@ def compute_duplicates(proj: Project, *, params: GroupParams | None = None, rand
     return result
 
 
-def _table(proj: Project, found: pd.DataFrame) -> pd.DataFrame:
+def _table(proj: ProjectFiles, found: pd.DataFrame) -> pd.DataFrame:
     """``find_groups``' rows as pair ids, groups numbered 0.. by kind then smallest row."""
     ids = proj.pairs["pair_id"].astype(str).to_numpy()
     if found.empty:

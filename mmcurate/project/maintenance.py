@@ -25,6 +25,7 @@ from mmcurate.exceptions import MmcurateError, ProjectError
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["CheckReport", "backup_project", "check_project"]
 
@@ -110,7 +111,7 @@ def _check_vectors(proj: Project, report: CheckReport, pair_ids: pd.Series) -> N
     report.checked.append(f"embeddings: {len(ids)} x {manifest.get('dim')} vectors ({sums})")
 
 
-def _check_ledger(proj: Project, report: CheckReport, pair_ids: pd.Series) -> None:
+def _check_ledger(proj: ProjectFiles, report: CheckReport, pair_ids: pd.Series) -> None:
     path = proj.root / "labels.sqlite"
     if not path.is_file():
         report.checked.append("labels.sqlite: none yet")
@@ -135,7 +136,7 @@ def _check_ledger(proj: Project, report: CheckReport, pair_ids: pd.Series) -> No
                           f"decisions (integrity ok)")
 
 
-def _check_state_files(proj: Project, report: CheckReport, pair_ids: pd.Series) -> None:
+def _check_state_files(proj: ProjectFiles, report: CheckReport, pair_ids: pd.Series) -> None:
     names = ["state.json", "stream/state.json", "embeddings/manifest.json"]
     found = [name for name in names if (proj.root / name).is_file()]
     for name in found:
@@ -144,7 +145,7 @@ def _check_state_files(proj: Project, report: CheckReport, pair_ids: pd.Series) 
         report.checked.append(f"state files: {', '.join(found)}")
 
 
-def _check_models(proj: Project, report: CheckReport, pair_ids: pd.Series) -> None:
+def _check_models(proj: ProjectFiles, report: CheckReport, pair_ids: pd.Series) -> None:
     heads = proj.root / "heads"
     if not heads.is_dir():
         return

@@ -20,7 +20,7 @@ from mmcurate.exceptions import ProjectError
 from mmcurate.export import absolute_image_paths, sample_key
 
 if TYPE_CHECKING:
-    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["BATCH_SUFFIXES", "THUMBNAIL_SIZE", "export_batch"]
 
@@ -29,7 +29,7 @@ THUMBNAIL_SIZE = 256
 _BASE_COLUMNS = ("pair_id", "image", "caption")
 
 
-def export_batch(proj: Project, out: str | os.PathLike, *, round_id: int | None = None,
+def export_batch(proj: ProjectFiles, out: str | os.PathLike, *, round_id: int | None = None,
                  thumbnails: bool = False) -> Path:
     """Write one round's batch (latest by default) as a CSV or JSONL file for annotators.
 
@@ -93,7 +93,7 @@ def export_batch(proj: Project, out: str | os.PathLike, *, round_id: int | None 
     return atomic_write_frame(spreadsheet_safe(table) if fmt == "csv" else table, out, fmt=fmt)
 
 
-def _write_thumbnails(proj: Project, rows: pd.DataFrame, out: Path) -> list[str]:
+def _write_thumbnails(proj: ProjectFiles, rows: pd.DataFrame, out: Path) -> list[str]:
     """Write one JPEG per readable image into ``<out stem>_thumbs/``; relative paths or ''."""
     if proj.image_root is None:
         return [""] * len(rows)

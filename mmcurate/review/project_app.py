@@ -12,11 +12,12 @@ from mmcurate.exceptions import ProjectError
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["create_project_app", "image_resolver", "serve_project"]
 
 
-def image_resolver(proj: Project):
+def image_resolver(proj: ProjectFiles):
     """``pair_id -> Path | None``: the pair's image file inside the project's image root.
 
     WebDataset members are extracted once into ``PROJECT/.cache/review_images``. Projects built

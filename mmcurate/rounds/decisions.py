@@ -11,9 +11,10 @@ import pandas as pd
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 
-def labelled_arrays(proj: Project) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], pd.DataFrame]:
+def labelled_arrays(proj: ProjectFiles) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], pd.DataFrame]:
     """Row indices of decided pairs, their labels (1 aligned, 0 not) and the fix rows.
 
     A pair decided more than once counts once, by :func:`mmcurate.labels.resolve_opinions`.
@@ -47,7 +48,7 @@ def import_labels(proj: Project, source: str | Path | pd.DataFrame, *, round_id:
     return report
 
 
-def repeated_opinions(proj: Project) -> list[tuple[str, str, str]]:
+def repeated_opinions(proj: ProjectFiles) -> list[tuple[str, str, str]]:
     """``(reason, first, second)`` of every pair shown again and decided again: its opinion before
     the second-opinion round and the one given in it (``reason`` starts ``audit`` for a random
     re-check, ``second opinion`` for a contradicted decision)."""
@@ -70,7 +71,7 @@ def repeated_opinions(proj: Project) -> list[tuple[str, str, str]]:
     return out
 
 
-def audited_opinions(proj: Project) -> list[tuple[str, str]]:
+def audited_opinions(proj: ProjectFiles) -> list[tuple[str, str]]:
     """``(first, second)`` opinions of pairs shown again at random (audits), for
     :func:`mmcurate.learn.reviewer_error_rate`."""
     return [(first, second) for reason, first, second in repeated_opinions(proj)

@@ -12,10 +12,13 @@ from mmcurate._fileio import read_json_object
 from mmcurate.exceptions import ProjectError
 
 if TYPE_CHECKING:
+    from mmcurate.head import ProjectionHead
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
+    from mmcurate.signals.alignment import Calibrator
 
 
-def _head_path(proj: Project, head_round: int) -> Path:
+def _head_path(proj: ProjectFiles, head_round: int) -> Path:
     return proj.root / "heads" / f"head-{head_round:04d}.safetensors"
 
 
@@ -29,8 +32,8 @@ class Model:
     """
 
     round: int | None = None
-    head: Any = None
-    calibrator: Any = None
+    head: ProjectionHead | None = None
+    calibrator: Calibrator | None = None
     k: int | None = None
     trained_on: frozenset[str] = field(default_factory=frozenset)
     info: dict[str, Any] = field(default_factory=dict)
@@ -38,11 +41,11 @@ class Model:
     """Each decided pair's P(aligned) from fits that did not see its decision."""
 
 
-def _model_sidecar(proj: Project, model_round: int) -> Path:
+def _model_sidecar(proj: ProjectFiles, model_round: int) -> Path:
     return proj.root / "heads" / f"model-{model_round:04d}.json"
 
 
-def load_model(proj: Project) -> Model:
+def load_model(proj: ProjectFiles) -> Model:
     """The latest *accepted* model of the project (:class:`Model`; empty before any)."""
     if not (proj.root / "labels.sqlite").is_file():
         return Model()
@@ -74,7 +77,7 @@ def load_model(proj: Project) -> Model:
     return Model()
 
 
-def load_latest_head(proj: Project):
+def load_latest_head(proj: ProjectFiles) -> tuple[ProjectionHead | None, int | None]:
     """The projection head of the model in use and its round: ``(None, round)`` when that model
     uses no head, ``(None, None)`` before any accepted model."""
     model = load_model(proj)
@@ -91,7 +94,7 @@ def current_embeddings(proj: Project) -> tuple[np.ndarray, np.ndarray, int | Non
     return (*apply_head(head, proj.image_embeddings(), proj.text_embeddings()), head_round)
 
 
-def apply_head(head, image, text):
+def apply_head(head: ProjectionHead | None, image: np.ndarray, text: np.ndarray) -> tuple[Any, Any]:
     """``(image, text)`` adapted by ``head`` (unchanged when None); lazy views above
     ``rank.APPROXIMATE_FROM`` pairs, so large pools never get a float32 copy."""
     from mmcurate.rank import APPROXIMATE_FROM

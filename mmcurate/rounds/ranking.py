@@ -15,9 +15,10 @@ from mmcurate.rounds.model import Model, apply_head, load_model
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 
-def _provenance(proj: Project, head_round: int | None, **params: Any) -> dict[str, Any]:
+def _provenance(proj: ProjectFiles, head_round: int | None, **params: Any) -> dict[str, Any]:
     manifest = proj.store.manifest() or {}
     return {"model": manifest.get("model"), "pretrained": manifest.get("pretrained"),
             "weights_sha256": manifest.get("weights_sha256"), "embeddings": manifest.get("kind"),
@@ -101,7 +102,7 @@ def _calibrator_for(model: Model, k: int):
     return "prior" if model.round is None else None
 
 
-def _rank_ray(proj: Project, strategies, rows, y, *, k, random_state, options, address):
+def _rank_ray(proj: ProjectFiles, strategies, rows, y, *, k, random_state, options, address):
     from mmcurate.engine.ray_score import RAY_ENGINE, rank_with_ray
 
     RAY_ENGINE.check(strategies, options)  # refused before the store is compacted or Ray started
@@ -122,7 +123,7 @@ def _rank_ray(proj: Project, strategies, rows, y, *, k, random_state, options, a
     return table, model.round
 
 
-def _save_state(proj: Project, table: pd.DataFrame) -> None:
+def _save_state(proj: ProjectFiles, table: pd.DataFrame) -> None:
     if "p_aligned" in table.columns:
         atomic_write_json(proj.root / "state.json", {
             **noise_estimate(proj, table["pair_id"], table["p_aligned"].to_numpy(float)),
@@ -130,7 +131,7 @@ def _save_state(proj: Project, table: pd.DataFrame) -> None:
         })
 
 
-def noise_estimate(proj: Project, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str, Any]:
+def noise_estimate(proj: ProjectFiles, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str, Any]:
     """The pool's misaligned share: decided pairs by their decision, the rest by the model, with
     a 95% interval from the randomly drawn labels.
 
@@ -173,7 +174,7 @@ def noise_estimate(proj: Project, pair_ids: pd.Series, p_aligned: np.ndarray) ->
     return out
 
 
-def _one_row_per_group(proj: Project, rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _one_row_per_group(proj: ProjectFiles, rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A group decision is one label for the calibrator fitted here too: rows recorded via a
     representative are dropped (:func:`mmcurate.groups.hooks.count_groups_once`)."""
     if len(rows) == 0:

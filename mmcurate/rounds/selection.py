@@ -16,6 +16,7 @@ from mmcurate.rounds.ranking import DEFAULT_STRATEGY, rank_project
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 
 def select_batch(proj: Project, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversity: str = "none",
@@ -134,7 +135,7 @@ def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: RandomStat
     return rest[chosen].astype(np.int64), pi[chosen]
 
 
-def _second_opinions_pay(proj: Project) -> bool:
+def _second_opinions_pay(proj: ProjectFiles) -> bool:
     """Whether second opinions still change decisions: the flip rate of those given so far (a
     Beta(1, 1) posterior mean) is at least :data:`mmcurate.learn.MIN_FLIP_RATE`. A reviewer who
     never errs stops costing labels after about ten confirmed decisions; audits go on, and a flip
@@ -147,7 +148,7 @@ def _second_opinions_pay(proj: Project) -> bool:
     return (flips + 1) / (n + 2) >= MIN_FLIP_RATE
 
 
-def _second_opinions(proj: Project, ranked: pd.DataFrame, budget: int, share: float, audit: float,
+def _second_opinions(proj: ProjectFiles, ranked: pd.DataFrame, budget: int, share: float, audit: float,
                      random_state: RandomState) -> list[tuple[str, float, str]]:
     """Decided pairs to show again: contradicted by the model (strongest first), then audits."""
     from mmcurate.learn import CONTRADICTION
@@ -182,7 +183,7 @@ def _second_opinions(proj: Project, ranked: pd.DataFrame, budget: int, share: fl
     return out
 
 
-def _batch_selector(proj: Project, diversity: str, balance: str | None, balance_mode: str):
+def _batch_selector(proj: ProjectFiles, diversity: str, balance: str | None, balance_mode: str):
     """The selector for :func:`select_batch`: ``diversity``, or it per category when balancing."""
     from functools import partial
 
@@ -211,7 +212,7 @@ def _canonical(strategy: str) -> str:
     return STRATEGIES.get(strategy).name
 
 
-def _check_ranking(proj: Project, ranked: pd.DataFrame, strategy: str) -> None:
+def _check_ranking(proj: ProjectFiles, ranked: pd.DataFrame, strategy: str) -> None:
     """A ranking passed to :func:`select_batch` must be of ``strategy`` on the current state."""
     from mmcurate.rank import STRATEGIES
 

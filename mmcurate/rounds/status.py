@@ -8,10 +8,10 @@ from mmcurate._fileio import read_json_object
 from mmcurate.rounds.model import load_model
 
 if TYPE_CHECKING:
-    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 
-def undecided_in_latest_round(proj: Project) -> tuple[int, int, int] | None:
+def undecided_in_latest_round(proj: ProjectFiles) -> tuple[int, int, int] | None:
     """``(round, n_undecided, n_items)`` of the latest round while some of its pairs are still
     undecided, else None (no round yet, or every pair decided). ``mmcurate select`` says so before
     it opens another round.
@@ -33,7 +33,7 @@ def undecided_in_latest_round(proj: Project) -> tuple[int, int, int] | None:
     return (int(last["round"]), n_open, int(last["n_items"])) if n_open > 0 else None
 
 
-def rounds_status(proj: Project) -> dict[str, Any]:
+def rounds_status(proj: ProjectFiles) -> dict[str, Any]:
     """Rounds, decisions, conflicts, head metrics and the estimated noise rate."""
     ledger = proj.ledger
     decisions = ledger.resolved()  # one decision per pair (repeated opinions resolved)

@@ -15,9 +15,10 @@ from mmcurate.rounds.model import Model, _head_path, _model_sidecar, apply_head,
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 
-def _fixed_texts(proj: Project, fixes: pd.DataFrame):
+def _fixed_texts(proj: ProjectFiles, fixes: pd.DataFrame):
     if fixes is None or fixes.empty or proj.kind == "external":
         return None
     from mmcurate.embed.encoder import load_encoder
@@ -124,7 +125,7 @@ def _train_head_if_useful(proj: Project, rows, y, fixes, config) -> tuple[Any, d
     return (head if helps else None), metrics
 
 
-def _label_weights(proj: Project, rows: np.ndarray) -> tuple[np.ndarray, int]:
+def _label_weights(proj: ProjectFiles, rows: np.ndarray) -> tuple[np.ndarray, int]:
     """``1/π`` of each labelled row (1 for pairs queued without a recorded design), and how many
     of the rows were drawn at random (the explore stratum)."""
     design = proj.ledger.design().drop_duplicates("pair_id", keep="last").set_index("pair_id")
@@ -149,6 +150,7 @@ def _incumbent_held_out(proj: Project, rows, previous: Model, raw, k: int, rando
     model in use looked 0.03-0.07 AUROC better than it was and refused better models for rounds.
     """
     features = raw if previous.head is None else _features(proj, previous.head, k, random_state)
+    assert previous.calibrator is not None  # called only for a model in use with a calibrator
     logits = previous.calibrator.decision_function(features.matrix()[rows])
     if previous.held_out:
         ids = pd.Series(proj.pairs["pair_id"].to_numpy()[rows].astype(str))
@@ -228,7 +230,7 @@ def _fit_and_validate(proj: Project, rows, y, head, previous: Model, *, k: int, 
     return out
 
 
-def _one_row_per_group(proj: Project, rows, y, fixes):
+def _one_row_per_group(proj: ProjectFiles, rows, y, fixes):
     """A group decision counts once: rows recorded via a representative are dropped
     (:func:`mmcurate.groups.hooks.count_groups_once`)."""
     from mmcurate.groups.hooks import count_groups_once

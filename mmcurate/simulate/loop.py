@@ -35,6 +35,7 @@ from mmcurate.simulate.metrics import detection_score_name, p_misaligned, round_
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["RunSpec", "make_run_project", "oracle_decisions", "run_oracle_loop", "train_run_head"]
 
@@ -184,7 +185,7 @@ def _curated_figures(proj: Project, ranked: pd.DataFrame, noisy: np.ndarray) -> 
             "export_check_noise": check.get("noise", np.nan), "export_check_n": check.get("n", 0)}
 
 
-def _labelled_mask(proj: Project) -> np.ndarray:
+def _labelled_mask(proj: ProjectFiles) -> np.ndarray:
     from mmcurate.rounds import labelled_arrays
 
     mask = np.zeros(len(proj.pairs), bool)
@@ -192,7 +193,7 @@ def _labelled_mask(proj: Project) -> np.ndarray:
     return mask
 
 
-def _rows(proj: Project, batch: pd.DataFrame | None) -> np.ndarray | None:
+def _rows(proj: ProjectFiles, batch: pd.DataFrame | None) -> np.ndarray | None:
     if batch is None:
         return None
     row_of = pd.Series(np.arange(len(proj.pairs)), index=proj.pairs["pair_id"].to_numpy())

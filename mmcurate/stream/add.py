@@ -18,6 +18,7 @@ from mmcurate.stream.threshold import AdaptiveThreshold
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["LOG_COLUMNS", "add_pairs", "check_options", "content_hash", "has_pending", "recover_stream",
            "stream_log",
@@ -28,7 +29,7 @@ LOG_COLUMNS = ["batch_id", "source", "pair_id", "score", "threshold", "queued", 
 _STATE_VERSION = 1
 
 
-def _dir(proj: Project, name: str) -> Path:
+def _dir(proj: ProjectFiles, name: str) -> Path:
     """A fixed-name folder of ``PROJECT/stream/``: fixed on purpose, ``pending/`` is the journal a
     later add or :func:`recover_stream` must find by name to finish an interrupted commit; the one
     writer is the project lock holder, so two writers never share these names."""
@@ -36,7 +37,7 @@ def _dir(proj: Project, name: str) -> Path:
 
 
 # -- state and log --------------------------------------------------------------------------------
-def stream_state(proj: Project) -> dict[str, Any]:
+def stream_state(proj: ProjectFiles) -> dict[str, Any]:
     """The stream's saved state: ``n_batches``, ``n_seen``, ``n_queued``, ``adaptive`` (threshold
     state or None), ``files`` (sha256 -> source, batch_id, at) and ``realised_rate``."""
     path = _dir(proj, "state.json")
@@ -47,7 +48,7 @@ def stream_state(proj: Project) -> dict[str, Any]:
     return state
 
 
-def stream_log(proj: Project) -> pd.DataFrame:
+def stream_log(proj: ProjectFiles) -> pd.DataFrame:
     """Every stream decision so far, in arrival order; columns :data:`LOG_COLUMNS`."""
     parts = sorted(_dir(proj, "log").glob("batch-*.parquet"))
     frames = [pd.read_parquet(p) for p in parts]
@@ -176,7 +177,7 @@ def check_options(strategy: str, threshold: str | float, rate: float) -> tuple[s
     raise ValueError(f"threshold must be 'auto' or a finite number (a score), got {threshold!r}")
 
 
-def _owned_state(proj: Project) -> dict[str, Any]:
+def _owned_state(proj: ProjectFiles) -> dict[str, Any]:
     """The stream state, refusing one left by an earlier project in the same folder."""
     state = stream_state(proj)
     created = proj.config.get("created")
@@ -285,7 +286,7 @@ def _decide(proj: Project, arrivals, state: dict[str, Any], batch: dict[str, Any
 
 
 # -- commit and finish ----------------------------------------------------------------------------
-def _write_pending(proj: Project, batch, decisions: pd.DataFrame, rejects: pd.DataFrame, state) -> None:
+def _write_pending(proj: ProjectFiles, batch, decisions: pd.DataFrame, rejects: pd.DataFrame, state) -> None:
     pending = _fresh(_dir(proj, "pending"))
     # fsynced before journal.json names them complete (the journal alone would not survive a crash)
     atomic_write_frame(decisions, pending / "decisions.parquet", fmt="parquet")
@@ -298,7 +299,7 @@ def _write_pairs(table: pd.DataFrame, path: Path) -> None:
     atomic_write_frame(table, path, fmt="parquet")
 
 
-def _commit(proj: Project, arrivals, on_commit=None) -> None:
+def _commit(proj: ProjectFiles, arrivals, on_commit=None) -> None:
     """Vectors in as a new part, then the new pairs table atomically (the commit point); then the
     pool's scoring state takes the arrivals (a crash before leaves a stale state, rebuilt on use)."""
     from mmcurate.stream.ingest import append_pairs
@@ -315,7 +316,7 @@ def _commit(proj: Project, arrivals, on_commit=None) -> None:
         on_commit()
 
 
-def _stream_round(proj: Project, batch_id: int) -> int | None:
+def _stream_round(proj: ProjectFiles, batch_id: int) -> int | None:
     rounds = proj.ledger.rounds()
     for round_id, params in zip(rounds["round"], rounds["params"]):
         if params.get("mode") == "stream" and params.get("stream_batch") == batch_id:
@@ -323,7 +324,7 @@ def _stream_round(proj: Project, batch_id: int) -> int | None:
     return None
 
 
-def _create_round(proj: Project, journal: dict[str, Any], decisions: pd.DataFrame) -> int | None:
+def _create_round(proj: ProjectFiles, journal: dict[str, Any], decisions: pd.DataFrame) -> int | None:
     queued = decisions[decisions["queued"]].sort_values("score", ascending=False, kind="stable")
     if queued.empty:
         return None
@@ -352,7 +353,7 @@ def _create_round(proj: Project, journal: dict[str, Any], decisions: pd.DataFram
                  for s in queued["score"]])
 
 
-def _finish(proj: Project) -> pd.DataFrame:
+def _finish(proj: ProjectFiles) -> pd.DataFrame:
     """Write the round, the log, the rejects and the state of the journalled batch; drop the journal."""
     pending = _dir(proj, "pending")
     journal = json.loads((pending / "journal.json").read_text(encoding="utf-8"))
@@ -377,7 +378,7 @@ def _finish(proj: Project) -> pd.DataFrame:
     return decisions
 
 
-def _append_rejects(proj: Project, rejects: pd.DataFrame) -> None:
+def _append_rejects(proj: ProjectFiles, rejects: pd.DataFrame) -> None:
     if rejects.empty:
         return
     path = proj.root / "rejects.csv"
@@ -386,7 +387,7 @@ def _append_rejects(proj: Project, rejects: pd.DataFrame) -> None:
     atomic_write_frame(table, path, fmt="csv")
 
 
-def _recover(proj: Project) -> pd.DataFrame | None:
+def _recover(proj: ProjectFiles) -> pd.DataFrame | None:
     """Finish a batch committed by an interrupted add, or roll back one that was not committed."""
     pending = _dir(proj, "pending")
     if not (pending / "journal.json").is_file():
@@ -400,12 +401,12 @@ def _recover(proj: Project) -> pd.DataFrame | None:
     return None
 
 
-def has_pending(proj: Project) -> bool:
+def has_pending(proj: ProjectFiles) -> bool:
     """True when an interrupted ``add_pairs`` left a journalled batch to finish or roll back."""
     return (_dir(proj, "pending") / "journal.json").is_file() or _dir(proj, "pending").is_dir()
 
 
-def recover_stream(proj: Project) -> pd.DataFrame | None:
+def recover_stream(proj: ProjectFiles) -> pd.DataFrame | None:
     """Complete or roll back an ``add_pairs`` that was interrupted; returns the finished batch or None.
 
     ``add_pairs`` and ``watch`` call this first; call it yourself to settle a project at once.
@@ -420,7 +421,7 @@ def recover_stream(proj: Project) -> pd.DataFrame | None:
         return _recover(proj)
 
 
-def _labels_once_per_group(proj: Project, rows, y, fixes) -> tuple[np.ndarray, np.ndarray]:
+def _labels_once_per_group(proj: ProjectFiles, rows, y, fixes) -> tuple[np.ndarray, np.ndarray]:
     """A group decision is one label (:func:`mmcurate.groups.hooks.count_groups_once`)."""
     from mmcurate.groups.hooks import count_groups_once
 

@@ -23,6 +23,7 @@ from mmcurate.exceptions import DataError, ModelMismatchError
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["append_pairs", "ingest_embedding_folder", "ingest_pairs"]
 
@@ -42,7 +43,7 @@ def _rebase(ref: Any, old_root: Path, new_root: Path) -> Any:
     return Path(os.path.relpath(os.path.abspath(full), os.path.abspath(new_root))).as_posix()
 
 
-def _empty_vectors(proj: Project) -> tuple[np.ndarray, np.ndarray]:
+def _empty_vectors(proj: ProjectFiles) -> tuple[np.ndarray, np.ndarray]:
     dim = int((proj.store.manifest() or {}).get("dim") or 0)
     return np.zeros((0, dim), np.float16), np.zeros((0, dim), np.float16)
 
@@ -107,7 +108,7 @@ def _embed(proj: Project, pairs: pd.DataFrame, staging: Path, *, encoder, batch_
     return np.asarray(store.load("image")), np.asarray(store.load("text")), report.failures
 
 
-def ingest_embedding_folder(proj: Project, folder: Path, staging: Path
+def ingest_embedding_folder(proj: ProjectFiles, folder: Path, staging: Path
                             ) -> tuple[tuple[pd.DataFrame, np.ndarray, np.ndarray], pd.DataFrame]:
     """Import an arriving clip-retrieval folder of an ``external`` project into a staging store."""
     import pyarrow.parquet as pq
