@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 if TYPE_CHECKING:
+    from mmcurate.export.curate import Curation
     from mmcurate.project import Project
     from mmcurate.project.files import ProjectFiles
 
@@ -47,7 +48,7 @@ class Gallery:
     thumbs: list[Thumb] = field(default_factory=list)
 
 
-def report_galleries(proj: Project, cur, *, n: int = N_SUSPECT, n_groups: int = N_GROUPS,
+def report_galleries(proj: Project, cur: Curation, *, n: int = N_SUSPECT, n_groups: int = N_GROUPS,
                      per_group: int = PER_GROUP) -> list[Gallery]:
     """The report's galleries for an export ``cur`` (:class:`~mmcurate.export.Curation`) of ``proj``.
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -184,7 +185,7 @@ def load_duplicates(proj: Project, *, stale: str = "recompute", write: bool = Tr
     return _apply_splits(pd.read_parquet(proj.root / TABLE), _splits(proj))
 
 
-def split_group(proj: Project, pair_ids) -> pd.DataFrame:
+def split_group(proj: Project, pair_ids: str | Iterable[str]) -> pd.DataFrame:
     """Take pairs out of their duplicate groups (a member that differs from the rest), for good:
     recomputed groups leave them out too. A decision on the group no longer reaches them (one they
     already received stays until someone decides them directly). Returns the groups after.

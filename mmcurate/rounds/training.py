@@ -14,6 +14,7 @@ from mmcurate.rounds.decisions import audited_opinions, labelled_arrays
 from mmcurate.rounds.model import Model, _head_path, _model_sidecar, apply_head, load_model
 
 if TYPE_CHECKING:
+    from mmcurate.head import HeadConfig
     from mmcurate.project import Project
     from mmcurate.project.files import ProjectFiles
 
@@ -29,8 +30,8 @@ def _fixed_texts(proj: ProjectFiles, fixes: pd.DataFrame):
     return fixes["row"].to_numpy(np.int64), vectors
 
 
-def train_project_head(proj: Project, *, config=None, k: int = 10, tolerance: float = 0.0,
-                       with_head: bool | None = None) -> tuple[int, dict[str, Any]]:
+def train_project_head(proj: Project, *, config: HeadConfig | None = None, k: int = 10,
+                       tolerance: float = 0.0, with_head: bool | None = None) -> tuple[int, dict[str, Any]]:
     """Fit a new model on every decision so far, validate it, and use it only if it does not lose.
 
     The model is the calibrator of P(aligned) on the alignment features (after the projection

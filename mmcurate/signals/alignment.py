@@ -133,10 +133,10 @@ class Calibrator:
         xs = (x - self.mean) / self.scale
         return np.column_stack([xs, np.ones(len(xs))])
 
-    def decision_function(self, features) -> np.ndarray:
+    def decision_function(self, features: AlignmentFeatures | np.ndarray) -> np.ndarray:
         return self.design(features) @ self.weights
 
-    def predict_proba(self, features) -> npt.NDArray[np.float64]:
+    def predict_proba(self, features: AlignmentFeatures | np.ndarray) -> npt.NDArray[np.float64]:
         """P(aligned) for every pair, ``(N,)``."""
         return _sigmoid(self.decision_function(features))
 
@@ -230,7 +230,8 @@ def noisy_log_loss(logits: npt.ArrayLike, y: npt.ArrayLike,
     return -(y * np.log(q) + (1 - y) * np.log1p(-q))
 
 
-def hessian(calibrator: Calibrator, features: AlignmentFeatures, indices_labeled, *, l2: float = 1.0):
+def hessian(calibrator: Calibrator, features: AlignmentFeatures, indices_labeled: npt.ArrayLike, *,
+            l2: float = 1.0) -> np.ndarray:
     """Hessian of the penalised log loss at the calibrator's weights (for incremental updates)."""
     idx = np.asarray(indices_labeled, dtype=np.int64)
     X = calibrator.design(features.matrix()[idx]) if len(idx) else np.zeros((0, len(calibrator.weights)))

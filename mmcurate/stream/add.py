@@ -17,6 +17,7 @@ from mmcurate.exceptions import NotEmbeddedError, ProjectError
 from mmcurate.stream.threshold import AdaptiveThreshold
 
 if TYPE_CHECKING:
+    from mmcurate.embed.encoder import Encoder
     from mmcurate.project import Project
     from mmcurate.project.files import ProjectFiles
 
@@ -84,7 +85,7 @@ def add_pairs(proj: Project, source: str | os.PathLike, *, strategy: str = "disa
               threshold: str | float = "auto", rate: float = 0.05,
               image_root: str | os.PathLike | None = None, columns: dict[str, str] | None = None,
               fmt: str | None = None, check_images: bool = True, k: int = 10, random_state: int = 0,
-              options: dict[str, Any] | None = None, encoder=None, batch_size: int = 32,
+              options: dict[str, Any] | None = None, encoder: Encoder | None = None, batch_size: int = 32,
               progress: bool = False) -> pd.DataFrame:
     """Add one arriving batch to a project and decide for each arrival: queue for review or pass.
 

@@ -22,6 +22,7 @@ from mmcurate._fileio import atomic_write_json
 from mmcurate.exceptions import DataError, ModelMismatchError
 
 if TYPE_CHECKING:
+    from mmcurate.embed.encoder import Encoder
     from mmcurate.project import Project
     from mmcurate.project.files import ProjectFiles
 
@@ -48,8 +49,9 @@ def _empty_vectors(proj: ProjectFiles) -> tuple[np.ndarray, np.ndarray]:
     return np.zeros((0, dim), np.float16), np.zeros((0, dim), np.float16)
 
 
-def ingest_pairs(proj: Project, source: Path, staging: Path, *, image_root=None, columns=None, fmt=None,
-                 check_images: bool = True, encoder=None, batch_size: int = 32,
+def ingest_pairs(proj: Project, source: Path, staging: Path, *, image_root: str | os.PathLike | None = None,
+                 columns: dict[str, str] | None = None, fmt: str | None = None,
+                 check_images: bool = True, encoder: Encoder | None = None, batch_size: int = 32,
                  progress: bool = False) -> tuple[tuple[pd.DataFrame, np.ndarray, np.ndarray], pd.DataFrame]:
     """Validate and embed an arriving pairs source of an image project (see module docstring)."""
     from mmcurate.data.sources import Columns, detect_format, read_source
