@@ -490,7 +490,7 @@ def _stream_kwargs(args) -> dict:
             "check_images": not args.no_check_images}
 
 
-def _print_batch(decisions: pd.DataFrame, project: Path) -> None:
+def _print_batch(decisions: pd.DataFrame, rejects_path: Path) -> None:
     attrs, rejects = decisions.attrs, decisions.attrs["rejects"]
     n_queued = int(decisions["queued"].sum())
     print(f"{attrs['source']}: batch {attrs['batch_id']}: {len(decisions)} pairs added, {n_queued} "
@@ -500,7 +500,7 @@ def _print_batch(decisions: pd.DataFrame, project: Path) -> None:
         print(f"  rejected {rec['source']} row {rec['row']}: {rec['reason']} ({rec['column']}) "
               f"{rec['detail']}")
     if len(rejects) > 10:
-        print(f"  ... {len(rejects) - 10} more in {project / 'rejects.csv'}")
+        print(f"  ... {len(rejects) - 10} more in {rejects_path}")
 
 
 def cmd_add(args) -> int:
@@ -513,7 +513,7 @@ def cmd_add(args) -> int:
         raise ValueError(f"{proj.root} was built from imported embeddings; give the new batch as an "
                          f"embedding folder with --embeddings DIR")
     decisions = add_pairs(proj, args.pairs or args.embeddings, fmt=args.fmt, **_stream_kwargs(args))
-    _print_batch(decisions, proj.root)
+    _print_batch(decisions, proj.rejects_path)
     if decisions.attrs["round_id"]:
         print(f"next: mmcurate review {args.project} --round {decisions.attrs['round_id']}")
     return 0

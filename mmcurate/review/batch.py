@@ -67,7 +67,7 @@ def export_batch(proj, out: str | os.PathLike, *, round_id: int | None = None,
     if out.suffix.lower() not in BATCH_SUFFIXES:
         raise ValueError(f"batch file {out.name!r}: expected a name ending in one of "
                          f"{', '.join(BATCH_SUFFIXES)} (the format), got suffix {out.suffix!r}")
-    if not (proj.root / "labels.sqlite").is_file() or proj.ledger.latest_round() is None:
+    if not proj.has_ledger() or proj.ledger.latest_round() is None:
         raise ProjectError(f"{proj.root} has no round to export yet; run `mmcurate select "
                            f"{proj.root} --budget N` first.")
     batch = proj.ledger.batch(round_id)

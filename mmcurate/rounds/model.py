@@ -3,17 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from mmcurate._fileio import read_json_object
 from mmcurate.exceptions import ProjectError
-
-
-def _head_path(proj, head_round: int) -> Path:
-    return proj.root / "heads" / f"head-{head_round:04d}.safetensors"
 
 
 @dataclass
@@ -35,13 +30,9 @@ class Model:
     """Each decided pair's P(aligned) from fits that did not see its decision."""
 
 
-def _model_sidecar(proj, model_round: int) -> Path:
-    return proj.root / "heads" / f"model-{model_round:04d}.json"
-
-
 def load_model(proj) -> Model:
     """The latest *accepted* model of the project (:class:`Model`; empty before any)."""
-    if not (proj.root / "labels.sqlite").is_file():
+    if not proj.has_ledger():
         return Model()
     heads = proj.ledger.heads()
     for record in reversed(heads.to_dict("records")):
@@ -52,10 +43,9 @@ def load_model(proj) -> Model:
         if record["checkpoint"] and (info is None or info.get("use_head")):
             from mmcurate.head import ProjectionHead
 
-            checkpoint = Path(record["checkpoint"])
-            head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
+            head = ProjectionHead.load(proj.checkpoint_path(record["checkpoint"]))
         calibrator, k, trained_on, held_out = None, None, frozenset[str](), {}
-        sidecar = _model_sidecar(proj, int(record["head_round"]))
+        sidecar = proj.model_record_path(int(record["head_round"]))
         if info is not None and sidecar.is_file():
             from mmcurate.learn import calibrator_from_dict
 

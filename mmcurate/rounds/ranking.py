@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -58,7 +57,7 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATE
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if k < 1:
         raise ValueError(f"k (neighbours per pair) must be at least 1, got {k}")
-    rows, y, _ = labelled_arrays(proj) if (proj.root / "labels.sqlite").is_file() else (
+    rows, y, _ = labelled_arrays(proj) if proj.has_ledger() else (
         np.zeros(0, np.int64), np.zeros(0, np.int64), None)
     n_labels = len(rows)  # every decision (what select checks a ranking against)
     rows, y = _one_row_per_group(proj, rows, y)
@@ -78,7 +77,7 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATE
         if pool_state:
             from mmcurate.stream.incremental import pool_fingerprint, save_pool_state
 
-            save_pool_state(proj.root / "index" / "pool", ctx,
+            save_pool_state(proj.pool_state_dir, ctx,
                             fingerprint=pool_fingerprint(proj, head_round, k))
     table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
     table.attrs["provenance"] = _provenance(proj, head_round, strategies=list(strategies), k=k,
@@ -110,9 +109,8 @@ def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
     head = None
     if model.head is not None:
         record = proj.ledger.heads().set_index("head_round").loc[model.round]
-        checkpoint = Path(record["checkpoint"])
-        head = checkpoint if checkpoint.is_absolute() else proj.root / checkpoint
-    table = rank_with_ray(proj.store.root / "image.npy", proj.store.root / "text.npy",
+        head = proj.checkpoint_path(record["checkpoint"])
+    table = rank_with_ray(proj.store.array_path("image"), proj.store.array_path("text"),
                           strategies=tuple(strategies), indices_labeled=rows, labels=y, k=k,
                           random_state=random_state, head=head, address=address, options=options,
                           calibrator=_calibrator_for(model, k))
@@ -121,7 +119,7 @@ def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
 
 def _save_state(proj, table: pd.DataFrame) -> None:
     if "p_aligned" in table.columns:
-        atomic_write_json(proj.root / "state.json", {
+        atomic_write_json(proj.state_path, {
             **noise_estimate(proj, table["pair_id"], table["p_aligned"].to_numpy(float)),
             "from": table.attrs.get("provenance", {}),
         })
@@ -141,7 +139,7 @@ def noise_estimate(proj, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str
     out: dict[str, Any] = {"estimated_noise_rate": float(p_mis.mean()) if n else float("nan"),
                            "low": float("nan"), "high": float("nan"), "n_random_labels": 0,
                            "how": "the model's mean P(misaligned) over every pair (no labels yet)"}
-    if not n or not (proj.root / "labels.sqlite").is_file():
+    if not n or not proj.has_ledger():
         return out
     decisions = proj.ledger.resolved()  # one decision per pair (repeated opinions resolved)
     decided = pair_ids.map(decisions.set_index("pair_id")["decision"]).to_numpy(object)

@@ -11,7 +11,7 @@ from mmcurate._fileio import atomic_write_json, to_jsonable
 from mmcurate.exceptions import NotEmbeddedError
 from mmcurate.learn import reviewer_error_rate
 from mmcurate.rounds.decisions import audited_opinions, labelled_arrays
-from mmcurate.rounds.model import Model, _head_path, _model_sidecar, apply_head, load_model
+from mmcurate.rounds.model import Model, apply_head, load_model
 
 
 def _fixed_texts(proj, fixes: pd.DataFrame):
@@ -67,12 +67,12 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
         model_round = len(proj.ledger.heads()) + 1
         checkpoint = ""
         if head is not None:
-            path = _head_path(proj, model_round)
+            path = proj.head_path(model_round)
             path.parent.mkdir(parents=True, exist_ok=True)
             head.save(path)
-            checkpoint = path.relative_to(proj.root).as_posix()
+            checkpoint = proj.checkpoint_name(path)
         ids = proj.pairs["pair_id"].to_numpy()[rows]
-        atomic_write_json(_model_sidecar(proj, model_round), {
+        atomic_write_json(proj.model_record_path(model_round), {
             "calibrator": fit["calibrator"], "k": k, "use_head": fit["use_head"],
             "validation": fit["validation"], "recalibration": fit["recalibration"],
             "reviewer": reviewer, "held_out_p_aligned": fit["held_out_p_aligned"],
