@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mmcurate.exceptions import MmcurateError
-from mmcurate.rounds.ranking import DEFAULT_STRATEGY
+from mmcurate.rounds.project_ranking import DEFAULT_STRATEGY
 
 __all__ = ["main"]
 

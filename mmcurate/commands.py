@@ -245,9 +245,17 @@ def _pair_id_file(path: Path, proj) -> set[str]:
     return ids
 
 
+def _check_positive(option: str, value: int) -> None:
+    """Refuse a count option below 1, naming the option as the user typed it (the library's
+    message would name its own argument)."""
+    if value < 1:
+        raise ValueError(f"{option} must be positive, got {value}")
+
+
 def cmd_select(args) -> int:
     from mmcurate.rounds import select_batch
 
+    _check_positive("--budget", args.budget)
     proj = open_project(args.project)
     balance = None if args.balance == "none" else args.balance
     exclude = _pair_id_file(args.exclude, proj) if args.exclude is not None else None
@@ -340,7 +348,7 @@ def cmd_batch(args) -> int:
 
 def cmd_label(args) -> int:
     from mmcurate.review import interchange
-    from mmcurate.review.decisions import LabelsFileError
+    from mmcurate.review.decision_files import LabelsFileError
     from mmcurate.rounds import import_labels
 
     proj = open_project(args.project)
@@ -478,6 +486,7 @@ def cmd_export(args) -> int:
 def cmd_demo(args) -> int:
     from mmcurate.demo import run_demo
 
+    _check_positive("--budget", args.budget)
     run_demo(args.out, n_scenes=args.n_scenes, rounds=args.rounds, budget=args.budget,
              use_tuxpaint=not args.no_tuxpaint, allow_download=args.allow_download,
              stream=sys.stdout)

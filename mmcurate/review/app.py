@@ -32,7 +32,7 @@ import pandas as pd
 
 from mmcurate._util import has_visible_text
 from mmcurate.labels import Ledger
-from mmcurate.review.decisions import DECISIONS
+from mmcurate.review.decision_files import DECISIONS
 
 __all__ = ["MAX_CAPTION_CHARS", "MAX_REQUEST_BYTES", "create_app", "make_token", "serve"]
 

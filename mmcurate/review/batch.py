@@ -1,7 +1,7 @@
 """Batch files out: one round's batch as a CSV / JSONL file for outside annotators, with thumbnails.
 
 One row per pair of a round, named so that the file, once filled in, imports as is with
-``mmcurate label PROJECT --import FILE`` (read back by :mod:`mmcurate.review.decisions`):
+``mmcurate label PROJECT --import FILE`` (read back by :mod:`mmcurate.review.decision_files`):
 ``pair_id, decision, caption, reviewer`` (``caption`` holds the current caption; a reviewer edits it
 for ``fix``), plus ``image``, ``score``, ``reason``, ``round`` (and ``thumbnail``), which the importer
 ignores. Every file is written to a temporary name and moved into place.

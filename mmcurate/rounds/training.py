@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_json, to_jsonable
-from mmcurate.exceptions import NotEmbeddedError
+from mmcurate.exceptions import NoDecisionsError
 from mmcurate.learn import reviewer_error_rate
-from mmcurate.rounds.decisions import audited_opinions, labelled_arrays
+from mmcurate.rounds.labelling import audited_opinions, labelled_arrays
 from mmcurate.rounds.model import Model, apply_head, load_model
 
 
@@ -52,7 +52,7 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
 
     rows, y, fixes = _one_row_per_group(proj, *labelled_arrays(proj))
     if len(rows) == 0:
-        raise NotEmbeddedError("no decisions yet: review a batch (mmcurate review / label) first")
+        raise NoDecisionsError("no decisions yet: review a batch (mmcurate review / label) first")
     config = config or HeadConfig()
     with proj.lock():
         previous = load_model(proj)

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_json
-from mmcurate.rounds.decisions import labelled_arrays
+from mmcurate.rounds.labelling import labelled_arrays
 from mmcurate.rounds.model import Model, apply_head, load_model
 
 
