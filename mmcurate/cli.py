@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mmcurate.exceptions import MmcurateError
-from mmcurate.rounds.ranking import DEFAULT_STRATEGY
+from mmcurate.rounds.project_ranking import DEFAULT_STRATEGY
 
 if TYPE_CHECKING:
     from mmcurate.project.files import ProjectFiles
@@ -341,7 +341,7 @@ def _cmd_init(args) -> int:
         columns={"id": args.id_column, "image": args.image_column, "caption": args.caption_column},
     )
     print(f"created {proj.root}: {len(proj.pairs)} pairs, {len(proj.rejects)} rejected"
-          + (f" (rows and reasons: {proj.root / 'rejects.csv'})" if len(proj.rejects) else ""))
+          + (f" (rows and reasons: {proj.rejects_path})" if len(proj.rejects) else ""))
     missing = _missing_weights(model) if model is not None else None
     _image_root_hint(proj, args)
     renamed = proj.config.get("renamed_columns") or {}
@@ -349,7 +349,7 @@ def _cmd_init(args) -> int:
         print("note: source column(s) named like mmcurate's own were renamed: "
               + ", ".join(f"{old} -> {new}" for old, new in renamed.items()))
     if not len(proj.pairs):
-        print(f"no pair was accepted: fix the rows listed in {proj.root / 'rejects.csv'}, then run "
+        print(f"no pair was accepted: fix the rows listed in {proj.rejects_path}, then run "
               f"init again with --force")
     elif proj.kind == "external":
         if proj.image_root is None and proj.pairs["image"].astype(bool).any():
@@ -395,7 +395,7 @@ def _cmd_embed(args) -> int:
           f"failed) in {report.seconds:.1f} s ({report.pairs_per_second:.1f} pairs/s)")
     if report.n_failed:
         print(f"{report.n_failed} pairs could not be embedded and are set aside (listed in "
-              f"{proj.root / 'rejects.csv'} and {proj.root / 'embed_failures.csv'}); fix their images "
+              f"{proj.rejects_path} and {proj.embed_failures_path}); fix their images "
               f"and add them again with `mmcurate add`")
     return 0
 

@@ -246,9 +246,17 @@ def _pair_id_file(path: Path, proj: ProjectFiles) -> set[str]:
     return ids
 
 
+def _check_positive(option: str, value: int) -> None:
+    """Refuse a count option below 1, naming the option as the user typed it (the library's
+    message would name its own argument)."""
+    if value < 1:
+        raise ValueError(f"{option} must be positive, got {value}")
+
+
 def cmd_select(args) -> int:
     from mmcurate.rounds import select_batch
 
+    _check_positive("--budget", args.budget)
     proj = open_project(args.project)
     balance = None if args.balance == "none" else args.balance
     exclude = _pair_id_file(args.exclude, proj) if args.exclude is not None else None
@@ -341,7 +349,7 @@ def cmd_batch(args) -> int:
 
 def cmd_label(args) -> int:
     from mmcurate.review import interchange
-    from mmcurate.review.decisions import LabelsFileError
+    from mmcurate.review.decision_files import LabelsFileError
     from mmcurate.rounds import import_labels
 
     proj = open_project(args.project)
@@ -479,6 +487,7 @@ def cmd_export(args) -> int:
 def cmd_demo(args) -> int:
     from mmcurate.demo import run_demo
 
+    _check_positive("--budget", args.budget)
     run_demo(args.out, n_scenes=args.n_scenes, rounds=args.rounds, budget=args.budget,
              use_tuxpaint=not args.no_tuxpaint, allow_download=args.allow_download,
              stream=sys.stdout)
@@ -491,7 +500,7 @@ def _stream_kwargs(args) -> dict:
             "check_images": not args.no_check_images}
 
 
-def _print_batch(decisions: pd.DataFrame, project: Path) -> None:
+def _print_batch(decisions: pd.DataFrame, rejects_path: Path) -> None:
     attrs, rejects = decisions.attrs, decisions.attrs["rejects"]
     n_queued = int(decisions["queued"].sum())
     print(f"{attrs['source']}: batch {attrs['batch_id']}: {len(decisions)} pairs added, {n_queued} "
@@ -501,7 +510,7 @@ def _print_batch(decisions: pd.DataFrame, project: Path) -> None:
         print(f"  rejected {rec['source']} row {rec['row']}: {rec['reason']} ({rec['column']}) "
               f"{rec['detail']}")
     if len(rejects) > 10:
-        print(f"  ... {len(rejects) - 10} more in {project / 'rejects.csv'}")
+        print(f"  ... {len(rejects) - 10} more in {rejects_path}")
 
 
 def cmd_add(args) -> int:
@@ -514,7 +523,7 @@ def cmd_add(args) -> int:
         raise ValueError(f"{proj.root} was built from imported embeddings; give the new batch as an "
                          f"embedding folder with --embeddings DIR")
     decisions = add_pairs(proj, args.pairs or args.embeddings, fmt=args.fmt, **_stream_kwargs(args))
-    _print_batch(decisions, proj.root)
+    _print_batch(decisions, proj.rejects_path)
     if decisions.attrs["round_id"]:
         print(f"next: mmcurate review {args.project} --round {decisions.attrs['round_id']}")
     return 0

@@ -63,7 +63,7 @@ def cmd_duplicates(args) -> int:
 
 def duplicates_lines(proj: ProjectFiles, groups: pd.DataFrame, show: int) -> list[str]:
     """Counts by kind and the largest groups of each kind, for a person."""
-    lines = [f"{proj.root / 'duplicates.parquet'}: {groups['group_id'].nunique()} groups, "
+    lines = [f"{proj.duplicates_path}: {groups['group_id'].nunique()} groups, "
              f"{groups['pair_id'].nunique()} pairs"]
     captions = proj.pairs.set_index("pair_id")["caption"]
     for kind, part in groups.groupby("kind", sort=False):

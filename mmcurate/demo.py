@@ -115,7 +115,7 @@ def _scene_loop(proj: Project, truth, *, rounds: int, budget: int, say) -> None:
         f"{s}={_auroc(proj, truth, s, ranked):.3f}" for s in names))
     for r in range(rounds):
         round_id, batch = select_batch(proj, budget=budget, random_state=r)  # the default queue
-        path = _simulated_review(proj, round_id, truth, proj.root / f"round{round_id}_decisions.csv")
+        path = _simulated_review(proj, round_id, truth, proj.decisions_file_path(round_id))
         report = import_labels(proj, path, round_id=round_id)
         model_round, metrics = train_project_head(proj)
         ranked = rank_project(proj, ["p_misaligned", "clip_score"])

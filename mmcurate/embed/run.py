@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -269,8 +268,3 @@ def _progress(total: int, enabled: bool):
 
     return tqdm(total=total, desc="embed", unit="pair", disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True)
-
-
-def embed_failures_path(root: str | os.PathLike) -> Path:
-    """Where a project keeps pairs that failed to embed."""
-    return Path(root) / "embed_failures.csv"

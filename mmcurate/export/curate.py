@@ -29,8 +29,8 @@ def absolute_image_paths(proj: ProjectFiles, refs: pd.Series) -> pd.Series:
     refs = refs.fillna("").astype(str)
     if proj.image_root is None:  # imported embeddings without image paths
         return refs
-    root = proj.image_root
-    return refs.map(lambda ref: str(root / ref) if ref else "")
+    image_root = proj.image_root
+    return refs.map(lambda ref: str(image_root / ref) if ref else "")
 
 
 # -- curation ---------------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ class Curation:
 
 def _ledger_frames(proj: ProjectFiles) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Latest decisions, rounds and heads (empty frames when the project has no ledger yet)."""
-    if not (proj.root / "labels.sqlite").is_file():
+    if not proj.has_ledger():
         empty = pd.DataFrame(columns=["pair_id", "round", "decision", "caption", "reviewer"])
         return empty, pd.DataFrame(), pd.DataFrame()
     ledger = proj.ledger  # one decision per pair: repeated opinions resolved (labels.resolve_opinions)
@@ -66,11 +66,11 @@ def _ledger_frames(proj: ProjectFiles) -> tuple[pd.DataFrame, pd.DataFrame, pd.D
 
 def _embed_failures(proj: ProjectFiles) -> pd.DataFrame:
     """Pairs in ``embed_failures.csv`` that still have no vectors."""
-    path = proj.root / "embed_failures.csv"
+    path = proj.embed_failures_path
     if not path.is_file() or not path.stat().st_size:
         return pd.DataFrame(columns=["pair_id", "reason", "detail"])
     failures = pd.read_csv(path, dtype=str, keep_default_na=False)
-    stored = proj.store.stored_ids() if (proj.root / "embeddings").is_dir() else set()
+    stored = proj.store.stored_ids() if proj.has_embeddings() else set()
     failures = failures[~failures["pair_id"].isin(stored)]
     for column in ("reason", "detail"):
         if column not in failures.columns:
@@ -96,7 +96,7 @@ def _scores_table(proj: Project, threshold: float | str | None, strategy_scores:
 def _raw_cosine(proj: Project) -> pd.Series | None:
     """Plain CLIP cosine per pair when the compacted vectors cover every pair (no writes)."""
     ids = proj.pairs["pair_id"].tolist()
-    if not (proj.root / "embeddings").is_dir() or not proj.store.is_compact_for(ids):
+    if not proj.has_embeddings() or not proj.store.is_compact_for(ids):
         return None
     image, text = proj.image_embeddings(), proj.text_embeddings()
     out = np.empty(len(ids), np.float64)
@@ -171,7 +171,7 @@ def _random_labels(proj: ProjectFiles, table: pd.DataFrame) -> pd.DataFrame:
     probability π): ``pair_id, p_aligned, decision, weight`` (``1/π``). Every unbiased check of the
     export (exploration check, reliability, clean-pairs floor) reads these."""
     columns = ["pair_id", "p_aligned", "decision", "weight"]
-    if not (proj.root / "labels.sqlite").is_file():
+    if not proj.has_ledger():
         return pd.DataFrame(columns=columns)
     design = proj.ledger.design()
     inclusion = design[design["stratum"] == "explore"].set_index("pair_id")["inclusion"]

@@ -159,7 +159,7 @@ def model_display_name(manifest: dict[str, Any] | None) -> str | None:
 
 
 def _manifest(proj: ProjectFiles) -> dict[str, Any] | None:
-    return proj.store.manifest() if (proj.root / "embeddings").is_dir() else None
+    return proj.store.manifest() if proj.has_embeddings() else None
 
 
 def _model_line(proj: ProjectFiles) -> str:

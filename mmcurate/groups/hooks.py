@@ -80,7 +80,7 @@ def propagated_decisions(groups: pd.DataFrame, latest: pd.DataFrame, queued: Col
 
 
 def _ledger_latest(proj: ProjectFiles) -> pd.DataFrame | None:
-    return proj.ledger.decisions() if (proj.root / "labels.sqlite").is_file() else None
+    return proj.ledger.decisions() if proj.has_ledger() else None
 
 
 def apply_group_decisions(proj: Project) -> int:

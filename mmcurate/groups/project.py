@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["DuplicatesResult", "StaleGroupsError", "compute_duplicates", "duplicates_status",
            "load_duplicates", "split_group", "vectors_fingerprint"]
 
-TABLE, META, SPLITS = "duplicates.parquet", "duplicates.json", "duplicate_splits.json"
 COLUMNS = ["pair_id", "group_id", "kind", "similarity"]
 
 
@@ -87,7 +86,7 @@ def image_keys(proj: ProjectFiles, *, progress: bool = False) -> list[str | None
 
 
 def _splits(proj: ProjectFiles) -> set[str]:
-    path = proj.root / SPLITS
+    path = proj.duplicate_splits_path
     return set(json.loads(path.read_text())["pair_ids"]) if path.is_file() else set()
 
 
@@ -140,8 +139,8 @@ def compute_duplicates(proj: Project, *, params: GroupParams | None = None, rand
     result = DuplicatesResult(table, _counts(table), params.as_dict(), fingerprint,
                               timings={"hash_and_fingerprint": t1 - t0, "groups": t2 - t1})
     if write:
-        atomic_write_frame(table, proj.root / TABLE)
-        atomic_write_json(proj.root / META, {"params": result.params, "fingerprint": fingerprint,
+        atomic_write_frame(table, proj.duplicates_path)
+        atomic_write_json(proj.duplicates_meta_path, {"params": result.params, "fingerprint": fingerprint,
                                              "random_state": random_state, "counts": result.counts,
                                              "created": time.strftime("%FT%TZ", time.gmtime())})
     result.seconds = time.perf_counter() - t0
@@ -170,19 +169,19 @@ def load_duplicates(proj: Project, *, stale: str = "recompute", write: bool = Tr
     ``stale``: what to do when the vectors changed since they were computed: ``recompute`` (with
     the recorded parameters; written when ``write``) or ``raise`` (:class:`StaleGroupsError`).
     """
-    meta_path = proj.root / META
+    meta_path = proj.duplicates_meta_path
     if not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())
     if meta.get("fingerprint") != vectors_fingerprint(proj):
         if stale == "raise":
-            raise StaleGroupsError(f"{proj.root / TABLE} was computed on other vectors than the "
+            raise StaleGroupsError(f"{proj.duplicates_path} was computed on other vectors than the "
                                    f"project's now; run `mmcurate duplicates {proj.root}` again")
         if stale != "recompute":
             raise ValueError(f"stale must be 'recompute' or 'raise'; got {stale!r}")
         return compute_duplicates(proj, params=GroupParams(**meta["params"]),
                                   random_state=int(meta.get("random_state", 0)), write=write).groups
-    return _apply_splits(pd.read_parquet(proj.root / TABLE), _splits(proj))
+    return _apply_splits(pd.read_parquet(proj.duplicates_path), _splits(proj))
 
 
 def split_group(proj: Project, pair_ids: str | Iterable[str]) -> pd.DataFrame:
@@ -199,22 +198,22 @@ def split_group(proj: Project, pair_ids: str | Iterable[str]) -> pd.DataFrame:
     ids = {str(p) for p in ([pair_ids] if isinstance(pair_ids, str) else pair_ids)}
     unknown = sorted(ids - set(proj.pairs["pair_id"].astype(str)))
     if unknown:
-        raise ValueError(f"unknown pair ids {unknown[:5]}; pair ids are in {proj.root / 'pairs.parquet'}")
+        raise ValueError(f"unknown pair ids {unknown[:5]}; pair ids are in {proj.pairs_path}")
     groups = load_duplicates(proj, stale="raise")
     if groups is None:
         raise ProjectError(f"{proj.root} has no groups yet; run `mmcurate duplicates {proj.root}` first")
-    atomic_write_json(proj.root / SPLITS, {"pair_ids": sorted(_splits(proj) | ids)})
+    atomic_write_json(proj.duplicate_splits_path, {"pair_ids": sorted(_splits(proj) | ids)})
     table = _apply_splits(groups, ids)
-    atomic_write_frame(table, proj.root / TABLE)
-    meta = json.loads((proj.root / META).read_text())
+    atomic_write_frame(table, proj.duplicates_path)
+    meta = json.loads(proj.duplicates_meta_path.read_text())
     meta["counts"] = _counts(table)
-    atomic_write_json(proj.root / META, meta)
+    atomic_write_json(proj.duplicates_meta_path, meta)
     return table
 
 
 def duplicates_status(proj: Project) -> dict[str, Any] | None:
     """Groups and pairs by kind and whether they are current (what ``status`` shows), or None."""
-    meta_path = proj.root / META
+    meta_path = proj.duplicates_meta_path
     if not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())

@@ -1,7 +1,7 @@
 """Batch files out: one round's batch as a CSV / JSONL file for outside annotators, with thumbnails.
 
 One row per pair of a round, named so that the file, once filled in, imports as is with
-``mmcurate label PROJECT --import FILE`` (read back by :mod:`mmcurate.review.decisions`):
+``mmcurate label PROJECT --import FILE`` (read back by :mod:`mmcurate.review.decision_files`):
 ``pair_id, decision, caption, reviewer`` (``caption`` holds the current caption; a reviewer edits it
 for ``fix``), plus ``image``, ``score``, ``reason``, ``round`` (and ``thumbnail``), which the importer
 ignores. Every file is written to a temporary name and moved into place.
@@ -71,7 +71,7 @@ def export_batch(proj: ProjectFiles, out: str | os.PathLike, *, round_id: int | 
     if out.suffix.lower() not in BATCH_SUFFIXES:
         raise ValueError(f"batch file {out.name!r}: expected a name ending in one of "
                          f"{', '.join(BATCH_SUFFIXES)} (the format), got suffix {out.suffix!r}")
-    if not (proj.root / "labels.sqlite").is_file() or proj.ledger.latest_round() is None:
+    if not proj.has_ledger() or proj.ledger.latest_round() is None:
         raise ProjectError(f"{proj.root} has no round to export yet; run `mmcurate select "
                            f"{proj.root} --budget N` first.")
     batch = proj.ledger.batch(round_id)

@@ -28,7 +28,7 @@ def image_resolver(proj: ProjectFiles):
         return lambda pair_id: None
     root = proj.image_root.resolve()
     refs = dict(zip(proj.pairs["pair_id"], proj.pairs["image"]))
-    cache = proj.root / ".cache" / "review_images"
+    cache = proj.review_cache_dir
 
     def resolve(pair_id: str) -> Path | None:
         ref = refs.get(pair_id)
@@ -72,7 +72,7 @@ def create_project_app(proj: Project, *, round_id: int, token: str, reviewer: st
     from mmcurate.review.evidence import pair_evidence
 
     evidence = pair_evidence(proj, proj.ledger.batch(round_id)["pair_id"].tolist())
-    return create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=round_id,
+    return create_app(pairs=proj.pairs, ledger_path=proj.ledger_path, round_id=round_id,
                       resolve_image=image_resolver(proj), token=token, reviewer=reviewer,
                       title=f"mmcurate review: {proj.root.name}, round {round_id}", evidence=evidence,
                       show_images=proj.image_root is not None)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -16,10 +15,6 @@ if TYPE_CHECKING:
     from mmcurate.project import Project
     from mmcurate.project.files import ProjectFiles
     from mmcurate.signals.alignment import Calibrator
-
-
-def _head_path(proj: ProjectFiles, head_round: int) -> Path:
-    return proj.root / "heads" / f"head-{head_round:04d}.safetensors"
 
 
 @dataclass
@@ -41,13 +36,9 @@ class Model:
     """Each decided pair's P(aligned) from fits that did not see its decision."""
 
 
-def _model_sidecar(proj: ProjectFiles, model_round: int) -> Path:
-    return proj.root / "heads" / f"model-{model_round:04d}.json"
-
-
 def load_model(proj: ProjectFiles) -> Model:
     """The latest *accepted* model of the project (:class:`Model`; empty before any)."""
-    if not (proj.root / "labels.sqlite").is_file():
+    if not proj.has_ledger():
         return Model()
     heads = proj.ledger.heads()
     for record in reversed(heads.to_dict("records")):
@@ -58,10 +49,9 @@ def load_model(proj: ProjectFiles) -> Model:
         if record["checkpoint"] and (info is None or info.get("use_head")):
             from mmcurate.head import ProjectionHead
 
-            checkpoint = Path(record["checkpoint"])
-            head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
+            head = ProjectionHead.load(proj.checkpoint_path(record["checkpoint"]))
         calibrator, k, trained_on, held_out = None, None, frozenset[str](), {}
-        sidecar = _model_sidecar(proj, int(record["head_round"]))
+        sidecar = proj.model_record_path(int(record["head_round"]))
         if info is not None and sidecar.is_file():
             from mmcurate.learn import calibrator_from_dict
 

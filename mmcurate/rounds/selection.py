@@ -10,9 +10,9 @@ import pandas as pd
 
 from mmcurate._util import RandomState, check_random_state
 from mmcurate.learn import AUDIT_SHARE, EXPLORE, SECOND_OPINION_SHARE
-from mmcurate.rounds.decisions import labelled_arrays, repeated_opinions
+from mmcurate.rounds.labelling import labelled_arrays, repeated_opinions
 from mmcurate.rounds.model import current_embeddings, load_model
-from mmcurate.rounds.ranking import DEFAULT_STRATEGY, rank_project
+from mmcurate.rounds.project_ranking import DEFAULT_STRATEGY, rank_project
 
 if TYPE_CHECKING:
     from mmcurate.project import Project

@@ -23,7 +23,7 @@ def undecided_in_latest_round(proj: ProjectFiles) -> tuple[int, int, int] | None
         undecided_in_latest_round(proj)
         # (3, 12, 40)
     """
-    if not (proj.root / "labels.sqlite").is_file():
+    if not proj.has_ledger():
         return None
     rounds = proj.ledger.rounds()
     if rounds.empty:
@@ -39,7 +39,7 @@ def rounds_status(proj: ProjectFiles) -> dict[str, Any]:
     decisions = ledger.resolved()  # one decision per pair (repeated opinions resolved)
     counts = decisions["decision"].value_counts().to_dict() if len(decisions) else {}
     latest = ledger.latest_head()
-    state_path = proj.root / "state.json"
+    state_path = proj.state_path
     state = read_json_object(state_path, what="the last ranking's state") if state_path.is_file() else {}
     reviewed = len(decisions)
     in_use = load_model(proj)

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_json, to_jsonable
-from mmcurate.exceptions import NotEmbeddedError
+from mmcurate.exceptions import NoDecisionsError
 from mmcurate.learn import reviewer_error_rate
-from mmcurate.rounds.decisions import audited_opinions, labelled_arrays
-from mmcurate.rounds.model import Model, _head_path, _model_sidecar, apply_head, load_model
+from mmcurate.rounds.labelling import audited_opinions, labelled_arrays
+from mmcurate.rounds.model import Model, apply_head, load_model
 
 if TYPE_CHECKING:
     from mmcurate.head import HeadConfig
@@ -57,7 +57,7 @@ def train_project_head(proj: Project, *, config: HeadConfig | None = None, k: in
 
     rows, y, fixes = _one_row_per_group(proj, *labelled_arrays(proj))
     if len(rows) == 0:
-        raise NotEmbeddedError("no decisions yet: review a batch (mmcurate review / label) first")
+        raise NoDecisionsError("no decisions yet: review a batch (mmcurate review / label) first")
     config = config or HeadConfig()
     with proj.lock():
         previous = load_model(proj)
@@ -72,12 +72,12 @@ def train_project_head(proj: Project, *, config: HeadConfig | None = None, k: in
         model_round = len(proj.ledger.heads()) + 1
         checkpoint = ""
         if head is not None:
-            path = _head_path(proj, model_round)
+            path = proj.head_path(model_round)
             path.parent.mkdir(parents=True, exist_ok=True)
             head.save(path)
-            checkpoint = path.relative_to(proj.root).as_posix()
+            checkpoint = proj.checkpoint_name(path)
         ids = proj.pairs["pair_id"].to_numpy()[rows]
-        atomic_write_json(_model_sidecar(proj, model_round), {
+        atomic_write_json(proj.model_record_path(model_round), {
             "calibrator": fit["calibrator"], "k": k, "use_head": fit["use_head"],
             "validation": fit["validation"], "recalibration": fit["recalibration"],
             "reviewer": reviewer, "held_out_p_aligned": fit["held_out_p_aligned"],

@@ -39,9 +39,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RunSpec", "make_run_project", "oracle_decisions", "run_oracle_loop", "train_run_head"]
 
-_SHARED = ("pairs.parquet", "embeddings/manifest.json", "embeddings/image.npy", "embeddings/text.npy",
-           "embeddings/ids.npy")
-_COPIED = ("project.json", "rejects.csv")
 NO_HEAD = ("clip_score",)
 
 
@@ -81,12 +78,31 @@ def make_run_project(base: Path, root: Path):
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    for name in _SHARED:
-        _link(base / name, root / name)
-    for name in _COPIED:
-        if (base / name).is_file():
-            shutil.copy2(base / name, root / name)
+    for src, dst in zip(_shared_files(base), _shared_files(root)):
+        _link(src, dst)
+    for src, dst in zip(_copied_files(base), _copied_files(root)):
+        if src.is_file():
+            shutil.copy2(src, dst)
     return open_project(root)
+
+
+def _shared_files(folder: Path) -> tuple[Path, ...]:
+    """A project's pairs table and vectors (what every run shares, read-only)."""
+    from mmcurate.embed.store import EmbeddingStore
+    from mmcurate.project.layout import ProjectLayout
+
+    layout = ProjectLayout(folder)
+    store = EmbeddingStore(layout.embeddings_dir)
+    return (layout.pairs_path, store.manifest_path,
+            *(store.array_path(kind) for kind in ("image", "text", "ids")))
+
+
+def _copied_files(folder: Path) -> tuple[Path, ...]:
+    """A project's settings and rejects (each run gets its own copy)."""
+    from mmcurate.project.layout import ProjectLayout
+
+    layout = ProjectLayout(folder)
+    return layout.config_path, layout.rejects_path
 
 
 def oracle_decisions(batch: pd.DataFrame, is_noisy: pd.Series) -> pd.DataFrame:

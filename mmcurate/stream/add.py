@@ -34,14 +34,14 @@ def _dir(proj: ProjectFiles, name: str) -> Path:
     """A fixed-name folder of ``PROJECT/stream/``: fixed on purpose, ``pending/`` is the journal a
     later add or :func:`recover_stream` must find by name to finish an interrupted commit; the one
     writer is the project lock holder, so two writers never share these names."""
-    return proj.root / "stream" / name
+    return proj.stream_dir / name
 
 
 # -- state and log --------------------------------------------------------------------------------
 def stream_state(proj: ProjectFiles) -> dict[str, Any]:
     """The stream's saved state: ``n_batches``, ``n_seen``, ``n_queued``, ``adaptive`` (threshold
     state or None), ``files`` (sha256 -> source, batch_id, at) and ``realised_rate``."""
-    path = _dir(proj, "state.json")
+    path = proj.stream_state_path
     state = read_json_object(path, what="the stream's state") if path.is_file() else {
         "version": _STATE_VERSION, "n_batches": 0, "n_seen": 0, "n_queued": 0, "adaptive": None,
         "files": {}}
@@ -184,9 +184,9 @@ def _owned_state(proj: ProjectFiles) -> dict[str, Any]:
     created = proj.config.get("created")
     if state["n_batches"] and state.get("project_created") != created:
         raise ProjectError(
-            f"{_dir(proj, 'state.json')} belongs to a project created at "
+            f"{proj.stream_state_path} belongs to a project created at "
             f"{state.get('project_created')}, but {proj.root} was created at {created} (re-created "
-            f"with --force?). Delete {_dir(proj, '')} to start its stream over.")
+            f"with --force?). Delete {proj.stream_dir} to start its stream over.")
     state["project_created"] = created
     return state
 
@@ -229,7 +229,7 @@ def _score_arrivals(proj: Project, image: np.ndarray, text: np.ndarray, *, strat
     head, head_round = load_latest_head(proj)
     pool_image, pool_text = proj.image_embeddings(), proj.text_embeddings()
     if INCREMENTAL.supports(strategy, options):  # else a full re-rank of pool + arrivals
-        scorer = PoolScorer(proj.root / "index" / "pool", *apply_head(head, pool_image, pool_text),
+        scorer = PoolScorer(proj.pool_state_dir, *apply_head(head, pool_image, pool_text),
                             fingerprint=_pool_fingerprint(proj, head_round, k), k=k,
                             random_state=random_state)
         rows, y = _labels_once_per_group(proj, *labelled_arrays(proj))
@@ -310,7 +310,7 @@ def _commit(proj: ProjectFiles, arrivals, on_commit=None) -> None:
         return
     proj.store.write_part(pairs["pair_id"].tolist(), image, text)
     table = append_pairs(proj.pairs, pairs)
-    _write_pairs(table, proj.root / "pairs.parquet")
+    _write_pairs(table, proj.pairs_path)
     proj.refresh()
     proj.store.compact(table["pair_id"].tolist())
     if on_commit is not None:
@@ -371,7 +371,7 @@ def _finish(proj: ProjectFiles) -> pd.DataFrame:
         _append_rejects(proj, rejects)
         atomic_write_json(pending / "journal.json", {**journal, "rejects_done": True})
     state = json.loads((pending / "state.json").read_text(encoding="utf-8"))
-    atomic_write_json(_dir(proj, "state.json"), state)
+    atomic_write_json(proj.stream_state_path, state)
     shutil.rmtree(pending)
     decisions.attrs = {"batch_id": journal["batch_id"], "source": journal["source"],
                        "sha256": journal["sha256"], "round_id": round_id,
@@ -382,7 +382,7 @@ def _finish(proj: ProjectFiles) -> pd.DataFrame:
 def _append_rejects(proj: ProjectFiles, rejects: pd.DataFrame) -> None:
     if rejects.empty:
         return
-    path = proj.root / "rejects.csv"
+    path = proj.rejects_path
     old = proj.rejects
     table = pd.concat([old, rejects], ignore_index=True) if len(old) else rejects
     atomic_write_frame(table, path, fmt="csv")

@@ -105,7 +105,7 @@ class PoolScorer:
     --------
     Usage (not run as a doctest: it needs data of your own)::
 
-        scorer = PoolScorer(proj.root / "index" / "pool", image, text, fingerprint="fp")
+        scorer = PoolScorer(proj.pool_state_dir, image, text, fingerprint="fp")
         scores = scorer.score(new_image, new_text, strategy="disagreement")
         scorer.commit("fp+batch")
     """

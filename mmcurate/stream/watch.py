@@ -140,5 +140,5 @@ def _watch_one(proj: Project, path: Path, options: dict[str, Any], say) -> tuple
     for rec in rejects[:5]:
         say(f"  rejected row {rec['row']}: {rec['reason']} ({rec['column']}) {rec['detail']}")
     if len(rejects) > 5:
-        say(f"  ... {len(rejects) - 5} more in {proj.root / 'rejects.csv'}")
+        say(f"  ... {len(rejects) - 5} more in {proj.rejects_path}")
     return "added", decisions

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_json
-from mmcurate.rounds.decisions import labelled_arrays
+from mmcurate.rounds.labelling import labelled_arrays
 from mmcurate.rounds.model import Model, apply_head, load_model
 
 if TYPE_CHECKING:
@@ -62,7 +61,7 @@ def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAU
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if k < 1:
         raise ValueError(f"k (neighbours per pair) must be at least 1, got {k}")
-    rows, y, _ = labelled_arrays(proj) if (proj.root / "labels.sqlite").is_file() else (
+    rows, y, _ = labelled_arrays(proj) if proj.has_ledger() else (
         np.zeros(0, np.int64), np.zeros(0, np.int64), None)
     n_labels = len(rows)  # every decision (what select checks a ranking against)
     rows, y = _one_row_per_group(proj, rows, y)
@@ -82,7 +81,7 @@ def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAU
         if pool_state:
             from mmcurate.stream.incremental import pool_fingerprint, save_pool_state
 
-            save_pool_state(proj.root / "index" / "pool", ctx,
+            save_pool_state(proj.pool_state_dir, ctx,
                             fingerprint=pool_fingerprint(proj, head_round, k))
     table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
     table.attrs["provenance"] = _provenance(proj, head_round, strategies=list(strategies), k=k,
@@ -114,9 +113,8 @@ def _rank_ray(proj: ProjectFiles, strategies, rows, y, *, k, random_state, optio
     head = None
     if model.head is not None:
         record = proj.ledger.heads().set_index("head_round").loc[model.round]
-        checkpoint = Path(record["checkpoint"])
-        head = checkpoint if checkpoint.is_absolute() else proj.root / checkpoint
-    table = rank_with_ray(proj.store.root / "image.npy", proj.store.root / "text.npy",
+        head = proj.checkpoint_path(record["checkpoint"])
+    table = rank_with_ray(proj.store.array_path("image"), proj.store.array_path("text"),
                           strategies=tuple(strategies), indices_labeled=rows, labels=y, k=k,
                           random_state=random_state, head=head, address=address, options=options,
                           calibrator=_calibrator_for(model, k))
@@ -125,7 +123,7 @@ def _rank_ray(proj: ProjectFiles, strategies, rows, y, *, k, random_state, optio
 
 def _save_state(proj: ProjectFiles, table: pd.DataFrame) -> None:
     if "p_aligned" in table.columns:
-        atomic_write_json(proj.root / "state.json", {
+        atomic_write_json(proj.state_path, {
             **noise_estimate(proj, table["pair_id"], table["p_aligned"].to_numpy(float)),
             "from": table.attrs.get("provenance", {}),
         })
@@ -145,7 +143,7 @@ def noise_estimate(proj: ProjectFiles, pair_ids: pd.Series, p_aligned: np.ndarra
     out: dict[str, Any] = {"estimated_noise_rate": float(p_mis.mean()) if n else float("nan"),
                            "low": float("nan"), "high": float("nan"), "n_random_labels": 0,
                            "how": "the model's mean P(misaligned) over every pair (no labels yet)"}
-    if not n or not (proj.root / "labels.sqlite").is_file():
+    if not n or not proj.has_ledger():
         return out
     decisions = proj.ledger.resolved()  # one decision per pair (repeated opinions resolved)
     decided = pair_ids.map(decisions.set_index("pair_id")["decision"]).to_numpy(object)
