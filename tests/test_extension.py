@@ -116,7 +116,7 @@ def test_register_strategy_checks_the_entry():
         register_strategy("mine", _score, needs=("proba",))
     assert register_strategy("mine", _score, needs=("cosine",), replace=True).needs == ("cosine",)
     for name in ("margin", "qbc"):  # a built-in name, an alias
-        with pytest.raises(ValueError, match="already registered|is an alias"):
+        with pytest.raises(ValueError, match=r"already registered|is an alias"):
             register_strategy(name, _score)
     bad = [({"name": "two words"}, "letters, digits and underscores"),
            ({"score": 3}, "must be a function"),
@@ -149,7 +149,7 @@ def test_register_selector_checks_the_entry_and_every_result():
         return np.arange(n)
 
     register_selector("bad_pick", bad_pick)
-    with pytest.raises(ValueError, match="selector 'bad_pick' returned .* labelled or excluded"):
+    with pytest.raises(ValueError, match=r"selector 'bad_pick' returned .* labelled or excluded"):
         get_selector("bad-pick")(np.ones(5), n=2, indices_labeled=[0])
     assert get_selector("bad_pick")(np.ones(5), n=2).tolist() == [0, 1]
     with pytest.raises(ValueError, match="already registered"):

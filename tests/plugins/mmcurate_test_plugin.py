@@ -31,9 +31,10 @@ def lowest_rows(scores, *, n, embeddings=None, indices_labeled=None, exclude=Non
 def read_lines(source, *, image_root, columns):
     """Lines of `image path|caption`, no header."""
     rows = [line.split("|", 1) for line in Path(source).read_text().splitlines() if line.strip()]
-    return pd.DataFrame({"_row": range(1, len(rows) + 1), "id": None,
-                         "image": [r[0] for r in rows], "caption": [r[1] if len(r) > 1 else None for r in rows],
-                         "_error": [None if len(r) > 1 else "no '|' between image and caption" for r in rows]})
+    return pd.DataFrame({
+        "_row": range(1, len(rows) + 1), "id": None, "image": [r[0] for r in rows],
+        "caption": [r[1] if len(r) > 1 else None for r in rows],
+        "_error": [None if len(r) > 1 else "no '|' between image and caption" for r in rows]})
 
 
 register_strategy(STRATEGY, low_cosine, needs=("cosine",), objective="find")
