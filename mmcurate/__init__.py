@@ -4,7 +4,12 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "create_project", "open_project"]
+__all__ = ["__version__", "create_project", "open_project", "register_format", "register_selector",
+           "register_strategy"]
+
+_REGISTER = {"register_strategy": "mmcurate.rank", "register_selector": "mmcurate.select",
+             "register_format": "mmcurate.data"}
+"""The doors for your own strategies, selectors and input formats, and the module each lives in."""
 
 
 def __getattr__(name: str):  # lazy: keep `import mmcurate` light (no torch, no faiss)
@@ -12,4 +17,8 @@ def __getattr__(name: str):  # lazy: keep `import mmcurate` light (no torch, no 
         from mmcurate import project
 
         return getattr(project, name)
+    if name in _REGISTER:
+        import importlib
+
+        return getattr(importlib.import_module(_REGISTER[name]), name)
     raise AttributeError(f"module 'mmcurate' has no attribute {name!r}")

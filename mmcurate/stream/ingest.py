@@ -54,7 +54,8 @@ def ingest_pairs(proj: Project, source: Path, staging: Path, *, image_root: str 
                  check_images: bool = True, encoder: Encoder | None = None, batch_size: int = 32,
                  progress: bool = False) -> tuple[tuple[pd.DataFrame, np.ndarray, np.ndarray], pd.DataFrame]:
     """Validate and embed an arriving pairs source of an image project (see module docstring)."""
-    from mmcurate.data.sources import Columns, detect_format, read_source
+    from mmcurate.data.formats import detect_format, read_source
+    from mmcurate.data.sources import Columns
     from mmcurate.data.validate import validate
 
     if proj.image_root is None:

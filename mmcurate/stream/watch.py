@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from mmcurate.data.formats import FORMATS
 from mmcurate.exceptions import MmcurateError, ProjectLockedError
 from mmcurate.stream.add import add_pairs, check_options, content_hash, recover_stream, stream_state
 
@@ -19,18 +20,23 @@ if TYPE_CHECKING:
 
 __all__ = ["watch"]
 
-_TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
+
+def _watched_suffixes() -> set[str]:
+    """Suffixes of the pairs files a watched folder takes: every format's but WebDataset's ``.tar``
+    (formats added with :func:`mmcurate.data.register_format` included)."""
+    return {suffix for f in FORMATS if f.name != "webdataset" for suffix in f.suffixes}
+
 _logger = logging.getLogger("mmcurate.stream")
 
 
 def _candidates(folder: Path, kind: str) -> list[Path]:
-    out = []
+    out, suffixes = [], _watched_suffixes()
     for path in folder.iterdir():
         if path.name.startswith((".", "~", "_")) or path.suffix in (".tmp", ".part", ".done"):
             continue
         if kind == "external" and path.is_dir() and (path / "metadata").is_dir():
             out.append(path)
-        elif kind != "external" and path.is_file() and path.suffix.lower() in _TABLE_SUFFIXES:
+        elif kind != "external" and path.is_file() and path.suffix.lower() in suffixes:
             out.append(path)
     return out
 
