@@ -10,7 +10,7 @@ from mmcurate.cli import main
 from mmcurate.embed.device import default_batch_size, resolve_device
 from mmcurate.embed.encoder import load_encoder
 from mmcurate.embed.model import ModelSpec
-from mmcurate.embed.run import default_workers
+from mmcurate.embed.run import default_workers, model_threads
 from mmcurate.embed.store import EmbeddingStore
 from mmcurate.exceptions import DeviceError
 from mmcurate.project import create_project
@@ -48,6 +48,13 @@ def test_defaults_per_device():
     assert default_workers("cpu", 2) == 2 and default_workers("cpu", 16) == 8
     assert default_workers("cuda", 16) == 16 and default_workers("cuda", 64) == 16
     assert default_workers("cpu", 1) == 1
+
+
+def test_model_threads_leave_the_workers_their_cores():
+    """On CPU the model gets the cores the decoding workers leave, never more threads than cores."""
+    assert model_threads("cpu", 2, n_cores=2) == 1 and model_threads("cpu", 4, n_cores=8) == 4
+    assert model_threads("cpu", 0, n_cores=8) == 8  # decoding inline: every core
+    assert model_threads("cuda", 16, n_cores=16) == 16  # the cores do not run the model there
 
 
 @no_cuda
