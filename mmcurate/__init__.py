@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__", "create_project", "open_project", "register_format", "register_selector",
@@ -14,11 +16,9 @@ _REGISTER = {"register_strategy": "mmcurate.rank", "register_selector": "mmcurat
 
 def __getattr__(name: str):  # lazy: keep `import mmcurate` light (no torch, no faiss)
     if name in ("open_project", "create_project", "Project"):
-        from mmcurate import project
+        from mmcurate import project  # lazy: `import mmcurate` loads nothing
 
         return getattr(project, name)
     if name in _REGISTER:
-        import importlib
-
         return getattr(importlib.import_module(_REGISTER[name]), name)
     raise AttributeError(f"module 'mmcurate' has no attribute {name!r}")

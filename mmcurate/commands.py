@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import textwrap
+import threading
 from pathlib import Path
 
 import pandas as pd
 
-from mmcurate.exceptions import ProjectLockedError
+from mmcurate._fileio import atomic_write_frame, atomic_write_json
+from mmcurate.demo import run_demo
+from mmcurate.embed.model import ModelSpec
+from mmcurate.exceptions import ProjectLockedError, UndecidedRoundError
+from mmcurate.export import export_curated, model_display_name
+from mmcurate.labels.decision_files import LabelsFileError
 from mmcurate.project import open_project as _open_project
 from mmcurate.project.files import ProjectFiles
+from mmcurate.rank import STRATEGIES
+from mmcurate.review import interchange
+from mmcurate.review.batch import export_batch
+from mmcurate.review.project_app import serve_project
+from mmcurate.rounds import import_labels, load_model, rank_project, select_batch, train_project_head
+from mmcurate.rounds.status import undecided_in_latest_round
+from mmcurate.select import SELECTORS
+from mmcurate.simulate import run_simulation, summarize
+from mmcurate.stream import add_pairs, stream_state, watch
+from mmcurate.stream.add import has_pending, recover_stream
 
 __all__ = [
     "cmd_add",
@@ -35,8 +53,6 @@ __all__ = [
 def open_settled(root):
     """Open a project after finishing (or rolling back) an ``add`` that was interrupted: every
     command settles it first, so no later command works on a half-added batch."""
-    from mmcurate.stream.add import has_pending, recover_stream
-
     proj = _open_project(root)
     if not has_pending(proj):
         return proj
@@ -62,8 +78,6 @@ def _print_table(df: pd.DataFrame, n: int) -> None:
 
 
 def _model_words(model: dict) -> str:
-    from mmcurate.export import model_display_name
-
     if model.get("kind") == "external":
         return f"imported embeddings ({model.get('dim')}-d)"
     name = model_display_name({"model": model.get("name"), "pretrained": model.get("pretrained")})
@@ -122,8 +136,6 @@ def status_lines(status: dict) -> list[str]:
             low, high = est.get("low"), est.get("high")
             sure = (f"95% interval {low:.1%}-{high:.1%}" if low is not None and high is not None
                     and low == low and high == high else "no interval")
-            import textwrap
-
             rows += [("", line) for line in textwrap.wrap(f"estimate: {est['how']} ({sure})", 90)]
     if status.get("duplicates"):
         rows.append(("groups", _groups_words(status["duplicates"])))
@@ -140,9 +152,6 @@ def _groups_words(groups: dict) -> str:
 
 
 def cmd_strategies(args) -> int:
-    from mmcurate.rank import STRATEGIES
-    from mmcurate.select import SELECTORS
-
     titles = {"find": "find the noise (review the likely-wrong pairs first; select's default is "
                       "p_misaligned)",
               "train": "train the filter (ask for the labels the model is least sure of: mostly clean "
@@ -161,8 +170,6 @@ def cmd_strategies(args) -> int:
 
 
 def _write_table(df: pd.DataFrame, out: Path, provenance: dict) -> None:
-    from mmcurate._fileio import atomic_write_frame, atomic_write_json
-
     if out.suffix not in (".parquet", ".csv", ".tsv"):
         raise ValueError(f"--out must end in .csv, .tsv or .parquet, got {out.name}")
     atomic_write_frame(df, out)
@@ -194,16 +201,12 @@ def _ranked_by(proj: ProjectFiles, head_round) -> str:
     """Which trained model produced a ranking, in words."""
     if head_round is None or pd.isna(head_round):
         return "the zero-label prior (no trained model in use)"
-    from mmcurate.rounds import load_model
-
     model = load_model(proj)
     head = " with its projection head" if model.round == head_round and model.head is not None else ""
     return f"model {int(head_round)}{head} (trained on the labels so far)"
 
 
 def cmd_rank(args) -> int:
-    from mmcurate.rounds import rank_project
-
     proj = open_project(args.project)
     ranked = rank_project(proj, args.strategy, k=args.k, random_state=args.seed, engine=args.engine,
                           address=args.address)
@@ -254,8 +257,6 @@ def _check_positive(option: str, value: int) -> None:
 
 
 def cmd_select(args) -> int:
-    from mmcurate.rounds import select_batch
-
     _check_positive("--budget", args.budget)
     proj = open_project(args.project)
     balance = None if args.balance == "none" else args.balance
@@ -281,9 +282,6 @@ def cmd_select(args) -> int:
 
 def _check_latest_round_decided(proj: ProjectFiles, args) -> None:
     """Stop before opening a round while the latest one waits for decisions (unless asked to)."""
-    from mmcurate.exceptions import UndecidedRoundError
-    from mmcurate.rounds.status import undecided_in_latest_round
-
     waiting = undecided_in_latest_round(proj)
     if waiting is None:
         return
@@ -299,17 +297,12 @@ def _check_latest_round_decided(proj: ProjectFiles, args) -> None:
 
 
 def cmd_review(args) -> int:
-    from mmcurate.review.project_app import serve_project
-
     serve_project(open_project(args.project), round_id=args.round, port=args.port,
                   reviewer=args.reviewer, open_browser=not args.no_browser)
     return 0
 
 
 def cmd_batch(args) -> int:
-    from mmcurate.review import interchange
-    from mmcurate.review.batch import export_batch
-
     proj = open_project(args.project)
     if args.fmt == "label-studio":
         path = interchange.export_label_studio(proj, args.out, round_id=args.round,
@@ -348,10 +341,6 @@ def cmd_batch(args) -> int:
 
 
 def cmd_label(args) -> int:
-    from mmcurate.review import interchange
-    from mmcurate.review.decision_files import LabelsFileError
-    from mmcurate.rounds import import_labels
-
     proj = open_project(args.project)
     if args.source_format == "table":
         report = import_labels(proj, args.import_path, round_id=args.round,
@@ -421,8 +410,7 @@ def train_lines(model_round: int, metrics: dict) -> list[str]:
 
 
 def cmd_train(args) -> int:
-    from mmcurate.head import HeadConfig
-    from mmcurate.rounds import train_project_head
+    from mmcurate.head import HeadConfig  # heavy: torch
 
     proj = open_project(args.project)
     config = HeadConfig(random_state=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
@@ -449,8 +437,6 @@ def export_lines(summary: dict) -> list[str]:
     if summary.get("left_out"):
         rows.append(("no verdict", f"{summary['left_out']:>{w}}  unreviewed pairs (--reviewed-only)"))
     if est and not est.get("verified", True):
-        import textwrap
-
         why = textwrap.wrap(f"{unverified} unreviewed pairs kept without a verdict: {est.get('why')}", 90)
         rows += [("unverified" if i == 0 else "", line) for i, line in enumerate(why)]
         rows.append(("", "to let the model decide: review more batches and train, or pass --threshold"))
@@ -471,8 +457,6 @@ def export_lines(summary: dict) -> list[str]:
 
 
 def cmd_export(args) -> int:
-    from mmcurate.export import export_curated
-
     proj = open_project(args.project)
     threshold = None if args.reviewed_only else ("auto" if args.threshold is None else args.threshold)
     summary = export_curated(proj, args.out, fmt=args.fmt, threshold=threshold,
@@ -485,8 +469,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from mmcurate.demo import run_demo
-
     _check_positive("--budget", args.budget)
     run_demo(args.out, n_scenes=args.n_scenes, rounds=args.rounds, budget=args.budget,
              use_tuxpaint=not args.no_tuxpaint, allow_download=args.allow_download,
@@ -514,8 +496,6 @@ def _print_batch(decisions: pd.DataFrame, rejects_path: Path) -> None:
 
 
 def cmd_add(args) -> int:
-    from mmcurate.stream import add_pairs
-
     proj = open_project(args.project)
     if args.embeddings is not None and proj.kind != "external":
         raise ValueError(f"{proj.root} embeds its own images; give the new pairs with --pairs FILE")
@@ -530,11 +510,6 @@ def cmd_add(args) -> int:
 
 
 def cmd_stream(args) -> int:
-    import signal
-    import threading
-
-    from mmcurate.stream import stream_state, watch
-
     proj = open_project(args.project)
     stop = threading.Event()
 
@@ -562,9 +537,6 @@ def cmd_stream(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from mmcurate.embed.model import ModelSpec
-    from mmcurate.simulate import run_simulation, summarize
-
     model = ModelSpec.from_names(args.model, args.pretrained) if args.pairs else None
     metrics = run_simulation(
         args.out, pairs=args.pairs, embeddings=args.embeddings, scenes=args.scenes, model=model,

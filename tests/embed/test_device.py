@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -70,10 +72,17 @@ def test_cli_device_cuda_fails_fast_with_exit_2(micro_clip_dir, png_pairs, tmp_p
     def no_work(*args, **kwargs):
         raise AssertionError("a model was loaded or an image read before the device check")
 
-    # "fails fast" as bounded work, not seconds: nothing is loaded or decoded before the error
-    monkeypatch.setattr(mmcurate.embed.encoder, "load_encoder", no_work)
-    monkeypatch.setattr(mmcurate.data, "open_image", no_work)
-    monkeypatch.setattr(mmcurate.data.images, "read_image_bytes", no_work)
+    # "fails fast" as bounded work, not seconds: nothing is loaded or decoded before the error;
+    # every module of ours holding one of these functions (imported at its top) gets the stand-in
+    guarded = {id(f) for f in (mmcurate.embed.encoder.load_encoder, mmcurate.data.open_image,
+                               mmcurate.data.images.read_image_bytes)}
+    n_patched = 0
+    for module in [m for name, m in sys.modules.items() if name.startswith("mmcurate") and m is not None]:
+        for attr, value in list(vars(module).items()):
+            if id(value) in guarded:
+                monkeypatch.setattr(module, attr, no_work)
+                n_patched += 1
+    assert n_patched >= 5  # the defining modules and the embed path's (project.embedding, embed.run)
     assert main(["embed", str(proj.root), "--device", "cuda", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "no CUDA GPU" in err and "--device cpu" in err
