@@ -13,6 +13,7 @@ from mmcurate._fileio import atomic_write_frame, spreadsheet_safe
 from mmcurate.exceptions import ProjectError
 from mmcurate.export.curate import _DROPPED_COLUMNS, Curation, _ledger_frames, curate_pairs
 from mmcurate.export.webdataset import _image_reader, write_webdataset
+from mmcurate.results import ExportResult, Ranking
 
 __all__ = ["CURATED_FORMATS", "export_curated", "model_display_name"]
 
@@ -27,8 +28,8 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str) -> Path:
 # -- files --------------------------------------------------------------------------------------------
 def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
                    threshold: float | str | None = "auto", target_noise: float = 0.03,
-                   strategy_scores: pd.DataFrame | None = None, shard_size: int = 1000,
-                   image_format: str = "original", keep_duplicates: bool = False) -> dict[str, Any]:
+                   strategy_scores: pd.DataFrame | Ranking | None = None, shard_size: int = 1000,
+                   image_format: str = "original", keep_duplicates: bool = False) -> ExportResult:
     """Write the curated pairs, the dropped pairs and a report (Markdown + self-contained HTML).
 
     Parameters
@@ -49,9 +50,9 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
         reviewed pairs only.
     target_noise : float
         What ``"auto"`` aims at: the estimated misaligned share of the kept unreviewed pairs.
-    strategy_scores : DataFrame, optional
-        A ranking table (``pair_id``, ``p_aligned``, optionally ``cosine``) to use instead of
-        ranking the project again.
+    strategy_scores : Ranking or DataFrame, optional
+        A ranking (:func:`mmcurate.rounds.rank_project`) or its table (``pair_id``, ``p_aligned``,
+        optionally ``cosine``) to use instead of ranking the project again.
     shard_size : int
         Samples per WebDataset shard.
     image_format : {"original", "jpg"}
@@ -62,16 +63,17 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
 
     Returns
     -------
-    dict
-        The counts of :class:`Curation` plus ``format``, ``threshold`` and the paths written
-        (``curated_path`` or ``shards``, ``dropped_path``, ``report_md``, ``report_html``, ``plots``).
+    ExportResult
+        The counts of :class:`Curation` plus ``format``, ``threshold``, ``estimates`` and the paths
+        written (``curated_path`` or ``shards``, ``dropped_path``, ``report_md``, ``report_html``,
+        ``plots``).
 
     Examples
     --------
     Usage (not run as a doctest: it needs data of your own)::
 
         summary = export_curated(proj, "release/", fmt="parquet", threshold=0.9)
-        summary["curated"], summary["dropped"], summary["report_html"]
+        summary.curated, summary.dropped, summary.report_html
     """
     if fmt not in CURATED_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(CURATED_FORMATS)}; got {fmt!r}")
@@ -116,8 +118,13 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
                                 "P(aligned) from": _scores_line(cur.provenance),
                                 "exported": time.strftime("%FT%TZ", time.gmtime())},
                           model=model_display_name(_manifest(proj)), galleries=report_galleries(proj, cur))
-    return {**cur.counts, "format": fmt, "threshold": threshold, "estimates": cur.estimates,
-            **paths, **report}
+    counts = dict(cur.counts)
+    by_kind = {key[len("groups_"):]: counts.pop(key) for key in list(counts) if key.startswith("groups_")}
+    return ExportResult(**counts, format=fmt, threshold=threshold, estimates=cur.estimates,
+                        curated_path=paths.get("curated_path"), shards=tuple(paths.get("shards", ())),
+                        dropped_path=paths["dropped_path"], report_md=report["report_md"],
+                        report_html=report["report_html"], plots=tuple(report["plots"]),
+                        groups_by_kind=by_kind)
 
 
 def _threshold_line(est: dict[str, Any]) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 import pandas as pd
 
 from mmcurate.project.embedding import ProjectEmbeddings
+from mmcurate.results import Ranking
 
 
 class Project(ProjectEmbeddings):
@@ -28,7 +29,7 @@ class Project(ProjectEmbeddings):
     def rank(self, strategy: str | Sequence[str] | None = None, *,
              strategies: Sequence[str] | None = None, k: int = 10, random_state: int = 0,
              options: dict[str, Any] | None = None, engine: str = "local",
-             address: str | None = None) -> pd.DataFrame:
+             address: str | None = None) -> Ranking:
         """Score every pair under the current model: :func:`mmcurate.rounds.rank_project`.
 
         Parameters
@@ -43,16 +44,16 @@ class Project(ProjectEmbeddings):
 
         Returns
         -------
-        DataFrame
-            ``pair_id``, ``score`` and one column per signal, row i = pair i; provenance in
-            ``df.attrs["provenance"]``.
+        Ranking
+            ``table``: ``pair_id``, ``score`` and one column per signal, row i = pair i;
+            ``provenance``: model, head round, strategies and parameters.
 
         Examples
         --------
         Usage (not run as a doctest: it needs data of your own)::
 
             ranked = proj.rank(strategy="margin")
-            ranked.nlargest(10, "score")
+            ranked.table.nlargest(10, "score")
         """
         from mmcurate.rounds import rank_project
 
