@@ -42,9 +42,12 @@ _LAZY = {
     "TrainResult": "mmcurate.results",
     "ExportResult": "mmcurate.results",
     "AddResult": "mmcurate.results",
-    # strategies and selectors
+    # strategies, selectors and input formats: the registries and the doors for your own
     "STRATEGIES": "mmcurate.rank",
     "SELECTORS": "mmcurate.select",
+    "register_strategy": "mmcurate.rank",
+    "register_selector": "mmcurate.select",
+    "register_format": "mmcurate.data",
 }
 _SUBMODULES = ("viz",)
 
@@ -65,6 +68,9 @@ __all__ = [  # spelled out for linters; the same names as _LAZY and _SUBMODULES 
     "import_labels",
     "open_project",
     "rank_project",
+    "register_format",
+    "register_selector",
+    "register_strategy",
     "select_batch",
     "train_project_head",
     "viz",
@@ -72,13 +78,14 @@ __all__ = [  # spelled out for linters; the same names as _LAZY and _SUBMODULES 
 
 if TYPE_CHECKING:  # what the lazy names are, for type checkers and editors
     from mmcurate import viz
+    from mmcurate.data import register_format
     from mmcurate.embed.model import ModelSpec
     from mmcurate.export import export_curated
     from mmcurate.project import Project, create_project, open_project
-    from mmcurate.rank import STRATEGIES
+    from mmcurate.rank import STRATEGIES, register_strategy
     from mmcurate.results import AddResult, Batch, ExportResult, Ranking, TrainResult
     from mmcurate.rounds import import_labels, rank_project, select_batch, train_project_head
-    from mmcurate.select import SELECTORS
+    from mmcurate.select import SELECTORS, register_selector
     from mmcurate.stream import add_pairs
 
 

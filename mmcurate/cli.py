@@ -14,9 +14,16 @@ import sqlite3
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from mmcurate.data.formats import format_names
 from mmcurate.exceptions import MmcurateError
-from mmcurate.rounds.ranking import DEFAULT_STRATEGY
+from mmcurate.plugins import ENV_VAR, load_plugins, plugin_specs
+from mmcurate.rounds.project_ranking import DEFAULT_STRATEGY
+from mmcurate.select import SELECTORS
+
+if TYPE_CHECKING:
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["main"]
 
@@ -32,8 +39,8 @@ def _add_init(sub) -> None:
     p.add_argument("--image-root", help="folder image paths are relative to (default: the file's folder; "
                                         "with --embeddings: the folder the metadata's relative "
                                         "image_path values are relative to)")
-    p.add_argument("--format", dest="fmt", help="override format detection (csv, tsv, jsonl, parquet, "
-                                                "folder, webdataset, parquet-images, hf-disk, img2dataset)")
+    p.add_argument("--format", dest="fmt", choices=format_names(),
+                   help="override format detection (formats added by a --plugin included)")
     p.add_argument("--id-column", default="id")
     p.add_argument("--image-column", default="image")
     p.add_argument("--caption-column", default="caption")
@@ -101,7 +108,8 @@ def _add_loop(sub) -> None:
     p.add_argument("--strategy", default=DEFAULT_STRATEGY,
                    help="query strategy (mmcurate strategies); default p_misaligned: the current model's "
                         "P(misaligned), which finds the most noise per label")
-    p.add_argument("--diversity", default="none", help="none | cluster | coreset | sample")
+    p.add_argument("--diversity", default="none",
+                   help=" | ".join(name for name, _ in SELECTORS.describe()) + " (mmcurate strategies)")
     p.add_argument("--explore", type=float, default=0.1,
                    help="share of the batch drawn at random from the rest of the pool (default 0.1); it "
                         "keeps the learned model honest and estimates the noise left")
@@ -218,7 +226,8 @@ def _add_stream(sub) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--pairs", type=Path, help="pairs file or folder (image projects)")
     src.add_argument("--embeddings", type=Path, help="clip-retrieval folder (imported-embedding projects)")
-    p.add_argument("--format", dest="fmt", help="override format detection of --pairs")
+    p.add_argument("--format", dest="fmt", choices=format_names(),
+                   help="override format detection of --pairs")
     _stream_options(p)
     p = sub.add_parser("stream", help="watch a folder and add each complete batch once")
     p.add_argument("project", type=Path)
@@ -275,6 +284,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mmcurate", description=_DESCRIPTION, epilog=_EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
+    parser.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                        help=f"import a module (or .py file) that registers strategies, selectors or "
+                             f"formats, before the command (repeatable; also {ENV_VAR}=a,b)")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_init(sub)
     _add_embed(sub)
@@ -311,7 +323,7 @@ def _missing_weights(model) -> str | None:
     return None
 
 
-def _image_root_hint(proj, args) -> None:
+def _image_root_hint(proj: ProjectFiles, args) -> None:
     """Most rows rejected because their image is not under the image root: say which root was
     used and how to give another."""
     if proj.kind != "images" or not len(proj.rejects):
@@ -337,7 +349,7 @@ def _cmd_init(args) -> int:
         columns={"id": args.id_column, "image": args.image_column, "caption": args.caption_column},
     )
     print(f"created {proj.root}: {len(proj.pairs)} pairs, {len(proj.rejects)} rejected"
-          + (f" (rows and reasons: {proj.root / 'rejects.csv'})" if len(proj.rejects) else ""))
+          + (f" (rows and reasons: {proj.rejects_path})" if len(proj.rejects) else ""))
     missing = _missing_weights(model) if model is not None else None
     _image_root_hint(proj, args)
     renamed = proj.config.get("renamed_columns") or {}
@@ -345,7 +357,7 @@ def _cmd_init(args) -> int:
         print("note: source column(s) named like mmcurate's own were renamed: "
               + ", ".join(f"{old} -> {new}" for old, new in renamed.items()))
     if not len(proj.pairs):
-        print(f"no pair was accepted: fix the rows listed in {proj.root / 'rejects.csv'}, then run "
+        print(f"no pair was accepted: fix the rows listed in {proj.rejects_path}, then run "
               f"init again with --force")
     elif proj.kind == "external":
         if proj.image_root is None and proj.pairs["image"].astype(bool).any():
@@ -391,7 +403,7 @@ def _cmd_embed(args) -> int:
           f"failed) in {report.seconds:.1f} s ({report.pairs_per_second:.1f} pairs/s)")
     if report.n_failed:
         print(f"{report.n_failed} pairs could not be embedded and are set aside (listed in "
-              f"{proj.root / 'rejects.csv'} and {proj.root / 'embed_failures.csv'}); fix their images "
+              f"{proj.rejects_path} and {proj.embed_failures_path}); fix their images "
               f"and add them again with `mmcurate add`")
     return 0
 
@@ -474,6 +486,14 @@ def _error_text(err: Exception, args) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit code (0 ok, 2 a user-facing error, 130 interrupted)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        load_plugins(plugin_specs(argv))  # first: a plugin's names are valid choices below
+    except ValueError as err:
+        if os.environ.get("MMCURATE_DEBUG"):
+            raise
+        print(f"mmcurate: error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     try:
         return _dispatch(args)

@@ -10,6 +10,7 @@ import pandas as pd
 
 from mmcurate.exceptions import ProjectLockedError
 from mmcurate.project import open_project as _open_project
+from mmcurate.project.files import ProjectFiles
 
 __all__ = [
     "cmd_add",
@@ -182,7 +183,7 @@ def cmd_rank(args) -> int:
     return 0
 
 
-def _pair_id_file(path: Path, proj) -> set[str]:
+def _pair_id_file(path: Path, proj: ProjectFiles) -> set[str]:
     """Pair ids from a file: one per line, or a CSV/TSV/Parquet with a ``pair_id`` column."""
     if not path.is_file():
         raise ValueError(f"--exclude {path}: no such file (expected one pair id per line, or a CSV with a "
@@ -206,9 +207,17 @@ def _pair_id_file(path: Path, proj) -> set[str]:
     return ids
 
 
+def _check_positive(option: str, value: int) -> None:
+    """Refuse a count option below 1, naming the option as the user typed it (the library's
+    message would name its own argument)."""
+    if value < 1:
+        raise ValueError(f"{option} must be positive, got {value}")
+
+
 def cmd_select(args) -> int:
     from mmcurate.rounds import select_batch
 
+    _check_positive("--budget", args.budget)
     proj = open_project(args.project)
     balance = None if args.balance == "none" else args.balance
     exclude = _pair_id_file(args.exclude, proj) if args.exclude is not None else None
@@ -223,7 +232,7 @@ def cmd_select(args) -> int:
     return 0
 
 
-def _check_latest_round_decided(proj, args) -> None:
+def _check_latest_round_decided(proj: ProjectFiles, args) -> None:
     """Stop before opening a round while the latest one waits for decisions (unless asked to)."""
     from mmcurate.exceptions import UndecidedRoundError
     from mmcurate.rounds.status import undecided_in_latest_round
@@ -293,7 +302,7 @@ def cmd_batch(args) -> int:
 
 def cmd_label(args) -> int:
     from mmcurate.review import interchange
-    from mmcurate.review.decisions import LabelsFileError
+    from mmcurate.review.decision_files import LabelsFileError
     from mmcurate.rounds import import_labels
 
     proj = open_project(args.project)
@@ -358,6 +367,7 @@ def cmd_export(args) -> int:
 def cmd_demo(args) -> int:
     from mmcurate.demo import run_demo
 
+    _check_positive("--budget", args.budget)
     run_demo(args.out, n_scenes=args.n_scenes, rounds=args.rounds, budget=args.budget,
              use_tuxpaint=not args.no_tuxpaint, allow_download=args.allow_download,
              stream=sys.stdout)

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["add_duplicates_parser", "add_search_parser", "cmd_duplicates", "cmd_search", "duplicates_lines"]
 
@@ -55,9 +61,9 @@ def cmd_duplicates(args) -> int:
     return 0
 
 
-def duplicates_lines(proj, groups, show: int) -> list[str]:
+def duplicates_lines(proj: ProjectFiles, groups: pd.DataFrame, show: int) -> list[str]:
     """Counts by kind and the largest groups of each kind, for a person."""
-    lines = [f"{proj.root / 'duplicates.parquet'}: {groups['group_id'].nunique()} groups, "
+    lines = [f"{proj.duplicates_path}: {groups['group_id'].nunique()} groups, "
              f"{groups['pair_id'].nunique()} pairs"]
     captions = proj.pairs.set_index("pair_id")["caption"]
     for kind, part in groups.groupby("kind", sort=False):

@@ -23,6 +23,8 @@ from mmcurate._fileio import atomic_write_frame
 
 if TYPE_CHECKING:
     from mmcurate.embed.model import ModelSpec
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["prepare_scene_dataset", "run_demo"]
 
@@ -82,14 +84,14 @@ def _pick_model(allow_download: bool, say) -> tuple[ModelSpec, bool]:
     return ModelSpec(f"local-dir:{folder}", None), False
 
 
-def _auroc(proj, truth: pd.DataFrame, column: str, ranked: pd.DataFrame) -> float:
+def _auroc(proj: ProjectFiles, truth: pd.DataFrame, column: str, ranked: pd.DataFrame) -> float:
     from mmcurate.signals.metrics import auroc
 
     noisy = proj.pairs["pair_id"].map(dict(zip(truth["id"], truth["is_noisy"]))).to_numpy(bool)
     return float(auroc(ranked[column].to_numpy(), noisy))
 
 
-def _simulated_review(proj, round_id: int, truth: pd.DataFrame, path: Path) -> Path:
+def _simulated_review(proj: ProjectFiles, round_id: int, truth: pd.DataFrame, path: Path) -> Path:
     """Write the decisions file a careful reviewer would (from the known truth)."""
     batch = proj.ledger.batch(round_id)
     t = truth.set_index("id")
@@ -104,7 +106,7 @@ def _simulated_review(proj, round_id: int, truth: pd.DataFrame, path: Path) -> P
     return path
 
 
-def _scene_loop(proj, truth, *, rounds: int, budget: int, say) -> None:
+def _scene_loop(proj: Project, truth, *, rounds: int, budget: int, say) -> None:
     from mmcurate.rounds import import_labels, rank_project, select_batch, train_project_head
 
     names = ("p_misaligned", "clip_score", "disagreement")
@@ -114,7 +116,7 @@ def _scene_loop(proj, truth, *, rounds: int, budget: int, say) -> None:
     for r in range(rounds):
         selected = select_batch(proj, budget=budget, random_state=r)  # the default queue
         round_id, batch = selected.round, selected.table
-        path = _simulated_review(proj, round_id, truth, proj.root / f"round{round_id}_decisions.csv")
+        path = _simulated_review(proj, round_id, truth, proj.decisions_file_path(round_id))
         report = import_labels(proj, path, round_id=round_id)
         trained = train_project_head(proj)
         ranked = rank_project(proj, ["p_misaligned", "clip_score"]).table

@@ -52,6 +52,10 @@ class NotEmbeddedError(ProjectError):
     """A stage needs embeddings that have not been computed yet."""
 
 
+class NoDecisionsError(ProjectError):
+    """A stage needs review decisions (``train``) and the project has none yet."""
+
+
 class QueryError(MmcurateError):
     """A query strategy or selector cannot produce what was asked."""
 

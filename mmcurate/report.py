@@ -15,12 +15,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_bytes, atomic_write_text
+
+if TYPE_CHECKING:
+    from mmcurate.export.curate import Curation
 
 __all__ = ["plot_alignment_histogram", "plot_rounds", "round_summary", "write_report"]
 
@@ -265,7 +268,7 @@ def _sections(cur, rounds, heads, decisions, meta, plots: dict[str, bytes],
     return sections + _examples(cur)
 
 
-def write_report(out_dir: str | os.PathLike, cur, *, rounds: pd.DataFrame, heads: pd.DataFrame,
+def write_report(out_dir: str | os.PathLike, cur: Curation, *, rounds: pd.DataFrame, heads: pd.DataFrame,
                  decisions: pd.DataFrame, title: str = "mmcurate export",
                  meta: dict[str, Any] | None = None, model: str | None = None,
                  galleries: list[Any] | None = None) -> dict[str, Any]:

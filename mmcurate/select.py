@@ -24,22 +24,27 @@ column) a share of the batch, so rare categories are not starved by common high 
 quotas (``uniform``) or quotas proportional to the category's candidates with a floor
 (``proportional``); each category's share is chosen by the named selector on that category's rows.
 It takes the extra ``categories`` argument, so it is not in :data:`SELECTORS`.
+
+Users add their own selector with :func:`register_selector` (the shared signature above; what it
+returns is checked on every call) and take it out with :func:`unregister_selector`.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._registry import Registry
+from mmcurate._registry import Registry, checked_name, entry_description, parameters_of
 from mmcurate._util import check_random_state, int_seed
 from mmcurate.exceptions import PoolExhaustedError
 
-__all__ = ["SELECTORS", "Selector", "get_selector", "select_balanced", "select_cluster", "select_coreset",
-           "select_sample", "select_topk"]
+__all__ = ["SELECTORS", "Selector", "get_selector", "register_selector", "select_balanced", "select_cluster",
+           "select_coreset", "select_sample", "select_topk", "unregister_selector"]
 
 
 def _candidates(scores, n: int, exclude, indices_labeled=None) -> tuple[np.ndarray, np.ndarray]:
@@ -359,3 +364,99 @@ SELECTORS: Registry[Selector] = Registry("diversity/selector", [
 def get_selector(name: str) -> Callable[..., np.ndarray]:
     """The selector function registered as ``name``."""
     return SELECTORS.get(name).fn
+
+
+_SHARED = ("n", "embeddings", "indices_labeled", "exclude", "random_state")
+
+
+def register_selector(name: str, fn: Callable[..., npt.ArrayLike], *, description: str | None = None,
+                      replace: bool = False) -> Selector:
+    """Add a batch selector to :data:`SELECTORS`, usable as ``select_batch(diversity=name)`` and
+    ``mmcurate select --diversity NAME``.
+
+    Parameters
+    ----------
+    name : str
+        Letters, digits and underscores (hyphens read as underscores; case ignored); a name or alias
+        already taken raises ``ValueError`` unless ``replace=True`` (aliases are never replaced).
+    fn : callable
+        ``fn(scores, *, n, embeddings=None, indices_labeled=None, exclude=None, random_state=None,
+        **options) -> (n,)`` row indices, best first: ``scores`` ``(N,)`` float64, higher = review
+        first; ``embeddings`` ``(N, D)`` or None; ``indices_labeled`` / ``exclude`` int64 rows never
+        to return; ``random_state`` None, an int or a ``Generator``
+        (:func:`mmcurate._util.check_random_state`). Fewer than ``n`` candidates raises
+        :class:`~mmcurate.exceptions.PoolExhaustedError` (checked before ``fn`` is called). Every
+        call's result is checked: ``n`` unique in-range indices, none labelled or excluded
+        (``ValueError`` naming the selector).
+    description : str, optional
+        One line for ``mmcurate strategies`` (default: the first line of ``fn``'s docstring).
+    replace : bool
+        Replace an entry of the same name.
+
+    Returns
+    -------
+    Selector
+        The entry added. Remove it with :func:`unregister_selector`.
+
+    Examples
+    --------
+    >>> def lowest_index(scores, *, n, embeddings=None, indices_labeled=None, exclude=None,
+    ...                  random_state=None):
+    ...     "The first n candidates in table order."
+    ...     taken = set(np.r_[[] if exclude is None else exclude,
+    ...                       [] if indices_labeled is None else indices_labeled].astype(int).tolist())
+    ...     return [i for i in range(len(scores)) if i not in taken][:n]
+    >>> register_selector("lowest_index", lowest_index).description
+    'The first n candidates in table order.'
+    >>> get_selector("lowest-index")(np.array([0.3, 0.2, 0.9]), n=2, exclude=[0]).tolist()
+    [1, 2]
+    >>> unregister_selector("lowest_index").name
+    'lowest_index'
+    """
+    key = checked_name(name, "selector")
+    if not callable(fn):
+        raise ValueError(f"selector {name!r} must be a function fn(scores, *, n, embeddings=None, "
+                         f"indices_labeled=None, exclude=None, random_state=None), got {type(fn).__name__}")
+    params = parameters_of(fn, f"selector {name!r}")
+    names = {p.name for p in params}
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+    missing = [a for a in _SHARED if a not in names and not takes_any]
+    if not params or params[0].kind is inspect.Parameter.KEYWORD_ONLY or missing:
+        raise ValueError(f"selector {name!r} must take the shared signature fn(scores, *, n, "
+                         f"embeddings=None, indices_labeled=None, exclude=None, random_state=None); "
+                         f"it lacks {', '.join(missing) or 'a positional scores parameter'}")
+    entry = Selector(key, entry_description(description, fn, f"selector {name!r}"), _checked(key, fn))
+    SELECTORS.register(entry, replace=replace)
+    return entry
+
+
+def unregister_selector(name: str) -> Selector:
+    """Remove the selector registered as ``name`` from :data:`SELECTORS` (with its aliases); returns it."""
+    return SELECTORS.unregister(name)
+
+
+def _checked(name: str, fn: Callable[..., npt.ArrayLike]) -> Callable[..., np.ndarray]:
+    """``fn`` whose every result is checked against the selector contract (module docstring)."""
+
+    @functools.wraps(fn)
+    def selector(scores, *, n: int, embeddings=None, indices_labeled=None, exclude=None,
+                 random_state=None, **options) -> npt.NDArray[np.int64]:
+        s, cand = _candidates(scores, n, exclude, indices_labeled)  # bad input / exhausted: as built-ins
+        picked = np.asarray(fn(s, n=n, embeddings=embeddings, indices_labeled=indices_labeled,
+                               exclude=exclude, random_state=random_state, **options))
+        if picked.ndim != 1 or (len(picked) and not np.issubdtype(picked.dtype, np.integer)):
+            raise ValueError(f"selector {name!r} returned {picked.dtype} of shape {picked.shape}; "
+                             f"expected {int(n)} integer row indices")
+        picked = picked.astype(np.int64)
+        allowed = np.zeros(len(s), bool)
+        allowed[cand] = True
+        inside = (picked >= 0) & (picked < len(s))
+        bad = picked[~inside | ~allowed[np.clip(picked, 0, len(s) - 1)]]
+        if len(picked) != int(n) or len(np.unique(picked)) != len(picked) or len(bad):
+            raise ValueError(f"selector {name!r} returned {len(picked)} indices ({len(np.unique(picked))} "
+                             f"unique) for n={int(n)}, {len(bad)} of them out of range, labelled or "
+                             f"excluded (e.g. {bad[:5].tolist()}); a selector returns n unique rows of "
+                             f"the candidates, best first")
+        return picked
+
+    return selector

@@ -11,6 +11,8 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+collect_ignore = ["plugins"]  # user plugins: imported by the tests that load them (importing registers)
+
 MICRO_CFG = {
     "embed_dim": 32,
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 64, "patch_size": 16, "head_width": 32},
@@ -35,6 +37,26 @@ def micro_clip_dir(tmp_path_factory) -> Path:
     save_file({k: v.contiguous() for k, v in model.state_dict().items()},
               str(folder / "open_clip_model.safetensors"))
     return folder
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Train the tiny stand-in model before the first test when a selected test needs it.
+
+    A cold training takes minutes, and tens of minutes on a loaded machine. pytest-timeout's limit
+    covers fixture setup, so when the first test to ask for the model trained it, two checkouts
+    testing at once timed out mid-training and every later test started over (each an error).
+    Here no test's timeout applies; the fixture then finds the model ready."""
+    if session.config.option.collectonly:
+        return
+    if any("tiny_clip_dir" in getattr(item, "fixturenames", ()) for item in session.items):
+        from mmcurate.embed.tiny import get_tiny_clip, trained_tiny_clip
+
+        if trained_tiny_clip() is None:
+            reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+            if reporter is not None:
+                reporter.write_line("training the tiny stand-in model once for the tests "
+                                    "(minutes; more on a loaded machine)...")
+            get_tiny_clip(progress=False)
 
 
 @pytest.fixture(scope="session")

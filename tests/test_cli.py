@@ -111,8 +111,12 @@ def test_bad_files(tmp_path, project, capsys):
            "missing required column(s) ['pair_id', 'decision']", lines=None)
 
 
-def test_bad_numbers_say_which_option(project, capsys):
-    _fails(capsys, ["select", str(project), "--budget", "-3"], "n must be positive")
+def test_bad_numbers_say_which_option(project, tmp_path, capsys):
+    _fails(capsys, ["demo", "--out", str(tmp_path / "demo"), "--budget", "0"],
+           "--budget must be positive, got 0")
+    assert not (tmp_path / "demo").exists()  # refused before any work
+    err = _fails(capsys, ["select", str(project), "--budget", "-3"], "--budget must be positive, got -3")
+    assert "n must be positive" not in err  # the library's argument name, not the CLI's option
     _fails(capsys, ["rank", str(project), "--k", "0"], "k (neighbours per pair) must be at least 1")
     _fails(capsys, ["train", str(project)], "no decisions yet")
 

@@ -99,3 +99,14 @@ def test_select_batch_with_coreset_never_picks_held_out_pairs(proj):
     batch = select_batch(proj, budget=10, strategy="margin", diversity="coreset", exclude=held_out,
                          explore=0.0).table
     assert not set(batch["pair_id"]) & set(held_out)
+
+
+def test_train_without_decisions_says_so_with_its_own_error(proj):
+    """No decisions yet is its own state (NoDecisionsError, a ProjectError), not "not embedded"."""
+    from mmcurate.exceptions import NoDecisionsError, NotEmbeddedError, ProjectError
+    from mmcurate.rounds import train_project_head
+
+    with pytest.raises(NoDecisionsError, match="no decisions yet") as raised:
+        train_project_head(proj)
+    assert isinstance(raised.value, ProjectError) and not isinstance(raised.value, NotEmbeddedError)
+    assert not proj.heads_dir.exists()  # nothing trained, nothing written

@@ -5,7 +5,8 @@ with sidecar ``.txt`` captions, WebDataset ``.tar`` shards (a file, a folder of 
 a brace list), and images stored as bytes in a column (a Parquet file or a Hugging Face
 ``save_to_disk`` folder, :mod:`mmcurate.data.hf`). Every bad row becomes a reject record (file,
 1-based row, column, reason, detail) and the load goes on; only whole-file problems (missing
-columns, unknown format, unreadable file) raise :class:`mmcurate.exceptions.DataError`.
+columns, unknown format, unreadable file) raise :class:`mmcurate.exceptions.DataError`. Formats
+are a table by name (:mod:`mmcurate.data.formats`); :func:`register_format` adds your own.
 """
 
 from __future__ import annotations
@@ -18,12 +19,21 @@ import pandas as pd
 
 from mmcurate._fileio import atomic_write_frame
 from mmcurate.data.columns import text_if_mixed
+from mmcurate.data.formats import (
+    FORMATS,
+    Format,
+    detect_format,
+    format_names,
+    read_source,
+    register_format,
+    unregister_format,
+)
 from mmcurate.data.images import open_image
-from mmcurate.data.sources import FORMATS, Columns, detect_format, read_source
+from mmcurate.data.sources import Columns
 from mmcurate.data.validate import REJECT_COLUMNS, validate
 
-__all__ = ["FORMATS", "REJECT_COLUMNS", "Columns", "LoadResult", "detect_format", "load_pairs",
-           "open_image", "write_rejects"]
+__all__ = ["FORMATS", "REJECT_COLUMNS", "Columns", "Format", "LoadResult", "detect_format", "format_names",
+           "load_pairs", "open_image", "register_format", "unregister_format", "write_rejects"]
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import stat
 import tarfile
 import warnings
 from functools import lru_cache
@@ -16,6 +17,7 @@ from PIL import Image
 __all__ = [
     "IMAGE_SUFFIXES",
     "ImageRefError",
+    "ImageRoot",
     "check_image",
     "check_image_header",
     "member_bytes",
@@ -44,14 +46,101 @@ class ImageRefError(ValueError):
         self.reason, self.detail = reason, detail
 
 
-def resolve_image_ref(ref: str, image_root: str | os.PathLike | None) -> tuple[Path, str | None]:
+class ImageRoot:
+    """An image root resolved once, for checking many references against it (one validation).
+
+    :meth:`resolve` applies the path rule of :func:`resolve_image_ref`. A reference whose joined
+    path is already normalised (no ``.``, ``..`` or doubled ``/``), lies under the root and has no
+    symlink among its components below the root (each directory checked once per root, the file
+    itself each time) resolves to that joined path without ``os.path.realpath``; every other
+    reference (a symlink, ``..``, a missing file, an absolute path elsewhere) goes through
+    ``realpath`` as before, so what escapes the root is rejected exactly as by a full resolve.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> tmp = tempfile.mkdtemp()
+    >>> _ = (Path(tmp) / "a").mkdir(), (Path(tmp) / "a" / "0.png").write_bytes(b"")
+    >>> root = ImageRoot(tmp)
+    >>> root.relative("a/0.png"), root.resolve("a/0.png")[0] == Path(root.path, "a", "0.png")
+    ('a/0.png', True)
+    >>> root.resolve("a/../../x.png")
+    Traceback (most recent call last):
+    mmcurate.data.images.ImageRefError: a/../../x.png resolves to ..., outside the image root ...
+    >>> import shutil; shutil.rmtree(tmp)
+    """
+
+    __slots__ = ("_prefix", "_real_dirs", "path")
+
+    def __init__(self, image_root: str | os.PathLike | None) -> None:
+        self.path = os.path.realpath(image_root if image_root else ".")
+        """The root, symlinks resolved (``str``)."""
+        self._prefix = self.path if self.path.endswith(os.sep) else self.path + os.sep
+        self._real_dirs: set[str] = set()  # folders below the root seen to be real (not symlinks)
+
+    def resolve(self, ref: str) -> tuple[Path, str | None]:
+        """``(file, member)`` of ``ref`` inside the root (see :func:`resolve_image_ref`)."""
+        name, member = ref.split("::", 1) if "::" in ref else (ref, None)
+        if member is not None and not member.strip():
+            raise ImageRefError("missing_value", f"{ref} names no member after '::'")
+        return Path(self._target(name, ref)), member
+
+    def relative(self, ref: str) -> str:
+        """The file of a plain (not ``::``) reference, resolved as :meth:`resolve` does, as a POSIX
+        path relative to the root."""
+        target = self._target(ref, ref)
+        if target.startswith(self._prefix):
+            return target[len(self._prefix):].replace(os.sep, "/")
+        return Path(os.path.relpath(target, self.path)).as_posix()
+
+    def _target(self, name: str, ref: str) -> str:
+        target = self._without_links(name)
+        if target is not None:
+            return target  # under the root by construction
+        target = os.path.realpath(name if os.path.isabs(name) else os.path.join(self.path, name))
+        if os.path.commonpath([target, self.path]) != self.path:
+            raise ImageRefError("outside_root", f"{ref} resolves to {target}, outside the image root "
+                                                f"{self.path}; give paths inside --image-root")
+        return target
+
+    def _without_links(self, name: str) -> str | None:
+        """The joined path of ``name`` when ``realpath`` would return it unchanged, else None."""
+        joined = name if os.path.isabs(name) else os.path.join(self.path, name)
+        if not joined.startswith(self._prefix) or os.path.normpath(joined) != joined:
+            return None
+        try:
+            if stat.S_ISLNK(os.lstat(joined).st_mode):
+                return None
+        except (OSError, ValueError):  # missing, not a folder on the way, a NUL byte: realpath decides
+            return None
+        return joined if self._real_dir(os.path.dirname(joined)) else None
+
+    def _real_dir(self, folder: str) -> bool:
+        """Whether ``folder`` (under or equal to the root) and its parents below the root are real
+        folders, not symlinks; checked once per folder."""
+        unseen = []
+        while folder != self.path and folder not in self._real_dirs:
+            unseen.append(folder)
+            folder = os.path.dirname(folder)
+        for path in unseen:
+            try:
+                if not stat.S_ISDIR(os.lstat(path).st_mode):  # lstat: a symlink is not a folder
+                    return False
+            except (OSError, ValueError):
+                return False
+        self._real_dirs.update(unseen)
+        return True
+
+
+def resolve_image_ref(ref: str, image_root: str | os.PathLike | ImageRoot | None) -> tuple[Path, str | None]:
     """The one path rule for image references: ``(file, member)`` inside ``image_root``.
 
     ``ref`` is a path (relative to ``image_root``, or absolute) or ``shard.tar::member``; the file
     part (the shard for a member) must resolve, symlinks followed, inside ``image_root``.
     ``member`` is None for plain files. Raises :class:`ImageRefError` with reason
     ``outside_root`` otherwise, or ``missing_value`` for an empty member name. Existence is not
-    checked here.
+    checked here. Pass an :class:`ImageRoot` to check many references against one root (the root
+    is then resolved once).
 
     Examples
     --------
@@ -60,18 +149,10 @@ def resolve_image_ref(ref: str, image_root: str | os.PathLike | None) -> tuple[P
         resolve_image_ref("a/0.png", "/data")
         # (PosixPath('/data/a/0.png'), None)
     """
-    root = os.path.realpath(image_root if image_root else ".")
-    name, member = ref.split("::", 1) if "::" in ref else (ref, None)
-    if member is not None and not member.strip():
-        raise ImageRefError("missing_value", f"{ref} names no member after '::'")
-    target = os.path.realpath(name if os.path.isabs(name) else os.path.join(root, name))
-    if os.path.commonpath([target, root]) != root:
-        raise ImageRefError("outside_root", f"{ref} resolves to {target}, outside the image root "
-                                            f"{root}; give paths inside --image-root")
-    return Path(target), member
+    return (image_root if isinstance(image_root, ImageRoot) else ImageRoot(image_root)).resolve(ref)
 
 
-def read_image_bytes(ref: str, *, image_root: str | os.PathLike | None) -> bytes:
+def read_image_bytes(ref: str, *, image_root: str | os.PathLike | ImageRoot | None) -> bytes:
     """The raw bytes of a relative path, a ``shard.tar::member`` or a ``table.parquet::row`` reference.
 
     Raises :class:`ImageRefError` for a reference outside ``image_root``, ``OSError`` when the

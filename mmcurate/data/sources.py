@@ -27,12 +27,9 @@ from mmcurate.data.columns import rename_reserved
 from mmcurate.data.images import IMAGE_SUFFIXES, member_bytes
 from mmcurate.exceptions import DataError
 
-__all__ = ["FORMATS", "Columns", "detect_format", "read_source", "split_member_name"]
-
-FORMATS = ("csv", "tsv", "jsonl", "parquet", "folder", "webdataset", "parquet-images", "hf-disk",
-           "img2dataset")
-_SUFFIX = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet",
-           ".tar": "webdataset"}
+__all__ = ["Columns", "no_pairs", "read_csv", "read_folder", "read_hf_disk", "read_img2dataset", "read_jsonl",
+           "read_parquet", "read_parquet_images", "read_tsv", "read_webdataset", "sanitize",
+           "split_member_name"]
 
 
 @dataclass(frozen=True)
@@ -51,30 +48,6 @@ def _renamed(df: pd.DataFrame, renames: dict[str, str]) -> pd.DataFrame:
     """Record the source columns renamed by :func:`mmcurate.data.columns.rename_reserved`."""
     df.attrs["renamed_columns"] = {**df.attrs.get("renamed_columns", {}), **renames}
     return df
-
-
-def detect_format(source: str | os.PathLike, fmt: str | None = None) -> str:
-    """``fmt`` if given (checked), else by suffix; folders of images are ``folder``."""
-    if fmt:
-        if fmt not in FORMATS:
-            raise DataError(f"unknown format {fmt!r}; known formats: {', '.join(FORMATS)}")
-        return fmt
-    text = str(source)
-    path = Path(text)
-    if path.is_dir():
-        if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
-            return "hf-disk"
-        from mmcurate.data.img2dataset import is_img2dataset_folder
-
-        if is_img2dataset_folder(path):
-            return "img2dataset"
-        return "webdataset" if any(path.glob("*.tar")) else "folder"
-    if any(ch in text for ch in "*{"):
-        return "webdataset"
-    if path.suffix.lower() in _SUFFIX:
-        return _SUFFIX[path.suffix.lower()]
-    raise DataError(f"cannot tell the format of {source} from its suffix; use fmt= / --format with "
-                    f"one of {', '.join(FORMATS)}")
 
 
 def _map_columns(df: pd.DataFrame, columns: Columns, source: Path,
@@ -326,57 +299,89 @@ def _read_webdataset(source: str, image_root: Path) -> pd.DataFrame:
     return _renamed(df, renames)
 
 
-def read_source(source: str | os.PathLike, *, image_root: Path, columns: Columns,
-                fmt: str | None = None) -> pd.DataFrame:
-    """Read any supported source into the raw table (see module docstring)."""
-    kind = detect_format(source, fmt)
+# -- the built-in formats' readers: read(source, *, image_root, columns) -> raw table ------------
+# (registered by name in mmcurate.data.formats.FORMATS, which dispatches to them)
+
+def _pairs_file(source: str | os.PathLike) -> Path:
     path = Path(source)
-    if kind in ("csv", "tsv", "jsonl", "parquet", "parquet-images") and not path.is_file():
+    if not path.is_file():
         raise DataError(f"pairs file {path} does not exist")
-    stored = _read_stored_images(path, kind, image_root, columns)
-    if stored is not None:
-        return _sanitize(stored.reset_index(drop=True))
-    if kind == "csv":
-        df = _read_table(path, ",", columns)
-    elif kind == "tsv":
-        df = _read_table(path, "\t", columns)
-    elif kind == "jsonl":
-        df = _read_jsonl(path, columns)
-    elif kind == "parquet":
-        df = _read_parquet(path, columns)
-    elif kind == "folder":
-        if not path.is_dir():
-            raise DataError(f"image folder {path} does not exist")
-        df = _read_folder(path)
-    else:
-        df = _read_webdataset(str(source), image_root)
+    return path
+
+
+def read_csv(source: str | os.PathLike, *, image_root: Path, columns: Columns) -> pd.DataFrame:
+    """A CSV file with a header row."""
+    return _read_table(_pairs_file(source), ",", columns)
+
+
+def read_tsv(source: str | os.PathLike, *, image_root: Path, columns: Columns) -> pd.DataFrame:
+    """A tab-separated file with a header row."""
+    return _read_table(_pairs_file(source), "\t", columns)
+
+
+def read_jsonl(source: str | os.PathLike, *, image_root: Path, columns: Columns) -> pd.DataFrame:
+    """JSON lines: one object per line."""
+    return _read_jsonl(_pairs_file(source), columns)
+
+
+def read_parquet(source: str | os.PathLike, *, image_root: Path, columns: Columns) -> pd.DataFrame:
+    """A Parquet file: image paths, or image bytes in the image column (read as parquet-images)."""
+    from mmcurate.data.hf import has_image_bytes
+
+    path = _pairs_file(source)
+    if has_image_bytes(path, columns.image):  # may be empty: validation reports zero pairs
+        return _read_stored_images(path, "parquet-images", image_root, columns)
+    df = _read_parquet(path, columns)
     if df.empty:
-        tables = sorted(p.name for p in path.iterdir() if p.suffix.lower() in _SUFFIX) \
-            if kind == "folder" and path.is_dir() else []
-        hint = (f"; it holds {', '.join(tables[:5])}: pass that file (--pairs {path / tables[0]})"
-                if tables else "")
-        raise DataError(f"{source} holds no pairs (a header or folder with no data rows); "
-                        f"expected at least one row with an image and a caption{hint}")
-    if "_source" not in df.columns:
-        df["_source"] = str(source)
-    return _sanitize(df.reset_index(drop=True))
+        raise no_pairs(source)
+    return df
 
 
-def _read_stored_images(path: Path, kind: str, image_root: Path, columns: Columns) -> pd.DataFrame | None:
+def no_pairs(source: str | os.PathLike, hint: str = "") -> DataError:
+    """The error for a source with no data rows (``hint``: what to pass instead)."""
+    return DataError(f"{source} holds no pairs (a header or folder with no data rows); "
+                     f"expected at least one row with an image and a caption{hint}")
+
+
+def read_parquet_images(source: str | os.PathLike, *, image_root: Path, columns: Columns) -> pd.DataFrame:
+    """A Parquet file with image bytes in the image column."""
+    return _read_stored_images(_pairs_file(source), "parquet-images", image_root, columns)
+
+
+def read_folder(source: str | os.PathLike, *, image_root: Path, columns: Columns) -> pd.DataFrame:
+    """An image folder with a ``.txt`` caption beside each image."""
+    path = Path(source)
+    if not path.is_dir():
+        raise DataError(f"image folder {path} does not exist")
+    return _read_folder(path)
+
+
+def read_webdataset(source: str | os.PathLike, *, image_root: Path, columns: Columns) -> pd.DataFrame:
+    """WebDataset ``.tar`` shards: a file, a folder of shards, a glob or a brace list."""
+    return _read_webdataset(str(source), image_root)
+
+
+def read_hf_disk(source: str | os.PathLike, *, image_root: Path, columns: Columns) -> pd.DataFrame:
+    """A Hugging Face ``save_to_disk`` folder with image bytes."""
+    return _read_stored_images(Path(source), "hf-disk", image_root, columns)
+
+
+def read_img2dataset(source: str | os.PathLike, *, image_root: Path, columns: Columns) -> pd.DataFrame:
+    """An img2dataset output folder (shards with Parquet beside)."""
+    return _read_stored_images(Path(source), "img2dataset", image_root, columns)
+
+
+def _read_stored_images(path: Path, kind: str, image_root: Path, columns: Columns) -> pd.DataFrame:
     """Sources whose images live inside the dataset files: an img2dataset folder
     (:mod:`mmcurate.data.img2dataset`), a Parquet file or ``save_to_disk`` folder with image bytes
-    in a column (:mod:`mmcurate.data.hf`); ``None`` for every other kind (a plain Parquet too)."""
-    from mmcurate.data.hf import has_image_bytes, hf_disk_files, read_bytes_table
-    from mmcurate.data.img2dataset import read_img2dataset
+    in a column (:mod:`mmcurate.data.hf`)."""
+    from mmcurate.data.hf import hf_disk_files, read_bytes_table
+    from mmcurate.data.img2dataset import read_img2dataset as _img2dataset_table
 
-    if kind == "parquet" and has_image_bytes(path, columns.image):
-        kind = "parquet-images"
-    if kind not in ("img2dataset", "parquet-images", "hf-disk"):
-        return None
     if kind != "parquet-images" and not path.is_dir():
         raise DataError(f"{kind} folder {path} does not exist")
     if kind == "img2dataset":
-        return _map_columns(read_img2dataset(path, image_root=image_root), Columns(), path)
+        return _map_columns(_img2dataset_table(path, image_root=image_root), Columns(), path)
     files = [path] if kind == "parquet-images" else hf_disk_files(path)
     raw = read_bytes_table(files, image_col=columns.image, image_root=image_root,
                            consumed={columns.id, columns.caption})
@@ -387,7 +392,7 @@ def _has_surrogates(value) -> bool:
     return isinstance(value, str) and any("\udc80" <= ch <= "\udcff" for ch in value)
 
 
-def _sanitize(df: pd.DataFrame) -> pd.DataFrame:
+def sanitize(df: pd.DataFrame) -> pd.DataFrame:
     """Flag captions that were not valid UTF-8 (``_nonutf8``) and make every cell valid text."""
     df["_nonutf8"] = [_has_surrogates(v) for v in df["caption"]] if len(df) else []
     for col in df.columns:

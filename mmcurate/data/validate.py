@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 import sys
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ import pandas as pd
 from mmcurate._util import has_visible_text
 from mmcurate.data.images import (
     ImageRefError,
+    ImageRoot,
     check_image,
     check_image_header,
     read_image_bytes,
@@ -73,14 +75,18 @@ def _pair_ids(df: pd.DataFrame) -> pd.Series:
     return given.where(given.notna(), pd.Series(hashed, index=df.index))
 
 
-def _path_problem(ref: str, root: str) -> tuple[str, str] | None:
+def _path_problem(ref: str, root: ImageRoot) -> tuple[str, str] | None:
     try:
         target, _ = resolve_image_ref(ref, root)
     except ImageRefError as err:
         return err.reason, err.detail
-    if target.is_dir():
+    try:
+        mode = os.stat(target).st_mode  # one stat for "a folder?" and "a file?"
+    except (OSError, ValueError):
+        mode = 0
+    if stat.S_ISDIR(mode):
         return "missing_file", f"{target} is a directory, not an image file"
-    if not target.is_file():
+    if not stat.S_ISREG(mode):
         return "missing_file", f"{target} does not exist"
     return None
 
@@ -105,7 +111,7 @@ class _Rejects:
             if self.records else pd.DataFrame(columns=REJECT_COLUMNS)
 
 
-def _text_checks(df: pd.DataFrame, rej: _Rejects, root: str) -> pd.DataFrame:
+def _text_checks(df: pd.DataFrame, rej: _Rejects, root: ImageRoot) -> pd.DataFrame:
     if "_error" in df.columns:
         err = df["_error"].notna() & (df["_error"].astype(str) != "")
         df = rej.add(df, err, "row", "malformed_row", df.loc[err, "_error"].astype(str).tolist())
@@ -133,17 +139,14 @@ def _text_checks(df: pd.DataFrame, rej: _Rejects, root: str) -> pd.DataFrame:
     return df
 
 
-def _normalise_refs(df: pd.DataFrame, root: str) -> pd.DataFrame:
+def _normalise_refs(df: pd.DataFrame, root: ImageRoot) -> pd.DataFrame:
     def rel(ref: str) -> str:
-        if "::" in ref:
-            return ref
-        full = os.path.realpath(ref if os.path.isabs(ref) else os.path.join(root, ref))
-        return Path(os.path.relpath(full, root)).as_posix()
+        return ref if "::" in ref else root.relative(ref)
 
     return df.assign(image=df["image"].map(rel))
 
 
-def _image_checks(df: pd.DataFrame, rej: _Rejects, root: str, progress: bool,
+def _image_checks(df: pd.DataFrame, rej: _Rejects, root: ImageRoot, progress: bool,
                   full: bool = False) -> pd.DataFrame:
     from tqdm.auto import tqdm
 
@@ -178,7 +181,7 @@ def validate(raw: pd.DataFrame, *, image_root: Path, check_images: bool | str = 
     if check_images not in (True, False, "header", "full"):
         raise ValueError(f"check_images must be True, False, 'header' or 'full', not {check_images!r}")
     rej = _Rejects()
-    root = os.path.realpath(image_root)
+    root = ImageRoot(image_root)  # resolved once for every row
     df = raw.copy()
     df["pair_id"] = _pair_ids(df) if len(df) else pd.Series(dtype=str)
     df = _text_checks(df, rej, root) if len(df) else df

@@ -242,7 +242,7 @@ def import_embedding_folder(folder: str | os.PathLike, store: EmbeddingStore, *,
         "kind": "external", "model": None, "pretrained": None, "weights_sha256": None,
         "source": str(root.resolve()), "dim": int(dim or 0), "preprocess": None,
     })
-    save_npy_atomic(store.root / "ids.npy", np.asarray(pairs["pair_id"].tolist(), dtype=str))
+    save_npy_atomic(store.array_path("ids"), np.asarray(pairs["pair_id"].tolist(), dtype=str))
     store.record_checksums()
     rej = pd.DataFrame(rejects, columns=["source", "row", "pair_id", "column", "reason", "detail"])
     return ImportResult(pairs=pairs, rejects=rej, renamed_columns=renamed)
@@ -252,7 +252,7 @@ def _write_arrays(store: EmbeddingStore, loaded, masks, total: int, dim: int) ->
     """Stream every kept row, renormalised, into ``image.npy``/``text.npy`` (float16)."""
     store.root.mkdir(parents=True, exist_ok=True)
     for kind, col in (("image", 0), ("text", 1)):
-        with NpyWriter(store.root / f"{kind}.npy", (total, dim), np.float16) as out:
+        with NpyWriter(store.array_path(kind), (total, dim), np.float16) as out:
             for entry, keep in zip(loaded, masks):
                 start = 0
                 for block in iter_npy_rows(entry[col], _CHUNK):

@@ -17,7 +17,6 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -92,9 +91,10 @@ def _collate(batch):
     positions = [b[0] for b in batch]
     ok = [b[1] is not None for b in batch]
     images = [b[1] for b in batch if b[1] is not None]
+    decoded: list[Any] | torch.Tensor = images  # raw bytes stay a list; decoded tensors are stacked
     if images and all(not isinstance(im, bytes) for im in images):
-        images = torch.stack(images)
-    return (positions, ok, images if len(images) else None,
+        decoded = torch.stack(images)
+    return (positions, ok, decoded if len(decoded) else None,
             torch.stack([b[2] for b in batch]), [b[3] for b in batch])
 
 
@@ -245,7 +245,7 @@ def _embed_batch(encoder, store, ids, positions, ok, images, tokens, errors, rep
     text = np.asarray(encoder.encode_token_tensors(tokens[torch_index(ok_arr)]), dtype=np.float32)
     image = np.asarray(encoder.encode_image_tensors(images), dtype=np.float32)
     done = [p for p, g in zip(positions, ok) if g]
-    finite = np.isfinite(image).all(1) & np.isfinite(text).all(1)
+    finite = np.asarray(np.isfinite(image).all(1) & np.isfinite(text).all(1))  # (N,) bool, typed as an array
     for pos in np.asarray(done)[~finite]:
         report.failures.append({"pair_id": ids[pos], "image": todo["image"].iloc[pos],
                                 "reason": "non_finite_vector",
@@ -268,8 +268,3 @@ def _progress(total: int, enabled: bool):
 
     return tqdm(total=total, desc="embed", unit="pair", disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True)
-
-
-def embed_failures_path(root: str | os.PathLike) -> Path:
-    """Where a project keeps pairs that failed to embed."""
-    return Path(root) / "embed_failures.csv"

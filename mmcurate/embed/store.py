@@ -74,6 +74,13 @@ class EmbeddingStore:
         self.root = Path(root)
         self.parts_dir = self.root / "parts"
 
+    def array_path(self, kind: str) -> Path:
+        """The compacted array ``kind`` (``image``, ``text`` or ``ids``): ``<kind>.npy``."""
+        name = f"{kind}.npy"
+        if name not in ARRAYS:
+            raise ValueError(f"kind must be one of {[a.removesuffix('.npy') for a in ARRAYS]}, got {kind!r}")
+        return self.root / name
+
     # -- manifest -------------------------------------------------------------------------
     @property
     def manifest_path(self) -> Path:

@@ -29,6 +29,7 @@ from mmcurate.exceptions import MissingDependencyError
 
 if TYPE_CHECKING:
     from mmcurate.embed.run import EmbedReport
+    from mmcurate.project import Project
 
 __all__ = ["RayEncoder", "embed_with_ray", "require_ray"]
 
@@ -144,7 +145,7 @@ def _check_gpus(ray, gpus_per_worker: float, num_workers: int) -> None:
                                             num_workers, gpus_per_worker, have)
 
 
-def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2,
+def embed_with_ray(proj: Project, *, address: str | None = None, num_workers: int = 2,
                    batch_size: int | None = None, cpus_per_worker: float = 0.5,
                    gpus_per_worker: float = 0.0, device: str = "auto", precision: str = "auto",
                    reembed: bool = False, shutdown: bool = True) -> EmbedReport:
@@ -166,12 +167,14 @@ def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2,
     from ray.data import ActorPoolStrategy
 
     from mmcurate.embed.encoder import load_encoder
+    from mmcurate.embed.model import ModelSpec
     from mmcurate.embed.run import EmbedReport
 
     actor_device = _actor_device(device, gpus_per_worker)
     batch_size = batch_size or (256 if actor_device == "cuda" else 32)
+    spec = proj.model_spec or ModelSpec()  # as load_encoder and the local engine: the default model
     with proj.lock():
-        encoder = load_encoder(proj.model_spec, weights_sha256=proj.weights_sha256, device="cpu")
+        encoder = load_encoder(spec, weights_sha256=proj.weights_sha256, device="cpu")
         # device and precision are the actors' (a GPU's bf16 support is known only there): recorded
         # from what they report once the run is done
         info = {k: v for k, v in encoder.info.items() if k not in ("device", "precision")}
@@ -192,8 +195,7 @@ def embed_with_ray(proj, *, address: str | None = None, num_workers: int = 2,
             ds = _dataset(ray, todo, max(1, min(len(todo) // batch_size, num_workers * 8)))
             out = ds.map_batches(
                 RayEncoder, batch_size=batch_size, batch_format="numpy",
-                fn_constructor_kwargs={"model": proj.model_spec.model,
-                                       "pretrained": proj.model_spec.pretrained,
+                fn_constructor_kwargs={"model": spec.model, "pretrained": spec.pretrained,
                                        "weights_sha256": sha, "store_root": str(store.root),
                                        "image_root": str(proj.image_root) if proj.image_root else None,
                                        "device": actor_device, "precision": precision},

@@ -7,7 +7,7 @@ writes the files.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -15,19 +15,23 @@ import pandas as pd
 from mmcurate.learn import MIN_RANDOM_LABELS
 from mmcurate.results import Ranking
 
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
+
 __all__ = ["Curation", "absolute_image_paths", "curate_pairs"]
 
 _BASE_COLUMNS = ("pair_id", "image", "caption")
 _DROPPED_COLUMNS = ["pair_id", "image", "caption", "stage", "reason", "detail"]
 
 
-def absolute_image_paths(proj, refs: pd.Series) -> pd.Series:
+def absolute_image_paths(proj: ProjectFiles, refs: pd.Series) -> pd.Series:
     """Image references as absolute paths (``/root/shard.tar::member`` for WebDataset members)."""
     refs = refs.fillna("").astype(str)
     if proj.image_root is None:  # imported embeddings without image paths
         return refs
-    root = proj.image_root
-    return refs.map(lambda ref: str(root / ref) if ref else "")
+    image_root = proj.image_root
+    return refs.map(lambda ref: str(image_root / ref) if ref else "")
 
 
 # -- curation ---------------------------------------------------------------------------------------
@@ -52,22 +56,22 @@ class Curation:
     estimates: dict[str, Any] = field(default_factory=dict)
 
 
-def _ledger_frames(proj) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+def _ledger_frames(proj: ProjectFiles) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Latest decisions, rounds and heads (empty frames when the project has no ledger yet)."""
-    if not (proj.root / "labels.sqlite").is_file():
+    if not proj.has_ledger():
         empty = pd.DataFrame(columns=["pair_id", "round", "decision", "caption", "reviewer"])
         return empty, pd.DataFrame(), pd.DataFrame()
     ledger = proj.ledger  # one decision per pair: repeated opinions resolved (labels.resolve_opinions)
     return ledger.resolved(), ledger.rounds(), ledger.heads()
 
 
-def _embed_failures(proj) -> pd.DataFrame:
+def _embed_failures(proj: ProjectFiles) -> pd.DataFrame:
     """Pairs in ``embed_failures.csv`` that still have no vectors."""
-    path = proj.root / "embed_failures.csv"
+    path = proj.embed_failures_path
     if not path.is_file() or not path.stat().st_size:
         return pd.DataFrame(columns=["pair_id", "reason", "detail"])
     failures = pd.read_csv(path, dtype=str, keep_default_na=False)
-    stored = proj.store.stored_ids() if (proj.root / "embeddings").is_dir() else set()
+    stored = proj.store.stored_ids() if proj.has_embeddings() else set()
     failures = failures[~failures["pair_id"].isin(stored)]
     for column in ("reason", "detail"):
         if column not in failures.columns:
@@ -75,7 +79,7 @@ def _embed_failures(proj) -> pd.DataFrame:
     return failures.drop_duplicates("pair_id", keep="last")
 
 
-def _scores_table(proj, threshold: float | str | None, strategy_scores: pd.DataFrame | Ranking | None
+def _scores_table(proj: Project, threshold: float | str | None, strategy_scores: pd.DataFrame | Ranking | None
                   ) -> tuple[pd.DataFrame | None, dict[str, Any]]:
     """The ranking table used for P(aligned) and the histogram (None when not needed/available), and
     its provenance."""
@@ -95,10 +99,10 @@ def _scores_table(proj, threshold: float | str | None, strategy_scores: pd.DataF
     return ranking.table, dict(ranking.provenance)
 
 
-def _raw_cosine(proj) -> pd.Series | None:
+def _raw_cosine(proj: Project) -> pd.Series | None:
     """Plain CLIP cosine per pair when the compacted vectors cover every pair (no writes)."""
     ids = proj.pairs["pair_id"].tolist()
-    if not (proj.root / "embeddings").is_dir() or not proj.store.is_compact_for(ids):
+    if not proj.has_embeddings() or not proj.store.is_compact_for(ids):
         return None
     image, text = proj.image_embeddings(), proj.text_embeddings()
     out = np.empty(len(ids), np.float64)
@@ -122,7 +126,7 @@ MIN_AUROC = 0.65
 
 
 def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_noise: float,
-                    proj) -> tuple[float | None, dict[str, Any]]:
+                    proj: ProjectFiles) -> tuple[float | None, dict[str, Any]]:
     """The threshold to apply and the estimates behind it (see the module docstring).
 
     ``"auto"`` uses the model's P(aligned) only when the model can vouch for it
@@ -168,12 +172,12 @@ def _kept_estimates(p_open: np.ndarray, t: float) -> dict[str, Any]:
             "est_clean_kept": float(p_open[kept].sum() / p_open.sum()) if len(p_open) else float("nan")}
 
 
-def _random_labels(proj, table: pd.DataFrame) -> pd.DataFrame:
+def _random_labels(proj: ProjectFiles, table: pd.DataFrame) -> pd.DataFrame:
     """The decided pairs of the explore stratum (each drawn at random with a recorded inclusion
     probability π): ``pair_id, p_aligned, decision, weight`` (``1/π``). Every unbiased check of the
     export (exploration check, reliability, clean-pairs floor) reads these."""
     columns = ["pair_id", "p_aligned", "decision", "weight"]
-    if not (proj.root / "labels.sqlite").is_file():
+    if not proj.has_ledger():
         return pd.DataFrame(columns=columns)
     design = proj.ledger.design()
     inclusion = design[design["stratum"] == "explore"].set_index("pair_id")["inclusion"]
@@ -204,7 +208,7 @@ def _clean_floor(randoms: pd.DataFrame) -> dict[str, Any]:
     return {"threshold": float(p[ok][order][min(idx, len(order) - 1)]), "n": int(ok.sum())}
 
 
-def _certify(proj, rule: dict[str, Any], n_open: int, n_random: int) -> str | None:
+def _certify(proj: ProjectFiles, rule: dict[str, Any], n_open: int, n_random: int) -> str | None:
     """Why the model in use cannot vouch for the unreviewed pairs, or None when it can.
 
     It can when a model was trained, validated and calibrated on the labels (not the zero-label
@@ -233,7 +237,7 @@ def _certify(proj, rule: dict[str, Any], n_open: int, n_random: int) -> str | No
     return None
 
 
-def curate_pairs(proj, *, threshold: float | str | None = "auto", target_noise: float = 0.03,
+def curate_pairs(proj: Project, *, threshold: float | str | None = "auto", target_noise: float = 0.03,
                  strategy_scores: pd.DataFrame | Ranking | None = None, keep_duplicates: bool = False
                  ) -> Curation:
     """Split the project's pairs into curated and dropped (see the module docstring); no files.
@@ -289,7 +293,7 @@ def curate_pairs(proj, *, threshold: float | str | None = "auto", target_noise: 
                     pairs=table.drop(columns=["fixed_caption"]), provenance=prov, estimates=estimates)
 
 
-def _alignment(proj, scores: pd.DataFrame | None) -> tuple[str | None, pd.Series | None]:
+def _alignment(proj: Project, scores: pd.DataFrame | None) -> tuple[str | None, pd.Series | None]:
     """The alignment score shown in the histogram: ranking cosine, P(aligned), or raw CLIP cosine."""
     for column, name in (("cosine", "cosine"), ("p_aligned", "P(aligned)")):
         if scores is not None and column in scores.columns:
@@ -387,13 +391,13 @@ def _counts(table: pd.DataFrame, rejects: pd.DataFrame, curated: pd.DataFrame,
 
 
 # -- groups (mmcurate.groups): decisions per group, one pair kept per duplicate group -------------
-def _with_group_decisions(proj, decisions: pd.DataFrame) -> pd.DataFrame:
+def _with_group_decisions(proj: Project, decisions: pd.DataFrame) -> pd.DataFrame:
     from mmcurate.groups.hooks import export_decisions
 
     return export_decisions(proj, decisions)
 
 
-def _duplicate_policy(proj, curated: pd.DataFrame, dropped: pd.DataFrame, counts: dict[str, int],
+def _duplicate_policy(proj: Project, curated: pd.DataFrame, dropped: pd.DataFrame, counts: dict[str, int],
                       keep_duplicates: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
     from mmcurate.groups.hooks import apply_duplicate_policy
 

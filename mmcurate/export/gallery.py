@@ -10,9 +10,15 @@ image files get the same galleries with captions only.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from mmcurate.export.curate import Curation
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["THUMB_SIZE", "Gallery", "Thumb", "report_galleries"]
 
@@ -42,7 +48,7 @@ class Gallery:
     thumbs: list[Thumb] = field(default_factory=list)
 
 
-def report_galleries(proj, cur, *, n: int = N_SUSPECT, n_groups: int = N_GROUPS,
+def report_galleries(proj: Project, cur: Curation, *, n: int = N_SUSPECT, n_groups: int = N_GROUPS,
                      per_group: int = PER_GROUP) -> list[Gallery]:
     """The report's galleries for an export ``cur`` (:class:`~mmcurate.export.Curation`) of ``proj``.
 
@@ -94,7 +100,7 @@ def _p(p_aligned: pd.Series | None, pair_id: str) -> str:
     return f"P(aligned)={float(value):.3f}" if value is not None and np.isfinite(value) else "no P(aligned)"
 
 
-def _thumbnailer(proj):
+def _thumbnailer(proj: ProjectFiles):
     """``(pair_id, caption, note) -> Thumb`` with the pair's JPEG where its image can be read."""
     from mmcurate.data.images import ref_thumbnail_jpeg
 
@@ -113,7 +119,7 @@ def _thumbnailer(proj):
     return picture
 
 
-def _group_galleries(proj, cur, picture, p_aligned, n_groups: int, per_group: int) -> list[Gallery]:
+def _group_galleries(proj: Project, cur, picture, p_aligned, n_groups: int, per_group: int) -> list[Gallery]:
     """The largest duplicate groups, members best P(aligned) first, each saying kept or dropped."""
     from mmcurate.groups.compute import DUPLICATE_KINDS
     from mmcurate.groups.project import load_duplicates

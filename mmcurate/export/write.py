@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -14,6 +14,10 @@ from mmcurate.exceptions import ProjectError
 from mmcurate.export.curate import _DROPPED_COLUMNS, Curation, _ledger_frames, curate_pairs
 from mmcurate.export.webdataset import _image_reader, write_webdataset
 from mmcurate.results import ExportResult, Ranking
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["CURATED_FORMATS", "export_curated", "model_display_name"]
 
@@ -26,7 +30,7 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str) -> Path:
 
 
 # -- files --------------------------------------------------------------------------------------------
-def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
+def export_curated(proj: Project, out_dir: str | os.PathLike, *, fmt: str = "csv",
                    threshold: float | str | None = "auto", target_noise: float = 0.03,
                    strategy_scores: pd.DataFrame | Ranking | None = None, shard_size: int = 1000,
                    image_format: str = "original", keep_duplicates: bool = False) -> ExportResult:
@@ -94,8 +98,10 @@ def export_curated(proj, out_dir: str | os.PathLike, *, fmt: str = "csv",
     threshold = cur.estimates.get("threshold") if threshold is not None and verified else None
     paths: dict[str, Any] = {}
     if fmt == "webdataset":
+        image_root = proj.image_root
+        assert image_root is not None  # refused above, before any work
         shards, unreadable = write_webdataset(
-            cur.curated, out_dir, read_image=_image_reader(proj.image_root),
+            cur.curated, out_dir, read_image=_image_reader(image_root),
             refs=proj.pairs.set_index("pair_id")["image"], shard_size=shard_size,
             image_format=image_format)
         _move_unreadable(cur, unreadable)
@@ -159,11 +165,11 @@ def model_display_name(manifest: dict[str, Any] | None) -> str | None:
     return name + (f" / {manifest['pretrained']}" if manifest.get("pretrained") else "")
 
 
-def _manifest(proj) -> dict[str, Any] | None:
-    return proj.store.manifest() if (proj.root / "embeddings").is_dir() else None
+def _manifest(proj: ProjectFiles) -> dict[str, Any] | None:
+    return proj.store.manifest() if proj.has_embeddings() else None
 
 
-def _model_line(proj) -> str:
+def _model_line(proj: ProjectFiles) -> str:
     manifest = _manifest(proj)
     if not manifest:
         return "no embeddings"

@@ -23,6 +23,7 @@ are untouched by every hook.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -31,6 +32,10 @@ from mmcurate.groups.compute import DUPLICATE_KINDS
 from mmcurate.groups.find import components
 from mmcurate.groups.project import load_duplicates
 from mmcurate.labels.schema import VIA
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["VIA", "annotate_reasons", "apply_duplicate_policy", "apply_group_decisions",
            "count_groups_once", "export_decisions", "propagated_decisions", "reject_boilerplate",
@@ -74,11 +79,11 @@ def propagated_decisions(groups: pd.DataFrame, latest: pd.DataFrame, queued: Col
     return targets.loc[~same, cols].reset_index(drop=True)
 
 
-def _ledger_latest(proj) -> pd.DataFrame | None:
-    return proj.ledger.decisions() if (proj.root / "labels.sqlite").is_file() else None
+def _ledger_latest(proj: ProjectFiles) -> pd.DataFrame | None:
+    return proj.ledger.decisions() if proj.has_ledger() else None
 
 
-def apply_group_decisions(proj) -> int:
+def apply_group_decisions(proj: Project) -> int:
     """Record each group decision on every member (``source = via:<representative>``); returns the
     rows appended. The caller holds the project lock. No-op without groups or decisions."""
     groups = load_duplicates(proj)
@@ -92,7 +97,7 @@ def apply_group_decisions(proj) -> int:
     return n
 
 
-def reject_boilerplate(proj, group_id: int, *, reviewer: str | None = None) -> int:
+def reject_boilerplate(proj: Project, group_id: int, *, reviewer: str | None = None) -> int:
     """Reject every pair of boilerplate group ``group_id`` in one action; returns the pairs recorded.
 
     The first member (by pair id) gets the decision directly (``source = "boilerplate"``), the
@@ -113,7 +118,7 @@ def reject_boilerplate(proj, group_id: int, *, reviewer: str | None = None) -> i
     return n
 
 
-def selection_exclude(proj, ranked: pd.DataFrame, taken: Collection[str],
+def selection_exclude(proj: Project, ranked: pd.DataFrame, taken: Collection[str],
                       exclude: Collection[str] | None) -> set[str]:
     """``exclude`` plus every grouped pair that must not enter the batch.
 
@@ -154,7 +159,7 @@ def _components(n: int, groups: pd.DataFrame, row_of: pd.Series) -> np.ndarray:
     return components(n, row_of.loc[groups["pair_id"]].to_numpy(), row_of.loc[first].to_numpy())
 
 
-def annotate_reasons(proj, pair_ids: Sequence[str], reasons: Sequence[str]) -> list[str]:
+def annotate_reasons(proj: Project, pair_ids: Sequence[str], reasons: Sequence[str]) -> list[str]:
     """Each reason, with ``; group G: n pairs (kind)`` added for a representative of a group."""
     groups = load_duplicates(proj)
     if groups is None or groups.empty:
@@ -166,7 +171,7 @@ def annotate_reasons(proj, pair_ids: Sequence[str], reasons: Sequence[str]) -> l
     return [f"{r}; {notes[p]}" if p in notes else r for p, r in zip(map(str, pair_ids), reasons)]
 
 
-def count_groups_once(proj, rows: np.ndarray, y: np.ndarray, fixes: pd.DataFrame
+def count_groups_once(proj: ProjectFiles, rows: np.ndarray, y: np.ndarray, fixes: pd.DataFrame
                       ) -> tuple[np.ndarray, np.ndarray, pd.DataFrame]:
     """Labelled rows for training, one per group decision: rows whose latest decision was recorded
     ``via:`` a representative are dropped (the representative's own row stays)."""
@@ -182,7 +187,7 @@ def count_groups_once(proj, rows: np.ndarray, y: np.ndarray, fixes: pd.DataFrame
     return rows[keep], y[keep], fixes
 
 
-def export_decisions(proj, decisions: pd.DataFrame) -> pd.DataFrame:
+def export_decisions(proj: Project, decisions: pd.DataFrame) -> pd.DataFrame:
     """``decisions`` (latest per pair) with the group decisions not yet recorded added (in memory:
     export writes nothing into the project)."""
     groups = load_duplicates(proj, write=False)
@@ -195,7 +200,8 @@ def export_decisions(proj, decisions: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([decisions, extra.reindex(columns=decisions.columns)], ignore_index=True)
 
 
-def apply_duplicate_policy(proj, curated: pd.DataFrame, dropped: pd.DataFrame, counts: dict[str, int], *,
+def apply_duplicate_policy(proj: Project, curated: pd.DataFrame, dropped: pd.DataFrame,
+                           counts: dict[str, int], *,
                            keep_duplicates: bool = False) -> tuple[pd.DataFrame, pd.DataFrame]:
     """One curated pair per duplicate group (the best P(aligned), ties by pair id), the other
     curated members moved to ``dropped`` (``stage = duplicates``) unless ``keep_duplicates``.

@@ -15,8 +15,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,10 +26,13 @@ from mmcurate._fileio import atomic_write_frame, atomic_write_json
 from mmcurate.exceptions import ProjectError
 from mmcurate.groups.compute import DUPLICATE_KINDS, KINDS, GroupParams, find_groups
 
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
+
 __all__ = ["DuplicatesResult", "StaleGroupsError", "compute_duplicates", "duplicates_status",
            "load_duplicates", "split_group", "vectors_fingerprint"]
 
-TABLE, META, SPLITS = "duplicates.parquet", "duplicates.json", "duplicate_splits.json"
 COLUMNS = ["pair_id", "group_id", "kind", "similarity"]
 
 
@@ -49,7 +53,7 @@ class DuplicatesResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def vectors_fingerprint(proj) -> str:
+def vectors_fingerprint(proj: Project) -> str:
     """A hash of the project's vectors as the groups see them: the pair ids in order, the shapes,
     the store's own fingerprint and up to 2,048 evenly spaced rows of each modality."""
     image, text = proj.image_embeddings(), proj.text_embeddings()
@@ -63,7 +67,7 @@ def vectors_fingerprint(proj) -> str:
     return h.hexdigest()
 
 
-def image_keys(proj, *, progress: bool = False) -> list[str | None] | None:
+def image_keys(proj: ProjectFiles, *, progress: bool = False) -> list[str | None] | None:
     """sha1 of each pair's image file bytes (None: unreadable); None for imported embeddings."""
     if proj.kind == "external" or proj.image_root is None:
         return None
@@ -81,8 +85,8 @@ def image_keys(proj, *, progress: bool = False) -> list[str | None] | None:
     return keys
 
 
-def _splits(proj) -> set[str]:
-    path = proj.root / SPLITS
+def _splits(proj: ProjectFiles) -> set[str]:
+    path = proj.duplicate_splits_path
     return set(json.loads(path.read_text())["pair_ids"]) if path.is_file() else set()
 
 
@@ -103,7 +107,7 @@ def _counts(table: pd.DataFrame) -> dict[str, dict[str, int]]:
                    "pairs": int((table["kind"] == kind).sum()) if len(table) else 0} for kind in KINDS}
 
 
-def compute_duplicates(proj, *, params: GroupParams | None = None, random_state: int = 0,
+def compute_duplicates(proj: Project, *, params: GroupParams | None = None, random_state: int = 0,
                        write: bool = True, progress: bool = False) -> DuplicatesResult:
     """Find the project's groups (:func:`mmcurate.groups.find_groups`) and write them.
 
@@ -135,15 +139,15 @@ def compute_duplicates(proj, *, params: GroupParams | None = None, random_state:
     result = DuplicatesResult(table, _counts(table), params.as_dict(), fingerprint,
                               timings={"hash_and_fingerprint": t1 - t0, "groups": t2 - t1})
     if write:
-        atomic_write_frame(table, proj.root / TABLE)
-        atomic_write_json(proj.root / META, {"params": result.params, "fingerprint": fingerprint,
+        atomic_write_frame(table, proj.duplicates_path)
+        atomic_write_json(proj.duplicates_meta_path, {"params": result.params, "fingerprint": fingerprint,
                                              "random_state": random_state, "counts": result.counts,
                                              "created": time.strftime("%FT%TZ", time.gmtime())})
     result.seconds = time.perf_counter() - t0
     return result
 
 
-def _table(proj, found: pd.DataFrame) -> pd.DataFrame:
+def _table(proj: ProjectFiles, found: pd.DataFrame) -> pd.DataFrame:
     """``find_groups``' rows as pair ids, groups numbered 0.. by kind then smallest row."""
     ids = proj.pairs["pair_id"].astype(str).to_numpy()
     if found.empty:
@@ -159,28 +163,28 @@ def _table(proj, found: pd.DataFrame) -> pd.DataFrame:
     return out.sort_values(["group_id", "pair_id"]).reset_index(drop=True)
 
 
-def load_duplicates(proj, *, stale: str = "recompute", write: bool = True) -> pd.DataFrame | None:
+def load_duplicates(proj: Project, *, stale: str = "recompute", write: bool = True) -> pd.DataFrame | None:
     """The project's groups (None: ``duplicates`` never ran), split pairs taken out.
 
     ``stale``: what to do when the vectors changed since they were computed: ``recompute`` (with
     the recorded parameters; written when ``write``) or ``raise`` (:class:`StaleGroupsError`).
     """
-    meta_path = proj.root / META
+    meta_path = proj.duplicates_meta_path
     if not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())
     if meta.get("fingerprint") != vectors_fingerprint(proj):
         if stale == "raise":
-            raise StaleGroupsError(f"{proj.root / TABLE} was computed on other vectors than the "
+            raise StaleGroupsError(f"{proj.duplicates_path} was computed on other vectors than the "
                                    f"project's now; run `mmcurate duplicates {proj.root}` again")
         if stale != "recompute":
             raise ValueError(f"stale must be 'recompute' or 'raise'; got {stale!r}")
         return compute_duplicates(proj, params=GroupParams(**meta["params"]),
                                   random_state=int(meta.get("random_state", 0)), write=write).groups
-    return _apply_splits(pd.read_parquet(proj.root / TABLE), _splits(proj))
+    return _apply_splits(pd.read_parquet(proj.duplicates_path), _splits(proj))
 
 
-def split_group(proj, pair_ids) -> pd.DataFrame:
+def split_group(proj: Project, pair_ids: str | Iterable[str]) -> pd.DataFrame:
     """Take pairs out of their duplicate groups (a member that differs from the rest), for good:
     recomputed groups leave them out too. A decision on the group no longer reaches them (one they
     already received stays until someone decides them directly). Returns the groups after.
@@ -194,22 +198,22 @@ def split_group(proj, pair_ids) -> pd.DataFrame:
     ids = {str(p) for p in ([pair_ids] if isinstance(pair_ids, str) else pair_ids)}
     unknown = sorted(ids - set(proj.pairs["pair_id"].astype(str)))
     if unknown:
-        raise ValueError(f"unknown pair ids {unknown[:5]}; pair ids are in {proj.root / 'pairs.parquet'}")
+        raise ValueError(f"unknown pair ids {unknown[:5]}; pair ids are in {proj.pairs_path}")
     groups = load_duplicates(proj, stale="raise")
     if groups is None:
         raise ProjectError(f"{proj.root} has no groups yet; run `mmcurate duplicates {proj.root}` first")
-    atomic_write_json(proj.root / SPLITS, {"pair_ids": sorted(_splits(proj) | ids)})
+    atomic_write_json(proj.duplicate_splits_path, {"pair_ids": sorted(_splits(proj) | ids)})
     table = _apply_splits(groups, ids)
-    atomic_write_frame(table, proj.root / TABLE)
-    meta = json.loads((proj.root / META).read_text())
+    atomic_write_frame(table, proj.duplicates_path)
+    meta = json.loads(proj.duplicates_meta_path.read_text())
     meta["counts"] = _counts(table)
-    atomic_write_json(proj.root / META, meta)
+    atomic_write_json(proj.duplicates_meta_path, meta)
     return table
 
 
-def duplicates_status(proj) -> dict[str, Any] | None:
+def duplicates_status(proj: Project) -> dict[str, Any] | None:
     """Groups and pairs by kind and whether they are current (what ``status`` shows), or None."""
-    meta_path = proj.root / META
+    meta_path = proj.duplicates_meta_path
     if not meta_path.is_file():
         return None
     meta = json.loads(meta_path.read_text())

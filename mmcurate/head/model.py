@@ -10,6 +10,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -115,7 +116,7 @@ class _Head(nn.Module):
 class TransformedView:
     """Rows of ``base`` passed through ``fn`` when read (``view[a:b]``, ``view[index_array]``)."""
 
-    def __init__(self, base, fn) -> None:
+    def __init__(self, base: np.ndarray, fn: Callable[[np.ndarray], np.ndarray]) -> None:
         self.base, self.fn = base, fn
         self.shape = tuple(base.shape)
         self.dtype = np.dtype(np.float32)
@@ -124,7 +125,7 @@ class TransformedView:
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, key) -> np.ndarray:
+    def __getitem__(self, key: Any) -> np.ndarray:
         if isinstance(key, np.ndarray) and key.ndim == 1 and key.dtype.kind in "iu":
             rows = read_rows(self.base, key)  # memory-mapped rows read by offset, not faulted in
         else:
@@ -177,7 +178,7 @@ class ProjectionHead:
         """Caption vectors ``(N, D)`` → adapted, L2-normalised float32 ``(N, D)``."""
         return self._apply(self.module.text, x, "text", chunk_size)
 
-    def view(self, x, side: str) -> TransformedView:
+    def view(self, x: np.ndarray, side: str) -> TransformedView:
         """A lazy ``(N, D)`` view of ``x`` (``side`` image or text) adapted on access, chunk by chunk:
         for pools too large to hold a float32 copy (slices and index arrays are supported)."""
         fn = {"image": self.transform_images, "text": self.transform_texts}.get(side)

@@ -27,18 +27,18 @@ schema version; older files are migrated in place (the new tables are added).
 
 Modules: :mod:`~mmcurate.labels.schema` (tables, schema version, shared SQL),
 :mod:`~mmcurate.labels.connection` (opening, migrating, the write lock and its timeout),
-:mod:`~mmcurate.labels.batches` (rounds and their batches), :mod:`~mmcurate.labels.decisions`
+:mod:`~mmcurate.labels.batches` (rounds and their batches), :mod:`~mmcurate.labels.decision_log`
 (recording and importing decisions, their history), :mod:`~mmcurate.labels.heads` (trained heads),
 :mod:`~mmcurate.labels.ledger` (:class:`Ledger`, all of them in one object).
 """
 
 from mmcurate.labels.connection import BUSY_TIMEOUT_S as BUSY_TIMEOUT_S
 from mmcurate.labels.connection import utc_now as utc_now
-from mmcurate.labels.decisions import ImportReport, resolve_opinions
+from mmcurate.labels.decision_log import ImportReport, resolve_opinions
 from mmcurate.labels.ledger import Ledger
 from mmcurate.labels.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from mmcurate.labels.schema import SECOND_OPINION as SECOND_OPINION
 from mmcurate.labels.schema import STRATA as STRATA
-from mmcurate.review.decisions import DECISIONS, LabelsFileError
+from mmcurate.review.decision_files import DECISIONS, LabelsFileError
 
 __all__ = ["DECISIONS", "ImportReport", "LabelsFileError", "Ledger", "resolve_opinions"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mmcurate.labels.batches import BatchesMixin
-from mmcurate.labels.decisions import DecisionsMixin
+from mmcurate.labels.decision_log import DecisionsMixin
 from mmcurate.labels.heads import HeadsMixin
 
 

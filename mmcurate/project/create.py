@@ -13,7 +13,7 @@ from mmcurate.embed.model import ModelSpec
 from mmcurate.embed.store import EmbeddingStore
 from mmcurate.exceptions import DataError, ProjectError
 from mmcurate.project.directory import Project
-from mmcurate.project.files import _CONFIG
+from mmcurate.project.layout import ProjectLayout
 from mmcurate.project.lock import project_lock
 
 FORMAT_VERSION = 1
@@ -65,29 +65,32 @@ def create_project(
 def _create(root: Path, pairs, image_root, embeddings, model, columns, fmt, check_images, progress,
             overwrite) -> None:
     """The work of :func:`create_project`, under the project lock."""
-    if (root / _CONFIG).exists() and not overwrite:
+    layout = ProjectLayout(root)
+    if layout.config_path.exists() and not overwrite:
         raise ProjectError(f"{root} already holds a project; open it, or pass overwrite=True (CLI: "
                            f"--force) to start over (the old state is moved to replaced-<time>/).")
     config: dict[str, Any] = {"format_version": FORMAT_VERSION,
                               "created": time.strftime("%FT%TZ", time.gmtime())}
-    staging = root / f".incoming-{os.getpid()}"
+    staging = ProjectLayout(root / f".incoming-{os.getpid()}")
     try:
         if embeddings is not None:
-            table, rejects = _import_source(config, embeddings, staging, image_root)
+            table, rejects = _import_source(config, embeddings, staging.embeddings_dir, image_root)
         else:
             table, rejects, config = _load_source(config, pairs, image_root, columns, fmt,
                                                   check_images, progress, model)
         # written before anything old is touched: a table that cannot be stored stops here
-        staging.mkdir(parents=True, exist_ok=True)
-        atomic_write_frame(table.reset_index(drop=True), staging / "pairs.parquet")
-        atomic_write_frame(rejects, staging / "rejects.csv")
-        _set_aside(root)  # an old project (overwrite) or leftovers of a failed init
-        for name in ("embeddings", "pairs.parquet", "rejects.csv"):
-            if (staging / name).exists():
-                os.replace(staging / name, root / name)
+        staging.root.mkdir(parents=True, exist_ok=True)
+        atomic_write_frame(table.reset_index(drop=True), staging.pairs_path)
+        atomic_write_frame(rejects, staging.rejects_path)
+        _set_aside(layout)  # an old project (overwrite) or leftovers of a failed init
+        for made, final in ((staging.embeddings_dir, layout.embeddings_dir),
+                            (staging.pairs_path, layout.pairs_path),
+                            (staging.rejects_path, layout.rejects_path)):
+            if made.exists():
+                os.replace(made, final)
     finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    atomic_write_json(root / _CONFIG, config)
+        shutil.rmtree(staging.root, ignore_errors=True)
+    atomic_write_json(layout.config_path, config)
 
 
 def _external_image_root(table, image_root) -> str | None:
@@ -103,11 +106,11 @@ def _external_image_root(table, image_root) -> str | None:
     return "/" if paths and all(os.path.isabs(p) for p in paths) else None
 
 
-def _import_source(config: dict[str, Any], embeddings, staging: Path, image_root=None):
-    """Import an embedding folder into ``staging/embeddings``; the pairs and rejects tables."""
+def _import_source(config: dict[str, Any], embeddings, store_dir: Path, image_root=None):
+    """Import an embedding folder into the store at ``store_dir``; the pairs and rejects tables."""
     from mmcurate.embed.importer import import_embedding_folder
 
-    result = import_embedding_folder(embeddings, EmbeddingStore(staging / "embeddings"))
+    result = import_embedding_folder(embeddings, EmbeddingStore(store_dir))
     if result.pairs.empty:
         raise DataError(f"{embeddings} holds no usable pairs ({len(result.rejects)} rejected); "
                         f"expected at least one row with finite vectors and a caption")
@@ -118,20 +121,17 @@ def _import_source(config: dict[str, Any], embeddings, staging: Path, image_root
     return result.pairs, result.rejects
 
 
-_DERIVED = ("embeddings", "index", "labels.sqlite", "heads", "state.json", "embed_failures.csv",
-            "stream", "stream_state.json")
-
-
-def _set_aside(root: Path) -> Path | None:
+def _set_aside(layout: ProjectLayout) -> Path | None:
     """Starting over: move the old project's state into ``replaced-<time>/`` (never deleted).
 
     Stored vectors are keyed by pair_id, so keeping them would silently reuse vectors of changed
     captions; labels and heads belong to the old pairs. Moving is a rename, so it is cheap.
     """
-    present = [root / name for name in (*_DERIVED, "pairs.parquet", "rejects.csv", _CONFIG)
-               if (root / name).exists()]
+    present = [path for path in (*layout.derived_paths(), layout.pairs_path, layout.rejects_path,
+                                 layout.config_path) if path.exists()]
     if not present:
         return None
+    root = layout.root
     aside = root / time.strftime("replaced-%Y%m%dT%H%M%S")
     n = 0
     while aside.exists():

@@ -138,7 +138,7 @@ class Project(ProjectEmbeddings):
             "pairs": len(self.pairs),
             "rejected": len(self.rejects),
             "embedded": self.n_embedded,
-            "embed_failures": _count_rows(self.root / "embed_failures.csv"),
+            "embed_failures": _count_rows(self.embed_failures_path),
             "model": {
                 "name": manifest.get("model") or spec.get("model"),
                 "pretrained": manifest.get("pretrained") or spec.get("pretrained"),
@@ -148,7 +148,7 @@ class Project(ProjectEmbeddings):
                 "dim": manifest.get("dim"),
             },
         }
-        if (self.root / "labels.sqlite").is_file():
+        if self.has_ledger():
             from mmcurate.rounds import rounds_status
 
             rounds = rounds_status(self)

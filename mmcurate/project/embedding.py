@@ -86,7 +86,7 @@ class ProjectEmbeddings(ProjectFiles):
                 raise ModelMismatchError(
                     f"{self.root} holds vectors of {manifest.get('model')} / {manifest.get('pretrained')}; "
                     f"add --reembed to discard them and embed with {spec.model}.")
-            if (self.root / "labels.sqlite").is_file() and len(self.ledger.heads()):
+            if self.has_ledger() and len(self.ledger.heads()):
                 raise ProjectError(
                     f"{self.root} has models trained on the {manifest.get('model')} vectors; start a "
                     f"new project for {spec.model}: mmcurate init NEW_PROJECT --pairs SOURCE "
@@ -116,7 +116,7 @@ class ProjectEmbeddings(ProjectFiles):
     def _record_failures(self, failures: list[dict[str, Any]]) -> None:
         if not failures:
             return
-        path = self.root / "embed_failures.csv"
+        path = self.embed_failures_path
         old = pd.read_csv(path) if path.is_file() else pd.DataFrame()
         new = pd.concat([old, pd.DataFrame(failures)], ignore_index=True)
         atomic_write_frame(new.drop_duplicates("pair_id", keep="last"), path)
@@ -125,7 +125,7 @@ class ProjectEmbeddings(ProjectFiles):
         """Move pairs that failed to embed and have no vectors out of the pairs table into
         ``rejects.csv`` (``row`` empty: no source row; reason from ``embed_failures.csv``), so one
         unreadable image never blocks rank, select or train. Caller holds the lock."""
-        path = self.root / "embed_failures.csv"
+        path = self.embed_failures_path
         if not path.is_file():
             return
         failures = pd.read_csv(path, dtype=str, keep_default_na=False).drop_duplicates("pair_id", keep="last")
@@ -144,9 +144,9 @@ class ProjectEmbeddings(ProjectFiles):
         })
         old = self.rejects
         atomic_write_frame(pd.concat([old, records], ignore_index=True) if len(old) else records,
-                           self.root / "rejects.csv")
+                           self.rejects_path)
         kept = self.pairs[~self.pairs["pair_id"].isin(set(failed["pair_id"]))]
-        atomic_write_frame(kept.reset_index(drop=True), self.root / "pairs.parquet")
+        atomic_write_frame(kept.reset_index(drop=True), self.pairs_path)
         self.refresh()
 
     @property
@@ -167,11 +167,11 @@ class ProjectEmbeddings(ProjectFiles):
         """faiss indexes over the image and caption vectors (built once, saved under index/)."""
         from mmcurate.project_index import ProjectIndex
 
-        return ProjectIndex(self.root / "index", self.image_embeddings(), self.text_embeddings(),
+        return ProjectIndex(self.index_dir, self.image_embeddings(), self.text_embeddings(),
                             fingerprint=self.embeddings_fingerprint())
 
     def embeddings_fingerprint(self) -> str:
         manifest = self.store.manifest() or {}
-        ids = self.root / "embeddings" / "ids.npy"
+        ids = self.store.array_path("ids")
         stamp = ids.stat().st_mtime_ns if ids.is_file() else 0
         return f"{manifest.get('weights_sha256') or manifest.get('source')}:{len(self.pairs)}:{stamp}"

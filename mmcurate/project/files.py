@@ -1,4 +1,7 @@
-"""The files of a project directory: ``project.json``, the pairs and rejects tables, the store, the ledger."""
+"""The files of a project directory: ``project.json``, the pairs and rejects tables, the store, the ledger.
+
+Where each file lives is :class:`~mmcurate.project.layout.ProjectLayout`; :class:`ProjectFiles` is
+a layout that also reads them."""
 
 from __future__ import annotations
 
@@ -14,20 +17,19 @@ from mmcurate._fileio import atomic_write_json, read_json_object
 from mmcurate.embed.model import ModelSpec
 from mmcurate.embed.store import EmbeddingStore
 from mmcurate.exceptions import ProjectError
+from mmcurate.project.layout import ProjectLayout
 from mmcurate.project.lock import project_lock
 
-_CONFIG = "project.json"
 
-
-class ProjectFiles:
+class ProjectFiles(ProjectLayout):
     """Accessors to a project directory's files and lock (the base of :class:`~mmcurate.project.Project`)."""
 
     def __init__(self, root: str | os.PathLike) -> None:
-        self.root = Path(root)
-        cfg_path = self.root / _CONFIG
+        super().__init__(root)
+        cfg_path = self.config_path
         if not cfg_path.is_file():
             raise ProjectError(
-                f"{self.root} is not an mmcurate project (no {_CONFIG}); create one with "
+                f"{self.root} is not an mmcurate project (no {cfg_path.name}); create one with "
                 f"`mmcurate init {self.root} --pairs FILE --image-root DIR` or `--embeddings DIR`."
             )
         self.config: dict[str, Any] = read_json_object(cfg_path, what="the project's settings")
@@ -37,7 +39,7 @@ class ProjectFiles:
     def _remove_stale_temps(self) -> None:
         """Temporary files a killed ``train`` left in ``heads/`` (``.<name>.*.tmp``) are removed,
         only while no other process holds the project lock (a running writer's are live)."""
-        stale = list((self.root / "heads").glob(".*.tmp"))
+        stale = list(self.heads_dir.glob(".*.tmp"))
         if not stale:
             return
         try:
@@ -51,16 +53,16 @@ class ProjectFiles:
         """Refuse a project whose labels ledger is gone (missing or zero bytes) while ``heads/``
         holds models trained on its labels: opening it would read as a fresh project with no
         decisions, and the next select or export would go ahead without them."""
-        heads = self.root / "heads"
+        heads = self.heads_dir
         models = sorted(p.name for p in heads.iterdir() if not p.name.startswith(".")) \
             if heads.is_dir() else []
-        ledger = self.root / "labels.sqlite"
+        ledger = self.ledger_path
         if not models or (ledger.is_file() and ledger.stat().st_size > 0):
             return
         state = "is missing" if not ledger.exists() else "is empty (0 bytes)"
         raise ProjectError(
             f"{ledger} {state}, but {heads} holds {len(models)} model file(s) trained on its labels "
-            f"({models[0]}, ...): the decisions are lost, not zero. Restore labels.sqlite (with its "
+            f"({models[0]}, ...): the decisions are lost, not zero. Restore {ledger.name} (with its "
             f"-wal file, if any) from a backup; to start over without them, move {heads} aside.")
 
     # -- basic properties -------------------------------------------------------------------
@@ -82,23 +84,23 @@ class ProjectFiles:
     @cached_property
     def pairs(self) -> pd.DataFrame:
         """The pairs table: ``pair_id``, ``image``, ``caption`` and any extra columns."""
-        return pd.read_parquet(self.root / "pairs.parquet")
+        return pd.read_parquet(self.pairs_path)
 
     @property
     def rejects(self) -> pd.DataFrame:
-        path = self.root / "rejects.csv"
+        path = self.rejects_path
         return pd.read_csv(path) if path.is_file() and path.stat().st_size else pd.DataFrame()
 
     @property
     def store(self) -> EmbeddingStore:
-        return EmbeddingStore(self.root / "embeddings")
+        return EmbeddingStore(self.embeddings_dir)
 
     @cached_property
     def ledger(self):
         """The SQLite labels ledger (rounds, batches, decisions)."""
         from mmcurate.labels import Ledger
 
-        return Ledger(self.root / "labels.sqlite")
+        return Ledger(self.ledger_path)
 
     def refresh(self) -> None:
         """Forget the pairs table and faiss indexes read so far, so the next use reads the
@@ -107,7 +109,7 @@ class ProjectFiles:
             self.__dict__.pop(cached, None)  # functools.cached_property keeps its value here
 
     def save_config(self) -> None:
-        atomic_write_json(self.root / _CONFIG, self.config)
+        atomic_write_json(self.config_path, self.config)
 
     # -- locking ----------------------------------------------------------------------------
     def lock(self, *, wait: bool = False) -> contextlib.AbstractContextManager[None]:

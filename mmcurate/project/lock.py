@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mmcurate.exceptions import ProjectLockedError
+from mmcurate.project.layout import ProjectLayout
 
 
 @contextlib.contextmanager
@@ -19,13 +20,14 @@ def project_lock(root: str | os.PathLike, *, wait: bool = False) -> Iterator[Non
     """
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    with open(root / ".lock", "a+") as fh:
+    lock_path = ProjectLayout(root).lock_path
+    with open(lock_path, "a+") as fh:
         flags = fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB
         try:
             fcntl.flock(fh.fileno(), flags)
         except BlockingIOError as err:
             raise ProjectLockedError(
-                f"another mmcurate process is writing {root} (lock {root / '.lock'}); "
+                f"another mmcurate process is writing {root} (lock {lock_path}); "
                 f"wait for it to finish."
             ) from err
         fh.seek(0)

@@ -13,18 +13,24 @@ import os
 import shutil
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from mmcurate._fileio import read_json_object
 from mmcurate._integrity import check_npy
 from mmcurate.exceptions import MmcurateError, ProjectError
+from mmcurate.project.layout import ProjectLayout
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["CheckReport", "backup_project", "check_project"]
 
-_SKIP = (".lock", "labels.sqlite", "labels.sqlite-wal", "labels.sqlite-shm", "labels.sqlite-journal")
 
 
 @dataclass
@@ -65,7 +71,7 @@ def check_project(root: str | os.PathLike) -> CheckReport:
         return report
     report.checked.append(f"project.json and pairs.parquet: {len(pair_ids)} pairs")
     if pair_ids.duplicated().any():
-        report.problems.append(f"{proj.root / 'pairs.parquet'} repeats pair_id "
+        report.problems.append(f"{proj.pairs_path} repeats pair_id "
                                f"{pair_ids[pair_ids.duplicated()].iloc[0]!r}")
     for step in (_check_vectors, _check_ledger, _check_state_files, _check_models):
         try:
@@ -75,7 +81,7 @@ def check_project(root: str | os.PathLike) -> CheckReport:
     return report
 
 
-def _check_vectors(proj, report: CheckReport, pair_ids: pd.Series) -> None:
+def _check_vectors(proj: Project, report: CheckReport, pair_ids: pd.Series) -> None:
     store = proj.store
     manifest = store.manifest()
     if manifest is None:
@@ -87,29 +93,29 @@ def _check_vectors(proj, report: CheckReport, pair_ids: pd.Series) -> None:
             store.record_checksums()
     except (ProjectError, OSError):
         pass
-    if not (store.root / "ids.npy").is_file():
+    if not store.array_path("ids").is_file():
         report.checked.append(f"embeddings: not compacted yet ({proj.n_embedded} of {len(pair_ids)} "
                               f"pairs embedded)")
         return
     ids = store.compacted_ids()
     if not (len(ids) == len(pair_ids) and (ids == pair_ids.to_numpy(str)).all()):
-        report.problems.append(f"{store.root / 'ids.npy'} does not list the pairs of "
-                               f"{proj.root / 'pairs.parquet'} in their order ({len(ids)} ids, "
+        report.problems.append(f"{store.array_path('ids')} does not list the pairs of "
+                               f"{proj.pairs_path} in their order ({len(ids)} ids, "
                                f"{len(pair_ids)} pairs)")
     for kind in ("image", "text"):
-        shape = check_npy(store.root / f"{kind}.npy")[0]
+        shape = check_npy(store.array_path(kind))[0]
         if shape != (len(ids), int(manifest.get("dim") or shape[1])):
-            report.problems.append(f"{store.root / f'{kind}.npy'} has shape {shape}, expected "
+            report.problems.append(f"{store.array_path(kind)} has shape {shape}, expected "
                                    f"({len(ids)}, {manifest.get('dim')})")
     sums = (f"checksums verified: {', '.join(verified)}" if verified else
             "no checksums were recorded (an older project): recorded now, so later damage is found")
     report.checked.append(f"embeddings: {len(ids)} x {manifest.get('dim')} vectors ({sums})")
 
 
-def _check_ledger(proj, report: CheckReport, pair_ids: pd.Series) -> None:
-    path = proj.root / "labels.sqlite"
-    if not path.is_file():
-        report.checked.append("labels.sqlite: none yet")
+def _check_ledger(proj: ProjectFiles, report: CheckReport, pair_ids: pd.Series) -> None:
+    path = proj.ledger_path
+    if not proj.has_ledger():
+        report.checked.append(f"{path.name}: none yet")
         return
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
@@ -126,22 +132,23 @@ def _check_ledger(proj, report: CheckReport, pair_ids: pd.Series) -> None:
     unknown = sorted(set(decided["pair_id"].astype(str)) - set(pair_ids))
     if unknown:
         report.problems.append(f"{path} holds decisions for {len(unknown)} pair(s) not in "
-                               f"{proj.root / 'pairs.parquet'} (first: {unknown[0]!r})")
-    report.checked.append(f"labels.sqlite: {len(proj.ledger.rounds())} rounds, {len(decided)} "
+                               f"{proj.pairs_path} (first: {unknown[0]!r})")
+    report.checked.append(f"{path.name}: {len(proj.ledger.rounds())} rounds, {len(decided)} "
                           f"decisions (integrity ok)")
 
 
-def _check_state_files(proj, report: CheckReport, pair_ids: pd.Series) -> None:
-    names = ["state.json", "stream/state.json", "embeddings/manifest.json"]
-    found = [name for name in names if (proj.root / name).is_file()]
-    for name in found:
-        read_json_object(proj.root / name, what=name)
-    if found:
-        report.checked.append(f"state files: {', '.join(found)}")
+def _check_state_files(proj: ProjectFiles, report: CheckReport, pair_ids: pd.Series) -> None:
+    found = [path for path in (proj.state_path, proj.stream_state_path, proj.store.manifest_path)
+             if path.is_file()]
+    names = [path.relative_to(proj.root).as_posix() for path in found]
+    for path, name in zip(found, names):
+        read_json_object(path, what=name)
+    if names:
+        report.checked.append(f"state files: {', '.join(names)}")
 
 
-def _check_models(proj, report: CheckReport, pair_ids: pd.Series) -> None:
-    heads = proj.root / "heads"
+def _check_models(proj: ProjectFiles, report: CheckReport, pair_ids: pd.Series) -> None:
+    heads = proj.heads_dir
     if not heads.is_dir():
         return
     from mmcurate.rounds.model import load_model
@@ -178,18 +185,26 @@ def backup_project(root: str | os.PathLike, dest: str | os.PathLike) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
         with proj.lock(wait=True):
-            shutil.copytree(proj.root, tmp, dirs_exist_ok=True, ignore=_ignored)
-            ledger = proj.root / "labels.sqlite"
-            if ledger.is_file():
-                _backup_sqlite(ledger, tmp / "labels.sqlite")
+            shutil.copytree(proj.root, tmp, dirs_exist_ok=True, ignore=_skipped(proj))
+            if proj.has_ledger():
+                _backup_sqlite(proj.ledger_path, ProjectLayout(tmp).ledger_path)
         os.replace(tmp, dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return dest
 
 
-def _ignored(folder: str, names: list[str]) -> list[str]:
-    return [n for n in names if n in _SKIP or n == ".cache"]
+def _skipped(layout: ProjectLayout) -> Callable[[str, list[str]], list[str]]:
+    """What ``copytree`` leaves out: the lock, the cache and the ledger's files (the ledger is
+    copied through SQLite's backup API)."""
+    ledger = layout.ledger_path.name
+    skip = {layout.lock_path.name, layout.cache_dir.name, ledger, *(f"{ledger}-{suffix}"
+                                                                    for suffix in ("wal", "shm", "journal"))}
+
+    def ignored(folder: str, names: list[str]) -> list[str]:
+        return [n for n in names if n in skip]
+
+    return ignored
 
 
 def _backup_sqlite(source: Path, target: Path) -> None:

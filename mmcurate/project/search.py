@@ -9,12 +9,15 @@ vectors, IVF above), built once and reused, so a query against a large pool cost
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmcurate.exceptions import ProjectError
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
 __all__ = ["FOCUS_POOL", "ON", "focus_scores", "search_pairs"]
 
@@ -23,7 +26,7 @@ FOCUS_POOL = 10
 """``select --query``: the focus is the ``FOCUS_POOL × n`` pairs whose images match the query best."""
 
 
-def search_pairs(proj, *, text: str | None = None, image: str | os.PathLike | None = None,
+def search_pairs(proj: Project, *, text: str | None = None, image: str | os.PathLike | None = None,
                  pair_id: str | None = None, k: int = 50, on: str = "image") -> pd.DataFrame:
     """The ``k`` pairs nearest to one query, best first.
 
@@ -74,7 +77,7 @@ def search_pairs(proj, *, text: str | None = None, image: str | os.PathLike | No
     return out
 
 
-def _query_vector(proj, given: dict[str, Any], on: str) -> tuple[np.ndarray, int | None]:
+def _query_vector(proj: Project, given: dict[str, Any], on: str) -> tuple[np.ndarray, int | None]:
     """The query as one L2-normalised float32 vector, and the row it came from (pair_id queries)."""
     if "pair_id" in given:
         ids = proj.pairs["pair_id"].astype(str)
@@ -92,7 +95,7 @@ def _query_vector(proj, given: dict[str, Any], on: str) -> tuple[np.ndarray, int
         return encoder.encode_images([im.convert("RGB")])[0], None
 
 
-def _encoder(proj):
+def _encoder(proj: Project):
     if proj.kind == "external" or proj.model_spec is None:
         raise ProjectError(f"{proj.root} was built from imported embeddings and has no model to encode "
                            f"a text or image query; search it by example with pair_id=, or create the "
@@ -102,7 +105,8 @@ def _encoder(proj):
     return load_encoder(proj.model_spec, weights_sha256=proj.weights_sha256, device="cpu")
 
 
-def focus_scores(proj, scores: np.ndarray, query: str, *, n: int, pool: int = FOCUS_POOL) -> np.ndarray:
+def focus_scores(proj: Project, scores: np.ndarray, query: str, *, n: int,
+                 pool: int = FOCUS_POOL) -> np.ndarray:
     """Scores that rank the ``pool · n`` pairs whose images match ``query`` best first (their own
     order kept), then every other pair (its order kept): a selector given them fills its ``n``
     from the focus while it has enough candidates.

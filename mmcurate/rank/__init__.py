@@ -5,8 +5,8 @@
   → calibrator → …, each array computed lazily and once) and the :class:`ContextView` a strategy
   reads through.
 - :mod:`mmcurate.rank.registry`: :class:`Strategy` entries (``needs``, options), the
-  :data:`STRATEGIES` registry, and :class:`Engine`: what a scoring engine serves, checked before it
-  works.
+  :data:`STRATEGIES` registry (:func:`register_strategy` adds your own), and :class:`Engine`: what
+  a scoring engine serves, checked before it works.
 - :mod:`mmcurate.rank.compute`: :func:`compute_ranking` / :func:`compute_from_context`.
 """
 
@@ -22,10 +22,18 @@ from mmcurate.rank.context import (
     selection_vectors,
     without_own,
 )
-from mmcurate.rank.registry import STRATEGIES, TABLE_NEEDS, Engine, Strategy, resolve
+from mmcurate.rank.registry import (
+    STRATEGIES,
+    TABLE_NEEDS,
+    Engine,
+    Strategy,
+    register_strategy,
+    resolve,
+    unregister_strategy,
+)
 
 __all__ = [
     "APPROXIMATE_FROM", "FROM_FEATURES", "STRATEGIES", "TABLE_NEEDS", "ContextView", "Engine", "RankContext",
-    "Strategy", "compute_from_context", "compute_ranking", "joint_vectors", "resolve",
-    "selection_vectors", "without_own",
+    "Strategy", "compute_from_context", "compute_ranking", "joint_vectors", "register_strategy", "resolve",
+    "selection_vectors", "unregister_strategy", "without_own",
 ]

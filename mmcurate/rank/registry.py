@@ -10,7 +10,9 @@ valid ones. An :class:`Engine` declares the arrays it computes, so it refuses a 
 serve before doing any work (:meth:`Engine.check`).
 
 Names accept hyphens or underscores; ``qbc`` is an alias of ``vote_entropy``
-(:class:`mmcurate._registry.Registry`, the one registry type).
+(:class:`mmcurate._registry.Registry`, the one registry type). Users add their own with
+:func:`register_strategy` (the same contract the built-in entries meet) and take them out with
+:func:`unregister_strategy`.
 """
 
 from __future__ import annotations
@@ -23,13 +25,17 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._registry import Registry
+from mmcurate._registry import Registry, checked_name, entry_description, parameters_of
 from mmcurate._util import check_random_state
 from mmcurate.exceptions import UnsupportedStrategyError
 from mmcurate.rank.context import FROM_FEATURES, RankContext
 from mmcurate.signals import change, committee, crossmodal, density, error_reduction, uncertainty
 
-__all__ = ["STRATEGIES", "TABLE_NEEDS", "Engine", "Strategy", "resolve"]
+__all__ = ["OBJECTIVES", "STRATEGIES", "TABLE_NEEDS", "Engine", "Strategy", "register_strategy", "resolve",
+           "unregister_strategy"]
+
+OBJECTIVES = ("find", "train", "baseline")
+"""What a strategy is for (:attr:`Strategy.objective`; ``mmcurate strategies`` groups by it)."""
 
 TABLE_NEEDS = ("cosine", "proba")
 """Arrays every ranking table reads besides its strategies' (its ``cosine`` and ``p_aligned``)."""
@@ -164,6 +170,97 @@ STRATEGIES: Registry[Strategy] = Registry("strategy", [
              needs=("design", "calibrator", "hessian")),
 ], aliases={"model": "p_misaligned", "qbc": "vote_entropy", "kl": "kl_divergence", "clipscore": "clip_score"})
 """Every query strategy by name (``mmcurate strategies`` lists them)."""
+
+
+def register_strategy(name: str, score: Callable[..., Any], *, needs: Sequence[str] = (),
+                      needs_by: Mapping[str, Mapping[Any, Sequence[str]]] | None = None,
+                      description: str | None = None, objective: str = "train",
+                      replace: bool = False) -> Strategy:
+    """Add a query strategy to :data:`STRATEGIES`, usable by name as a built-in one is: ``rank``
+    (local, or Ray when the arrays it reads are ones the Ray engine computes), ``select``, the CLI's
+    ``--strategy`` and ``mmcurate strategies``. ``add`` / ``stream`` score arrivals only with the
+    strategies whose incremental scores were tested
+    (:data:`mmcurate.stream.incremental.INCREMENTAL_STRATEGIES`) and refuse others, saying so.
+
+    Parameters
+    ----------
+    name : str
+        Letters, digits and underscores (hyphens read as underscores; case ignored), starting with
+        a letter; a name or alias already taken raises ``ValueError`` unless ``replace=True``
+        (aliases are never replaced).
+    score : callable
+        ``score(view, **options) -> (N,)`` array-like of finite floats, **higher = review first**,
+        row i = pair i of the pairs table (converted to float64; a non-finite score raises when it
+        is ranked). ``view`` is a :class:`~mmcurate.rank.ContextView`: it holds the context arrays
+        named in ``needs`` (``view.proba`` ``(N,)`` P(aligned), ``view.cosine`` ``(N,)``,
+        ``view.image_embeddings`` ``(N, D)`` …, :meth:`RankContext.array_names`) and the ranking's
+        parameters ``n``, ``k``, ``random_state`` (use :func:`mmcurate._util.check_random_state`),
+        ``indices_labeled`` and ``labels``; reading anything else raises ``AttributeError``.
+        Every parameter after ``view`` is an option: keyword, with a default (``on="binary"``).
+        A pure function: no I/O, no state kept between calls.
+    needs : sequence of str
+        The context arrays ``score`` reads.
+    needs_by : mapping, optional
+        Arrays an option's value decides: ``{"on": {"binary": ("proba",), "i2t": ("retrieval_i2t",)}}``.
+    description : str, optional
+        One line for ``mmcurate strategies`` (default: the first line of ``score``'s docstring).
+    objective : {"train", "find", "baseline"}
+        ``find``: reviews likely-wrong pairs first; ``train``: asks for the labels that teach most.
+    replace : bool
+        Replace an entry of the same name (to restore it later, keep ``STRATEGIES.get(name)`` and
+        register it again with ``STRATEGIES.register(entry, replace=True)``).
+
+    Returns
+    -------
+    Strategy
+        The entry added. Remove it with :func:`unregister_strategy`.
+
+    Examples
+    --------
+    >>> def low_cosine(view, power=1.0):
+    ...     '''(1 - cosine) ** power: the CLIP score, sharpened.'''
+    ...     return (1.0 - view.cosine) ** power
+    >>> register_strategy("low_cosine", low_cosine, needs=("cosine",), objective="find").options
+    {'power': 1.0}
+    >>> STRATEGIES.get("low-cosine").description
+    '(1 - cosine) ** power: the CLIP score, sharpened.'
+    >>> register_strategy("low_cosine", low_cosine)
+    Traceback (most recent call last):
+    ValueError: strategy 'low_cosine' is already registered; pass replace=True to replace it
+    >>> unregister_strategy("low_cosine").name
+    'low_cosine'
+    """
+    key = checked_name(name, "strategy")
+    if not callable(score):
+        raise ValueError(f"strategy {name!r}: score must be a function score(view, **options), "
+                         f"got {type(score).__name__}")
+    params = parameters_of(score, f"strategy {name!r}: score")
+    if not params or params[0].kind not in (inspect.Parameter.POSITIONAL_ONLY,
+                                            inspect.Parameter.POSITIONAL_OR_KEYWORD):
+        raise ValueError(f"strategy {name!r}: score must take the context view as its first, "
+                         f"positional parameter: score(view, **options)")
+    no_default = [p.name for p in params[1:] if p.default is inspect.Parameter.empty
+                  or p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+    if no_default:
+        raise ValueError(f"strategy {name!r}: every option of score needs a default (keyword "
+                         f"parameter after the view); {', '.join(no_default)} has none")
+    if objective not in OBJECTIVES:
+        raise ValueError(f"strategy {name!r}: objective must be one of {', '.join(OBJECTIVES)}, "
+                         f"got {objective!r}")
+    if isinstance(needs, str):
+        raise ValueError(f"strategy {name!r}: needs must be a sequence of array names, e.g. "
+                         f"needs=({needs!r},), not a string")
+    entry = Strategy(key, entry_description(description, score, f"strategy {name!r}"), score,
+                     needs=tuple(needs), objective=objective,
+                     needs_by={opt: {value: tuple(arrays) for value, arrays in by.items()}
+                               for opt, by in (needs_by or {}).items()})
+    STRATEGIES.register(entry, replace=replace)
+    return entry
+
+
+def unregister_strategy(name: str) -> Strategy:
+    """Remove the strategy registered as ``name`` from :data:`STRATEGIES` (with its aliases); returns it."""
+    return STRATEGIES.unregister(name)
 
 
 def resolve(strategies: Sequence[str], options: Mapping[str, Mapping[str, Any] | None] | None = None,

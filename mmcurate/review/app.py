@@ -32,7 +32,7 @@ import pandas as pd
 
 from mmcurate._util import has_visible_text
 from mmcurate.labels import Ledger
-from mmcurate.review.decisions import DECISIONS
+from mmcurate.review.decision_files import DECISIONS
 
 __all__ = ["MAX_CAPTION_CHARS", "MAX_REQUEST_BYTES", "create_app", "make_token", "serve"]
 
@@ -149,7 +149,7 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
     --------
     Usage (not run as a doctest: it needs data of your own)::
 
-        app = create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=1,
+        app = create_app(pairs=proj.pairs, ledger_path=proj.ledger_path, round_id=1,
                          resolve_image=lambda pid: None, token=make_token())
     """
     from flask import Flask, abort, make_response, render_template, request

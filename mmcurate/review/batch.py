@@ -1,7 +1,7 @@
 """Batch files out: one round's batch as a CSV / JSONL file for outside annotators, with thumbnails.
 
 One row per pair of a round, named so that the file, once filled in, imports as is with
-``mmcurate label PROJECT --import FILE`` (read back by :mod:`mmcurate.review.decisions`):
+``mmcurate label PROJECT --import FILE`` (read back by :mod:`mmcurate.review.decision_files`):
 ``pair_id, decision, caption, reviewer`` (``caption`` holds the current caption; a reviewer edits it
 for ``fix``), plus ``image``, ``score``, ``reason``, ``round`` (and ``thumbnail``), which the importer
 ignores. Every file is written to a temporary name and moved into place.
@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_bytes, atomic_write_frame, spreadsheet_safe
 from mmcurate.exceptions import ProjectError
 from mmcurate.export import absolute_image_paths, sample_key
+
+if TYPE_CHECKING:
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["BATCH_SUFFIXES", "THUMBNAIL_SIZE", "export_batch"]
 
@@ -25,7 +29,7 @@ THUMBNAIL_SIZE = 256
 _BASE_COLUMNS = ("pair_id", "image", "caption")
 
 
-def export_batch(proj, out: str | os.PathLike, *, round_id: int | None = None,
+def export_batch(proj: ProjectFiles, out: str | os.PathLike, *, round_id: int | None = None,
                  thumbnails: bool = False) -> Path:
     """Write one round's batch (latest by default) as a CSV or JSONL file for annotators.
 
@@ -67,7 +71,7 @@ def export_batch(proj, out: str | os.PathLike, *, round_id: int | None = None,
     if out.suffix.lower() not in BATCH_SUFFIXES:
         raise ValueError(f"batch file {out.name!r}: expected a name ending in one of "
                          f"{', '.join(BATCH_SUFFIXES)} (the format), got suffix {out.suffix!r}")
-    if not (proj.root / "labels.sqlite").is_file() or proj.ledger.latest_round() is None:
+    if not proj.has_ledger() or proj.ledger.latest_round() is None:
         raise ProjectError(f"{proj.root} has no round to export yet; run `mmcurate select "
                            f"{proj.root} --budget N` first.")
     batch = proj.ledger.batch(round_id)
@@ -89,7 +93,7 @@ def export_batch(proj, out: str | os.PathLike, *, round_id: int | None = None,
     return atomic_write_frame(spreadsheet_safe(table) if fmt == "csv" else table, out, fmt=fmt)
 
 
-def _write_thumbnails(proj, rows: pd.DataFrame, out: Path) -> list[str]:
+def _write_thumbnails(proj: ProjectFiles, rows: pd.DataFrame, out: Path) -> list[str]:
     """Write one JPEG per readable image into ``<out stem>_thumbs/``; relative paths or ''."""
     if proj.image_root is None:
         return [""] * len(rows)

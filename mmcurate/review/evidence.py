@@ -18,9 +18,13 @@ head), so they read the same in every round. A project whose vectors are missing
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
 
 __all__ = ["EVIDENCE_COLUMNS", "pair_evidence"]
 
@@ -32,7 +36,7 @@ MAX_DEPTH = 256
 """At most this many extra neighbours are searched to get past a pair's own group members."""
 
 
-def pair_evidence(proj, pair_ids: Sequence[str], *, k: int = _K) -> pd.DataFrame:
+def pair_evidence(proj: Project, pair_ids: Sequence[str], *, k: int = _K) -> pd.DataFrame:
     """The evidence for each of ``pair_ids`` (pairs of the project; unknown ids are left out).
 
     Returns
@@ -108,13 +112,13 @@ def _take_sim(sims: np.ndarray, col: np.ndarray) -> np.ndarray:
     return np.array([float(sims[q, c]) if c >= 0 else np.nan for q, c in enumerate(col)])
 
 
-def _groups(proj) -> pd.DataFrame | None:
+def _groups(proj: Project) -> pd.DataFrame | None:
     from mmcurate.groups.project import load_duplicates
 
     return load_duplicates(proj, write=False)
 
 
-def _group_rows(proj, row_of: pd.Series, pair_ids: list[str]) -> list[set[int]]:
+def _group_rows(proj: Project, row_of: pd.Series, pair_ids: list[str]) -> list[set[int]]:
     """For each queried pair, the rows sharing a group with it (its copies are no evidence); work
     linear in the group table plus the members of the queried pairs' groups."""
     groups = _groups(proj)
@@ -126,7 +130,7 @@ def _group_rows(proj, row_of: pd.Series, pair_ids: list[str]) -> list[set[int]]:
     return [{int(row_of[m]) for gid in mine.get(p, []) for m in members[gid]} for p in pair_ids]
 
 
-def _group_sizes(proj, pair_ids: list[str]) -> tuple[list[int], list[str]]:
+def _group_sizes(proj: Project, pair_ids: list[str]) -> tuple[list[int], list[str]]:
     """Size and kind of the largest group each pair is in (0, '' for none)."""
     groups = _groups(proj)
     if groups is None or groups.empty:

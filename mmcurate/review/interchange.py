@@ -34,7 +34,7 @@ import re
 import shutil
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -46,8 +46,11 @@ from mmcurate._fileio import (
     spreadsheet_safe,
     unescape_cell,
 )
-from mmcurate.review.decisions import DECISIONS, LabelsFileError, describe_problems
+from mmcurate.review.decision_files import DECISIONS, LabelsFileError, describe_problems
 from mmcurate.review.project_app import image_resolver
+
+if TYPE_CHECKING:
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = [
     "LOCAL_FILES_URL",
@@ -103,7 +106,7 @@ class ToolDecisions:
         return LabelsFileError(describe_problems(label, err.problems, row_names=self.where), err.problems)
 
 
-def _round_rows(proj, round_id: int | None) -> pd.DataFrame:
+def _round_rows(proj: ProjectFiles, round_id: int | None) -> pd.DataFrame:
     batch = proj.ledger.batch(round_id)
     if batch.empty:
         raise ValueError(f"{proj.root}: no batch to export; run `mmcurate select` first")
@@ -147,7 +150,7 @@ def _storage_folder(files: list[Path], image_root: Path | None) -> Path:
     return Path(os.path.commonpath([str(f.parent) for f in files]))
 
 
-def export_label_studio(proj, out_dir: str | os.PathLike, *, round_id: int | None = None,
+def export_label_studio(proj: ProjectFiles, out_dir: str | os.PathLike, *, round_id: int | None = None,
                         document_root: str | os.PathLike | None = None) -> Path:
     """Write ``tasks.json``, ``label_config.xml`` and ``label_studio.json`` for a round; returns
     ``tasks.json``.
@@ -286,7 +289,7 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copyfile(src, dst)
 
 
-def export_fiftyone(proj, out_dir: str | os.PathLike, *, round_id: int | None = None) -> Path:
+def export_fiftyone(proj: ProjectFiles, out_dir: str | os.PathLike, *, round_id: int | None = None) -> Path:
     """Write a FiftyOne CSVDataset folder for a round (``data/``, ``labels.csv``,
     ``load_fiftyone.py``); returns ``labels.csv``.
 

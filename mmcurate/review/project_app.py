@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mmcurate._fileio import atomic_write_bytes
 from mmcurate.data.images import ImageRefError, read_tar_member, resolve_image_ref
 from mmcurate.exceptions import ProjectError
 
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
+
 __all__ = ["create_project_app", "image_resolver", "serve_project"]
 
 
-def image_resolver(proj):
+def image_resolver(proj: ProjectFiles):
     """``pair_id -> Path | None``: the pair's image file inside the project's image root.
 
     WebDataset members are extracted once into ``PROJECT/.cache/review_images``. Projects built
@@ -23,7 +28,7 @@ def image_resolver(proj):
         return lambda pair_id: None
     root = proj.image_root.resolve()
     refs = dict(zip(proj.pairs["pair_id"], proj.pairs["image"]))
-    cache = proj.root / ".cache" / "review_images"
+    cache = proj.review_cache_dir
 
     def resolve(pair_id: str) -> Path | None:
         ref = refs.get(pair_id)
@@ -53,7 +58,7 @@ def _extract_member(shard_path: Path, member: str, target: Path) -> Path | None:
     return target
 
 
-def create_project_app(proj, *, round_id: int, token: str, reviewer: str | None = None):
+def create_project_app(proj: Project, *, round_id: int, token: str, reviewer: str | None = None):
     """The review app of one round of ``proj``, with the evidence of its pairs computed once
     (:func:`mmcurate.review.evidence.pair_evidence`, searched in the project's saved indexes).
 
@@ -67,13 +72,13 @@ def create_project_app(proj, *, round_id: int, token: str, reviewer: str | None 
     from mmcurate.review.evidence import pair_evidence
 
     evidence = pair_evidence(proj, proj.ledger.batch(round_id)["pair_id"].tolist())
-    return create_app(pairs=proj.pairs, ledger_path=proj.root / "labels.sqlite", round_id=round_id,
+    return create_app(pairs=proj.pairs, ledger_path=proj.ledger_path, round_id=round_id,
                       resolve_image=image_resolver(proj), token=token, reviewer=reviewer,
                       title=f"mmcurate review: {proj.root.name}, round {round_id}", evidence=evidence,
                       show_images=proj.image_root is not None)
 
 
-def serve_project(proj, *, round_id: int | None = None, host: str = "127.0.0.1", port: int = 0,
+def serve_project(proj: Project, *, round_id: int | None = None, host: str = "127.0.0.1", port: int = 0,
                   reviewer: str | None = None, open_browser: bool = True) -> None:
     """Serve the review page for a round (latest by default) until interrupted."""
     from mmcurate.review.app import make_token, serve

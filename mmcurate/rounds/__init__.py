@@ -8,19 +8,19 @@ stands* misaligned (y = 0). A fix's corrected caption is additionally a new posi
 when the project has a model to embed it (image projects); imported-embedding projects cannot
 embed new text, so there a fix counts only as a negative.
 
-Modules: :mod:`~mmcurate.rounds.decisions` (decisions in, and as labelled rows),
+Modules: :mod:`~mmcurate.rounds.labelling` (decisions in, and as labelled rows),
 :mod:`~mmcurate.rounds.model` (the model in use: :class:`Model`, the head applied to the vectors),
-:mod:`~mmcurate.rounds.ranking` (:func:`rank_project`), :mod:`~mmcurate.rounds.selection`
+:mod:`~mmcurate.rounds.project_ranking` (:func:`rank_project`), :mod:`~mmcurate.rounds.selection`
 (:func:`select_batch`: exploit + explore, balance), :mod:`~mmcurate.rounds.training`
 (:func:`train_project_head`: fit, validate, keep only a model that does not lose),
 :mod:`~mmcurate.rounds.status` (:func:`rounds_status`).
 """
 
-from mmcurate.rounds.decisions import import_labels, labelled_arrays
+from mmcurate.rounds.labelling import import_labels, labelled_arrays
 from mmcurate.rounds.model import Model as Model
 from mmcurate.rounds.model import apply_head, current_embeddings, load_latest_head, load_model
-from mmcurate.rounds.ranking import DEFAULT_STRATEGY as DEFAULT_STRATEGY
-from mmcurate.rounds.ranking import rank_project
+from mmcurate.rounds.project_ranking import DEFAULT_STRATEGY as DEFAULT_STRATEGY
+from mmcurate.rounds.project_ranking import rank_project
 from mmcurate.rounds.selection import select_batch
 from mmcurate.rounds.status import rounds_status
 from mmcurate.rounds.training import train_project_head

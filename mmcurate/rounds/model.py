@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mmcurate._fileio import read_json_object
 from mmcurate.exceptions import ProjectError
 
-
-def _head_path(proj, head_round: int) -> Path:
-    return proj.root / "heads" / f"head-{head_round:04d}.safetensors"
+if TYPE_CHECKING:
+    from mmcurate.head import ProjectionHead
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
+    from mmcurate.signals.alignment import Calibrator
 
 
 @dataclass
@@ -26,8 +27,8 @@ class Model:
     """
 
     round: int | None = None
-    head: Any = None
-    calibrator: Any = None
+    head: ProjectionHead | None = None
+    calibrator: Calibrator | None = None
     k: int | None = None
     trained_on: frozenset[str] = field(default_factory=frozenset)
     info: dict[str, Any] = field(default_factory=dict)
@@ -35,13 +36,9 @@ class Model:
     """Each decided pair's P(aligned) from fits that did not see its decision."""
 
 
-def _model_sidecar(proj, model_round: int) -> Path:
-    return proj.root / "heads" / f"model-{model_round:04d}.json"
-
-
-def load_model(proj) -> Model:
+def load_model(proj: ProjectFiles) -> Model:
     """The latest *accepted* model of the project (:class:`Model`; empty before any)."""
-    if not (proj.root / "labels.sqlite").is_file():
+    if not proj.has_ledger():
         return Model()
     heads = proj.ledger.heads()
     for record in reversed(heads.to_dict("records")):
@@ -52,10 +49,9 @@ def load_model(proj) -> Model:
         if record["checkpoint"] and (info is None or info.get("use_head")):
             from mmcurate.head import ProjectionHead
 
-            checkpoint = Path(record["checkpoint"])
-            head = ProjectionHead.load(checkpoint if checkpoint.is_absolute() else proj.root / checkpoint)
+            head = ProjectionHead.load(proj.checkpoint_path(record["checkpoint"]))
         calibrator, k, trained_on, held_out = None, None, frozenset[str](), {}
-        sidecar = _model_sidecar(proj, int(record["head_round"]))
+        sidecar = proj.model_record_path(int(record["head_round"]))
         if info is not None and sidecar.is_file():
             from mmcurate.learn import calibrator_from_dict
 
@@ -71,14 +67,14 @@ def load_model(proj) -> Model:
     return Model()
 
 
-def load_latest_head(proj):
+def load_latest_head(proj: ProjectFiles) -> tuple[ProjectionHead | None, int | None]:
     """The projection head of the model in use and its round: ``(None, round)`` when that model
     uses no head, ``(None, None)`` before any accepted model."""
     model = load_model(proj)
     return model.head, model.round
 
 
-def current_embeddings(proj) -> tuple[np.ndarray, np.ndarray, int | None]:
+def current_embeddings(proj: Project) -> tuple[np.ndarray, np.ndarray, int | None]:
     """Image and caption vectors after the latest trained head (raw CLIP vectors before any).
 
     Above ``rank.APPROXIMATE_FROM`` pairs the adapted vectors are lazy views
@@ -88,7 +84,7 @@ def current_embeddings(proj) -> tuple[np.ndarray, np.ndarray, int | None]:
     return (*apply_head(head, proj.image_embeddings(), proj.text_embeddings()), head_round)
 
 
-def apply_head(head, image, text):
+def apply_head(head: ProjectionHead | None, image: np.ndarray, text: np.ndarray) -> tuple[Any, Any]:
     """``(image, text)`` adapted by ``head`` (unchanged when None); lazy views above
     ``rank.APPROXIMATE_FROM`` pairs, so large pools never get a float32 copy."""
     from mmcurate.rank import APPROXIMATE_FROM

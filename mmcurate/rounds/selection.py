@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -10,12 +11,16 @@ import pandas as pd
 from mmcurate._util import RandomState, check_random_state
 from mmcurate.learn import AUDIT_SHARE, EXPLORE, SECOND_OPINION_SHARE
 from mmcurate.results import Batch, Ranking
-from mmcurate.rounds.decisions import labelled_arrays, repeated_opinions
+from mmcurate.rounds.labelling import labelled_arrays, repeated_opinions
 from mmcurate.rounds.model import current_embeddings, load_model
-from mmcurate.rounds.ranking import DEFAULT_STRATEGY, rank_project
+from mmcurate.rounds.project_ranking import DEFAULT_STRATEGY, rank_project
+
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 
-def select_batch(proj, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversity: str = "none",
+def select_batch(proj: Project, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversity: str = "none",
                  k: int = 10, random_state: int = 0, exclude: Collection[str] | None = None,
                  ranked: Ranking | None = None, explore: float = EXPLORE,
                  balance: str | None = None, balance_mode: str = "uniform",
@@ -132,7 +137,7 @@ def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: RandomStat
     return rest[chosen].astype(np.int64), pi[chosen]
 
 
-def _second_opinions_pay(proj) -> bool:
+def _second_opinions_pay(proj: ProjectFiles) -> bool:
     """Whether second opinions still change decisions: the flip rate of those given so far (a
     Beta(1, 1) posterior mean) is at least :data:`mmcurate.learn.MIN_FLIP_RATE`. A reviewer who
     never errs stops costing labels after about ten confirmed decisions; audits go on, and a flip
@@ -145,7 +150,7 @@ def _second_opinions_pay(proj) -> bool:
     return (flips + 1) / (n + 2) >= MIN_FLIP_RATE
 
 
-def _second_opinions(proj, ranked: pd.DataFrame, budget: int, share: float, audit: float,
+def _second_opinions(proj: ProjectFiles, ranked: pd.DataFrame, budget: int, share: float, audit: float,
                      random_state: RandomState) -> list[tuple[str, float, str]]:
     """Decided pairs to show again: contradicted by the model (strongest first), then audits."""
     from mmcurate.learn import CONTRADICTION
@@ -180,7 +185,7 @@ def _second_opinions(proj, ranked: pd.DataFrame, budget: int, share: float, audi
     return out
 
 
-def _batch_selector(proj, diversity: str, balance: str | None, balance_mode: str):
+def _batch_selector(proj: ProjectFiles, diversity: str, balance: str | None, balance_mode: str):
     """The selector for :func:`select_batch`: ``diversity``, or it per category when balancing."""
     from functools import partial
 
@@ -209,7 +214,7 @@ def _canonical(strategy: str) -> str:
     return STRATEGIES.get(strategy).name
 
 
-def _check_ranking(proj, ranked: Ranking, strategy: str) -> None:
+def _check_ranking(proj: ProjectFiles, ranked: Ranking, strategy: str) -> None:
     """A ranking passed to :func:`select_batch` must be of ``strategy`` on the current state."""
     from mmcurate.rank import STRATEGIES
 
@@ -224,7 +229,8 @@ def _check_ranking(proj, ranked: Ranking, strategy: str) -> None:
 
 
 # -- groups (mmcurate.groups): one representative per duplicate / boilerplate group -------------
-def _group_exclude(proj, ranked: pd.DataFrame, taken: set[str], exclude: Collection[str] | None) -> set[str]:
+def _group_exclude(proj: Project, ranked: pd.DataFrame, taken: set[str],
+                   exclude: Collection[str] | None) -> set[str]:
     """``exclude`` plus the group members that must not enter this batch
     (:func:`mmcurate.groups.hooks.selection_exclude`)."""
     from mmcurate.groups.hooks import selection_exclude
@@ -232,14 +238,14 @@ def _group_exclude(proj, ranked: pd.DataFrame, taken: set[str], exclude: Collect
     return selection_exclude(proj, ranked, taken, exclude)
 
 
-def _group_reasons(proj, pair_ids: list[str], reasons: list[str]) -> list[str]:
+def _group_reasons(proj: Project, pair_ids: list[str], reasons: list[str]) -> list[str]:
     """Reasons with the group size of a representative (:func:`mmcurate.groups.hooks.annotate_reasons`)."""
     from mmcurate.groups.hooks import annotate_reasons
 
     return annotate_reasons(proj, pair_ids, reasons)
 
 
-def _query_focus(proj, scores: np.ndarray, query: str | None, n: int) -> np.ndarray:
+def _query_focus(proj: Project, scores: np.ndarray, query: str | None, n: int) -> np.ndarray:
     """``scores`` with the pairs matching ``query`` first (:func:`mmcurate.project.search.focus_scores`)."""
     if not query:
         return scores

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mmcurate._fileio import read_json_object
 from mmcurate.rounds.model import load_model
 
+if TYPE_CHECKING:
+    from mmcurate.project.files import ProjectFiles
 
-def undecided_in_latest_round(proj) -> tuple[int, int, int] | None:
+
+def undecided_in_latest_round(proj: ProjectFiles) -> tuple[int, int, int] | None:
     """``(round, n_undecided, n_items)`` of the latest round while some of its pairs are still
     undecided, else None (no round yet, or every pair decided). ``mmcurate select`` says so before
     it opens another round.
@@ -20,7 +23,7 @@ def undecided_in_latest_round(proj) -> tuple[int, int, int] | None:
         undecided_in_latest_round(proj)
         # (3, 12, 40)
     """
-    if not (proj.root / "labels.sqlite").is_file():
+    if not proj.has_ledger():
         return None
     rounds = proj.ledger.rounds()
     if rounds.empty:
@@ -30,13 +33,13 @@ def undecided_in_latest_round(proj) -> tuple[int, int, int] | None:
     return (int(last["round"]), n_open, int(last["n_items"])) if n_open > 0 else None
 
 
-def rounds_status(proj) -> dict[str, Any]:
+def rounds_status(proj: ProjectFiles) -> dict[str, Any]:
     """Rounds, decisions, conflicts, head metrics and the estimated noise rate."""
     ledger = proj.ledger
     decisions = ledger.resolved()  # one decision per pair (repeated opinions resolved)
     counts = decisions["decision"].value_counts().to_dict() if len(decisions) else {}
     latest = ledger.latest_head()
-    state_path = proj.root / "state.json"
+    state_path = proj.state_path
     state = read_json_object(state_path, what="the last ranking's state") if state_path.is_file() else {}
     reviewed = len(decisions)
     in_use = load_model(proj)

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_json, to_jsonable
-from mmcurate.exceptions import NotEmbeddedError
+from mmcurate.exceptions import NoDecisionsError
 from mmcurate.learn import reviewer_error_rate
 from mmcurate.results import TrainResult
-from mmcurate.rounds.decisions import audited_opinions, labelled_arrays
-from mmcurate.rounds.model import Model, _head_path, _model_sidecar, apply_head, load_model
+from mmcurate.rounds.labelling import audited_opinions, labelled_arrays
+from mmcurate.rounds.model import Model, apply_head, load_model
+
+if TYPE_CHECKING:
+    from mmcurate.head import HeadConfig
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 
-def _fixed_texts(proj, fixes: pd.DataFrame):
+def _fixed_texts(proj: ProjectFiles, fixes: pd.DataFrame):
     if fixes is None or fixes.empty or proj.kind == "external":
         return None
     from mmcurate.embed.encoder import load_encoder
@@ -26,8 +31,8 @@ def _fixed_texts(proj, fixes: pd.DataFrame):
     return fixes["row"].to_numpy(np.int64), vectors
 
 
-def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0,
-                       with_head: bool | None = None) -> TrainResult:
+def train_project_head(proj: Project, *, config: HeadConfig | None = None, k: int = 10,
+                       tolerance: float = 0.0, with_head: bool | None = None) -> TrainResult:
     """Fit a new model on every decision so far, validate it, and use it only if it does not lose.
 
     The model is the calibrator of P(aligned) on the alignment features (after the projection
@@ -54,7 +59,7 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
 
     rows, y, fixes = _one_row_per_group(proj, *labelled_arrays(proj))
     if len(rows) == 0:
-        raise NotEmbeddedError("no decisions yet: review a batch (mmcurate review / label) first")
+        raise NoDecisionsError("no decisions yet: review a batch (mmcurate review / label) first")
     config = config or HeadConfig()
     with proj.lock():
         previous = load_model(proj)
@@ -69,12 +74,12 @@ def train_project_head(proj, *, config=None, k: int = 10, tolerance: float = 0.0
         model_round = len(proj.ledger.heads()) + 1
         checkpoint = ""
         if head is not None:
-            path = _head_path(proj, model_round)
+            path = proj.head_path(model_round)
             path.parent.mkdir(parents=True, exist_ok=True)
             head.save(path)
-            checkpoint = path.relative_to(proj.root).as_posix()
+            checkpoint = proj.checkpoint_name(path)
         ids = proj.pairs["pair_id"].to_numpy()[rows]
-        atomic_write_json(_model_sidecar(proj, model_round), {
+        atomic_write_json(proj.model_record_path(model_round), {
             "calibrator": fit["calibrator"], "k": k, "use_head": fit["use_head"],
             "validation": fit["validation"], "recalibration": fit["recalibration"],
             "reviewer": reviewer, "held_out_p_aligned": fit["held_out_p_aligned"],
@@ -107,7 +112,7 @@ def use_head_option(with_head: bool | None) -> bool:
     return HEAD_BY_DEFAULT if with_head is None else bool(with_head)
 
 
-def _train_head_if_useful(proj, rows, y, fixes, config) -> tuple[Any, dict[str, Any]]:
+def _train_head_if_useful(proj: Project, rows, y, fixes, config) -> tuple[Any, dict[str, Any]]:
     """Train the projection head when it can be validated (``n_folds >= 2``); ``(head or None,
     metrics)``. The head is kept only when its cross-validated AUROC beats plain CLIP's."""
     if config.n_folds < 2 or (y == 1).sum() < 2 or (y == 0).sum() < 2:
@@ -123,7 +128,7 @@ def _train_head_if_useful(proj, rows, y, fixes, config) -> tuple[Any, dict[str, 
     return (head if helps else None), metrics
 
 
-def _label_weights(proj, rows: np.ndarray) -> tuple[np.ndarray, int]:
+def _label_weights(proj: ProjectFiles, rows: np.ndarray) -> tuple[np.ndarray, int]:
     """``1/π`` of each labelled row (1 for pairs queued without a recorded design), and how many
     of the rows were drawn at random (the explore stratum)."""
     design = proj.ledger.design().drop_duplicates("pair_id", keep="last").set_index("pair_id")
@@ -132,7 +137,7 @@ def _label_weights(proj, rows: np.ndarray) -> tuple[np.ndarray, int]:
     return 1.0 / ids.map(design["inclusion"]).fillna(1.0).to_numpy(np.float64), n_random
 
 
-def _features(proj, head, k: int, random_state: int):
+def _features(proj: Project, head, k: int, random_state: int):
     from mmcurate.rank import RankContext
 
     image, text = apply_head(head, proj.image_embeddings(), proj.text_embeddings())
@@ -140,7 +145,7 @@ def _features(proj, head, k: int, random_state: int):
     return ctx.features
 
 
-def _incumbent_held_out(proj, rows, previous: Model, raw, k: int, random_state: int) -> np.ndarray:
+def _incumbent_held_out(proj: Project, rows, previous: Model, raw, k: int, random_state: int) -> np.ndarray:
     """The model in use's logits on every label, none from a fit that saw it: labels it was
     trained on get the held-out logit recorded when it was trained (cross-fitted, its head's own
     folds included), the labels added since get its prediction (it never saw them). Re-fitting its
@@ -148,6 +153,7 @@ def _incumbent_held_out(proj, rows, previous: Model, raw, k: int, random_state: 
     model in use looked 0.03-0.07 AUROC better than it was and refused better models for rounds.
     """
     features = raw if previous.head is None else _features(proj, previous.head, k, random_state)
+    assert previous.calibrator is not None  # called only for a model in use with a calibrator
     logits = previous.calibrator.decision_function(features.matrix()[rows])
     if previous.held_out:
         ids = pd.Series(proj.pairs["pair_id"].to_numpy()[rows].astype(str))
@@ -158,7 +164,7 @@ def _incumbent_held_out(proj, rows, previous: Model, raw, k: int, random_state: 
     return logits
 
 
-def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_state: int,
+def _fit_and_validate(proj: Project, rows, y, head, previous: Model, *, k: int, random_state: int,
                       tolerance: float, error_rate: float = 0.0) -> dict[str, Any]:
     """Fit the calibrator without and (when a head was trained) with the head, judge each against
     the model in use on every label (each scored by fits that did not see it), keep the head only
@@ -227,7 +233,7 @@ def _fit_and_validate(proj, rows, y, head, previous: Model, *, k: int, random_st
     return out
 
 
-def _one_row_per_group(proj, rows, y, fixes):
+def _one_row_per_group(proj: ProjectFiles, rows, y, fixes):
     """A group decision counts once: rows recorded via a representative are dropped
     (:func:`mmcurate.groups.hooks.count_groups_once`)."""
     from mmcurate.groups.hooks import count_groups_once

@@ -16,8 +16,12 @@ standing of the own caption among the image's nearest alternatives does not.
 P(aligned) is a logistic model on the standardised features (:class:`Calibrator`). Before any
 label it is a fixed prior, P = σ(γ·((z_i2t + z_t2i)/2 + c)) with γ = 2, c = 1 (a pair tied with
 its neighbours' mean gets 0.88; one standard deviation below, 0.5). With labels the weights are
-fitted by Newton's method on the log loss (not reweighted by class) with an L2 penalty that pulls them
-toward the prior weights (a MAP estimate), so a few labels adjust the prior instead of replacing it.
+fitted by Newton's method on the log loss, every label weighing the same: the fit is *not*
+class-balanced (``fit_calibrator(balanced=False)``, the default every caller keeps: the queue picks
+pairs by their features, which leaves P(y | features) unchanged, and reweighting the classes would
+shift the probabilities). A reviewer's error rate, when given (``label_noise``), enters the
+likelihood (forward noise correction); an L2 penalty pulls the weights toward the prior weights (a
+MAP estimate), so a few labels adjust the prior instead of replacing it.
 """
 
 from __future__ import annotations
@@ -133,10 +137,10 @@ class Calibrator:
         xs = (x - self.mean) / self.scale
         return np.column_stack([xs, np.ones(len(xs))])
 
-    def decision_function(self, features) -> np.ndarray:
+    def decision_function(self, features: AlignmentFeatures | np.ndarray) -> np.ndarray:
         return self.design(features) @ self.weights
 
-    def predict_proba(self, features) -> npt.NDArray[np.float64]:
+    def predict_proba(self, features: AlignmentFeatures | np.ndarray) -> npt.NDArray[np.float64]:
         """P(aligned) for every pair, ``(N,)``."""
         return _sigmoid(self.decision_function(features))
 
@@ -167,8 +171,9 @@ def fit_calibrator(
 ) -> Calibrator:
     """MAP logistic regression on the labelled pairs, shrunk toward the prior weights.
 
-    ``y`` is 1 for aligned (accepted) and 0 for misaligned pairs. Unweighted by class unless
-    ``balanced`` (the queue selects on the features, which leaves P(y | features) unchanged).
+    ``y`` is 1 for aligned (accepted) and 0 for misaligned pairs. Each label weighs
+    ``sample_weight`` (default 1); the classes are not reweighted (the default, what mmcurate's
+    callers use) unless ``balanced``, which scales each class to half the total weight.
     ``label_noise`` ``e``: the chance a recorded decision is wrong; the likelihood of a label is
     then ``e + (1 − 2e)·σ(m)`` (forward noise correction, Natarajan et al. 2013), so one wrong
     decision on a pair the features are sure about costs at most ``−log e`` instead of pulling the
@@ -230,8 +235,10 @@ def noisy_log_loss(logits: npt.ArrayLike, y: npt.ArrayLike,
     return -(y * np.log(q) + (1 - y) * np.log1p(-q))
 
 
-def hessian(calibrator: Calibrator, features: AlignmentFeatures, indices_labeled, *, l2: float = 1.0):
-    """Hessian of the penalised log loss at the calibrator's weights (for incremental updates)."""
+def hessian(calibrator: Calibrator, features: AlignmentFeatures, indices_labeled: npt.ArrayLike, *,
+            l2: float = 1.0) -> np.ndarray:
+    """Hessian of the penalised log loss at the calibrator's weights (for incremental updates): the
+    plain log loss, unweighted, without the label-noise correction a fit may have used."""
     idx = np.asarray(indices_labeled, dtype=np.int64)
     X = calibrator.design(features.matrix()[idx]) if len(idx) else np.zeros((0, len(calibrator.weights)))
     p = _sigmoid(X @ calibrator.weights)

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -34,11 +34,12 @@ import pandas as pd
 from mmcurate.results import Ranking
 from mmcurate.simulate.metrics import detection_score_name, p_misaligned, round_metrics
 
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
+
 __all__ = ["RunSpec", "make_run_project", "oracle_decisions", "run_oracle_loop", "train_run_head"]
 
-_SHARED = ("pairs.parquet", "embeddings/manifest.json", "embeddings/image.npy", "embeddings/text.npy",
-           "embeddings/ids.npy")
-_COPIED = ("project.json", "rejects.csv")
 NO_HEAD = ("clip_score",)
 
 
@@ -78,12 +79,31 @@ def make_run_project(base: Path, root: Path):
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
-    for name in _SHARED:
-        _link(base / name, root / name)
-    for name in _COPIED:
-        if (base / name).is_file():
-            shutil.copy2(base / name, root / name)
+    for src, dst in zip(_shared_files(base), _shared_files(root)):
+        _link(src, dst)
+    for src, dst in zip(_copied_files(base), _copied_files(root)):
+        if src.is_file():
+            shutil.copy2(src, dst)
     return open_project(root)
+
+
+def _shared_files(folder: Path) -> tuple[Path, ...]:
+    """A project's pairs table and vectors (what every run shares, read-only)."""
+    from mmcurate.embed.store import EmbeddingStore
+    from mmcurate.project.layout import ProjectLayout
+
+    layout = ProjectLayout(folder)
+    store = EmbeddingStore(layout.embeddings_dir)
+    return (layout.pairs_path, store.manifest_path,
+            *(store.array_path(kind) for kind in ("image", "text", "ids")))
+
+
+def _copied_files(folder: Path) -> tuple[Path, ...]:
+    """A project's settings and rejects (each run gets its own copy)."""
+    from mmcurate.project.layout import ProjectLayout
+
+    layout = ProjectLayout(folder)
+    return layout.config_path, layout.rejects_path
 
 
 def oracle_decisions(batch: pd.DataFrame, is_noisy: pd.Series) -> pd.DataFrame:
@@ -93,7 +113,7 @@ def oracle_decisions(batch: pd.DataFrame, is_noisy: pd.Series) -> pd.DataFrame:
                          "reviewer": "oracle"})
 
 
-def train_run_head(proj, spec: RunSpec, round_: int) -> None:
+def train_run_head(proj: Project, spec: RunSpec, round_: int) -> None:
     """Train the run's model on the labels after round ``round_`` (a user's ``mmcurate train``), with
     the run's head options, ``head_folds`` and the round's random state."""
     from mmcurate.head import HeadConfig
@@ -164,7 +184,7 @@ CURATED_COLUMNS = ("export_threshold", "export_noise", "export_clean_kept", "exp
                    "export_check_noise", "export_check_n")
 
 
-def _curated_figures(proj, ranked: Ranking, noisy: np.ndarray) -> dict[str, float]:
+def _curated_figures(proj: Project, ranked: Ranking, noisy: np.ndarray) -> dict[str, float]:
     """What ``mmcurate export``'s default rule keeps after the last round, against the truth.
 
     ``export_noise``: swapped share of the curated set (reviewed-accepted + kept by the model);
@@ -183,7 +203,7 @@ def _curated_figures(proj, ranked: Ranking, noisy: np.ndarray) -> dict[str, floa
             "export_check_noise": check.get("noise", np.nan), "export_check_n": check.get("n", 0)}
 
 
-def _labelled_mask(proj) -> np.ndarray:
+def _labelled_mask(proj: ProjectFiles) -> np.ndarray:
     from mmcurate.rounds import labelled_arrays
 
     mask = np.zeros(len(proj.pairs), bool)
@@ -191,7 +211,7 @@ def _labelled_mask(proj) -> np.ndarray:
     return mask
 
 
-def _rows(proj, batch: pd.DataFrame | None) -> np.ndarray | None:
+def _rows(proj: ProjectFiles, batch: pd.DataFrame | None) -> np.ndarray | None:
     if batch is None:
         return None
     row_of = pd.Series(np.arange(len(proj.pairs)), index=proj.pairs["pair_id"].to_numpy())

@@ -20,7 +20,10 @@ PLOTS = {"recall.png": "recall", "auroc.png": "auroc", "auroc_p_misaligned.png":
 
 def describe_model(base: Path, source: str = "") -> str:
     """Which model produced the base project's vectors, flagging the tiny stand-in as a toy."""
-    manifest_path = base / "embeddings" / "manifest.json"
+    from mmcurate.embed.store import EmbeddingStore
+    from mmcurate.project.layout import ProjectLayout
+
+    manifest_path = EmbeddingStore(ProjectLayout(base).embeddings_dir).manifest_path
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     if manifest.get("kind") == "external":
         folder = source.removeprefix("embeddings:") or manifest.get("source")
@@ -188,9 +191,10 @@ def _scores_frame(out: Path, metrics: pd.DataFrame, rounds: int) -> pd.DataFrame
 def write_report(out: Path, metrics: pd.DataFrame, *, data_info: dict[str, Any], config,
                  base: Path) -> None:
     """Write ``summary.md`` and the PNG plots into ``out``."""
+    from mmcurate.project.layout import ProjectLayout
     from mmcurate.simulate import plots
 
-    n_pairs = len(pd.read_parquet(base / "pairs.parquet", columns=["pair_id"]))
+    n_pairs = len(pd.read_parquet(ProjectLayout(base).pairs_path, columns=["pair_id"]))
     params = {**config.loop_params(), "n_pairs": n_pairs}
     text = markdown_summary(metrics, data_info=data_info, model=describe_model(base, data_info["source"]),
                             params=params,

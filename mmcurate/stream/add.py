@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +16,11 @@ from mmcurate._fileio import atomic_write_frame, atomic_write_json, read_json_ob
 from mmcurate.exceptions import NotEmbeddedError, ProjectError
 from mmcurate.results import AddResult
 from mmcurate.stream.threshold import AdaptiveThreshold
+
+if TYPE_CHECKING:
+    from mmcurate.embed.encoder import Encoder
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["LOG_COLUMNS", "add_pairs", "check_options", "content_hash", "has_pending", "recover_stream",
            "stream_log",
@@ -26,18 +31,18 @@ LOG_COLUMNS = ["batch_id", "source", "pair_id", "score", "threshold", "queued", 
 _STATE_VERSION = 1
 
 
-def _dir(proj, name: str) -> Path:
+def _dir(proj: ProjectFiles, name: str) -> Path:
     """A fixed-name folder of ``PROJECT/stream/``: fixed on purpose, ``pending/`` is the journal a
     later add or :func:`recover_stream` must find by name to finish an interrupted commit; the one
     writer is the project lock holder, so two writers never share these names."""
-    return proj.root / "stream" / name
+    return proj.stream_dir / name
 
 
 # -- state and log --------------------------------------------------------------------------------
-def stream_state(proj) -> dict[str, Any]:
+def stream_state(proj: ProjectFiles) -> dict[str, Any]:
     """The stream's saved state: ``n_batches``, ``n_seen``, ``n_queued``, ``adaptive`` (threshold
     state or None), ``files`` (sha256 -> source, batch_id, at) and ``realised_rate``."""
-    path = _dir(proj, "state.json")
+    path = proj.stream_state_path
     state = read_json_object(path, what="the stream's state") if path.is_file() else {
         "version": _STATE_VERSION, "n_batches": 0, "n_seen": 0, "n_queued": 0, "adaptive": None,
         "files": {}}
@@ -45,7 +50,7 @@ def stream_state(proj) -> dict[str, Any]:
     return state
 
 
-def stream_log(proj) -> pd.DataFrame:
+def stream_log(proj: ProjectFiles) -> pd.DataFrame:
     """Every stream decision so far, in arrival order; columns :data:`LOG_COLUMNS`."""
     parts = sorted(_dir(proj, "log").glob("batch-*.parquet"))
     frames = [pd.read_parquet(p) for p in parts]
@@ -77,11 +82,11 @@ def content_hash(path: str | os.PathLike) -> str:
 
 
 # -- add ------------------------------------------------------------------------------------------
-def add_pairs(proj, source: str | os.PathLike, *, strategy: str = "disagreement",
+def add_pairs(proj: Project, source: str | os.PathLike, *, strategy: str = "disagreement",
               threshold: str | float = "auto", rate: float = 0.05,
               image_root: str | os.PathLike | None = None, columns: dict[str, str] | None = None,
               fmt: str | None = None, check_images: bool = True, k: int = 10, random_state: int = 0,
-              options: dict[str, Any] | None = None, encoder=None, batch_size: int = 32,
+              options: dict[str, Any] | None = None, encoder: Encoder | None = None, batch_size: int = 32,
               progress: bool = False) -> AddResult:
     """Add one arriving batch to a project and decide for each arrival: queue for review or pass.
 
@@ -174,15 +179,15 @@ def check_options(strategy: str, threshold: str | float, rate: float) -> tuple[s
     raise ValueError(f"threshold must be 'auto' or a finite number (a score), got {threshold!r}")
 
 
-def _owned_state(proj) -> dict[str, Any]:
+def _owned_state(proj: ProjectFiles) -> dict[str, Any]:
     """The stream state, refusing one left by an earlier project in the same folder."""
     state = stream_state(proj)
     created = proj.config.get("created")
     if state["n_batches"] and state.get("project_created") != created:
         raise ProjectError(
-            f"{_dir(proj, 'state.json')} belongs to a project created at "
+            f"{proj.stream_state_path} belongs to a project created at "
             f"{state.get('project_created')}, but {proj.root} was created at {created} (re-created "
-            f"with --force?). Delete {_dir(proj, '')} to start its stream over.")
+            f"with --force?). Delete {proj.stream_dir} to start its stream over.")
     state["project_created"] = created
     return state
 
@@ -193,7 +198,7 @@ def _fresh(folder: Path) -> Path:
     return folder
 
 
-def _ingest(proj, source: Path, staging: Path, **kwargs: Any):
+def _ingest(proj: Project, source: Path, staging: Path, **kwargs: Any):
     """Validated, embedded arrivals ``(pairs, image (M, D) f16, text (M, D) f16)`` and rejects."""
     from mmcurate.stream import ingest
 
@@ -207,13 +212,13 @@ def _ingest(proj, source: Path, staging: Path, **kwargs: Any):
 
 
 # -- scoring and deciding -------------------------------------------------------------------------
-def _pool_fingerprint(proj, head_round: int | None, k: int) -> str:
+def _pool_fingerprint(proj: Project, head_round: int | None, k: int) -> str:
     from mmcurate.stream.incremental import pool_fingerprint
 
     return pool_fingerprint(proj, head_round, k)
 
 
-def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str, k: int,
+def _score_arrivals(proj: Project, image: np.ndarray, text: np.ndarray, *, strategy: str, k: int,
                     random_state: int, options: dict[str, Any] | None):
     """Scores of the arrivals among pool + arrivals (current head and labels), the head round and
     what to call once the arrivals are committed (None when the strategy needs a full re-rank:
@@ -225,7 +230,7 @@ def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str,
     head, head_round = load_latest_head(proj)
     pool_image, pool_text = proj.image_embeddings(), proj.text_embeddings()
     if INCREMENTAL.supports(strategy, options):  # else a full re-rank of pool + arrivals
-        scorer = PoolScorer(proj.root / "index" / "pool", *apply_head(head, pool_image, pool_text),
+        scorer = PoolScorer(proj.pool_state_dir, *apply_head(head, pool_image, pool_text),
                             fingerprint=_pool_fingerprint(proj, head_round, k), k=k,
                             random_state=random_state)
         rows, y = _labels_once_per_group(proj, *labelled_arrays(proj))
@@ -243,7 +248,7 @@ def _score_arrivals(proj, image: np.ndarray, text: np.ndarray, *, strategy: str,
     return table["score"].to_numpy(np.float64)[n_pool:], head_round, None
 
 
-def _decide(proj, arrivals, state: dict[str, Any], batch: dict[str, Any], options):
+def _decide(proj: Project, arrivals, state: dict[str, Any], batch: dict[str, Any], options):
     """Decisions for the arrivals (LOG_COLUMNS, round_id still empty) and the updated state."""
     from mmcurate.labels import utc_now
 
@@ -283,7 +288,7 @@ def _decide(proj, arrivals, state: dict[str, Any], batch: dict[str, Any], option
 
 
 # -- commit and finish ----------------------------------------------------------------------------
-def _write_pending(proj, batch, decisions: pd.DataFrame, rejects: pd.DataFrame, state) -> None:
+def _write_pending(proj: ProjectFiles, batch, decisions: pd.DataFrame, rejects: pd.DataFrame, state) -> None:
     pending = _fresh(_dir(proj, "pending"))
     # fsynced before journal.json names them complete (the journal alone would not survive a crash)
     atomic_write_frame(decisions, pending / "decisions.parquet", fmt="parquet")
@@ -296,7 +301,7 @@ def _write_pairs(table: pd.DataFrame, path: Path) -> None:
     atomic_write_frame(table, path, fmt="parquet")
 
 
-def _commit(proj, arrivals, on_commit=None) -> None:
+def _commit(proj: ProjectFiles, arrivals, on_commit=None) -> None:
     """Vectors in as a new part, then the new pairs table atomically (the commit point); then the
     pool's scoring state takes the arrivals (a crash before leaves a stale state, rebuilt on use)."""
     from mmcurate.stream.ingest import append_pairs
@@ -306,14 +311,14 @@ def _commit(proj, arrivals, on_commit=None) -> None:
         return
     proj.store.write_part(pairs["pair_id"].tolist(), image, text)
     table = append_pairs(proj.pairs, pairs)
-    _write_pairs(table, proj.root / "pairs.parquet")
+    _write_pairs(table, proj.pairs_path)
     proj.refresh()
     proj.store.compact(table["pair_id"].tolist())
     if on_commit is not None:
         on_commit()
 
 
-def _stream_round(proj, batch_id: int) -> int | None:
+def _stream_round(proj: ProjectFiles, batch_id: int) -> int | None:
     rounds = proj.ledger.rounds()
     for round_id, params in zip(rounds["round"], rounds["params"]):
         if params.get("mode") == "stream" and params.get("stream_batch") == batch_id:
@@ -321,7 +326,7 @@ def _stream_round(proj, batch_id: int) -> int | None:
     return None
 
 
-def _create_round(proj, journal: dict[str, Any], decisions: pd.DataFrame) -> int | None:
+def _create_round(proj: ProjectFiles, journal: dict[str, Any], decisions: pd.DataFrame) -> int | None:
     queued = decisions[decisions["queued"]].sort_values("score", ascending=False, kind="stable")
     if queued.empty:
         return None
@@ -350,7 +355,7 @@ def _create_round(proj, journal: dict[str, Any], decisions: pd.DataFrame) -> int
                  for s in queued["score"]])
 
 
-def _finish(proj) -> AddResult:
+def _finish(proj: ProjectFiles) -> AddResult:
     """Write the round, the log, the rejects and the state of the journalled batch; drop the journal."""
     pending = _dir(proj, "pending")
     journal = json.loads((pending / "journal.json").read_text(encoding="utf-8"))
@@ -367,23 +372,23 @@ def _finish(proj) -> AddResult:
         _append_rejects(proj, rejects)
         atomic_write_json(pending / "journal.json", {**journal, "rejects_done": True})
     state = json.loads((pending / "state.json").read_text(encoding="utf-8"))
-    atomic_write_json(_dir(proj, "state.json"), state)
+    atomic_write_json(proj.stream_state_path, state)
     shutil.rmtree(pending)
     return AddResult(decisions, rejects, round=round_id, batch_id=journal["batch_id"],
                      source=journal["source"], sha256=journal["sha256"],
-                     rejects_file=str(proj.root / "rejects.csv"))
+                     rejects_file=str(proj.rejects_path))
 
 
-def _append_rejects(proj, rejects: pd.DataFrame) -> None:
+def _append_rejects(proj: ProjectFiles, rejects: pd.DataFrame) -> None:
     if rejects.empty:
         return
-    path = proj.root / "rejects.csv"
+    path = proj.rejects_path
     old = proj.rejects
     table = pd.concat([old, rejects], ignore_index=True) if len(old) else rejects
     atomic_write_frame(table, path, fmt="csv")
 
 
-def _recover(proj) -> AddResult | None:
+def _recover(proj: ProjectFiles) -> AddResult | None:
     """Finish a batch committed by an interrupted add, or roll back one that was not committed."""
     pending = _dir(proj, "pending")
     if not (pending / "journal.json").is_file():
@@ -397,12 +402,12 @@ def _recover(proj) -> AddResult | None:
     return None
 
 
-def has_pending(proj) -> bool:
+def has_pending(proj: ProjectFiles) -> bool:
     """True when an interrupted ``add_pairs`` left a journalled batch to finish or roll back."""
     return (_dir(proj, "pending") / "journal.json").is_file() or _dir(proj, "pending").is_dir()
 
 
-def recover_stream(proj) -> AddResult | None:
+def recover_stream(proj: ProjectFiles) -> AddResult | None:
     """Complete or roll back an ``add_pairs`` that was interrupted; returns the finished batch
     (an :class:`~mmcurate.results.AddResult`) or None.
 
@@ -418,7 +423,7 @@ def recover_stream(proj) -> AddResult | None:
         return _recover(proj)
 
 
-def _labels_once_per_group(proj, rows, y, fixes) -> tuple[np.ndarray, np.ndarray]:
+def _labels_once_per_group(proj: ProjectFiles, rows, y, fixes) -> tuple[np.ndarray, np.ndarray]:
     """A group decision is one label (:func:`mmcurate.groups.hooks.count_groups_once`)."""
     from mmcurate.groups.hooks import count_groups_once
 

@@ -54,6 +54,7 @@ from mmcurate.rank.registry import Engine
 from mmcurate.signals import alignment, crossmodal
 
 if TYPE_CHECKING:
+    from mmcurate.project import Project
     from mmcurate.rank import RankContext
 
 __all__ = ["INCREMENTAL", "INCREMENTAL_STRATEGIES", "PoolScorer", "pool_fingerprint", "save_pool_state"]
@@ -104,7 +105,7 @@ class PoolScorer:
     --------
     Usage (not run as a doctest: it needs data of your own)::
 
-        scorer = PoolScorer(proj.root / "index" / "pool", image, text, fingerprint="fp")
+        scorer = PoolScorer(proj.pool_state_dir, image, text, fingerprint="fp")
         scores = scorer.score(new_image, new_text, strategy="disagreement")
         scorer.commit("fp+batch")
     """
@@ -294,7 +295,7 @@ class PoolScorer:
         self._pending = None
 
 
-def pool_fingerprint(proj, head_round: int | None, k: int) -> str:
+def pool_fingerprint(proj: Project, head_round: int | None, k: int) -> str:
     """The fingerprint a project's pool state is saved under: its vectors, the head round and ``k``."""
     return f"{proj.embeddings_fingerprint()}|head={head_round}|k={k}"
 

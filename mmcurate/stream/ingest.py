@@ -13,13 +13,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_json
 from mmcurate.exceptions import DataError, ModelMismatchError
+
+if TYPE_CHECKING:
+    from mmcurate.embed.encoder import Encoder
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
 __all__ = ["append_pairs", "ingest_embedding_folder", "ingest_pairs"]
 
@@ -39,16 +44,18 @@ def _rebase(ref: Any, old_root: Path, new_root: Path) -> Any:
     return Path(os.path.relpath(os.path.abspath(full), os.path.abspath(new_root))).as_posix()
 
 
-def _empty_vectors(proj) -> tuple[np.ndarray, np.ndarray]:
+def _empty_vectors(proj: ProjectFiles) -> tuple[np.ndarray, np.ndarray]:
     dim = int((proj.store.manifest() or {}).get("dim") or 0)
     return np.zeros((0, dim), np.float16), np.zeros((0, dim), np.float16)
 
 
-def ingest_pairs(proj, source: Path, staging: Path, *, image_root=None, columns=None, fmt=None,
-                 check_images: bool = True, encoder=None, batch_size: int = 32,
+def ingest_pairs(proj: Project, source: Path, staging: Path, *, image_root: str | os.PathLike | None = None,
+                 columns: dict[str, str] | None = None, fmt: str | None = None,
+                 check_images: bool = True, encoder: Encoder | None = None, batch_size: int = 32,
                  progress: bool = False) -> tuple[tuple[pd.DataFrame, np.ndarray, np.ndarray], pd.DataFrame]:
     """Validate and embed an arriving pairs source of an image project (see module docstring)."""
-    from mmcurate.data.sources import Columns, detect_format, read_source
+    from mmcurate.data.formats import detect_format, read_source
+    from mmcurate.data.sources import Columns
     from mmcurate.data.validate import validate
 
     if proj.image_root is None:
@@ -78,7 +85,7 @@ def ingest_pairs(proj, source: Path, staging: Path, *, image_root=None, columns=
     return (pairs, image, text), rejects
 
 
-def _embed(proj, pairs: pd.DataFrame, staging: Path, *, encoder, batch_size: int, progress: bool):
+def _embed(proj: Project, pairs: pd.DataFrame, staging: Path, *, encoder, batch_size: int, progress: bool):
     """Embed ``pairs`` with the project's model into a staging store; (image, text, failures)."""
     from mmcurate.data import open_image
     from mmcurate.embed.encoder import load_encoder
@@ -104,7 +111,7 @@ def _embed(proj, pairs: pd.DataFrame, staging: Path, *, encoder, batch_size: int
     return np.asarray(store.load("image")), np.asarray(store.load("text")), report.failures
 
 
-def ingest_embedding_folder(proj, folder: Path, staging: Path
+def ingest_embedding_folder(proj: ProjectFiles, folder: Path, staging: Path
                             ) -> tuple[tuple[pd.DataFrame, np.ndarray, np.ndarray], pd.DataFrame]:
     """Import an arriving clip-retrieval folder of an ``external`` project into a staging store."""
     import pyarrow.parquet as pq

@@ -7,26 +7,35 @@ import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mmcurate.data.formats import FORMATS
 from mmcurate.exceptions import MmcurateError, ProjectLockedError
 from mmcurate.results import AddResult
 from mmcurate.stream.add import add_pairs, check_options, content_hash, recover_stream, stream_state
 
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+
 __all__ = ["watch"]
 
-_TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".parquet")
+
+def _watched_suffixes() -> set[str]:
+    """Suffixes of the pairs files a watched folder takes: every format's but WebDataset's ``.tar``
+    (formats added with :func:`mmcurate.data.register_format` included)."""
+    return {suffix for f in FORMATS if f.name != "webdataset" for suffix in f.suffixes}
+
 _logger = logging.getLogger("mmcurate.stream")
 
 
 def _candidates(folder: Path, kind: str) -> list[Path]:
-    out = []
+    out, suffixes = [], _watched_suffixes()
     for path in folder.iterdir():
         if path.name.startswith((".", "~", "_")) or path.suffix in (".tmp", ".part", ".done"):
             continue
         if kind == "external" and path.is_dir() and (path / "metadata").is_dir():
             out.append(path)
-        elif kind != "external" and path.is_file() and path.suffix.lower() in _TABLE_SUFFIXES:
+        elif kind != "external" and path.is_file() and path.suffix.lower() in suffixes:
             out.append(path)
     return out
 
@@ -42,7 +51,7 @@ def _ready(paths: list[Path], now: dict[Path, tuple], before: dict[Path, tuple])
     return sorted(done, key=lambda p: (max((s[2] for s in now[p]), default=0), p.name))
 
 
-def watch(proj, folder: str | os.PathLike, *, once: bool = False, poll: float = 2.0,
+def watch(proj: Project, folder: str | os.PathLike, *, once: bool = False, poll: float = 2.0,
           stop: threading.Event | None = None, log: Callable[[str], None] | None = None,
           **options: Any) -> list[AddResult]:
     """Poll ``folder`` for arriving batches and add each complete one once.
@@ -110,7 +119,7 @@ def watch(proj, folder: str | os.PathLike, *, once: bool = False, poll: float = 
     return results
 
 
-def _watch_one(proj, path: Path, options: dict[str, Any], say) -> tuple[str, AddResult | None]:
+def _watch_one(proj: Project, path: Path, options: dict[str, Any], say) -> tuple[str, AddResult | None]:
     """Add one batch: ("added", decisions), or ("seen" | "locked" | "failed", None)."""
     seen = stream_state(proj)["files"].get(content_hash(path))
     if seen is not None:

@@ -118,6 +118,30 @@ def test_every_reject_reason(root, monkeypatch):
     assert "row 1" in r.rejects.loc[r.rejects["row"] == 8, "detail"].item()
 
 
+def test_symlinks_are_followed_by_the_one_path_rule(tmp_path):
+    """A folder symlink below the image root that leads outside is rejected like a file symlink
+    (validation resolves only what may hold a link); a link that stays inside is kept, as the path
+    it leads to; a folder link seen once is not trusted for the next row."""
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    _png(outside / "secret.png")
+    _png(root / "img" / "a.png")
+    _png(root / "real" / "b.png")
+    os.symlink(outside, root / "img" / "out")           # a folder link out of the root
+    os.symlink(root / "real", root / "img" / "inside")   # a folder link within it
+    os.symlink(root / "real" / "b.png", root / "b-link.png")
+    rows = ["id,image,caption", "1,img/a.png,plain", "2,img/out/secret.png,through a folder link",
+            "3,img/inside/b.png,link inside", "4,b-link.png,file link inside",
+            "5,img/./out/secret.png,dotted", "6,img/out/../a.png,dotdot after the link",
+            f"7,{root / 'img' / 'out' / 'secret.png'},absolute through the link",
+            "8,img/out/missing.png,missing behind the link"]
+    (root / "p.csv").write_text("\n".join(rows) + "\n")
+    for check in (False, True):
+        r = load_pairs(root / "p.csv", check_images=check)
+        assert _reasons(r) == {2: "outside_root", 5: "outside_root", 6: "outside_root",
+                               7: "outside_root", 8: "outside_root"}
+        assert r.pairs["image"].tolist() == ["img/a.png", "real/b.png", "real/b.png"]
+
+
 def test_missing_column_lists_existing_ones(root):
     (root / "p.csv").write_text("path,text\nimg/0.png,x\n")
     with pytest.raises(DataError, match=r"\['path', 'text'\].*--image-column"):

@@ -88,10 +88,11 @@ def clean_decision(pair_id: str, decision: Any, caption: Any, reviewer: Any,
     --------
     >>> clean_decision("p1", " Accept ", "a dog", "ann", None)["decision"]
     'accept'
-    >>> clean_decision("p1", "fix", "", None, None)
-    Traceback (most recent call last):
-    ...
-    mmcurate.review.decisions.DecisionError: decision 'fix' needs the corrected caption in column 'caption'
+    >>> try:
+    ...     clean_decision("p1", "fix", "", None, None)
+    ... except DecisionError as err:
+    ...     print(type(err).__name__, err)
+    DecisionError decision 'fix' needs the corrected caption in column 'caption'
     """
     value = str(decision).strip().lower() if decision is not None else ""
     if value not in DECISIONS:

@@ -14,7 +14,7 @@ import pandas as pd
 
 from mmcurate.labels.connection import LedgerConnection, _check_round, _frame, utc_now
 from mmcurate.labels.schema import _DECISION_COLUMNS, _LATEST, _LATEST_OF_IDS, _WRITE_IDS, VIA
-from mmcurate.review.decisions import (
+from mmcurate.review.decision_files import (
     LabelsFileError,
     Problem,
     clean_decision,

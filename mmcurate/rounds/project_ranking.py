@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_json
 from mmcurate.results import Ranking
-from mmcurate.rounds.decisions import labelled_arrays
+from mmcurate.rounds.labelling import labelled_arrays
 from mmcurate.rounds.model import Model, apply_head, load_model
 
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
-def _provenance(proj, head_round: int | None, **params: Any) -> dict[str, Any]:
+
+def _provenance(proj: ProjectFiles, head_round: int | None, **params: Any) -> dict[str, Any]:
     manifest = proj.store.manifest() or {}
     return {"model": manifest.get("model"), "pretrained": manifest.get("pretrained"),
             "weights_sha256": manifest.get("weights_sha256"), "embeddings": manifest.get("kind"),
@@ -28,7 +31,7 @@ DEFAULT_STRATEGY = "p_misaligned"
 model in use's P(misaligned), which learns from every round (chosen by the benchmark, see README)."""
 
 
-def rank_project(proj, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATEGY,), *, k: int = 10,
+def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATEGY,), *, k: int = 10,
                  random_state: int = 0, options: dict[str, Any] | None = None, engine: str = "local",
                  address: str | None = None, pool_state: bool = True, save_state: bool = True
                  ) -> Ranking:
@@ -60,7 +63,7 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATE
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if k < 1:
         raise ValueError(f"k (neighbours per pair) must be at least 1, got {k}")
-    rows, y, _ = labelled_arrays(proj) if (proj.root / "labels.sqlite").is_file() else (
+    rows, y, _ = labelled_arrays(proj) if proj.has_ledger() else (
         np.zeros(0, np.int64), np.zeros(0, np.int64), None)
     n_labels = len(rows)  # every decision (what select checks a ranking against)
     rows, y = _one_row_per_group(proj, rows, y)
@@ -80,7 +83,7 @@ def rank_project(proj, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATE
         if pool_state:
             from mmcurate.stream.incremental import pool_fingerprint, save_pool_state
 
-            save_pool_state(proj.root / "index" / "pool", ctx,
+            save_pool_state(proj.pool_state_dir, ctx,
                             fingerprint=pool_fingerprint(proj, head_round, k))
     table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
     ranking = Ranking(table, _provenance(proj, head_round, strategies=list(strategies), k=k,
@@ -101,7 +104,7 @@ def _calibrator_for(model: Model, k: int):
     return "prior" if model.round is None else None
 
 
-def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
+def _rank_ray(proj: ProjectFiles, strategies, rows, y, *, k, random_state, options, address):
     from mmcurate.engine.ray_score import RAY_ENGINE, rank_with_ray
 
     RAY_ENGINE.check(strategies, options)  # refused before the store is compacted or Ray started
@@ -113,25 +116,24 @@ def _rank_ray(proj, strategies, rows, y, *, k, random_state, options, address):
     head = None
     if model.head is not None:
         record = proj.ledger.heads().set_index("head_round").loc[model.round]
-        checkpoint = Path(record["checkpoint"])
-        head = checkpoint if checkpoint.is_absolute() else proj.root / checkpoint
-    table = rank_with_ray(proj.store.root / "image.npy", proj.store.root / "text.npy",
+        head = proj.checkpoint_path(record["checkpoint"])
+    table = rank_with_ray(proj.store.array_path("image"), proj.store.array_path("text"),
                           strategies=tuple(strategies), indices_labeled=rows, labels=y, k=k,
                           random_state=random_state, head=head, address=address, options=options,
                           calibrator=_calibrator_for(model, k))
     return table, model.round, head is not None
 
 
-def _save_state(proj, ranking: Ranking) -> None:
+def _save_state(proj: ProjectFiles, ranking: Ranking) -> None:
     table = ranking.table
     if "p_aligned" in table.columns:
-        atomic_write_json(proj.root / "state.json", {
+        atomic_write_json(proj.state_path, {
             **noise_estimate(proj, table["pair_id"], table["p_aligned"].to_numpy(float)),
             "from": ranking.provenance,
         })
 
 
-def noise_estimate(proj, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str, Any]:
+def noise_estimate(proj: ProjectFiles, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str, Any]:
     """The pool's misaligned share: decided pairs by their decision, the rest by the model, with
     a 95% interval from the randomly drawn labels.
 
@@ -145,7 +147,7 @@ def noise_estimate(proj, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str
     out: dict[str, Any] = {"estimated_noise_rate": float(p_mis.mean()) if n else float("nan"),
                            "low": float("nan"), "high": float("nan"), "n_random_labels": 0,
                            "how": "the model's mean P(misaligned) over every pair (no labels yet)"}
-    if not n or not (proj.root / "labels.sqlite").is_file():
+    if not n or not proj.has_ledger():
         return out
     decisions = proj.ledger.resolved()  # one decision per pair (repeated opinions resolved)
     decided = pair_ids.map(decisions.set_index("pair_id")["decision"]).to_numpy(object)
@@ -174,7 +176,7 @@ def noise_estimate(proj, pair_ids: pd.Series, p_aligned: np.ndarray) -> dict[str
     return out
 
 
-def _one_row_per_group(proj, rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _one_row_per_group(proj: ProjectFiles, rows: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """A group decision is one label for the calibrator fitted here too: rows recorded via a
     representative are dropped (:func:`mmcurate.groups.hooks.count_groups_once`)."""
     if len(rows) == 0:

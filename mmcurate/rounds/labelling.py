@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+if TYPE_CHECKING:
+    from mmcurate.project import Project
+    from mmcurate.project.files import ProjectFiles
 
-def labelled_arrays(proj) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], pd.DataFrame]:
+
+def labelled_arrays(proj: ProjectFiles) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], pd.DataFrame]:
     """Row indices of decided pairs, their labels (1 aligned, 0 not) and the fix rows.
 
     A pair decided more than once counts once, by :func:`mmcurate.labels.resolve_opinions`.
@@ -26,7 +31,7 @@ def labelled_arrays(proj) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
     return rows, y, fixes
 
 
-def import_labels(proj, source: str | Path | pd.DataFrame, *, round_id: int | None = None,
+def import_labels(proj: Project, source: str | Path | pd.DataFrame, *, round_id: int | None = None,
                   source_name: str | None = None):
     """Import decisions (a CSV/JSONL file or a DataFrame) into the ledger in one transaction.
 
@@ -43,7 +48,7 @@ def import_labels(proj, source: str | Path | pd.DataFrame, *, round_id: int | No
     return report
 
 
-def repeated_opinions(proj) -> list[tuple[str, str, str]]:
+def repeated_opinions(proj: ProjectFiles) -> list[tuple[str, str, str]]:
     """``(reason, first, second)`` of every pair shown again and decided again: its opinion before
     the second-opinion round and the one given in it (``reason`` starts ``audit`` for a random
     re-check, ``second opinion`` for a contradicted decision)."""
@@ -66,7 +71,7 @@ def repeated_opinions(proj) -> list[tuple[str, str, str]]:
     return out
 
 
-def audited_opinions(proj) -> list[tuple[str, str]]:
+def audited_opinions(proj: ProjectFiles) -> list[tuple[str, str]]:
     """``(first, second)`` opinions of pairs shown again at random (audits), for
     :func:`mmcurate.learn.reviewer_error_rate`."""
     return [(first, second) for reason, first, second in repeated_opinions(proj)
