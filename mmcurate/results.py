@@ -431,7 +431,7 @@ class AddResult:
     batch_id: int
     source: str
     sha256: str = ""
-    rejects_file: str = "rejects.csv"
+    rejects_file: str = ""
 
     def __len__(self) -> int:
         return len(self.table)
