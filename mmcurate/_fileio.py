@@ -11,6 +11,7 @@ import contextlib
 import itertools
 import json
 import math
+import mmap
 import os
 import sys
 import tempfile
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from mmcurate.exceptions import ProjectError
 
 __all__ = [
     "NpyWriter",
@@ -198,8 +201,6 @@ def read_json_object(path: str | os.PathLike, *, what: str) -> dict[str, Any]:
     """A JSON object (dict) read from one of a project's files; damage (unreadable, not JSON, not an
     object) raises :class:`~mmcurate.exceptions.ProjectError` naming the file and ``what`` it holds.
     """
-    from mmcurate.exceptions import ProjectError
-
     path = Path(path)
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
@@ -310,8 +311,6 @@ def release_pages(array) -> None:
     memory although it is file-backed page cache; after a chunked pass this gives them back (the
     kernel may keep them cached). A no-op for ordinary arrays and where ``madvise`` is missing.
     """
-    import mmap
-
     base = array
     while base is not None and not isinstance(base, mmap.mmap):
         base = getattr(base, "_mmap", None) or getattr(base, "base", None)
@@ -352,8 +351,6 @@ def read_rows(array: Any, rows: np.ndarray, *, dtype=np.float32) -> np.ndarray:
 def _file_rows(array: Any) -> tuple[int, int] | None:
     """``(byte offset of row 0 in the file, bytes per row)`` of a read-only, C-contiguous
     ``np.memmap`` (a slice of its rows included), or None where rows cannot be read by offset."""
-    import mmap
-
     mm = getattr(array, "_mmap", None)
     if (not hasattr(os, "preadv") or not isinstance(array, np.memmap) or not isinstance(mm, mmap.mmap)
             or array.mode != "r" or array.ndim != 2 or not array.flags.c_contiguous

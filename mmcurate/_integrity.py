@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from mmcurate._fileio import atomic_write_json
+from mmcurate.exceptions import ProjectError
 
 __all__ = ["CHECKSUMS", "check_npy", "expect", "file_sha256", "settle", "verify", "writes"]
 
@@ -91,8 +92,6 @@ def _read(folder: Path) -> dict[str, list[dict[str, Any]]]:
     path = folder / CHECKSUMS
     if not path.is_file():
         return {}
-    from mmcurate.exceptions import ProjectError
-
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as err:
@@ -147,8 +146,6 @@ def verify(folder: str | os.PathLike, names: tuple[str, ...], *, full: bool = Fa
     """The files of ``names`` (those recorded) that are verified; raises
     :class:`~mmcurate.exceptions.ProjectError` naming the first damaged one. ``full`` hashes every
     file; otherwise only those whose size or modification time changed. ``fix`` ends the message."""
-    from mmcurate.exceptions import ProjectError
-
     folder = Path(folder)
     record = _read(folder)
     checked = []

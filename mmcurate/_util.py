@@ -8,14 +8,19 @@ scikit-learn's ``check_random_state`` semantics (``sklearn/utils/validation.py``
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import numbers
+import re
+import resource
+import sys
 import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["RandomState", "check_random_state", "has_visible_text", "int_seed", "temporarily"]
+__all__ = ["RandomState", "check_random_state", "has_visible_text", "int_seed", "sample_key", "sigmoid",
+           "temporarily"]
 
 T = TypeVar("T")
 
@@ -108,9 +113,6 @@ def peak_rss_gib() -> float:
                     return int(line.split()[1]) / 2**20
     except OSError:
         pass
-    import resource
-    import sys
-
     scale = 2**30 if sys.platform == "darwin" else 2**20  # bytes on macOS, KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
 
@@ -135,3 +137,37 @@ def has_visible_text(text: str) -> bool:
     (True, False, False)
     """
     return any(unicodedata.category(ch)[0] not in "ZC" for ch in text)
+
+
+_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
+
+
+def sample_key(pair_id: str) -> str:
+    """A file-name-safe key for a pair: the id itself when it is ``[A-Za-z0-9_-]``, else a hash.
+
+    WebDataset splits a member name at its first dot, so keys may not contain dots or slashes.
+
+    Examples
+    --------
+    >>> sample_key("img_001"), sample_key("p.3/x").startswith("id-")
+    ('img_001', True)
+    """
+    if _SAFE_KEY.match(pair_id):
+        return pair_id
+    return "id-" + hashlib.sha1(pair_id.encode("utf-8")).hexdigest()[:16]
+
+
+def sigmoid(x: Any) -> Any:
+    """The logistic function ``1 / (1 + exp(-x))``, elementwise, in the dtype of ``x``.
+
+    Stable at both ends: where ``exp(-x)`` overflows (``x < -709`` in float64) the result is exactly
+    0 (the overflow warning is silenced), and very negative ``x`` keep their relative precision
+    (``0.5 * (1 + tanh(x / 2))`` loses it to cancellation).
+
+    Examples
+    --------
+    >>> sigmoid(np.array([-1000.0, 0.0, 1000.0])).tolist()
+    [0.0, 0.5, 1.0]
+    """
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-np.asarray(x)))

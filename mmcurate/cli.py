@@ -16,10 +16,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from mmcurate import __version__
+from mmcurate.data import Columns
 from mmcurate.data.formats import format_names
-from mmcurate.exceptions import MmcurateError
+from mmcurate.exceptions import MmcurateError, ModelNotAvailableError
+from mmcurate.learn import DEFAULT_STRATEGY, EXPLORE, TARGET_NOISE
 from mmcurate.plugins import ENV_VAR, load_plugins, plugin_specs
-from mmcurate.rounds.project_ranking import DEFAULT_STRATEGY
 from mmcurate.select import SELECTORS
 
 if TYPE_CHECKING:
@@ -41,9 +43,9 @@ def _add_init(sub) -> None:
                                         "image_path values are relative to)")
     p.add_argument("--format", dest="fmt", choices=format_names(),
                    help="override format detection (formats added by a --plugin included)")
-    p.add_argument("--id-column", default="id")
-    p.add_argument("--image-column", default="image")
-    p.add_argument("--caption-column", default="caption")
+    p.add_argument("--id-column", default=Columns.id)
+    p.add_argument("--image-column", default=Columns.image)
+    p.add_argument("--caption-column", default=Columns.caption)
     p.add_argument("--model", default=None, help="open_clip model name, local-dir:DIR or hf-hub:ORG/NAME "
                                                  "(default ViT-B-32)")
     p.add_argument("--pretrained", default=None, help="pretrained tag or weights file "
@@ -110,9 +112,9 @@ def _add_loop(sub) -> None:
                         "P(misaligned), which finds the most noise per label")
     p.add_argument("--diversity", default="none",
                    help=" | ".join(name for name, _ in SELECTORS.describe()) + " (mmcurate strategies)")
-    p.add_argument("--explore", type=float, default=0.1,
-                   help="share of the batch drawn at random from the rest of the pool (default 0.1); it "
-                        "keeps the learned model honest and estimates the noise left")
+    p.add_argument("--explore", type=float, default=EXPLORE,
+                   help=f"share of the batch drawn at random from the rest of the pool (default "
+                        f"{EXPLORE}); it keeps the learned model honest and estimates the noise left")
     p.add_argument("--balance", choices=["none", "categories"], default="none",
                    help="categories: every value of the pairs' `category` column gets a share")
     p.add_argument("--balance-mode", choices=["uniform", "proportional"], default="uniform",
@@ -172,9 +174,9 @@ def _add_loop(sub) -> None:
     p.add_argument("--threshold", type=float, default=None,
                    help="keep unreviewed pairs with P(aligned) >= this (default: chosen from the labels, "
                         "see --target-noise)")
-    p.add_argument("--target-noise", type=float, default=0.03,
+    p.add_argument("--target-noise", type=float, default=TARGET_NOISE,
                    help="the default threshold keeps unreviewed pairs down to an estimated noise rate "
-                        "of this among them (default 0.03)")
+                        f"of this among them (default {TARGET_NOISE})")
     p.add_argument("--reviewed-only", action="store_true",
                    help="write only the reviewed pairs (no verdict for the others)")
     p.add_argument("--keep-duplicates", action="store_true",
@@ -183,7 +185,7 @@ def _add_loop(sub) -> None:
 
 
 def _add_groups(sub) -> None:
-    from mmcurate.commands_groups import add_duplicates_parser, add_search_parser
+    from mmcurate.commands_groups import add_duplicates_parser, add_search_parser  # lazy: start-up
 
     add_duplicates_parser(sub)
     add_search_parser(sub)
@@ -295,15 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     _add_demo(sub)
     _add_stream(sub)
     _add_simulate(sub)
-    from mmcurate.commands_maintenance import add_maintenance_parsers
+    from mmcurate.commands_maintenance import add_maintenance_parsers  # lazy: start-up
 
     add_maintenance_parsers(sub)
     return parser
 
 
 def _version() -> str:
-    from mmcurate import __version__
-
     return f"mmcurate {__version__}"
 
 
@@ -313,8 +313,7 @@ def _check_mode(args) -> bool | str:
 
 def _missing_weights(model) -> str | None:
     """Why ``model``'s weights cannot be loaded here, or None when they can (no loading, no network)."""
-    from mmcurate.embed.model import resolve_model
-    from mmcurate.exceptions import ModelNotAvailableError
+    from mmcurate.embed.model import resolve_model  # lazy: start-up
 
     try:
         resolve_model(model)
@@ -339,8 +338,8 @@ def _image_root_hint(proj: ProjectFiles, args) -> None:
 
 
 def _cmd_init(args) -> int:
-    from mmcurate.embed.model import ModelSpec, supply_weights_help
-    from mmcurate.project import create_project
+    from mmcurate.embed.model import ModelSpec, supply_weights_help  # lazy: start-up
+    from mmcurate.project import create_project  # lazy: start-up
 
     model = ModelSpec.from_names(args.model, args.pretrained) if args.pairs else None
     proj = create_project(  # the source's columns are checked before open_clip is imported
@@ -374,11 +373,11 @@ def _cmd_init(args) -> int:
 
 
 def _cmd_embed(args) -> int:
-    from mmcurate.commands import open_settled
+    from mmcurate.commands import open_settled  # lazy: start-up
 
     proj = open_settled(args.project)
     if args.model or args.pretrained:
-        from mmcurate.embed.model import ModelSpec
+        from mmcurate.embed.model import ModelSpec  # lazy: start-up
 
         current = proj.model_spec or ModelSpec()
         spec = ModelSpec.from_names(args.model or current.model,
@@ -387,7 +386,7 @@ def _cmd_embed(args) -> int:
             print(f"model switched to {spec.model}" + (f" / {spec.pretrained}" if spec.pretrained else "")
                   + " (saved in project.json)")
     if args.engine == "ray":
-        from mmcurate.engine.ray_embed import embed_with_ray
+        from mmcurate.engine.ray_embed import embed_with_ray  # lazy: start-up
 
         r = embed_with_ray(proj, address=args.address, num_workers=args.num_workers,
                            batch_size=args.batch_size, reembed=args.reembed, device=args.device,
@@ -409,32 +408,32 @@ def _cmd_embed(args) -> int:
 
 
 def _cmd_status(args) -> int:
-    from mmcurate.commands import open_settled
+    from mmcurate.commands import open_settled  # lazy: start-up
 
     status = open_settled(args.project).status()
     if args.json:
         print(json.dumps(status, indent=2, default=str))
     else:
-        from mmcurate.commands import status_lines
+        from mmcurate.commands import status_lines  # lazy: start-up
 
         print("\n".join(status_lines(status)))
     return 0
 
 
 def _cmd_duplicates(args) -> int:
-    from mmcurate.commands_groups import cmd_duplicates
+    from mmcurate.commands_groups import cmd_duplicates  # lazy: start-up
 
     return cmd_duplicates(args)
 
 
 def _cmd_search(args) -> int:
-    from mmcurate.commands_groups import cmd_search
+    from mmcurate.commands_groups import cmd_search  # lazy: start-up
 
     return cmd_search(args)
 
 
 def _dispatch(args) -> int:
-    from mmcurate import commands, commands_maintenance
+    from mmcurate import commands, commands_maintenance  # lazy: start-up
 
     handlers = {
         "init": _cmd_init, "embed": _cmd_embed, "status": _cmd_status,
@@ -466,11 +465,9 @@ def _describe_error(err: BaseException) -> str:
 
 def _error_text(err: Exception, args) -> str:
     """The message, with a missing model's fixes given as commands of the command that failed."""
-    from mmcurate.exceptions import ModelNotAvailableError
-
     if not isinstance(err, ModelNotAvailableError) or not err.how_to:
         return _describe_error(err)
-    from mmcurate.embed.model import format_fixes, supply_weights_help
+    from mmcurate.embed.model import format_fixes, supply_weights_help  # lazy: start-up
 
     if args.command == "simulate":
         fixes = [("mmcurate simulate --pairs FILE --model ViT-B-32 --pretrained FILE --out DIR",

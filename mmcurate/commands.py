@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import textwrap
+import threading
 from pathlib import Path
 
 import pandas as pd
 
-from mmcurate.exceptions import ProjectLockedError
+from mmcurate._fileio import atomic_write_frame, atomic_write_json
+from mmcurate.demo import run_demo
+from mmcurate.embed.model import ModelSpec
+from mmcurate.exceptions import ProjectLockedError, UndecidedRoundError
+from mmcurate.export import export_curated, model_display_name
+from mmcurate.labels.decision_files import LabelsFileError
 from mmcurate.project import open_project as _open_project
 from mmcurate.project.files import ProjectFiles
+from mmcurate.rank import STRATEGIES
+from mmcurate.review import interchange
+from mmcurate.review.batch import export_batch
+from mmcurate.review.project_app import serve_project
+from mmcurate.rounds import import_labels, rank_project, select_batch, train_project_head
+from mmcurate.rounds.status import undecided_in_latest_round
+from mmcurate.select import SELECTORS
+from mmcurate.simulate import run_simulation, summarize
+from mmcurate.stream import add_pairs, stream_state, watch
+from mmcurate.stream.add import has_pending, recover_stream
 
 __all__ = [
     "cmd_add",
@@ -33,8 +51,6 @@ __all__ = [
 def open_settled(root):
     """Open a project after finishing (or rolling back) an ``add`` that was interrupted: every
     command settles it first, so no later command works on a half-added batch."""
-    from mmcurate.stream.add import has_pending, recover_stream
-
     proj = _open_project(root)
     if not has_pending(proj):
         return proj
@@ -60,8 +76,6 @@ def _print_table(df: pd.DataFrame, n: int) -> None:
 
 
 def _model_words(model: dict) -> str:
-    from mmcurate.export import model_display_name
-
     if model.get("kind") == "external":
         return f"imported embeddings ({model.get('dim')}-d)"
     name = model_display_name({"model": model.get("name"), "pretrained": model.get("pretrained")})
@@ -120,8 +134,6 @@ def status_lines(status: dict) -> list[str]:
             low, high = est.get("low"), est.get("high")
             sure = (f"95% interval {low:.1%}-{high:.1%}" if low is not None and high is not None
                     and low == low and high == high else "no interval")
-            import textwrap
-
             rows += [("", line) for line in textwrap.wrap(f"estimate: {est['how']} ({sure})", 90)]
     if status.get("duplicates"):
         rows.append(("groups", _groups_words(status["duplicates"])))
@@ -138,9 +150,6 @@ def _groups_words(groups: dict) -> str:
 
 
 def cmd_strategies(args) -> int:
-    from mmcurate.rank import STRATEGIES
-    from mmcurate.select import SELECTORS
-
     titles = {"find": "find the noise (review the likely-wrong pairs first; select's default is "
                       "p_misaligned)",
               "train": "train the filter (ask for the labels the model is least sure of: mostly clean "
@@ -159,8 +168,6 @@ def cmd_strategies(args) -> int:
 
 
 def _write_table(df: pd.DataFrame, out: Path, provenance: dict) -> None:
-    from mmcurate._fileio import atomic_write_frame, atomic_write_json
-
     if out.suffix not in (".parquet", ".csv", ".tsv"):
         raise ValueError(f"--out must end in .csv, .tsv or .parquet, got {out.name}")
     atomic_write_frame(df, out)
@@ -168,8 +175,6 @@ def _write_table(df: pd.DataFrame, out: Path, provenance: dict) -> None:
 
 
 def cmd_rank(args) -> int:
-    from mmcurate.rounds import rank_project
-
     proj = open_project(args.project)
     ranking = rank_project(proj, args.strategy, k=args.k, random_state=args.seed, engine=args.engine,
                            address=args.address)
@@ -215,8 +220,6 @@ def _check_positive(option: str, value: int) -> None:
 
 
 def cmd_select(args) -> int:
-    from mmcurate.rounds import select_batch
-
     _check_positive("--budget", args.budget)
     proj = open_project(args.project)
     balance = None if args.balance == "none" else args.balance
@@ -234,9 +237,6 @@ def cmd_select(args) -> int:
 
 def _check_latest_round_decided(proj: ProjectFiles, args) -> None:
     """Stop before opening a round while the latest one waits for decisions (unless asked to)."""
-    from mmcurate.exceptions import UndecidedRoundError
-    from mmcurate.rounds.status import undecided_in_latest_round
-
     waiting = undecided_in_latest_round(proj)
     if waiting is None:
         return
@@ -252,17 +252,12 @@ def _check_latest_round_decided(proj: ProjectFiles, args) -> None:
 
 
 def cmd_review(args) -> int:
-    from mmcurate.review.project_app import serve_project
-
     serve_project(open_project(args.project), round_id=args.round, port=args.port,
                   reviewer=args.reviewer, open_browser=not args.no_browser)
     return 0
 
 
 def cmd_batch(args) -> int:
-    from mmcurate.review import interchange
-    from mmcurate.review.batch import export_batch
-
     proj = open_project(args.project)
     if args.fmt == "label-studio":
         path = interchange.export_label_studio(proj, args.out, round_id=args.round,
@@ -301,10 +296,6 @@ def cmd_batch(args) -> int:
 
 
 def cmd_label(args) -> int:
-    from mmcurate.review import interchange
-    from mmcurate.review.decision_files import LabelsFileError
-    from mmcurate.rounds import import_labels
-
     proj = open_project(args.project)
     if args.source_format == "table":
         report = import_labels(proj, args.import_path, round_id=args.round,
@@ -339,8 +330,7 @@ def cmd_label(args) -> int:
 
 
 def cmd_train(args) -> int:
-    from mmcurate.head import HeadConfig
-    from mmcurate.rounds import train_project_head
+    from mmcurate.head import HeadConfig  # heavy: torch
 
     proj = open_project(args.project)
     config = HeadConfig(random_state=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
@@ -351,8 +341,6 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from mmcurate.export import export_curated
-
     proj = open_project(args.project)
     threshold = None if args.reviewed_only else ("auto" if args.threshold is None else args.threshold)
     summary = export_curated(proj, args.out, fmt=args.fmt, threshold=threshold,
@@ -365,8 +353,6 @@ def cmd_export(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from mmcurate.demo import run_demo
-
     _check_positive("--budget", args.budget)
     run_demo(args.out, n_scenes=args.n_scenes, rounds=args.rounds, budget=args.budget,
              use_tuxpaint=not args.no_tuxpaint, allow_download=args.allow_download,
@@ -381,8 +367,6 @@ def _stream_kwargs(args) -> dict:
 
 
 def cmd_add(args) -> int:
-    from mmcurate.stream import add_pairs
-
     proj = open_project(args.project)
     if args.embeddings is not None and proj.kind != "external":
         raise ValueError(f"{proj.root} embeds its own images; give the new pairs with --pairs FILE")
@@ -397,11 +381,6 @@ def cmd_add(args) -> int:
 
 
 def cmd_stream(args) -> int:
-    import signal
-    import threading
-
-    from mmcurate.stream import stream_state, watch
-
     proj = open_project(args.project)
     stop = threading.Event()
 
@@ -429,9 +408,6 @@ def cmd_stream(args) -> int:
 
 
 def cmd_simulate(args) -> int:
-    from mmcurate.embed.model import ModelSpec
-    from mmcurate.simulate import run_simulation, summarize
-
     model = ModelSpec.from_names(args.model, args.pretrained) if args.pairs else None
     metrics = run_simulation(
         args.out, pairs=args.pairs, embeddings=args.embeddings, scenes=args.scenes, model=model,

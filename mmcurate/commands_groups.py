@@ -14,7 +14,7 @@ __all__ = ["add_duplicates_parser", "add_search_parser", "cmd_duplicates", "cmd_
 
 
 def add_duplicates_parser(sub) -> None:
-    from mmcurate.groups import GroupParams
+    from mmcurate.groups import GroupParams  # lazy: start-up
 
     d = GroupParams()
     p = sub.add_parser("duplicates", help="find exact / near duplicates and boilerplate captions "
@@ -42,7 +42,7 @@ def add_duplicates_parser(sub) -> None:
 
 
 def cmd_duplicates(args) -> int:
-    from mmcurate.project import open_project
+    from mmcurate.project import open_project  # lazy: start-up
 
     proj = open_project(args.project)
     if args.split:
@@ -91,7 +91,7 @@ def add_search_parser(sub) -> None:
 
 
 def cmd_search(args) -> int:
-    from mmcurate.project import open_project
+    from mmcurate.project import open_project  # lazy: start-up
 
     proj = open_project(args.project)
     found = proj.search(text=args.query, image=args.image, pair_id=args.pair_id, k=args.k, on=args.on)

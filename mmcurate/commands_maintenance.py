@@ -19,7 +19,7 @@ def add_maintenance_parsers(sub) -> None:
 
 
 def cmd_check(args) -> int:
-    from mmcurate.project.maintenance import check_project
+    from mmcurate.project.maintenance import check_project  # lazy: start-up
 
     report = check_project(args.project)
     for line in report.checked:
@@ -35,7 +35,7 @@ def cmd_check(args) -> int:
 
 
 def cmd_backup(args) -> int:
-    from mmcurate.project.maintenance import backup_project
+    from mmcurate.project.maintenance import backup_project  # lazy: start-up
 
     dest = backup_project(args.project, args.dest)
     print(f"backed up {args.project} to {dest}; `mmcurate check {dest}` verifies the copy")

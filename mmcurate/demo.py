@@ -20,6 +20,16 @@ from typing import TYPE_CHECKING, TextIO
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_frame
+from mmcurate.data.tuxpaint import STAMPS_ROOT, build_tuxpaint_pairs
+from mmcurate.embed.model import ModelSpec, resolve_model
+from mmcurate.embed.tiny import get_tiny_clip
+from mmcurate.exceptions import ModelNotAvailableError
+from mmcurate.export import export_curated
+from mmcurate.noise import inject_noise
+from mmcurate.project import create_project
+from mmcurate.rounds import import_labels, rank_project, select_batch, train_project_head
+from mmcurate.signals.metrics import auroc
+from mmcurate.synth import write_scene_dataset
 
 if TYPE_CHECKING:
     from mmcurate.embed.model import ModelSpec
@@ -43,9 +53,6 @@ def prepare_scene_dataset(folder: Path, *, n: int = 400, rate: float = NOISE_RAT
     The swapped pairs' captions are permuted among them (:func:`mmcurate.noise.inject_noise`), so
     the noisy CSV holds every caption once.
     """
-    from mmcurate.noise import inject_noise
-    from mmcurate.synth import write_scene_dataset
-
     clean_csv = folder / "pairs.csv"
     if not clean_csv.is_file() or len(pd.read_csv(clean_csv)) != n:
         write_scene_dataset(folder, n, random_state=random_state)
@@ -63,17 +70,12 @@ def prepare_scene_dataset(folder: Path, *, n: int = 400, rate: float = NOISE_RAT
 
 
 def _pick_model(allow_download: bool, say) -> tuple[ModelSpec, bool]:
-    from mmcurate.embed.model import ModelSpec, resolve_model
-    from mmcurate.exceptions import ModelNotAvailableError
-
     try:
         resolve_model(ModelSpec(), allow_download=allow_download)
         say("model: real CLIP ViT-B-32 / laion2b_s34b_b79k found on this machine")
         return ModelSpec(), True
     except ModelNotAvailableError:
         pass
-    from mmcurate.embed.tiny import get_tiny_clip
-
     say("model: no real CLIP weights on this machine (see README: bring your own weights).")
     say("       Using mmcurate's tiny stand-in model trained on generated scenes. It is NOT CLIP;")
     say("       it only knows shapes, colours, counts and positions. Training it once (a few minutes; "
@@ -85,8 +87,6 @@ def _pick_model(allow_download: bool, say) -> tuple[ModelSpec, bool]:
 
 
 def _auroc(proj: ProjectFiles, truth: pd.DataFrame, column: str, ranked: pd.DataFrame) -> float:
-    from mmcurate.signals.metrics import auroc
-
     noisy = proj.pairs["pair_id"].map(dict(zip(truth["id"], truth["is_noisy"]))).to_numpy(bool)
     return float(auroc(ranked[column].to_numpy(), noisy))
 
@@ -107,8 +107,6 @@ def _simulated_review(proj: ProjectFiles, round_id: int, truth: pd.DataFrame, pa
 
 
 def _scene_loop(proj: Project, truth, *, rounds: int, budget: int, say) -> None:
-    from mmcurate.rounds import import_labels, rank_project, select_batch, train_project_head
-
     names = ("p_misaligned", "clip_score", "disagreement")
     ranked = rank_project(proj, list(names)).table
     say("zero-label noise-detection AUROC (20% swapped captions): " + ", ".join(
@@ -130,9 +128,6 @@ def _scene_loop(proj: Project, truth, *, rounds: int, budget: int, say) -> None:
 
 
 def _tuxpaint(datasets: Path, out: Path, spec, real: bool, say) -> None:
-    from mmcurate.data.tuxpaint import STAMPS_ROOT, build_tuxpaint_pairs
-    from mmcurate.project import create_project
-
     if not Path(STAMPS_ROOT).is_dir():
         say("tuxpaint photos: not installed (apt-get install -y --no-install-recommends "
             "tuxpaint-stamps-default); skipped")
@@ -147,8 +142,6 @@ def _tuxpaint(datasets: Path, out: Path, spec, real: bool, say) -> None:
             "for real photos would mean nothing. With real CLIP weights the demo embeds and ranks them.")
         return
     proj.embed(progress=True)
-    from mmcurate.rounds import rank_project
-
     ranked = rank_project(proj, ["disagreement"]).review_order(proj.pairs[["pair_id", "caption"]])
     say("  most suspicious tuxpaint captions:")
     for _, row in ranked.head(5).iterrows():
@@ -159,9 +152,6 @@ def run_demo(out: str | Path = "demo_out", *, n_scenes: int = 400, rounds: int =
              use_tuxpaint: bool = True, allow_download: bool = False,
              stream: TextIO = sys.stdout) -> Path:
     """Run the demo into ``out``; returns the scenes project directory."""
-    from mmcurate.export import export_curated
-    from mmcurate.project import create_project
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
 

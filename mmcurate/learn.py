@@ -69,6 +69,7 @@ from mmcurate.signals.metrics import auroc
 __all__ = [
     "AUDIT_SHARE",
     "CONTRADICTION",
+    "DEFAULT_STRATEGY",
     "EXPLORE",
     "GATE_Z",
     "L2_GRID",
@@ -97,6 +98,11 @@ __all__ = [
     "systematic_sample",
     "wilson_interval",
 ]
+
+DEFAULT_STRATEGY = "p_misaligned"
+"""The one default ranking of the loop (``rank``, ``proj.rank()``, ``rank_project``, ``select``): the
+model in use's P(misaligned), which learns from every round (chosen by the benchmark, see README)."""
+
 
 EXPLORE = 0.1
 """Default share of each batch drawn uniformly at random (the exploration stratum)."""
@@ -517,6 +523,8 @@ def platt_ipw(held_logits: npt.ArrayLike, y: npt.ArrayLike, *, weights: npt.Arra
 
     def nll(v: np.ndarray) -> float:
         a = v[0] if slope else 1.0
+        # the noisy link e + (1 - 2e)·σ(z) in one division, not (1 - 2e) * _util.sigmoid(z): that rounds
+        # differently and could move the fit (and the label-dependent scores pinned on it) in the last bits
         p = e + (1 - 2 * e) / (1 + np.exp(-np.clip(a * lg + v[-1], -40, 40)))
         p = np.clip(p, 1e-12, 1 - 1e-12)
         return float(-(w * (y * np.log(p) + (1 - y) * np.log(1 - p))).sum()

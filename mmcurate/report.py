@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_bytes, atomic_write_text
+from mmcurate._util import sample_key
 
 if TYPE_CHECKING:
     from mmcurate.export.curate import Curation
@@ -124,7 +125,7 @@ def _fmt(value: Any) -> str:
 
 # -- plots --------------------------------------------------------------------------------------------
 def _new_figure(width: float, height: float):
-    from matplotlib.figure import Figure
+    from matplotlib.figure import Figure  # heavy: matplotlib
 
     return Figure(figsize=(width, height), dpi=100)
 
@@ -352,8 +353,6 @@ def _markdown(title: str, sections: list[_Section]) -> str:
 
 def _thumb_name(pair_id: str) -> str:
     """The file of a pair's report thumbnail under ``thumbs/`` (a safe name for any pair id)."""
-    from mmcurate.export import sample_key
-
     return f"{sample_key(pair_id)}.jpg"
 
 

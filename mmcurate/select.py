@@ -42,6 +42,7 @@ import numpy.typing as npt
 from mmcurate._registry import Registry, checked_name, entry_description, parameters_of
 from mmcurate._util import check_random_state, int_seed
 from mmcurate.exceptions import PoolExhaustedError
+from mmcurate.index import kmeans
 
 __all__ = ["SELECTORS", "Selector", "get_selector", "register_selector", "select_balanced", "select_cluster",
            "select_coreset", "select_sample", "select_topk", "unregister_selector"]
@@ -101,8 +102,6 @@ def _quotas(sizes: np.ndarray, n: int, mode: str) -> np.ndarray:
 def select_cluster(scores, *, n: int, embeddings=None, indices_labeled=None, exclude=None, random_state=None,
                    n_clusters: int | None = None, quotas: str = "proportional") -> npt.NDArray[np.int64]:
     """Best-scored pairs per k-means cluster, with quotas (see module docstring)."""
-    from mmcurate.index import kmeans
-
     s, cand = _candidates(scores, n, exclude, indices_labeled)
     if embeddings is None:
         raise ValueError("select_cluster needs embeddings (N, D)")

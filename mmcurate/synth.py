@@ -14,9 +14,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image, ImageDraw
 
+from mmcurate._fileio import atomic_write_frame
 from mmcurate._util import check_random_state
+from mmcurate.noise import inject_noise
 
 __all__ = [
     "COLORS",
@@ -172,10 +175,6 @@ def write_scene_dataset(out_dir: str | os.PathLike, n: int, *, random_state: int
 
         csv = write_scene_dataset("datasets/generated", 400, random_state=0)
     """
-    import pandas as pd
-
-    from mmcurate._fileio import atomic_write_frame
-
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     rows = []
@@ -203,8 +202,6 @@ def domain_shift_embeddings(n: int = 2000, d: int = 32, *, kind: str = "random",
     ``(image (N, d), text (N, d), is_noisy (N,), domain (N,))``, float32 and L2-normalised.
     A stand-in for real embeddings: label figures made with it so.
     """
-    from mmcurate.noise import inject_noise
-
     rng = check_random_state(random_state)
     domain = rng.integers(0, n_domains, n)
     centres = rng.normal(size=(n_domains, d))

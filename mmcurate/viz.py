@@ -17,6 +17,11 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mmcurate._fileio import atomic_write_text
+from mmcurate.data.images import thumbnail_jpeg
+from mmcurate.review.project_app import image_resolver
+from mmcurate.signals.metrics import auroc, average_precision, precision_at_k
+
 __all__ = [
     "Grid", "detection_summary", "grid", "learning_curves", "rank_change", "score_histogram",
     "score_histograms",
@@ -42,8 +47,6 @@ class Grid:
 
     def save(self, path: str | os.PathLike) -> Path:
         """Write a standalone HTML page; returns its path."""
-        from mmcurate._fileio import atomic_write_text
-
         atomic_write_text(path, f"<!doctype html><meta charset='utf-8'><body>{self.html}</body>")
         return Path(path)
 
@@ -51,8 +54,6 @@ class Grid:
 def _thumbnail(path: Path | None, size: int) -> str | None:
     if path is None or not Path(path).is_file():
         return None
-    from mmcurate.data.images import thumbnail_jpeg
-
     try:
         data = thumbnail_jpeg(path, size)
     except OSError:
@@ -62,8 +63,6 @@ def _thumbnail(path: Path | None, size: int) -> str | None:
 
 def _resolver(df: pd.DataFrame, project, image_root) -> Callable[[int], Path | None]:
     if project is not None:
-        from mmcurate.review.project_app import image_resolver
-
         resolve = image_resolver(project)
         return lambda i: resolve(str(df["pair_id"].iloc[i])) if "pair_id" in df.columns else None
     root = Path(image_root) if image_root else None
@@ -129,7 +128,7 @@ def _figure(figsize=(6, 4), ncols: int = 1):
     Jupyter from drawing it twice (auto-show plus the returned value) and scripts from
     accumulating open figures; ``fig.savefig`` still works.
     """
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     fig, axes = plt.subplots(ncols=ncols, figsize=figsize)
     plt.close(fig)
@@ -257,8 +256,6 @@ def detection_summary(df: pd.DataFrame, columns: Sequence[str], positive: npt.Ar
     >>> detection_summary(df, ["good", "bad"], [True, True, False, False], k=2)["auroc"].tolist()
     [1.0, 0.0]
     """
-    from mmcurate.signals.metrics import auroc, average_precision, precision_at_k
-
     y = np.asarray(positive, dtype=bool)
     if y.shape != (len(df),):
         raise ValueError(f"positive must be a boolean array with one entry per row ({len(df)}), "

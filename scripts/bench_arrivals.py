@@ -4,7 +4,7 @@ For each pool size: synthetic 512-d pairs (``--data clip-gap``, the default: a m
 CLIP's, :func:`mmcurate.simulate.worlds.clip_gap_chunks`; ``--data domains``: no gap,
 ``synth.domain_pair_chunks``; 20% swapped within their super-category / domain, float16 like a
 project's store), the pool's state built once
-(:class:`mmcurate.stream.incremental.PoolScorer`), then ``--arrivals`` new pairs scored with
+(:class:`mmcurate.engine.incremental.PoolScorer`), then ``--arrivals`` new pairs scored with
 ``disagreement`` incrementally and by a full :func:`mmcurate.rank.compute_ranking` over pool +
 arrivals, side by side in one run. Prints seconds of each, their ratio (target < 0.20), the
 agreement of the arrivals' scores (max |difference|, Pearson r), and the same agreement between two
@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from mmcurate.engine.incremental import PoolScorer
 from mmcurate.rank import compute_ranking
 from mmcurate.simulate.worlds import BENCHMARK_DATA, benchmark_pair_chunks
-from mmcurate.stream.incremental import PoolScorer
 
 
 def pairs(n: int, dim: int = 512, seed: int = 0, data: str = "clip-gap") -> tuple[np.ndarray, np.ndarray]:

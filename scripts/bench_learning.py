@@ -2,7 +2,7 @@
 
 Matrix: family (clip_gap, tiny_scenes, mixed) × swap kind (same-category and random for clip_gap
 and tiny_scenes; mixed has its own mix) × reviewer (perfect, 10% wrong) × seeds. Each run drives
-the product only through ``mmcurate.cli.main`` (:mod:`mmcurate.simulate.cli_loop`) and writes one
+the product only through ``mmcurate.cli.main`` (``scripts/cli_loop.py``) and writes one
 CSV row per round to ``OUT/runs/<run>.csv`` (atomically, once the run finished; finished runs are
 skipped on re-runs). Worlds are built once under ``OUT/worlds/`` (keyed by their parameters).
 
@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+HERE = Path(__file__).resolve().parent
 
 FAMILIES = {"clip_gap": ("same-category", "random"), "clip_hard": ("same-category", "random"),
             "tiny_scenes": ("same-category", "random"), "mixed": ("mix",)}
@@ -84,8 +86,11 @@ def run_one(run: Run, out: Path, keep_work: bool = False) -> str:
     """Build the world, run the CLI loop + reference, write ``runs/<name>.csv``; returns a summary line."""
     import shutil
 
+    if str(HERE) not in sys.path:
+        sys.path.insert(0, str(HERE))  # cli_loop.py lives beside this script (also when loaded by path)
+    from cli_loop import LoopSpec, run_learning_benchmark
+
     from mmcurate._fileio import atomic_write_frame
-    from mmcurate.simulate.cli_loop import LoopSpec, run_learning_benchmark
 
     start = time.perf_counter()
     world = build_world(run, out / "worlds")

@@ -148,12 +148,13 @@ def test_every_command_is_covered_by_the_help_test():
 
 
 def test_interrupt_is_one_line_exit_130_and_rerun_works(project, monkeypatch, capsys):
-    import mmcurate.rank
+    import mmcurate.rounds.project_ranking
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(mmcurate.rank, "compute_from_context", interrupted)
+    # patched where it is called: project_ranking imports it at its top
+    monkeypatch.setattr(mmcurate.rounds.project_ranking, "compute_from_context", interrupted)
     code = main(["select", str(project), "--budget", "5"])
     err = capsys.readouterr().err
     assert code == 130

@@ -146,8 +146,8 @@ def test_features_alone_give_the_arrays_derived_from_them(full, data):
 
 # -- engines ----------------------------------------------------------------------------------------
 def _engines():
+    from mmcurate.engine.incremental import INCREMENTAL
     from mmcurate.engine.ray_score import RAY_ENGINE
-    from mmcurate.stream.incremental import INCREMENTAL
 
     return [RAY_ENGINE, INCREMENTAL]
 
@@ -185,7 +185,7 @@ def test_the_ray_engine_refuses_before_any_work(tmp_path):
 
 
 def test_the_incremental_scorer_refuses_before_any_search(tmp_path, data):
-    from mmcurate.stream.incremental import PoolScorer
+    from mmcurate.engine.incremental import PoolScorer
 
     img, txt, _, _ = data
     scorer = PoolScorer(tmp_path, img[:250], txt[:250], fingerprint="pool", k=5)
@@ -201,7 +201,7 @@ def test_the_incremental_scorer_refuses_before_any_search(tmp_path, data):
 def test_the_cli_shows_a_refusal_as_one_line(tmp_path, monkeypatch, capsys):
     """`mmcurate rank --engine ray` has no option flags; the refusal a library call with
     ``on="i2t"`` gets is injected here and goes through the real rank_project and the CLI."""
-    from mmcurate import rounds
+    from mmcurate import commands, rounds
     from mmcurate.cli import main
     from mmcurate.embed.importer import write_embedding_folder
     from mmcurate.project import create_project
@@ -215,7 +215,7 @@ def test_the_cli_shows_a_refusal_as_one_line(tmp_path, monkeypatch, capsys):
     def with_options(*args, **kwargs):
         return real(*args, **kwargs, options={"least_confidence": {"on": "both"}})
 
-    monkeypatch.setattr(rounds, "rank_project", with_options)
+    monkeypatch.setattr(commands, "rank_project", with_options)  # the name `mmcurate rank` calls
     capsys.readouterr()
     code = main(["rank", str(proj.root), "--engine", "ray", "--strategy", "least-confidence"])
     err = capsys.readouterr().err

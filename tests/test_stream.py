@@ -169,9 +169,9 @@ def test_failure_before_the_commit_loses_nothing(drift, tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full (injected)")
 
-    import mmcurate.stream.ingest
+    import mmcurate.stream.add
 
-    monkeypatch.setattr(mmcurate.stream.ingest, "append_pairs", crash)  # after the part is written
+    monkeypatch.setattr(mmcurate.stream.add, "append_pairs", crash)  # after the part is written
     with pytest.raises(OSError, match="injected"):
         add_pairs(proj, folder, rate=0.1)
     monkeypatch.undo()
@@ -339,8 +339,8 @@ def test_refuses_the_stream_of_an_earlier_project(drift, tmp_path):
 
 # -- arrivals scored against the pool's saved state ----------------------------------------------
 def test_incremental_scores_equal_a_full_rerank(tmp_path):
+    from mmcurate.engine.incremental import INCREMENTAL_STRATEGIES, PoolScorer
     from mmcurate.rank import compute_ranking
-    from mmcurate.stream.incremental import INCREMENTAL_STRATEGIES, PoolScorer
 
     img, txt, noisy, _ = domain_shift_embeddings(1100, 32, rate=0.1, n_domains=5, random_state=0)
     labelled = np.arange(0, 1000, 10)
@@ -379,8 +379,8 @@ def test_incremental_scores_above_the_exact_threshold_equal_a_full_rerank(tmp_pa
     r 0.9814 vs 0.9817). Stated tolerance there: max |diff| <= 1.5x the seeds' and r no more than
     0.01 below theirs; disagreement within 0.15 at r >= 0.99 (measured 0.064, r 0.999)."""
     from mmcurate import index as ix
+    from mmcurate.engine.incremental import INCREMENTAL_STRATEGIES, PoolScorer
     from mmcurate.rank import compute_ranking
-    from mmcurate.stream.incremental import INCREMENTAL_STRATEGIES, PoolScorer
 
     n = 25_000
     assert n > ix.EXACT_MAX
@@ -405,7 +405,7 @@ def test_incremental_scores_above_the_exact_threshold_equal_a_full_rerank(tmp_pa
 
 
 def test_clustered_pool_state_is_extended_and_reloaded(tmp_path):
-    from mmcurate.stream.incremental import PoolScorer
+    from mmcurate.engine.incremental import PoolScorer
 
     img, txt, _, _ = domain_shift_embeddings(3000, 16, rate=0.1, n_domains=3, random_state=1)
     scorer = PoolScorer(tmp_path, img[:2800], txt[:2800], fingerprint="a", k=5, approximate=True)
@@ -446,9 +446,9 @@ def test_add_scores_from_the_saved_pool_state_and_extends_it(drift, tmp_path):
 def test_a_disagreement_ranking_saves_the_pool_state_that_add_then_extends(drift, tmp_path):
     import json
 
+    from mmcurate.engine.incremental import PoolScorer
     from mmcurate.rounds import rank_project
     from mmcurate.stream.add import _pool_fingerprint
-    from mmcurate.stream.incremental import PoolScorer
 
     proj, arrivals, img, txt, _ = drift
     folder = proj.root / "index" / "pool"
@@ -476,7 +476,7 @@ def test_a_pool_state_saved_before_centred_cells_is_rebuilt_with_a_warning(tmp_p
     import json
     import logging
 
-    from mmcurate.stream.incremental import STATE_VERSION, PoolScorer
+    from mmcurate.engine.incremental import STATE_VERSION, PoolScorer
 
     img, txt, _, _ = domain_shift_embeddings(1500, 16, rate=0.1, n_domains=3, random_state=1)
     PoolScorer(tmp_path, img, txt, fingerprint="a", k=5, approximate=True)
@@ -485,7 +485,7 @@ def test_a_pool_state_saved_before_centred_cells_is_rebuilt_with_a_warning(tmp_p
     del meta["settings"]["version"]
     meta_path.write_text(json.dumps(meta))
     (tmp_path / "image" / "mean.npy").unlink()
-    with caplog.at_level(logging.WARNING, logger="mmcurate.stream.incremental"):
+    with caplog.at_level(logging.WARNING, logger="mmcurate.engine.incremental"):
         again = PoolScorer(tmp_path, img, txt, fingerprint="a", k=5, approximate=True)
     assert "saved by an older mmcurate" in caplog.text and "rebuilding" in caplog.text
     assert json.loads(meta_path.read_text())["settings"]["version"] == STATE_VERSION

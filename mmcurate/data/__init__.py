@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmcurate._fileio import atomic_write_frame
 from mmcurate.data.columns import text_if_mixed
 from mmcurate.data.formats import (
     FORMATS,
@@ -33,7 +32,7 @@ from mmcurate.data.sources import Columns
 from mmcurate.data.validate import REJECT_COLUMNS, validate
 
 __all__ = ["FORMATS", "REJECT_COLUMNS", "Columns", "Format", "LoadResult", "detect_format", "format_names",
-           "load_pairs", "open_image", "register_format", "unregister_format", "write_rejects"]
+           "load_pairs", "open_image", "register_format", "unregister_format"]
 
 
 @dataclass
@@ -82,7 +81,3 @@ def load_pairs(source: str | os.PathLike, *, image_root: str | os.PathLike | Non
     pairs = text_if_mixed(pairs)
     return LoadResult(pairs=pairs, rejects=rejects, renamed_columns=renamed)
 
-
-def write_rejects(rejects: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write the rejects report as CSV, atomically."""
-    return atomic_write_frame(rejects, path, fmt="csv")

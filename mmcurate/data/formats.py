@@ -24,6 +24,7 @@ import pandas as pd
 
 from mmcurate._registry import Registry, checked_name, entry_description, parameters_of
 from mmcurate.data import sources as src
+from mmcurate.data.img2dataset import is_img2dataset_folder
 from mmcurate.data.sources import Columns
 from mmcurate.exceptions import DataError
 
@@ -173,8 +174,6 @@ def detect_format(source: str | os.PathLike, fmt: str | None = None) -> str:
     if path.is_dir():
         if (path / "state.json").is_file() or (path / "dataset_dict.json").is_file():
             return "hf-disk"
-        from mmcurate.data.img2dataset import is_img2dataset_folder
-
         if is_img2dataset_folder(path):
             return "img2dataset"
         return "webdataset" if any(path.glob("*.tar")) else "folder"

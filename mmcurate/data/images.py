@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from mmcurate.data.hf import read_table_image
+
 __all__ = [
     "IMAGE_SUFFIXES",
     "ImageRefError",
@@ -160,8 +162,6 @@ def read_image_bytes(ref: str, *, image_root: str | os.PathLike | ImageRoot | No
     """
     path, member = resolve_image_ref(ref, image_root)
     if member is not None and path.suffix in (".parquet", ".arrow") and member.isdigit():
-        from mmcurate.data.hf import read_table_image  # image bytes in a table row
-
         return read_table_image(path, int(member))
     if member is not None:
         return read_tar_member(path, member)

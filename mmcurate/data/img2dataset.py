@@ -15,6 +15,7 @@ import tarfile
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mmcurate.data.columns import rename_reserved
 from mmcurate.exceptions import DataError
@@ -31,8 +32,6 @@ def _tables(folder: Path) -> list[tuple[Path, Path]]:
 
 def is_img2dataset_folder(folder: Path) -> bool:
     """Whether ``folder`` holds shards with img2dataset's Parquet (``key`` and ``status``) beside."""
-    import pyarrow.parquet as pq
-
     pairs = _tables(folder) if folder.is_dir() else []
     if not pairs:
         return False

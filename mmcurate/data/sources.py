@@ -24,7 +24,9 @@ import pandas as pd
 
 from mmcurate._util import temporarily
 from mmcurate.data.columns import rename_reserved
+from mmcurate.data.hf import has_image_bytes, hf_disk_files, read_bytes_table
 from mmcurate.data.images import IMAGE_SUFFIXES, member_bytes
+from mmcurate.data.img2dataset import read_img2dataset as _img2dataset_table
 from mmcurate.exceptions import DataError
 
 __all__ = ["Columns", "no_pairs", "read_csv", "read_folder", "read_hf_disk", "read_img2dataset", "read_jsonl",
@@ -326,8 +328,6 @@ def read_jsonl(source: str | os.PathLike, *, image_root: Path, columns: Columns)
 
 def read_parquet(source: str | os.PathLike, *, image_root: Path, columns: Columns) -> pd.DataFrame:
     """A Parquet file: image paths, or image bytes in the image column (read as parquet-images)."""
-    from mmcurate.data.hf import has_image_bytes
-
     path = _pairs_file(source)
     if has_image_bytes(path, columns.image):  # may be empty: validation reports zero pairs
         return _read_stored_images(path, "parquet-images", image_root, columns)
@@ -375,9 +375,6 @@ def _read_stored_images(path: Path, kind: str, image_root: Path, columns: Column
     """Sources whose images live inside the dataset files: an img2dataset folder
     (:mod:`mmcurate.data.img2dataset`), a Parquet file or ``save_to_disk`` folder with image bytes
     in a column (:mod:`mmcurate.data.hf`)."""
-    from mmcurate.data.hf import hf_disk_files, read_bytes_table
-    from mmcurate.data.img2dataset import read_img2dataset as _img2dataset_table
-
     if kind != "parquet-images" and not path.is_dir():
         raise DataError(f"{kind} folder {path} does not exist")
     if kind == "img2dataset":

@@ -148,7 +148,7 @@ def _normalise_refs(df: pd.DataFrame, root: ImageRoot) -> pd.DataFrame:
 
 def _image_checks(df: pd.DataFrame, rej: _Rejects, root: ImageRoot, progress: bool,
                   full: bool = False) -> pd.DataFrame:
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # heavy: tqdm
 
     checker = check_image if full else check_image_header
 

@@ -6,6 +6,7 @@ so that ``import mmcurate.embed`` stays cheap.
 
 from __future__ import annotations
 
+from mmcurate.embed.encoder import load_encoder
 from mmcurate.embed.importer import ImportResult, import_embedding_folder
 from mmcurate.embed.model import DEFAULT_MODEL, DEFAULT_PRETRAINED, ModelSpec, resolve_model
 from mmcurate.embed.store import EmbeddingStore
@@ -21,9 +22,3 @@ __all__ = [
     "resolve_model",
 ]
 
-
-def load_encoder(*args, **kwargs):
-    """Lazy alias of :func:`mmcurate.embed.encoder.load_encoder` (imports torch/open_clip)."""
-    from mmcurate.embed.encoder import load_encoder as _load
-
-    return _load(*args, **kwargs)

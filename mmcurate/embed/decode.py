@@ -33,9 +33,9 @@ def tensor_transform(images: Sequence[Any], *, size: int, cfg: dict[str, Any]) -
 
     ``cfg`` is the model's ``preprocess_cfg`` (``mean``, ``std``, ``interpolation``, ``resize_mode``).
     """
-    import torch
-    from torchvision.transforms.v2 import InterpolationMode
-    from torchvision.transforms.v2 import functional as F
+    import torch  # heavy: torch
+    from torchvision.transforms.v2 import InterpolationMode  # heavy: torchvision
+    from torchvision.transforms.v2 import functional as F  # heavy: torchvision
 
     _check_cfg(cfg)
     interp = InterpolationMode.BICUBIC if cfg.get("interpolation", "bicubic") == "bicubic" \
@@ -56,8 +56,8 @@ def decode_jpegs(datas: Sequence[bytes], *, device: str) -> list[Any | str]:
     Returns one entry per input: a tensor, or an error string for a file that did not decode (a
     failing batch is retried one image at a time so one bad file only fails itself).
     """
-    import torch
-    from torchvision.io import ImageReadMode, decode_jpeg
+    import torch  # heavy: torch
+    from torchvision.io import ImageReadMode, decode_jpeg  # heavy: torchvision
 
     raw = [torch.frombuffer(bytearray(d), dtype=torch.uint8) for d in datas]
     try:

@@ -39,7 +39,7 @@ class DeviceChoice:
     @property
     def torch_dtype(self) -> Any:
         """The autocast dtype, or ``None`` for float32."""
-        import torch
+        import torch  # heavy: torch
 
         return {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[self.precision]
 
@@ -52,7 +52,7 @@ def _check_name(device: str) -> str:
 
 
 def _resolve_name(name: str) -> str:
-    import torch
+    import torch  # heavy: torch
 
     if name == "auto":
         return "cuda:0" if torch.cuda.is_available() else "cpu"
@@ -75,7 +75,7 @@ def _resolve_name(name: str) -> str:
 
 
 def _resolve_precision(device_type: str, precision: str) -> str:
-    import torch
+    import torch  # heavy: torch
 
     if precision not in PRECISIONS:
         raise ValueError(f"unknown precision {precision!r}; use one of {', '.join(PRECISIONS)}")
@@ -119,7 +119,7 @@ def default_batch_size(device: DeviceChoice) -> int:
 
 def autocast(device: DeviceChoice) -> contextlib.AbstractContextManager:
     """``torch.autocast`` for ``device`` in its precision, or a no-op context for float32."""
-    import torch
+    import torch  # heavy: torch
 
     dtype = device.torch_dtype
     if dtype is None:

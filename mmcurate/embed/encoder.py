@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import pickle
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,7 +42,7 @@ def torch_threads(n_threads: int | None = None) -> Iterator[int]:
         with torch_threads() as n:
             encoder.encode_texts(captions)
     """
-    import torch
+    import torch  # heavy: torch
 
     n = n_threads or os.cpu_count() or 1
     with temporarily(torch.get_num_threads, torch.set_num_threads, n):
@@ -76,7 +77,7 @@ class Encoder:
         return int(max(size) if isinstance(size, (tuple, list)) else size)
 
     def _run(self, fn, batch) -> npt.NDArray[np.float32]:
-        import torch
+        import torch  # heavy: torch
 
         with torch.inference_mode(), autocast(self.device):
             feats = fn(batch.to(self.device.name, non_blocking=True))
@@ -99,7 +100,7 @@ class Encoder:
 
     def encode_images(self, images: Sequence[Any], *, batch_size: int = 32) -> npt.NDArray[np.float32]:
         """Encode PIL images; returns normalised float32 ``(len(images), D)``."""
-        import torch
+        import torch  # heavy: torch
 
         out = []
         for i in range(0, len(images), batch_size):
@@ -116,8 +117,6 @@ def _preprocess_info(model) -> dict[str, Any]:
 def _create_model(open_clip, resolved):
     """The open_clip model and preprocessing; a weights file holding pickled Python objects (which
     ``torch.load(weights_only=True)`` refuses to run) is a clear error naming the file."""
-    import pickle
-
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             resolved.open_clip_name, pretrained=resolved.open_clip_pretrained)
@@ -175,7 +174,7 @@ def load_encoder(
     sha = weights_sha256
     if sha is None and resolved.weights_path:
         sha = file_sha256(resolved.weights_path)
-    import torch
+    import torch  # heavy: torch
 
     with torch.inference_mode():
         dim = int(model.encode_text(tokenizer(["a photo"])).shape[1])

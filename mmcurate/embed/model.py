@@ -43,6 +43,7 @@ __all__ = [
     "import_open_clip",
     "resolve_model",
     "supply_weights_help",
+    "trained_tiny_clip",
 ]
 
 DEFAULT_MODEL = "ViT-B-32"
@@ -55,6 +56,37 @@ _WEIGHT_NAMES = (
     "model.safetensors",
     "pytorch_model.bin",
 )
+TINY_VERSION = "v2"
+"""The tiny stand-in model's recipe version (:mod:`mmcurate.embed.tiny`), part of its cache folder's name."""
+
+
+def _checkout_root() -> Path | None:
+    """The source checkout this package runs from (``<repo>/pyproject.toml`` beside ``mmcurate/``),
+    or None for an installed copy (site-packages)."""
+    repo = Path(__file__).resolve().parents[2]
+    return repo if (repo / "pyproject.toml").is_file() and (repo / "mmcurate").is_dir() else None
+
+
+def _cache_root() -> Path:
+    """Where the tiny model lives: ``$MMCURATE_CACHE`` if set; else ``<checkout>/.cache/mmcurate`` when
+    running from a source checkout (each clone has its own, so two clones can test at once, and
+    nothing is shared through the home folder); else ``~/.cache/mmcurate`` for an installed package."""
+    env = os.environ.get("MMCURATE_CACHE")
+    if env:
+        return Path(env).expanduser()
+    checkout = _checkout_root()
+    if checkout is not None:
+        return checkout / ".cache" / "mmcurate"
+    return Path.home() / ".cache" / "mmcurate"
+
+
+def trained_tiny_clip(*, seed: int = 0) -> Path | None:
+    """The tiny model folder when it is trained already (by ``mmcurate demo`` or the tests), else
+    None; never trains."""
+    folder = _cache_root() / f"tiny-clip-{TINY_VERSION}-seed{seed}"
+    return folder if (folder / "open_clip_model.safetensors").is_file() else None
+
+
 def supply_weights_help(project: str = "PROJECT", *, look_for_tiny: bool = True) -> str:
     """The ways to supply weights, as ``mmcurate`` command lines for ``project`` (every flag shown
     is one the named command accepts; tested). When the tiny stand-in model is trained already
@@ -69,8 +101,6 @@ def supply_weights_help(project: str = "PROJECT", *, look_for_tiny: bool = True)
     ]
     tiny = None
     if look_for_tiny:
-        from mmcurate.embed.tiny import trained_tiny_clip
-
         tiny = trained_tiny_clip()
     fixes.append((f"mmcurate embed {project} --model local-dir:{tiny}", "offline: the tiny stand-in model "
                   "the demo trained (not CLIP)") if tiny else
@@ -142,7 +172,7 @@ def hub_offline(enabled: bool = True) -> Iterator[None]:
     hub: Any = None
     if enabled:
         try:
-            from huggingface_hub import constants as hub
+            from huggingface_hub import constants as hub  # heavy: huggingface_hub
         except ImportError:
             pass
     if hub is None:
@@ -157,7 +187,7 @@ def import_open_clip(*, allow_download: bool = False):
     """Import open_clip, under :func:`hub_offline` unless downloads are allowed (the import itself
     makes no hub request today; the calls that can are guarded where they are made)."""
     with hub_offline(not allow_download):
-        import open_clip
+        import open_clip  # heavy: open_clip
 
     return open_clip
 
@@ -205,7 +235,7 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
 
 
 def _from_hf_cache(repo_id: str, filenames: tuple[str, ...]) -> Path | None:
-    from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub import try_to_load_from_cache  # heavy: huggingface_hub
 
     for name in filenames:
         hit = try_to_load_from_cache(repo_id, name)
@@ -221,7 +251,7 @@ def _download(repo_id: str, filename: str) -> Path:
             f"(could not connect within 3 s) while fetching {repo_id}/{filename}.",
             _HOW_TO,
         )
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download  # heavy: huggingface_hub
 
     return Path(hf_hub_download(repo_id, filename))
 

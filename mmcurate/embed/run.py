@@ -22,10 +22,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmcurate.data.images import read_image_bytes
+from mmcurate.embed.decode import decode_jpegs, is_jpeg, tensor_transform
+from mmcurate.embed.device import default_batch_size
 from mmcurate.embed.encoder import Encoder, torch_threads
 from mmcurate.embed.store import EmbeddingStore
 
-__all__ = ["EmbedReport", "embed_pairs"]
+__all__ = ["EmbedReport", "embed_pairs", "model_threads"]
 
 
 @dataclass
@@ -68,9 +71,6 @@ class _PairDataset:
 
     def _image(self, ref: str):
         if self.raw_jpeg:
-            from mmcurate.data.images import read_image_bytes
-            from mmcurate.embed.decode import is_jpeg
-
             data = read_image_bytes(ref, image_root=self.image_root)
             if is_jpeg(data):
                 return data
@@ -86,7 +86,7 @@ class _PairDataset:
 
 
 def _collate(batch):
-    import torch
+    import torch  # heavy: torch
 
     positions = [b[0] for b in batch]
     ok = [b[1] is not None for b in batch]
@@ -101,7 +101,7 @@ def _collate(batch):
 def _worker_init(_worker_id: int) -> None:
     """Runs in a DataLoader worker process, which this module's loader created and which only
     decodes: one thread there is that process's own setting, nothing to restore."""
-    import torch
+    import torch  # heavy: torch
 
     torch.set_num_threads(1)
 
@@ -118,8 +118,21 @@ def default_workers(device_type: str = "cpu", n_cores: int | None = None) -> int
     return min(cores, 16)
 
 
+def model_threads(device_type: str = "cpu", workers: int = 0, n_cores: int | None = None) -> int:
+    """Torch threads for the model while ``workers`` processes decode.
+
+    On CPU the model gets the cores the workers leave (at least 1): more threads than cores stall
+    every parallel region on a descheduled thread (on 2 cores with 2 workers, a tiny model ran 8×
+    slower with 2 threads than with 1). Decoding nothing inline or on an accelerator: every core.
+    """
+    cores = n_cores or os.cpu_count() or 1
+    if device_type == "cpu" and workers:
+        return max(1, cores - workers)
+    return cores
+
+
 def _loader(dataset, *, batch_size: int, workers: int, pin: bool):
-    from torch.utils.data import DataLoader
+    from torch.utils.data import DataLoader  # heavy: torch
 
     return DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=workers,
                       collate_fn=_collate, worker_init_fn=_worker_init if workers else None,
@@ -173,9 +186,7 @@ def embed_pairs(
         report = embed_pairs(pairs, store, encoder, image_root="images/",
                              open_image=open_image)
     """
-    import torch
-
-    from mmcurate.embed.device import default_batch_size
+    import torch  # heavy: torch
 
     if decode not in ("cpu", "gpu"):
         raise ValueError(f"unknown decode {decode!r}; use 'cpu' or 'gpu'")
@@ -196,7 +207,8 @@ def embed_pairs(
     bar = _progress(len(todo), progress)
     ids = todo["pair_id"].tolist()
     start = time.perf_counter()
-    with torch_threads(), torch.inference_mode():  # every core for the model; restored after
+    # the cores the decoding workers leave for the model (see model_threads); restored after
+    with torch_threads(model_threads(dev.type, workers)), torch.inference_mode():
         for positions, ok, images, tokens, errors in loader:
             if isinstance(images, list):
                 ok, images, errors = _device_images(encoder, ok, images, errors)
@@ -209,9 +221,7 @@ def embed_pairs(
 
 def _device_images(encoder: Encoder, ok: list[bool], images: list, errors: list[str]):
     """Decode the batch's JPEG bytes on the encoder's device; stack with the worker-made tensors."""
-    import torch
-
-    from mmcurate.embed.decode import decode_jpegs, tensor_transform
+    import torch  # heavy: torch
 
     jpeg_at = [i for i, im in enumerate(images) if isinstance(im, bytes)]
     decoded = decode_jpegs([images[i] for i in jpeg_at], device=encoder.device.name)
@@ -258,13 +268,13 @@ def _embed_batch(encoder, store, ids, positions, ok, images, tokens, errors, rep
 
 def torch_index(mask: np.ndarray):
     """A torch bool index from a numpy mask."""
-    import torch
+    import torch  # heavy: torch
 
     return torch.from_numpy(mask)
 
 
 def _progress(total: int, enabled: bool):
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # heavy: tqdm
 
     return tqdm(total=total, desc="embed", unit="pair", disable=not enabled, file=sys.stderr,
                 dynamic_ncols=True)

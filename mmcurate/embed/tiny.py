@@ -28,11 +28,12 @@ from typing import Any
 import numpy as np
 
 from mmcurate._util import check_random_state
-from mmcurate.embed.model import import_open_clip
+from mmcurate.embed.encoder import load_encoder
+from mmcurate.embed.model import TINY_VERSION, ModelSpec, _cache_root, import_open_clip, trained_tiny_clip
+from mmcurate.synth import describe_scene, generate_scenes, render_scene
 
 __all__ = ["TINY_CFG", "evaluate_tiny_clip", "get_tiny_clip", "train_tiny_clip", "trained_tiny_clip"]
 
-VERSION = "v2"
 TINY_CFG: dict[str, Any] = {
     "embed_dim": 128,
     "vision_cfg": {"image_size": 64, "layers": 4, "width": 192, "patch_size": 16, "head_width": 64},
@@ -44,7 +45,7 @@ PREPROCESS_CFG = {"size": 64, "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
 
 def _bar(iterable=None, **kwargs):
     """A tqdm bar on stderr with ETA: live on a terminal, a line every 30 s in a log."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # heavy: tqdm
 
     live = sys.stderr.isatty()
     return tqdm(iterable, file=sys.stderr, mininterval=1.0 if live else 30.0, dynamic_ncols=live,
@@ -53,9 +54,7 @@ def _bar(iterable=None, **kwargs):
 
 def _pool(n: int, seed: int, *, progress: bool = False):
     """``n`` generated scenes and their 64 px renderings as one uint8 tensor (n, 3, 64, 64)."""
-    import torch
-
-    from mmcurate.synth import generate_scenes, render_scene
+    import torch  # heavy: torch
 
     scenes = generate_scenes(n, random_state=seed)
     arr = np.stack([np.asarray(render_scene(s, size=64))
@@ -67,9 +66,7 @@ def _pool(n: int, seed: int, *, progress: bool = False):
 def _captions(scenes, per_scene: int, rng: np.random.Generator, tokenizer):
     """``per_scene`` phrasings of every scene, tokenised once: local token ids (n, per_scene, L)
     into the sorted vocabulary actually used, that vocabulary, and each caption's EOT position."""
-    import torch
-
-    from mmcurate.synth import describe_scene
+    import torch  # heavy: torch
 
     tokens = tokenizer([describe_scene(s, random_state=rng) for s in scenes for _ in range(per_scene)])
     eot = tokens.argmax(-1)  # open_clip pools the text at the EOT token, the largest id
@@ -98,8 +95,8 @@ def _lr(step: int, total: int, base: float, warmup: int) -> float:
 def _contrastive_step(model, opt, logits):
     """One optimiser step on the symmetric InfoNCE loss of a batch's image x caption ``logits``
     (pair i on the diagonal), the logit scale clamped to CLIP's 100; returns the loss."""
-    import torch
-    import torch.nn.functional as F
+    import torch  # heavy: torch
+    import torch.nn.functional as F  # heavy: torch
 
     target = torch.arange(len(logits))
     loss = (F.cross_entropy(logits, target) + F.cross_entropy(logits.T, target)) / 2
@@ -114,8 +111,8 @@ def _contrastive_step(model, opt, logits):
 def _encode_text(model, embedding, local, eot):
     """open_clip's ``CLIP.encode_text`` on captions cut after their longest EOT and embedded from
     the compact vocabulary table: the same features (the causal mask keeps padding out of them)."""
-    import torch
-    import torch.nn.functional as F
+    import torch  # heavy: torch
+    import torch.nn.functional as F  # heavy: torch
 
     n = local.shape[1]
     x = F.embedding(local, embedding) + model.positional_embedding[:n]
@@ -147,9 +144,9 @@ def train_tiny_clip(out_dir: str | os.PathLike, *, seed: int = 0, steps: int | N
 
         train_tiny_clip("models/tiny-clip", seed=0)
     """
-    import torch
-    import torch.nn.functional as F
-    from safetensors.torch import save_file
+    import torch  # heavy: torch
+    import torch.nn.functional as F  # heavy: torch
+    from safetensors.torch import save_file  # heavy: safetensors
 
     open_clip = import_open_clip()
     torch.manual_seed(seed)
@@ -204,7 +201,7 @@ def _write(model, out: Path, training: dict, save_file) -> Path:
         (tmp / "open_clip_config.json").write_text(json.dumps({
             "model_cfg": TINY_CFG, "preprocess_cfg": PREPROCESS_CFG,
             "mmcurate": {"note": "tiny stand-in model trained on generated scenes; NOT CLIP",
-                         "version": VERSION, "training": training}}, indent=2))
+                         "version": TINY_VERSION, "training": training}}, indent=2))
         save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
                   str(tmp / "open_clip_model.safetensors"))
         if out.exists():
@@ -216,39 +213,12 @@ def _write(model, out: Path, training: dict, save_file) -> Path:
     return out
 
 
-def _checkout_root() -> Path | None:
-    """The source checkout this package runs from (``<repo>/pyproject.toml`` beside ``mmcurate/``),
-    or None for an installed copy (site-packages)."""
-    repo = Path(__file__).resolve().parents[2]
-    return repo if (repo / "pyproject.toml").is_file() and (repo / "mmcurate").is_dir() else None
-
-
-def _cache_root() -> Path:
-    """Where the tiny model lives: ``$MMCURATE_CACHE`` if set; else ``<checkout>/.cache/mmcurate`` when
-    running from a source checkout (each clone has its own, so two clones can test at once, and
-    nothing is shared through the home folder); else ``~/.cache/mmcurate`` for an installed package."""
-    env = os.environ.get("MMCURATE_CACHE")
-    if env:
-        return Path(env).expanduser()
-    checkout = _checkout_root()
-    if checkout is not None:
-        return checkout / ".cache" / "mmcurate"
-    return Path.home() / ".cache" / "mmcurate"
-
-
-def trained_tiny_clip(*, seed: int = 0) -> Path | None:
-    """The tiny model folder when it is trained already (by ``mmcurate demo`` or the tests), else
-    None; never trains."""
-    folder = _cache_root() / f"tiny-clip-{VERSION}-seed{seed}"
-    return folder if (folder / "open_clip_model.safetensors").is_file() else None
-
-
 def get_tiny_clip(*, cache_dir: str | os.PathLike | None = None, seed: int = 0,
                   progress: bool = True) -> Path:
     """The cached tiny model folder, trained once if missing (a file lock serialises trainers in
     the same cache). The cache is ``cache_dir`` if given, else :func:`_cache_root`."""
     root = Path(cache_dir) if cache_dir else _cache_root()
-    folder = root / f"tiny-clip-{VERSION}-seed{seed}"
+    folder = root / f"tiny-clip-{TINY_VERSION}-seed{seed}"
     if (folder / "open_clip_model.safetensors").is_file():
         return folder
     root.mkdir(parents=True, exist_ok=True)
@@ -263,11 +233,7 @@ def evaluate_tiny_clip(model_dir: str | os.PathLike, *, n: int = 500,
                        random_state: int = 12345) -> dict[str, float]:
     """Held-out image→text top-1/top-5 and swapped-caption AUROC on freshly generated scenes,
     loading the model through open_clip's ``local-dir:`` path as a user would."""
-    import torch
-
-    from mmcurate.embed.encoder import load_encoder
-    from mmcurate.embed.model import ModelSpec
-    from mmcurate.synth import describe_scene, generate_scenes, render_scene
+    import torch  # heavy: torch
 
     enc = load_encoder(ModelSpec(f"local-dir:{model_dir}", None))
     scenes = generate_scenes(n, random_state=random_state)

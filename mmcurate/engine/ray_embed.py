@@ -19,13 +19,20 @@ core starves Ray's read tasks and hangs.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pyarrow as pa
 
-from mmcurate.exceptions import MissingDependencyError
+from mmcurate.data import open_image
+from mmcurate.embed.encoder import load_encoder
+from mmcurate.embed.model import ModelSpec
+from mmcurate.embed.run import EmbedReport
+from mmcurate.embed.store import EmbeddingStore
+from mmcurate.exceptions import DeviceError, MissingDependencyError
 
 if TYPE_CHECKING:
     from mmcurate.embed.run import EmbedReport
@@ -37,7 +44,7 @@ __all__ = ["RayEncoder", "embed_with_ray", "require_ray"]
 def require_ray():
     """Import ray, or raise with the pip command that installs it."""
     try:
-        import ray
+        import ray  # heavy: ray
     except ImportError as err:
         raise MissingDependencyError(
             "the Ray engine needs Ray Data: pip install 'mmcurate[ray]' (or pip install 'ray[data]')"
@@ -51,11 +58,7 @@ class RayEncoder:
     def __init__(self, model: str, pretrained: str | None, weights_sha256: str | None,
                  store_root: str, image_root: str | None, threads: int = 1, device: str = "cpu",
                  precision: str = "auto") -> None:
-        import torch
-
-        from mmcurate.embed.encoder import load_encoder
-        from mmcurate.embed.model import ModelSpec
-        from mmcurate.embed.store import EmbeddingStore
+        import torch  # heavy: torch
 
         # the actor is a worker process Ray started for this pool: its thread count is its own
         torch.set_num_threads(threads)
@@ -66,9 +69,7 @@ class RayEncoder:
         self.image_root = image_root
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        import torch
-
-        from mmcurate.data import open_image
+        import torch  # heavy: torch
 
         ids, images, keep, errors = [], [], [], []
         for pid, ref in zip(batch["pair_id"], batch["image"]):
@@ -96,8 +97,6 @@ class RayEncoder:
 
 def _dataset(ray, todo, n_blocks: int):
     """The missing pairs as a Ray Dataset of ``n_blocks`` Arrow blocks (so every actor gets work)."""
-    import pyarrow as pa
-
     table = pa.Table.from_pandas(todo[["pair_id", "image", "caption"]].astype(str),
                                  preserve_index=False)
     step = -(-len(table) // n_blocks)
@@ -133,13 +132,9 @@ def _check_gpus(ray, gpus_per_worker: float, num_workers: int) -> None:
     """Fail at once (instead of waiting forever for resources) when the cluster has too few GPUs."""
     have = float(ray.cluster_resources().get("GPU", 0.0))
     if gpus_per_worker > 0 and have < gpus_per_worker:
-        from mmcurate.exceptions import DeviceError
-
         raise DeviceError(f"--gpus-per-worker {gpus_per_worker} asks for GPUs, but the Ray cluster has "
                           f"{have:g}; run on a cluster with GPUs or drop --gpus-per-worker")
     if gpus_per_worker > 0 and have < gpus_per_worker * num_workers:
-        import logging
-
         logging.getLogger(__name__).warning("%d actors x %g GPU exceed the cluster's %g GPUs; "
                                             "fewer actors will run at a time",
                                             num_workers, gpus_per_worker, have)
@@ -164,11 +159,7 @@ def embed_with_ray(proj: Project, *, address: str | None = None, num_workers: in
         # (400, ['cpu'])
     """
     ray = require_ray()
-    from ray.data import ActorPoolStrategy
-
-    from mmcurate.embed.encoder import load_encoder
-    from mmcurate.embed.model import ModelSpec
-    from mmcurate.embed.run import EmbedReport
+    from ray.data import ActorPoolStrategy  # heavy: ray
 
     actor_device = _actor_device(device, gpus_per_worker)
     batch_size = batch_size or (256 if actor_device == "cuda" else 32)

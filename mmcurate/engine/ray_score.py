@@ -42,7 +42,11 @@ import numpy.typing as npt
 import pandas as pd
 
 from mmcurate import index as ix
+from mmcurate.engine.ray_embed import require_ray
+from mmcurate.index import project, rowwise_cosine, set_threads
+from mmcurate.rank import RankContext, compute_from_context, joint_vectors, without_own
 from mmcurate.rank.registry import Engine
+from mmcurate.signals import alignment, crossmodal, density
 
 __all__ = ["RAY_ENGINE", "rank_with_ray", "shard_stats"]
 
@@ -58,7 +62,7 @@ def _load(path: str, head: str | None, side: str):
     arr = np.load(path, mmap_mode="r")
     if head is None:
         return arr
-    from mmcurate.head import ProjectionHead
+    from mmcurate.head import ProjectionHead  # heavy: torch
 
     return ProjectionHead.load(head).view(arr, side)
 
@@ -78,7 +82,6 @@ def _crash_once(fault_marker: str | None, stage: str) -> None:
 
 def _build_index(path: str, head: str | None, side: str, basis: np.ndarray, random_state: int,
                  fault_marker: str | None = None):
-
     _crash_once(fault_marker, "index")
 
     return ix.ClusteredIndex(ix.project(_load(path, head, side), basis), random_state=random_state)
@@ -95,10 +98,6 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
     neighbours found in the reduced space are re-scored with the full vectors
     (``ClusteredIndex.search(full=)``); the agreements are taken in the reduced space.
     """
-    from mmcurate.index import project, rowwise_cosine
-    from mmcurate.rank import joint_vectors, without_own
-    from mmcurate.signals import alignment, crossmodal, density
-
     full_img, full_txt = _load(image_path, head, "image"), _load(text_path, head, "text")
     img = np.asarray(full_img[start:stop], np.float32)
     txt = np.asarray(full_txt[start:stop], np.float32)
@@ -176,10 +175,6 @@ def rank_with_ray(
 
         table = rank_with_ray("emb/image.npy", "emb/text.npy", strategies=["disagreement"])
     """
-    from mmcurate.engine.ray_embed import require_ray
-    from mmcurate.rank import RankContext, compute_from_context
-    from mmcurate.signals import alignment
-
     needed = RAY_ENGINE.check(strategies, options)  # before any work
     ray = require_ray()
     if not ray.is_initialized():
@@ -241,16 +236,12 @@ def _gather(ray, refs: dict, n: int) -> dict[str, np.ndarray]:
 
 
 def _build_joint_index(image_index, text_index, random_state: int):
-    from mmcurate.rank import joint_vectors
-
     joint = joint_vectors(image_index.vectors, text_index.vectors)
     return ix.ClusteredIndex(joint, random_state=random_state)
 
 
 def _shard_task(image_path, text_path, start, stop, image_index, text_index, basis, k, nprobe,
                 temperature, head, joint_index, labeled_mask, fault_marker=None):
-    from mmcurate.index import set_threads
-
     _crash_once(fault_marker, "shard")
     set_threads(1)  # one task per CPU: no oversubscription
     return shard_stats(image_path, text_path, start, stop, image_index=image_index,

@@ -39,8 +39,9 @@ Modules: :mod:`~mmcurate.export.curate` (the verdicts), :mod:`~mmcurate.export.w
 and the report), :mod:`~mmcurate.export.webdataset` (shards).
 """
 
+from mmcurate._util import sample_key
 from mmcurate.export.curate import Curation, absolute_image_paths, curate_pairs
-from mmcurate.export.webdataset import sample_key, write_webdataset
+from mmcurate.export.webdataset import write_webdataset
 from mmcurate.export.write import CURATED_FORMATS, export_curated, model_display_name
 
 __all__ = ["CURATED_FORMATS", "Curation", "absolute_image_paths", "curate_pairs", "export_curated",

@@ -12,8 +12,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from mmcurate.learn import MIN_RANDOM_LABELS
+from mmcurate.groups.hooks import apply_duplicate_policy, export_decisions
+from mmcurate.index import rowwise_cosine
+from mmcurate.learn import MIN_RANDOM_LABELS, TARGET_NOISE, choose_threshold, explored_noise, reliability
 from mmcurate.results import Ranking
+from mmcurate.rounds import rank_project
+from mmcurate.rounds.model import load_model
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
@@ -93,8 +97,6 @@ def _scores_table(proj: Project, threshold: float | str | None, strategy_scores:
         return strategy_scores, {}
     if threshold is None:
         return None, {}
-    from mmcurate.rounds import rank_project
-
     ranking = rank_project(proj, ["p_misaligned"], pool_state=False, save_state=False)  # read-only
     return ranking.table, dict(ranking.provenance)
 
@@ -104,12 +106,7 @@ def _raw_cosine(proj: Project) -> pd.Series | None:
     ids = proj.pairs["pair_id"].tolist()
     if not proj.has_embeddings() or not proj.store.is_compact_for(ids):
         return None
-    image, text = proj.image_embeddings(), proj.text_embeddings()
-    out = np.empty(len(ids), np.float64)
-    for start in range(0, len(ids), 65536):
-        a = np.asarray(image[start : start + 65536], np.float32)
-        b = np.asarray(text[start : start + 65536], np.float32)
-        out[start : start + 65536] = np.einsum("ij,ij->i", a, b)
+    out = rowwise_cosine(proj.image_embeddings(), proj.text_embeddings())
     return pd.Series(out, index=proj.pairs["pair_id"].to_numpy())
 
 
@@ -133,8 +130,6 @@ def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_n
     (:func:`_certify`); otherwise the threshold is ``None`` and ``estimates["verified"]`` is
     False with the reason: the unreviewed pairs are kept as ``unverified``, never dropped.
     """
-    from mmcurate.learn import choose_threshold, explored_noise, reliability
-
     if threshold is None:
         return None, {}
     open_ = table["decision"].isna().to_numpy() & np.isfinite(table["p_aligned"].to_numpy(float))
@@ -215,8 +210,6 @@ def _certify(proj: ProjectFiles, rule: dict[str, Any], n_open: int, n_random: in
     prior), ranks held-out labels with AUROC >= :data:`MIN_AUROC`, its calibration rests on at
     least :data:`MIN_RANDOM_LABELS` randomly drawn labels, and the rule keeps some pairs.
     """
-    from mmcurate.rounds.model import load_model
-
     if n_open == 0:
         return None
     model = load_model(proj)
@@ -237,7 +230,7 @@ def _certify(proj: ProjectFiles, rule: dict[str, Any], n_open: int, n_random: in
     return None
 
 
-def curate_pairs(proj: Project, *, threshold: float | str | None = "auto", target_noise: float = 0.03,
+def curate_pairs(proj: Project, *, threshold: float | str | None = "auto", target_noise: float = TARGET_NOISE,
                  strategy_scores: pd.DataFrame | Ranking | None = None, keep_duplicates: bool = False
                  ) -> Curation:
     """Split the project's pairs into curated and dropped (see the module docstring); no files.
@@ -392,13 +385,9 @@ def _counts(table: pd.DataFrame, rejects: pd.DataFrame, curated: pd.DataFrame,
 
 # -- groups (mmcurate.groups): decisions per group, one pair kept per duplicate group -------------
 def _with_group_decisions(proj: Project, decisions: pd.DataFrame) -> pd.DataFrame:
-    from mmcurate.groups.hooks import export_decisions
-
     return export_decisions(proj, decisions)
 
 
 def _duplicate_policy(proj: Project, curated: pd.DataFrame, dropped: pd.DataFrame, counts: dict[str, int],
                       keep_duplicates: bool) -> tuple[pd.DataFrame, pd.DataFrame]:
-    from mmcurate.groups.hooks import apply_duplicate_policy
-
     return apply_duplicate_policy(proj, curated, dropped, counts, keep_duplicates=keep_duplicates)

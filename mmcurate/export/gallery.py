@@ -15,6 +15,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from mmcurate.data.images import ref_thumbnail_jpeg
+from mmcurate.groups.compute import DUPLICATE_KINDS
+from mmcurate.groups.project import load_duplicates
+
 if TYPE_CHECKING:
     from mmcurate.export.curate import Curation
     from mmcurate.project import Project
@@ -102,8 +106,6 @@ def _p(p_aligned: pd.Series | None, pair_id: str) -> str:
 
 def _thumbnailer(proj: ProjectFiles):
     """``(pair_id, caption, note) -> Thumb`` with the pair's JPEG where its image can be read."""
-    from mmcurate.data.images import ref_thumbnail_jpeg
-
     refs = proj.pairs.set_index("pair_id")["image"] if "image" in proj.pairs.columns else pd.Series(dtype=str)
 
     def picture(pair_id: str, caption: str, note: str) -> Thumb:
@@ -121,9 +123,6 @@ def _thumbnailer(proj: ProjectFiles):
 
 def _group_galleries(proj: Project, cur, picture, p_aligned, n_groups: int, per_group: int) -> list[Gallery]:
     """The largest duplicate groups, members best P(aligned) first, each saying kept or dropped."""
-    from mmcurate.groups.compute import DUPLICATE_KINDS
-    from mmcurate.groups.project import load_duplicates
-
     groups = load_duplicates(proj, write=False)
     if groups is None or groups.empty or n_groups < 1:
         return []

@@ -6,11 +6,9 @@ first dot), so the ``webdataset`` package reads back exactly the samples written
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
-import re
 import tarfile
 import time
 from collections.abc import Callable
@@ -18,24 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+from PIL import Image
 
 from mmcurate._fileio import atomic_path, to_jsonable
-from mmcurate.data.images import ImageRefError, read_image_bytes
+from mmcurate._util import sample_key
+from mmcurate.data.images import ImageRefError, _to_rgb, read_image_bytes
 
 __all__ = ["sample_key", "write_webdataset"]
-
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9_-]{1,128}$")
-
-
-def sample_key(pair_id: str) -> str:
-    """A file-name-safe key for a pair: the id itself when it is ``[A-Za-z0-9_-]``, else a hash.
-
-    WebDataset splits a member name at its first dot, so keys may not contain dots or slashes.
-    """
-    if _SAFE_KEY.match(pair_id):
-        return pair_id
-    return "id-" + hashlib.sha1(pair_id.encode("utf-8")).hexdigest()[:16]
-
 
 def _image_reader(image_root: Path) -> Callable[[str], bytes]:
     """``ref -> bytes`` of a stored image (a file under ``image_root``, a ``shard.tar::member`` or a
@@ -101,10 +88,6 @@ def write_webdataset(curated: pd.DataFrame, out_dir: str | os.PathLike, *,
 
 
 def _as_jpeg(data: bytes) -> bytes:
-    from PIL import Image
-
-    from mmcurate.data.images import _to_rgb
-
     try:
         with Image.open(io.BytesIO(data)) as im:
             out = io.BytesIO()

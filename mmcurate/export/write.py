@@ -12,7 +12,10 @@ import pandas as pd
 from mmcurate._fileio import atomic_write_frame, spreadsheet_safe
 from mmcurate.exceptions import ProjectError
 from mmcurate.export.curate import _DROPPED_COLUMNS, Curation, _ledger_frames, curate_pairs
+from mmcurate.export.gallery import report_galleries
 from mmcurate.export.webdataset import _image_reader, write_webdataset
+from mmcurate.learn import TARGET_NOISE
+from mmcurate.report import write_report
 from mmcurate.results import ExportResult, Ranking
 
 if TYPE_CHECKING:
@@ -31,7 +34,7 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str) -> Path:
 
 # -- files --------------------------------------------------------------------------------------------
 def export_curated(proj: Project, out_dir: str | os.PathLike, *, fmt: str = "csv",
-                   threshold: float | str | None = "auto", target_noise: float = 0.03,
+                   threshold: float | str | None = "auto", target_noise: float = TARGET_NOISE,
                    strategy_scores: pd.DataFrame | Ranking | None = None, shard_size: int = 1000,
                    image_format: str = "original", keep_duplicates: bool = False) -> ExportResult:
     """Write the curated pairs, the dropped pairs and a report (Markdown + self-contained HTML).
@@ -112,9 +115,6 @@ def export_curated(proj: Project, out_dir: str | os.PathLike, *, fmt: str = "csv
         paths["curated_path"] = str(_write_frame(cur.curated, out_dir / f"curated.{fmt}", fmt))
         dropped = spreadsheet_safe(cur.dropped) if fmt == "csv" else cur.dropped  # a file people open
         paths["dropped_path"] = str(_write_frame(dropped, out_dir / f"dropped.{fmt}", fmt))
-    from mmcurate.export.gallery import report_galleries
-    from mmcurate.report import write_report
-
     decisions, rounds, heads = _ledger_frames(proj)
     report = write_report(out_dir, cur, rounds=rounds, heads=heads, decisions=decisions,
                           title=f"mmcurate export: {proj.root.name}",

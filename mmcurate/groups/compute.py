@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mmcurate.groups.find import boilerplate_labels, components, key_labels, near_edges, normalize_captions
+from mmcurate.rank import RankContext
 
 __all__ = ["DUPLICATE_KINDS", "KINDS", "GroupParams", "find_groups"]
 
@@ -112,8 +113,6 @@ def find_groups(image_embeddings, text_embeddings, captions: Sequence[object], *
 
 
 def _searcher(image, text, k: int, random_state: int, approximate: bool | None):
-    from mmcurate.rank import RankContext
-
     ctx = RankContext(image, text, indices_labeled=None, labels=None, k=k, random_state=random_state,
                       approximate=approximate)
 

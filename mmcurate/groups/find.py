@@ -15,6 +15,9 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 import numpy.typing as npt
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from mmcurate._fileio import read_rows
 
@@ -34,9 +37,6 @@ def normalize_captions(captions: Iterable[object]) -> npt.NDArray[np.object_]:
     >>> normalize_captions(["  Click to ENLARGE!! ", None, "Ünïcode\u00a0 text."]).tolist()
     ['click to enlarge', '', 'ünïcode text']
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     values = [c if isinstance(c, str) else "" for c in captions]
     arr = pc.utf8_lower(pc.utf8_normalize(pa.array(values, pa.large_string()), "NFKC"))
     arr = pc.replace_substring_regex(arr, _PUNCT, " ")
@@ -94,8 +94,6 @@ def key_labels(keys: Iterable[object]) -> npt.NDArray[np.int64]:
     >>> key_labels(["x", "y", "x", None, None]).tolist()
     [0, 1, 0, 3, 4]
     """
-    import pandas as pd
-
     values = pd.Series(list(keys), dtype=object)
     codes, _ = pd.factorize(values.where(values != "", None), use_na_sentinel=True)
     out = np.arange(len(codes), dtype=np.int64)

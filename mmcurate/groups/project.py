@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_frame, atomic_write_json
+from mmcurate.data.images import read_image_bytes
 from mmcurate.exceptions import ProjectError
 from mmcurate.groups.compute import DUPLICATE_KINDS, KINDS, GroupParams, find_groups
 
@@ -71,9 +72,7 @@ def image_keys(proj: ProjectFiles, *, progress: bool = False) -> list[str | None
     """sha1 of each pair's image file bytes (None: unreadable); None for imported embeddings."""
     if proj.kind == "external" or proj.image_root is None:
         return None
-    from tqdm.auto import tqdm
-
-    from mmcurate.data.images import read_image_bytes
+    from tqdm.auto import tqdm  # heavy: tqdm
 
     keys: list[str | None] = []
     refs = proj.pairs["image"].astype(str)

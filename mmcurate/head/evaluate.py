@@ -10,9 +10,11 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from mmcurate._util import sigmoid
 from mmcurate.head.data import _Pairs, _prepare
 from mmcurate.head.fit import _fit, _one_thread, _pair_cos
 from mmcurate.head.model import HeadConfig, _Head
+from mmcurate.learn import stratified_folds
 from mmcurate.signals.metrics import auroc
 
 __all__ = ["cross_validate_head"]
@@ -31,8 +33,6 @@ def _best_threshold(scores: np.ndarray, labels: np.ndarray) -> float:
 
 def _folds(labels: np.ndarray, k: int, random_state: int) -> np.ndarray:
     """Stratified fold id of each labelled pair (the shared rule of :mod:`mmcurate.learn`)."""
-    from mmcurate.learn import stratified_folds
-
     return stratified_folds(labels, k, random_state)
 
 
@@ -87,7 +87,7 @@ def _platt(scores: np.ndarray, labels: np.ndarray, n_iter: int = 50) -> tuple[fl
 
     params = np.array([10.0, -10.0 * float(np.median(scores))])
     for _ in range(n_iter):
-        p = 1 / (1 + np.exp(-np.clip(design @ params, -50, 50)))
+        p = sigmoid(np.clip(design @ params, -50, 50))
         hessian = design.T @ (design * (p * (1 - p))[:, None]) + 1e-6 * np.eye(2)
         step, size, before = np.linalg.solve(hessian, design.T @ (p - target)), 1.0, loss(params)
         while size > 1e-6 and loss(params - size * step) > before:  # backtracking line search

@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from mmcurate._fileio import atomic_write_bytes, atomic_write_text, read_rows, to_jsonable
+from mmcurate._util import sigmoid
 from mmcurate.exceptions import ProjectError
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "HeadConfig", "ProjectionHead", "TransformedView"]
@@ -210,7 +211,7 @@ class ProjectionHead:
         """P(aligned) ``(N,)`` = ``σ(s·cos + b)`` with the scale ``s`` and bias ``b`` learned in training."""
         with torch.no_grad():
             scale, bias = float(self.module.log_scale.exp()), float(self.module.bias)
-        return 1.0 / (1.0 + np.exp(-(scale * self.cosine(image_embeddings, text_embeddings) + bias)))
+        return sigmoid(scale * self.cosine(image_embeddings, text_embeddings) + bias)
 
     # -- persistence --------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> Path:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import functools
+import json
 import time
+from pathlib import Path
 from typing import Any, TypeGuard
 
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._fileio import read_rows
+from mmcurate._fileio import atomic_write_json, read_rows, save_npy_atomic
 from mmcurate.index.exact import _compact, _faiss, as_float32
 from mmcurate.index.inner_product import gathered_dots, top_k_inner_product
 from mmcurate.index.projection import _sample_keys, stable_sample
@@ -18,7 +20,7 @@ NPROBE = 2
 """Cells searched per query group of :class:`ClusteredIndex` in a large pool's ranking. With the
 candidates re-scored in the full space 1 gave the same AUROC at 200,000 pairs (see
 :class:`mmcurate.rank.RankContext`), but arrivals scored against a persisted pool state
-(:mod:`mmcurate.stream.incremental`) then drift further from a full re-rank near cell borders
+(:mod:`mmcurate.engine.incremental`) then drift further from a full re-rank near cell borders
 (``p_misaligned`` max |difference| 0.82 vs 0.32 with 2 at 25,000 + 200 pairs), past the stated
 tolerance; so 2."""
 
@@ -131,10 +133,6 @@ class ClusteredIndex:
     def save(self, folder) -> None:
         """Write the index to ``folder`` as ``.npy`` files; the database rows are not rewritten
         into the folder they were loaded from or last saved to (additions are kept apart)."""
-        from pathlib import Path
-
-        from mmcurate._fileio import atomic_write_json, save_npy_atomic
-
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         if getattr(self, "_home", None) != folder.resolve():
@@ -151,9 +149,6 @@ class ClusteredIndex:
 
         An index saved before cells were centred (no ``mean.npy``) loads with a zero mean: its
         cells were fitted on uncentred vectors, so it keeps assigning them that way."""
-        import json
-        from pathlib import Path
-
         folder = Path(folder)
         meta = json.loads((folder / "clustered.json").read_text())
         self = cls.__new__(cls)

@@ -8,9 +8,11 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate._fileio import atomic_path
+
 
 def _faiss():
-    import faiss
+    import faiss  # heavy: faiss
 
     return faiss
 
@@ -155,8 +157,6 @@ def search(index, queries: npt.ArrayLike, k: int, *, batch_size: int = 16384
 
 def save_index(index, path) -> None:
     """Write a faiss index atomically."""
-    from mmcurate._fileio import atomic_path
-
     with atomic_path(path) as tmp:
         _faiss().write_index(index, str(tmp))
 

@@ -34,11 +34,11 @@ Modules: :mod:`~mmcurate.labels.schema` (tables, schema version, shared SQL),
 
 from mmcurate.labels.connection import BUSY_TIMEOUT_S as BUSY_TIMEOUT_S
 from mmcurate.labels.connection import utc_now as utc_now
+from mmcurate.labels.decision_files import DECISIONS, LabelsFileError
 from mmcurate.labels.decision_log import ImportReport, resolve_opinions
 from mmcurate.labels.ledger import Ledger
 from mmcurate.labels.schema import SCHEMA_VERSION as SCHEMA_VERSION
 from mmcurate.labels.schema import SECOND_OPINION as SECOND_OPINION
 from mmcurate.labels.schema import STRATA as STRATA
-from mmcurate.review.decision_files import DECISIONS, LabelsFileError
 
 __all__ = ["DECISIONS", "ImportReport", "LabelsFileError", "Ledger", "resolve_opinions"]

@@ -13,14 +13,14 @@ import numpy as np
 import pandas as pd
 
 from mmcurate.labels.connection import LedgerConnection, _check_round, _frame, utc_now
-from mmcurate.labels.schema import _DECISION_COLUMNS, _LATEST, _LATEST_OF_IDS, _WRITE_IDS, VIA
-from mmcurate.review.decision_files import (
+from mmcurate.labels.decision_files import (
     LabelsFileError,
     Problem,
     clean_decision,
     describe_problems,
     parse_decisions,
 )
+from mmcurate.labels.schema import _DECISION_COLUMNS, _LATEST, _LATEST_OF_IDS, _WRITE_IDS, VIA
 
 
 @dataclass(frozen=True)

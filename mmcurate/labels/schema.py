@@ -12,7 +12,7 @@ latest decision, resolved opinions, training and export, and stays on file for t
 
 from __future__ import annotations
 
-from mmcurate.review.decision_files import DECISIONS
+from mmcurate.labels.decision_files import DECISIONS
 
 SCHEMA_VERSION = 4
 STRATA = ("exploit", "explore")

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from mmcurate._fileio import atomic_write_frame, atomic_write_json
+from mmcurate.data import Columns, load_pairs
+from mmcurate.embed.importer import import_embedding_folder
 from mmcurate.embed.model import ModelSpec
 from mmcurate.embed.store import EmbeddingStore
 from mmcurate.exceptions import DataError, ProjectError
@@ -108,8 +110,6 @@ def _external_image_root(table, image_root) -> str | None:
 
 def _import_source(config: dict[str, Any], embeddings, store_dir: Path, image_root=None):
     """Import an embedding folder into the store at ``store_dir``; the pairs and rejects tables."""
-    from mmcurate.embed.importer import import_embedding_folder
-
     result = import_embedding_folder(embeddings, EmbeddingStore(store_dir))
     if result.pairs.empty:
         raise DataError(f"{embeddings} holds no usable pairs ({len(result.rejects)} rejected); "
@@ -144,8 +144,6 @@ def _set_aside(layout: ProjectLayout) -> Path | None:
 
 
 def _load_source(config, pairs, image_root, columns, fmt, check_images, progress, model):
-    from mmcurate.data import Columns, load_pairs
-
     cols = Columns(**(columns or {}))
     src = Path(pairs)
     if image_root is None:

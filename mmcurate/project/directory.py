@@ -9,8 +9,13 @@ from typing import Any
 
 import pandas as pd
 
+from mmcurate.groups import GroupParams
+from mmcurate.groups.hooks import reject_boilerplate
+from mmcurate.groups.project import compute_duplicates, duplicates_status, load_duplicates, split_group
 from mmcurate.project.embedding import ProjectEmbeddings
+from mmcurate.project_index import search_pairs
 from mmcurate.results import Ranking
+from mmcurate.rounds import rank_project, rounds_status
 
 
 class Project(ProjectEmbeddings):
@@ -55,8 +60,6 @@ class Project(ProjectEmbeddings):
             ranked = proj.rank(strategy="margin")
             ranked.table.nlargest(10, "score")
         """
-        from mmcurate.rounds import rank_project
-
         if strategy is not None and strategies is not None:
             raise ValueError(f"give strategy= or strategies=, not both; got strategy={strategy!r} and "
                              f"strategies={strategies!r}")
@@ -71,7 +74,7 @@ class Project(ProjectEmbeddings):
     def search(self, *, text: str | None = None, image: str | os.PathLike | None = None,
                pair_id: str | None = None, k: int = 50, on: str = "image") -> pd.DataFrame:
         """The ``k`` pairs nearest to a text query, an example image or an example pair:
-        :func:`mmcurate.project.search.search_pairs`.
+        :func:`mmcurate.project_index.search_pairs`.
 
         Examples
         --------
@@ -79,8 +82,6 @@ class Project(ProjectEmbeddings):
 
             proj.search(text="a dog on a beach", k=20)
         """
-        from mmcurate.project.search import search_pairs
-
         return search_pairs(self, text=text, image=image, pair_id=pair_id, k=k, on=on)
 
     # -- groups (mmcurate.groups) -------------------------------------------------------------
@@ -99,31 +100,22 @@ class Project(ProjectEmbeddings):
             groups = proj.duplicates(image_threshold=0.9)
             groups.groupby("kind")["group_id"].nunique()
         """
-        from mmcurate.groups import GroupParams
-        from mmcurate.groups.project import compute_duplicates
-
         with self.lock():
             return compute_duplicates(self, params=GroupParams(**options), random_state=random_state,
                                       progress=progress).groups
 
     def groups(self) -> pd.DataFrame | None:
         """The groups ``duplicates`` found (recomputed when the vectors changed), or None."""
-        from mmcurate.groups.project import load_duplicates
-
         with self.lock():
             return load_duplicates(self)
 
     def split_group(self, pair_ids: str | Sequence[str]) -> pd.DataFrame:
         """Take pairs out of their duplicate groups: :func:`mmcurate.groups.project.split_group`."""
-        from mmcurate.groups.project import split_group
-
         with self.lock():
             return split_group(self, pair_ids)
 
     def reject_boilerplate(self, group_id: int, *, reviewer: str | None = None) -> int:
         """Reject a boilerplate group in one action: :func:`mmcurate.groups.hooks.reject_boilerplate`."""
-        from mmcurate.groups.hooks import reject_boilerplate
-
         with self.lock():
             return reject_boilerplate(self, group_id, reviewer=reviewer)
 
@@ -149,13 +141,9 @@ class Project(ProjectEmbeddings):
             },
         }
         if self.has_ledger():
-            from mmcurate.rounds import rounds_status
-
             rounds = rounds_status(self)
             out["model"].update(rounds.pop("model"))  # + which trained model ranks (in_use, latest, ...)
             out.update(rounds)
-        from mmcurate.groups.project import duplicates_status
-
         groups = duplicates_status(self)
         if groups is not None:
             out["duplicates"] = groups

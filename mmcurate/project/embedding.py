@@ -11,10 +11,15 @@ import numpy.typing as npt
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_frame
-from mmcurate.embed.model import ModelSpec
+from mmcurate.data import open_image
+from mmcurate.embed.device import resolve_device
+from mmcurate.embed.encoder import load_encoder
+from mmcurate.embed.model import ModelSpec, resolve_model
+from mmcurate.embed.run import embed_pairs
 from mmcurate.embed.store import EmbeddingStore
-from mmcurate.exceptions import ProjectError
+from mmcurate.exceptions import ModelMismatchError, ProjectError
 from mmcurate.project.files import ProjectFiles
+from mmcurate.project_index import ProjectIndex
 
 
 class ProjectEmbeddings(ProjectFiles):
@@ -34,11 +39,6 @@ class ProjectEmbeddings(ProjectFiles):
         """
         if self.kind == "external":
             raise ProjectError(f"{self.root} was built from imported embeddings; nothing to embed.")
-        from mmcurate.data import open_image
-        from mmcurate.embed.device import resolve_device
-        from mmcurate.embed.encoder import load_encoder
-        from mmcurate.embed.run import embed_pairs
-
         choice = resolve_device(device, precision=precision)  # fails fast, before the lock and model
         with self.lock():
             encoder = load_encoder(self.model_spec, allow_download=allow_download,
@@ -72,9 +72,6 @@ class ProjectEmbeddings(ProjectFiles):
             proj.set_model(ModelSpec("local-dir:/models/my-clip", None))
             # True
         """
-        from mmcurate.embed.model import resolve_model
-        from mmcurate.exceptions import ModelMismatchError
-
         if self.kind == "external":
             raise ProjectError(f"{self.root} was built from imported embeddings; it has no model to switch.")
         if spec == self.model_spec:
@@ -165,8 +162,6 @@ class ProjectEmbeddings(ProjectFiles):
     @cached_property
     def index(self):
         """faiss indexes over the image and caption vectors (built once, saved under index/)."""
-        from mmcurate.project_index import ProjectIndex
-
         return ProjectIndex(self.index_dir, self.image_embeddings(), self.text_embeddings(),
                             fingerprint=self.embeddings_fingerprint())
 

@@ -17,6 +17,7 @@ from mmcurate._fileio import atomic_write_json, read_json_object
 from mmcurate.embed.model import ModelSpec
 from mmcurate.embed.store import EmbeddingStore
 from mmcurate.exceptions import ProjectError
+from mmcurate.labels import Ledger
 from mmcurate.project.layout import ProjectLayout
 from mmcurate.project.lock import project_lock
 
@@ -98,8 +99,6 @@ class ProjectFiles(ProjectLayout):
     @cached_property
     def ledger(self):
         """The SQLite labels ledger (rounds, batches, decisions)."""
-        from mmcurate.labels import Ledger
-
         return Ledger(self.ledger_path)
 
     def refresh(self) -> None:

@@ -23,7 +23,9 @@ import pandas as pd
 from mmcurate._fileio import read_json_object
 from mmcurate._integrity import check_npy
 from mmcurate.exceptions import MmcurateError, ProjectError
+from mmcurate.project import open_project
 from mmcurate.project.layout import ProjectLayout
+from mmcurate.rounds.model import load_model
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
@@ -60,8 +62,6 @@ def check_project(root: str | os.PathLike) -> CheckReport:
         report.ok, report.problems
         # (True, [])
     """
-    from mmcurate.project import open_project
-
     report = CheckReport(Path(root))
     try:
         proj = open_project(root)
@@ -151,12 +151,10 @@ def _check_models(proj: ProjectFiles, report: CheckReport, pair_ids: pd.Series) 
     heads = proj.heads_dir
     if not heads.is_dir():
         return
-    from mmcurate.rounds.model import load_model
-
     for sidecar in sorted(heads.glob("*.json")):
         read_json_object(sidecar, what="a trained model's record")
     for weights in sorted(heads.glob("head-*.safetensors")):
-        from mmcurate.head import ProjectionHead
+        from mmcurate.head import ProjectionHead  # heavy: torch
 
         ProjectionHead.load(weights)
     model = load_model(proj)
@@ -175,8 +173,6 @@ def backup_project(root: str | os.PathLike, dest: str | os.PathLike) -> Path:
 
         backup_project("my_project", "backups/my_project-monday")
     """
-    from mmcurate.project import open_project
-
     proj = open_project(root)
     dest = Path(dest)
     if dest.exists():

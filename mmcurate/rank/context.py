@@ -133,10 +133,9 @@ class RankContext:
     so the similarities the features compare (a pair's own cosine against its alternatives') and
     the retrieval softmaxes are exact; only which neighbours were found is approximate.
     Neighbourhood agreements (means over k neighbours) and density's joint-space neighbours stay in
-    the reduced space: full-space agreements gave disagreement AUROC 0.9978 vs 0.9956 at 200,000
-    pairs but need ``N·k`` more full rows read (about 30 s at 1M when measured, before the
-    re-scoring moved into the search). ``cosine`` (and so ``clip_score``) is always exact. Float16
-    memory maps are read in chunks (the re-scoring reads only the candidate rows); no
+    the reduced space (full-space ones would need ``N·k`` more full rows read for little gain; the
+    README's "Large pools" section has the figures). ``cosine`` (and so ``clip_score``) is always
+    exact. Float16 memory maps are read in chunks (the re-scoring reads only the candidate rows); no
     full-precision copy is made.
 
     ``agreement``: ``"cross"`` (default) takes the neighbourhood agreements from the image→text and
@@ -144,12 +143,9 @@ class RankContext:
     other captions its image retrieves; ``agree_t`` likewise), so ``disagreement`` costs two
     searches; ``"same"`` searches image→image and text→text for them (four searches).
 
-    Measured on ``scripts/bench_select.py``'s data (200,000 pairs, 512-d, 20% same-domain swaps):
-    AUROC of ``p_misaligned`` / ``disagreement`` against the swaps was 0.626 / 0.925 when own and
-    alternative similarities were both taken in the 128-d space (before re-scoring), and is
-    0.9998 / 0.9978 with re-scoring (``reduced_dim`` 128, ``nprobe`` 1 or 2 alike); 96 / 64 / 32
-    dimensions give 0.9989 / 0.9953 / 0.9655 for ``p_misaligned``. Defaults:
-    :data:`mmcurate.index.REDUCED_DIM` = 128 and :data:`mmcurate.index.NPROBE` = 2 (see there why not 1).
+    Why the re-scoring, and the defaults :data:`mmcurate.index.REDUCED_DIM` = 128 and
+    :data:`mmcurate.index.NPROBE` = 2: measured in the README ("Large pools: how neighbours are
+    searched"), on ``scripts/bench_select.py``'s data.
     """
 
     def __init__(self, image_embeddings, text_embeddings, *, indices_labeled, labels, k: int,

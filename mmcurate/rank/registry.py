@@ -180,7 +180,7 @@ def register_strategy(name: str, score: Callable[..., Any], *, needs: Sequence[s
     (local, or Ray when the arrays it reads are ones the Ray engine computes), ``select``, the CLI's
     ``--strategy`` and ``mmcurate strategies``. ``add`` / ``stream`` score arrivals only with the
     strategies whose incremental scores were tested
-    (:data:`mmcurate.stream.incremental.INCREMENTAL_STRATEGIES`) and refuse others, saying so.
+    (:data:`mmcurate.engine.incremental.INCREMENTAL_STRATEGIES`) and refuse others, saying so.
 
     Parameters
     ----------

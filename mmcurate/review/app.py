@@ -31,8 +31,9 @@ from pathlib import Path
 import pandas as pd
 
 from mmcurate._util import has_visible_text
+from mmcurate.data.images import thumbnail_jpeg
 from mmcurate.labels import Ledger
-from mmcurate.review.decision_files import DECISIONS
+from mmcurate.labels.decision_files import DECISIONS
 
 __all__ = ["MAX_CAPTION_CHARS", "MAX_REQUEST_BYTES", "create_app", "make_token", "serve"]
 
@@ -49,8 +50,6 @@ def make_token() -> str:
 
 
 def _thumbnail(path: Path) -> bytes:
-    from mmcurate.data.images import thumbnail_jpeg
-
     return thumbnail_jpeg(path, _THUMB)
 
 
@@ -152,7 +151,7 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
         app = create_app(pairs=proj.pairs, ledger_path=proj.ledger_path, round_id=1,
                          resolve_image=lambda pid: None, token=make_token())
     """
-    from flask import Flask, abort, make_response, render_template, request
+    from flask import Flask, abort, make_response, render_template, request  # heavy: flask
 
     app = Flask(__name__, template_folder="templates", static_folder="static")
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -217,7 +216,7 @@ def create_app(*, pairs: pd.DataFrame, ledger_path: str | Path, round_id: int,
 def _decision_routes(app, ledger: Ledger, *, round_id: int, batch_ids: set[str],
                      reviewer: str | None) -> None:
     """The JSON API that writes the ledger: one decision, accept every undecided card, undo."""
-    from flask import jsonify, request
+    from flask import jsonify, request  # heavy: flask
 
     def progress(**extra):
         decided = int(ledger.batch(round_id)["decision"].notna().sum())
@@ -264,7 +263,7 @@ def _decision_routes(app, ledger: Ledger, *, round_id: int, batch_ids: set[str],
 
 def _quiet_handler():
     """werkzeug's request handler without the per-request access log (its lines hold the token)."""
-    from werkzeug.serving import WSGIRequestHandler
+    from werkzeug.serving import WSGIRequestHandler  # heavy: werkzeug
 
     class QuietRequestHandler(WSGIRequestHandler):
         def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
@@ -275,7 +274,7 @@ def _quiet_handler():
 
 def make_review_server(app, *, host: str = "127.0.0.1", port: int = 0):
     """The threaded werkzeug server for ``app``; requests are not logged (URLs carry the token)."""
-    from werkzeug.serving import make_server
+    from werkzeug.serving import make_server  # heavy: werkzeug
 
     return make_server(host, port, app, threaded=True, request_handler=_quiet_handler())
 

@@ -1,7 +1,7 @@
 """Batch files out: one round's batch as a CSV / JSONL file for outside annotators, with thumbnails.
 
 One row per pair of a round, named so that the file, once filled in, imports as is with
-``mmcurate label PROJECT --import FILE`` (read back by :mod:`mmcurate.review.decision_files`):
+``mmcurate label PROJECT --import FILE`` (read back by :mod:`mmcurate.labels.decision_files`):
 ``pair_id, decision, caption, reviewer`` (``caption`` holds the current caption; a reviewer edits it
 for ``fix``), plus ``image``, ``score``, ``reason``, ``round`` (and ``thumbnail``), which the importer
 ignores. Every file is written to a temporary name and moved into place.
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_bytes, atomic_write_frame, spreadsheet_safe
+from mmcurate.data.images import ref_thumbnail_jpeg
 from mmcurate.exceptions import ProjectError
 from mmcurate.export import absolute_image_paths, sample_key
 
@@ -97,8 +98,6 @@ def _write_thumbnails(proj: ProjectFiles, rows: pd.DataFrame, out: Path) -> list
     """Write one JPEG per readable image into ``<out stem>_thumbs/``; relative paths or ''."""
     if proj.image_root is None:
         return [""] * len(rows)
-    from mmcurate.data.images import ref_thumbnail_jpeg
-
     folder = out.parent / f"{out.stem}_thumbs"
     names: list[str] = []
     for pair_id, ref in zip(rows["pair_id"].astype(str), rows["image"].fillna("").astype(str)):

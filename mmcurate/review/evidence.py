@@ -1,7 +1,7 @@
 """Why a pair was queued, shown to its reviewer: what the pool says about its image and its caption.
 
 For each pair of a batch, searched in the project's saved faiss indexes (:attr:`Project.index`,
-the same ones :func:`mmcurate.project.search.search_pairs` uses):
+the same ones :func:`mmcurate.project_index.search_pairs` uses):
 
 - the caption of the pool nearest to the pair's image (another pair's; the pair itself and the
   members of its duplicate groups are left out), its pair id and cosine similarity: when it is
@@ -22,6 +22,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+from mmcurate import index as ix
+from mmcurate.exceptions import NotEmbeddedError
+from mmcurate.groups.project import load_duplicates
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
@@ -57,9 +61,6 @@ def pair_evidence(proj: Project, pair_ids: Sequence[str], *, k: int = _K) -> pd.
         ev = pair_evidence(proj, proj.ledger.batch(3)["pair_id"])
         better = ev["caption_similarity"] > ev["own_similarity"]
     """
-    from mmcurate import index as ix
-    from mmcurate.exceptions import NotEmbeddedError
-
     ids = proj.pairs["pair_id"].astype(str)
     row_of = pd.Series(np.arange(len(ids)), index=ids.to_numpy())
     wanted = [p for p in dict.fromkeys(map(str, pair_ids)) if p in row_of.index]
@@ -113,8 +114,6 @@ def _take_sim(sims: np.ndarray, col: np.ndarray) -> np.ndarray:
 
 
 def _groups(proj: Project) -> pd.DataFrame | None:
-    from mmcurate.groups.project import load_duplicates
-
     return load_duplicates(proj, write=False)
 
 

@@ -46,7 +46,7 @@ from mmcurate._fileio import (
     spreadsheet_safe,
     unescape_cell,
 )
-from mmcurate.review.decision_files import DECISIONS, LabelsFileError, describe_problems
+from mmcurate.labels.decision_files import DECISIONS, LabelsFileError, describe_problems
 from mmcurate.review.project_app import image_resolver
 
 if TYPE_CHECKING:

@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from mmcurate._fileio import atomic_write_bytes
 from mmcurate.data.images import ImageRefError, read_tar_member, resolve_image_ref
 from mmcurate.exceptions import ProjectError
+from mmcurate.review.app import create_app, make_token, serve
+from mmcurate.review.evidence import pair_evidence
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
@@ -68,9 +70,6 @@ def create_project_app(proj: Project, *, round_id: int, token: str, reviewer: st
 
         app = create_project_app(proj, round_id=2, token=make_token())
     """
-    from mmcurate.review.app import create_app
-    from mmcurate.review.evidence import pair_evidence
-
     evidence = pair_evidence(proj, proj.ledger.batch(round_id)["pair_id"].tolist())
     return create_app(pairs=proj.pairs, ledger_path=proj.ledger_path, round_id=round_id,
                       resolve_image=image_resolver(proj), token=token, reviewer=reviewer,
@@ -81,8 +80,6 @@ def create_project_app(proj: Project, *, round_id: int, token: str, reviewer: st
 def serve_project(proj: Project, *, round_id: int | None = None, host: str = "127.0.0.1", port: int = 0,
                   reviewer: str | None = None, open_browser: bool = True) -> None:
     """Serve the review page for a round (latest by default) until interrupted."""
-    from mmcurate.review.app import make_token, serve
-
     round_id = round_id or proj.ledger.latest_round()
     if round_id is None:
         raise ProjectError(f"{proj.root} has no round to review yet; run `mmcurate select "

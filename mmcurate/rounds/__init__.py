@@ -16,10 +16,10 @@ Modules: :mod:`~mmcurate.rounds.labelling` (decisions in, and as labelled rows),
 :mod:`~mmcurate.rounds.status` (:func:`rounds_status`).
 """
 
+from mmcurate.learn import DEFAULT_STRATEGY as DEFAULT_STRATEGY
 from mmcurate.rounds.labelling import import_labels, labelled_arrays
 from mmcurate.rounds.model import Model as Model
 from mmcurate.rounds.model import apply_head, current_embeddings, load_latest_head, load_model
-from mmcurate.rounds.project_ranking import DEFAULT_STRATEGY as DEFAULT_STRATEGY
 from mmcurate.rounds.project_ranking import rank_project
 from mmcurate.rounds.selection import select_batch
 from mmcurate.rounds.status import rounds_status

@@ -9,6 +9,8 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mmcurate.groups.hooks import apply_group_decisions
+
 if TYPE_CHECKING:
     from mmcurate.project import Project
     from mmcurate.project.files import ProjectFiles
@@ -42,8 +44,6 @@ def import_labels(proj: Project, source: str | Path | pd.DataFrame, *, round_id:
         source_name = Path(source).name
     report = proj.ledger.import_decisions(source, known_pair_ids=set(proj.pairs["pair_id"]),
                                           source_name=source_name, round_id=round_id, queued_only=True)
-    from mmcurate.groups.hooks import apply_group_decisions
-
     apply_group_decisions(proj)  # a representative's decision reaches its group's members
     return report
 

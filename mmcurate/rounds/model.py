@@ -9,6 +9,8 @@ import numpy as np
 
 from mmcurate._fileio import read_json_object
 from mmcurate.exceptions import ProjectError
+from mmcurate.learn import calibrator_from_dict
+from mmcurate.rank import APPROXIMATE_FROM
 
 if TYPE_CHECKING:
     from mmcurate.head import ProjectionHead
@@ -47,14 +49,12 @@ def load_model(proj: ProjectFiles) -> Model:
             continue
         head = None
         if record["checkpoint"] and (info is None or info.get("use_head")):
-            from mmcurate.head import ProjectionHead
+            from mmcurate.head import ProjectionHead  # heavy: torch
 
             head = ProjectionHead.load(proj.checkpoint_path(record["checkpoint"]))
         calibrator, k, trained_on, held_out = None, None, frozenset[str](), {}
         sidecar = proj.model_record_path(int(record["head_round"]))
         if info is not None and sidecar.is_file():
-            from mmcurate.learn import calibrator_from_dict
-
             data = read_json_object(sidecar, what="the model's calibrator")
             if not isinstance(data.get("calibrator"), dict) or not isinstance(data.get("k"), int):
                 raise ProjectError(f"{sidecar} (the model's calibrator) is damaged: no 'calibrator' "
@@ -87,8 +87,6 @@ def current_embeddings(proj: Project) -> tuple[np.ndarray, np.ndarray, int | Non
 def apply_head(head: ProjectionHead | None, image: np.ndarray, text: np.ndarray) -> tuple[Any, Any]:
     """``(image, text)`` adapted by ``head`` (unchanged when None); lazy views above
     ``rank.APPROXIMATE_FROM`` pairs, so large pools never get a float32 copy."""
-    from mmcurate.rank import APPROXIMATE_FROM
-
     if head is None:
         return image, text
     if len(image) > APPROXIMATE_FROM:

@@ -9,6 +9,11 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_json
+from mmcurate.engine.incremental import pool_fingerprint, save_pool_state
+from mmcurate.engine.ray_score import RAY_ENGINE, rank_with_ray
+from mmcurate.groups.hooks import count_groups_once
+from mmcurate.learn import DEFAULT_STRATEGY
+from mmcurate.rank import RankContext, compute_from_context
 from mmcurate.results import Ranking
 from mmcurate.rounds.labelling import labelled_arrays
 from mmcurate.rounds.model import Model, apply_head, load_model
@@ -26,11 +31,6 @@ def _provenance(proj: ProjectFiles, head_round: int | None, **params: Any) -> di
             "created": time.strftime("%FT%TZ", time.gmtime())}
 
 
-DEFAULT_STRATEGY = "p_misaligned"
-"""The one default ranking of the loop (``rank``, ``proj.rank()``, ``rank_project``, ``select``): the
-model in use's P(misaligned), which learns from every round (chosen by the benchmark, see README)."""
-
-
 def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATEGY,), *, k: int = 10,
                  random_state: int = 0, options: dict[str, Any] | None = None, engine: str = "local",
                  address: str | None = None, pool_state: bool = True, save_state: bool = True
@@ -45,7 +45,7 @@ def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAU
     Ray, or the cluster at ``address``); it always uses the approximate neighbour search.
     ``pool_state``: when a local ranking computed the pool state that ``add`` / ``stream`` score
     arrivals against (``disagreement`` does), save it under ``PROJECT/index/pool/``
-    (:func:`mmcurate.stream.incremental.save_pool_state`) unless it is current already.
+    (:func:`mmcurate.engine.incremental.save_pool_state`) unless it is current already.
     ``save_state``: record the estimated noise rate of a ranking with ``p_aligned`` in
     ``PROJECT/state.json`` (what ``status`` reports). With ``pool_state=False, save_state=False`` a
     ranking writes nothing (what ``export`` uses).
@@ -57,8 +57,6 @@ def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAU
         ranked = rank_project(proj, ["margin", "disagreement"])
         ranked.review_order().head(), ranked.provenance["head_round"]
     """
-    from mmcurate.rank import RankContext, compute_from_context
-
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
     if k < 1:
@@ -81,8 +79,6 @@ def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAU
                           calibrator=_calibrator_for(model, k))
         table = compute_from_context(ctx, tuple(strategies), options=options, categories=categories)
         if pool_state:
-            from mmcurate.stream.incremental import pool_fingerprint, save_pool_state
-
             save_pool_state(proj.pool_state_dir, ctx,
                             fingerprint=pool_fingerprint(proj, head_round, k))
     table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
@@ -105,8 +101,6 @@ def _calibrator_for(model: Model, k: int):
 
 
 def _rank_ray(proj: ProjectFiles, strategies, rows, y, *, k, random_state, options, address):
-    from mmcurate.engine.ray_score import RAY_ENGINE, rank_with_ray
-
     RAY_ENGINE.check(strategies, options)  # refused before the store is compacted or Ray started
     ids = proj.pairs["pair_id"].tolist()
     if not proj.store.is_compact_for(ids):
@@ -181,7 +175,5 @@ def _one_row_per_group(proj: ProjectFiles, rows: np.ndarray, y: np.ndarray) -> t
     representative are dropped (:func:`mmcurate.groups.hooks.count_groups_once`)."""
     if len(rows) == 0:
         return rows, y
-    from mmcurate.groups.hooks import count_groups_once
-
     rows, y, _ = count_groups_once(proj, rows, y, pd.DataFrame())
     return rows, y

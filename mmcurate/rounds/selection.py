@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Collection
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from mmcurate._util import RandomState, check_random_state
-from mmcurate.learn import AUDIT_SHARE, EXPLORE, SECOND_OPINION_SHARE
+from mmcurate.groups.hooks import annotate_reasons, selection_exclude
+from mmcurate.learn import (
+    AUDIT_SHARE,
+    CONTRADICTION,
+    DEFAULT_STRATEGY,
+    EXPLORE,
+    EXPLORE_UNIFORM,
+    MIN_FLIP_RATE,
+    SECOND_OPINION_SHARE,
+    pps_inclusion,
+    split_budget,
+    systematic_sample,
+)
+from mmcurate.project_index import focus_scores
+from mmcurate.rank import STRATEGIES, selection_vectors
 from mmcurate.results import Batch, Ranking
 from mmcurate.rounds.labelling import labelled_arrays, repeated_opinions
 from mmcurate.rounds.model import current_embeddings, load_model
-from mmcurate.rounds.project_ranking import DEFAULT_STRATEGY, rank_project
+from mmcurate.rounds.project_ranking import rank_project
+from mmcurate.select import get_selector, select_balanced
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
@@ -44,7 +60,7 @@ def select_batch(proj: Project, *, budget: int, strategy: str = DEFAULT_STRATEGY
     first; ``audit``: the share given to decided pairs drawn at random (the reviewer's error rate
     is estimated from them). Both are shown again as stratum ``second_opinion`` (0 turns them off).
     ``query``: a text (``"medical images"``) that focuses the exploit part on the pairs whose
-    images match it best (:func:`mmcurate.project.search.focus_scores`); the explore part stays
+    images match it best (:func:`mmcurate.project_index.focus_scores`); the explore part stays
     uniform over the pool.
 
     Returns a :class:`~mmcurate.results.Batch`: the round number and the batch table
@@ -59,9 +75,6 @@ def select_batch(proj: Project, *, budget: int, strategy: str = DEFAULT_STRATEGY
         # exploit    90
         # explore    10
     """
-    from mmcurate.learn import split_budget
-    from mmcurate.rank import selection_vectors
-
     with proj.lock():
         selector = _batch_selector(proj, diversity, balance, balance_mode)
         ranking = rank_project(proj, [strategy], k=k, random_state=random_state) if ranked is None else ranked
@@ -120,8 +133,6 @@ def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: RandomStat
     systematic sampling, so every row has a known probability of at least
     ``EXPLORE_UNIFORM · n_explore / n_rest`` and the random share also finds noise.
     """
-    from mmcurate.learn import EXPLORE_UNIFORM, pps_inclusion, systematic_sample
-
     mask = np.ones(n, bool)
     mask[np.asarray(taken, np.int64)] = False
     rest = np.flatnonzero(mask)
@@ -142,8 +153,6 @@ def _second_opinions_pay(proj: ProjectFiles) -> bool:
     Beta(1, 1) posterior mean) is at least :data:`mmcurate.learn.MIN_FLIP_RATE`. A reviewer who
     never errs stops costing labels after about ten confirmed decisions; audits go on, and a flip
     in them turns second opinions back on."""
-    from mmcurate.learn import MIN_FLIP_RATE
-
     pairs = repeated_opinions(proj)
     flips = sum((first == "accept") != (second == "accept") for _, first, second in pairs)
     n = len(pairs)
@@ -153,8 +162,6 @@ def _second_opinions_pay(proj: ProjectFiles) -> bool:
 def _second_opinions(proj: ProjectFiles, ranked: pd.DataFrame, budget: int, share: float, audit: float,
                      random_state: RandomState) -> list[tuple[str, float, str]]:
     """Decided pairs to show again: contradicted by the model (strongest first), then audits."""
-    from mmcurate.learn import CONTRADICTION
-
     if budget < 10 or (share <= 0 and audit <= 0):
         return []
     resolved = proj.ledger.resolved()
@@ -187,10 +194,6 @@ def _second_opinions(proj: ProjectFiles, ranked: pd.DataFrame, budget: int, shar
 
 def _batch_selector(proj: ProjectFiles, diversity: str, balance: str | None, balance_mode: str):
     """The selector for :func:`select_batch`: ``diversity``, or it per category when balancing."""
-    from functools import partial
-
-    from mmcurate.select import get_selector, select_balanced
-
     if balance in (None, "none"):
         return get_selector(diversity)
     if balance != "categories":
@@ -209,15 +212,11 @@ def _batch_selector(proj: ProjectFiles, diversity: str, balance: str | None, bal
 
 
 def _canonical(strategy: str) -> str:
-    from mmcurate.rank import STRATEGIES
-
     return STRATEGIES.get(strategy).name
 
 
 def _check_ranking(proj: ProjectFiles, ranked: Ranking, strategy: str) -> None:
     """A ranking passed to :func:`select_batch` must be of ``strategy`` on the current state."""
-    from mmcurate.rank import STRATEGIES
-
     prov = ranked.provenance
     expected = (STRATEGIES.get(strategy).name, len(labelled_arrays(proj)[0]), load_model(proj).round)
     found = (STRATEGIES.get(prov["strategies"][0]).name if prov.get("strategies") else None,
@@ -233,22 +232,16 @@ def _group_exclude(proj: Project, ranked: pd.DataFrame, taken: set[str],
                    exclude: Collection[str] | None) -> set[str]:
     """``exclude`` plus the group members that must not enter this batch
     (:func:`mmcurate.groups.hooks.selection_exclude`)."""
-    from mmcurate.groups.hooks import selection_exclude
-
     return selection_exclude(proj, ranked, taken, exclude)
 
 
 def _group_reasons(proj: Project, pair_ids: list[str], reasons: list[str]) -> list[str]:
     """Reasons with the group size of a representative (:func:`mmcurate.groups.hooks.annotate_reasons`)."""
-    from mmcurate.groups.hooks import annotate_reasons
-
     return annotate_reasons(proj, pair_ids, reasons)
 
 
 def _query_focus(proj: Project, scores: np.ndarray, query: str | None, n: int) -> np.ndarray:
-    """``scores`` with the pairs matching ``query`` first (:func:`mmcurate.project.search.focus_scores`)."""
+    """``scores`` with the pairs matching ``query`` first (:func:`mmcurate.project_index.focus_scores`)."""
     if not query:
         return scores
-    from mmcurate.project.search import focus_scores
-
     return focus_scores(proj, scores, query, n=n)

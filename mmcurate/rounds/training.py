@@ -8,11 +8,25 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_json, to_jsonable
+from mmcurate._util import sigmoid
+from mmcurate.embed.encoder import load_encoder
 from mmcurate.exceptions import NoDecisionsError
-from mmcurate.learn import reviewer_error_rate
+from mmcurate.groups.hooks import count_groups_once
+from mmcurate.learn import (
+    LABEL_NOISE_FLOOR,
+    calibrator_to_dict,
+    fit_validated,
+    platt_ipw,
+    prior_logits,
+    recalibrated,
+    reviewer_error_rate,
+    stratified_folds,
+)
+from mmcurate.rank import RankContext
 from mmcurate.results import TrainResult
 from mmcurate.rounds.labelling import audited_opinions, labelled_arrays
 from mmcurate.rounds.model import Model, apply_head, load_model
+from mmcurate.signals.alignment import prior_calibrator
 
 if TYPE_CHECKING:
     from mmcurate.head import HeadConfig
@@ -23,8 +37,6 @@ if TYPE_CHECKING:
 def _fixed_texts(proj: ProjectFiles, fixes: pd.DataFrame):
     if fixes is None or fixes.empty or proj.kind == "external":
         return None
-    from mmcurate.embed.encoder import load_encoder
-
     manifest = proj.store.manifest() or {}
     encoder = load_encoder(proj.model_spec, weights_sha256=manifest.get("weights_sha256"))
     vectors = encoder.encode_texts(fixes["caption"].astype(str).tolist())
@@ -55,7 +67,7 @@ def train_project_head(proj: Project, *, config: HeadConfig | None = None, k: in
         trained.round, trained.accepted, trained.reason
         # (True, 'held-out AUROC 0.9731 vs prior 0.9514')
     """
-    from mmcurate.head import HeadConfig
+    from mmcurate.head import HeadConfig  # heavy: torch
 
     rows, y, fixes = _one_row_per_group(proj, *labelled_arrays(proj))
     if len(rows) == 0:
@@ -117,7 +129,7 @@ def _train_head_if_useful(proj: Project, rows, y, fixes, config) -> tuple[Any, d
     metrics)``. The head is kept only when its cross-validated AUROC beats plain CLIP's."""
     if config.n_folds < 2 or (y == 1).sum() < 2 or (y == 0).sum() < 2:
         return None, {"head": "not trained (needs n_folds >= 2 and two labels of each class)"}
-    from mmcurate.head import train_head
+    from mmcurate.head import train_head  # heavy: torch
 
     head, metrics = train_head(proj.image_embeddings(), proj.text_embeddings(),
                                positives=rows[y == 1], negatives=rows[y == 0],
@@ -138,8 +150,6 @@ def _label_weights(proj: ProjectFiles, rows: np.ndarray) -> tuple[np.ndarray, in
 
 
 def _features(proj: Project, head, k: int, random_state: int):
-    from mmcurate.rank import RankContext
-
     image, text = apply_head(head, proj.image_embeddings(), proj.text_embeddings())
     ctx = RankContext(image, text, indices_labeled=None, labels=None, k=k, random_state=random_state)
     return ctx.features
@@ -170,15 +180,6 @@ def _fit_and_validate(proj: Project, rows, y, head, previous: Model, *, k: int, 
     the model in use on every label (each scored by fits that did not see it), keep the head only
     if its model ranks the labels better, and recalibrate the chosen model on the labels weighted
     by ``1/π`` (:mod:`mmcurate.learn`)."""
-    from mmcurate.learn import (
-        LABEL_NOISE_FLOOR,
-        calibrator_to_dict,
-        fit_validated,
-        platt_ipw,
-        recalibrated,
-        stratified_folds,
-    )
-
     raw = _features(proj, None, k, random_state)
     weights, n_random = _label_weights(proj, rows)
     if head is not None and head.fold_heads:  # the head's folds, so both models see the same splits
@@ -208,9 +209,6 @@ def _fit_and_validate(proj: Project, rows, y, head, previous: Model, *, k: int, 
     if not verdict.accepted and incumbent == "prior" and np.isfinite(verdict.auroc_prior):
         # the prior keeps ranking (same order), but its probabilities are calibrated on the labels,
         # so export and status can use them; the next model must still beat the prior strictly
-        from mmcurate.learn import prior_logits
-        from mmcurate.signals.alignment import prior_calibrator
-
         calibrator, held = prior_calibrator(raw), prior_logits(raw, rows)
         out["use_head"], out["prior"] = False, True
         out["validation"].update(accepted=True, auroc_in_use=verdict.auroc_prior,
@@ -228,7 +226,7 @@ def _fit_and_validate(proj: Project, rows, y, head, previous: Model, *, k: int, 
     out["calibrator"] = calibrator_to_dict(recalibrated(calibrator, a, b))
     # each decided pair's P(aligned) from fits that did not see its decision (second opinions)
     ids = proj.pairs["pair_id"].to_numpy()[rows].astype(str)
-    out["held_out_p_aligned"] = dict(zip(ids.tolist(), (1 / (1 + np.exp(-(a * held + b)))).tolist()))
+    out["held_out_p_aligned"] = dict(zip(ids.tolist(), sigmoid(a * held + b).tolist()))
     out["recalibration"] = {"a": a, "b": b, "error_rate": error_rate, "l2": calibrator.l2}
     return out
 
@@ -236,6 +234,4 @@ def _fit_and_validate(proj: Project, rows, y, head, previous: Model, *, k: int, 
 def _one_row_per_group(proj: ProjectFiles, rows, y, fixes):
     """A group decision counts once: rows recorded via a representative are dropped
     (:func:`mmcurate.groups.hooks.count_groups_once`)."""
-    from mmcurate.groups.hooks import count_groups_once
-
     return count_groups_once(proj, rows, y, fixes)

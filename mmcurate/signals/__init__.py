@@ -3,13 +3,10 @@
 Scores are ``(N,)`` float64, higher = review first. No signal imports :mod:`mmcurate.rank`:
 the registry of strategies by name, :data:`mmcurate.rank.STRATEGIES`, lives beside the
 :class:`~mmcurate.rank.RankContext` its entries read, and :func:`mmcurate.rank.compute_ranking`
-computes the arrays they need once. ``mmcurate.signals.STRATEGIES`` and ``Strategy`` still resolve
-(to those of :mod:`mmcurate.rank`, on first use).
+computes the arrays they need once.
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 from mmcurate.signals.alignment import (
     AlignmentFeatures,
@@ -34,12 +31,3 @@ __all__ = [
     "vote_entropy",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    """``STRATEGIES`` / ``Strategy``: the names this package exported before the registry moved to
-    :mod:`mmcurate.rank.registry` (imported on first use: importing the signals loads no ranking)."""
-    if name in ("STRATEGIES", "Strategy"):
-        from mmcurate.rank import registry
-
-        return getattr(registry, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

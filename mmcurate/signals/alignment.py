@@ -119,6 +119,8 @@ def alignment_features(
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
+    # Not mmcurate._util.sigmoid: this form fixes the calibrator's pinned numbers; the exact form moves
+    # small P(aligned) by up to ~1e10 ulp (more accurate in the tail), so swapping is a numbers change.
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 

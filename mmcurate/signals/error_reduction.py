@@ -18,7 +18,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._util import check_random_state
+from mmcurate._util import check_random_state, sigmoid
 
 __all__ = ["eer"]
 
@@ -53,11 +53,11 @@ def eer(
     H = np.asarray(hessian, np.float64)
     rng = check_random_state(random_state)
     n = len(X)
-    p = 1.0 / (1.0 + np.exp(-(X @ w)))
+    p = sigmoid(X @ w)
     pool = np.setdiff1d(np.arange(n), np.asarray(exclude if exclude is not None else [], np.int64))
     evals = rng.choice(pool, size=min(n_eval, len(pool)), replace=False) if len(pool) else pool
     Xe = X[evals]
-    base = _entropy(1.0 / (1.0 + np.exp(-(Xe @ w)))).mean() if len(evals) else 0.0
+    base = _entropy(sigmoid(Xe @ w)).mean() if len(evals) else 0.0
     unc = np.abs(p[pool] - 0.5)
     cands = pool[np.argsort(unc, kind="stable")[:n_candidates]]
     scores = np.full(n, -np.inf)
@@ -68,7 +68,7 @@ def eer(
         expected = 0.0
         for y, py in ((1.0, p[c]), (0.0, 1.0 - p[c])):
             w_new = w - (p[c] - y) * direction
-            expected += py * _entropy(1.0 / (1.0 + np.exp(-(Xe @ w_new)))).mean()
+            expected += py * _entropy(sigmoid(Xe @ w_new)).mean()
         scores[c] = base - expected
     finite = np.isfinite(scores)
     floor = scores[finite].min() - 1e-9 if finite.any() else 0.0

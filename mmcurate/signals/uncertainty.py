@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["binary_entropy", "entropy", "least_confidence", "margin"]
+__all__ = ["entropy", "least_confidence", "margin"]
 
 
 def _as_dist(p: npt.ArrayLike) -> np.ndarray:
@@ -46,7 +46,3 @@ def entropy(proba: npt.ArrayLike) -> npt.NDArray[np.float64]:
     d = np.clip(_as_dist(proba), 1e-12, 1.0)
     return -(d * np.log(d)).sum(axis=1)
 
-
-def binary_entropy(p: npt.ArrayLike) -> npt.NDArray[np.float64]:
-    """Entropy of Bernoulli(p)."""
-    return entropy(np.asarray(p, dtype=np.float64))

@@ -20,6 +20,7 @@ not silently reused.
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,8 +30,14 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_frame, atomic_write_json
+from mmcurate.data import load_pairs
+from mmcurate.demo import prepare_scene_dataset
+from mmcurate.embed.importer import write_embedding_folder
 from mmcurate.embed.model import ModelSpec
+from mmcurate.embed.tiny import get_tiny_clip
 from mmcurate.exceptions import ProjectError
+from mmcurate.noise import NOISE_KINDS, inject_noise
+from mmcurate.project import create_project
 
 __all__ = ["SimData", "normalize_noise_kind", "prepare_data"]
 
@@ -52,8 +59,6 @@ class SimData:
 
 def normalize_noise_kind(kind: str) -> str:
     """``random`` or ``same_category`` (``same-category`` accepted)."""
-    from mmcurate.noise import NOISE_KINDS
-
     norm = kind.strip().lower().replace("-", "_")
     if norm not in NOISE_KINDS:
         raise ValueError(f"unknown noise kind {kind!r}; expected random or same-category")
@@ -107,8 +112,6 @@ def _describe_source(pairs, embeddings, scenes) -> str:
 
 
 def _reuse(folder: Path, info: dict[str, Any]) -> SimData | None:
-    import json
-
     meta, truth = folder / "data.json", folder / "truth.csv"
     if not (meta.is_file() and truth.is_file()):
         return None
@@ -121,8 +124,6 @@ def _reuse(folder: Path, info: dict[str, Any]) -> SimData | None:
 
 
 def _noise(n: int, noise: float, kind: str, categories, captions, data_seed: int):
-    from mmcurate.noise import inject_noise
-
     if kind == "same_category" and categories is None:
         raise ValueError("noise kind same-category needs a 'category' column in the pairs (or "
                          "metadata); add one or use --noise-kind random")
@@ -136,10 +137,6 @@ def _truth(pair_ids, source, noisy) -> pd.DataFrame:
 
 
 def _from_scenes(folder: Path, n: int, noise: float, kind: str, data_seed: int, progress: bool):
-    from mmcurate.demo import prepare_scene_dataset
-    from mmcurate.embed.tiny import get_tiny_clip
-    from mmcurate.project import create_project
-
     csv, truth_csv = prepare_scene_dataset(folder / "scenes", n=n, rate=noise, kind=kind,
                                            random_state=data_seed)
     spec = ModelSpec(f"local-dir:{get_tiny_clip(progress=progress)}", None)
@@ -152,9 +149,6 @@ def _from_scenes(folder: Path, n: int, noise: float, kind: str, data_seed: int, 
 
 
 def _from_pairs(folder: Path, src: Path, image_root, model, noise, kind, data_seed, progress):
-    from mmcurate.data import load_pairs
-    from mmcurate.project import create_project
-
     root = Path(image_root) if image_root is not None else (src if src.is_dir() else src.parent)
     clean = load_pairs(src, image_root=root, progress=progress).pairs
     cats = clean["category"].to_numpy() if "category" in clean.columns else None
@@ -171,9 +165,6 @@ def _from_pairs(folder: Path, src: Path, image_root, model, noise, kind, data_se
 
 
 def _from_embeddings(folder: Path, src: Path, noise, kind, data_seed):
-    from mmcurate.embed.importer import write_embedding_folder
-    from mmcurate.project import create_project
-
     clean = create_project(folder / "clean", embeddings=src)
     pairs = clean.pairs
     cats = pairs["category"].to_numpy() if "category" in pairs.columns else None

@@ -31,7 +31,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mmcurate.embed.store import EmbeddingStore
+from mmcurate.export import curate_pairs
+from mmcurate.project import open_project
+from mmcurate.project.layout import ProjectLayout
 from mmcurate.results import Ranking
+from mmcurate.rounds import import_labels, labelled_arrays, rank_project, select_batch, train_project_head
 from mmcurate.simulate.metrics import detection_score_name, p_misaligned, round_metrics
 
 if TYPE_CHECKING:
@@ -74,8 +79,6 @@ def _link(src: Path, dst: Path) -> None:
 
 def make_run_project(base: Path, root: Path):
     """A fresh project at ``root`` sharing ``base``'s pairs and vectors, with no labels or heads."""
-    from mmcurate.project import open_project
-
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
@@ -89,9 +92,6 @@ def make_run_project(base: Path, root: Path):
 
 def _shared_files(folder: Path) -> tuple[Path, ...]:
     """A project's pairs table and vectors (what every run shares, read-only)."""
-    from mmcurate.embed.store import EmbeddingStore
-    from mmcurate.project.layout import ProjectLayout
-
     layout = ProjectLayout(folder)
     store = EmbeddingStore(layout.embeddings_dir)
     return (layout.pairs_path, store.manifest_path,
@@ -100,8 +100,6 @@ def _shared_files(folder: Path) -> tuple[Path, ...]:
 
 def _copied_files(folder: Path) -> tuple[Path, ...]:
     """A project's settings and rejects (each run gets its own copy)."""
-    from mmcurate.project.layout import ProjectLayout
-
     layout = ProjectLayout(folder)
     return layout.config_path, layout.rejects_path
 
@@ -116,8 +114,7 @@ def oracle_decisions(batch: pd.DataFrame, is_noisy: pd.Series) -> pd.DataFrame:
 def train_run_head(proj: Project, spec: RunSpec, round_: int) -> None:
     """Train the run's model on the labels after round ``round_`` (a user's ``mmcurate train``), with
     the run's head options, ``head_folds`` and the round's random state."""
-    from mmcurate.head import HeadConfig
-    from mmcurate.rounds import train_project_head
+    from mmcurate.head import HeadConfig  # heavy: torch
 
     config = replace(HeadConfig(), **dict(spec.head_options), n_folds=spec.head_folds,
                      random_state=spec.random_state(round_))
@@ -135,8 +132,6 @@ def run_oracle_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame,
     Each round's ``learning_gain`` compares its model with the round-0 ranking's ``1 − p_aligned``
     on that round's pool.
     """
-    from mmcurate.rounds import import_labels, rank_project, select_batch
-
     proj = make_run_project(base, root)
     is_noisy = truth.set_index("pair_id")["is_noisy"].astype(bool)
     noisy = proj.pairs["pair_id"].map(is_noisy).to_numpy(bool)
@@ -191,8 +186,6 @@ def _curated_figures(proj: Project, ranked: Ranking, noisy: np.ndarray) -> dict[
     ``export_clean_kept``: share of all clean pairs in it; ``export_est_noise_kept``: the rule's own
     estimate for the kept unreviewed pairs; ``export_check_*``: the exploration-label check.
     """
-    from mmcurate.export import curate_pairs
-
     cur = curate_pairs(proj, strategy_scores=ranked)
     kept = proj.pairs["pair_id"].isin(cur.curated["pair_id"]).to_numpy()
     est, check = cur.estimates, cur.estimates.get("exploration_check") or {}
@@ -204,8 +197,6 @@ def _curated_figures(proj: Project, ranked: Ranking, noisy: np.ndarray) -> dict[
 
 
 def _labelled_mask(proj: ProjectFiles) -> np.ndarray:
-    from mmcurate.rounds import labelled_arrays
-
     mask = np.zeros(len(proj.pairs), bool)
     mask[labelled_arrays(proj)[0]] = True
     return mask

@@ -20,7 +20,7 @@ _LABELS = {"recall": "recall of review (noisy pairs found)", "auroc": "noise-det
 def _figure(width: float = 7.0, height: float = 4.5, ncols: int = 1, nrows: int = 1):
     """A new figure with an ``(nrows, ncols)`` array of axes, closed in pyplot at once (Jupyter draws
     the returned figure once; scripts do not accumulate open figures; ``savefig`` still works)."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # heavy: matplotlib
 
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), squeeze=False, layout="constrained")
     plt.close(fig)

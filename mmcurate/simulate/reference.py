@@ -17,6 +17,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate.rank import RankContext
+from mmcurate.signals.alignment import prior_calibrator
+
 __all__ = ["ReferenceRun", "Reviewer", "reference_loop"]
 
 _MAX_SHOWINGS = 8
@@ -58,9 +61,6 @@ class ReferenceRun:
 
 def alignment_features(image: np.ndarray, text: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """mmcurate's zero-label features ``(N, F)`` and the prior's P(aligned) ``(N,)``."""
-    from mmcurate.rank import RankContext
-    from mmcurate.signals.alignment import prior_calibrator
-
     ctx = RankContext(image, text, indices_labeled=None, labels=None, k=10, random_state=0)
     return ctx.features.matrix(), prior_calibrator(ctx.features).predict_proba(ctx.features)
 
@@ -69,9 +69,9 @@ def reference_loop(features: np.ndarray, prior_aligned: np.ndarray, reviewer: Re
                    budget: int, exclude: np.ndarray | None = None) -> ReferenceRun:
     """Greedy logistic loop: ``rounds`` batches of ``budget`` pairs, refitted on all decisions;
     rows in ``exclude`` (bool ``(N,)``, a held-out evaluation set) are never queued."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
+    from sklearn.linear_model import LogisticRegression  # heavy: sklearn
+    from sklearn.pipeline import make_pipeline  # heavy: sklearn
+    from sklearn.preprocessing import StandardScaler  # heavy: sklearn
 
     run = ReferenceRun()
     p_mis = 1.0 - np.asarray(prior_aligned, float)

@@ -10,6 +10,9 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_path, atomic_write_text
+from mmcurate.embed.store import EmbeddingStore
+from mmcurate.project.layout import ProjectLayout
+from mmcurate.simulate import plots
 from mmcurate.simulate.metrics import compare, summarize
 
 __all__ = ["describe_model", "markdown_summary", "write_report"]
@@ -20,9 +23,6 @@ PLOTS = {"recall.png": "recall", "auroc.png": "auroc", "auroc_p_misaligned.png":
 
 def describe_model(base: Path, source: str = "") -> str:
     """Which model produced the base project's vectors, flagging the tiny stand-in as a toy."""
-    from mmcurate.embed.store import EmbeddingStore
-    from mmcurate.project.layout import ProjectLayout
-
     manifest_path = EmbeddingStore(ProjectLayout(base).embeddings_dir).manifest_path
     manifest = json.loads(manifest_path.read_text()) if manifest_path.is_file() else {}
     if manifest.get("kind") == "external":
@@ -191,9 +191,6 @@ def _scores_frame(out: Path, metrics: pd.DataFrame, rounds: int) -> pd.DataFrame
 def write_report(out: Path, metrics: pd.DataFrame, *, data_info: dict[str, Any], config,
                  base: Path) -> None:
     """Write ``summary.md`` and the PNG plots into ``out``."""
-    from mmcurate.project.layout import ProjectLayout
-    from mmcurate.simulate import plots
-
     n_pairs = len(pd.read_parquet(ProjectLayout(base).pairs_path, columns=["pair_id"]))
     params = {**config.loop_params(), "n_pairs": n_pairs}
     text = markdown_summary(metrics, data_info=data_info, model=describe_model(base, data_info["source"]),

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing as mp
+import os
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -32,8 +35,13 @@ import pandas as pd
 from mmcurate._fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from mmcurate.embed.model import ModelSpec
 from mmcurate.exceptions import ProjectError
+from mmcurate.index import set_threads
+from mmcurate.rank import STRATEGIES
+from mmcurate.select import SELECTORS
 from mmcurate.simulate.data import normalize_noise_kind, prepare_data
 from mmcurate.simulate.loop import RunSpec, run_oracle_loop
+from mmcurate.simulate.report import write_report
+from mmcurate.simulate.stream import run_stream_loop
 
 __all__ = ["SimulationConfig", "load_results", "run_simulation"]
 
@@ -64,9 +72,6 @@ class SimulationConfig:
     mode: str = "pool"
 
     def __post_init__(self) -> None:
-        from mmcurate.rank import STRATEGIES
-        from mmcurate.select import SELECTORS
-
         object.__setattr__(self, "strategies", tuple(dict.fromkeys(
             STRATEGIES.get(s).name for s in self.strategies)))
         object.__setattr__(self, "diversity", tuple(dict.fromkeys(
@@ -123,8 +128,6 @@ def _run_one(out: Path, base: Path, spec: RunSpec, holdout: set[str], truth_path
     folder = out / "runs" / spec.name
     say = _say(sys.stderr if progress else None)
     if spec.diversity == STREAM:
-        from mmcurate.simulate.stream import run_stream_loop
-
         table = run_stream_loop(base, folder / "project", spec, truth, holdout, say=say)
     else:
         table, snaps = run_oracle_loop(base, folder / "project", spec, truth, holdout, say=say)
@@ -155,9 +158,7 @@ def _specs(config: SimulationConfig) -> list[RunSpec]:
 def _worker_init(threads: int) -> None:
     """The initializer of the worker processes :func:`_execute`'s pool creates: each process runs
     whole runs and nothing else, so these thread counts are its own (nothing to restore)."""
-    import torch
-
-    from mmcurate.index import set_threads
+    import torch  # heavy: torch
 
     torch.set_num_threads(threads)
     set_threads(threads)
@@ -171,10 +172,6 @@ def _execute(out: Path, base: Path, todo: list[RunSpec], holdouts: dict[int, set
             say(f"run {i}/{len(todo)}: {spec.name}")
             _run_one(out, base, spec, holdouts[spec.seed], truth_path, progress)
         return
-    import multiprocessing as mp
-    import os
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     threads = max(1, (os.cpu_count() or 1) // config.jobs)
     with ProcessPoolExecutor(config.jobs, mp_context=mp.get_context("spawn"),
                              initializer=_worker_init, initargs=(threads,)) as pool:
@@ -227,8 +224,6 @@ def run_simulation(out_dir: str | Path, *, pairs: str | Path | None = None,
     metrics = _finished_runs(out)
     atomic_write_text(out / "metrics.csv", metrics.to_csv(index=False))
     if report:
-        from mmcurate.simulate.report import write_report
-
         write_report(out, metrics, data_info=data.info, config=config, base=data.base)
         say(f"wrote {out / 'metrics.csv'}, {out / 'summary.md'} and plots")
     return metrics

@@ -18,8 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmcurate._fileio import save_npy_atomic
 from mmcurate._util import check_random_state
+from mmcurate.embed.encoder import load_encoder
+from mmcurate.embed.model import ModelSpec
+from mmcurate.embed.tiny import get_tiny_clip
 from mmcurate.simulate.worlds import SWAP_KINDS, World, cycle_swaps
+from mmcurate.synth import COLORS, POSITIONS, SHAPES, describe_scene, generate_scenes, render_scene
 
 __all__ = ["ATTRIBUTES", "change_attribute", "tiny_scenes_world"]
 
@@ -29,8 +34,6 @@ ATTRIBUTES = ("color", "shape", "count", "position")
 def change_attribute(scene, attribute: str, rng: np.random.Generator):
     """``scene`` with ``attribute`` set to a different value drawn from ``rng`` (same seed, so
     :func:`mmcurate.synth.describe_scene` keeps the phrasing)."""
-    from mmcurate.synth import COLORS, POSITIONS, SHAPES
-
     values: dict[str, tuple[Any, ...]] = {"color": tuple(COLORS), "shape": SHAPES, "count": (1, 2, 3),
                                           "position": POSITIONS}
     if attribute not in values:
@@ -40,18 +43,11 @@ def change_attribute(scene, attribute: str, rng: np.random.Generator):
 
 
 def _encoder(model_dir: str | os.PathLike | None):
-    from mmcurate.embed.encoder import load_encoder
-    from mmcurate.embed.model import ModelSpec
-    from mmcurate.embed.tiny import get_tiny_clip
-
     folder = Path(model_dir) if model_dir else get_tiny_clip(progress=False)
     return folder, load_encoder(ModelSpec(f"local-dir:{folder}", None), device="cpu")
 
 
 def _image_vectors(scenes, encoder, model_dir: Path, seed: int, cache_dir: Path | None) -> np.ndarray:
-    from mmcurate._fileio import save_npy_atomic
-    from mmcurate.synth import render_scene
-
     path = (cache_dir / f"scenes-img-{model_dir.name}-n{len(scenes)}-s{seed}.npy") if cache_dir else None
     if path is not None and path.is_file():
         return np.load(path)
@@ -81,8 +77,6 @@ def tiny_scenes_world(n: int = 5000, *, noise: float = 0.2, kind: str = "same-ca
         w.truth["kind"].value_counts().to_dict()
         # {'clean': 240, 'attribute': 30, 'swap': 30}
     """
-    from mmcurate.synth import describe_scene, generate_scenes
-
     if kind not in SWAP_KINDS:
         raise ValueError(f"kind must be one of {SWAP_KINDS}, got {kind!r}")
     if not isinstance(random_state, (int, np.integer)):

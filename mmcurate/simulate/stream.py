@@ -29,14 +29,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmcurate.embed.importer import write_embedding_folder
+from mmcurate.project import create_project, open_project
+from mmcurate.rounds import import_labels
 from mmcurate.simulate.loop import NO_HEAD, RunSpec, oracle_decisions, train_run_head
+from mmcurate.stream import add_pairs
 
 __all__ = ["run_stream_loop"]
 
 
 def _write_batch(folder: Path, proj_base, rows: np.ndarray) -> Path:
-    from mmcurate.embed.importer import write_embedding_folder
-
     pairs = proj_base.pairs.iloc[rows]
     meta = pd.DataFrame({"key": pairs["pair_id"].to_numpy(), "caption": pairs["caption"].to_numpy()})
     if "category" in pairs.columns:
@@ -50,10 +52,6 @@ def _write_batch(folder: Path, proj_base, rows: np.ndarray) -> Path:
 def run_stream_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame, holdout: set[str], *,
                     say=None) -> pd.DataFrame:
     """Run one strategy in stream mode; one row per arriving batch (round 0 = before any)."""
-    from mmcurate.project import create_project, open_project
-    from mmcurate.rounds import import_labels
-    from mmcurate.stream import add_pairs
-
     arrivals = root.with_name(root.name + "-arrivals")  # the batches as they land
     for folder in (root, arrivals):
         if folder.exists():

@@ -31,7 +31,10 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mmcurate._fileio import atomic_write_frame, atomic_write_json
 from mmcurate._util import check_random_state
+from mmcurate.embed.importer import write_embedding_folder
+from mmcurate.synth import domain_pair_chunks
 
 __all__ = [
     "BENCHMARK_DATA",
@@ -266,8 +269,6 @@ def benchmark_pair_chunks(data: str, n: int, dim: int = 512, *, chunk: int = 50_
     if data == "clip-gap":
         return clip_gap_chunks(n, dim, chunk=chunk, noise=rate, random_state=seed)
     if data == "domains":
-        from mmcurate.synth import domain_pair_chunks
-
         return domain_pair_chunks(n, dim, chunk=chunk, rate=rate, seed=seed)
     raise ValueError(f"data must be one of {', '.join(BENCHMARK_DATA)}; got {data!r}")
 
@@ -376,9 +377,6 @@ def write_world(folder: str | os.PathLike, world: World) -> Path:
 
     ``truth.csv`` is written last (atomically), so its presence marks a complete folder.
     """
-    from mmcurate._fileio import atomic_write_frame, atomic_write_json
-    from mmcurate.embed.importer import write_embedding_folder
-
     root = write_embedding_folder(folder, world.image, world.text, world.metadata)
     info = {**world.info, **modality_gap(world.image, world.text),
             "noise_by_kind": world.truth["kind"].value_counts().to_dict()}

@@ -13,8 +13,15 @@ import numpy as np
 import pandas as pd
 
 from mmcurate._fileio import atomic_write_frame, atomic_write_json, read_json_object
+from mmcurate.engine.incremental import INCREMENTAL, PoolScorer, pool_fingerprint
 from mmcurate.exceptions import NotEmbeddedError, ProjectError
+from mmcurate.groups.hooks import count_groups_once
+from mmcurate.labels import utc_now
+from mmcurate.rank import STRATEGIES, compute_ranking
 from mmcurate.results import AddResult
+from mmcurate.rounds import apply_head, labelled_arrays, load_latest_head
+from mmcurate.stream import ingest
+from mmcurate.stream.ingest import append_pairs
 from mmcurate.stream.threshold import AdaptiveThreshold
 
 if TYPE_CHECKING:
@@ -167,8 +174,6 @@ def check_options(strategy: str, threshold: str | float, rate: float) -> tuple[s
 
     Returns the mode (``auto`` | ``fixed``) and the strategy's registered name.
     """
-    from mmcurate.signals import STRATEGIES
-
     name = STRATEGIES.get(strategy).name  # unknown names raise, listing the valid ones
     if not 0.0 < float(rate) < 1.0:
         raise ValueError(f"rate must be a fraction in (0, 1), e.g. 0.05; got {rate}")
@@ -200,8 +205,6 @@ def _fresh(folder: Path) -> Path:
 
 def _ingest(proj: Project, source: Path, staging: Path, **kwargs: Any):
     """Validated, embedded arrivals ``(pairs, image (M, D) f16, text (M, D) f16)`` and rejects."""
-    from mmcurate.stream import ingest
-
     missing = proj.store.missing(proj.pairs["pair_id"].tolist())
     if missing:
         raise NotEmbeddedError(f"{len(missing)} pairs of {proj.root} have no vectors yet (first: "
@@ -213,8 +216,6 @@ def _ingest(proj: Project, source: Path, staging: Path, **kwargs: Any):
 
 # -- scoring and deciding -------------------------------------------------------------------------
 def _pool_fingerprint(proj: Project, head_round: int | None, k: int) -> str:
-    from mmcurate.stream.incremental import pool_fingerprint
-
     return pool_fingerprint(proj, head_round, k)
 
 
@@ -223,10 +224,6 @@ def _score_arrivals(proj: Project, image: np.ndarray, text: np.ndarray, *, strat
     """Scores of the arrivals among pool + arrivals (current head and labels), the head round and
     what to call once the arrivals are committed (None when the strategy needs a full re-rank:
     then the pool's saved state, if any, goes stale and is rebuilt on its next use)."""
-    from mmcurate.rank import compute_ranking
-    from mmcurate.rounds import apply_head, labelled_arrays, load_latest_head
-    from mmcurate.stream.incremental import INCREMENTAL, PoolScorer
-
     head, head_round = load_latest_head(proj)
     pool_image, pool_text = proj.image_embeddings(), proj.text_embeddings()
     if INCREMENTAL.supports(strategy, options):  # else a full re-rank of pool + arrivals
@@ -250,8 +247,6 @@ def _score_arrivals(proj: Project, image: np.ndarray, text: np.ndarray, *, strat
 
 def _decide(proj: Project, arrivals, state: dict[str, Any], batch: dict[str, Any], options):
     """Decisions for the arrivals (LOG_COLUMNS, round_id still empty) and the updated state."""
-    from mmcurate.labels import utc_now
-
     pairs, image, text = arrivals
     state = {key: value for key, value in state.items() if key != "realised_rate"}
     scores, head_round, on_commit = np.zeros(0), None, None
@@ -304,8 +299,6 @@ def _write_pairs(table: pd.DataFrame, path: Path) -> None:
 def _commit(proj: ProjectFiles, arrivals, on_commit=None) -> None:
     """Vectors in as a new part, then the new pairs table atomically (the commit point); then the
     pool's scoring state takes the arrivals (a crash before leaves a stale state, rebuilt on use)."""
-    from mmcurate.stream.ingest import append_pairs
-
     pairs, image, text = arrivals
     if not len(pairs):
         return
@@ -425,6 +418,4 @@ def recover_stream(proj: ProjectFiles) -> AddResult | None:
 
 def _labels_once_per_group(proj: ProjectFiles, rows, y, fixes) -> tuple[np.ndarray, np.ndarray]:
     """A group decision is one label (:func:`mmcurate.groups.hooks.count_groups_once`)."""
-    from mmcurate.groups.hooks import count_groups_once
-
     return count_groups_once(proj, rows, y, fixes)[:2]

@@ -17,8 +17,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 
 from mmcurate._fileio import atomic_write_json
+from mmcurate.data import open_image
+from mmcurate.data.formats import detect_format, read_source
+from mmcurate.data.sources import Columns
+from mmcurate.data.validate import validate
+from mmcurate.embed.encoder import load_encoder
+from mmcurate.embed.importer import import_embedding_folder
+from mmcurate.embed.run import embed_pairs
+from mmcurate.embed.store import EmbeddingStore
 from mmcurate.exceptions import DataError, ModelMismatchError
 
 if TYPE_CHECKING:
@@ -54,10 +63,6 @@ def ingest_pairs(proj: Project, source: Path, staging: Path, *, image_root: str 
                  check_images: bool = True, encoder: Encoder | None = None, batch_size: int = 32,
                  progress: bool = False) -> tuple[tuple[pd.DataFrame, np.ndarray, np.ndarray], pd.DataFrame]:
     """Validate and embed an arriving pairs source of an image project (see module docstring)."""
-    from mmcurate.data.formats import detect_format, read_source
-    from mmcurate.data.sources import Columns
-    from mmcurate.data.validate import validate
-
     if proj.image_root is None:
         raise DataError(f"{proj.root} has no image root; it cannot take pairs files")
     root = proj.image_root
@@ -87,11 +92,6 @@ def ingest_pairs(proj: Project, source: Path, staging: Path, *, image_root: str 
 
 def _embed(proj: Project, pairs: pd.DataFrame, staging: Path, *, encoder, batch_size: int, progress: bool):
     """Embed ``pairs`` with the project's model into a staging store; (image, text, failures)."""
-    from mmcurate.data import open_image
-    from mmcurate.embed.encoder import load_encoder
-    from mmcurate.embed.run import embed_pairs
-    from mmcurate.embed.store import EmbeddingStore
-
     if encoder is None:
         encoder = load_encoder(proj.model_spec, weights_sha256=proj.weights_sha256)
     store = EmbeddingStore(staging / "embeddings")
@@ -114,11 +114,6 @@ def _embed(proj: Project, pairs: pd.DataFrame, staging: Path, *, encoder, batch_
 def ingest_embedding_folder(proj: ProjectFiles, folder: Path, staging: Path
                             ) -> tuple[tuple[pd.DataFrame, np.ndarray, np.ndarray], pd.DataFrame]:
     """Import an arriving clip-retrieval folder of an ``external`` project into a staging store."""
-    import pyarrow.parquet as pq
-
-    from mmcurate.embed.importer import import_embedding_folder
-    from mmcurate.embed.store import EmbeddingStore
-
     if not folder.is_dir():
         raise DataError(f"{proj.root} was built from imported embeddings: an arriving batch must be an "
                         f"embedding folder (img_emb/, text_emb/, metadata/), got the file {folder}")

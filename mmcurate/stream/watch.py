@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mmcurate.data.formats import FORMATS
+from mmcurate.embed.encoder import load_encoder
 from mmcurate.exceptions import MmcurateError, ProjectLockedError
 from mmcurate.results import AddResult
 from mmcurate.stream.add import add_pairs, check_options, content_hash, recover_stream, stream_state
@@ -127,8 +128,6 @@ def _watch_one(proj: Project, path: Path, options: dict[str, Any], say) -> tuple
             f"skipped")
         return "seen", None
     if proj.kind != "external" and options.get("encoder") is None:
-        from mmcurate.embed.encoder import load_encoder
-
         options["encoder"] = load_encoder(proj.model_spec, weights_sha256=proj.weights_sha256)
     try:
         decisions = add_pairs(proj, path, **options)

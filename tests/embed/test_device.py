@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -10,7 +12,7 @@ from mmcurate.cli import main
 from mmcurate.embed.device import default_batch_size, resolve_device
 from mmcurate.embed.encoder import load_encoder
 from mmcurate.embed.model import ModelSpec
-from mmcurate.embed.run import default_workers
+from mmcurate.embed.run import default_workers, model_threads
 from mmcurate.embed.store import EmbeddingStore
 from mmcurate.exceptions import DeviceError
 from mmcurate.project import create_project
@@ -50,6 +52,13 @@ def test_defaults_per_device():
     assert default_workers("cpu", 1) == 1
 
 
+def test_model_threads_leave_the_workers_their_cores():
+    """On CPU the model gets the cores the decoding workers leave, never more threads than cores."""
+    assert model_threads("cpu", 2, n_cores=2) == 1 and model_threads("cpu", 4, n_cores=8) == 4
+    assert model_threads("cpu", 0, n_cores=8) == 8  # decoding inline: every core
+    assert model_threads("cuda", 16, n_cores=16) == 16  # the cores do not run the model there
+
+
 @no_cuda
 def test_cli_device_cuda_fails_fast_with_exit_2(micro_clip_dir, png_pairs, tmp_path, capsys,
                                                 monkeypatch):
@@ -63,10 +72,17 @@ def test_cli_device_cuda_fails_fast_with_exit_2(micro_clip_dir, png_pairs, tmp_p
     def no_work(*args, **kwargs):
         raise AssertionError("a model was loaded or an image read before the device check")
 
-    # "fails fast" as bounded work, not seconds: nothing is loaded or decoded before the error
-    monkeypatch.setattr(mmcurate.embed.encoder, "load_encoder", no_work)
-    monkeypatch.setattr(mmcurate.data, "open_image", no_work)
-    monkeypatch.setattr(mmcurate.data.images, "read_image_bytes", no_work)
+    # "fails fast" as bounded work, not seconds: nothing is loaded or decoded before the error;
+    # every module of ours holding one of these functions (imported at its top) gets the stand-in
+    guarded = {id(f) for f in (mmcurate.embed.encoder.load_encoder, mmcurate.data.open_image,
+                               mmcurate.data.images.read_image_bytes)}
+    n_patched = 0
+    for module in [m for name, m in sys.modules.items() if name.startswith("mmcurate") and m is not None]:
+        for attr, value in list(vars(module).items()):
+            if id(value) in guarded:
+                monkeypatch.setattr(module, attr, no_work)
+                n_patched += 1
+    assert n_patched >= 5  # the defining modules and the embed path's (project.embedding, embed.run)
     assert main(["embed", str(proj.root), "--device", "cuda", "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "no CUDA GPU" in err and "--device cpu" in err

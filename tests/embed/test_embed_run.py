@@ -50,8 +50,8 @@ def test_embed_end_to_end_and_rerun(micro_clip_dir, png_pairs, tmp_path, capsys)
 
 
 def test_embed_restores_the_callers_torch_threads(micro_clip_dir, png_pairs, tmp_path, monkeypatch):
-    """Every core while the model runs, then the caller's own thread count again (a library call
-    leaves no process-wide setting changed)."""
+    """Every core while the model runs (the cores the workers leave when workers decode), then the
+    caller's own thread count again (a library call leaves no process-wide setting changed)."""
     import torch
 
     from mmcurate.embed import run
@@ -69,6 +69,14 @@ def test_embed_restores_the_callers_torch_threads(micro_clip_dir, png_pairs, tmp
     finally:
         torch.set_num_threads(before)
     assert during and set(during) == {os.cpu_count() or 1}
+    during.clear()  # with decoding workers, the cores they leave (at least one)
+    torch.set_num_threads(1)
+    try:
+        other = create_project(tmp_path / "q", pairs=png_pairs, model=spec, progress=False)
+        assert other.embed(progress=False, num_workers=2).n_embedded == 12
+    finally:
+        torch.set_num_threads(before)
+    assert during and set(during) == {max(1, (os.cpu_count() or 1) - 2)}
 
 
 def test_weights_sha256_is_known_until_the_weights_file_changes(micro_clip_dir, png_pairs, tmp_path):

@@ -27,14 +27,14 @@ def test_cache_is_per_checkout_unless_set(monkeypatch, tmp_path):
     from pathlib import Path
 
     import mmcurate
-    from mmcurate.embed import tiny
+    from mmcurate.embed import model  # the tiny model's cache location lives in embed.model
 
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("MMCURATE_CACHE", raising=False)
     checkout = Path(mmcurate.__file__).resolve().parents[1]
-    assert tiny._cache_root() == checkout / ".cache" / "mmcurate"
+    assert model._cache_root() == checkout / ".cache" / "mmcurate"
     monkeypatch.setenv("MMCURATE_CACHE", str(tmp_path / "c"))
-    assert tiny._cache_root() == tmp_path / "c"
+    assert model._cache_root() == tmp_path / "c"
     monkeypatch.delenv("MMCURATE_CACHE")
-    monkeypatch.setattr(tiny, "_checkout_root", lambda: None)  # an installed copy (site-packages)
-    assert tiny._cache_root() == tmp_path / "home" / ".cache" / "mmcurate"
+    monkeypatch.setattr(model, "_checkout_root", lambda: None)  # an installed copy (site-packages)
+    assert model._cache_root() == tmp_path / "home" / ".cache" / "mmcurate"

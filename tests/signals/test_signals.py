@@ -7,9 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mmcurate.rank import compute_ranking
+from mmcurate.rank import STRATEGIES, compute_ranking
 from mmcurate.signals import (
-    STRATEGIES,
     auroc,
     egl,
     entropy,

@@ -50,6 +50,7 @@ import numpy as np
 from mmcurate import index as ix
 from mmcurate._fileio import atomic_write_json, read_rows, save_npy_atomic
 from mmcurate.project_index import ProjectIndex
+from mmcurate.rank import STRATEGIES, RankContext, compute_from_context, without_own
 from mmcurate.rank.registry import Engine
 from mmcurate.signals import alignment, crossmodal
 
@@ -154,8 +155,6 @@ class PoolScorer:
     def _build(self, context: RankContext | None) -> dict[str, np.ndarray]:
         """The pool's arrays as a ranking computes them (its cross-modal and same-modal neighbours,
         features, agreements; in the ranking's reduced, clustered space above the threshold)."""
-        from mmcurate.rank import RankContext
-
         ctx = context or RankContext(self.image, self.text, indices_labeled=None, labels=None, k=self.k,
                                      random_state=self.random_state, temperature=self.temperature,
                                      approximate=self.approximate, reduced_dim=self.reduced_dim,
@@ -217,8 +216,6 @@ class PoolScorer:
         """Features and agreements of the arrivals from their neighbours, with similarities taken
         from the full vectors; ``spaces``: ``(reduced image, reduced text, image rows, text rows)`` for
         agreements in the reduced space (as :class:`mmcurate.rank.RankContext` does)."""
-        from mmcurate.rank import without_own
-
         n, k = self.n_pool, self.k
         if spaces is None:  # exact search: similarities recomputed from the vectors
             texts, images = self._rows("text", text), self._rows("image", image)
@@ -263,8 +260,6 @@ class PoolScorer:
         Raises :class:`~mmcurate.exceptions.UnsupportedStrategyError` (a ``ValueError``), before
         any search, for a strategy or options :data:`INCREMENTAL` does not serve.
         """
-        from mmcurate.rank import STRATEGIES, RankContext, compute_from_context
-
         name = STRATEGIES.get(strategy).name
         INCREMENTAL.check([name], {name: options} if options else None)
         new = self.arrival_arrays(image, text)

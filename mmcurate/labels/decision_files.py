@@ -30,6 +30,7 @@ import pandas as pd
 
 from mmcurate._fileio import unescape_cell
 from mmcurate._util import has_visible_text
+from mmcurate.data.sources import numbered_rows
 from mmcurate.exceptions import DataError
 
 __all__ = ["DECISIONS", "DecisionError", "LabelsFileError", "ParsedDecisions", "clean_decision",
@@ -267,8 +268,6 @@ def _table_records(header: list[str], rows: list[list[str]],
 
 
 def _csv_records(text: str, label: str) -> tuple[Records, list[Problem]]:
-    from mmcurate.data.sources import numbered_rows
-
     empty = LabelsFileError(f"{label}: the file is empty; expected a header with {list(_REQUIRED)} "
                             f"(+ optional {list(_OPTIONAL)}) and one row per pair")
     try:

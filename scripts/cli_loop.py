@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmcurate.cli import main
+from mmcurate.signals.metrics import auroc
 from mmcurate.simulate.reference import Reviewer, alignment_features, reference_loop
 
 __all__ = ["HOLDOUT", "CliRunError", "LoopSpec", "read_world", "run_learning_benchmark"]
@@ -55,8 +57,6 @@ class LoopSpec:
 
 def cli(*argv: object) -> str:
     """Run ``mmcurate ARGV`` in-process; its stdout, or :class:`CliRunError` with stdout+stderr."""
-    from mmcurate.cli import main
-
     out, err = io.StringIO(), io.StringIO()
     args = [str(a) for a in argv]
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -167,8 +167,6 @@ def _recalls(shown: list[np.ndarray], truth: pd.DataFrame, held: np.ndarray) -> 
 
 
 def _gains(scores: list[np.ndarray], noisy: np.ndarray, pool: np.ndarray) -> list[tuple[float, float]]:
-    from mmcurate.signals.metrics import auroc
-
     values = [auroc(np.nan_to_num(s[pool], nan=0.5), noisy[pool]) for s in scores]
     return [(v, v - values[0]) for v in values]
 
