@@ -92,7 +92,9 @@ def _checkout_state() -> str | None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
-def test_notebook_runs(path, kernel_env):
+def test_notebook_runs(path, kernel_env, tiny_clip_dir):
+    # tiny_clip_dir: the notebooks use the tiny stand-in model; asking for it here has it trained
+    # before the first test (conftest), not inside a cell under CELL_TIMEOUT on a loaded machine
     before = _checkout_state()
     nb = _execute(nbformat.read(path, as_version=4), kernel_env)
     errors = [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs

@@ -6,6 +6,7 @@ import os
 import shutil
 import signal
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -33,22 +34,41 @@ def noise_pairs():
     return _noise_pairs
 
 
-def kill_processes_naming(text: str) -> None:
-    """SIGKILL every process (but this one) whose command line contains ``text``: the Ray
-    processes of one test, found by their private temp dir. Never ``ray stop``, which stops every
-    Ray on the machine, another checkout's test run included."""
+def kill_processes_naming(text: str, *, wait_s: float = 60.0) -> None:
+    """SIGKILL every process (but this one) whose command line or environment contains ``text``,
+    and wait until they are gone: the Ray processes of one test, found by their private temp dir
+    (Ray renames its workers' command lines to ``ray::...``; they keep ``RAY_TMPDIR`` in their
+    environment). Never ``ray stop``, which stops every Ray on the machine, another checkout's
+    test run included. Waiting matters: a worker still alive after the kill can finish writing a
+    part (a resumed run then found 76 pairs stored where the test had counted 70)."""
+    needle = text.encode()
+    killed = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            found = any(needle in Path(f"/proc/{pid}/{name}").read_bytes() for name in ("cmdline", "environ"))
         except OSError:
             continue
-        if text in cmdline:
+        if found:
             try:
                 os.kill(int(pid), signal.SIGKILL)
+                killed.append(int(pid))
             except ProcessLookupError:
                 pass
+    deadline = time.monotonic() + wait_s
+    while killed and time.monotonic() < deadline:
+        killed = [pid for pid in killed if _alive(pid)]
+        time.sleep(0.05)
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie, dead but not yet reaped, counts as gone: it writes nothing)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 class PrivateRayDir:
