@@ -23,7 +23,7 @@ from mmcurate.rank import STRATEGIES
 from mmcurate.review import interchange
 from mmcurate.review.batch import export_batch
 from mmcurate.review.project_app import serve_project
-from mmcurate.rounds import import_labels, load_model, rank_project, select_batch, train_project_head
+from mmcurate.rounds import import_labels, rank_project, select_batch, train_project_head
 from mmcurate.rounds.status import undecided_in_latest_round
 from mmcurate.select import SELECTORS
 from mmcurate.simulate import run_simulation, summarize
@@ -43,10 +43,8 @@ __all__ = [
     "cmd_strategies",
     "cmd_stream",
     "cmd_train",
-    "export_lines",
     "open_settled",
     "status_lines",
-    "train_lines",
 ]
 
 
@@ -61,8 +59,8 @@ def open_settled(root):
     except ProjectLockedError:  # the add is still running in another process: its journal is live
         return proj
     if finished is not None:
-        print(f"finished an interrupted add: batch {finished.attrs['batch_id']} "
-              f"({len(finished)} pairs, round {finished.attrs['round_id']})", file=sys.stderr)
+        print(f"finished an interrupted add: batch {finished.batch_id} "
+              f"({len(finished)} pairs, round {finished.round})", file=sys.stderr)
     else:
         print("rolled back an interrupted add that had not committed (run it again)", file=sys.stderr)
     proj.refresh()
@@ -176,51 +174,16 @@ def _write_table(df: pd.DataFrame, out: Path, provenance: dict) -> None:
     atomic_write_json(out.with_name(out.name + ".provenance.json"), provenance)
 
 
-def _short(text: str, width: int) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def _score_table(df: pd.DataFrame, columns: list[str], n: int, *, caption_width: int = 52) -> str:
-    """The top ``n`` rows as a narrow aligned table: #, pair_id, score columns (3 decimals), caption."""
-    top = df.head(n)
-    id_width = max([7, *(len(str(p)) for p in top["pair_id"])])
-    id_width = min(id_width, 20)
-    widths = [max(6, len(c)) for c in columns]
-    head = f"{'#':>3}  {'pair_id':<{id_width}}  " + "  ".join(f"{c:>{w}}" for c, w in zip(columns, widths))
-    lines = [head + "  caption"]
-    for i, row in enumerate(top.itertuples(index=False), start=1):
-        rec = row._asdict()
-        cells = "  ".join(f"{float(rec[c]):>{w}.3f}" for c, w in zip(columns, widths))
-        lines.append(f"{i:>3}  {_short(rec['pair_id'], id_width):<{id_width}}  {cells}  "
-                     f"{_short(rec['caption'], caption_width)}")
-    return "\n".join(lines)
-
-
-def _ranked_by(proj: ProjectFiles, head_round) -> str:
-    """Which trained model produced a ranking, in words."""
-    if head_round is None or pd.isna(head_round):
-        return "the zero-label prior (no trained model in use)"
-    model = load_model(proj)
-    head = " with its projection head" if model.round == head_round and model.head is not None else ""
-    return f"model {int(head_round)}{head} (trained on the labels so far)"
-
-
 def cmd_rank(args) -> int:
     proj = open_project(args.project)
-    ranked = rank_project(proj, args.strategy, k=args.k, random_state=args.seed, engine=args.engine,
-                          address=args.address)
-    prov = dict(ranked.attrs.get("provenance", {}))  # taken before the merge, which drops attrs
-    ranked = ranked.merge(proj.pairs[["pair_id", "caption"]], on="pair_id")
-    ranked = ranked.sort_values("score", ascending=False, kind="stable")
-    print(f"ranked {len(ranked)} pairs by {' + '.join(args.strategy)}; higher = review first")
-    print(f"scored with {_ranked_by(proj, prov.get('head_round'))}")
+    ranking = rank_project(proj, args.strategy, k=args.k, random_state=args.seed, engine=args.engine,
+                           address=args.address)
+    ordered = ranking.review_order(proj.pairs[["pair_id", "caption"]])
+    print("\n".join(ranking.headline()))
     if args.out:
-        _write_table(ranked, args.out, prov)
+        _write_table(ordered, args.out, ranking.provenance)
         print(f"wrote every row and column to {args.out} (+ .provenance.json)")
-    columns = ["score"] + ([c for c in args.strategy if c in ranked.columns and c != "score"]
-                           if len(args.strategy) > 1 else [])
-    print(_score_table(ranked, columns, args.top))
+    print(ranking.top(ordered, args.top))
     print(f"next: mmcurate select {args.project} --budget 40")
     return 0
 
@@ -262,21 +225,13 @@ def cmd_select(args) -> int:
     balance = None if args.balance == "none" else args.balance
     exclude = _pair_id_file(args.exclude, proj) if args.exclude is not None else None
     _check_latest_round_decided(proj, args)
-    round_id, batch = select_batch(proj, budget=args.budget, strategy=args.strategy,
-                                   diversity=args.diversity, k=args.k, random_state=args.seed,
-                                   explore=args.explore, balance=balance, exclude=exclude,
-                                   balance_mode=args.balance_mode, query=getattr(args, "query", None))
-    record = proj.ledger.rounds().set_index("round").loc[round_id]
-    n_explore = int((batch["stratum"] == "explore").sum()) if "stratum" in batch.columns else 0
-    shares = f", balance={balance} ({args.balance_mode})" if balance else ""
-    print(f"round {round_id}: {len(batch)} pairs queued for review ({len(batch) - n_explore} by "
-          f"{args.strategy}, {n_explore} drawn at random; diversity={args.diversity}{shares})")
-    print(f"ranked with {_ranked_by(proj, record['head_round'])}")
-    print(_score_table(batch.sort_values("position"), ["score"], 10))
-    if len(batch) > 10:
-        print(f"    ... {len(batch) - 10} more")
+    batch = select_batch(proj, budget=args.budget, strategy=args.strategy,
+                         diversity=args.diversity, k=args.k, random_state=args.seed,
+                         explore=args.explore, balance=balance, exclude=exclude,
+                         balance_mode=args.balance_mode, query=getattr(args, "query", None))
+    print(batch.summary())
     print(f"next: mmcurate review {args.project}   or   mmcurate batch export {args.project} --out "
-          f"round{round_id}.csv")
+          f"round{batch.round}.csv")
     return 0
 
 
@@ -374,86 +329,15 @@ def cmd_label(args) -> int:
     return 0
 
 
-def train_lines(model_round: int, metrics: dict) -> list[str]:
-    """What ``train`` did, as short aligned lines: the verdict, its evidence, the head, what ranks next."""
-    val = metrics.get("validation") or {}
-    n_pos, n_neg = metrics.get("n_pos"), metrics.get("n_neg")
-    counts = f" ({n_pos} aligned, {n_neg} misaligned)" if n_pos is not None else ""
-    lines = [f"model {model_round}: fitted on {val.get('n_labels', '?')} decisions{counts}"]
-    rows = [("verdict", ("used" if metrics.get("accepted") else "not used") + f": {metrics.get('reason')}")]
-    if val.get("auroc_new") is not None and val.get("auroc_prior") is not None:
-        rows.append(("held-out", f"AUROC {val['auroc_new']:.4f} (this model) vs {val['auroc_prior']:.4f} "
-                                 f"(zero-label prior), labels cross-fitted"))
-    if val.get("incumbent") not in (None, "prior") and val.get("auroc_incumbent") is not None:
-        rows.append(("vs in use", f"AUROC {val['auroc_new']:.4f} vs {val['auroc_incumbent']:.4f} "
-                                  f"({val['incumbent']}, held out); refused only "
-                                  f"below by > {val.get('margin', 0.0):.4f}"))
-    recal = metrics.get("recalibration") or {}
-    if recal:
-        rows.append(("calibration", f"logit shift {recal['b']:+.3f} (held-out, weighted 1/inclusion); "
-                                    f"l2 {recal['l2']:g}; reviewer errors {recal['error_rate']:.1%}"))
-    reviewer = metrics.get("reviewer") or {}
-    if reviewer.get("n"):
-        rows.append(("reviewer", f"error rate {reviewer['error_rate']:.1%} (95% {reviewer['low']:.1%}-"
-                                 f"{reviewer['high']:.1%}) from {reviewer['n']} audited pairs"))
-    head = metrics.get("head")
-    if "cv_auroc" in metrics:
-        rows.append(("head", f"{'used' if metrics.get('use_head') else 'not used'}: cross-validated AUROC "
-                             f"{metrics['cv_auroc']:.3f} vs plain CLIP {metrics['cv_auroc_identity']:.3f}"))
-    elif head:
-        rows.append(("head", str(head)))
-    in_use = model_round if metrics.get("accepted") else metrics.get("replaces")
-    rows.append(("ranking", f"select ranks with model {in_use}" if in_use
-                 else "select ranks with the zero-label prior"))
-    width = max(len(k) for k, _ in rows)
-    return lines + [f"  {k:<{width}}  {v}" for k, v in rows]
-
-
 def cmd_train(args) -> int:
     from mmcurate.head import HeadConfig  # heavy: torch
 
     proj = open_project(args.project)
     config = HeadConfig(random_state=args.seed, **({"epochs": args.epochs} if args.epochs else {}))
-    model_round, metrics = train_project_head(proj, config=config, with_head=args.head or None)
-    print("\n".join(train_lines(model_round, metrics)))
+    trained = train_project_head(proj, config=config, with_head=args.head or None)
+    print(trained.summary())
     print(f"next: mmcurate select {args.project} --budget 40")
     return 0
-
-
-def export_lines(summary: dict) -> list[str]:
-    """What ``export`` wrote, as short aligned lines (counts, the threshold and its check, files)."""
-    est = summary.get("estimates") or {}
-    w = len(str(summary["pairs"]))
-    unverified = summary.get("unverified", 0)
-    rows = [("curated", f"{summary['curated']:>{w}}  {summary['reviewed']} reviewed ({summary['accepted']} "
-                        f"accepted, {summary['fixed']} fixed) + {summary['auto']} kept by the model"
-                        + (f" + {unverified} unverified" if unverified else "")),
-            ("dropped", f"{summary['dropped']:>{w}}  {summary['rejected']} rejected by a reviewer, "
-                        f"{summary['below_threshold']} below the threshold, {summary['embed_failures']} "
-                        f"unreadable, {summary['rejected_at_input']} rejected at init")]
-    if summary.get("duplicate_groups"):
-        rows.append(("duplicates", f"{summary['duplicates_dropped']:>{w}}  copies dropped (one pair kept per "
-                                   f"group of {summary['duplicate_groups']}; --keep-duplicates keeps all)"))
-    if summary.get("left_out"):
-        rows.append(("no verdict", f"{summary['left_out']:>{w}}  unreviewed pairs (--reviewed-only)"))
-    if est and not est.get("verified", True):
-        why = textwrap.wrap(f"{unverified} unreviewed pairs kept without a verdict: {est.get('why')}", 90)
-        rows += [("unverified" if i == 0 else "", line) for i, line in enumerate(why)]
-        rows.append(("", "to let the model decide: review more batches and train, or pass --threshold"))
-    elif est:
-        rows.append(("threshold", f"P(aligned) >= {est['threshold']:.3f} keeps {est['n_kept']} unreviewed "
-                                  f"pairs: estimated {est['est_noise_kept']:.1%} noise"))
-        rows.append(("", f"and {est['est_clean_kept']:.1%} of the clean unreviewed pairs kept"))
-        check = est.get("exploration_check") or {}
-        if check.get("n"):
-            rows.append(("check", f"{check['noise']:.1%} misaligned among the {check['n']} random reviewed "
-                                  f"pairs it keeps (95% interval {check['low']:.1%}–{check['high']:.1%})"))
-    written = (summary["curated_path"] if "curated_path" in summary
-               else f"{len(summary['shards'])} WebDataset shard(s) {summary['shards'][0]} ...")
-    rows += [("files", f"{written}, {summary['dropped_path']}"),
-             ("report", str(summary["report_html"]))]
-    width = max(len(k) for k, _ in rows)
-    return [f"{k:<{width}}  {v}" for k, v in rows]
 
 
 def cmd_export(args) -> int:
@@ -462,8 +346,8 @@ def cmd_export(args) -> int:
     summary = export_curated(proj, args.out, fmt=args.fmt, threshold=threshold,
                              target_noise=args.target_noise, image_format=args.image_format,
                              keep_duplicates=getattr(args, "keep_duplicates", False))
-    print(f"exported {summary['pairs']} pairs of {proj.root} ({args.fmt})")
-    print("\n".join(export_lines(summary)))
+    print(f"exported {summary.pairs} pairs of {proj.root} ({args.fmt})")
+    print(summary.summary())
     print(f"next: open the report; less noise: another round (mmcurate select {args.project} --budget 40)")
     return 0
 
@@ -482,19 +366,6 @@ def _stream_kwargs(args) -> dict:
             "check_images": not args.no_check_images}
 
 
-def _print_batch(decisions: pd.DataFrame, rejects_path: Path) -> None:
-    attrs, rejects = decisions.attrs, decisions.attrs["rejects"]
-    n_queued = int(decisions["queued"].sum())
-    print(f"{attrs['source']}: batch {attrs['batch_id']}: {len(decisions)} pairs added, {n_queued} "
-          f"queued for review" + (f" (round {attrs['round_id']})" if attrs["round_id"] else "")
-          + f", {len(decisions) - n_queued} passed, {len(rejects)} rejected")
-    for rec in rejects[:10]:
-        print(f"  rejected {rec['source']} row {rec['row']}: {rec['reason']} ({rec['column']}) "
-              f"{rec['detail']}")
-    if len(rejects) > 10:
-        print(f"  ... {len(rejects) - 10} more in {rejects_path}")
-
-
 def cmd_add(args) -> int:
     proj = open_project(args.project)
     if args.embeddings is not None and proj.kind != "external":
@@ -502,10 +373,10 @@ def cmd_add(args) -> int:
     if args.pairs is not None and proj.kind == "external":
         raise ValueError(f"{proj.root} was built from imported embeddings; give the new batch as an "
                          f"embedding folder with --embeddings DIR")
-    decisions = add_pairs(proj, args.pairs or args.embeddings, fmt=args.fmt, **_stream_kwargs(args))
-    _print_batch(decisions, proj.rejects_path)
-    if decisions.attrs["round_id"]:
-        print(f"next: mmcurate review {args.project} --round {decisions.attrs['round_id']}")
+    added = add_pairs(proj, args.pairs or args.embeddings, fmt=args.fmt, **_stream_kwargs(args))
+    print(added.summary())
+    if added.round:
+        print(f"next: mmcurate review {args.project} --round {added.round}")
     return 0
 
 

@@ -108,20 +108,21 @@ def _simulated_review(proj: ProjectFiles, round_id: int, truth: pd.DataFrame, pa
 
 def _scene_loop(proj: Project, truth, *, rounds: int, budget: int, say) -> None:
     names = ("p_misaligned", "clip_score", "disagreement")
-    ranked = rank_project(proj, list(names))
+    ranked = rank_project(proj, list(names)).table
     say("zero-label noise-detection AUROC (20% swapped captions): " + ", ".join(
         f"{s}={_auroc(proj, truth, s, ranked):.3f}" for s in names))
     for r in range(rounds):
-        round_id, batch = select_batch(proj, budget=budget, random_state=r)  # the default queue
+        selected = select_batch(proj, budget=budget, random_state=r)  # the default queue
+        round_id, batch = selected.round, selected.table
         path = _simulated_review(proj, round_id, truth, proj.decisions_file_path(round_id))
         report = import_labels(proj, path, round_id=round_id)
-        model_round, metrics = train_project_head(proj)
-        ranked = rank_project(proj, ["p_misaligned", "clip_score"])
+        trained = train_project_head(proj)
+        ranked = rank_project(proj, ["p_misaligned", "clip_score"]).table
         noisy_in_batch = int(truth.set_index("id").loc[batch["pair_id"], "is_noisy"].sum())
-        verdict = "used" if metrics["accepted"] else "not used (ranking unchanged)"
+        verdict = "used" if trained.accepted else "not used (ranking unchanged)"
         say(f"round {round_id}: reviewed {report.n_added}: {noisy_in_batch} wrong captions found "
             f"({int((batch['stratum'] == 'explore').sum())} of the {len(batch)} drawn at random)")
-        say(f"         model {model_round} {verdict}: {metrics['reason']}")
+        say(f"         model {trained.round} {verdict}: {trained.reason}")
         say(f"         AUROC now: p_misaligned {_auroc(proj, truth, 'p_misaligned', ranked):.3f}, "
             f"clip_score {_auroc(proj, truth, 'clip_score', ranked):.3f}")
 
@@ -141,9 +142,9 @@ def _tuxpaint(datasets: Path, out: Path, spec, real: bool, say) -> None:
             "for real photos would mean nothing. With real CLIP weights the demo embeds and ranks them.")
         return
     proj.embed(progress=True)
-    ranked = rank_project(proj, ["disagreement"]).merge(proj.pairs[["pair_id", "caption"]], on="pair_id")
+    ranked = rank_project(proj, ["disagreement"]).review_order(proj.pairs[["pair_id", "caption"]])
     say("  most suspicious tuxpaint captions:")
-    for _, row in ranked.sort_values("score", ascending=False).head(5).iterrows():
+    for _, row in ranked.head(5).iterrows():
         say(f"    {row['score']:.3f}  {row['caption']}")
 
 
@@ -170,20 +171,20 @@ def run_demo(out: str | Path = "demo_out", *, n_scenes: int = 400, rounds: int =
     truth = pd.read_csv(truth_csv, dtype={"id": str})
     _scene_loop(proj, truth, rounds=rounds, budget=budget, say=say)
     summary = export_curated(proj, out / "curated", fmt="csv")
-    est = summary["estimates"]
-    curated = pd.read_csv(summary["curated_path"], dtype={"pair_id": str})
+    est = summary.estimates
+    curated = pd.read_csv(summary.curated_path, dtype={"pair_id": str})
     true_caption = truth.set_index("id")["true_caption"]
     wrong = int((curated["caption"] != curated["pair_id"].map(true_caption)).sum())
     if est.get("verified", True):
-        say(f"export: every pair has a verdict: {summary['curated']} curated ({summary['reviewed']} "
-            f"reviewed, {summary['auto']} kept by the model at P(aligned) >= {est['threshold']:.3f}), "
-            f"{summary['dropped']} dropped")
+        say(f"export: every pair has a verdict: {summary.curated} curated ({summary.reviewed} "
+            f"reviewed, {summary.auto} kept by the model at P(aligned) >= {est['threshold']:.3f}), "
+            f"{summary.dropped} dropped")
         say(f"        estimated noise among the kept unreviewed pairs {est['est_noise_kept']:.1%}; the truth "
             f"(known here only): {wrong} of the {len(curated)} curated captions are still wrong "
             f"({wrong / max(1, len(curated)):.1%})")
     else:
-        say(f"export: {summary['curated']} curated ({summary['reviewed']} reviewed, {summary['unverified']} "
-            f"unreviewed kept as unverified: {est.get('why')}), {summary['dropped']} dropped")
+        say(f"export: {summary.curated} curated ({summary.reviewed} reviewed, {summary.unverified} "
+            f"unreviewed kept as unverified: {est.get('why')}), {summary.dropped} dropped")
         say(f"        the truth (known here only): {wrong} of the {len(curated)} curated captions are still "
             f"wrong ({wrong / max(1, len(curated)):.1%})")
     say(f"        report: {out / 'curated' / 'report.html'}")

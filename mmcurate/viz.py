@@ -100,8 +100,8 @@ def grid(
     --------
     Usage (not run as a doctest: it needs data of your own)::
 
-        ranked = rank_project(proj, ["margin"]).merge(proj.pairs, on="pair_id")
-        grid(ranked.sort_values("score", ascending=False), project=proj, n=12)
+        ranked = rank_project(proj, ["margin"])
+        grid(ranked.review_order(proj.pairs), project=proj, n=12)
     """
     rows = df.head(n)
     cols = list(score_columns) if score_columns else [c for c in ("score", "p_aligned") if c in rows]
@@ -161,7 +161,7 @@ def score_histograms(df: pd.DataFrame, columns: Sequence[str], *, by: str | None
     Parameters
     ----------
     df : DataFrame
-        One row per pair, e.g. from :func:`mmcurate.rounds.rank_project`.
+        One row per pair, e.g. the ``table`` of :func:`mmcurate.rounds.rank_project`.
     columns : list of str
         Numeric columns to plot, one panel each, in this order (each panel has its own bins).
     by : str, optional
@@ -174,7 +174,7 @@ def score_histograms(df: pd.DataFrame, columns: Sequence[str], *, by: str | None
     Usage (not run as a doctest: it needs data of your own)::
 
         ranked = rank_project(proj, ["clip_score", "disagreement"])
-        table = ranked.assign(truth=labels)
+        table = ranked.table.assign(truth=labels)
         score_histograms(table, ["clip_score", "disagreement"], by="truth")
     """
     columns = list(columns)
@@ -235,7 +235,7 @@ def detection_summary(df: pd.DataFrame, columns: Sequence[str], positive: npt.Ar
     Parameters
     ----------
     df : DataFrame
-        One row per pair (e.g. from :func:`mmcurate.rounds.rank_project`), higher = review first.
+        One row per pair (e.g. the ``table`` of :func:`mmcurate.rounds.rank_project`), higher = review first.
     columns : list of str
         Score columns to evaluate (e.g. strategy names).
     positive : bool array (N,)

@@ -63,9 +63,10 @@ def run_loop(folder: Path, root: Path, truth: pd.Series, args, balance: str | No
     reviewed = []
     for r in range(args.rounds):
         ranked = rank_project(proj, [args.strategy], k=args.k, random_state=r)
-        round_id, batch = select_batch(proj, budget=args.budget, strategy=args.strategy,
-                                       diversity=args.diversity, k=args.k, random_state=r,
-                                       ranked=ranked, balance=balance, balance_mode=args.balance_mode)
+        selected = select_batch(proj, budget=args.budget, strategy=args.strategy,
+                                diversity=args.diversity, k=args.k, random_state=r,
+                                ranked=ranked, balance=balance, balance_mode=args.balance_mode)
+        round_id, batch = selected.round, selected.table
         noisy = batch["pair_id"].map(truth).to_numpy(bool)
         import_labels(proj, pd.DataFrame({"pair_id": batch["pair_id"], "reviewer": "oracle",
                                           "decision": np.where(noisy, "reject", "accept")}),

@@ -45,7 +45,7 @@ from mmcurate.signals import auroc
 import numpy as np
 proj = open_project(sys.argv[1])
 t = time.perf_counter()
-table = rank_project(proj, ["disagreement"], engine="ray")
+table = rank_project(proj, ["disagreement"], engine="ray").table
 seconds = time.perf_counter() - t
 noisy = np.load(sys.argv[2])
 print(json.dumps({"n": len(table), "seconds": seconds, "auroc": auroc(table["disagreement"], noisy),

@@ -48,7 +48,7 @@ def projects(tmp: Path, n_scenes: int, n_synth: int):
 
 
 def zero_label(proj, truth) -> list[tuple]:
-    ranked = rank_project(proj, STRATEGIES.names())
+    ranked = rank_project(proj, STRATEGIES.names()).table
     noisy = ranked["pair_id"].map(truth).to_numpy(bool)
     return [(s, auroc(ranked[s], noisy), precision_at_k(ranked[s], noisy, 100)) for s in STRATEGIES.names()]
 
@@ -56,7 +56,7 @@ def zero_label(proj, truth) -> list[tuple]:
 def rounds(proj, truth, n_rounds: int = 3, budget: int = 40) -> list[tuple]:
     out = []
     for r in range(n_rounds + 1):
-        ranked = rank_project(proj, ["clip_score"])
+        ranked = rank_project(proj, ["clip_score"]).table
         decided = set(proj.ledger.decisions()["pair_id"]) if r else set()
         pool = ~ranked["pair_id"].isin(decided).to_numpy()
         noisy = ranked["pair_id"].map(truth).to_numpy(bool)[pool]
@@ -64,8 +64,9 @@ def rounds(proj, truth, n_rounds: int = 3, budget: int = 40) -> list[tuple]:
                     auroc(ranked["clip_score"].to_numpy()[pool], noisy)))
         if r == n_rounds:
             break
-        rid, batch = select_batch(proj, budget=budget, strategy="disagreement", diversity="cluster",
-                                  random_state=r)
+        selected = select_batch(proj, budget=budget, strategy="disagreement", diversity="cluster",
+                                random_state=r)
+        rid, batch = selected.round, selected.table
         decisions = np.where(batch["pair_id"].map(truth), "reject", "accept")
         import_labels(proj, pd.DataFrame({"pair_id": batch["pair_id"], "decision": decisions}),
                       round_id=rid, source_name=f"oracle-{r}")

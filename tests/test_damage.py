@@ -130,7 +130,7 @@ def test_any_next_command_finishes_an_add_killed_after_its_commit(labelled, tmp_
     stream_rounds = [p for p in proj.ledger.rounds()["params"] if p.get("mode") == "stream"]
     assert len(stream_rounds) == 1  # the add's own round, written before select chose its batch
     later = add_pairs(proj, _arrivals(tmp_path, "b2", 200, 20), rate=0.2)  # later adds go on
-    assert later.attrs["batch_id"] == 2
+    assert later.batch_id == 2
 
 
 def test_an_add_finished_after_a_select_queued_its_pairs_does_not_fail_for_good(labelled, tmp_path,
@@ -142,6 +142,6 @@ def test_an_add_finished_after_a_select_queued_its_pairs_does_not_fail_for_good(
     proj = open_project(labelled)  # a library user selects without settling the add first
     proj.ledger.create_round([f"a{i}" for i in range(100, 140)], strategy="test", params={}, model={})
     finished = recover_stream(proj)  # every arrival is queued already: no second round for them
-    assert finished.attrs["batch_id"] == 1 and finished.attrs["round_id"] is None
+    assert finished is not None and finished.batch_id == 1 and finished.round is None
     assert stream_state(proj)["n_batches"] == 1
-    assert add_pairs(proj, _arrivals(tmp_path, "b2", 200, 20), rate=0.2).attrs["batch_id"] == 2
+    assert add_pairs(proj, _arrivals(tmp_path, "b2", 200, 20), rate=0.2).batch_id == 2

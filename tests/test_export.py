@@ -113,8 +113,8 @@ def test_batch_export_arguments(ext_proj, tmp_path):
 def test_curated_and_dropped_contents(ext_proj, tmp_path):
     ids = _review(ext_proj)
     summary = export_curated(ext_proj, tmp_path / "out", fmt="csv", threshold=None)
-    curated = pd.read_csv(summary["curated_path"], dtype={"pair_id": str})
-    dropped = pd.read_csv(summary["dropped_path"], dtype={"pair_id": str})
+    curated = pd.read_csv(summary.curated_path, dtype={"pair_id": str})
+    dropped = pd.read_csv(summary.dropped_path, dtype={"pair_id": str})
     fixed_ids = [ids[5], ids[15]]
     rejected_ids = [ids[0], ids[10]]
     accepted_ids = [p for p in ids[:25] if p not in fixed_ids + rejected_ids]
@@ -132,16 +132,16 @@ def test_curated_and_dropped_contents(ext_proj, tmp_path):
     assert sorted(inputs["reason"]) == ["duplicate_id", "empty_caption"]
     expected = {"pairs": N, "rejected_at_input": 2, "reviewed": 25, "accepted": 21, "rejected": 2,
                 "fixed": 2, "auto": 0, "left_out": N - 25, "curated": 23, "dropped": 4}
-    assert {k: summary[k] for k in expected} == expected
+    assert {k: getattr(summary, k) for k in expected} == expected
 
 
 def test_table_formats_hold_the_same_rows(ext_proj, tmp_path):
     _review(ext_proj)
     csv = export_curated(ext_proj, tmp_path / "csv", fmt="csv")
-    base = pd.read_csv(csv["curated_path"], dtype={"pair_id": str})
-    jsonl = pd.read_json(export_curated(ext_proj, tmp_path / "j", fmt="jsonl")["curated_path"], lines=True,
+    base = pd.read_csv(csv.curated_path, dtype={"pair_id": str})
+    jsonl = pd.read_json(export_curated(ext_proj, tmp_path / "j", fmt="jsonl").curated_path, lines=True,
                          dtype={"pair_id": str})
-    parquet = pd.read_parquet(export_curated(ext_proj, tmp_path / "p", fmt="parquet")["curated_path"])
+    parquet = pd.read_parquet(export_curated(ext_proj, tmp_path / "p", fmt="parquet").curated_path)
     for other in (jsonl, parquet):
         assert other["pair_id"].tolist() == base["pair_id"].tolist()
         assert other["caption"].tolist() == base["caption"].tolist()
@@ -159,16 +159,16 @@ def test_threshold_keeps_confident_unreviewed_pairs(ext_proj, tmp_path):
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         curate_pairs(ext_proj, threshold=1.5, strategy_scores=scores)
     summary = export_curated(ext_proj, tmp_path / "out", threshold=0.6, strategy_scores=scores)
-    curated = pd.read_csv(summary["curated_path"], dtype={"pair_id": str})
-    dropped = pd.read_csv(summary["dropped_path"], dtype={"pair_id": str})
+    curated = pd.read_csv(summary.curated_path, dtype={"pair_id": str})
+    dropped = pd.read_csv(summary.dropped_path, dtype={"pair_id": str})
     unreviewed = scores.iloc[25:]
     auto = set(unreviewed.loc[unreviewed["p_aligned"] >= 0.6, "pair_id"])
     below = set(unreviewed.loc[unreviewed["p_aligned"] < 0.6, "pair_id"])
     assert set(curated.loc[curated["status"] == "auto", "pair_id"]) == auto
     assert set(dropped.loc[dropped["stage"] == "threshold", "pair_id"]) == below
     assert set(dropped.loc[dropped["stage"] == "threshold", "reason"]) == {"p_aligned < 0.6"}
-    assert summary["auto"] == len(auto) > 0 and summary["left_out"] == 0
-    assert summary["curated"] + summary["dropped"] == N + 2  # every pair and input reject placed once
+    assert summary.auto == len(auto) > 0 and summary.left_out == 0
+    assert summary.curated + summary.dropped == N + 2  # every pair and input reject placed once
     with pytest.raises(ValueError, match="p_aligned"):
         curate_pairs(ext_proj, threshold=0.5, strategy_scores=scores[["pair_id"]])
 
@@ -178,7 +178,7 @@ def test_threshold_uses_rank_project(ext_proj, tmp_path):
 
     _review(ext_proj)
     train_project_head(ext_proj)  # a real head replaces _review's placeholder record
-    p = rank_project(ext_proj, ["clip_score"]).set_index("pair_id")["p_aligned"]
+    p = rank_project(ext_proj, ["clip_score"]).table.set_index("pair_id")["p_aligned"]
     decided = set(ext_proj.ledger.decisions()["pair_id"])
     open_p = p[~p.index.isin(decided)]
     t = float(np.median(open_p))
@@ -202,7 +202,7 @@ def test_export_ranks_without_writing_into_the_project(ext_proj, tmp_path):
     train_project_head(ext_proj)
     before = files()
     summary = export_curated(ext_proj, tmp_path / "out")  # threshold="auto": ranks every pair
-    curated = pd.read_csv(summary["curated_path"])
+    curated = pd.read_csv(summary.curated_path)
     assert curated["p_aligned"].notna().all()  # the ranking was used (auto-kept or kept unverified)
     assert files() == before
     assert not (ext_proj.root / "state.json").exists() and not (ext_proj.root / "index").exists()
@@ -231,7 +231,7 @@ def test_report_files_and_escaping(ext_proj, tmp_path):
     md_text = (tmp_path / "out" / "report.md").read_text()
     assert "<script>" not in html_text and "&lt;script&gt;" in html_text
     assert "<script>" not in md_text
-    plots = sorted(p.rsplit("/", 1)[-1] for p in summary["plots"])
+    plots = sorted(p.rsplit("/", 1)[-1] for p in summary.plots)
     assert plots == ["alignment_histogram.png", "rounds.png"]
     for name in plots:
         assert (tmp_path / "out" / "plots" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -245,7 +245,7 @@ def test_report_files_and_escaping(ext_proj, tmp_path):
 def test_report_without_ledger(ext_proj, tmp_path):
     summary = export_curated(ext_proj, tmp_path / "out", threshold=None)
     assert not (ext_proj.root / "labels.sqlite").exists()  # exporting does not create a ledger
-    assert summary["curated"] == 0 and summary["left_out"] == N
+    assert summary.curated == 0 and summary.left_out == N
     assert "No rounds yet" in (tmp_path / "out" / "report.md").read_text()
 
 
@@ -297,7 +297,7 @@ def test_webdataset_shards(img_proj, tmp_path):
     (tmp_path / "wds" / "curated-000009.tar").write_bytes(b"stale")
     summary = export_curated(img_proj, tmp_path / "wds", fmt="webdataset", shard_size=2, threshold=None)
     shards = sorted((tmp_path / "wds").glob("curated-*.tar"))
-    assert [str(s) for s in shards] == summary["shards"] and len(shards) == 3  # 5 samples, 2 per shard
+    assert [str(s) for s in shards] == list(summary.shards) and len(shards) == 3  # 5 samples, 2 per shard
     members: dict[str, bytes] = {}
     for shard in shards:
         with tarfile.open(shard) as tar:
@@ -312,7 +312,7 @@ def test_webdataset_shards(img_proj, tmp_path):
     meta = json.loads(members[f"{keys[0]}.json"])
     assert meta["pair_id"] == ids[1] and meta["status"] == "fixed" and meta["original_caption"] == "square 1"
     assert Image.open(io.BytesIO(members[f"{keys[2]}.png"])).size == (24, 24)
-    dropped = pd.read_csv(summary["dropped_path"], dtype=str)
+    dropped = pd.read_csv(summary.dropped_path, dtype=str)
     assert dropped["pair_id"].tolist() == [ids[0]]
 
 
@@ -345,7 +345,7 @@ def collide_proj(tmp_path):
 def test_source_status_column_survives_every_format(collide_proj, tmp_path, fmt):
     assert collide_proj.config["renamed_columns"] == {"status": "source_status"}
     summary = export_curated(collide_proj, tmp_path / "out", fmt=fmt, threshold=None)
-    path = summary["curated_path"]
+    path = summary.curated_path
     curated = (pd.read_csv(path, dtype={"pair_id": str}) if fmt == "csv" else
                pd.read_json(path, lines=True, dtype={"pair_id": str}) if fmt == "jsonl" else
                pd.read_parquet(path))
@@ -379,8 +379,8 @@ def test_integer_csv_extras_stay_integers_and_jsonl_keeps_full_precision(tmp_pat
     scores = pd.DataFrame({"pair_id": ids, "p_aligned": p})
     for fmt in ("jsonl", "parquet"):
         out = export_curated(proj, tmp_path / fmt, fmt=fmt, threshold=0.0, strategy_scores=scores)
-        back = (pd.read_parquet(out["curated_path"]) if fmt == "parquet" else
-                pd.DataFrame([json.loads(line) for line in open(out["curated_path"])]))
+        back = (pd.read_parquet(out.curated_path) if fmt == "parquet" else
+                pd.DataFrame([json.loads(line) for line in open(out.curated_path)]))
         assert back["width"].tolist() == [640, -3]
         assert back["zip"].tolist() == ["007", "010"]  # leading zeros: text, as given
         assert back["blank"].iloc[1] == 5 and pd.isna(back["blank"].iloc[0])
@@ -407,9 +407,9 @@ def test_spreadsheet_files_hold_no_formulas_and_read_back(collide_proj, tmp_path
     fo = pd.read_csv(export_fiftyone(fo_proj, tmp_path / "fo"), dtype=str, keep_default_na=False)
     assert fo.loc[fo["pair_id"] == "e", "caption"].item() == "'" + evil
     out = export_curated(collide_proj, tmp_path / "out", fmt="csv", threshold=None)
-    dropped = pd.read_csv(out["dropped_path"], dtype=str, keep_default_na=False)
+    dropped = pd.read_csv(out.dropped_path, dtype=str, keep_default_na=False)
     assert dropped.loc[dropped["pair_id"] == ids[3], "caption"].item() == "'" + evil
-    curated = pd.read_csv(out["curated_path"], dtype=str)
+    curated = pd.read_csv(out.curated_path, dtype=str)
     assert not curated["caption"].str.startswith("'").any()  # training data is left as it is
     batch.loc[batch["pair_id"] == ids[3], ["decision", "reviewer"]] = ["fix", "bo"]
     batch.to_csv(tmp_path / "b.csv", index=False)

@@ -61,32 +61,34 @@ def project(tmp_path, capsys):
 
 
 def _cosine(proj) -> pd.Series:
-    ranked = rank_project(proj, ["clip_score"], pool_state=False, save_state=False)
+    ranked = rank_project(proj, ["clip_score"], pool_state=False, save_state=False).table
     return pd.Series(1.0 - ranked["score"].to_numpy(), index=ranked["pair_id"])
 
 
 # -- the library ------------------------------------------------------------------------------------
 def test_a_plugin_strategy_ranks_and_selects_in_the_library(plugin, project):
     proj = open_project(project)
-    ranked = rank_project(proj, ["low-cosine"], options={"low_cosine": {"power": 2.0}})
+    ranking = rank_project(proj, ["low-cosine"], options={"low_cosine": {"power": 2.0}})
+    ranked = ranking.table
     expected = (1.0 - _cosine(proj)) ** 2
     np.testing.assert_allclose(ranked.set_index("pair_id")["score"], expected[ranked["pair_id"]])
-    assert ranked.attrs["provenance"]["strategies"] == ["low-cosine"]  # as given, like built-ins
-    via_project = proj.rank("low_cosine")
+    assert ranking.provenance["strategies"] == ["low-cosine"]  # as given, like built-ins
+    via_project = proj.rank("low_cosine").table
     np.testing.assert_allclose(via_project["score"], ((1.0 - _cosine(proj)) ** 1)[via_project["pair_id"]])
 
-    round_id, batch = select_batch(proj, budget=8, strategy="low_cosine", explore=0.0)
+    selected = select_batch(proj, budget=8, strategy="low_cosine", explore=0.0)
+    round_id, batch = selected.round, selected.table
     top = (1.0 - _cosine(proj)).sort_values(ascending=False, kind="stable").index[:8]
     assert round_id == 1 and set(batch["pair_id"]) == set(top)
 
 
 def test_a_plugin_selector_picks_the_batch(plugin, project):
     proj = open_project(project)
-    round_id, batch = select_batch(proj, budget=6, strategy="clip_score", diversity="lowest_rows",
-                                   explore=0.0)
+    selected = select_batch(proj, budget=6, strategy="clip_score", diversity="lowest_rows", explore=0.0)
+    round_id, batch = selected.round, selected.table
     assert set(batch["pair_id"]) == set(proj.pairs["pair_id"].iloc[:6])
     assert round_id == 1
-    _, second = select_batch(proj, budget=6, strategy="clip_score", diversity="lowest_rows", explore=0.0)
+    second = select_batch(proj, budget=6, strategy="clip_score", diversity="lowest_rows", explore=0.0).table
     # queued pairs are the selector's indices_labeled: never picked again
     assert set(second["pair_id"]) == set(proj.pairs["pair_id"].iloc[6:12])
 

@@ -99,7 +99,7 @@ def test_batch_never_holds_two_members_of_a_group(world_proj):
     dup_comp = _component_of(world_proj, DUPLICATE_KINDS)
     seen = []
     for seed in range(3):
-        _, batch = select_batch(world_proj, budget=60, strategy="margin", random_state=seed)
+        batch = select_batch(world_proj, budget=60, strategy="margin", random_state=seed).table
         ids = batch["pair_id"].tolist()
         assert not comp.loc[[p for p in ids if p in grouped]].duplicated().any()
         seen += ids
@@ -188,7 +188,7 @@ def test_group_decision_counts_once_in_training(world_proj):
     ids = set(world_proj.pairs["pair_id"].to_numpy()[kept])
     assert rep in ids and not ids & (set(members) - {rep})
     assert len(rows) - len(kept) >= len(members) - 1
-    _, _ = train_project_head(world_proj, config=HeadConfig(n_folds=0))
+    train_project_head(world_proj, config=HeadConfig(n_folds=0))
     assert world_proj.ledger.latest_head()["n_labels"] == len(kept)
 
 
@@ -255,7 +255,7 @@ def test_boilerplate_members_stay_open_after_an_accept(world_proj):
     from mmcurate.groups.hooks import selection_exclude
     from mmcurate.rounds import rank_project
 
-    ranked = rank_project(world_proj, ["margin"])
+    ranked = rank_project(world_proj, ["margin"]).table
     taken = world_proj.ledger.queued_pair_ids() | set(latest.index)
     excluded = selection_exclude(world_proj, ranked, taken, None)
     assert len(set(members) - taken - excluded) == 1  # one open member per batch, still eligible
@@ -314,4 +314,4 @@ def test_ranking_calibrator_counts_a_group_decision_once(world_proj, monkeypatch
     monkeypatch.setattr(RankContext, "__init__", spy)
     ranked = rank_project(world_proj, ["margin"])
     assert seen["labelled"] == len(labelled_arrays(world_proj)[0]) - (len(members) - 1)
-    assert ranked.attrs["provenance"]["n_labels"] == len(labelled_arrays(world_proj)[0])
+    assert ranked.provenance["n_labels"] == len(labelled_arrays(world_proj)[0])

@@ -44,16 +44,17 @@ def _pool_auroc(proj, truth, ranked, p_mis):
 
 def test_labels_raise_the_unlabelled_pool_auroc_above_round_zero(shifted):
     proj, truth = shifted
-    p0 = 1.0 - rank_project(proj, ["p_misaligned"])["p_aligned"].to_numpy()
+    p0 = 1.0 - rank_project(proj, ["p_misaligned"]).table["p_aligned"].to_numpy()
     gains = []
     for r in range(4):
-        round_id, batch = select_batch(proj, budget=60, random_state=r)
+        selected = select_batch(proj, budget=60, random_state=r)
+        round_id, batch = selected.round, selected.table
         n_again = int((batch["stratum"] == "second_opinion").sum())  # shown again: 7 at most
         assert len(batch) == 60 and n_again <= 7
         assert (batch["stratum"] == "explore").sum() == learn.split_budget(60 - n_again, 0.1)[1]
         import_labels(proj, _oracle(batch, truth), round_id=round_id)
         train_project_head(proj)
-        ranked = rank_project(proj, ["p_misaligned"])
+        ranked = rank_project(proj, ["p_misaligned"]).table
         now = 1.0 - ranked["p_aligned"].to_numpy()
         gains.append(_pool_auroc(proj, truth, ranked, now) - _pool_auroc(proj, truth, ranked, p0))
     assert min(gains) > -0.005, gains  # learning never made the ranking worse
@@ -62,12 +63,13 @@ def test_labels_raise_the_unlabelled_pool_auroc_above_round_zero(shifted):
 
 def test_exploration_is_recorded_with_its_inclusion_probability(shifted):
     proj, _ = shifted
-    _, batch = select_batch(proj, budget=50, explore=0.2, random_state=1)
+    selected = select_batch(proj, budget=50, explore=0.2, random_state=1)
+    _, batch = selected.round, selected.table
     design = proj.ledger.design().set_index("pair_id")
     explored = batch.loc[batch["stratum"] == "explore", "pair_id"]
     assert len(explored) == 10 and len(batch) == 50
     # EXPLORE_UNIFORM of the mass uniform, the rest by P(misaligned) over the 1,960 pairs the queue left
-    ranked = rank_project(proj, ["p_misaligned"], save_state=False, pool_state=False)
+    ranked = rank_project(proj, ["p_misaligned"], save_state=False, pool_state=False).table
     rest = ~ranked["pair_id"].isin(batch.loc[batch["stratum"] == "exploit", "pair_id"]).to_numpy()
     s = 1.0 - ranked["p_aligned"].to_numpy()[rest]
     u = learn.EXPLORE_UNIFORM
@@ -82,13 +84,15 @@ def test_exploration_is_recorded_with_its_inclusion_probability(shifted):
 def test_a_model_worse_on_held_back_labels_is_not_used(shifted, monkeypatch):
     proj, truth = shifted
     for r in range(5):  # until a learned model leaves the prior (it needs 20 random labels)
-        round_id, batch = select_batch(proj, budget=100, random_state=r)
+        selected = select_batch(proj, budget=100, random_state=r)
+        round_id, batch = selected.round, selected.table
         import_labels(proj, _oracle(batch, truth), round_id=round_id)
-        first, metrics = train_project_head(proj)
+        trained = train_project_head(proj)
+        first, metrics = trained.round, trained.metrics
         if not metrics["prior"]:
             break
     assert metrics["accepted"] and not metrics["prior"] and load_model(proj).round == first
-    before = rank_project(proj, ["p_misaligned"])["p_aligned"].to_numpy()
+    before = rank_project(proj, ["p_misaligned"]).table["p_aligned"].to_numpy()
     n_first = len(proj.ledger.resolved())
 
     real_fit = learn.fit_calibrator
@@ -99,10 +103,13 @@ def test_a_model_worse_on_held_back_labels_is_not_used(shifted, monkeypatch):
             cal.weights = -cal.weights
         return cal
 
-    round_id, batch = select_batch(proj, budget=100, random_state=7)
+    selected = select_batch(proj, budget=100, random_state=7)
+    round_id, batch = selected.round, selected.table
     import_labels(proj, _oracle(batch, truth), round_id=round_id)
     monkeypatch.setattr(learn, "fit_calibrator", inverted)
-    second, metrics = train_project_head(proj)
+    trained = train_project_head(proj)
+    second, metrics = trained.round, trained.metrics
+    assert trained.reason == metrics["reason"] and trained.accepted == metrics["accepted"]
     monkeypatch.undo()
     # the new model is refused: the model in use keeps ranking, its probabilities recalibrated on
     # every label (recorded as round `second`, kept from `first`)
@@ -111,8 +118,8 @@ def test_a_model_worse_on_held_back_labels_is_not_used(shifted, monkeypatch):
     model = load_model(proj)
     assert model.round == second and model.info["kept"] == first
     after = rank_project(proj, ["p_misaligned"])
-    assert after.attrs["provenance"]["head_round"] == second
-    p_after = after["p_aligned"].to_numpy()
+    assert after.provenance["head_round"] == second
+    p_after = after.table["p_aligned"].to_numpy()
     assert np.array_equal(np.argsort(p_after, kind="stable"), np.argsort(before, kind="stable"))
     assert not np.allclose(p_after, before)  # same order, recalibrated
     kept = learn.calibrator_from_dict(
@@ -139,19 +146,20 @@ def test_compare_models_refuses_a_loser():
 def test_export_by_default_gives_every_pair_a_verdict(shifted, tmp_path):
     proj, truth = shifted
     for r in range(2):
-        round_id, batch = select_batch(proj, budget=100, random_state=r)
+        selected = select_batch(proj, budget=100, random_state=r)
+        round_id, batch = selected.round, selected.table
         import_labels(proj, _oracle(batch, truth), round_id=round_id)
         train_project_head(proj)
     from mmcurate.export import export_curated
 
     summary = export_curated(proj, tmp_path / "out")
-    curated = pd.read_csv(summary["curated_path"], dtype={"pair_id": str})
-    dropped = pd.read_csv(summary["dropped_path"], dtype={"pair_id": str})
-    assert summary["left_out"] == 0 and summary["reviewed"] == len(proj.ledger.resolved())
+    curated = pd.read_csv(summary.curated_path, dtype={"pair_id": str})
+    dropped = pd.read_csv(summary.dropped_path, dtype={"pair_id": str})
+    assert summary.left_out == 0 and summary.reviewed == len(proj.ledger.resolved())
     assert set(curated["pair_id"]) | set(dropped["pair_id"]) == set(proj.pairs["pair_id"])
     assert not set(curated["pair_id"]) & set(dropped["pair_id"])
-    assert set(curated["status"]) <= {"accepted", "fixed", "auto"} and summary["auto"] > 1000
-    est = summary["estimates"]
+    assert set(curated["status"]) <= {"accepted", "fixed", "auto"} and summary.auto > 1000
+    est = summary.estimates
     assert 0 < est["threshold"] < 1
     assert est["est_noise_kept"] <= 0.03 or "lowered" in est["rule"]  # the clean-pairs floor may lower it
     assert est["exploration_check"]["n"] > 0
@@ -164,7 +172,7 @@ def test_export_by_default_gives_every_pair_a_verdict(shifted, tmp_path):
     n_random = proj.ledger.resolved()["pair_id"].isin(explored).sum()
     assert sum(row["n"] for row in est["reliability"]) == n_random > 0  # every random label, binned
     reviewed_only = export_curated(proj, tmp_path / "reviewed", threshold=None)
-    assert reviewed_only["auto"] == 0 and reviewed_only["left_out"] == 2000 - summary["reviewed"]
+    assert reviewed_only.auto == 0 and reviewed_only.left_out == 2000 - summary.reviewed
 
 
 def test_choose_threshold_rule():
@@ -201,9 +209,10 @@ def test_cross_fitting_with_fold_features_uses_each_folds_own_features(shifted):
 def test_a_head_is_used_only_when_its_leak_free_model_wins(shifted):
     proj, truth = shifted
     for r in range(3):
-        round_id, batch = select_batch(proj, budget=60, random_state=r)
+        selected = select_batch(proj, budget=60, random_state=r)
+        round_id, batch = selected.round, selected.table
         import_labels(proj, _oracle(batch, truth), round_id=round_id)
-    _, metrics = train_project_head(proj, with_head=True)
+    metrics = train_project_head(proj, with_head=True).metrics
     # this head beats plain CLIP cosines in its own cross-validation, but the model built on it,
     # scored with heads trained without each fold, ranks the labels worse than the model without
     assert metrics["cv_auroc"] > metrics["cv_auroc_identity"]
@@ -361,34 +370,43 @@ def test_rank_after_train_reports_the_model_it_used(shifted, tmp_path, capsys):
 
     proj, truth = shifted
     for r in range(2):
-        round_id, batch = select_batch(proj, budget=100, random_state=r)
+        selected = select_batch(proj, budget=100, random_state=r)
+        round_id, batch = selected.round, selected.table
         import_labels(proj, _oracle(batch, truth), round_id=round_id)
-        train_project_head(proj)
+        trained = train_project_head(proj)
     in_use = load_model(proj).round
-    assert in_use is not None
+    assert in_use is not None and trained.in_use == in_use  # what train said ranks next, ranks
     out = tmp_path / "ranked.csv"
     assert main(["rank", str(proj.root), "--out", str(out)]) == 0  # the default strategy
     printed = capsys.readouterr().out
     prov = json.loads((tmp_path / "ranked.csv.provenance.json").read_text())
     assert prov["head_round"] == in_use and prov["strategies"] == ["p_misaligned"]
     assert f"model {in_use}" in printed and "zero-label prior" not in printed
-    # the notebook entry points rank by the same default, under the same model
-    assert proj.rank().attrs["provenance"]["strategies"] == ["p_misaligned"]
-    assert rank_project(proj).attrs["provenance"]["head_round"] == in_use
+    # the notebook entry points rank by the same default, under the same model, and say so
+    # through the result object (the CLI printed from the same object)
+    assert proj.rank().provenance["strategies"] == ["p_misaligned"]
+    ranking = rank_project(proj)
+    assert ranking.head_round == ranking.provenance["head_round"] == in_use
+    assert printed.splitlines()[:2] == ranking.headline() and f"model {in_use}" in str(ranking)
+    # provenance is a field: a merge of the table neither loses it nor needs it
+    merged = ranking.table.merge(proj.pairs[["pair_id", "caption"]], on="pair_id")
+    assert len(merged) == len(ranking) and ranking.provenance["head_round"] == in_use
 
 
 def test_a_contradicted_decision_reaches_the_second_opinion_queue(shifted):
     from mmcurate.labels import resolve_opinions
 
     proj, truth = shifted
-    round_id, batch = select_batch(proj, budget=100, random_state=0)
+    selected = select_batch(proj, budget=100, random_state=0)
+    round_id, batch = selected.round, selected.table
     decisions = _oracle(batch, truth)
     rejected = batch.index[decisions["decision"] == "reject"]
     wrong = batch.loc[rejected, "score"].nlargest(3).index  # the surest suspects, accepted by mistake
     decisions.loc[wrong, "decision"] = "accept"
     import_labels(proj, decisions, round_id=round_id)
     train_project_head(proj)
-    round2, batch2 = select_batch(proj, budget=100, random_state=1)
+    selected = select_batch(proj, budget=100, random_state=1)
+    round2, batch2 = selected.round, selected.table
     again = batch2[batch2["stratum"] == "second_opinion"]
     contradicted = again[again["reason"].str.startswith("second opinion")]
     assert set(decisions.loc[wrong, "pair_id"]) & set(contradicted["pair_id"])  # the model doubts them
@@ -408,15 +426,16 @@ def test_export_keeps_unreviewed_pairs_unverified_when_the_model_cannot_vouch(sh
     from mmcurate.export import export_curated
 
     proj, truth = shifted
-    round_id, batch = select_batch(proj, budget=30, random_state=0)  # 3 random labels: too few
+    selected = select_batch(proj, budget=30, random_state=0)  # 3 random labels: too few
+    round_id, batch = selected.round, selected.table
     import_labels(proj, _oracle(batch, truth), round_id=round_id)
     train_project_head(proj)
     summary = export_curated(proj, tmp_path / "out")
-    est = summary["estimates"]
+    est = summary.estimates
     assert (not est["verified"] and "randomly drawn labels" in est["why"]) or "no model" in est["why"]
-    assert summary["below_threshold"] == 0 and summary["unverified"] == 2000 - summary["reviewed"]
-    curated = pd.read_csv(summary["curated_path"], dtype={"pair_id": str})
-    assert (curated["status"] == "unverified").sum() == summary["unverified"]
+    assert summary.below_threshold == 0 and summary.unverified == 2000 - summary.reviewed
+    curated = pd.read_csv(summary.curated_path, dtype={"pair_id": str})
+    assert (curated["status"] == "unverified").sum() == summary.unverified
 
 
 def test_the_default_threshold_lands_near_its_target(shifted):
@@ -424,7 +443,8 @@ def test_the_default_threshold_lands_near_its_target(shifted):
 
     proj, truth = shifted
     for r in range(3):
-        round_id, batch = select_batch(proj, budget=100, random_state=r)
+        selected = select_batch(proj, budget=100, random_state=r)
+        round_id, batch = selected.round, selected.table
         import_labels(proj, _oracle(batch, truth), round_id=round_id)
         train_project_head(proj)
     cur = curate_pairs(proj)
@@ -444,10 +464,11 @@ def test_the_threshold_keeps_the_clean_pairs_the_random_labels_vouch_for(shifted
 
     proj, truth = shifted
     for r in range(4):  # 4 rounds: ~25 random accepted labels, the floor's 5% is more than one label
-        round_id, batch = select_batch(proj, budget=100, random_state=r)
+        selected = select_batch(proj, budget=100, random_state=r)
+        round_id, batch = selected.round, selected.table
         import_labels(proj, _oracle(batch, truth), round_id=round_id)
         train_project_head(proj)
-    ranked = rank_project(proj, ["p_misaligned"], save_state=False, pool_state=False)
+    ranked = rank_project(proj, ["p_misaligned"], save_state=False, pool_state=False).table
     gloomy = ranked.assign(p_aligned=ranked["p_aligned"] ** 40)  # same order, far too pessimistic
     cur = curate_pairs(proj, strategy_scores=gloomy)
     est = cur.estimates

@@ -39,8 +39,9 @@ def _categories(proj, batch):
 @pytest.mark.parametrize(("mode", "expected"), [("uniform", {"a": 5, "b": 5, "c": 5, "rare": 5}),
                                                 ("proportional", {"a": 7, "b": 6, "c": 6, "rare": 1})])
 def test_select_batch_balances_categories(proj, mode, expected):
-    round_id, batch = select_batch(proj, budget=20, strategy="margin", balance="categories",
-                                   balance_mode=mode, explore=0.0)  # shares of the exploit part
+    selected = select_batch(proj, budget=20, strategy="margin", balance="categories",
+                            balance_mode=mode, explore=0.0)  # shares of the exploit part
+    round_id, batch = selected.round, selected.table
     counts = _categories(proj, batch)
     assert len(batch) == 20 and batch["pair_id"].is_unique
     assert counts.to_dict() == expected  # proportional: rare 0.65 -> floor 1, 19 shared 6.33 each
@@ -48,8 +49,8 @@ def test_select_batch_balances_categories(proj, mode, expected):
     params = proj.ledger.rounds().set_index("round").loc[round_id, "params"]
     assert params["balance"] == "categories" and params["balance_mode"] == mode
     # a second round never re-queues, and still gives the rare category its share
-    _, again = select_batch(proj, budget=20, strategy="margin", balance="categories",
-                            diversity="coreset", explore=0.0)
+    again = select_batch(proj, budget=20, strategy="margin", balance="categories",
+                         diversity="coreset", explore=0.0).table
     assert not set(again["pair_id"]) & set(batch["pair_id"])
     assert _categories(proj, again)["rare"] == 5
     select_batch(proj, budget=4, strategy="margin", balance="none")
@@ -75,18 +76,19 @@ def test_cli_select_balance(proj, capsys):
 
 
 def test_project_rank_is_rank_project(proj):
-    """``proj.rank(strategy=...)`` (the promised notebook API) returns rank_project's DataFrame."""
+    """``proj.rank(strategy=...)`` (the promised notebook API) returns rank_project's Ranking."""
+    from mmcurate.results import Ranking
     from mmcurate.rounds import rank_project
 
     expected = rank_project(proj, ["margin"])
     one = proj.rank(strategy="margin")
-    assert isinstance(one, pd.DataFrame)
-    pd.testing.assert_frame_equal(one, expected)
-    assert one.attrs["provenance"]["strategies"] == ["margin"]
+    assert isinstance(one, Ranking) and isinstance(one.table, pd.DataFrame)
+    pd.testing.assert_frame_equal(one.table, expected.table)
+    assert one.provenance["strategies"] == ["margin"] and one.strategies == ("margin",)
     both = proj.rank(strategies=["margin", "clip_score"])
-    assert both.attrs["provenance"]["strategies"] == ["margin", "clip_score"]
-    assert proj.rank(strategy=["margin", "clip_score"]).columns.tolist() == both.columns.tolist()
-    pd.testing.assert_frame_equal(proj.rank(), rank_project(proj))
+    assert both.provenance["strategies"] == ["margin", "clip_score"]
+    assert proj.rank(strategy=["margin", "clip_score"]).table.columns.tolist() == both.table.columns.tolist()
+    pd.testing.assert_frame_equal(proj.rank().table, rank_project(proj).table)
     with pytest.raises(ValueError, match="not both"):
         proj.rank(strategy="margin", strategies=["margin"])
 
@@ -94,8 +96,8 @@ def test_project_rank_is_rank_project(proj):
 def test_select_batch_with_coreset_never_picks_held_out_pairs(proj):
     """Held-out ids (``exclude``) are never picked (that they are no centres: tests/test_select.py)."""
     held_out = proj.pairs["pair_id"].iloc[:50].tolist()
-    _, batch = select_batch(proj, budget=10, strategy="margin", diversity="coreset", exclude=held_out,
-                            explore=0.0)
+    batch = select_batch(proj, budget=10, strategy="margin", diversity="coreset", exclude=held_out,
+                         explore=0.0).table
     assert not set(batch["pair_id"]) & set(held_out)
 
 

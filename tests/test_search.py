@@ -68,7 +68,7 @@ def test_text_query_finds_the_planted_pairs_and_select_query_focuses_the_batch(s
     assert (top["color"] == "red").sum() >= 5  # a concept query: mostly red scenes (13 of the 160 are red)
     from mmcurate.rounds import select_batch
 
-    _, batch = select_batch(scene_proj, budget=4, strategy="margin", explore=0.0, query="red shapes")
+    batch = select_batch(scene_proj, budget=4, strategy="margin", explore=0.0, query="red shapes").table
     focus = set(scene_proj.search(text="red shapes", k=40)["pair_id"])
     assert set(batch["pair_id"]) <= focus
     assert scene_proj.ledger.rounds()["params"].iloc[-1]["query"] == "red shapes"

@@ -171,13 +171,15 @@ def test_summaries_on_known_curves():
 
 def test_round_metrics_learning_gain_against_the_round0_model():
     """The gain compares two scores on the *current* pool (pure function, hand-made ranking)."""
+    from mmcurate.results import Ranking
     from mmcurate.signals import auroc
     from mmcurate.simulate.metrics import round_metrics
 
     noisy = np.array([1, 1, 0, 0, 0, 0, 1, 0], bool)
     p_now = np.array([0.9, 0.8, 0.1, 0.2, 0.3, 0.1, 0.7, 0.2])  # P(misaligned), ranks perfectly
     p_first = np.array([0.9, 0.2, 0.1, 0.8, 0.3, 0.1, 0.4, 0.5])
-    ranked = pd.DataFrame({"score": p_now, "p_aligned": 1 - p_now})
+    ranked = Ranking(pd.DataFrame({"score": p_now, "p_aligned": 1 - p_now}), {"head_round": None},
+                     ("margin",))
     labelled, held = np.zeros(8, bool), np.zeros(8, bool)
     labelled[[0, 2]] = True
     held[7] = True

@@ -65,9 +65,9 @@ def test_review_rate_holds_while_scores_drift(drift, tmp_path):
     proj, arrivals, img, txt, noisy = drift
     for b in range(10):
         folder = _batch(tmp_path, f"b{b}", img, txt, arrivals[b * 100 : (b + 1) * 100])
-        decisions = add_pairs(open_project(proj.root), folder, strategy="clip_score", rate=RATE)
-        if decisions.attrs["round_id"] is not None and b % 2 == 0:
-            _label_round(proj, decisions.attrs["round_id"], noisy)
+        added = add_pairs(open_project(proj.root), folder, strategy="clip_score", rate=RATE)
+        if added.round is not None and b % 2 == 0:
+            _label_round(proj, added.round, noisy)
     log = stream_log(proj)
     assert len(log) == 1000 and log["pair_id"].is_unique
     realised = log["queued"].mean()
@@ -96,9 +96,10 @@ def _identity_head(proj) -> int:
 
 def test_never_requeues_and_records_round_head_and_strategy(drift, tmp_path):
     proj, arrivals, img, txt, noisy = drift
-    first = add_pairs(proj, _batch(tmp_path, "b1", img, txt, arrivals[:100]), rate=0.1)
+    added1 = add_pairs(proj, _batch(tmp_path, "b1", img, txt, arrivals[:100]), rate=0.1)
+    first = added1.table
     assert first["head_round"].isna().all() and (first["strategy"] == "disagreement").all()
-    round1 = first.attrs["round_id"]
+    round1 = added1.round
     labelled = _label_round(proj, round1, noisy, n=4)
     still_queued = proj.ledger.batch(round1)["pair_id"][4:].tolist()
     passed = first.loc[~first["queued"], "pair_id"].tolist()
@@ -106,21 +107,21 @@ def test_never_requeues_and_records_round_head_and_strategy(drift, tmp_path):
     # batch 2 re-sends a labelled, a queued-but-undecided and a passed pair among 97 new ones
     again = [labelled[0], still_queued[0], passed[0]]
     idx = np.concatenate([[int(p[1:]) for p in again], arrivals[100:197]])
-    second = add_pairs(proj, _batch(tmp_path, "b2", img, txt, idx), rate=0.1)
-    rejects = pd.DataFrame(second.attrs["rejects"])
+    added2 = add_pairs(proj, _batch(tmp_path, "b2", img, txt, idx), rate=0.1)
+    second, rejects = added2.table, added2.rejects
     assert rejects["reason"].tolist() == ["duplicate_id"] * 3 and rejects["row"].tolist() == [1, 2, 3]
     assert rejects["source"].str.endswith("metadata_0.parquet").all()
     assert len(second) == 97 and not second["pair_id"].isin(again).any()
     assert (second["head_round"] == 1).all()
     rounds = proj.ledger.rounds().set_index("round")
-    round2 = second.attrs["round_id"]
+    round2 = added2.round
     assert rounds.loc[round2, "head_round"] == 1 and rounds.loc[round2, "strategy"] == "disagreement"
     assert rounds.loc[round2, "params"]["mode"] == "stream"
     assert rounds.loc[round2, "params"]["stream_batch"] == 2
     assert set(proj.ledger.batch(round2)["pair_id"]) == set(second.loc[second["queued"], "pair_id"])
     # a fixed threshold queues exactly the arrivals scoring above it
     third = add_pairs(proj, _batch(tmp_path, "b3", img, txt, arrivals[200:300]),
-                      threshold=float(second["score"].median()))
+                      threshold=float(second["score"].median())).table
     assert (third["queued"] == (third["score"] > third["threshold"])).all()
     assert (third["mode"] == "fixed").all() and third["target_rate"].isna().all()
     queued = stream_log(proj).query("queued")
@@ -140,7 +141,7 @@ def test_bad_rows_are_rejected_with_file_and_row(drift, tmp_path):
     meta = _meta(idx, keys)
     meta.loc[2, "caption"] = "  "  # row 3: empty caption
     folder = write_embedding_folder(tmp_path / "bad", image, txt[idx], meta)
-    decisions = add_pairs(proj, folder)
+    decisions = add_pairs(proj, folder).table
     rejects = proj.rejects[proj.rejects["source"].str.startswith(str(folder))]
     assert sorted(zip(rejects["row"], rejects["reason"])) == [
         (3, "empty_caption"), (5, "non_finite_vector"), (7, "duplicate_id"), (9, "duplicate_id")]
@@ -180,8 +181,8 @@ def test_failure_before_the_commit_loses_nothing(drift, tmp_path, monkeypatch):
     np.testing.assert_array_equal(np.asarray(after.image_embeddings()), vectors)
     pd.testing.assert_frame_equal(after.ledger.decisions(history=True), labels)
     assert stream_state(after)["n_batches"] == 1
-    decisions = add_pairs(after, folder, rate=0.1)  # the same batch goes in cleanly afterwards
-    assert decisions.attrs["batch_id"] == 2 and len(decisions) == 100 and not decisions.attrs["rejects"]
+    added = add_pairs(after, folder, rate=0.1)  # the same batch goes in cleanly afterwards
+    assert added.batch_id == 2 and len(added.table) == 100 and added.rejects.empty
     assert len(open_project(proj.root).image_embeddings()) == 1200
 
 
@@ -199,9 +200,9 @@ def test_failure_after_the_commit_is_finished_by_recovery(drift, tmp_path, monke
     after = open_project(proj.root)
     assert len(after.pairs) == 1100 and stream_state(after)["n_batches"] == 0
     finished = recover_stream(after)
-    assert finished.attrs["batch_id"] == 1 and finished["queued"].sum() == 10
-    assert set(after.ledger.batch(finished.attrs["round_id"])["pair_id"]) == set(
-        finished.loc[finished["queued"], "pair_id"])
+    assert finished is not None and finished.batch_id == 1 and finished.table["queued"].sum() == 10
+    assert set(after.ledger.batch(finished.round)["pair_id"]) == set(
+        finished.table.loc[finished.table["queued"], "pair_id"])
     assert stream_state(after)["n_batches"] == 1 and len(stream_log(after)) == 100
     assert recover_stream(after) is None  # nothing left to finish
     assert len(after.ledger.rounds()) == 1
@@ -231,7 +232,7 @@ def test_watch_adds_complete_batches_once(drift, tmp_path):
         stop.set()
         worker.join(timeout=60)
     assert not worker.is_alive()
-    assert len(results) == 1 and len(results[0]) == 50, lines
+    assert len(results) == 1 and len(results[0].table) == 50, lines
     assert any(line.startswith("b1-again: same content as b1") for line in lines), lines
     assert stream_state(proj)["n_batches"] == 1 and len(open_project(proj.root).pairs) == 1050
 
@@ -431,7 +432,7 @@ def test_add_scores_from_the_saved_pool_state_and_extends_it(drift, tmp_path):
     for b in range(2):
         idx = arrivals[b * 100 : (b + 1) * 100]
         decisions = add_pairs(open_project(proj.root), _batch(tmp_path, f"b{b}", img, txt, idx),
-                              strategy="disagreement", threshold=0.9)
+                              strategy="disagreement", threshold=0.9).table
         state = json.loads(state_file.read_text())
         reopened = open_project(proj.root)
         assert state["n"] == len(reopened.pairs) == 1100 + 100 * b  # extended, not rebuilt

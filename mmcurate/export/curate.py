@@ -15,6 +15,7 @@ import pandas as pd
 from mmcurate.groups.hooks import apply_duplicate_policy, export_decisions
 from mmcurate.index import rowwise_cosine
 from mmcurate.learn import MIN_RANDOM_LABELS, TARGET_NOISE, choose_threshold, explored_noise, reliability
+from mmcurate.results import Ranking
 from mmcurate.rounds import rank_project
 from mmcurate.rounds.model import load_model
 
@@ -82,17 +83,22 @@ def _embed_failures(proj: ProjectFiles) -> pd.DataFrame:
     return failures.drop_duplicates("pair_id", keep="last")
 
 
-def _scores_table(proj: Project, threshold: float | str | None, strategy_scores: pd.DataFrame | None):
-    """The ranking table used for P(aligned) and the histogram, or None when not needed/available."""
+def _scores_table(proj: Project, threshold: float | str | None, strategy_scores: pd.DataFrame | Ranking | None
+                  ) -> tuple[pd.DataFrame | None, dict[str, Any]]:
+    """The ranking table used for P(aligned) and the histogram (None when not needed/available), and
+    its provenance."""
+    if isinstance(strategy_scores, Ranking):
+        return _scores_table(proj, threshold, strategy_scores.table)[0], dict(strategy_scores.provenance)
     if strategy_scores is not None:
         if "pair_id" not in strategy_scores.columns or (
                 threshold is not None and "p_aligned" not in strategy_scores.columns):
             raise ValueError(f"strategy_scores needs columns 'pair_id' and 'p_aligned' (as returned "
                              f"by rank_project); got {list(strategy_scores.columns)}")
-        return strategy_scores
+        return strategy_scores, {}
     if threshold is None:
-        return None
-    return rank_project(proj, ["p_misaligned"], pool_state=False, save_state=False)  # read-only
+        return None, {}
+    ranking = rank_project(proj, ["p_misaligned"], pool_state=False, save_state=False)  # read-only
+    return ranking.table, dict(ranking.provenance)
 
 
 def _raw_cosine(proj: Project) -> pd.Series | None:
@@ -225,7 +231,8 @@ def _certify(proj: ProjectFiles, rule: dict[str, Any], n_open: int, n_random: in
 
 
 def curate_pairs(proj: Project, *, threshold: float | str | None = "auto", target_noise: float = TARGET_NOISE,
-                 strategy_scores: pd.DataFrame | None = None, keep_duplicates: bool = False) -> Curation:
+                 strategy_scores: pd.DataFrame | Ranking | None = None, keep_duplicates: bool = False
+                 ) -> Curation:
     """Split the project's pairs into curated and dropped (see the module docstring); no files.
 
     Parameters
@@ -237,10 +244,10 @@ def curate_pairs(proj: Project, *, threshold: float | str | None = "auto", targe
         pairs out of both tables (reviewed pairs only).
     target_noise : float
         The estimated misaligned share of the kept unreviewed pairs that ``"auto"`` aims at.
-    strategy_scores : DataFrame, optional
-        A ranking table with ``pair_id`` and ``p_aligned`` (and optionally ``cosine``), as returned
-        by :func:`mmcurate.rounds.rank_project`; ranked with the current model when a threshold
-        is used and this is omitted.
+    strategy_scores : Ranking or DataFrame, optional
+        A ranking (:func:`mmcurate.rounds.rank_project`) or a table with ``pair_id`` and
+        ``p_aligned`` (and optionally ``cosine``), such as its ``table``; ranked with the current
+        model when a threshold is used and this is omitted.
     keep_duplicates : bool
         Keep every member of a duplicate group (``mmcurate duplicates``); by default one pair per
         group is kept (:func:`mmcurate.groups.hooks.apply_duplicate_policy`).
@@ -262,7 +269,7 @@ def curate_pairs(proj: Project, *, threshold: float | str | None = "auto", targe
     table["fixed_caption"] = ids.map(latest["caption"]).to_numpy(object)
     table["decision_round"] = ids.map(latest["round"]).astype("Int64").to_numpy()
     table["reviewer"] = ids.map(latest["reviewer"]).to_numpy(object)
-    scores = _scores_table(proj, threshold, strategy_scores)
+    scores, prov = _scores_table(proj, threshold, strategy_scores)
     score_name, alignment = _alignment(proj, scores)
     table["p_aligned"] = (ids.map(scores.set_index("pair_id")["p_aligned"]).astype(float)
                           if scores is not None and "p_aligned" in scores.columns else np.nan)
@@ -275,7 +282,6 @@ def curate_pairs(proj: Project, *, threshold: float | str | None = "auto", targe
     dropped = _dropped_frame(table, failures, proj.rejects, threshold)
     counts = _counts(table, proj.rejects, curated, dropped)
     curated, dropped = _duplicate_policy(proj, curated, dropped, counts, keep_duplicates)
-    prov = dict(getattr(scores, "attrs", {}).get("provenance", {})) if scores is not None else {}
     return Curation(curated=curated, dropped=dropped, counts=counts, score_name=score_name,
                     pairs=table.drop(columns=["fixed_caption"]), provenance=prov, estimates=estimates)
 

@@ -16,6 +16,7 @@ from mmcurate.export.gallery import report_galleries
 from mmcurate.export.webdataset import _image_reader, write_webdataset
 from mmcurate.learn import TARGET_NOISE
 from mmcurate.report import write_report
+from mmcurate.results import ExportResult, Ranking
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
@@ -34,8 +35,8 @@ def _write_frame(df: pd.DataFrame, path: Path, fmt: str) -> Path:
 # -- files --------------------------------------------------------------------------------------------
 def export_curated(proj: Project, out_dir: str | os.PathLike, *, fmt: str = "csv",
                    threshold: float | str | None = "auto", target_noise: float = TARGET_NOISE,
-                   strategy_scores: pd.DataFrame | None = None, shard_size: int = 1000,
-                   image_format: str = "original", keep_duplicates: bool = False) -> dict[str, Any]:
+                   strategy_scores: pd.DataFrame | Ranking | None = None, shard_size: int = 1000,
+                   image_format: str = "original", keep_duplicates: bool = False) -> ExportResult:
     """Write the curated pairs, the dropped pairs and a report (Markdown + self-contained HTML).
 
     Parameters
@@ -56,9 +57,9 @@ def export_curated(proj: Project, out_dir: str | os.PathLike, *, fmt: str = "csv
         reviewed pairs only.
     target_noise : float
         What ``"auto"`` aims at: the estimated misaligned share of the kept unreviewed pairs.
-    strategy_scores : DataFrame, optional
-        A ranking table (``pair_id``, ``p_aligned``, optionally ``cosine``) to use instead of
-        ranking the project again.
+    strategy_scores : Ranking or DataFrame, optional
+        A ranking (:func:`mmcurate.rounds.rank_project`) or its table (``pair_id``, ``p_aligned``,
+        optionally ``cosine``) to use instead of ranking the project again.
     shard_size : int
         Samples per WebDataset shard.
     image_format : {"original", "jpg"}
@@ -69,16 +70,17 @@ def export_curated(proj: Project, out_dir: str | os.PathLike, *, fmt: str = "csv
 
     Returns
     -------
-    dict
-        The counts of :class:`Curation` plus ``format``, ``threshold`` and the paths written
-        (``curated_path`` or ``shards``, ``dropped_path``, ``report_md``, ``report_html``, ``plots``).
+    ExportResult
+        The counts of :class:`Curation` plus ``format``, ``threshold``, ``estimates`` and the paths
+        written (``curated_path`` or ``shards``, ``dropped_path``, ``report_md``, ``report_html``,
+        ``plots``).
 
     Examples
     --------
     Usage (not run as a doctest: it needs data of your own)::
 
         summary = export_curated(proj, "release/", fmt="parquet", threshold=0.9)
-        summary["curated"], summary["dropped"], summary["report_html"]
+        summary.curated, summary.dropped, summary.report_html
     """
     if fmt not in CURATED_FORMATS:
         raise ValueError(f"fmt must be one of {', '.join(CURATED_FORMATS)}; got {fmt!r}")
@@ -122,8 +124,13 @@ def export_curated(proj: Project, out_dir: str | os.PathLike, *, fmt: str = "csv
                                 "P(aligned) from": _scores_line(cur.provenance),
                                 "exported": time.strftime("%FT%TZ", time.gmtime())},
                           model=model_display_name(_manifest(proj)), galleries=report_galleries(proj, cur))
-    return {**cur.counts, "format": fmt, "threshold": threshold, "estimates": cur.estimates,
-            **paths, **report}
+    counts = dict(cur.counts)
+    by_kind = {key[len("groups_"):]: counts.pop(key) for key in list(counts) if key.startswith("groups_")}
+    return ExportResult(**counts, format=fmt, threshold=threshold, estimates=cur.estimates,
+                        curated_path=paths.get("curated_path"), shards=tuple(paths.get("shards", ())),
+                        dropped_path=paths["dropped_path"], report_md=report["report_md"],
+                        report_html=report["report_html"], plots=tuple(report["plots"]),
+                        groups_by_kind=by_kind)
 
 
 def _threshold_line(est: dict[str, Any]) -> str | None:

@@ -14,6 +14,7 @@ from mmcurate.groups.hooks import reject_boilerplate
 from mmcurate.groups.project import compute_duplicates, duplicates_status, load_duplicates, split_group
 from mmcurate.project.embedding import ProjectEmbeddings
 from mmcurate.project_index import search_pairs
+from mmcurate.results import Ranking
 from mmcurate.rounds import rank_project, rounds_status
 
 
@@ -33,7 +34,7 @@ class Project(ProjectEmbeddings):
     def rank(self, strategy: str | Sequence[str] | None = None, *,
              strategies: Sequence[str] | None = None, k: int = 10, random_state: int = 0,
              options: dict[str, Any] | None = None, engine: str = "local",
-             address: str | None = None) -> pd.DataFrame:
+             address: str | None = None) -> Ranking:
         """Score every pair under the current model: :func:`mmcurate.rounds.rank_project`.
 
         Parameters
@@ -48,16 +49,16 @@ class Project(ProjectEmbeddings):
 
         Returns
         -------
-        DataFrame
-            ``pair_id``, ``score`` and one column per signal, row i = pair i; provenance in
-            ``df.attrs["provenance"]``.
+        Ranking
+            ``table``: ``pair_id``, ``score`` and one column per signal, row i = pair i;
+            ``provenance``: model, head round, strategies and parameters.
 
         Examples
         --------
         Usage (not run as a doctest: it needs data of your own)::
 
             ranked = proj.rank(strategy="margin")
-            ranked.nlargest(10, "score")
+            ranked.table.nlargest(10, "score")
         """
         if strategy is not None and strategies is not None:
             raise ValueError(f"give strategy= or strategies=, not both; got strategy={strategy!r} and "

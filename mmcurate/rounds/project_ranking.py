@@ -14,6 +14,7 @@ from mmcurate.engine.ray_score import RAY_ENGINE, rank_with_ray
 from mmcurate.groups.hooks import count_groups_once
 from mmcurate.learn import DEFAULT_STRATEGY
 from mmcurate.rank import RankContext, compute_from_context
+from mmcurate.results import Ranking
 from mmcurate.rounds.labelling import labelled_arrays
 from mmcurate.rounds.model import Model, apply_head, load_model
 
@@ -33,12 +34,13 @@ def _provenance(proj: ProjectFiles, head_round: int | None, **params: Any) -> di
 def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAULT_STRATEGY,), *, k: int = 10,
                  random_state: int = 0, options: dict[str, Any] | None = None, engine: str = "local",
                  address: str | None = None, pool_state: bool = True, save_state: bool = True
-                 ) -> pd.DataFrame:
-    """Score every pair; a DataFrame with ``pair_id``, ``score`` and one column per signal.
+                 ) -> Ranking:
+    """Score every pair; a :class:`~mmcurate.results.Ranking` whose ``table`` has ``pair_id``,
+    ``score`` and one column per signal.
 
     ``strategies`` defaults to :data:`DEFAULT_STRATEGY` (the same default as ``select``).
 
-    ``df.attrs["provenance"]`` records model, pretrained tag, head round, strategies and parameters.
+    ``Ranking.provenance`` records model, pretrained tag, head round, strategies and parameters.
     ``engine="ray"`` scores with Ray tasks over shards (:mod:`mmcurate.engine.ray_score`; a local
     Ray, or the cluster at ``address``); it always uses the approximate neighbour search.
     ``pool_state``: when a local ranking computed the pool state that ``add`` / ``stream`` score
@@ -53,7 +55,7 @@ def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAU
     Usage (not run as a doctest: it needs data of your own)::
 
         ranked = rank_project(proj, ["margin", "disagreement"])
-        ranked.sort_values("score", ascending=False).head()
+        ranked.review_order().head(), ranked.provenance["head_round"]
     """
     if engine not in ("local", "ray"):
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
@@ -65,14 +67,14 @@ def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAU
     rows, y = _one_row_per_group(proj, rows, y)
     categories = proj.pairs["category"].to_numpy() if "category" in proj.pairs.columns else None
     if engine == "ray":
-        table, head_round = _rank_ray(proj, strategies, rows, y, k=k, random_state=random_state,
-                                      options=options, address=address)
+        table, head_round, uses_head = _rank_ray(proj, strategies, rows, y, k=k, random_state=random_state,
+                                                 options=options, address=address)
         if categories is not None:
             table["category"] = categories
     else:
         model = load_model(proj)
         image, text = apply_head(model.head, proj.image_embeddings(), proj.text_embeddings())
-        head_round = model.round
+        head_round, uses_head = model.round, model.head is not None
         ctx = RankContext(image, text, indices_labeled=rows, labels=y, k=k, random_state=random_state,
                           calibrator=_calibrator_for(model, k))
         table = compute_from_context(ctx, tuple(strategies), options=options, categories=categories)
@@ -80,12 +82,13 @@ def rank_project(proj: Project, strategies: list[str] | tuple[str, ...] = (DEFAU
             save_pool_state(proj.pool_state_dir, ctx,
                             fingerprint=pool_fingerprint(proj, head_round, k))
     table.insert(0, "pair_id", proj.pairs["pair_id"].to_numpy())
-    table.attrs["provenance"] = _provenance(proj, head_round, strategies=list(strategies), k=k,
-                                            random_state=random_state, n_labels=n_labels,
-                                            options=options or {}, engine=engine)
+    ranking = Ranking(table, _provenance(proj, head_round, strategies=list(strategies), k=k,
+                                         random_state=random_state, n_labels=n_labels,
+                                         options=options or {}, engine=engine),
+                      tuple(strategies), uses_head=uses_head)
     if save_state:
-        _save_state(proj, table)
-    return table
+        _save_state(proj, ranking)
+    return ranking
 
 
 def _calibrator_for(model: Model, k: int):
@@ -112,14 +115,15 @@ def _rank_ray(proj: ProjectFiles, strategies, rows, y, *, k, random_state, optio
                           strategies=tuple(strategies), indices_labeled=rows, labels=y, k=k,
                           random_state=random_state, head=head, address=address, options=options,
                           calibrator=_calibrator_for(model, k))
-    return table, model.round
+    return table, model.round, head is not None
 
 
-def _save_state(proj: ProjectFiles, table: pd.DataFrame) -> None:
+def _save_state(proj: ProjectFiles, ranking: Ranking) -> None:
+    table = ranking.table
     if "p_aligned" in table.columns:
         atomic_write_json(proj.state_path, {
             **noise_estimate(proj, table["pair_id"], table["p_aligned"].to_numpy(float)),
-            "from": table.attrs.get("provenance", {}),
+            "from": ranking.provenance,
         })
 
 

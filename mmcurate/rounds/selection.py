@@ -25,6 +25,7 @@ from mmcurate.learn import (
 )
 from mmcurate.project_index import focus_scores
 from mmcurate.rank import STRATEGIES, selection_vectors
+from mmcurate.results import Batch, Ranking
 from mmcurate.rounds.labelling import labelled_arrays, repeated_opinions
 from mmcurate.rounds.model import current_embeddings, load_model
 from mmcurate.rounds.project_ranking import rank_project
@@ -37,10 +38,10 @@ if TYPE_CHECKING:
 
 def select_batch(proj: Project, *, budget: int, strategy: str = DEFAULT_STRATEGY, diversity: str = "none",
                  k: int = 10, random_state: int = 0, exclude: Collection[str] | None = None,
-                 ranked: pd.DataFrame | None = None, explore: float = EXPLORE,
+                 ranked: Ranking | None = None, explore: float = EXPLORE,
                  balance: str | None = None, balance_mode: str = "uniform",
                  second_opinions: float = SECOND_OPINION_SHARE, audit: float = AUDIT_SHARE,
-                 query: str | None = None) -> tuple[int, pd.DataFrame]:
+                 query: str | None = None) -> Batch:
     """Rank, pick ``budget`` pairs never labelled or queued before, and save them as a round.
 
     ``exclude``: pair_ids never to select (e.g. a held-out evaluation set); unlike the pairs already
@@ -62,51 +63,51 @@ def select_batch(proj: Project, *, budget: int, strategy: str = DEFAULT_STRATEGY
     images match it best (:func:`mmcurate.project_index.focus_scores`); the explore part stays
     uniform over the pool.
 
-    Returns the round number and the batch (``pair_id``, ``score``, ``reason``, ``stratum``,
-    caption, image).
+    Returns a :class:`~mmcurate.results.Batch`: the round number and the batch table
+    (``pair_id``, ``score``, ``reason``, ``stratum``, caption, image).
 
     Examples
     --------
     Usage (not run as a doctest: it needs data of your own)::
 
-        round_id, batch = select_batch(proj, budget=100)
-        batch["stratum"].value_counts()
+        batch = select_batch(proj, budget=100)
+        batch.round, batch.table["stratum"].value_counts()
         # exploit    90
         # explore    10
     """
     with proj.lock():
         selector = _batch_selector(proj, diversity, balance, balance_mode)
-        if ranked is None:
-            ranked = rank_project(proj, [strategy], k=k, random_state=random_state)
-        _check_ranking(proj, ranked, strategy)
+        ranking = rank_project(proj, [strategy], k=k, random_state=random_state) if ranked is None else ranked
+        _check_ranking(proj, ranking, strategy)
+        table = ranking.table
         queued = proj.ledger.queued_pair_ids()
         labelled = set(proj.ledger.decisions()["pair_id"]) if len(proj.ledger.decisions()) else set()
-        exclude = _group_exclude(proj, ranked, queued | labelled, exclude)
+        exclude = _group_exclude(proj, table, queued | labelled, exclude)
         # labelled or queued pairs seed diversity (core-set centres); held-out pairs are only skipped
-        labelled_rows = np.flatnonzero(ranked["pair_id"].isin(queued | labelled).to_numpy())
-        held_out_rows = np.flatnonzero(ranked["pair_id"].isin(set(exclude or ())).to_numpy())
+        labelled_rows = np.flatnonzero(table["pair_id"].isin(queued | labelled).to_numpy())
+        held_out_rows = np.flatnonzero(table["pair_id"].isin(set(exclude or ())).to_numpy())
         excluded_rows = np.union1d(labelled_rows, held_out_rows)
         image, text, _ = current_embeddings(proj)
         joint = selection_vectors(image, text, random_state=random_state)
-        again = _second_opinions(proj, ranked, int(budget), second_opinions, audit, random_state)
+        again = _second_opinions(proj, table, int(budget), second_opinions, audit, random_state)
         n_exploit, n_explore = split_budget(int(budget) - len(again), explore)
-        scores = ranked["score"].to_numpy(np.float64)
+        scores = table["score"].to_numpy(np.float64)
         picked = selector(_query_focus(proj, scores, query, n_exploit), n=n_exploit, embeddings=joint,
                           indices_labeled=labelled_rows,
                           exclude=np.setdiff1d(held_out_rows, labelled_rows), random_state=random_state)
         # the random baseline stays uniform, exploration included
-        suspicion = (1.0 - ranked["p_aligned"].to_numpy(np.float64)
-                     if "p_aligned" in ranked.columns and _canonical(strategy) != "random" else None)
-        explored, inclusion = _explore(len(ranked), np.r_[excluded_rows, picked], n_explore, random_state,
+        suspicion = (1.0 - table["p_aligned"].to_numpy(np.float64)
+                     if "p_aligned" in table.columns and _canonical(strategy) != "random" else None)
+        explored, inclusion = _explore(len(table), np.r_[excluded_rows, picked], n_explore, random_state,
                                        suspicion=suspicion)
-        chosen = ranked.iloc[np.r_[picked, explored]]
+        chosen = table.iloc[np.r_[picked, explored]]
         params = {"budget": budget, "diversity": diversity, "k": k, "random_state": random_state,
                   "explore": explore}
         if query:
             params["query"] = query
         if balance not in (None, "none"):
             params.update(balance=balance, balance_mode=balance_mode)
-        prov = ranked.attrs["provenance"]
+        prov = ranking.provenance
         reasons = [f"{strategy}={s:.3f}" for s in scores[picked]]
         reasons += [f"explore: drawn at random (p={p:.2g}); {strategy}={s:.3f}"
                     for p, s in zip(inclusion, scores[explored])]
@@ -119,7 +120,8 @@ def select_batch(proj: Project, *, budget: int, strategy: str = DEFAULT_STRATEGY
             inclusion=[1.0] * len(picked) + [float(p) for p in inclusion], second_opinions=again,
         )
     batch = proj.ledger.batch(round_id).merge(proj.pairs[["pair_id", "image", "caption"]], on="pair_id")
-    return round_id, batch
+    return Batch(round_id, batch, strategy=strategy, params=params, head_round=prov["head_round"],
+                 uses_head=ranking.uses_head)
 
 
 def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: RandomState, *,
@@ -213,9 +215,9 @@ def _canonical(strategy: str) -> str:
     return STRATEGIES.get(strategy).name
 
 
-def _check_ranking(proj: ProjectFiles, ranked: pd.DataFrame, strategy: str) -> None:
+def _check_ranking(proj: ProjectFiles, ranked: Ranking, strategy: str) -> None:
     """A ranking passed to :func:`select_batch` must be of ``strategy`` on the current state."""
-    prov = ranked.attrs.get("provenance") or {}
+    prov = ranked.provenance
     expected = (STRATEGIES.get(strategy).name, len(labelled_arrays(proj)[0]), load_model(proj).round)
     found = (STRATEGIES.get(prov["strategies"][0]).name if prov.get("strategies") else None,
              prov.get("n_labels"), prov.get("head_round"))

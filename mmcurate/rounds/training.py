@@ -23,6 +23,7 @@ from mmcurate.learn import (
     stratified_folds,
 )
 from mmcurate.rank import RankContext
+from mmcurate.results import TrainResult
 from mmcurate.rounds.labelling import audited_opinions, labelled_arrays
 from mmcurate.rounds.model import Model, apply_head, load_model
 from mmcurate.signals.alignment import prior_calibrator
@@ -43,7 +44,7 @@ def _fixed_texts(proj: ProjectFiles, fixes: pd.DataFrame):
 
 
 def train_project_head(proj: Project, *, config: HeadConfig | None = None, k: int = 10,
-                       tolerance: float = 0.0, with_head: bool | None = None) -> tuple[int, dict[str, Any]]:
+                       tolerance: float = 0.0, with_head: bool | None = None) -> TrainResult:
     """Fit a new model on every decision so far, validate it, and use it only if it does not lose.
 
     The model is the calibrator of P(aligned) on the alignment features (after the projection
@@ -54,15 +55,16 @@ def train_project_head(proj: Project, *, config: HeadConfig | None = None, k: in
     on with the model in use. Saves ``heads/head-NNNN.safetensors`` (when a head was trained) and
     ``heads/model-NNNN.json`` (calibrator, validation) and records the round in the ledger.
 
-    Returns the model round and its metrics (``accepted``, ``reason``, ``use_head`` and the
-    validation AUROCs under ``validation``; the head's training metrics when one was trained).
+    Returns a :class:`~mmcurate.results.TrainResult`: the model round, ``accepted``, ``reason``
+    and its metrics (``use_head``, ``replaces``, the validation AUROCs under ``validation``; the
+    head's training metrics when one was trained).
 
     Examples
     --------
     Usage (not run as a doctest: it needs data of your own)::
 
-        model_round, metrics = train_project_head(proj)
-        metrics["accepted"], metrics["reason"]
+        trained = train_project_head(proj)
+        trained.round, trained.accepted, trained.reason
         # (True, 'held-out AUROC 0.9731 vs prior 0.9514')
     """
     from mmcurate.head import HeadConfig  # heavy: torch
@@ -107,7 +109,7 @@ def train_project_head(proj: Project, *, config: HeadConfig | None = None, k: in
         metrics = {**head_metrics, "model": info}
         recorded = proj.ledger.record_head(checkpoint=checkpoint, metrics=to_jsonable(metrics),
                                            n_labels=len(rows))
-    return recorded, {**head_metrics, **info}
+    return TrainResult(recorded, bool(info["accepted"]), str(info["reason"]), {**head_metrics, **info})
 
 
 HEAD_BY_DEFAULT = False

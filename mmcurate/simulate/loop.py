@@ -35,6 +35,7 @@ from mmcurate.embed.store import EmbeddingStore
 from mmcurate.export import curate_pairs
 from mmcurate.project import open_project
 from mmcurate.project.layout import ProjectLayout
+from mmcurate.results import Ranking
 from mmcurate.rounds import import_labels, labelled_arrays, rank_project, select_batch, train_project_head
 from mmcurate.simulate.metrics import detection_score_name, p_misaligned, round_metrics
 
@@ -143,15 +144,16 @@ def run_oracle_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame,
         ranked = rank_project(proj, [spec.strategy], k=spec.k, random_state=rs)
         batch = None
         if r < spec.rounds:
-            round_id, batch = select_batch(proj, budget=spec.budget, strategy=spec.strategy,
-                                           diversity=spec.diversity, k=spec.k, random_state=rs,
-                                           exclude=holdout, ranked=ranked)
+            selected = select_batch(proj, budget=spec.budget, strategy=spec.strategy,
+                                    diversity=spec.diversity, k=spec.k, random_state=rs,
+                                    exclude=holdout, ranked=ranked)
+            round_id, batch = selected.round, selected.table
         labelled = _labelled_mask(proj)
         row, score = round_metrics(ranked, noisy=noisy, labelled=labelled, held_out=held,
                                    batch_rows=_rows(proj, batch), strategy=spec.strategy,
                                    round0_p_misaligned=p_mis0)
         if r == 0:
-            p_mis0 = p_misaligned(ranked)  # the zero-label model: the reference of learning_gain
+            p_mis0 = p_misaligned(ranked.table)  # the zero-label model: the reference of learning_gain
         if batch is not None:
             import_labels(proj, oracle_decisions(batch, is_noisy), round_id=round_id,
                           source_name=f"oracle-round{round_id}")
@@ -177,7 +179,7 @@ CURATED_COLUMNS = ("export_threshold", "export_noise", "export_clean_kept", "exp
                    "export_check_noise", "export_check_n")
 
 
-def _curated_figures(proj: Project, ranked: pd.DataFrame, noisy: np.ndarray) -> dict[str, float]:
+def _curated_figures(proj: Project, ranked: Ranking, noisy: np.ndarray) -> dict[str, float]:
     """What ``mmcurate export``'s default rule keeps after the last round, against the truth.
 
     ``export_noise``: swapped share of the curated set (reviewed-accepted + kept by the model);

@@ -33,6 +33,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from mmcurate.results import Ranking
 from mmcurate.signals import auroc, average_precision
 
 __all__ = ["KEYS", "compare", "detection_score_name", "p_misaligned", "per_run", "round_metrics",
@@ -59,7 +60,7 @@ def p_misaligned(ranked: pd.DataFrame) -> npt.NDArray[np.float64]:
     return 1.0 - ranked["p_aligned"].to_numpy(np.float64)
 
 
-def round_metrics(ranked: pd.DataFrame, *, noisy: np.ndarray, labelled: np.ndarray,
+def round_metrics(ranked: Ranking, *, noisy: np.ndarray, labelled: np.ndarray,
                   held_out: np.ndarray, batch_rows: np.ndarray | None, strategy: str,
                   round0_p_misaligned: npt.ArrayLike | None = None
                   ) -> tuple[dict, npt.NDArray[np.float64]]:
@@ -68,8 +69,8 @@ def round_metrics(ranked: pd.DataFrame, *, noisy: np.ndarray, labelled: np.ndarr
     ``round0_p_misaligned`` is the round-0 ranking's :func:`p_misaligned` ``(N,)``, rows in the
     order of ``ranked``; ``None`` means this is round 0 (learning gain 0).
     """
-    score = detection_score(ranked, strategy)
-    p_mis = p_misaligned(ranked)
+    score = detection_score(ranked.table, strategy)
+    p_mis = p_misaligned(ranked.table)
     p_mis0 = p_mis if round0_p_misaligned is None else np.asarray(round0_p_misaligned, np.float64)
     if p_mis0.shape != p_mis.shape:
         raise ValueError(f"round0_p_misaligned has shape {p_mis0.shape}, expected {p_mis.shape} "
@@ -92,7 +93,7 @@ def round_metrics(ranked: pd.DataFrame, *, noisy: np.ndarray, labelled: np.ndarr
         "holdout_accuracy": float(np.mean(predicted_h == truth_h)) if held_out.any() else np.nan,
         "holdout_balanced_accuracy": float(np.nanmean(per_class)) if held_out.any() else np.nan,
         "holdout_auroc": auroc(p_mis[held_out], truth_h) if held_out.any() else np.nan,
-        "head_round": ranked.attrs.get("provenance", {}).get("head_round"),
+        "head_round": ranked.head_round,
     }
     return row, score
 

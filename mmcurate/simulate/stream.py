@@ -72,13 +72,14 @@ def run_stream_loop(base: Path, root: Path, spec: RunSpec, truth: pd.DataFrame, 
     for r, chunk in enumerate(chunks, 1):
         start = time.perf_counter()
         batch = _write_batch(arrivals / f"batch{r:03d}", source, chunk)
-        decisions = add_pairs(proj, batch, strategy=spec.strategy, threshold="auto", rate=rate, k=spec.k,
-                              random_state=spec.random_state(r))
+        added = add_pairs(proj, batch, strategy=spec.strategy, threshold="auto", rate=rate, k=spec.k,
+                          random_state=spec.random_state(r))
+        decisions = added.table
         queued = decisions[decisions["queued"]]
         arrived += len(decisions)
         if len(queued):
             answers = oracle_decisions(queued, is_noisy)
-            import_labels(proj, answers, round_id=decisions.attrs["round_id"],
+            import_labels(proj, answers, round_id=added.round,
                           source_name=f"oracle-stream{r}")
             found += int((answers["decision"] == "reject").sum())
             labels += len(answers)

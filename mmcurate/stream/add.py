@@ -18,6 +18,7 @@ from mmcurate.exceptions import NotEmbeddedError, ProjectError
 from mmcurate.groups.hooks import count_groups_once
 from mmcurate.labels import utc_now
 from mmcurate.rank import STRATEGIES, compute_ranking
+from mmcurate.results import AddResult
 from mmcurate.rounds import apply_head, labelled_arrays, load_latest_head
 from mmcurate.stream import ingest
 from mmcurate.stream.ingest import append_pairs
@@ -93,7 +94,7 @@ def add_pairs(proj: Project, source: str | os.PathLike, *, strategy: str = "disa
               image_root: str | os.PathLike | None = None, columns: dict[str, str] | None = None,
               fmt: str | None = None, check_images: bool = True, k: int = 10, random_state: int = 0,
               options: dict[str, Any] | None = None, encoder: Encoder | None = None, batch_size: int = 32,
-              progress: bool = False) -> pd.DataFrame:
+              progress: bool = False) -> AddResult:
     """Add one arriving batch to a project and decide for each arrival: queue for review or pass.
 
     Parameters
@@ -129,17 +130,17 @@ def add_pairs(proj: Project, source: str | os.PathLike, *, strategy: str = "disa
 
     Returns
     -------
-    DataFrame
-        One row per arrival added (columns :data:`LOG_COLUMNS`); ``attrs`` holds ``batch_id``,
-        ``source``, ``sha256``, ``round_id`` (None when nothing was queued) and ``rejects`` (a
-        list of reject records: source, row, pair_id, column, reason, detail).
+    AddResult
+        ``table``: one row per arrival added (columns :data:`LOG_COLUMNS`); ``rejects`` (a
+        DataFrame: source, row, pair_id, column, reason, detail), ``round`` (None when nothing was
+        queued), ``batch_id``, ``source``, ``sha256``.
 
     Examples
     --------
     Usage (not run as a doctest: it needs data of your own)::
 
-        decisions = add_pairs(proj, "incoming/batch7.csv", rate=0.05)
-        decisions[decisions["queued"]][["pair_id", "score", "round_id"]]
+        added = add_pairs(proj, "incoming/batch7.csv", rate=0.05)
+        added.round, added.table[added.table["queued"]][["pair_id", "score"]], added.rejects
     """
     mode, strategy = check_options(strategy, threshold, rate)
     source = Path(source)
@@ -347,7 +348,7 @@ def _create_round(proj: ProjectFiles, journal: dict[str, Any], decisions: pd.Dat
                  for s in queued["score"]])
 
 
-def _finish(proj: ProjectFiles) -> pd.DataFrame:
+def _finish(proj: ProjectFiles) -> AddResult:
     """Write the round, the log, the rejects and the state of the journalled batch; drop the journal."""
     pending = _dir(proj, "pending")
     journal = json.loads((pending / "journal.json").read_text(encoding="utf-8"))
@@ -366,10 +367,9 @@ def _finish(proj: ProjectFiles) -> pd.DataFrame:
     state = json.loads((pending / "state.json").read_text(encoding="utf-8"))
     atomic_write_json(proj.stream_state_path, state)
     shutil.rmtree(pending)
-    decisions.attrs = {"batch_id": journal["batch_id"], "source": journal["source"],
-                       "sha256": journal["sha256"], "round_id": round_id,
-                       "rejects": rejects.to_dict("records")}
-    return decisions
+    return AddResult(decisions, rejects, round=round_id, batch_id=journal["batch_id"],
+                     source=journal["source"], sha256=journal["sha256"],
+                     rejects_file=str(proj.rejects_path))
 
 
 def _append_rejects(proj: ProjectFiles, rejects: pd.DataFrame) -> None:
@@ -381,7 +381,7 @@ def _append_rejects(proj: ProjectFiles, rejects: pd.DataFrame) -> None:
     atomic_write_frame(table, path, fmt="csv")
 
 
-def _recover(proj: ProjectFiles) -> pd.DataFrame | None:
+def _recover(proj: ProjectFiles) -> AddResult | None:
     """Finish a batch committed by an interrupted add, or roll back one that was not committed."""
     pending = _dir(proj, "pending")
     if not (pending / "journal.json").is_file():
@@ -400,8 +400,9 @@ def has_pending(proj: ProjectFiles) -> bool:
     return (_dir(proj, "pending") / "journal.json").is_file() or _dir(proj, "pending").is_dir()
 
 
-def recover_stream(proj: ProjectFiles) -> pd.DataFrame | None:
-    """Complete or roll back an ``add_pairs`` that was interrupted; returns the finished batch or None.
+def recover_stream(proj: ProjectFiles) -> AddResult | None:
+    """Complete or roll back an ``add_pairs`` that was interrupted; returns the finished batch
+    (an :class:`~mmcurate.results.AddResult`) or None.
 
     ``add_pairs`` and ``watch`` call this first; call it yourself to settle a project at once.
 

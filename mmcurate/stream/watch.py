@@ -9,11 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
-
 from mmcurate.data.formats import FORMATS
 from mmcurate.embed.encoder import load_encoder
 from mmcurate.exceptions import MmcurateError, ProjectLockedError
+from mmcurate.results import AddResult
 from mmcurate.stream.add import add_pairs, check_options, content_hash, recover_stream, stream_state
 
 if TYPE_CHECKING:
@@ -55,7 +54,7 @@ def _ready(paths: list[Path], now: dict[Path, tuple], before: dict[Path, tuple])
 
 def watch(proj: Project, folder: str | os.PathLike, *, once: bool = False, poll: float = 2.0,
           stop: threading.Event | None = None, log: Callable[[str], None] | None = None,
-          **options: Any) -> list[pd.DataFrame]:
+          **options: Any) -> list[AddResult]:
     """Poll ``folder`` for arriving batches and add each complete one once.
 
     Image projects take pairs files (``.csv .tsv .jsonl .ndjson .parquet``; images relative to
@@ -81,8 +80,8 @@ def watch(proj: Project, folder: str | os.PathLike, *, once: bool = False, poll:
 
     Returns
     -------
-    list of DataFrame
-        The decisions of each batch added, in order.
+    list of AddResult
+        Each batch added, in order (:class:`~mmcurate.results.AddResult`).
 
     Examples
     --------
@@ -98,7 +97,7 @@ def watch(proj: Project, folder: str | os.PathLike, *, once: bool = False, poll:
     say = log or _logger.info
     stop = stop or threading.Event()
     recover_stream(proj)
-    results: list[pd.DataFrame] = []
+    results: list[AddResult] = []
     before: dict[Path, tuple] = {}
     handled: dict[Path, tuple] = {}  # added, seen before or unreadable, as of this signature
     looks = 0
@@ -121,7 +120,7 @@ def watch(proj: Project, folder: str | os.PathLike, *, once: bool = False, poll:
     return results
 
 
-def _watch_one(proj: Project, path: Path, options: dict[str, Any], say) -> tuple[str, pd.DataFrame | None]:
+def _watch_one(proj: Project, path: Path, options: dict[str, Any], say) -> tuple[str, AddResult | None]:
     """Add one batch: ("added", decisions), or ("seen" | "locked" | "failed", None)."""
     seen = stream_state(proj)["files"].get(content_hash(path))
     if seen is not None:
@@ -138,12 +137,6 @@ def _watch_one(proj: Project, path: Path, options: dict[str, Any], say) -> tuple
     except (MmcurateError, ValueError, OSError) as err:
         say(f"{path.name}: not added (retried when it changes): {err}")
         return "failed", None
-    rejects = decisions.attrs["rejects"]
-    say(f"{path.name}: batch {decisions.attrs['batch_id']}: {len(decisions)} added, "
-        f"{int(decisions['queued'].sum())} queued (round {decisions.attrs['round_id']}), "
-        f"{len(rejects)} rejected")
-    for rec in rejects[:5]:
-        say(f"  rejected row {rec['row']}: {rec['reason']} ({rec['column']}) {rec['detail']}")
-    if len(rejects) > 5:
-        say(f"  ... {len(rejects) - 5} more in {proj.rejects_path}")
+    for line in decisions.brief(path.name):
+        say(line)
     return "added", decisions

@@ -99,7 +99,7 @@ def _clip_retrieval_metadata_exports(out, tmp_path):
     for pid in ids:
         proj.ledger.record(pid, "accept")
     for fmt in ("csv", "jsonl", "parquet"):
-        path = export_curated(proj, tmp_path / fmt, fmt=fmt, threshold=None)["curated_path"]
+        path = export_curated(proj, tmp_path / fmt, fmt=fmt, threshold=None).curated_path
         curated = (pd.read_csv(path) if fmt == "csv" else pd.read_json(path, lines=True, dtype=False)
                    if fmt == "jsonl" else pd.read_parquet(path))
         assert curated.columns.is_unique and len(curated) == len(meta)

@@ -26,7 +26,8 @@ def exported(tmp_path, micro_clip_dir):
     proj = create_project(tmp_path / "proj", pairs=pairs_csv, progress=False,
                           model=ModelSpec(f"local-dir:{micro_clip_dir}", None))
     proj.embed(progress=False, num_workers=0)
-    round_id, batch = select_batch(proj, budget=12)
+    selected = select_batch(proj, budget=12)
+    round_id, batch = selected.round, selected.table
     decisions = pd.DataFrame({"pair_id": batch["pair_id"],
                               "decision": ["reject" if truth.loc[p, "is_noisy"] else "accept"
                                            for p in batch["pair_id"]]})
@@ -107,7 +108,8 @@ def exported_with_groups(tmp_path, tiny_clip_dir):
                           model=ModelSpec(f"local-dir:{tiny_clip_dir}", None))
     proj.embed(progress=False, num_workers=0)
     proj.duplicates()
-    round_id, batch = select_batch(proj, budget=12)
+    selected = select_batch(proj, budget=12)
+    round_id, batch = selected.round, selected.table
     noisy = batch["pair_id"].map(lambda p: bool(truth["is_noisy"].get(p, False)))
     import_labels(proj, pd.DataFrame({"pair_id": batch["pair_id"],
                                       "decision": noisy.map({True: "reject", False: "accept"})}),
