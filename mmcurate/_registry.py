@@ -174,7 +174,12 @@ def checked_name(name: str, kind: str) -> str:
     return key
 
 
-def parameters_of(fn: Callable[..., Any], what: str) -> list[inspect.Parameter]:
+def parameters_of(fn: Callable[..., Any], what: str, *, signature: str | None = None
+                  ) -> list[inspect.Parameter]:
+    """The parameters of ``fn`` (``what`` names it in errors). With ``signature``, ``fn`` must be
+    callable first: ``ValueError`` "<what> must be a function <signature>" otherwise."""
+    if signature is not None and not callable(fn):
+        raise ValueError(f"{what} must be a function {signature}, got {type(fn).__name__}")
     try:
         return list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError) as err:

@@ -413,10 +413,8 @@ def register_selector(name: str, fn: Callable[..., npt.ArrayLike], *, descriptio
     'lowest_index'
     """
     key = checked_name(name, "selector")
-    if not callable(fn):
-        raise ValueError(f"selector {name!r} must be a function fn(scores, *, n, embeddings=None, "
-                         f"indices_labeled=None, exclude=None, random_state=None), got {type(fn).__name__}")
-    params = parameters_of(fn, f"selector {name!r}")
+    params = parameters_of(fn, f"selector {name!r}", signature="fn(scores, *, n, embeddings=None, "
+                           "indices_labeled=None, exclude=None, random_state=None)")
     names = {p.name for p in params}
     takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
     missing = [a for a in _SHARED if a not in names and not takes_any]

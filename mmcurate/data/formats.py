@@ -130,10 +130,8 @@ def register_format(name: str, read: Reader, *, suffixes: tuple[str, ...] | list
     'lines'
     """
     key = checked_name(name, "format")
-    if not callable(read):
-        raise ValueError(f"format {name!r}: read must be a function read(source, *, image_root, "
-                         f"columns), got {type(read).__name__}")
-    params = {p.name: p for p in parameters_of(read, f"format {name!r}: read")}
+    params = {p.name: p for p in parameters_of(read, f"format {name!r}: read",
+                                               signature="read(source, *, image_root, columns)")}
     takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
     missing = [a for a in ("image_root", "columns") if a not in params and not takes_any]
     if not params or missing:

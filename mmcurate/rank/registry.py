@@ -231,10 +231,7 @@ def register_strategy(name: str, score: Callable[..., Any], *, needs: Sequence[s
     'low_cosine'
     """
     key = checked_name(name, "strategy")
-    if not callable(score):
-        raise ValueError(f"strategy {name!r}: score must be a function score(view, **options), "
-                         f"got {type(score).__name__}")
-    params = parameters_of(score, f"strategy {name!r}: score")
+    params = parameters_of(score, f"strategy {name!r}: score", signature="score(view, **options)")
     if not params or params[0].kind not in (inspect.Parameter.POSITIONAL_ONLY,
                                             inspect.Parameter.POSITIONAL_OR_KEYWORD):
         raise ValueError(f"strategy {name!r}: score must take the context view as its first, "
