@@ -90,12 +90,26 @@ def test_img2dataset_shards_load(server, tmp_path):
     _clip_retrieval_metadata_exports(out, tmp_path)
 
 
+def _accepted_exports(proj, tmp_path: Path):
+    """Every pair accepted in one round, then exported as csv, jsonl and parquet: yields
+    ``(fmt, curated table read back)``."""
+    from mmcurate.export import export_curated
+
+    ids = proj.pairs["pair_id"].tolist()
+    proj.ledger.create_round(ids, strategy="test", params={}, model={})
+    for pid in ids:
+        proj.ledger.record(pid, "accept")
+    for fmt in ("csv", "jsonl", "parquet"):
+        path = export_curated(proj, tmp_path / fmt, fmt=fmt, threshold=None).curated_path
+        yield fmt, (pd.read_csv(path) if fmt == "csv" else pd.read_json(path, lines=True, dtype=False)
+                    if fmt == "jsonl" else pd.read_parquet(path))
+
+
 def _clip_retrieval_metadata_exports(out, tmp_path):
     """clip-retrieval's inference over img2dataset shards keeps img2dataset's metadata columns
     (``status`` among them) beside ``image_path``: such a folder imports and exports in every table
     format, img2dataset's values kept as ``source_status``."""
     from mmcurate.embed.importer import write_embedding_folder
-    from mmcurate.export import export_curated
     from mmcurate.project import create_project
 
     meta = pd.concat([pd.read_parquet(p) for p in sorted(out.glob("*.parquet"))], ignore_index=True)
@@ -105,14 +119,7 @@ def _clip_retrieval_metadata_exports(out, tmp_path):
     write_embedding_folder(tmp_path / "emb", vectors, vectors, meta)
     proj = create_project(tmp_path / "proj", embeddings=tmp_path / "emb")
     assert proj.config["renamed_columns"] == {"status": "source_status"}
-    ids = proj.pairs["pair_id"].tolist()
-    proj.ledger.create_round(ids, strategy="test", params={}, model={})
-    for pid in ids:
-        proj.ledger.record(pid, "accept")
-    for fmt in ("csv", "jsonl", "parquet"):
-        path = export_curated(proj, tmp_path / fmt, fmt=fmt, threshold=None).curated_path
-        curated = (pd.read_csv(path) if fmt == "csv" else pd.read_json(path, lines=True, dtype=False)
-                   if fmt == "jsonl" else pd.read_parquet(path))
+    for fmt, curated in _accepted_exports(proj, tmp_path):
         assert curated.columns.is_unique and len(curated) == len(meta)
         assert set(curated["status"]) == {"accepted"} and set(curated["source_status"]) == {"success"}
         assert sorted(curated["url"]) == sorted(meta["url"])
@@ -143,7 +150,6 @@ def test_clip_retrieval_writer_over_img2dataset_shards_imports_and_exports(serve
     the writer each sample's key, caption and .json; the writer flattens the JSON into metadata
     columns, ``status`` among them) imports, and exports in every table format with img2dataset's
     values kept as ``source_status``."""
-    from mmcurate.export import export_curated
     from mmcurate.project import create_project
 
     numpy_writer = _clip_retrieval_numpy_writer()
@@ -169,14 +175,7 @@ def test_clip_retrieval_writer_over_img2dataset_shards_imports_and_exports(serve
     proj = create_project(tmp_path / "proj", embeddings=tmp_path / "emb")
     assert proj.config["renamed_columns"]["status"] == "source_status"
     assert len(proj.pairs) == 6 and proj.rejects.empty
-    ids = proj.pairs["pair_id"].tolist()
-    proj.ledger.create_round(ids, strategy="test", params={}, model={})
-    for pid in ids:
-        proj.ledger.record(pid, "accept")
-    for fmt in ("csv", "jsonl", "parquet"):
-        path = export_curated(proj, tmp_path / fmt, fmt=fmt, threshold=None).curated_path
-        curated = (pd.read_csv(path) if fmt == "csv" else pd.read_json(path, lines=True, dtype=False)
-                   if fmt == "jsonl" else pd.read_parquet(path))
+    for _, curated in _accepted_exports(proj, tmp_path):
         assert curated.columns.is_unique and len(curated) == 6
         assert set(curated["status"]) == {"accepted"} and set(curated["source_status"]) == {"success"}
         assert sorted(curated["url"]) == sorted(urls[:6])
