@@ -81,7 +81,8 @@ def select_batch(proj: Project, *, budget: int, strategy: str = DEFAULT_STRATEGY
         _check_ranking(proj, ranking, strategy)
         table = ranking.table
         queued = proj.ledger.queued_pair_ids()
-        labelled = set(proj.ledger.decisions()["pair_id"]) if len(proj.ledger.decisions()) else set()
+        decided = proj.ledger.decisions()  # one read of the ledger's decisions
+        labelled = set(decided["pair_id"]) if len(decided) else set()
         exclude = _group_exclude(proj, table, queued | labelled, exclude)
         # labelled or queued pairs seed diversity (core-set centres); held-out pairs are only skipped
         labelled_rows = np.flatnonzero(table["pair_id"].isin(queued | labelled).to_numpy())
