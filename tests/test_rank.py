@@ -27,7 +27,7 @@ class CountingSearcher:
         return index.search(queries, k, nprobe=2, exclude_self=exclude_self, full=full, query_mean=query_mean)
 
 
-@pytest.mark.parametrize(("agreement", "n_searches"), [("cross", 3), ("same", 5)])
+@pytest.mark.parametrize(("agreement", "n_searches"), [("cross", 2), ("same", 4)])
 def test_each_search_runs_once_when_strategies_share_it(agreement, n_searches):
     img, txt, _, _ = domain_shift_embeddings(3000, 16)
     searcher = CountingSearcher()
@@ -35,7 +35,8 @@ def test_each_search_runs_once_when_strategies_share_it(agreement, n_searches):
                       searcher=searcher, agreement=agreement)
     table = compute_from_context(ctx, STRATEGIES)
     assert len(table) == 3000
-    # i2t, t2i and the joint space's (density); i2i and t2t too when agreement="same"
+    # i2t and t2i (density's joint neighbours come from their candidates); i2i and t2t too when
+    # agreement="same"
     assert len(searcher.calls) == n_searches and set(searcher.calls.values()) == {1}
     assert sorted(ctx.search_counts.values()) == [1] * n_searches
     wide = ctx.i2t

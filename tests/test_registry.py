@@ -181,7 +181,7 @@ def test_the_ray_engine_refuses_before_any_work(tmp_path):
     assert str(info.value) == message
     assert isinstance(info.value, ValueError) and isinstance(info.value, MmcurateError)
     assert RAY_ENGINE.check(["disagreement"]) == {"cosine", "proba", "features", "agree_v", "agree_t"}
-    assert "representativeness" in RAY_ENGINE.check(["density"])  # the joint index is built for it
+    assert "representativeness" in RAY_ENGINE.check(["density"])  # the shards compute it for it
 
 
 def test_the_incremental_scorer_refuses_before_any_search(tmp_path, data):

@@ -43,8 +43,8 @@ import pandas as pd
 
 from mmcurate import index as ix
 from mmcurate.engine.ray_embed import require_ray
-from mmcurate.index import project, rowwise_cosine, set_threads
-from mmcurate.rank import RankContext, compute_from_context, joint_vectors, without_own
+from mmcurate.index import best_candidates, project, rowwise_cosine, set_threads
+from mmcurate.rank import RankContext, compute_from_context, density_candidates, joint_vectors, without_own
 from mmcurate.rank.registry import Engine
 from mmcurate.signals import alignment, crossmodal, density
 
@@ -89,12 +89,13 @@ def _build_index(path: str, head: str | None, side: str, basis: np.ndarray, rand
 
 def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image_index, text_index,
                 basis: np.ndarray, k: int, nprobe: int, temperature: float, head: str | None = None,
-                joint_index=None, labeled_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
+                labeled_mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Per-pair numbers for rows ``start:stop`` (what one Ray task computes; plain function).
 
     Returns ``cosine``, the seven alignment features' inputs as an
     :class:`~mmcurate.signals.alignment.AlignmentFeatures` field dict, ``agree_v``, ``agree_t`` and,
-    with ``joint_index``, ``representativeness``. As in :class:`mmcurate.rank.RankContext`,
+    with ``labeled_mask``, ``representativeness`` (density's joint-space neighbours among the two
+    searches' candidates, as the local engine takes them). As in :class:`mmcurate.rank.RankContext`,
     neighbours found in the reduced space are re-scored with the full vectors
     (``ClusteredIndex.search(full=)``); the agreements are taken in the reduced space.
     """
@@ -114,9 +115,10 @@ def shard_stats(image_path: str, text_path: str, start: int, stop: int, *, image
         rt, without_own(i2t[1], k, offset=start), text_index.rows, own=rt)
     out["agree_t"] = crossmodal.neighbourhood_agreement(
         ri, without_own(t2i[1], k, offset=start), image_index.rows, own=ri)
-    if joint_index is not None:
-        sims, idx = joint_index.search(joint_vectors(ri, rt), k, nprobe=nprobe, exclude_self=True,
-                                       offset=start)
+    if labeled_mask is not None:  # density: joint-space neighbours among the cross-modal candidates
+        sims, idx = best_candidates(joint_vectors(ri, rt), lambda rows: joint_vectors(image_index.rows(rows),
+                                                                                       text_index.rows(rows)),
+                                    density_candidates(i2t[1], t2i[1], k, offset=start), k)
         out["representativeness"] = density.representativeness(sims, idx, labeled_mask=labeled_mask)
     return out
 
@@ -194,18 +196,14 @@ def rank_with_ray(
     basis_ref = ray.put(basis)  # owned by this driver, which outlives every task using it
     image_index = build.remote(image_path, head, "image", basis_ref, random_state, marker)
     text_index = build.remote(text_path, head, "text", basis_ref, random_state, marker)
-    joint_index = None
     labeled = np.asarray(indices_labeled if indices_labeled is not None else [], np.int64)
     mask = np.zeros(n, bool)
     mask[labeled] = True
-    if "representativeness" in needed:
-        joint_index = ray.remote(**retry)(_build_joint_index).remote(image_index, text_index,
-                                                                      random_state)
     task = ray.remote(**retry)(_shard_task)
     n_shards = n_shards or max(1, int(4 * ray.cluster_resources().get("CPU", 1)))
     shards = _shards(n, n_shards)
     refs = {task.remote(image_path, text_path, a, b, image_index, text_index, basis_ref, k, nprobe,
-                        temperature, head, joint_index, mask if joint_index is not None else None,
+                        temperature, head, mask if "representativeness" in needed else None,
                         marker): (a, b)
             for a, b in shards}
     stats = _gather(ray, refs, n)
@@ -235,15 +233,10 @@ def _gather(ray, refs: dict, n: int) -> dict[str, np.ndarray]:
     return stats
 
 
-def _build_joint_index(image_index, text_index, random_state: int):
-    joint = joint_vectors(image_index.vectors, text_index.vectors)
-    return ix.ClusteredIndex(joint, random_state=random_state)
-
-
 def _shard_task(image_path, text_path, start, stop, image_index, text_index, basis, k, nprobe,
-                temperature, head, joint_index, labeled_mask, fault_marker=None):
+                temperature, head, labeled_mask, fault_marker=None):
     _crash_once(fault_marker, "shard")
     set_threads(1)  # one task per CPU: no oversubscription
     return shard_stats(image_path, text_path, start, stop, image_index=image_index,
                        text_index=text_index, basis=basis, k=k, nprobe=nprobe, temperature=temperature,
-                       head=head, joint_index=joint_index, labeled_mask=labeled_mask)
+                       head=head, labeled_mask=labeled_mask)

@@ -28,13 +28,20 @@ from mmcurate.index.exact import (
     search,
     set_threads,
 )
-from mmcurate.index.inner_product import rescore, rowwise_cosine, top_k_inner_product
+from mmcurate.index.inner_product import (
+    best_candidates,
+    rescore,
+    rowwise_cosine,
+    top_k_inner_product,
+    unique_candidates,
+)
 from mmcurate.index.projection import REDUCED_DIM as REDUCED_DIM
 from mmcurate.index.projection import fit_projection, project, project_pairs, stable_sample
 
 __all__ = [
     "ClusteredIndex",
     "as_float32",
+    "best_candidates",
     "build_index",
     "fit_projection",
     "kmeans",
@@ -50,4 +57,5 @@ __all__ = [
     "set_threads",
     "stable_sample",
     "top_k_inner_product",
+    "unique_candidates",
 ]

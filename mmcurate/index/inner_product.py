@@ -153,6 +153,52 @@ def gathered_dots(queries: npt.NDArray[np.float32], vectors: npt.NDArray[np.floa
     return out
 
 
+def unique_candidates(idx: npt.ArrayLike) -> npt.NDArray[np.int64]:
+    """Each row's candidate rows with repeats replaced by -1 (the first of each kept, order kept).
+
+    Examples
+    --------
+    >>> unique_candidates(np.array([[3, 1, 3, -1, 1], [0, 2, 2, 2, -1]])).tolist()
+    [[3, 1, -1, -1, -1], [0, 2, -1, -1, -1]]
+    """
+    idx = np.asarray(idx, np.int64)
+    order = np.argsort(idx, axis=1, kind="stable")
+    ordered = np.take_along_axis(idx, order, 1)
+    repeat = np.zeros(idx.shape, dtype=bool)
+    repeat[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    out = np.empty_like(idx)
+    np.put_along_axis(out, order, np.where(repeat, -1, ordered), 1)
+    return out
+
+
+def best_candidates(queries: Any, database: Any, candidates: npt.NDArray[np.int64], k: int, *,
+                    chunk: int = 65536) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+    """The ``k`` best of each query's ``candidates`` ``(N, m)`` (repeats and -1 dropped) by exact
+    inner product with ``database`` (array or callable ``rows -> vectors``, as :func:`rescore`):
+    ``(sims (N, k), indices (N, k))`` best first, ``-inf`` / -1 where fewer than ``k`` remain.
+
+    A neighbour list without a search of its own: ``density`` takes its joint-space neighbours
+    from the candidates the cross-modal searches found (:attr:`mmcurate.rank.RankContext.representativeness`).
+
+    Examples
+    --------
+    >>> db = np.eye(3, dtype=np.float32)
+    >>> sims, idx = best_candidates(db[[0]], db, np.array([[2, 0, 2]]), 2)
+    >>> idx.tolist(), sims.tolist()
+    ([[0, 2]], [[1.0, 0.0]])
+    """
+    queries = row_source(queries)
+    n, m = candidates.shape
+    width = min(k, m)
+    sims = np.full((n, k), -np.inf, dtype=np.float32)
+    out = np.full((n, k), -1, dtype=np.int64)
+    for s, q in iter_chunks(queries, chunk):
+        part_sims, part_idx = rescore(q, database, unique_candidates(candidates[s : s + len(q)]))
+        sims[s : s + len(q), :width] = part_sims[:, :width]
+        out[s : s + len(q), :width] = np.where(np.isfinite(part_sims[:, :width]), part_idx[:, :width], -1)
+    return sims, out
+
+
 def exact_sorted(queries: npt.NDArray[np.float32], rows: npt.NDArray[np.float32], cand: npt.NDArray[np.int64],
                  valid: npt.NDArray[np.bool_] | None = None
                  ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:

@@ -18,6 +18,7 @@ from mmcurate.rank.context import (
     FROM_FEATURES,
     ContextView,
     RankContext,
+    density_candidates,
     joint_vectors,
     selection_vectors,
     without_own,
@@ -34,6 +35,6 @@ from mmcurate.rank.registry import (
 
 __all__ = [
     "APPROXIMATE_FROM", "FROM_FEATURES", "STRATEGIES", "TABLE_NEEDS", "ContextView", "Engine", "RankContext",
-    "Strategy", "compute_from_context", "compute_ranking", "joint_vectors", "register_strategy", "resolve",
-    "selection_vectors", "unregister_strategy", "without_own",
+    "Strategy", "compute_from_context", "compute_ranking", "density_candidates", "joint_vectors",
+    "register_strategy", "resolve", "selection_vectors", "unregister_strategy", "without_own",
 ]

@@ -9,7 +9,9 @@ declares (:attr:`mmcurate.rank.Strategy.needs`) and the ranking's parameters.
 Neighbour searches go through :mod:`mmcurate.index` and :meth:`RankContext.neighbours`, which runs
 each distinct search once per ranking and shares it among the strategies: image→text and
 text→image (the alignment features and, by default, the neighbourhood agreements), joint-space
-neighbours for ``density``; image→image and text→text only with ``agreement="same"``. Inputs may
+neighbours for ``density`` (exact up to ``APPROXIMATE_FROM`` pairs; above it taken from the two
+cross-modal searches' candidates, :attr:`RankContext.density_candidates`); image→image and
+text→text only with ``agreement="same"``. Inputs may
 be float16 memory maps; they are read in chunks.
 """
 
@@ -27,8 +29,8 @@ from mmcurate._fileio import iter_chunks
 from mmcurate.learn import Validation, fit_validated
 from mmcurate.signals import alignment, committee, crossmodal, density
 
-__all__ = ["APPROXIMATE_FROM", "FROM_FEATURES", "ContextView", "RankContext", "joint_vectors",
-           "selection_vectors", "without_own"]
+__all__ = ["APPROXIMATE_FROM", "FROM_FEATURES", "ContextView", "RankContext", "density_candidates",
+           "joint_vectors", "selection_vectors", "without_own"]
 
 
 def _retrieval_rows(own: np.ndarray, sims: np.ndarray, idx: np.ndarray, temperature: float) -> np.ndarray:
@@ -132,9 +134,10 @@ class RankContext:
     (``ClusteredIndex.search(full=)``: each query group's candidate rows are read once, by offset),
     so the similarities the features compare (a pair's own cosine against its alternatives') and
     the retrieval softmaxes are exact; only which neighbours were found is approximate.
-    Neighbourhood agreements (means over k neighbours) and density's joint-space neighbours stay in
-    the reduced space (full-space ones would need ``N·k`` more full rows read for little gain; the
-    README's "Large pools" section has the figures). ``cosine`` (and so ``clip_score``) is always
+    Neighbourhood agreements (means over k neighbours) and density's joint-space neighbours (chosen
+    among the cross-modal candidates: :attr:`density_candidates`) stay in the reduced space
+    (full-space ones would need ``N·k`` more full rows read for little gain; the README's "Large
+    pools" section has the figures). ``cosine`` (and so ``clip_score``) is always
     exact. Float16 memory maps are read in chunks (the re-scoring reads only the candidate rows); no
     full-precision copy is made.
 
@@ -350,6 +353,14 @@ class RankContext:
     def retrieval_t2i(self) -> np.ndarray:
         return _retrieval_rows(self.own, *self.t2i, self.temperature)
 
+    @property
+    def density_candidates(self) -> np.ndarray:
+        """Above ``APPROXIMATE_FROM``: the pairs ``density`` looks for its joint-space neighbours
+        among, ``(N, 2k)``: the other captions each image retrieves and the other images each
+        caption retrieves (the two cross-modal searches the features ran), re-scored in the
+        joint space (:func:`mmcurate.index.best_candidates`), so density needs no search of its own."""
+        return density_candidates(self.i2t[1], self.t2i[1], self.k)
+
     @cached_property
     def agree_v(self) -> np.ndarray:
         neighbours = self.i2i[1] if self.agreement == "same" else without_own(self.i2t[1], self.k)
@@ -362,10 +373,21 @@ class RankContext:
 
     @cached_property
     def representativeness(self) -> np.ndarray:
-        sims, idx = self.neighbours("joint", "joint", self.k, exclude_self=True)
+        if self.approximate:
+            joint = self.joint_space
+            sims, idx = ix.best_candidates(joint, joint, self.density_candidates, self.k)
+        else:
+            sims, idx = self.neighbours("joint", "joint", self.k, exclude_self=True)
         mask = np.zeros(self.n, bool)
         mask[self.indices_labeled] = True
         return density.representativeness(sims, idx, labeled_mask=mask)
+
+
+def density_candidates(i2t_idx: np.ndarray, t2i_idx: np.ndarray, k: int, *, offset: int = 0) -> np.ndarray:
+    """``(N, 2k)`` candidate joint-space neighbours of rows ``offset + i``: the first ``k`` other
+    rows of each image→text and text→image neighbour list (:func:`without_own`), repeats kept
+    (:func:`mmcurate.index.best_candidates` drops them)."""
+    return np.concatenate([without_own(i2t_idx, k, offset=offset), without_own(t2i_idx, k, offset=offset)], 1)
 
 
 def joint_vectors(image_embeddings, text_embeddings, *, chunk: int = 65536) -> npt.NDArray[np.float32]:
