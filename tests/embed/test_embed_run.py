@@ -142,15 +142,30 @@ def test_killed_embed_resumes_without_redoing_work(micro_clip_dir, tmp_path, sig
     proj = create_project(tmp_path / "p", pairs=csv, model=spec, progress=False)
     cmd = [sys.executable, "-m", "mmcurate.cli", "embed", str(proj.root), "--batch-size", "2",
            "--workers", "0", "--no-progress"]
+    # image 40 becomes a named pipe: the job blocks there, mid-run, however fast or loaded the
+    # machine is (polling for parts alone let a starved test see the job finish before its kill)
+    blocker = csv.parent / "img" / "40.png"
+    real = blocker.read_bytes()
+    blocker.unlink()
+    os.mkfifo(blocker)
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     parts = proj.root / "embeddings" / "parts"
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and len(list(parts.glob("part-*.npz"))) < 5:
+    while time.monotonic() < deadline and len(list(parts.glob("part-*.npz"))) < 5 and proc.poll() is None:
         time.sleep(0.005)
     os.kill(proc.pid, sig)
+    try:  # let a reader still waiting on the pipe go (SIGKILL leaves none: no reader, ENXIO)
+        fd = os.open(blocker, os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        fd = None
+    if fd is not None:
+        os.close(fd)
     _, err = proc.communicate(timeout=60)
+    blocker.unlink()
+    blocker.write_bytes(real)
     done = proj.store.stored_ids()
-    assert 0 < len(done) < 400, "the kill must land mid-run"
+    assert 0 < len(done) <= 40, "the kill must land mid-run, while the job waits on image 40"
+    assert proc.returncode == (-signal.SIGKILL if sig == signal.SIGKILL else 130), err
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "resume" in err
     report = open_project(proj.root).embed(progress=False, num_workers=0)
