@@ -220,6 +220,7 @@ def stamps_world(folder, stamps_root, n_base: int, seed: int):
     only photos whose opaque pixels have mean saturation >= 0.25: a grey photo turned is the same
     image) and 7.5 % moved (shrunk to 60 % and placed in a corner of a white canvas of the source's
     size). Embedded with the tiny stand-in model. Returns ``(proj, family, boilerplate, None)``."""
+    import hashlib
     import shutil
 
     import pandas as pd
@@ -229,6 +230,11 @@ def stamps_world(folder, stamps_root, n_base: int, seed: int):
 
     folder = Path(folder)
     every = pd.read_csv(build_tuxpaint_pairs(folder / "all.csv", stamps_root=stamps_root))
+    # the stock set holds a few identical photos under two names ("A fireman."): one of each, or the
+    # truth would call true duplicates different
+    pixels = [hashlib.sha1(_on_white(Image.open(Path(stamps_root) / p)).tobytes()).hexdigest()
+              for p in every["image"]]
+    every = every[~pd.Series(pixels).duplicated().to_numpy()]
     rng = np.random.default_rng(seed)
     base = every.iloc[np.sort(rng.choice(len(every), min(n_base, len(every)), replace=False))]
     (folder / "img").mkdir(exist_ok=True)

@@ -69,7 +69,7 @@ class GroupParams:
     boilerplate_max_image_similarity: float = 0.9
     exact: bool = True
     verify: str = "auto"
-    pixel_threshold: float = 0.025
+    pixel_threshold: float = 0.08
 
     def __post_init__(self) -> None:
         if self.near not in (*_NEAR_KIND, "none"):

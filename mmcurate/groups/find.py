@@ -219,11 +219,14 @@ def pixel_distance(signatures_a: npt.NDArray[np.uint8], signatures_b: npt.NDArra
     view 0 the whole image as an S × S colour thumbnail, views 1.. the image cropped by other
     margins).
 
-    The distance is the root-mean-square difference of the two thumbnails (values scaled to
-    [0, 1], every cell and colour channel), the smallest over the alignments "whole a vs view j of
-    b" and "view j of a vs whole b": a copy cropped by a few pixels and resized back is compared
-    with the source cropped alike. 0: identical thumbnails; a scene whose background tint or
-    object colour differs lands far above JPEG re-encoding.
+    ``d = rms / max(0.1, contrast)``: ``rms`` is the root-mean-square difference of the two
+    thumbnails (values scaled to [0, 1], every cell and colour channel), the smallest over the
+    alignments "whole a vs view j of b" and "view j of a vs whole b" (a copy cropped by a few
+    pixels and resized is compared with its source cropped alike); ``contrast`` is
+    ``sqrt((c_a² + c_b²) / 2)``, ``c²`` a whole thumbnail's variance over its cells summed over the
+    three channels. A contrasty photo moves more under resampling and JPEG than a flat scene, and
+    two flat scenes whose tints differ a little are still different: the scale makes one threshold
+    fit both. 0: identical thumbnails.
 
     Examples
     --------
@@ -231,8 +234,8 @@ def pixel_distance(signatures_a: npt.NDArray[np.uint8], signatures_b: npt.NDArra
     >>> y = x.copy(); y[0, 0] = 51
     >>> pixel_distance(x, y).astype(float).round(3).tolist()  # view 1 of y still equals x's whole view
     [0.0]
-    >>> pixel_distance(x, x + 51).astype(float).round(3).tolist()  # every value 51/255 = 0.2 apart
-    [0.2]
+    >>> pixel_distance(x, x + 51).astype(float).round(3).tolist()  # flat: 51/255 = 0.2 apart, / 0.1
+    [2.0]
     """
     a = np.asarray(signatures_a, np.float32) / 255.0
     b = np.asarray(signatures_b, np.float32) / 255.0
@@ -241,7 +244,14 @@ def pixel_distance(signatures_a: npt.NDArray[np.uint8], signatures_b: npt.NDArra
     axes = (2, 3, 4)
     best = np.sqrt(((a - b[:, :1]) ** 2).mean(axis=axes)).min(axis=1)  # view i of a vs whole b
     other = np.sqrt(((a[:, :1] - b) ** 2).mean(axis=axes)).min(axis=1)  # whole a vs view j of b
-    return np.minimum(best, other).astype(np.float32)
+    var_a = a[:, 0].reshape(len(a), -1, 3).var(axis=1).sum(axis=1)
+    var_b = b[:, 0].reshape(len(b), -1, 3).var(axis=1).sum(axis=1)
+    scale = np.maximum(_CONTRAST_FLOOR, np.sqrt((var_a + var_b) / 2))
+    return (np.minimum(best, other) / scale).astype(np.float32)
+
+
+_CONTRAST_FLOOR = 0.1
+"""The smallest contrast :func:`pixel_distance` divides by (a flat image's differences count in full)."""
 
 
 def confirm_edges(a: npt.ArrayLike, b: npt.ArrayLike, signatures: npt.NDArray[np.uint8],
@@ -255,7 +265,7 @@ def confirm_edges(a: npt.ArrayLike, b: npt.ArrayLike, signatures: npt.NDArray[np
     Examples
     --------
     >>> sig = np.zeros((2, 1, 2, 2, 3), np.uint8); sig[1] = 255
-    >>> confirm_edges([0, 0, 1], [1, 2, 2], sig, [0, 0, 1], threshold=0.1).tolist()
+    >>> confirm_edges([0, 0, 1], [1, 2, 2], sig, [0, 0, 1], threshold=0.5).tolist()
     [True, False, False]
     """
     ea, eb = np.asarray(a, np.int64), np.asarray(b, np.int64)
