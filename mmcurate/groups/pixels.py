@@ -50,8 +50,8 @@ def image_signature(image: Image.Image) -> npt.NDArray[np.uint8]:
     """
     rgb = image if image.mode == "RGB" else image.convert("RGB")
     w, h = rgb.size
-    # no reducing_gap: its integer pre-reduction shifts the cell borders (copies resized by 0.87
-    # drifted apart by 0.05); a JPEG is already decoded small (draft)
+    # no reducing_gap: its integer pre-reduction shifts the cell borders (a copy resized to 87%
+    # drifted several times farther from its source); a JPEG is already decoded small (draft)
     views = [rgb.resize((THUMB, THUMB), Image.Resampling.BOX, box=(fx * w, fy * h, w - fx * w, h - fy * h))
              for fx, fy in VIEWS]
     return np.stack([np.asarray(v, np.uint8) for v in views])
