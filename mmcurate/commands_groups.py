@@ -31,6 +31,12 @@ def add_duplicates_parser(sub) -> None:
                    help=f"caption cosine joining boilerplate captions (default {d.boilerplate_threshold})")
     p.add_argument("--boilerplate-min-size", type=int, default=d.boilerplate_min_size,
                    help=f"pairs a caption must be on to be boilerplate (default {d.boilerplate_min_size})")
+    p.add_argument("--verify", choices=["auto", "pixels", "none"], default=d.verify,
+                   help="confirm near pairs by their images' pixels: auto (default) = when the project "
+                        "has image files, pixels = always, none = vectors only")
+    p.add_argument("--pixel-threshold", type=float, default=d.pixel_threshold,
+                   help=f"largest RMS pixel difference (0-1) of two confirmed copies "
+                        f"(default {d.pixel_threshold})")
     p.add_argument("--no-exact", action="store_true", help="skip hashing the image files")
     p.add_argument("--split", nargs="+", metavar="PAIR_ID",
                    help="take these pairs out of their duplicate groups (no search)")
@@ -56,6 +62,7 @@ def cmd_duplicates(args) -> int:
     groups = proj.duplicates(image_threshold=args.image_threshold, caption_threshold=args.caption_threshold,
                              near=args.near, k=args.k, boilerplate_threshold=args.boilerplate_threshold,
                              boilerplate_min_size=args.boilerplate_min_size, exact=not args.no_exact,
+                             verify=args.verify, pixel_threshold=args.pixel_threshold,
                              progress=not args.no_progress)
     print("\n".join(duplicates_lines(proj, groups, args.show)))
     return 0

@@ -15,17 +15,27 @@ Usage::
 
     python scripts/bench_duplicates_quality.py [--n-base 3000] [--seeds 0 1 2] [--dims 512 768]
     python scripts/bench_duplicates_quality.py --scenes 1000 --seeds 0 1   # the tiny model's scenes
+    python scripts/bench_duplicates_quality.py --stamps --seeds 0 1        # tuxpaint photos, tiny model
 
 ``--scenes``: real image files (generated scenes), copies re-encoded as JPEG and cropped, exact
 copies, boilerplate captions, embedded with the tiny stand-in model (not CLIP: it sees only shape,
 colour, count, position and size, so two scenes alike in those are near-identical to it; the table
-says how many grouped pairs differ in them).
+says how many grouped pairs differ in them). ``--stamps``: Debian's ``tuxpaint-stamps-default``
+photos (skipped when absent; copied to a temporary folder, never into the repository) with copies
+(cropped 0-3 px, resized to 50-100 %, JPEG q60-95), exact copies and near misses (the same photo
+recoloured, or shrunk and moved on its canvas, with the same caption: different images), embedded
+with the tiny model, which knows nothing of photos. Both image worlds print the groups with
+vectors only (``verify="none"``) and confirmed by pixels (``verify="pixels"``) over
+``--pixel-thresholds``, and over the vector threshold with the default pixel threshold.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import tempfile
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -70,10 +80,32 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--dims", type=int, nargs="+", default=[512, 768])
     ap.add_argument("--scenes", type=int, default=0,
-                    help="also N generated scenes + injected copies embedded with the tiny model (0: skip)")
+                    help="N generated scenes + injected copies embedded with the tiny model (0: skip)")
+    ap.add_argument("--stamps", action="store_true",
+                    help="tuxpaint stamp photos + injected copies and near misses, tiny model")
+    ap.add_argument("--stamps-root", default="/usr/share/tuxpaint/stamps")
+    ap.add_argument("--stamps-base", type=int, default=400, help="stamp photos drawn per seed")
+    ap.add_argument("--pixel-thresholds", type=float, nargs="+",
+                    default=[0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.07, 0.1])
     args = ap.parse_args()
-    if args.scenes:
-        sweep_scenes(args.scenes, args.seeds)
+    if args.scenes or args.stamps:
+        from mmcurate.groups.pixels import project_signature_reader as reader_of
+        from mmcurate.groups.project import image_keys
+
+        built = []
+        for seed in args.seeds:
+            folder = tempfile.mkdtemp(prefix="dup_images_")
+            if args.scenes:
+                built.append(("scenes", scenes_world(folder, args.scenes, seed)))
+            elif Path(args.stamps_root).is_dir():
+                built.append(("stamps", stamps_world(folder, args.stamps_root, args.stamps_base, seed)))
+            else:
+                print(f"{args.stamps_root} not found (apt-get install tuxpaint-stamps-default): skipped")
+                return
+        worlds = [ImageWorld(proj.image_embeddings(), proj.text_embeddings(), proj.pairs["caption"].tolist(),
+                             image_keys(proj), family, boiler, attrs, CachedReader(reader_of(proj)))
+                  for _, (proj, family, boiler, attrs) in built]
+        sweep_images(worlds, built[0][0], args.seeds, args.pixel_thresholds)
         return
     worlds = [make_duplicate_world(args.n_base, dim=d, random_state=s)
               for d in args.dims for s in args.seeds]
@@ -85,8 +117,46 @@ def main() -> None:
     sweep(worlds, "bp t", [0.90, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995], base, ("boilerplate_threshold",))
 
 
-# -- the tiny model's scenes: real image files, copies re-encoded, embedded by the project's model --------
+# -- image worlds: real image files, copies re-encoded, embedded by the project's (tiny) model -------------
 ATTRS = ["shape", "color", "count", "position", "size"]
+
+
+class ImageWorld(NamedTuple):
+    image: np.ndarray
+    text: np.ndarray
+    captions: list
+    keys: list
+    family: np.ndarray
+    boiler: np.ndarray
+    attrs: np.ndarray | None
+    reader: object
+
+
+class CachedReader:
+    """A project's signature reader that reads each row once over the whole sweep."""
+
+    def __init__(self, read) -> None:
+        self.read, self.cache = read, {}
+
+    def __call__(self, rows):
+        todo = [int(r) for r in rows if int(r) not in self.cache]
+        if todo:
+            sig, ok = self.read(np.asarray(todo, np.int64))
+            self.cache.update({r: (sig[i], ok[i]) for i, r in enumerate(todo)})
+        got = [self.cache[int(r)] for r in rows]
+        return np.stack([g[0] for g in got]), np.array([g[1] for g in got], bool)
+
+
+def _project(folder, table):
+    from mmcurate.embed.model import ModelSpec
+    from mmcurate.embed.tiny import get_tiny_clip
+    from mmcurate.project import create_project
+
+    table.to_csv(folder / "pairs_dup.csv", index=False)
+    proj = create_project(folder / "proj", pairs=folder / "pairs_dup.csv", image_root=folder,
+                          model=ModelSpec(f"local-dir:{get_tiny_clip(progress=False)}", None))
+    proj.embed(progress=False, num_workers=0)
+    return proj
 
 
 def scenes_world(folder, n: int, seed: int):
@@ -94,15 +164,11 @@ def scenes_world(folder, n: int, seed: int):
     the same or reworded), exact copies (same bytes, caption in capitals) and boilerplate captions on
     extra scenes; embedded with the tiny stand-in model. Returns ``(proj, family, boilerplate, attrs)``."""
     import shutil
-    from pathlib import Path
 
     import pandas as pd
     from PIL import Image
 
-    from mmcurate.embed.model import ModelSpec
-    from mmcurate.embed.tiny import get_tiny_clip
     from mmcurate.groups.synthetic import BOILERPLATE
-    from mmcurate.project import create_project
     from mmcurate.synth import write_scene_dataset
 
     folder = Path(folder)
@@ -141,44 +207,144 @@ def scenes_world(folder, n: int, seed: int):
             boiler.append(b)
         start += m
     table = pd.DataFrame(rows)
-    table.to_csv(folder / "pairs_dup.csv", index=False)
-    proj = create_project(folder / "proj", pairs=folder / "pairs_dup.csv", image_root=folder,
-                          model=ModelSpec(f"local-dir:{get_tiny_clip(progress=False)}", None))
-    proj.embed(progress=False, num_workers=0)
+    proj = _project(folder, table)
     attrs = table[ATTRS].astype(str).agg("|".join, axis=1).to_numpy()
     return proj, np.asarray(family), np.asarray(boiler), attrs
 
 
-def sweep_scenes(n: int, seeds) -> None:
-    import tempfile
+def stamps_world(folder, stamps_root, n_base: int, seed: int):
+    """Tuxpaint stamp photos (``n_base`` drawn per seed, on white) with injected copies (15 %: cropped
+    0-3 px, resized to 50-100 %, JPEG q60-95; caption the same or with a full stop added), exact copies
+    (5 %: same bytes, caption in capitals) and near misses with the *same caption* as their source,
+    which are different images (truth: their own family): 7.5 % recoloured (hue turned 90-270 degrees;
+    only photos whose opaque pixels have mean saturation >= 0.25: a grey photo turned is the same
+    image) and 7.5 % moved (shrunk to 60 % and placed in a corner of a white canvas of the source's
+    size). Embedded with the tiny stand-in model. Returns ``(proj, family, boilerplate, None)``."""
+    import hashlib
+    import shutil
 
-    from mmcurate.groups.project import image_keys
+    import pandas as pd
+    from PIL import Image
 
-    worlds = []
-    for seed in seeds:
-        proj, family, boiler, attrs = scenes_world(tempfile.mkdtemp(prefix="dup_scenes_"), n, seed)
-        worlds.append((proj.image_embeddings(), proj.text_embeddings(), proj.pairs["caption"].tolist(),
-                       image_keys(proj), family, boiler, attrs))
-    print(f"\nscenes (tiny stand-in model, not CLIP): {len(worlds)} worlds of {len(worlds[0][0])} pairs; "
-          f"'other content' = pairs put together whose scenes differ in shape, colour, count, position "
-          f"or size (same-attribute scenes are near-identical to this model)")
-    print(f"{'near t':>10}  {'pair prec':>9}  {'pair rec':>8}  {'copy rec':>8}  {'other content':>13}  "
-          f"{'bp prec':>7}  {'bp rec':>6}")
-    for t in np.round(np.arange(0.86, 0.995, 0.01), 3):
-        params = dataclasses.replace(GroupParams(), image_threshold=float(t), caption_threshold=float(t))
-        cells = []
-        for image, text, captions, keys, family, boiler, attrs in worlds:
-            m = len(image)
-            table = find_groups(image, text, captions, image_keys=keys, params=params)
-            dup = labels_of(table, m, DUPLICATE_KINDS)
-            p, r = pair_precision_recall(dup, family)
-            copies = np.flatnonzero(family != np.arange(m))
-            same_attrs = pair_precision_recall(dup, pd_codes(attrs))[0]
-            truth_b = np.where(boiler >= 0, boiler, np.arange(m) + m)
-            bp, br = pair_precision_recall(labels_of(table, m, ("boilerplate",)), truth_b)
-            cells.append((p, r, float(np.mean(dup[copies] == dup[family[copies]])), 1 - same_attrs, bp, br))
-        mean = np.mean(cells, axis=0)
-        print(f"{t:>10.3f}  " + "  ".join(f"{v:.3f}" for v in mean))
+    from mmcurate.data.tuxpaint import build_tuxpaint_pairs
+
+    folder = Path(folder)
+    every = pd.read_csv(build_tuxpaint_pairs(folder / "all.csv", stamps_root=stamps_root))
+    # the stock set holds a few identical photos under two names ("A fireman."): one of each, or the
+    # truth would call true duplicates different
+    pixels = [hashlib.sha1(_on_white(Image.open(Path(stamps_root) / p)).tobytes()).hexdigest()
+              for p in every["image"]]
+    every = every[~pd.Series(pixels).duplicated().to_numpy()]
+    rng = np.random.default_rng(seed)
+    base = every.iloc[np.sort(rng.choice(len(every), min(n_base, len(every)), replace=False))]
+    (folder / "img").mkdir(exist_ok=True)
+    rows = []
+    for i, r in enumerate(base.to_dict("records")):
+        name = f"img/b{i:04d}.png"
+        _on_white(Image.open(Path(stamps_root) / r["image"])).save(folder / name)
+        rows.append({"id": f"b{i:04d}", "image": name, "caption": r["caption"]})
+    n = len(rows)
+    family, boiler = list(range(n)), [-1] * n
+
+    def add(src: int, image: Image.Image | None, kind: str, caption: str, same_family: bool) -> None:
+        j = len(rows)
+        name = f"img/{kind}{j:05d}." + ("png" if image is None else "jpg" if kind == "c" else "png")
+        if image is None:
+            shutil.copy(folder / rows[src]["image"], folder / name)
+        elif kind == "c":
+            image.save(folder / name, quality=int(rng.integers(60, 96)))
+        else:
+            image.save(folder / name)
+        rows.append({"id": f"{kind}{j:05d}", "image": name, "caption": caption})
+        family.append(family[src] if same_family else j)
+        boiler.append(-1)
+
+    for s in rng.integers(0, n, int(0.15 * n)):
+        im = Image.open(folder / rows[int(s)]["image"]).convert("RGB")
+        c, scale = int(rng.integers(0, 4)), float(rng.uniform(0.5, 1.0))
+        w, h = im.size
+        im = im.crop((c, c, w - c, h - c)).resize((max(8, round(w * scale)), max(8, round(h * scale))))
+        add(int(s), im, "c", rows[int(s)]["caption"] + ("" if rng.random() < 0.5 else " ."), True)
+    for s in rng.integers(0, n, int(0.05 * n)):
+        add(int(s), None, "e", rows[int(s)]["caption"].upper() + "!", True)
+    colourful = [i for i in range(n) if _saturation(Image.open(folder / rows[i]["image"])) >= 0.25]
+    for s in rng.choice(colourful, min(len(colourful), int(0.075 * n)), replace=False):
+        im = _turn_hue(Image.open(folder / rows[int(s)]["image"]), float(rng.uniform(90, 270)))
+        add(int(s), im, "r", rows[int(s)]["caption"], False)
+    for s in rng.choice(n, int(0.075 * n), replace=False):
+        im = Image.open(folder / rows[int(s)]["image"]).convert("RGB")
+        w, h = im.size
+        small = im.resize((max(4, round(0.6 * w)), max(4, round(0.6 * h))))
+        canvas = Image.new("RGB", (w, h), (255, 255, 255))
+        corner = int(rng.integers(0, 4))
+        canvas.paste(small, ((w - small.width) * (corner % 2), (h - small.height) * (corner // 2)))
+        add(int(s), canvas, "m", rows[int(s)]["caption"], False)
+    proj = _project(folder, pd.DataFrame(rows))
+    return proj, np.asarray(family), np.asarray(boiler), None
+
+
+def _on_white(im):
+    from PIL import Image
+
+    im = im.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", im.size, (255, 255, 255, 255)), im).convert("RGB")
+
+
+def _saturation(im) -> float:
+    """Mean HSV saturation of the pixels that are not white background (0-1)."""
+    arr = np.asarray(im.convert("RGB"), np.float32)
+    fg = arr.min(-1) < 245
+    hsv = np.asarray(im.convert("RGB").convert("HSV"), np.float32)
+    return float(hsv[..., 1][fg].mean() / 255) if fg.any() else 0.0
+
+
+def _turn_hue(im, degrees: float):
+    from PIL import Image
+
+    hsv = np.asarray(im.convert("RGB").convert("HSV")).copy()
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + round(degrees / 360 * 256)) % 256).astype(np.uint8)
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+def _cells(world: ImageWorld, params: GroupParams) -> tuple[float, ...]:
+    m = len(world.image)
+    reader = world.reader if params.verify != "none" else None
+    table = find_groups(world.image, world.text, world.captions, image_keys=world.keys, params=params,
+                        pixel_signatures=reader)
+    dup = labels_of(table, m, DUPLICATE_KINDS)
+    p, r = pair_precision_recall(dup, world.family)
+    copies = np.flatnonzero(world.family != np.arange(m))
+    other = 1 - pair_precision_recall(dup, pd_codes(world.attrs))[0] if world.attrs is not None else np.nan
+    truth_b = np.where(world.boiler >= 0, world.boiler, np.arange(m) + m)
+    bp, br = pair_precision_recall(labels_of(table, m, ("boilerplate",)), truth_b)
+    return p, r, float(np.mean(dup[copies] == dup[world.family[copies]])), other, bp, br
+
+
+def _print_rows(worlds, label: str, settings) -> None:
+    print(f"{label:>16}  {'pair prec':>13}  {'pair rec':>13}  {'copy rec':>13}  {'other content':>13}  "
+          f"{'bp prec':>13}  {'bp rec':>13}   (mean [min] over {len(worlds)} worlds)")
+    for name, params in settings:
+        cells = np.array([_cells(w, params) for w in worlds])
+        print(f"{name:>16}  " + "  ".join(f"{np.mean(c):.3f} [{np.min(c):.3f}]" for c in cells.T))
+
+
+def sweep_images(worlds, family: str, seeds, pixel_thresholds) -> None:
+    d = GroupParams()
+    print(f"\n{family} (tiny stand-in model, not CLIP): {len(worlds)} worlds (seeds {list(seeds)}) of "
+          f"{len(worlds[0].image)}+ pairs; " + ("'other content' = pairs put together whose scenes differ "
+                                                 "in shape, colour, count, position or size"
+                                                 if family == "scenes" else "'other content': n/a"))
+    print(f"\npixel threshold at vector thresholds {d.image_threshold} (verify='pixels'):")
+    _print_rows(worlds, "pixel t", [("none (vectors)", dataclasses.replace(d, verify="none"))]
+                + [(f"{t:.3f}", dataclasses.replace(d, verify="pixels", pixel_threshold=float(t)))
+                   for t in pixel_thresholds])
+    print(f"\nvector threshold (image = caption), vectors only vs pixel-checked at {d.pixel_threshold}:")
+    settings = []
+    for t in np.round(np.arange(0.80, 0.995, 0.02), 3):
+        for verify in ("none", "pixels"):
+            settings.append((f"{t:.2f} {verify}", dataclasses.replace(
+                d, image_threshold=float(t), caption_threshold=float(t), verify=verify)))
+    _print_rows(worlds, "vector t", settings)
 
 
 def pd_codes(values) -> np.ndarray:

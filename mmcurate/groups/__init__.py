@@ -3,8 +3,10 @@
 Stage between ``signals`` and ``select`` (see ARCHITECTURE). Modules: :mod:`~mmcurate.groups.find`
 (pure functions over arrays: caption normalisation, union-find, near edges, boilerplate),
 :mod:`~mmcurate.groups.compute` (:func:`find_groups`, :class:`GroupParams`: the searches, through
-the ranking's index machinery), :mod:`~mmcurate.groups.project` (a project's ``duplicates.parquet``,
-its fingerprint, splits, decisions applied per group, the hooks of select / train / export),
+the ranking's index machinery, and the pixel check of near pairs), :mod:`~mmcurate.groups.pixels`
+(pixel signatures of the images of candidate pairs), :mod:`~mmcurate.groups.project` (a project's
+``duplicates.parquet``, its fingerprint, splits, decisions applied per group, the hooks of select /
+train / export),
 :mod:`~mmcurate.groups.synthetic` (generated worlds with known truth).
 """
 

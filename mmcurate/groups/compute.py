@@ -9,22 +9,35 @@ writes the project's files.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
+import numpy.typing as npt
 import pandas as pd
 
-from mmcurate.groups.find import boilerplate_labels, components, key_labels, near_edges, normalize_captions
+from mmcurate.groups.find import (
+    boilerplate_labels,
+    components,
+    confirm_edges,
+    key_labels,
+    near_edges,
+    normalize_captions,
+)
 from mmcurate.rank import RankContext
 
-__all__ = ["DUPLICATE_KINDS", "KINDS", "GroupParams", "find_groups"]
+__all__ = ["DUPLICATE_KINDS", "KINDS", "VERIFY", "GroupParams", "SignatureReader", "find_groups"]
 
 KINDS = ("exact", "near", "near_image", "near_caption", "boilerplate")
 DUPLICATE_KINDS = ("exact", "near", "near_image", "near_caption")
 """Kinds whose members are copies of one pair: one decision per group, one pair kept at export."""
 
 _NEAR_KIND = {"both": "near", "image": "near_image", "caption": "near_caption"}
+VERIFY = ("auto", "pixels", "none")
+"""How near-duplicate edges are confirmed: see :class:`GroupParams`."""
+
+SignatureReader = Callable[[npt.NDArray[np.int64]], tuple[npt.NDArray[np.uint8], npt.NDArray[np.bool_]]]
+"""rows -> ``(signatures (R, V, S, S, 3), readable (R,))``: :func:`mmcurate.groups.pixels.read_signatures`."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +53,11 @@ class GroupParams:
     must be on (copies of one pair, a duplicate group, count once);
     ``boilerplate_max_image_similarity``: the mean pairwise image cosine under which its images
     count as dissimilar. ``exact``: group equal image hashes + normalised captions (image projects).
+    ``verify``: how a vector-near pair of the ``near`` (both) and ``near_image`` kinds is confirmed:
+    ``pixels`` (its two images' pixel signatures must be within ``pixel_threshold``,
+    :func:`mmcurate.groups.find.pixel_distance`; an unreadable image confirms nothing), ``none``
+    (vectors only) or ``auto`` (pixels when the images can be read: image projects; vectors only for
+    imported embeddings). ``near_caption`` pairs are never pixel-checked: their images may differ.
     """
 
     image_threshold: float = 0.92
@@ -50,10 +68,17 @@ class GroupParams:
     boilerplate_min_size: int = 5
     boilerplate_max_image_similarity: float = 0.9
     exact: bool = True
+    verify: str = "auto"
+    pixel_threshold: float = 0.08
 
     def __post_init__(self) -> None:
         if self.near not in (*_NEAR_KIND, "none"):
             raise ValueError(f"near must be one of both, image, caption, none; got {self.near!r}")
+        if self.verify not in VERIFY:
+            raise ValueError(f"verify must be one of {', '.join(VERIFY)}; got {self.verify!r}")
+        if not 0.0 <= float(self.pixel_threshold) <= 1.0:
+            raise ValueError(f"pixel_threshold is an RMS pixel difference in [0, 1]; "
+                             f"got {self.pixel_threshold!r}")
         for name in ("image_threshold", "caption_threshold", "boilerplate_threshold",
                      "boilerplate_max_image_similarity"):
             if not -1.0 <= float(getattr(self, name)) <= 1.0:
@@ -68,7 +93,8 @@ class GroupParams:
 
 def find_groups(image_embeddings, text_embeddings, captions: Sequence[object], *,
                 image_keys: Sequence[object] | None = None, params: GroupParams | None = None,
-                random_state: int = 0, approximate: bool | None = None) -> pd.DataFrame:
+                pixel_signatures: SignatureReader | None = None, random_state: int = 0,
+                approximate: bool | None = None) -> pd.DataFrame:
     """Group N pairs: exact duplicates, near duplicates and boilerplate captions.
 
     Parameters
@@ -80,6 +106,10 @@ def find_groups(image_embeddings, text_embeddings, captions: Sequence[object], *
         With ``params.exact``: pairs with equal keys and equal normalised captions are exact
         duplicates. None (imported embeddings): only the vector-based kinds.
     params : GroupParams
+    pixel_signatures : callable, optional
+        ``rows -> (signatures, readable)`` (:func:`mmcurate.groups.pixels.project_signature_reader`),
+        called once with the rows of the vector-near candidate edges when ``params.verify`` is
+        ``pixels`` or ``auto``; None: vectors only (``verify="pixels"`` then raises ``ValueError``).
     approximate : None (by size, as a ranking), True or False.
 
     Returns
@@ -97,6 +127,10 @@ def find_groups(image_embeddings, text_embeddings, captions: Sequence[object], *
     {'row': [0, 1], 'group': [0, 0], 'kind': ['near', 'near'], 'similarity': [1.0, 1.0]}
     """
     params = params or GroupParams()
+    if params.verify == "pixels" and pixel_signatures is None:
+        raise ValueError("verify='pixels' needs the images: pass pixel_signatures (an image project; "
+                         "imported embeddings have none), or use verify='auto' or 'none'")
+    reader = pixel_signatures if params.verify != "none" else None
     n = len(image_embeddings)
     if len(text_embeddings) != n or len(captions) != n:
         raise ValueError(f"image_embeddings, text_embeddings and captions must have one row per pair; "
@@ -105,7 +139,7 @@ def find_groups(image_embeddings, text_embeddings, captions: Sequence[object], *
         return _frame([], [], [], [])
     search = _searcher(image_embeddings, text_embeddings, params.k, random_state, approximate)
     norm = normalize_captions(captions)
-    dup = _duplicates(n, image_embeddings, text_embeddings, norm, image_keys, params, search)
+    dup = _duplicates(n, image_embeddings, text_embeddings, norm, image_keys, params, search, reader)
     images = np.arange(n)
     images[dup["row"].to_numpy()] = dup["group"].to_numpy()  # copies of one image count once
     parts = [dup, _boilerplate(n, image_embeddings, key_labels(norm), search("text"), images, params)]
@@ -123,7 +157,7 @@ def _searcher(image, text, k: int, random_state: int, approximate: bool | None):
     return search
 
 
-def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search) -> pd.DataFrame:
+def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search, reader) -> pd.DataFrame:
     a, b, sim = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
     exact_lab = np.arange(n)
     if params.exact and image_keys is not None:
@@ -138,6 +172,9 @@ def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search) -
         thresholds = {"image": params.image_threshold, "text": params.caption_threshold}
         ea, eb, es = near_edges([(i, *search(s)) for i, s in enumerate(spaces)], [vectors[s] for s in spaces],
                                 [thresholds[s] for s in spaces])
+        if reader is not None and params.near != "caption":
+            keep = _pixels_confirm(n, ea, eb, reader, params.pixel_threshold)
+            ea, eb, es = ea[keep], eb[keep], es[keep]
         a.append(ea)
         b.append(eb)
         sim.append(es)
@@ -153,6 +190,18 @@ def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search) -
     kind = np.where(exact_groups.reindex(labels[rows]).to_numpy() == 1, "exact",
                     _NEAR_KIND.get(params.near, "near"))
     return _frame(rows, labels[rows], kind, np.clip(best[rows], -1.0, 1.0))
+
+
+def _pixels_confirm(n: int, a: np.ndarray, b: np.ndarray, reader: SignatureReader,
+                    threshold: float) -> npt.NDArray[np.bool_]:
+    """Which near edges the images confirm; only the rows in an edge are read."""
+    rows = np.unique(np.r_[a, b])
+    if not len(rows):
+        return np.zeros(0, bool)
+    signatures, readable = reader(rows)
+    slots = np.full(n, -1, np.int64)
+    slots[rows[readable]] = np.flatnonzero(readable)
+    return confirm_edges(a, b, signatures, slots, threshold=threshold)
 
 
 def _boilerplate(n, image, caption_keys, text_search, images, params: GroupParams) -> pd.DataFrame:

@@ -21,8 +21,8 @@ import pyarrow.compute as pc
 
 from mmcurate._fileio import read_rows
 
-__all__ = ["boilerplate_labels", "components", "key_labels", "mean_pairwise_cosine", "near_edges",
-           "normalize_caption", "normalize_captions", "pair_cosine"]
+__all__ = ["boilerplate_labels", "components", "confirm_edges", "key_labels", "mean_pairwise_cosine",
+           "near_edges", "normalize_caption", "normalize_captions", "pair_cosine", "pixel_distance"]
 
 _PUNCT = r"[^\p{L}\p{N}\p{M}_\s\p{Z}]+"  # RE2 (pyarrow): anything but letters, digits, marks, _ and spaces
 _SPACE = r"[\s\p{Z}]+"
@@ -210,3 +210,70 @@ def boilerplate_labels(n: int, caption_keys: npt.NDArray[np.int64], text_edges: 
     mask = np.isin(labels, np.fromiter(keep, np.int64, len(keep)))
     out[mask] = labels[mask]
     return out, {g: spread[g] for g in keep}
+
+
+def pixel_distance(signatures_a: npt.NDArray[np.uint8], signatures_b: npt.NDArray[np.uint8]
+                   ) -> npt.NDArray[np.float32]:
+    """How different two images look: ``(E,)`` for the signature pairs ``signatures_a[i]``,
+    ``signatures_b[i]``, each ``(E, V, S, S, 3)`` uint8 (:func:`mmcurate.groups.pixels.image_signature`:
+    view 0 the whole image as an S × S colour thumbnail, views 1.. the image cropped by other
+    margins).
+
+    ``d = rms / max(0.1, contrast)``: ``rms`` is the root-mean-square difference of the two
+    thumbnails (values scaled to [0, 1], every cell and colour channel), the smallest over the
+    alignments "whole a vs view j of b" and "view j of a vs whole b" (a copy cropped by a few
+    pixels and resized is compared with its source cropped alike); ``contrast`` is
+    ``sqrt((c_a² + c_b²) / 2)``, ``c²`` a whole thumbnail's variance over its cells summed over the
+    three channels. A contrasty photo moves more under resampling and JPEG than a flat scene, and
+    two flat scenes whose tints differ a little are still different: the scale makes one threshold
+    fit both. 0: identical thumbnails.
+
+    Examples
+    --------
+    >>> x = np.zeros((1, 2, 4, 4, 3), np.uint8)
+    >>> y = x.copy(); y[0, 0] = 51
+    >>> pixel_distance(x, y).astype(float).round(3).tolist()  # view 1 of y still equals x's whole view
+    [0.0]
+    >>> pixel_distance(x, x + 51).astype(float).round(3).tolist()  # flat: 51/255 = 0.2 apart, / 0.1
+    [2.0]
+    """
+    a = np.asarray(signatures_a, np.float32) / 255.0
+    b = np.asarray(signatures_b, np.float32) / 255.0
+    if a.shape != b.shape or a.ndim != 5:
+        raise ValueError(f"signatures must both be (E, V, S, S, 3); got {a.shape} and {b.shape}")
+    axes = (2, 3, 4)
+    best = np.sqrt(((a - b[:, :1]) ** 2).mean(axis=axes)).min(axis=1)  # view i of a vs whole b
+    other = np.sqrt(((a[:, :1] - b) ** 2).mean(axis=axes)).min(axis=1)  # whole a vs view j of b
+    var_a = a[:, 0].reshape(len(a), -1, 3).var(axis=1).sum(axis=1)
+    var_b = b[:, 0].reshape(len(b), -1, 3).var(axis=1).sum(axis=1)
+    scale = np.maximum(_CONTRAST_FLOOR, np.sqrt((var_a + var_b) / 2))
+    return (np.minimum(best, other) / scale).astype(np.float32)
+
+
+_CONTRAST_FLOOR = 0.1
+"""The smallest contrast :func:`pixel_distance` divides by (a flat image's differences count in full)."""
+
+
+def confirm_edges(a: npt.ArrayLike, b: npt.ArrayLike, signatures: npt.NDArray[np.uint8],
+                  slots: npt.ArrayLike, *, threshold: float, chunk: int = 4096) -> npt.NDArray[np.bool_]:
+    """Which edges ``a[i] -- b[i]`` the pixels confirm: ``(E,)`` bool, True where the two rows'
+    :func:`pixel_distance` is at most ``threshold``.
+
+    ``signatures`` ``(M, V, S, S, 3)``: the signatures read; ``slots`` ``(N,)``: each row's index
+    into them, -1 for a row without one (unreadable image, never read): its edges are not confirmed.
+
+    Examples
+    --------
+    >>> sig = np.zeros((2, 1, 2, 2, 3), np.uint8); sig[1] = 255
+    >>> confirm_edges([0, 0, 1], [1, 2, 2], sig, [0, 0, 1], threshold=0.5).tolist()
+    [True, False, False]
+    """
+    ea, eb = np.asarray(a, np.int64), np.asarray(b, np.int64)
+    slot = np.asarray(slots, np.int64)
+    sa, sb = slot[ea], slot[eb]
+    out = (sa >= 0) & (sb >= 0)
+    todo = np.flatnonzero(out)
+    for s in range(0, len(todo), chunk):
+        part = todo[s : s + chunk]
+        out[part] = pixel_distance(signatures[sa[part]], signatures[sb[part]]) <= threshold
+    return out

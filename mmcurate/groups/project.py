@@ -26,6 +26,7 @@ from mmcurate._fileio import atomic_write_frame, atomic_write_json
 from mmcurate.data.images import read_image_bytes
 from mmcurate.exceptions import ProjectError
 from mmcurate.groups.compute import DUPLICATE_KINDS, KINDS, GroupParams, find_groups
+from mmcurate.groups.pixels import project_signature_reader
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
@@ -110,8 +111,10 @@ def compute_duplicates(proj: Project, *, params: GroupParams | None = None, rand
                        write: bool = True, progress: bool = False) -> DuplicatesResult:
     """Find the project's groups (:func:`mmcurate.groups.find_groups`) and write them.
 
-    Image projects hash every image file for the exact kind; imported-embedding projects get the
-    vector-based kinds. Pairs split earlier (:func:`split_group`) stay out of duplicate groups.
+    Image projects hash every image file for the exact kind and, with ``params.verify`` ``auto`` or
+    ``pixels``, confirm each vector-near pair by its images' pixels (only the images of candidate
+    pairs are read, :mod:`mmcurate.groups.pixels`); imported-embedding projects get the vector-based
+    kinds. Pairs split earlier (:func:`split_group`) stay out of duplicate groups.
     The caller holds the project lock when ``write`` (``Project.duplicates`` does).
 
     Examples
@@ -128,10 +131,14 @@ def compute_duplicates(proj: Project, *, params: GroupParams | None = None, rand
         raise ProjectError(f"{proj.root}: {len(image)} embedded of {len(proj.pairs)} pairs; "
                            f"run `mmcurate embed {proj.root}` first")
     fingerprint = vectors_fingerprint(proj)
+    reader = project_signature_reader(proj, progress=progress)
+    if params.verify == "pixels" and reader is None:
+        raise ProjectError(f"{proj.root} has no image files (imported embeddings): verify='pixels' cannot "
+                           f"read any; use --verify auto or none")
     keys = image_keys(proj, progress=progress) if params.exact else None
     t1 = time.perf_counter()
     found = find_groups(image, text, proj.pairs["caption"].tolist(), image_keys=keys, params=params,
-                        random_state=random_state)
+                        pixel_signatures=reader, random_state=random_state)
     t2 = time.perf_counter()
     table = _table(proj, found)
     table = _apply_splits(table, _splits(proj))

@@ -89,7 +89,8 @@ class Project(ProjectEmbeddings):
         """Find exact and near duplicates and boilerplate captions; writes ``duplicates.parquet``.
 
         ``options``: the fields of :class:`mmcurate.groups.GroupParams` (``image_threshold``,
-        ``caption_threshold``, ``near``, ``k``, ``boilerplate_threshold``, ...). Returns the table
+        ``caption_threshold``, ``near``, ``k``, ``boilerplate_threshold``, ``verify`` (``auto``: near
+        pairs of an image project confirmed by their pixels), ``pixel_threshold``, ...). Returns the table
         (``pair_id``, ``group_id``, ``kind``, ``similarity``):
         :func:`mmcurate.groups.project.compute_duplicates`.
 
