@@ -37,6 +37,13 @@ def add_duplicates_parser(sub) -> None:
     p.add_argument("--pixel-threshold", type=float, default=d.pixel_threshold,
                    help=f"largest RMS pixel difference (0-1) of two confirmed copies "
                         f"(default {d.pixel_threshold})")
+    p.add_argument("--candidate-threshold", type=float, default=d.candidate_threshold,
+                   help=f"with the pixel check, the image and caption cosine that proposes a pair "
+                        f"(the lower of it and --image/--caption-threshold; default {d.candidate_threshold})")
+    p.add_argument("--boilerplate-text-overlap", type=float, default=d.boilerplate_text_overlap,
+                   help=f"share of the shorter caption's words the longer one must hold for near "
+                        f"captions to join one boilerplate caption (0: vectors alone; "
+                        f"default {d.boilerplate_text_overlap})")
     p.add_argument("--no-exact", action="store_true", help="skip hashing the image files")
     p.add_argument("--split", nargs="+", metavar="PAIR_ID",
                    help="take these pairs out of their duplicate groups (no search)")
@@ -63,6 +70,8 @@ def cmd_duplicates(args) -> int:
                              near=args.near, k=args.k, boilerplate_threshold=args.boilerplate_threshold,
                              boilerplate_min_size=args.boilerplate_min_size, exact=not args.no_exact,
                              verify=args.verify, pixel_threshold=args.pixel_threshold,
+                             candidate_threshold=args.candidate_threshold,
+                             boilerplate_text_overlap=args.boilerplate_text_overlap,
                              progress=not args.no_progress)
     print("\n".join(duplicates_lines(proj, groups, args.show)))
     return 0

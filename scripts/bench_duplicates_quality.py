@@ -26,7 +26,9 @@ photos (skipped when absent; copied to a temporary folder, never into the reposi
 recoloured, or shrunk and moved on its canvas, with the same caption: different images), embedded
 with the tiny model, which knows nothing of photos. Both image worlds print the groups with
 vectors only (``verify="none"``) and confirmed by pixels (``verify="pixels"``) over
-``--pixel-thresholds``, and over the vector threshold with the default pixel threshold.
+``--pixel-thresholds``, over the vector threshold (image = caption = candidate threshold) with the
+default pixel threshold, and over ``boilerplate_text_overlap``; "decoded" is the share of the images
+the pixel check reads (its cost).
 """
 
 from __future__ import annotations
@@ -86,7 +88,7 @@ def main() -> None:
     ap.add_argument("--stamps-root", default="/usr/share/tuxpaint/stamps")
     ap.add_argument("--stamps-base", type=int, default=400, help="stamp photos drawn per seed")
     ap.add_argument("--pixel-thresholds", type=float, nargs="+",
-                    default=[0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.07, 0.1])
+                    default=[0.01, 0.015, 0.02, 0.025, 0.03, 0.04, 0.05, 0.07, 0.08, 0.1])
     args = ap.parse_args()
     if args.scenes or args.stamps:
         from mmcurate.groups.pixels import project_signature_reader as reader_of
@@ -115,6 +117,7 @@ def main() -> None:
     sweep(worlds, "near t", np.round(np.arange(0.86, 0.995, 0.01), 3), base,
           ("image_threshold", "caption_threshold"))
     sweep(worlds, "bp t", [0.90, 0.93, 0.95, 0.97, 0.98, 0.99, 0.995], base, ("boilerplate_threshold",))
+    sweep(worlds, "bp words", [0.0, 0.5, 0.75, 1.0], base, ("boilerplate_text_overlap",))
 
 
 # -- image worlds: real image files, copies re-encoded, embedded by the project's (tiny) model -------------
@@ -136,9 +139,10 @@ class CachedReader:
     """A project's signature reader that reads each row once over the whole sweep."""
 
     def __init__(self, read) -> None:
-        self.read, self.cache = read, {}
+        self.read, self.cache, self.asked = read, {}, 0
 
     def __call__(self, rows):
+        self.asked += len(rows)  # what find_groups would decode without the cache
         todo = [int(r) for r in rows if int(r) not in self.cache]
         if todo:
             sig, ok = self.read(np.asarray(todo, np.int64))
@@ -309,6 +313,7 @@ def _turn_hue(im, degrees: float):
 def _cells(world: ImageWorld, params: GroupParams) -> tuple[float, ...]:
     m = len(world.image)
     reader = world.reader if params.verify != "none" else None
+    world.reader.asked = 0
     table = find_groups(world.image, world.text, world.captions, image_keys=world.keys, params=params,
                         pixel_signatures=reader)
     dup = labels_of(table, m, DUPLICATE_KINDS)
@@ -317,12 +322,14 @@ def _cells(world: ImageWorld, params: GroupParams) -> tuple[float, ...]:
     other = 1 - pair_precision_recall(dup, pd_codes(world.attrs))[0] if world.attrs is not None else np.nan
     truth_b = np.where(world.boiler >= 0, world.boiler, np.arange(m) + m)
     bp, br = pair_precision_recall(labels_of(table, m, ("boilerplate",)), truth_b)
-    return p, r, float(np.mean(dup[copies] == dup[world.family[copies]])), other, bp, br
+    copy_recall = float(np.mean(dup[copies] == dup[world.family[copies]]))
+    return p, r, copy_recall, other, bp, br, world.reader.asked / m
 
 
 def _print_rows(worlds, label: str, settings) -> None:
     print(f"{label:>16}  {'pair prec':>13}  {'pair rec':>13}  {'copy rec':>13}  {'other content':>13}  "
-          f"{'bp prec':>13}  {'bp rec':>13}   (mean [min] over {len(worlds)} worlds)")
+          f"{'bp prec':>13}  {'bp rec':>13}  {'decoded':>13}   (mean [min] over {len(worlds)} worlds; "
+          f"decoded: share of the images read for the pixel check)")
     for name, params in settings:
         cells = np.array([_cells(w, params) for w in worlds])
         print(f"{name:>16}  " + "  ".join(f"{np.mean(c):.3f} [{np.min(c):.3f}]" for c in cells.T))
@@ -334,17 +341,24 @@ def sweep_images(worlds, family: str, seeds, pixel_thresholds) -> None:
           f"{len(worlds[0].image)}+ pairs; " + ("'other content' = pairs put together whose scenes differ "
                                                  "in shape, colour, count, position or size"
                                                  if family == "scenes" else "'other content': n/a"))
-    print(f"\npixel threshold at vector thresholds {d.image_threshold} (verify='pixels'):")
+    print(f"\npixel threshold at candidate threshold {d.candidate_threshold} (verify='pixels'):")
     _print_rows(worlds, "pixel t", [("none (vectors)", dataclasses.replace(d, verify="none"))]
                 + [(f"{t:.3f}", dataclasses.replace(d, verify="pixels", pixel_threshold=float(t)))
                    for t in pixel_thresholds])
-    print(f"\nvector threshold (image = caption), vectors only vs pixel-checked at {d.pixel_threshold}:")
+    print(f"\nvector threshold (image = caption = candidate), vectors only vs pixel-checked at "
+          f"{d.pixel_threshold}:")
     settings = []
-    for t in np.round(np.arange(0.80, 0.995, 0.02), 3):
+    for t in np.round(np.arange(0.70, 0.995, 0.02), 3):
         for verify in ("none", "pixels"):
             settings.append((f"{t:.2f} {verify}", dataclasses.replace(
-                d, image_threshold=float(t), caption_threshold=float(t), verify=verify)))
+                d, image_threshold=float(t), caption_threshold=float(t), candidate_threshold=float(t),
+                verify=verify)))
     _print_rows(worlds, "vector t", settings)
+    print(f"\nboilerplate text overlap (caption words must agree besides cosine >= "
+          f"{d.boilerplate_threshold}), verify='pixels':")
+    _print_rows(worlds, "bp words", [(f"{o:.2f}", dataclasses.replace(d, verify="pixels",
+                                                                      boilerplate_text_overlap=o))
+                                     for o in (0.0, 0.5, 0.75, 0.8, 0.9, 1.0)])
 
 
 def pd_codes(values) -> np.ndarray:

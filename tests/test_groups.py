@@ -315,3 +315,46 @@ def test_ranking_calibrator_counts_a_group_decision_once(world_proj, monkeypatch
     ranked = rank_project(world_proj, ["margin"])
     assert seen["labelled"] == len(labelled_arrays(world_proj)[0]) - (len(members) - 1)
     assert ranked.provenance["n_labels"] == len(labelled_arrays(world_proj)[0])
+
+
+def _near_copies(rng: np.random.Generator, base: np.ndarray, m: int, cosine: float) -> np.ndarray:
+    """``m`` unit vectors at ``cosine`` to the unit vector ``base`` (random orthogonal directions)."""
+    e = rng.normal(size=(m, len(base)))
+    e -= np.outer(e @ base, base)
+    e /= np.linalg.norm(e, axis=1, keepdims=True)
+    return (cosine * base + np.sqrt(1 - cosine**2) * e).astype(np.float32)
+
+
+def test_token_overlap_keeps_boilerplate_variants_and_refuses_other_captions():
+    from mmcurate.groups.find import normalize_captions, token_overlap
+
+    variants = normalize_captions(["Click to enlarge", "click HERE to enlarge!", "View larger",
+                                   "view larger image", "No description available", "no description"])
+    assert token_overlap(variants[0::2], variants[1::2]).tolist() == [1.0, 1.0, 1.0]
+    scenes = normalize_captions(["Two red circles at the top left.", "A red circle at the top left.",
+                                 "Three blue stars at the bottom.", "Three blue stars in the middle."])
+    assert (token_overlap(scenes[0::2], scenes[1::2]) < 1.0).all()  # one word differs: not one caption
+    assert token_overlap(["click to enlarge", ""], ["click to zoom", ""]).tolist() == [2 / 3, 0.0]
+
+
+def test_boilerplate_joins_near_captions_only_where_their_words_agree():
+    # a weak caption model: every caption below at cosine >= 0.98 to one point (boilerplate_threshold 0.97),
+    # on 12 unrelated images; 6 captions are one boilerplate worded 6 ways, 6 are different scene captions
+    rng = np.random.default_rng(3)
+    dim = 64
+    image = rng.normal(size=(12, dim)).astype(np.float32)
+    image /= np.linalg.norm(image, axis=1, keepdims=True)
+    centre = rng.normal(size=dim)
+    text = _near_copies(rng, centre / np.linalg.norm(centre), 12, 0.995)
+    captions = ["Click to enlarge", "click here to enlarge", "Click to enlarge.", "CLICK TO ENLARGE!",
+                "click to enlarge image", "Click here to enlarge the photo",
+                "Two red circles at the top left.", "A red circle at the top left.",
+                "Three red circles at the top left.", "Two blue circles at the top left.",
+                "Two red squares at the top left.", "Two red circles at the bottom right."]
+    assert (text @ text.T >= 0.97).all()
+    params = GroupParams(near="none", exact=False, k=11)
+    table = find_groups(image, text, captions, params=params)
+    assert sorted(table.loc[table["kind"] == "boilerplate", "row"]) == list(range(6))
+    vectors_only = find_groups(image, text, captions, params=GroupParams(**{**params.as_dict(),
+                                                                          "boilerplate_text_overlap": 0.0}))
+    assert sorted(vectors_only.loc[vectors_only["kind"] == "boilerplate", "row"]) == list(range(12))

@@ -129,6 +129,8 @@ def test_image_project_groups_the_copies_not_the_lookalikes(tmp_path, micro_clip
     assert not {f"l{i}" for i in range(9)} & set(dup["pair_id"])
     meta = json.loads((root / "duplicates.json").read_text())
     assert meta["params"]["verify"] == "auto" and meta["params"]["pixel_threshold"] == THRESHOLD
+    assert meta["params"]["candidate_threshold"] == GroupParams().candidate_threshold
+    assert meta["params"]["boilerplate_text_overlap"] == GroupParams().boilerplate_text_overlap
 
     assert main(["duplicates", str(root), *blind, "--verify", "none"]) == 0  # the old behaviour
     table = pd.read_parquet(root / "duplicates.parquet")
@@ -168,3 +170,43 @@ def test_imported_embeddings_keep_vectors_only(tmp_path):
         find_groups(v, v, [f"c{i}" for i in range(6)], params=GroupParams(verify="pixels"))
     with pytest.raises(ValueError, match="verify must be one of"):
         GroupParams(verify="pixel")
+
+
+def test_candidate_threshold_applies_only_when_the_pixels_confirm():
+    # a weak model: each copy's image vector at cosine 0.85 to its source's (below image_threshold 0.92,
+    # above candidate_threshold 0.80), its caption vector at 0.85 too; the look-alikes' vectors likewise
+    d = GroupParams()
+    assert d.candidate_threshold < 0.85 < d.image_threshold and 0.85 < d.caption_threshold
+    rng = np.random.default_rng(0)
+    scenes = _scenes(6, seed=9)
+    images = [render_scene(s, size=96) for s in scenes]
+    images += [_copy(im, 2, quality=70) for im in images[:3]]  # rows 6-8: copies of 0-2
+    images += [render_scene(replace(s, seed=s.seed + 1), size=96) for s in scenes[3:]]  # 9-11: look-alikes
+    sig = np.stack([image_signature(im) for im in images])
+    dim = 64
+    base = rng.normal(size=(6, dim))
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+
+    def near(rows: np.ndarray) -> np.ndarray:
+        e = rng.normal(size=(len(rows), dim))
+        e -= (e * base[rows]).sum(1, keepdims=True) * base[rows]
+        e /= np.linalg.norm(e, axis=1, keepdims=True)
+        return 0.85 * base[rows] + np.sqrt(1 - 0.85**2) * e
+
+    src = np.r_[0:3, 3:6]
+    image_v = np.vstack([base, near(src)]).astype(np.float32)
+    text_v = np.vstack([base, near(src)]).astype(np.float32)
+    captions = [f"pair {i}" for i in range(12)]
+
+    def signatures(rows):
+        return sig[rows], np.ones(len(rows), bool)
+
+    def near_rows(params: GroupParams, reader=signatures) -> list[set[int]]:
+        t = find_groups(image_v, text_v, captions, params=params, pixel_signatures=reader)
+        return sorted((set(g) for _, g in t.groupby("group")["row"]), key=min)
+
+    assert near_rows(d) == [{0, 6}, {1, 7}, {2, 8}]  # copies proposed at 0.85 and confirmed; look-alikes not
+    assert near_rows(replace(d, verify="none")) == []  # vectors only: image_threshold 0.92 applies
+    assert near_rows(d, reader=None) == []  # no images (imported embeddings): likewise
+    assert near_rows(replace(d, candidate_threshold=0.9)) == []  # the lower of the two proposes
+    assert near_rows(replace(d, near="caption")) == []  # never pixel-checked: caption_threshold applies

@@ -23,6 +23,7 @@ from mmcurate.groups.find import (
     key_labels,
     near_edges,
     normalize_captions,
+    token_overlap,
 )
 from mmcurate.rank import RankContext
 
@@ -49,7 +50,10 @@ class GroupParams:
     (one space only: image-only groups gather one image with different captions), or ``none``.
     ``k``: neighbours searched per pair and space (a group larger than ``k + 1`` is still joined
     through chains of neighbours). ``boilerplate_threshold``: caption cosine joining boilerplate
-    captions (besides equal normalised text); ``boilerplate_min_size``: different images a caption
+    captions (besides equal normalised text), only where their words also agree: the
+    :func:`mmcurate.groups.find.token_overlap` of the two normalised captions at least
+    ``boilerplate_text_overlap`` (1: the shorter caption's words are all in the longer one; 0: the
+    vectors alone decide); ``boilerplate_min_size``: different images a caption
     must be on (copies of one pair, a duplicate group, count once);
     ``boilerplate_max_image_similarity``: the mean pairwise image cosine under which its images
     count as dissimilar. ``exact``: group equal image hashes + normalised captions (image projects).
@@ -58,6 +62,11 @@ class GroupParams:
     :func:`mmcurate.groups.find.pixel_distance`; an unreadable image confirms nothing), ``none``
     (vectors only) or ``auto`` (pixels when the images can be read: image projects; vectors only for
     imported embeddings). ``near_caption`` pairs are never pixel-checked: their images may differ.
+    ``candidate_threshold``: when the pixels confirm (``near`` both or image), a pair is proposed
+    from cosines ``min(image_threshold, candidate_threshold)`` and ``min(caption_threshold,
+    candidate_threshold)``: a weak model puts copies (and their re-punctuated captions) below the
+    thresholds, and the pixels, not the vectors, then decide. Without the pixel check (``verify``
+    none, imported embeddings, ``near`` caption) ``image_threshold`` and ``caption_threshold`` apply.
     """
 
     image_threshold: float = 0.92
@@ -67,9 +76,11 @@ class GroupParams:
     boilerplate_threshold: float = 0.97
     boilerplate_min_size: int = 5
     boilerplate_max_image_similarity: float = 0.9
+    boilerplate_text_overlap: float = 1.0
     exact: bool = True
     verify: str = "auto"
     pixel_threshold: float = 0.08
+    candidate_threshold: float = 0.80
 
     def __post_init__(self) -> None:
         if self.near not in (*_NEAR_KIND, "none"):
@@ -79,8 +90,11 @@ class GroupParams:
         if not 0.0 <= float(self.pixel_threshold) <= 1.0:
             raise ValueError(f"pixel_threshold is an RMS pixel difference in [0, 1]; "
                              f"got {self.pixel_threshold!r}")
+        if not 0.0 <= float(self.boilerplate_text_overlap) <= 1.0:
+            raise ValueError(f"boilerplate_text_overlap is a share of words in [0, 1]; "
+                             f"got {self.boilerplate_text_overlap!r}")
         for name in ("image_threshold", "caption_threshold", "boilerplate_threshold",
-                     "boilerplate_max_image_similarity"):
+                     "boilerplate_max_image_similarity", "candidate_threshold"):
             if not -1.0 <= float(getattr(self, name)) <= 1.0:
                 raise ValueError(f"{name} is a cosine in [-1, 1]; got {getattr(self, name)!r}")
         if self.k < 1 or self.boilerplate_min_size < 2:
@@ -142,7 +156,7 @@ def find_groups(image_embeddings, text_embeddings, captions: Sequence[object], *
     dup = _duplicates(n, image_embeddings, text_embeddings, norm, image_keys, params, search, reader)
     images = np.arange(n)
     images[dup["row"].to_numpy()] = dup["group"].to_numpy()  # copies of one image count once
-    parts = [dup, _boilerplate(n, image_embeddings, key_labels(norm), search("text"), images, params)]
+    parts = [dup, _boilerplate(n, image_embeddings, norm, search("text"), images, params)]
     return pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
 
 
@@ -169,10 +183,13 @@ def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search, r
     if params.near != "none":
         spaces = {"both": ("image", "text"), "image": ("image",), "caption": ("text",)}[params.near]
         vectors = {"image": image, "text": text}
+        verifying = reader is not None and params.near != "caption"
         thresholds = {"image": params.image_threshold, "text": params.caption_threshold}
+        if verifying:  # the vectors only propose: the pixels decide
+            thresholds = {s: min(t, params.candidate_threshold) for s, t in thresholds.items()}
         ea, eb, es = near_edges([(i, *search(s)) for i, s in enumerate(spaces)], [vectors[s] for s in spaces],
                                 [thresholds[s] for s in spaces])
-        if reader is not None and params.near != "caption":
+        if verifying:
             keep = _pixels_confirm(n, ea, eb, reader, params.pixel_threshold)
             ea, eb, es = ea[keep], eb[keep], es[keep]
         a.append(ea)
@@ -204,10 +221,12 @@ def _pixels_confirm(n: int, a: np.ndarray, b: np.ndarray, reader: SignatureReade
     return confirm_edges(a, b, signatures, slots, threshold=threshold)
 
 
-def _boilerplate(n, image, caption_keys, text_search, images, params: GroupParams) -> pd.DataFrame:
+def _boilerplate(n, image, norm, text_search, images, params: GroupParams) -> pd.DataFrame:
     ea, eb, _ = near_edges([(0, *text_search)], [None], [params.boilerplate_threshold])
-    edges = (ea, eb)
-    labels, spread = boilerplate_labels(n, caption_keys, edges, image, min_size=params.boilerplate_min_size,
+    agree = token_overlap(norm[ea], norm[eb]) >= params.boilerplate_text_overlap  # words confirm vectors
+    edges = (ea[agree], eb[agree])
+    labels, spread = boilerplate_labels(n, key_labels(norm), edges, image,
+                                        min_size=params.boilerplate_min_size,
                                         max_image_similarity=params.boilerplate_max_image_similarity,
                                         image_labels=images)
     rows = np.flatnonzero(labels >= 0)

@@ -90,7 +90,8 @@ class Project(ProjectEmbeddings):
 
         ``options``: the fields of :class:`mmcurate.groups.GroupParams` (``image_threshold``,
         ``caption_threshold``, ``near``, ``k``, ``boilerplate_threshold``, ``verify`` (``auto``: near
-        pairs of an image project confirmed by their pixels), ``pixel_threshold``, ...). Returns the table
+        pairs of an image project confirmed by their pixels), ``pixel_threshold``, ``candidate_threshold``,
+        ``boilerplate_text_overlap``, ...). Returns the table
         (``pair_id``, ``group_id``, ``kind``, ``similarity``):
         :func:`mmcurate.groups.project.compute_duplicates`.
 
