@@ -174,7 +174,8 @@ def test_imported_embeddings_keep_vectors_only(tmp_path):
 
 def test_candidate_threshold_applies_only_when_the_pixels_confirm():
     # a weak model: each copy's image vector at cosine 0.85 to its source's (below image_threshold 0.92,
-    # above candidate_threshold 0.80), its caption vector at 0.85 too; the look-alikes' vectors likewise
+    # above candidate_threshold 0.80), its caption vector at 0.85 too (the same text, re-punctuated, as
+    # a weak model may embed it); the look-alikes' vectors likewise, with their own captions
     d = GroupParams()
     assert d.candidate_threshold < 0.85 < d.image_threshold and 0.85 < d.caption_threshold
     rng = np.random.default_rng(0)
@@ -196,7 +197,8 @@ def test_candidate_threshold_applies_only_when_the_pixels_confirm():
     src = np.r_[0:3, 3:6]
     image_v = np.vstack([base, near(src)]).astype(np.float32)
     text_v = np.vstack([base, near(src)]).astype(np.float32)
-    captions = [f"pair {i}" for i in range(12)]
+    captions = [f"pair {i}" for i in range(6)] + [f"Pair {i}!" for i in range(3)]  # copies: the same text
+    captions += [f"pair {i}" for i in range(9, 12)]
 
     def signatures(rows):
         return sig[rows], np.ones(len(rows), bool)
@@ -210,3 +212,8 @@ def test_candidate_threshold_applies_only_when_the_pixels_confirm():
     assert near_rows(d, reader=None) == []  # no images (imported embeddings): likewise
     assert near_rows(replace(d, candidate_threshold=0.9)) == []  # the lower of the two proposes
     assert near_rows(replace(d, near="caption")) == []  # never pixel-checked: caption_threshold applies
+    # captions are never lowered to the candidate threshold: one image with another caption at cosine
+    # 0.85 is two captions of one picture, not a copy (five captions per image must not become one)
+    other = [*captions[:6], "a different caption", "another one", "a third", *captions[9:]]
+    t = find_groups(image_v, text_v, other, params=d, pixel_signatures=signatures)
+    assert t.empty

@@ -63,10 +63,12 @@ class GroupParams:
     (vectors only) or ``auto`` (pixels when the images can be read: image projects; vectors only for
     imported embeddings). ``near_caption`` pairs are never pixel-checked: their images may differ.
     ``candidate_threshold``: when the pixels confirm (``near`` both or image), a pair is proposed
-    from cosines ``min(image_threshold, candidate_threshold)`` and ``min(caption_threshold,
-    candidate_threshold)``: a weak model puts copies (and their re-punctuated captions) below the
-    thresholds, and the pixels, not the vectors, then decide. Without the pixel check (``verify``
-    none, imported embeddings, ``near`` caption) ``image_threshold`` and ``caption_threshold`` apply.
+    from image cosine ``min(image_threshold, candidate_threshold)``: a weak model puts copies below
+    the image threshold, and the pixels, not the vectors, then decide. Captions are not
+    pixel-checked, so they keep ``caption_threshold`` (two different captions of one image are not
+    a copy), and two equal normalised captions count as near whatever their cosine (a weak model
+    puts "A lemon slice. ." at 0.79 to "A lemon slice."). Without the pixel check (``verify`` none,
+    imported embeddings, ``near`` caption) ``image_threshold`` and ``caption_threshold`` apply as given.
     """
 
     image_threshold: float = 0.92
@@ -185,10 +187,14 @@ def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search, r
         vectors = {"image": image, "text": text}
         verifying = reader is not None and params.near != "caption"
         thresholds = {"image": params.image_threshold, "text": params.caption_threshold}
-        if verifying:  # the vectors only propose: the pixels decide
-            thresholds = {s: min(t, params.candidate_threshold) for s, t in thresholds.items()}
+        keys = None
+        if verifying:  # the image vectors only propose: the pixels decide
+            thresholds["image"] = min(params.image_threshold, params.candidate_threshold)
+            # captions are not pixel-checked: they stay at their threshold (two captions of one image
+            # at cosine 0.80 are two captions, not a copy), and equal normalised texts count as near
+            keys = [key_labels(norm) if s == "text" else None for s in spaces]
         ea, eb, es = near_edges([(i, *search(s)) for i, s in enumerate(spaces)], [vectors[s] for s in spaces],
-                                [thresholds[s] for s in spaces])
+                                [thresholds[s] for s in spaces], keys=keys)
         if verifying:
             keep = _pixels_confirm(n, ea, eb, reader, params.pixel_threshold)
             ea, eb, es = ea[keep], eb[keep], es[keep]

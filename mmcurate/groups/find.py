@@ -148,13 +148,16 @@ def pair_cosine(vectors, a: npt.NDArray[np.int64], b: npt.NDArray[np.int64], *,
 
 
 def near_edges(searches: Sequence[tuple[int, npt.NDArray[np.float32], npt.NDArray[np.int64]]],
-               spaces: Sequence[object], thresholds: Sequence[float]
+               spaces: Sequence[object], thresholds: Sequence[float], *,
+               keys: Sequence[npt.NDArray[np.int64] | None] | None = None
                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Edges ``(a, b, similarity)`` between rows that are near in every space.
 
     ``searches``: ``(space, sims (N, k), idx (N, k))`` neighbour lists, each searched in
     ``spaces[space]`` with exact cosines ``sims`` (-1 in ``idx``: none); their union is checked.
     ``spaces``: the vectors ``(N, D)`` of each space; ``thresholds``: the cosine each must reach.
+    ``keys``: per space, None or ``(N,)`` labels: two rows with equal labels count as near in that
+    space whatever their cosine (equal normalised captions, which a weak model may still embed apart).
     A candidate is first filtered by its search's own similarity, then only the survivors are read
     and compared in the other spaces. An edge's similarity is the smallest of its cosines (how near
     it is in the least near space). Each undirected edge appears once (``a < b``).
@@ -167,13 +170,20 @@ def near_edges(searches: Sequence[tuple[int, npt.NDArray[np.float32], npt.NDArra
     >>> a.tolist(), b.tolist(), s.tolist()
     ([0], [1], [1.0])
     """
+    labels = list(keys) if keys is not None else [None] * len(spaces)
+
+    def same(space: int, a: np.ndarray, b: np.ndarray) -> npt.NDArray[np.bool_]:
+        lab = labels[space]
+        return np.zeros(len(a), bool) if lab is None else lab[a] == lab[b]
+
     parts = []
     for space, sims, idx in searches:
         n1 = len(idx) + 1
         rows = np.repeat(np.arange(len(idx), dtype=np.int64), idx.shape[1])
         cols = np.asarray(idx, np.int64).ravel()
         s = np.asarray(sims, np.float32).ravel()
-        keep = (cols >= 0) & (cols != rows) & (s >= thresholds[space])
+        keep = (cols >= 0) & (cols != rows)
+        keep[keep] = (s[keep] >= thresholds[space]) | same(space, rows[keep], cols[keep])
         a, b, s = np.minimum(rows[keep], cols[keep]), np.maximum(rows[keep], cols[keep]), s[keep]
         code, first = np.unique(a * n1 + b, return_index=True)
         a, b, s = code // n1, code % n1, s[first]
@@ -181,7 +191,7 @@ def near_edges(searches: Sequence[tuple[int, npt.NDArray[np.float32], npt.NDArra
             if other == space or not len(a):
                 continue
             c = pair_cosine(vectors, a, b)
-            keep = c >= t
+            keep = (c >= t) | same(other, a, b)
             a, b, s = a[keep], b[keep], np.minimum(s[keep], c[keep])
         parts.append((a, b, s))
     if not parts:
