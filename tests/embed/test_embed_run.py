@@ -154,12 +154,15 @@ def test_killed_embed_resumes_without_redoing_work(micro_clip_dir, tmp_path, sig
     while time.monotonic() < deadline and len(list(parts.glob("part-*.npz"))) < 5 and proc.poll() is None:
         time.sleep(0.005)
     os.kill(proc.pid, sig)
-    try:  # let a reader still waiting on the pipe go (SIGKILL leaves none: no reader, ENXIO)
-        fd = os.open(blocker, os.O_WRONLY | os.O_NONBLOCK)
-    except OSError:
-        fd = None
-    if fd is not None:
-        os.close(fd)
+    # until the job has exited, let any reader that reaches the pipe go (it reads an empty file): a
+    # decode started before the interrupt may open it after the kill (no reader yet: ENXIO)
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        try:
+            os.close(os.open(blocker, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+        time.sleep(0.02)
     _, err = proc.communicate(timeout=60)
     blocker.unlink()
     blocker.write_bytes(real)
