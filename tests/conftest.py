@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+# A suite started in the background of a non-interactive shell (`make test &`) inherits SIGINT ignored,
+# and so would every command a test stops with Ctrl-C: give it back its default, which children inherit.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 collect_ignore = ["plugins"]  # user plugins: imported by the tests that load them (importing registers)
 
