@@ -38,8 +38,9 @@ def add_duplicates_parser(sub) -> None:
                    help=f"largest RMS pixel difference (0-1) of two confirmed copies "
                         f"(default {d.pixel_threshold})")
     p.add_argument("--candidate-threshold", type=float, default=d.candidate_threshold,
-                   help=f"with the pixel check, the image and caption cosine that proposes a pair "
-                        f"(the lower of it and --image/--caption-threshold; default {d.candidate_threshold})")
+                   help=f"with the pixel check, the image cosine that proposes a pair (the lower of it "
+                        f"and --image-threshold; captions keep --caption-threshold or equal text; "
+                        f"default {d.candidate_threshold})")
     p.add_argument("--boilerplate-text-overlap", type=float, default=d.boilerplate_text_overlap,
                    help=f"share of the shorter caption's words the longer one must hold for near "
                         f"captions to join one boilerplate caption (0: vectors alone; "

@@ -155,10 +155,12 @@ def find_groups(image_embeddings, text_embeddings, captions: Sequence[object], *
         return _frame([], [], [], [])
     search = _searcher(image_embeddings, text_embeddings, params.k, random_state, approximate)
     norm = normalize_captions(captions)
-    dup = _duplicates(n, image_embeddings, text_embeddings, norm, image_keys, params, search, reader)
+    caption_keys = key_labels(norm)  # equal normalised captions: one label
+    dup = _duplicates(n, image_embeddings, text_embeddings, norm, caption_keys, image_keys, params, search,
+                      reader)
     images = np.arange(n)
     images[dup["row"].to_numpy()] = dup["group"].to_numpy()  # copies of one image count once
-    parts = [dup, _boilerplate(n, image_embeddings, norm, search("text"), images, params)]
+    parts = [dup, _boilerplate(n, image_embeddings, norm, caption_keys, search("text"), images, params)]
     return pd.concat([p for p in parts if len(p)] or [parts[0]], ignore_index=True)
 
 
@@ -173,7 +175,8 @@ def _searcher(image, text, k: int, random_state: int, approximate: bool | None):
     return search
 
 
-def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search, reader) -> pd.DataFrame:
+def _duplicates(n, image, text, norm, caption_keys, image_keys, params: GroupParams, search, reader
+                ) -> pd.DataFrame:
     a, b, sim = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0, np.float32)]
     exact_lab = np.arange(n)
     if params.exact and image_keys is not None:
@@ -192,7 +195,7 @@ def _duplicates(n, image, text, norm, image_keys, params: GroupParams, search, r
             thresholds["image"] = min(params.image_threshold, params.candidate_threshold)
             # captions are not pixel-checked: they stay at their threshold (two captions of one image
             # at cosine 0.80 are two captions, not a copy), and equal normalised texts count as near
-            keys = [key_labels(norm) if s == "text" else None for s in spaces]
+            keys = [caption_keys if s == "text" else None for s in spaces]
         ea, eb, es = near_edges([(i, *search(s)) for i, s in enumerate(spaces)], [vectors[s] for s in spaces],
                                 [thresholds[s] for s in spaces], keys=keys)
         if verifying:
@@ -227,11 +230,11 @@ def _pixels_confirm(n: int, a: np.ndarray, b: np.ndarray, reader: SignatureReade
     return confirm_edges(a, b, signatures, slots, threshold=threshold)
 
 
-def _boilerplate(n, image, norm, text_search, images, params: GroupParams) -> pd.DataFrame:
+def _boilerplate(n, image, norm, caption_keys, text_search, images, params: GroupParams) -> pd.DataFrame:
     ea, eb, _ = near_edges([(0, *text_search)], [None], [params.boilerplate_threshold])
     agree = token_overlap(norm[ea], norm[eb]) >= params.boilerplate_text_overlap  # words confirm vectors
     edges = (ea[agree], eb[agree])
-    labels, spread = boilerplate_labels(n, key_labels(norm), edges, image,
+    labels, spread = boilerplate_labels(n, caption_keys, edges, image,
                                         min_size=params.boilerplate_min_size,
                                         max_image_similarity=params.boilerplate_max_image_similarity,
                                         image_labels=images)
