@@ -551,6 +551,23 @@ def test_undoing_a_second_opinion_keeps_the_first(ledger):
     assert ledger.undo(["p2"]) == ["p2"] and "p2" not in set(ledger.resolved()["pair_id"])
 
 
+def test_a_second_opinion_that_agrees_is_recorded_as_an_opinion(ledger):
+    """The same decision from the same source in a later round (a second opinion or an audit that
+    agrees) is a new opinion, not a repeat: dropping it left the audits only the disagreements, and
+    the reviewer's error rate read 0.5. The same decision again in the same round stays a repeat."""
+    r1 = ledger.create_round(["p1", "p2"], strategy="margin", params={}, model={})
+    assert ledger.record("p1", "accept", round_id=r1, source="web")
+    assert not ledger.record("p1", "accept", round_id=r1, source="web")  # a repeat: unchanged
+    r2 = ledger.create_round(["p3"], strategy="margin", params={}, model={},
+                             second_opinions=[("p1", float("nan"), "audit: shown again")])
+    report = ledger.import_decisions(pd.DataFrame({"pair_id": ["p1"], "decision": ["accept"]}),
+                                     known_pair_ids={"p1", "p2", "p3"}, source_name="web")
+    assert report.n_added == 1 and report.n_conflicts == 0
+    history = ledger.decisions(history=True)
+    assert history.loc[history["pair_id"] == "p1", "round"].tolist() == [r1, r2]
+    assert ledger.resolved().set_index("pair_id").loc["p1", "n_opinions"] == 2
+
+
 def test_undo_takes_back_what_a_representative_passed_to_its_group(ledger):
     r = ledger.create_round(["p1"], strategy="margin", params={}, model={})
     ledger.record("p5", "accept", source="earlier")  # before the representative's decision: stays

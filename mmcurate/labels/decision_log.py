@@ -48,7 +48,8 @@ class DecisionsMixin(LedgerConnection):
 
         ``decision`` is one of :data:`DECISIONS` (case-insensitive); ``fix`` needs a non-empty
         ``caption``. ``round_id`` defaults to the round the pair was queued in. A decision identical
-        to the pair's latest (decision, caption, reviewer, source) is not appended again.
+        to the pair's latest (decision, caption, reviewer, source, round) is not appended again; the
+        same decision in a later round (a second opinion or an audit that agrees) is.
         Raises ``ValueError`` for a bad decision, a fix without caption, an unknown round or a bad
         timestamp.
         """
@@ -139,15 +140,17 @@ class DecisionsMixin(LedgerConnection):
         n_conflicts = 0
         added: list[tuple] = []
         for row in rows:
-            key = (row["decision"], row["caption"], row["reviewer"], source)
+            answers = round_id if round_id is not None else queued.get(row["pair_id"])
+            # the same opinion again in the same round is a repeat; in another round (a second
+            # opinion, an audit) it is a new opinion, agreeing or not (audits count agreements)
+            key = (row["decision"], row["caption"], row["reviewer"], source, answers)
             before = latest.get(row["pair_id"])
             if before == key:
                 continue
             if before is not None and before[:2] != key[:2]:
                 n_conflicts += 1
-            added.append((row["pair_id"], round_id if round_id is not None else queued.get(row["pair_id"]),
-                          row["decision"], row["caption"], row["reviewer"], row["timestamp"] or utc_now(),
-                          source))
+            added.append((row["pair_id"], answers, row["decision"], row["caption"], row["reviewer"],
+                          row["timestamp"] or utc_now(), source))
             latest[row["pair_id"]] = key
         conn.executemany("INSERT INTO decisions (pair_id, round, decision, caption, reviewer, timestamp, "
                          "source) VALUES (?, ?, ?, ?, ?, ?, ?)", added)
@@ -156,11 +159,11 @@ class DecisionsMixin(LedgerConnection):
 
     @staticmethod
     def _staged_latest(conn: sqlite3.Connection) -> dict[str, tuple]:
-        """Latest ``(decision, caption, reviewer, source)`` of each staged pair id that has one.
+        """Latest ``(decision, caption, reviewer, source, round)`` of each staged pair id that has one.
 
         Each is one lookup in the ``(pair_id, id)`` index: linear in the number of staged ids.
         """
-        return {r["pair_id"]: (r["decision"], r["caption"], r["reviewer"], r["source"])
+        return {r["pair_id"]: (r["decision"], r["caption"], r["reviewer"], r["source"], r["round"])
                 for r in conn.execute(_LATEST_OF_IDS)}
 
     def import_decisions(self, source: str | os.PathLike | pd.DataFrame, *, known_pair_ids: Collection[str],

@@ -67,7 +67,7 @@ _QUEUED = """SELECT pair_id, round FROM batch_items UNION ALL SELECT pair_id, ro
 _LATEST = """SELECT d.* FROM live_decisions d
     JOIN (SELECT pair_id, MAX(id) AS id FROM live_decisions GROUP BY pair_id) m ON d.id = m.id"""
 _WRITE_IDS = "temp.write_ids"  # the pair ids of the current write, one indexed row each
-_LATEST_OF_IDS = f"""SELECT d.pair_id, d.decision, d.caption, d.reviewer, d.source
+_LATEST_OF_IDS = f"""SELECT d.pair_id, d.decision, d.caption, d.reviewer, d.source, d.round
     FROM {_WRITE_IDS} t CROSS JOIN decisions d
     ON d.id = (SELECT e.id FROM decisions e WHERE e.pair_id = t.pair_id AND NOT EXISTS (
         SELECT 1 FROM withdrawals w WHERE w.decision_id = e.id) ORDER BY e.id DESC LIMIT 1)"""
