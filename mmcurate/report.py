@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["plot_alignment_histogram", "plot_rounds", "round_summary", "write_report"]
 
 DECISION_GROUPS = ("accepted", "rejected", "fixed", "unreviewed")
-_GROUP_OF_STATUS = {"accepted": "accepted", "rejected": "rejected", "fixed": "fixed"}
+_GROUP_OF_STATUS = {"accepted": "accepted", "rejected": "rejected", "fixed": "fixed", "disputed": "accepted"}
 _COLOURS = {"accepted": "#2a9d4b", "rejected": "#d1495b", "fixed": "#edae49", "unreviewed": "#66737f"}
 _COUNT_LABELS = {
     "pairs": "pairs in the project", "rejected_at_input": "rejected at input (rejects.csv)",
@@ -38,6 +38,7 @@ _COUNT_LABELS = {
     "auto": "auto-kept (P(aligned) >= threshold)",
     "unverified": "kept unverified (the model could not vouch)",
     "below_threshold": "dropped below threshold",
+    "disputed": "accepted but disputed (held back for a second opinion)",
     "left_out": "unreviewed, not exported (no threshold)", "unreadable_images": "unreadable at export",
     "curated": "curated (exported)", "dropped": "dropped (dropped file)",
     "duplicate_groups": "duplicate groups (mmcurate duplicates)",

@@ -264,7 +264,7 @@ class TrainResult:
         reviewer = metrics.get("reviewer") or {}
         if reviewer.get("n"):
             rows.append(("reviewer", f"error rate {reviewer['error_rate']:.1%} (95% {reviewer['low']:.1%}-"
-                                     f"{reviewer['high']:.1%}) from {reviewer['n']} audited pairs"))
+                                     f"{reviewer['high']:.1%}) from {reviewer['n']} pairs seen twice"))
         head = metrics.get("head")
         if "cv_auroc" in metrics:
             used = "used" if metrics.get("use_head") else "not used"
@@ -321,6 +321,9 @@ class ExportResult:
         Duplicate groups found and copies dropped; images unreadable when writing shards.
     groups_by_kind : dict
         Groups per kind (``exact``, ``near``, ``boilerplate``, ...), for the report.
+    disputed : int
+        Accepted pairs held back: given the model and the reviewer's estimated error rate they are
+        less likely aligned than the threshold asks (``select`` queues them for second opinions).
     """
 
     pairs: int
@@ -349,6 +352,7 @@ class ExportResult:
     duplicates_dropped: int = 0
     unreadable_images: int = 0
     groups_by_kind: dict[str, int] = field(default_factory=dict)
+    disputed: int = 0
 
     def lines(self) -> list[str]:
         """What ``export`` wrote, as short aligned lines (counts, the threshold and its check, files)."""
@@ -359,8 +363,13 @@ class ExportResult:
                             f"accepted, {self.fixed} fixed) + {self.auto} kept by the model"
                             + (f" + {unverified} unverified" if unverified else "")),
                 ("dropped", f"{self.dropped:>{w}}  {self.rejected} rejected by a reviewer, "
-                            f"{self.below_threshold} below the threshold, {self.embed_failures} "
+                            + (f"{self.disputed} disputed, " if self.disputed else "")
+                            + f"{self.below_threshold} below the threshold, {self.embed_failures} "
                             f"unreadable, {self.rejected_at_input} rejected at init")]
+        if self.disputed:
+            rows.append(("disputed", f"{self.disputed:>{w}}  accepted pairs held back: the model contradicts "
+                                     f"them and the reviewer errs (audits); select queues them for "
+                                     f"second opinions"))
         if self.duplicate_groups:
             rows.append(("duplicates", f"{self.duplicates_dropped:>{w}}  copies dropped (one pair kept per "
                                        f"group of {self.duplicate_groups}; --keep-duplicates keeps all)"))

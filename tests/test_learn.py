@@ -20,8 +20,17 @@ from mmcurate.synth import domain_shift_embeddings
 @pytest.fixture
 def shifted(tmp_path):
     """2,000 synthetic domain-shift pairs, 20% same-domain swaps (permutation), and the truth."""
-    image, text, noisy, domain = domain_shift_embeddings(2000, 32, kind="same_category", rate=0.2,
-                                                         random_state=3)
+    return _shifted_world(tmp_path, "same_category")
+
+
+@pytest.fixture
+def shifted_random(tmp_path):
+    """The same world with random swaps: the model becomes sure of most swapped pairs."""
+    return _shifted_world(tmp_path, "random")
+
+
+def _shifted_world(tmp_path, kind):
+    image, text, noisy, domain = domain_shift_embeddings(2000, 32, kind=kind, rate=0.2, random_state=3)
     meta = pd.DataFrame({"key": [f"k{i:05d}" for i in range(len(image))],
                          "caption": [f"caption {i}" for i in range(len(image))],
                          "category": [f"d{d:02d}" for d in domain]})
@@ -363,6 +372,35 @@ def test_reviewer_error_rate_from_audits():
     assert out["low"] < 0.1 < out["high"] and abs(out["error_rate"] - 0.1) < 0.015
 
 
+def test_reviewer_error_rate_from_second_opinions_chosen_by_the_model():
+    """Pairs shown again *because* the model contradicted them flip far more often than 2e(1 − e):
+    read as audits they say e = 0.5; given the model's calibrated P they give back e."""
+    rng = np.random.default_rng(5)
+    p = rng.beta(0.6, 0.3, 20000)  # the model's calibrated P(aligned)
+    truth = rng.random(len(p)) < p
+    first = truth ^ (rng.random(len(p)) < 0.1)
+    contradicted = np.flatnonzero(np.where(first, 1 - p, p) >= 0.9)[:150]
+    audits = rng.choice(len(p), 40, replace=False)
+    rows = np.r_[contradicted, audits]
+    second = truth[rows] ^ (rng.random(len(rows)) < 0.1)
+    said = lambda b: "accept" if b else "reject"  # noqa: E731
+    pairs = [(said(a), said(b)) for a, b in zip(first[rows], second)]
+    naive = learn.reviewer_error_rate(pairs)
+    out = learn.reviewer_error_rate(pairs, p[rows])
+    assert naive["error_rate"] > 0.3  # the contradicted pairs flip: selection, not a bad reviewer
+    assert out["low"] < 0.1 < out["high"] and abs(out["error_rate"] - 0.1) < 0.04
+
+
+def test_held_out_probabilities_are_calibrated_on_the_labelled_pairs():
+    rng = np.random.default_rng(2)
+    logit = rng.normal(0, 3, 600)
+    aligned = rng.random(600) < 1 / (1 + np.exp(-logit / 3))  # the model is 3x too confident
+    flipped = aligned ^ (rng.random(600) < 0.1)  # and the reviewer errs
+    a, b = learn.calibrate_on_labels(1 / (1 + np.exp(-logit)), flipped, error_rate=0.1)
+    assert abs(a - 1 / 3) < 0.1 and abs(b) < 0.3
+    assert learn.calibrate_on_labels([0.2] * 10, [True, False] * 5) == (1.0, 0.0)  # too few labels
+
+
 def test_rank_after_train_reports_the_model_it_used(shifted, tmp_path, capsys):
     import json
 
@@ -485,3 +523,63 @@ def test_the_threshold_keeps_the_clean_pairs_the_random_labels_vouch_for(shifted
     kept_floor = (cur.pairs.loc[clean, "p_aligned"] >= est["threshold"]).mean()
     kept_noise_only = (cur.pairs.loc[clean, "p_aligned"] >= noise_only).mean()
     assert kept_floor > 0.8 and kept_floor > kept_noise_only + 0.2, (kept_floor, kept_noise_only)
+
+
+def _erring(batch, truth, error, rng):
+    """An oracle that answers wrongly on a share ``error`` of the pairs (seeded)."""
+    decisions = _oracle(batch, truth)
+    flip = rng.random(len(decisions)) < error
+    decisions.loc[flip, "decision"] = np.where(decisions.loc[flip, "decision"] == "reject", "accept", "reject")
+    return decisions
+
+
+def test_second_opinions_wait_while_the_queue_still_finds_noise(shifted):
+    """Past the floor, a contradicted decision is shown again only where it sets more right than the
+    queue pick it displaces would find: a queue of sure suspects keeps the floor, a thin one does not."""
+    from mmcurate.rounds.selection import _second_opinions
+
+    proj, truth = shifted
+    selected = select_batch(proj, budget=100, random_state=0)
+    decisions = _oracle(selected.table, truth)
+    rejected = decisions.index[decisions["decision"] == "reject"]
+    decisions.loc[selected.table.loc[rejected, "score"].nlargest(8).index, "decision"] = "accept"
+    import_labels(proj, decisions, round_id=selected.round)
+    train_project_head(proj)
+    ranked = rank_project(proj, ["p_misaligned"]).table
+
+    def contradicted(queue_p):
+        again = _second_opinions(proj, ranked, 100, learn.SECOND_OPINION_SHARE, 0.0, 0, queue_p=queue_p)
+        return [pid for pid, _, reason in again if reason.startswith("second opinion")]
+
+    rich, thin = contradicted(np.full(88, 0.999)), contradicted(np.full(88, 0.05))
+    assert len(rich) == round(learn.SECOND_OPINION_FLOOR * 100) == 1
+    assert len(thin) > len(rich) and len(thin) <= round(learn.SECOND_OPINION_SHARE * 100)
+    assert rich[0] == thin[0]  # the floor takes the strongest contradiction
+    assert learn.worth_second_opinions(learn.second_opinion_gain([0.99] * 5, 0.1), [0.999] * 88, 5) == 0
+
+
+def test_export_holds_back_accepts_the_model_and_an_erring_reviewers_audits_contradict(shifted_random):
+    """A reviewer wrong on 15% of pairs: once the pairs seen twice estimate the rate, accepted pairs
+    the calibrated model contradicts are held back as disputed (named in the dropped table); mostly
+    the reviewer's mistakes."""
+    from mmcurate.export import curate_pairs
+
+    proj, truth = shifted_random
+    rng = np.random.default_rng(7)
+    for r in range(7):  # 2 audits per batch from round 2: >= 10 audits by round 7
+        selected = select_batch(proj, budget=100, random_state=r)
+        import_labels(proj, _erring(selected.table, truth, 0.15, rng), round_id=selected.round)
+        train_project_head(proj)
+    reviewer = load_model(proj).info["reviewer"]
+    assert reviewer["n"] >= 10 and reviewer["low"] <= 0.15 <= reviewer["high"]  # its 95% interval
+    cur = curate_pairs(proj)
+    disputed = cur.pairs[cur.pairs["status"] == "disputed"]
+    accepted = cur.pairs[cur.pairs["status"] == "accepted"]
+    assert len(disputed) >= 3
+    assert disputed["pair_id"].map(truth).mean() >= 0.6  # mostly the reviewer's mistakes
+    assert disputed["pair_id"].map(truth).mean() > 3 * accepted["pair_id"].map(truth).mean()
+    assert not cur.curated["pair_id"].isin(disputed["pair_id"]).any()
+    rows = cur.dropped[cur.dropped["pair_id"].isin(disputed["pair_id"])]
+    assert len(rows) == len(disputed) and rows["reason"].str.startswith("disputed").all()
+    assert cur.counts["disputed"] == len(disputed)
+    assert cur.counts["reviewed"] == cur.counts["accepted"] + cur.counts["rejected"] + cur.counts["fixed"] + len(disputed)

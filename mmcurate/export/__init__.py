@@ -4,7 +4,8 @@ Curated set (:func:`export_curated`)
     Every pair of the project ends in exactly one place:
 
     ========================  =========================================================
-    latest decision accept    curated, ``status = accepted``
+    latest decision accept    curated, ``status = accepted``; dropped as ``disputed`` when the
+                              reviewer errs (pairs seen twice) and the model contradicts it (below)
     latest decision fix       curated, ``status = fixed``, corrected caption in ``caption``,
                               the original in ``original_caption``
     latest decision reject    dropped, ``reason = rejected by reviewer``
@@ -25,6 +26,14 @@ Curated set (:func:`export_curated`)
     vouch for them (no trained model in use, held-out AUROC below 0.65, fewer than 15 randomly
     drawn labels, or no threshold keeps anything), nothing is dropped by the model: the
     unreviewed pairs are kept as ``unverified`` and ``estimates["why"]`` says why.
+
+    A reviewer who errs (an error rate ``e > 0`` estimated from 10 or more pairs seen twice) makes
+    each opinion evidence, not proof: an accepted pair's log-odds of being aligned, given the
+    model's held-out P(aligned) ``p`` and its opinions, are ``logit(p) + (accepts − rejects)·log((1
+    − e)/e)``; below 0.5 (more likely misaligned than aligned) it is held back
+    (``status = disputed``, dropped with that probability) until a second opinion settles it.
+    Rejections stand: keeping a pair a person rejected is not the model's call. A reviewer whose
+    second looks never disagree is never doubted.
 
     Rows rejected when the project was built (``rejects.csv``) are added to ``dropped`` with their
     reasons. A reviewer's decision outranks an embedding failure (a person saw the pair).

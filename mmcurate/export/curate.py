@@ -14,7 +14,14 @@ import pandas as pd
 
 from mmcurate.groups.hooks import apply_duplicate_policy, export_decisions
 from mmcurate.index import rowwise_cosine
-from mmcurate.learn import MIN_RANDOM_LABELS, TARGET_NOISE, choose_threshold, explored_noise, reliability
+from mmcurate.learn import (
+    MIN_RANDOM_LABELS,
+    MODEL_TRUST,
+    TARGET_NOISE,
+    choose_threshold,
+    explored_noise,
+    reliability,
+)
 from mmcurate.results import Ranking
 from mmcurate.rounds import rank_project
 from mmcurate.rounds.model import load_model
@@ -277,13 +284,56 @@ def curate_pairs(proj: Project, *, threshold: float | str | None = "auto", targe
     failures = _embed_failures(proj).set_index("pair_id")
     asked = threshold
     threshold, estimates = _auto_threshold(table, threshold, target_noise, proj)
+    table["p_decision"] = _decision_posterior(proj, table, decisions) if threshold is not None else np.nan
     table["status"] = _statuses(table, failures.index, threshold, unverified=asked is not None)
     curated = _curated_frame(table, proj.pairs.columns)
     dropped = _dropped_frame(table, failures, proj.rejects, threshold)
     counts = _counts(table, proj.rejects, curated, dropped)
     curated, dropped = _duplicate_policy(proj, curated, dropped, counts, keep_duplicates)
     return Curation(curated=curated, dropped=dropped, counts=counts, score_name=score_name,
-                    pairs=table.drop(columns=["fixed_caption"]), provenance=prov, estimates=estimates)
+                    pairs=table.drop(columns=["fixed_caption", "p_decision"]), provenance=prov,
+                    estimates=estimates)
+
+
+DISPUTE_BELOW = 0.5
+"""An accepted pair is disputed when P(aligned | model, opinions) is below this: the evidence
+together says it is more likely misaligned than aligned. The export's threshold for unreviewed
+pairs is not used here: a person's accept outweighs a model's doubt, not its near-certainty."""
+
+
+def _decision_posterior(proj: ProjectFiles, table: pd.DataFrame, decisions: pd.DataFrame) -> np.ndarray:
+    """P(aligned) of each accepted pair given the model *and* its opinions (NaN elsewhere).
+
+    A reviewer who errs with rate ``e`` (estimated from the pairs seen twice,
+    :func:`mmcurate.learn.reviewer_error_rate`) makes each opinion a likelihood ratio ``(1 − e)/e``;
+    the model's held-out P(aligned) (from fits that did not see the decision, calibrated on the
+    labelled pairs: :func:`mmcurate.learn.calibrate_on_labels`) is the prior. Log-odds ``logit(p) +
+    (accepts − rejects) · log((1 − e)/e)``. NaN (no dispute possible) while fewer than 10 pairs seen
+    twice estimated ``e`` or it is 0: a reviewer who never errs is never doubted.
+    """
+    out = np.full(len(table), np.nan)
+    if "n_opinions" not in decisions.columns or not len(decisions):
+        return out
+    model = load_model(proj)
+    reviewer = model.info.get("reviewer") or {}
+    e = float(reviewer.get("error_rate", np.nan)) if int(reviewer.get("n", 0) or 0) >= 10 else np.nan
+    if not (np.isfinite(e) and e > 0):
+        return out
+    e = min(e, 0.45)
+    latest = decisions.drop_duplicates("pair_id", keep="last").set_index("pair_id")
+    ids = table["pair_id"]
+    accepted = (table["decision"] == "accept").to_numpy()
+    n = ids.map(latest["n_opinions"]).to_numpy(float)
+    agree = (ids.map(latest["agreement"]).to_numpy(float) if "agreement" in latest.columns
+             else np.ones(len(ids)))
+    net = np.rint(n * agree) - np.rint(n * (1.0 - agree))  # accepts minus rejects (misaligned opinions)
+    held = model.held_out_calibrated(ids)  # calibrated on the labelled pairs
+    p = np.where(np.isfinite(held), held, table["p_aligned"].to_numpy(float))
+    p = np.clip(p, 1 - MODEL_TRUST, MODEL_TRUST)
+    logit = np.log(p / (1 - p)) + net * np.log((1 - e) / e)
+    ok = accepted & np.isfinite(logit)
+    out[ok] = 1.0 / (1.0 + np.exp(-logit[ok]))
+    return out
 
 
 def _alignment(proj: Project, scores: pd.DataFrame | None) -> tuple[str | None, pd.Series | None]:
@@ -300,6 +350,11 @@ def _statuses(table: pd.DataFrame, failed: pd.Index, threshold: float | None,
     decision = table["decision"].to_numpy(object)
     status = np.full(len(table), "unreviewed", dtype=object)
     status[decision == "accept"] = "accepted"
+    if threshold is not None and "p_decision" in table.columns:
+        # accepted, but the model and the reviewer's error rate together say misaligned: held back
+        # until a second opinion settles it (a person's accept outweighs a model's doubt, not its
+        # near-certainty; the threshold for unreviewed pairs is not theirs)
+        status[(decision == "accept") & (table["p_decision"].to_numpy(float) < DISPUTE_BELOW)] = "disputed"
     status[decision == "fix"] = "fixed"
     status[decision == "reject"] = "rejected"
     open_ = status == "unreviewed"
@@ -332,6 +387,13 @@ def _dropped_frame(table: pd.DataFrame, failures: pd.DataFrame, rejects: pd.Data
     parts.append(rejected.assign(
         stage="review", reason="rejected by reviewer",
         detail=[_who(r, n) for r, n in zip(rejected["reviewer"], rejected["decision_round"])]))
+    disputed = table[table["status"] == "disputed"]
+    parts.append(disputed.assign(
+        stage="review", reason=f"disputed: accepted, but P(aligned) given the model and the reviewer's "
+                              f"error rate is below {DISPUTE_BELOW:g}",
+        detail=[f"P(aligned | model, opinions)={q:.3f}; {_who(r, n)}; a second opinion settles it"
+                for q, r, n in zip(disputed["p_decision"].to_numpy(float), disputed["reviewer"],
+                                   disputed["decision_round"])]))
     below = table[table["status"] == "below_threshold"]
     parts.append(below.assign(
         stage="threshold", reason=f"p_aligned < {threshold:.4g}" if threshold is not None else "",
@@ -375,8 +437,8 @@ def _counts(table: pd.DataFrame, rejects: pd.DataFrame, curated: pd.DataFrame,
 
     return {
         "pairs": len(table), "rejected_at_input": len(rejects),
-        "reviewed": n("accepted") + n("rejected") + n("fixed"),
-        "accepted": n("accepted"), "rejected": n("rejected"), "fixed": n("fixed"),
+        "reviewed": n("accepted") + n("rejected") + n("fixed") + n("disputed"),
+        "accepted": n("accepted"), "rejected": n("rejected"), "fixed": n("fixed"), "disputed": n("disputed"),
         "auto": n("auto"), "unverified": n("unverified"), "below_threshold": n("below_threshold"),
         "embed_failures": n("embed_failed"),
         "left_out": n("unreviewed"), "curated": len(curated), "dropped": len(dropped),

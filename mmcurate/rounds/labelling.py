@@ -48,10 +48,10 @@ def import_labels(proj: Project, source: str | Path | pd.DataFrame, *, round_id:
     return report
 
 
-def repeated_opinions(proj: ProjectFiles) -> list[tuple[str, str, str]]:
-    """``(reason, first, second)`` of every pair shown again and decided again: its opinion before
-    the second-opinion round and the one given in it (``reason`` starts ``audit`` for a random
-    re-check, ``second opinion`` for a contradicted decision)."""
+def repeated_opinions(proj: ProjectFiles) -> list[tuple[str, str, str, str]]:
+    """``(pair_id, reason, first, second)`` of every pair shown again and decided again: its opinion
+    before the second-opinion round and the one given in it (``reason`` starts ``audit`` for a
+    random re-check, ``second opinion`` for a contradicted decision)."""
     again = proj.ledger.second_opinions()
     if again.empty:
         return []
@@ -67,12 +67,5 @@ def repeated_opinions(proj: ProjectFiles) -> list[tuple[str, str, str]]:
         before = mine.loc[mine["round"] < int(rnd), "decision"]
         during = mine.loc[mine["round"] == int(rnd), "decision"]
         if len(before) and len(during):
-            out.append((str(reason), str(before.iloc[-1]), str(during.iloc[-1])))
+            out.append((str(pid), str(reason), str(before.iloc[-1]), str(during.iloc[-1])))
     return out
-
-
-def audited_opinions(proj: ProjectFiles) -> list[tuple[str, str]]:
-    """``(first, second)`` opinions of pairs shown again at random (audits), for
-    :func:`mmcurate.learn.reviewer_error_rate`."""
-    return [(first, second) for reason, first, second in repeated_opinions(proj)
-            if reason.startswith("audit")]

@@ -6,10 +6,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from mmcurate._fileio import read_json_object
 from mmcurate.exceptions import ProjectError
-from mmcurate.learn import calibrator_from_dict
+from mmcurate.learn import apply_calibration, calibrator_from_dict
 from mmcurate.rank import APPROXIMATE_FROM
 
 if TYPE_CHECKING:
@@ -36,6 +37,15 @@ class Model:
     info: dict[str, Any] = field(default_factory=dict)
     held_out: dict[str, float] = field(default_factory=dict)
     """Each decided pair's P(aligned) from fits that did not see its decision."""
+    label_calibration: tuple[float, float] = (1.0, 0.0)
+    """``(a, b)`` that calibrate :attr:`held_out` on the labelled pairs
+    (:func:`mmcurate.learn.calibrate_on_labels`)."""
+
+    def held_out_calibrated(self, pair_ids: pd.Series) -> np.ndarray:
+        """Calibrated held-out P(aligned) of ``pair_ids`` (NaN where none): what a person's
+        decision is weighed against (second opinions, disputes, the reviewer's error rate)."""
+        held = pair_ids.map(pd.Series(self.held_out, dtype=float)).to_numpy(np.float64)
+        return apply_calibration(held, self.label_calibration)
 
 
 def load_model(proj: ProjectFiles) -> Model:
@@ -53,6 +63,7 @@ def load_model(proj: ProjectFiles) -> Model:
 
             head = ProjectionHead.load(proj.checkpoint_path(record["checkpoint"]))
         calibrator, k, trained_on, held_out = None, None, frozenset[str](), {}
+        label_calibration = (1.0, 0.0)
         sidecar = proj.model_record_path(int(record["head_round"]))
         if info is not None and sidecar.is_file():
             data = read_json_object(sidecar, what="the model's calibrator")
@@ -63,7 +74,10 @@ def load_model(proj: ProjectFiles) -> Model:
             calibrator, k = calibrator_from_dict(data["calibrator"]), int(data["k"])
             trained_on = frozenset(data.get("trained_on", ()))
             held_out = {str(key): float(v) for key, v in (data.get("held_out_p_aligned") or {}).items()}
-        return Model(int(record["head_round"]), head, calibrator, k, trained_on, dict(info or {}), held_out)
+            cal = data.get("label_calibration") or {}
+            label_calibration = (float(cal.get("a", 1.0)), float(cal.get("b", 0.0)))
+        return Model(int(record["head_round"]), head, calibrator, k, trained_on, dict(info or {}), held_out,
+                     label_calibration)
     return Model()
 
 

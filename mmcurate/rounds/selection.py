@@ -17,11 +17,15 @@ from mmcurate.learn import (
     DEFAULT_STRATEGY,
     EXPLORE,
     EXPLORE_UNIFORM,
+    LABEL_NOISE_FLOOR,
     MIN_FLIP_RATE,
+    SECOND_OPINION_FLOOR,
     SECOND_OPINION_SHARE,
     pps_inclusion,
+    second_opinion_gain,
     split_budget,
     systematic_sample,
+    worth_second_opinions,
 )
 from mmcurate.project_index import focus_scores
 from mmcurate.rank import STRATEGIES, selection_vectors
@@ -90,9 +94,11 @@ def select_batch(proj: Project, *, budget: int, strategy: str = DEFAULT_STRATEGY
         excluded_rows = np.union1d(labelled_rows, held_out_rows)
         image, text, _ = current_embeddings(proj)
         joint = selection_vectors(image, text, random_state=random_state)
-        again = _second_opinions(proj, table, int(budget), second_opinions, audit, random_state)
-        n_exploit, n_explore = split_budget(int(budget) - len(again), explore)
         scores = table["score"].to_numpy(np.float64)
+        again = _second_opinions(proj, table, int(budget), second_opinions, audit, random_state,
+                                 queue_p=_queue_p_misaligned(table, scores, excluded_rows,
+                                                             split_budget(int(budget), explore)[0]))
+        n_exploit, n_explore = split_budget(int(budget) - len(again), explore)
         picked = selector(_query_focus(proj, scores, query, n_exploit), n=n_exploit, embeddings=joint,
                           indices_labeled=labelled_rows,
                           exclude=np.setdiff1d(held_out_rows, labelled_rows), random_state=random_state)
@@ -155,14 +161,27 @@ def _second_opinions_pay(proj: ProjectFiles) -> bool:
     never errs stops costing labels after about ten confirmed decisions; audits go on, and a flip
     in them turns second opinions back on."""
     pairs = repeated_opinions(proj)
-    flips = sum((first == "accept") != (second == "accept") for _, first, second in pairs)
+    flips = sum((first == "accept") != (second == "accept") for _, _, first, second in pairs)
     n = len(pairs)
     return (flips + 1) / (n + 2) >= MIN_FLIP_RATE
 
 
+def _queue_p_misaligned(table: pd.DataFrame, scores: np.ndarray, excluded_rows: np.ndarray,
+                        n: int) -> np.ndarray | None:
+    """P(misaligned) of the ``n`` pairs the queue would pick first (by score, in its order)."""
+    if "p_aligned" not in table.columns or n <= 0:
+        return None
+    open_rows = np.setdiff1d(np.arange(len(table)), excluded_rows)
+    top = open_rows[np.argsort(-np.nan_to_num(scores[open_rows], nan=-np.inf), kind="stable")[:n]]
+    return 1.0 - np.nan_to_num(table["p_aligned"].to_numpy(np.float64)[top], nan=0.5)
+
+
 def _second_opinions(proj: ProjectFiles, ranked: pd.DataFrame, budget: int, share: float, audit: float,
-                     random_state: RandomState) -> list[tuple[str, float, str]]:
-    """Decided pairs to show again: contradicted by the model (strongest first), then audits."""
+                     random_state: RandomState, *, queue_p: np.ndarray | None = None
+                     ) -> list[tuple[str, float, str]]:
+    """Decided pairs to show again: contradicted by the model (strongest first) while each sets
+    more decisions right than the queue pick it replaces would find (:func:`mmcurate.learn.
+    worth_second_opinions`; ``queue_p``: the queue's P(misaligned) in order), then audits."""
     if budget < 10 or (share <= 0 and audit <= 0):
         return []
     resolved = proj.ledger.resolved()
@@ -173,12 +192,22 @@ def _second_opinions(proj: ProjectFiles, ranked: pd.DataFrame, budget: int, shar
     resolved = resolved[resolved["pair_id"].map(shown).fillna(0).to_numpy() < 2]
     out: list[tuple[str, float, str]] = []
     if share > 0 and "p_aligned" in ranked.columns and _second_opinions_pay(proj):
-        # held out where the model in use has it (a fit that saw a decision cannot doubt it)
-        p = resolved["pair_id"].map(load_model(proj).held_out).fillna(
-            resolved["pair_id"].map(ranked.set_index("pair_id")["p_aligned"])).to_numpy(np.float64)
+        # held out where the model in use has it (a fit that saw a decision cannot doubt it),
+        # calibrated on the labelled pairs; the ranking's P for decisions made since
+        model = load_model(proj)
+        reviewer = model.info.get("reviewer") or {}
+        held = model.held_out_calibrated(resolved["pair_id"])
+        p = np.where(np.isfinite(held), held, resolved["pair_id"].map(
+            ranked.set_index("pair_id")["p_aligned"]).to_numpy(np.float64))
         other = np.where(resolved["decision"].to_numpy() == "accept", 1.0 - p, p)
         strong = np.flatnonzero(np.nan_to_num(other) >= CONTRADICTION)  # NaN: no probability, no doubt
         strong = strong[np.argsort(-other[strong], kind="stable")][: round(share * budget)]
+        if queue_p is not None and len(strong):
+            rate = float(reviewer.get("error_rate", np.nan)) if reviewer.get("n", 0) >= 10 else np.nan
+            error_rate = max(rate, LABEL_NOISE_FLOOR) if np.isfinite(rate) else LABEL_NOISE_FLOOR
+            gains = second_opinion_gain(other[strong], error_rate)  # sorted as other: descending
+            floor = round(SECOND_OPINION_FLOOR * budget)
+            strong = strong[: max(floor, worth_second_opinions(gains, queue_p, len(strong)))]
         # the reason is shown to the reviewer: it must not say what was decided before (blind)
         out += [(str(resolved["pair_id"].iloc[i]), float(other[i]), "second opinion: shown again")
                 for i in strong]

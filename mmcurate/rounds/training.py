@@ -14,6 +14,7 @@ from mmcurate.exceptions import NoDecisionsError
 from mmcurate.groups.hooks import count_groups_once
 from mmcurate.learn import (
     LABEL_NOISE_FLOOR,
+    calibrate_on_labels,
     calibrator_to_dict,
     fit_validated,
     platt_ipw,
@@ -24,7 +25,7 @@ from mmcurate.learn import (
 )
 from mmcurate.rank import RankContext
 from mmcurate.results import TrainResult
-from mmcurate.rounds.labelling import audited_opinions, labelled_arrays
+from mmcurate.rounds.labelling import labelled_arrays, repeated_opinions
 from mmcurate.rounds.model import Model, apply_head, load_model
 from mmcurate.signals.alignment import prior_calibrator
 
@@ -79,7 +80,11 @@ def train_project_head(proj: Project, *, config: HeadConfig | None = None, k: in
             head, head_metrics = _train_head_if_useful(proj, rows, y, fixes, config)
         else:
             head, head_metrics = None, {"head": "not trained (the default; train --head trains one)"}
-        reviewer = reviewer_error_rate(audited_opinions(proj))
+        # every pair seen twice (audits and second opinions), with the model in use's held-out P
+        repeated = repeated_opinions(proj)
+        reviewer = reviewer_error_rate(
+            [(first, second) for _, _, first, second in repeated],
+            previous.held_out_calibrated(pd.Series([pid for pid, _, _, _ in repeated], dtype=object)))
         error_rate = reviewer["error_rate"] if reviewer["n"] >= 10 else 0.0
         fit = _fit_and_validate(proj, rows, y, head, previous, k=k, random_state=config.random_state,
                                 tolerance=tolerance, error_rate=error_rate)
@@ -95,6 +100,7 @@ def train_project_head(proj: Project, *, config: HeadConfig | None = None, k: in
             "calibrator": fit["calibrator"], "k": k, "use_head": fit["use_head"],
             "validation": fit["validation"], "recalibration": fit["recalibration"],
             "reviewer": reviewer, "held_out_p_aligned": fit["held_out_p_aligned"],
+            "label_calibration": fit["label_calibration"],
             "trained_on": sorted(map(str, ids))})
         info = {"accepted": fit["validation"]["accepted"], "reason": fit["validation"]["reason"],
                 "use_head": fit["use_head"], "replaces": previous.round, "prior": fit.get("prior", False),
@@ -227,6 +233,11 @@ def _fit_and_validate(proj: Project, rows, y, head, previous: Model, *, k: int, 
     # each decided pair's P(aligned) from fits that did not see its decision (second opinions)
     ids = proj.pairs["pair_id"].to_numpy()[rows].astype(str)
     out["held_out_p_aligned"] = dict(zip(ids.tolist(), sigmoid(a * held + b).tolist()))
+    # only once pairs seen twice have measured the reviewer's error rate: before, a few wrong
+    # decisions on pairs the model is sure of would be read as the model's overconfidence
+    la, lb = (calibrate_on_labels(sigmoid(a * held + b), y, error_rate=max(error_rate, LABEL_NOISE_FLOOR))
+              if error_rate > 0 else (1.0, 0.0))
+    out["label_calibration"] = {"a": la, "b": lb}
     out["recalibration"] = {"a": a, "b": b, "error_rate": error_rate, "l2": calibrator.l2}
     return out
 
