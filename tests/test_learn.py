@@ -529,7 +529,8 @@ def _erring(batch, truth, error, rng):
     """An oracle that answers wrongly on a share ``error`` of the pairs (seeded)."""
     decisions = _oracle(batch, truth)
     flip = rng.random(len(decisions)) < error
-    decisions.loc[flip, "decision"] = np.where(decisions.loc[flip, "decision"] == "reject", "accept", "reject")
+    was_reject = decisions.loc[flip, "decision"] == "reject"
+    decisions.loc[flip, "decision"] = np.where(was_reject, "accept", "reject")
     return decisions
 
 
@@ -558,11 +559,12 @@ def test_second_opinions_wait_while_the_queue_still_finds_noise(shifted):
     assert learn.worth_second_opinions(learn.second_opinion_gain([0.99] * 5, 0.1), [0.999] * 88, 5) == 0
 
 
-def test_export_holds_back_accepts_the_model_and_an_erring_reviewers_audits_contradict(shifted_random):
+def test_export_holds_back_accepts_the_model_and_an_erring_reviewers_audits_contradict(shifted_random,
+                                                                                        tmp_path):
     """A reviewer wrong on 15% of pairs: once the pairs seen twice estimate the rate, accepted pairs
     the calibrated model contradicts are held back as disputed (named in the dropped table); mostly
     the reviewer's mistakes."""
-    from mmcurate.export import curate_pairs
+    from mmcurate.export import curate_pairs, export_curated
 
     proj, truth = shifted_random
     rng = np.random.default_rng(7)
@@ -582,4 +584,9 @@ def test_export_holds_back_accepts_the_model_and_an_erring_reviewers_audits_cont
     rows = cur.dropped[cur.dropped["pair_id"].isin(disputed["pair_id"])]
     assert len(rows) == len(disputed) and rows["reason"].str.startswith("disputed").all()
     assert cur.counts["disputed"] == len(disputed)
-    assert cur.counts["reviewed"] == cur.counts["accepted"] + cur.counts["rejected"] + cur.counts["fixed"] + len(disputed)
+    counts = cur.counts
+    assert counts["reviewed"] == counts["accepted"] + counts["rejected"] + counts["fixed"] + len(disputed)
+    summary = export_curated(proj, tmp_path / "out")  # what `mmcurate export` prints says so
+    assert summary.disputed == len(disputed) and f"{len(disputed)} disputed" in summary.summary()
+    written = pd.read_csv(summary.dropped_path, dtype={"pair_id": str})
+    assert written["reason"].str.startswith("disputed").sum() == len(disputed)
