@@ -20,6 +20,7 @@ from mmcurate.labels.decision_files import LabelsFileError
 from mmcurate.project import open_project as _open_project
 from mmcurate.project.files import ProjectFiles
 from mmcurate.rank import STRATEGIES
+from mmcurate.results import reviewer_words
 from mmcurate.review import interchange
 from mmcurate.review.batch import export_batch
 from mmcurate.review.project_app import serve_project
@@ -122,6 +123,9 @@ def status_lines(status: dict) -> list[str]:
                      f"{dec['fix']} fixed" + (f"; {status['conflicts']} changed later"
                                                if status["conflicts"] else "")))
         rows.append(("ranking with", _ranking_words(model)))
+        reviewer = status.get("reviewer") or {}
+        if reviewer.get("n"):
+            rows.append(("reviewer", reviewer_words(reviewer)))
         if model.get("labels_not_yet_used"):
             rows.append(("not yet used", f"{model['labels_not_yet_used']} decisions (train to use them)"))
         noise = [f"{name} {status[key]:.1%}" for key, name in (("reviewed_noise_rate", "among reviewed"),

@@ -263,8 +263,7 @@ class TrainResult:
                                         f"l2 {recal['l2']:g}; reviewer errors {recal['error_rate']:.1%}"))
         reviewer = metrics.get("reviewer") or {}
         if reviewer.get("n"):
-            rows.append(("reviewer", f"error rate {reviewer['error_rate']:.1%} (95% {reviewer['low']:.1%}-"
-                                     f"{reviewer['high']:.1%}) from {reviewer['n']} pairs seen twice"))
+            rows.append(("reviewer", reviewer_words(reviewer)))
         head = metrics.get("head")
         if "cv_auroc" in metrics:
             used = "used" if metrics.get("use_head") else "not used"
@@ -287,6 +286,13 @@ class TrainResult:
 
 
 # -- export ---------------------------------------------------------------------------------------------
+def reviewer_words(reviewer: dict[str, Any]) -> str:
+    """The reviewer's estimated error rate in words (``reviewer``: what
+    :func:`mmcurate.learn.reviewer_error_rate` returns): ``train``, ``status`` and the export report."""
+    return (f"errs on about {reviewer['error_rate']:.1%} of decisions (95% {reviewer['low']:.1%}-"
+            f"{reviewer['high']:.1%}), from {reviewer['n']} pairs seen twice")
+
+
 @dataclass(frozen=True)
 class ExportResult:
     """What an export wrote and why: what :func:`mmcurate.export.export_curated` (``mmcurate export``)

@@ -590,3 +590,10 @@ def test_export_holds_back_accepts_the_model_and_an_erring_reviewers_audits_cont
     assert summary.disputed == len(disputed) and f"{len(disputed)} disputed" in summary.summary()
     written = pd.read_csv(summary.dropped_path, dtype={"pair_id": str})
     assert written["reason"].str.startswith("disputed").sum() == len(disputed)
+    # the report and status say how often the reviewer errs, from the pairs seen twice
+    said = f"pairs seen twice; {len(disputed)} accepted pairs disputed"
+    assert said in open(summary.report_md, encoding="utf-8").read()
+    from mmcurate.commands import status_lines
+
+    line = next(x for x in status_lines(proj.status()) if x.startswith("reviewer"))
+    assert f"from {reviewer['n']} pairs seen twice" in line

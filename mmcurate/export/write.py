@@ -16,7 +16,8 @@ from mmcurate.export.gallery import report_galleries
 from mmcurate.export.webdataset import _image_reader, write_webdataset
 from mmcurate.learn import TARGET_NOISE
 from mmcurate.report import write_report
-from mmcurate.results import ExportResult, Ranking
+from mmcurate.results import ExportResult, Ranking, reviewer_words
+from mmcurate.rounds.model import load_model
 
 if TYPE_CHECKING:
     from mmcurate.project import Project
@@ -121,6 +122,7 @@ def export_curated(proj: Project, out_dir: str | os.PathLike, *, fmt: str = "csv
                           meta={"project": str(proj.root), "kind": proj.kind, "format": fmt,
                                 "threshold": _threshold_line(cur.estimates),
                                 "model": _model_line(proj),
+                                "reviewer": _reviewer_line(proj, cur.counts.get("disputed", 0)),
                                 "P(aligned) from": _scores_line(cur.provenance),
                                 "exported": time.strftime("%FT%TZ", time.gmtime())},
                           model=model_display_name(_manifest(proj)), galleries=report_galleries(proj, cur))
@@ -176,6 +178,14 @@ def _model_line(proj: ProjectFiles) -> str:
     if manifest.get("kind") == "external":
         return f"imported embeddings from {manifest.get('source')}"
     return f"{manifest.get('model')} ({manifest.get('pretrained') or 'local weights'})"
+
+
+def _reviewer_line(proj: ProjectFiles, disputed: int) -> str | None:
+    """The reviewer's estimated error rate (from the pairs seen twice) and the disputed accepts."""
+    reviewer = load_model(proj).info.get("reviewer") or {}
+    if not reviewer.get("n"):
+        return None
+    return f"{reviewer_words(reviewer)}; {disputed} accepted pairs disputed"
 
 
 def _scores_line(provenance: dict[str, Any]) -> str | None:

@@ -53,6 +53,7 @@ def rounds_status(proj: ProjectFiles) -> dict[str, Any]:
         "decisions": {"total": reviewed, **{d: int(counts.get(d, 0)) for d in ("accept", "reject", "fix")}},
         "conflicts": len(ledger.conflicts()),
         "second_opinions": len(ledger.second_opinions()),
+        "reviewer": in_use.info.get("reviewer") or None,
         "head": ({"round": latest["head_round"], "n_labels": latest.get("n_labels"),
                   "metrics": {k: v for k, v in (latest.get("metrics") or {}).items()
                               if not isinstance(v, list)}} if latest else None),
