@@ -46,8 +46,8 @@ suspects). Six things keep learning from making the ranking worse:
    :func:`mmcurate.labels.resolve_opinions` (majority, ties to the latest); the error rate is
    estimated from every pair seen twice (audits and second opinions, given the model's held-out
    probability: :func:`reviewer_error_rate`) and enters the fit and the recalibration, and
-   ``export`` holds back accepted pairs that the model and that error rate together trust less
-   than its threshold (``disputed``, :mod:`mmcurate.export`).
+   ``export`` holds back accepted pairs that the model and that error rate together say are more
+   likely misaligned than aligned (``disputed``, :mod:`mmcurate.export`).
 
 Pure functions over arrays; no I/O (``mmcurate.rounds`` reads and writes the project).
 """
@@ -62,7 +62,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate._util import RandomState, check_random_state
+from mmcurate._util import RandomState, check_random_state, sigmoid
 from mmcurate.signals.alignment import (
     AlignmentFeatures,
     Calibrator,
@@ -267,7 +267,7 @@ def apply_calibration(p_aligned: npt.ArrayLike, calibration: tuple[float, float]
     """``σ(a·logit(p) + b)`` (NaN kept) for ``calibration = (a, b)`` of :func:`calibrate_on_labels`."""
     a, b = calibration
     p = np.clip(np.asarray(p_aligned, np.float64), 1e-12, 1 - 1e-12)
-    return 1.0 / (1.0 + np.exp(-(a * np.log(p / (1 - p)) + b)))
+    return np.asarray(sigmoid(a * np.log(p / (1 - p)) + b), np.float64)
 
 
 def second_opinion_gain(p_other: npt.ArrayLike, error_rate: float) -> npt.NDArray[np.float64]:

@@ -329,7 +329,7 @@ class ExportResult:
         Groups per kind (``exact``, ``near``, ``boilerplate``, ...), for the report.
     disputed : int
         Accepted pairs held back: given the model and the reviewer's estimated error rate they are
-        less likely aligned than the threshold asks (``select`` queues them for second opinions).
+        more likely misaligned than aligned (``select`` queues them for second opinions).
     """
 
     pairs: int
@@ -374,7 +374,7 @@ class ExportResult:
                             f"unreadable, {self.rejected_at_input} rejected at init")]
         if self.disputed:
             rows.append(("disputed", f"{self.disputed:>{w}}  accepted pairs held back: the model contradicts "
-                                     f"them and the reviewer errs (audits); select queues them for "
+                                     f"them and the reviewer errs (pairs seen twice); select queues them for "
                                      f"second opinions"))
         if self.duplicate_groups:
             rows.append(("duplicates", f"{self.duplicates_dropped:>{w}}  copies dropped (one pair kept per "

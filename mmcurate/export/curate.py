@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from mmcurate._util import sigmoid
 from mmcurate.groups.hooks import apply_duplicate_policy, export_decisions
 from mmcurate.index import rowwise_cosine
 from mmcurate.learn import (
@@ -332,7 +333,7 @@ def _decision_posterior(proj: ProjectFiles, table: pd.DataFrame, decisions: pd.D
     p = np.clip(p, 1 - MODEL_TRUST, MODEL_TRUST)
     logit = np.log(p / (1 - p)) + net * np.log((1 - e) / e)
     ok = accepted & np.isfinite(logit)
-    out[ok] = 1.0 / (1.0 + np.exp(-logit[ok]))
+    out[ok] = sigmoid(logit[ok])
     return out
 
 

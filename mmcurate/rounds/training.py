@@ -232,10 +232,11 @@ def _fit_and_validate(proj: Project, rows, y, head, previous: Model, *, k: int, 
     out["calibrator"] = calibrator_to_dict(recalibrated(calibrator, a, b))
     # each decided pair's P(aligned) from fits that did not see its decision (second opinions)
     ids = proj.pairs["pair_id"].to_numpy()[rows].astype(str)
-    out["held_out_p_aligned"] = dict(zip(ids.tolist(), sigmoid(a * held + b).tolist()))
+    held_p = sigmoid(a * held + b)
+    out["held_out_p_aligned"] = dict(zip(ids.tolist(), held_p.tolist()))
     # only once pairs seen twice have measured the reviewer's error rate: before, a few wrong
     # decisions on pairs the model is sure of would be read as the model's overconfidence
-    la, lb = (calibrate_on_labels(sigmoid(a * held + b), y, error_rate=max(error_rate, LABEL_NOISE_FLOOR))
+    la, lb = (calibrate_on_labels(held_p, y, error_rate=max(error_rate, LABEL_NOISE_FLOOR))
               if error_rate > 0 else (1.0, 0.0))
     out["label_calibration"] = {"a": la, "b": lb}
     out["recalibration"] = {"a": a, "b": b, "error_rate": error_rate, "l2": calibrator.l2}
