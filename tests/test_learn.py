@@ -597,3 +597,32 @@ def test_export_holds_back_accepts_the_model_and_an_erring_reviewers_audits_cont
 
     line = next(x for x in status_lines(proj.status()) if x.startswith("reviewer"))
     assert f"from {reviewer['n']} pairs seen twice" in line
+
+
+def test_a_model_that_ranks_the_pool_against_the_prior_is_not_used():
+    """Labels from the queue's region only: a model that separates them by inverting what the
+    prior knows wins on those labels, yet ranks the rest of the pool against the prior. It is
+    refused (the prior stays); a model that learns with the prior is used."""
+    from mmcurate.signals.alignment import alignment_features, prior_calibrator
+
+    rng = np.random.default_rng(3)
+    n = 2000
+    aligned = rng.random(n) < 0.8
+    own = np.where(aligned, 0.3, 0.1) + rng.normal(0, 0.04, n)
+    alt = own[:, None] - np.where(aligned, 0.1, -0.05)[:, None] + rng.normal(0, 0.03, (n, 5))
+    idx = (np.arange(n)[:, None] + np.arange(1, 6)[None, :]) % n
+    feats = alignment_features(own, alt, idx, alt, idx)
+    prior_p = prior_calibrator(feats).predict_proba(feats)
+    rows = np.argsort(prior_p)[:300]  # the prior's suspects
+    # the most doubted half "accepted": labels that hold only in this region
+    inverted = (np.arange(300) < 150).astype(int)
+    cal, verdict, _ = learn.fit_validated(feats, rows, inverted, label_noise=0.0)
+    assert verdict.auroc_new > verdict.auroc_prior  # it wins on its labels...
+    agreement = learn.prior_implied_auroc(1 - cal.predict_proba(feats), prior_p)
+    assert agreement < learn.PRIOR_AGREEMENT  # ...by turning the pool upside down
+    assert not verdict.accepted and "against the zero-label prior" in verdict.reason
+    # true labels on the suspects and on pairs drawn at random: the model learns with the prior
+    rows = np.r_[rows, rng.choice(np.argsort(prior_p)[300:], 200, replace=False)]
+    cal, verdict, _ = learn.fit_validated(feats, rows, aligned[rows].astype(int), label_noise=0.0)
+    assert learn.prior_implied_auroc(1 - cal.predict_proba(feats), prior_p) > 0.8
+    assert "against the zero-label prior" not in verdict.reason
