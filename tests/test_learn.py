@@ -269,21 +269,27 @@ def test_leaving_the_prior_needs_a_win_beyond_its_standard_error():
     assert learn.compare_models(clear, prior, y, incumbent="model 2", n_random=0).accepted
 
 
+def _toy_alignment(n: int, *, spread: float, seed: int):
+    """``(aligned (n,), features)``: 80% aligned pairs whose own cosine (0.3 vs 0.1, noise
+    ``spread``) stands above (aligned) or below their five alternatives."""
+    from mmcurate.signals.alignment import alignment_features
+
+    rng = np.random.default_rng(seed)
+    aligned = rng.random(n) < 0.8
+    own = np.where(aligned, 0.3, 0.1) + rng.normal(0, spread, n)
+    alt = own[:, None] - np.where(aligned, 0.1, -0.05)[:, None] + rng.normal(0, 0.03, (n, 5))
+    idx = (np.arange(n)[:, None] + np.arange(1, 6)[None, :]) % n
+    return aligned, alignment_features(own, alt, idx, alt, idx)
+
+
 def test_a_wrong_decision_on_a_sure_pair_pulls_the_noise_aware_fit_less():
     from mmcurate.signals.alignment import (
-        alignment_features,
         fit_calibrator,
         noisy_log_loss,
         prior_calibrator,
     )
 
-    rng = np.random.default_rng(0)
-    n = 400
-    aligned = rng.random(n) < 0.8
-    own = np.where(aligned, 0.3, 0.1) + rng.normal(0, 0.03, n)
-    alt = own[:, None] - np.where(aligned, 0.1, -0.05)[:, None] + rng.normal(0, 0.03, (n, 5))
-    idx = (np.arange(n)[:, None] + np.arange(1, 6)[None, :]) % n
-    feats = alignment_features(own, alt, idx, alt, idx)
+    aligned, feats = _toy_alignment(400, spread=0.03, seed=0)
     rows = np.arange(200)
     y = aligned[rows].astype(int)
     sure = np.flatnonzero(~aligned[rows])[:6]  # clearly misaligned pairs, recorded as accepted
@@ -603,15 +609,10 @@ def test_a_model_that_ranks_the_pool_against_the_prior_is_not_used():
     """Labels from the queue's region only: a model that separates them by inverting what the
     prior knows wins on those labels, yet ranks the rest of the pool against the prior. It is
     refused (the prior stays); a model that learns with the prior is used."""
-    from mmcurate.signals.alignment import alignment_features, prior_calibrator
+    from mmcurate.signals.alignment import prior_calibrator
 
-    rng = np.random.default_rng(3)
-    n = 2000
-    aligned = rng.random(n) < 0.8
-    own = np.where(aligned, 0.3, 0.1) + rng.normal(0, 0.04, n)
-    alt = own[:, None] - np.where(aligned, 0.1, -0.05)[:, None] + rng.normal(0, 0.03, (n, 5))
-    idx = (np.arange(n)[:, None] + np.arange(1, 6)[None, :]) % n
-    feats = alignment_features(own, alt, idx, alt, idx)
+    aligned, feats = _toy_alignment(2000, spread=0.04, seed=3)
+    rng = np.random.default_rng(4)
     prior_p = prior_calibrator(feats).predict_proba(feats)
     rows = np.argsort(prior_p)[:300]  # the prior's suspects
     # the most doubted half "accepted": labels that hold only in this region
