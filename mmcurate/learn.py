@@ -580,10 +580,11 @@ def compare_models(new_logits: npt.ArrayLike, incumbent_logits: npt.ArrayLike, y
 PRIOR_AGREEMENT = 0.5
 """A new model is refused when its ranking of the whole pool, scored against the zero-label
 prior's own probabilities (:func:`prior_implied_auroc`), is no better than chance. In the learning
-benchmark's tune runs (clip_hard, seeds 0-1 and 5-9), three models fitted on 200-300 labels from
-a 10%-wrong reviewer won the gate on the labels yet ranked the holdout 0.10-0.28 AUROC below the
-prior; their prior-implied AUROCs were 0.31, 0.31 and 0.497. Every other model used in those runs
-scored 0.67 or more, including all that gained (+0.07 at most)."""
+benchmark's extra tune runs (clip_hard and mixed, seeds 5-9), three models fitted on 200-300
+labels from a 10%-wrong reviewer won the gate on the labels yet ranked the holdout 0.10-0.28 AUROC
+below the prior; their prior-implied AUROCs were 0.31, 0.31 and 0.497 (close to the line). Every
+other model used in those runs, in every round, scored 0.67 or more, those that gained (up to
++0.08) included."""
 
 
 def prior_implied_auroc(p_misaligned_model: npt.ArrayLike, p_aligned_prior: npt.ArrayLike) -> float:
