@@ -627,3 +627,28 @@ def test_a_model_that_ranks_the_pool_against_the_prior_is_not_used():
     cal, verdict, _ = learn.fit_validated(feats, rows, aligned[rows].astype(int), label_noise=0.0)
     assert learn.prior_implied_auroc(1 - cal.predict_proba(feats), prior_p) > 0.8
     assert "against the zero-label prior" not in verdict.reason
+
+
+def test_the_threshold_keeps_the_clean_pairs_the_model_itself_estimates(shifted):
+    """The random labels vouch for a high threshold, but the model's own probabilities say it
+    would drop more than 5% of the clean unreviewed pairs: the threshold is lowered to what the
+    model estimates keeps 95% of them."""
+    from mmcurate.export import curate_pairs
+    from mmcurate.export.curate import CLEAN_KEPT, _model_clean_floor
+
+    p = np.array([0.1, 0.2, 0.9, 0.95, 0.99])
+    t = _model_clean_floor(p)
+    assert p[p >= t].sum() / p.sum() >= CLEAN_KEPT > p[p > t].sum() / p.sum()
+    assert _model_clean_floor(np.array([])) is None
+    proj, truth = shifted
+    for r in range(4):
+        selected = select_batch(proj, budget=100, random_state=r)
+        import_labels(proj, _oracle(selected.table, truth), round_id=selected.round)
+        train_project_head(proj)
+    ranked = rank_project(proj, ["p_misaligned"], save_state=False, pool_state=False).table
+    design = proj.ledger.design()
+    explore = ranked["pair_id"].isin(design.loc[design["stratum"] == "explore", "pair_id"])
+    vouched = ranked.assign(p_aligned=ranked["p_aligned"].where(~explore, 0.999))  # random labels: sure
+    est = curate_pairs(proj, strategy_scores=vouched).estimates
+    assert est["clean_floor"]["n"] >= 10 and "lowered" in est["rule"]
+    assert est["est_clean_kept"] >= CLEAN_KEPT

@@ -148,11 +148,16 @@ def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_n
         est: dict[str, Any] = {"rule": f"lowest t with estimated noise of kept unreviewed pairs <= "
                                        f"{target_noise:g}", "target_noise": target_noise, **rule}
         floor = _clean_floor(randoms)
+        if floor["threshold"] is not None:
+            # the model's own estimate must agree (about 50-80 random labels are a noisy floor)
+            floor["model_threshold"] = _model_clean_floor(p_open)
+            if floor["model_threshold"] is not None:
+                floor["threshold"] = min(floor["threshold"], floor["model_threshold"])
         if floor["threshold"] is not None and floor["threshold"] < rule["threshold"]:
             # the noise target would drop more clean pairs than CLEAN_KEPT allows: keep them
             rule.update(_kept_estimates(p_open, floor["threshold"]))
-            est.update(rule=f"{est['rule']}, lowered to keep {CLEAN_KEPT:.0%} of the randomly drawn "
-                            f"pairs reviewers accepted", **rule)
+            est.update(rule=f"{est['rule']}, lowered to keep {CLEAN_KEPT:.0%} of the clean pairs by the "
+                            f"randomly drawn pairs reviewers accepted and by the model's estimate", **rule)
         est["clean_floor"] = floor
         why = _certify(proj, rule, len(p_open), len(randoms))
         est.update(verified=why is None, why=why)
@@ -189,7 +194,8 @@ def _random_labels(proj: ProjectFiles, table: pd.DataFrame) -> pd.DataFrame:
 
 
 CLEAN_KEPT = 0.95
-"""Share of the randomly drawn pairs reviewers accepted that the automatic threshold must keep."""
+"""Share of the clean pairs the automatic threshold must keep, by the randomly drawn pairs reviewers
+accepted (:func:`_clean_floor`) and by the model's own estimate (:func:`_model_clean_floor`)."""
 
 
 def _clean_floor(randoms: pd.DataFrame) -> dict[str, Any]:
@@ -209,6 +215,17 @@ def _clean_floor(randoms: pd.DataFrame) -> dict[str, Any]:
     # the largest t with weighted share of accepted random labels at or above t >= CLEAN_KEPT
     idx = int(np.searchsorted(cum, 1.0 - CLEAN_KEPT, side="right"))
     return {"threshold": float(p[ok][order][min(idx, len(order) - 1)]), "n": int(ok.sum())}
+
+
+def _model_clean_floor(p_open: np.ndarray) -> float | None:
+    """The highest threshold whose kept unreviewed pairs hold :data:`CLEAN_KEPT` of the clean ones
+    by the model's calibrated estimate (sum of P(aligned) kept / sum over all)."""
+    p = np.sort(p_open[np.isfinite(p_open)])
+    if len(p) == 0 or p.sum() <= 0:
+        return None
+    below = (np.cumsum(p) - p) / p.sum()  # share of the clean mass strictly below each p
+    ok = np.flatnonzero(below <= 1.0 - CLEAN_KEPT + 1e-12)
+    return float(p[ok[-1]])
 
 
 def _certify(proj: ProjectFiles, rule: dict[str, Any], n_open: int, n_random: int) -> str | None:
