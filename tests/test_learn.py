@@ -608,7 +608,7 @@ def test_export_holds_back_accepts_the_model_and_an_erring_reviewers_audits_cont
 def test_a_model_that_ranks_the_pool_against_the_prior_is_not_used():
     """Labels from the queue's region only: a model that separates them by inverting what the
     prior knows wins on those labels, yet ranks the rest of the pool against the prior. It is
-    refused (the prior stays); a model that learns with the prior is used."""
+    refused (the prior stays); a model that learns with the prior is not refused for it."""
     from mmcurate.signals.alignment import prior_calibrator
 
     aligned, feats = _toy_alignment(2000, spread=0.04, seed=3)
@@ -650,5 +650,7 @@ def test_the_threshold_keeps_the_clean_pairs_the_model_itself_estimates(shifted)
     explore = ranked["pair_id"].isin(design.loc[design["stratum"] == "explore", "pair_id"])
     vouched = ranked.assign(p_aligned=ranked["p_aligned"].where(~explore, 0.999))  # random labels: sure
     est = curate_pairs(proj, strategy_scores=vouched).estimates
-    assert est["clean_floor"]["n"] >= 10 and "lowered" in est["rule"]
+    floor = est["clean_floor"]
+    assert floor["n"] >= 10 and "lowered" in est["rule"]
+    assert est["threshold"] == floor["model_threshold"] < floor["random_threshold"]
     assert est["est_clean_kept"] >= CLEAN_KEPT

@@ -150,6 +150,7 @@ def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_n
         floor = _clean_floor(randoms)
         if floor["threshold"] is not None:
             # the model's own estimate must agree (about 50-80 random labels are a noisy floor)
+            floor["random_threshold"] = floor["threshold"]
             floor["model_threshold"] = _model_clean_floor(p_open)
             if floor["model_threshold"] is not None:
                 floor["threshold"] = min(floor["threshold"], floor["model_threshold"])
