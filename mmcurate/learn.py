@@ -587,11 +587,13 @@ other model used in those runs, in every round, scored 0.67 or more, those that 
 +0.08) included."""
 
 
-def prior_implied_auroc(p_misaligned_model: npt.ArrayLike, p_aligned_prior: npt.ArrayLike) -> float:
+def prior_implied_auroc(p_misaligned_model: npt.ArrayLike, p_aligned_prior: npt.ArrayLike,
+                        weights: npt.ArrayLike | None = None) -> float:
     """AUROC of a model's P(misaligned) over the pool if the prior's probabilities were the truth.
 
     Each pair counts as misaligned with weight ``1 − p`` and as aligned with weight ``p`` (``p``
-    the prior's P(aligned)). 0.5 means the model's order is unrelated to the prior's beliefs;
+    the prior's P(aligned)), times its ``weights`` (default 1; e.g. the gate's label weights, for
+    a set of labelled pairs). 0.5 means the model's order is unrelated to the prior's beliefs;
     below, it ranks the pairs the prior trusts above those it doubts. No labels needed.
 
     Examples
@@ -604,8 +606,9 @@ def prior_implied_auroc(p_misaligned_model: npt.ArrayLike, p_aligned_prior: npt.
     score = np.asarray(p_misaligned_model, np.float64)
     p = np.clip(np.asarray(p_aligned_prior, np.float64), 0.0, 1.0)
     n = len(score)
+    w = np.ones(n) if weights is None else np.asarray(weights, np.float64)
     return auroc(np.r_[score, score], np.r_[np.ones(n, bool), np.zeros(n, bool)],
-                 sample_weight=np.r_[1 - p, p])
+                 sample_weight=np.r_[w * (1 - p), w * p])
 
 
 def fit_validated(features: AlignmentFeatures, indices_labeled: npt.ArrayLike, y: npt.ArrayLike, *,
