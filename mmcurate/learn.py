@@ -602,6 +602,8 @@ def prior_implied_auroc(p_misaligned_model: npt.ArrayLike, p_aligned_prior: npt.
     >>> with_prior, against = [0.1, 0.2, 0.8, 0.9], [0.9, 0.8, 0.2, 0.1]
     >>> round(prior_implied_auroc(with_prior, p), 3), round(prior_implied_auroc(against, p), 3)
     (0.875, 0.125)
+    >>> round(prior_implied_auroc(with_prior, p, weights=[1, 0, 0, 1]), 3)  # pairs 0 and 3 only
+    0.9
     """
     score = np.asarray(p_misaligned_model, np.float64)
     p = np.clip(np.asarray(p_aligned_prior, np.float64), 0.0, 1.0)
