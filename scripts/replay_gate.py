@@ -30,7 +30,6 @@ from mmcurate.learn import (
     LABEL_NOISE_FLOOR,
     fit_validated,
     prior_implied_auroc,
-    prior_logits,
     truncate_weights,
 )
 from mmcurate.project.directory import open_project
@@ -57,35 +56,33 @@ def replay_run(work: Path, world: Path) -> list[dict]:
     design = proj.ledger.design().drop_duplicates("pair_id", keep="last").set_index("pair_id")
     row_of = pd.Series(np.arange(len(ids)), index=ids.to_numpy())
     rows_out = []
-    for r in range(1, len(proj.ledger.heads()) + 1):
+    for r, metrics in enumerate(proj.ledger.heads()["metrics"], 1):
         record = json.loads(proj.model_record_path(r).read_text())
         decided = resolve_opinions(history[history["round"].astype(int) <= r])
         decided = decided[decided["pair_id"].isin(row_of.index)]
         rows = row_of.loc[decided["pair_id"]].to_numpy(np.int64)
         y = (decided["decision"].to_numpy() == "accept").astype(np.int64)
         pid = pd.Series(ids.to_numpy()[rows])
-        stratum = pid.map(design["stratum"]).to_numpy()
+        n_random = int((pid.map(design["stratum"]) == "explore").sum())
         weights = 1.0 / pid.map(design["inclusion"]).fillna(1.0).to_numpy(np.float64)
         error_rate = record["recalibration"]["error_rate"]
         cal, verdict, held = fit_validated(feats, rows, y, prior_features=feats, weights=weights,
-                                           n_random=int((stratum == "explore").sum()),
-                                           label_noise=max(error_rate, LABEL_NOISE_FLOOR))
+                                           n_random=n_random, label_noise=max(error_rate, LABEL_NOISE_FLOOR))
         mis = -cal.decision_function(feats.matrix())
         capped = truncate_weights(weights)
         p_labels = p_prior[rows]
         rows_out.append({
-            "run": work.name, "round": r, "n_labels": len(y), "n_random": int((stratum == "explore").sum()),
+            "run": work.name, "round": r, "n_labels": len(y), "n_random": n_random,
             "accepted": verdict.accepted, "reason": verdict.reason,
             "label_auroc_new": verdict.auroc_new, "label_auroc_prior": verdict.auroc_prior,
             "margin": verdict.margin, "l2": cal.l2, "error_rate": error_rate,
             "implied_pool_change": prior_implied_auroc(mis, p_prior) - prior_self,
             "implied_label_change": (prior_implied_auroc(-held, p_labels, capped)
-                                     - prior_implied_auroc(-prior_logits(feats, rows), p_labels, capped)),
+                                     - prior_implied_auroc(prior_mis[rows], p_labels, capped)),
             "prior_hold": prior_hold, "hold_change": auroc(mis[hold], noisy[hold]) - prior_hold,
             "recorded": record["validation"]["reason"]})
-        reason = record["validation"]["reason"]
-        if "prior stays" not in reason and "is not used" not in reason:
-            break  # the run left the prior in this round
+        if not metrics["model"].get("prior"):
+            break  # train left the prior in this round (a refusal keeps it, recorded as "prior")
     return rows_out
 
 
@@ -96,7 +93,11 @@ def main() -> None:
     parser.add_argument("--only", default="", help="only runs whose name contains this")
     args = parser.parse_args()
     rows: list[dict] = []
-    works = sorted(p for p in (args.results / "work").iterdir() if args.only in p.name)
+    work_dir = args.results / "work"
+    works = sorted(p for p in work_dir.iterdir() if args.only in p.name) if work_dir.is_dir() else []
+    if not works:
+        raise SystemExit(f"no kept run in {work_dir}{f' matching {args.only!r}' if args.only else ''}: "
+                         f"run scripts/bench_learning.py --keep-work first")
     for i, work in enumerate(works, 1):
         rows += replay_run(work, args.results / "worlds" / work.name.rsplit("__", 2)[0])
         print(f"[{i}/{len(works)}] {work.name}: {len(rows)} rows so far", flush=True)
