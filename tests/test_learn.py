@@ -269,15 +269,18 @@ def test_leaving_the_prior_needs_a_win_beyond_its_standard_error():
     assert learn.compare_models(clear, prior, y, incumbent="model 2", n_random=0).accepted
 
 
-def _toy_alignment(n: int, *, spread: float, seed: int):
+def _toy_alignment(n: int, *, spread: float, seed: int, hidden: float = 0.0):
     """``(aligned (n,), features)``: 80% aligned pairs whose own cosine (0.3 vs 0.1, noise
-    ``spread``) stands above (aligned) or below their five alternatives."""
+    ``spread``) stands above (aligned) or below their five alternatives. A share ``hidden`` of the
+    misaligned pairs has alternatives placed like an aligned pair's: the zero-label prior misses
+    them, their own cosine (which labels can teach) gives them away."""
     from mmcurate.signals.alignment import alignment_features
 
     rng = np.random.default_rng(seed)
     aligned = rng.random(n) < 0.8
     own = np.where(aligned, 0.3, 0.1) + rng.normal(0, spread, n)
-    alt = own[:, None] - np.where(aligned, 0.1, -0.05)[:, None] + rng.normal(0, 0.03, (n, 5))
+    looks_aligned = aligned | (rng.random(n) < hidden) if hidden > 0 else aligned
+    alt = own[:, None] - np.where(looks_aligned, 0.1, -0.05)[:, None] + rng.normal(0, 0.03, (n, 5))
     idx = (np.arange(n)[:, None] + np.arange(1, 6)[None, :]) % n
     return aligned, alignment_features(own, alt, idx, alt, idx)
 
@@ -627,6 +630,47 @@ def test_a_model_that_ranks_the_pool_against_the_prior_is_not_used():
     cal, verdict, _ = learn.fit_validated(feats, rows, aligned[rows].astype(int), label_noise=0.0)
     assert learn.prior_implied_auroc(1 - cal.predict_proba(feats), prior_p) > 0.8
     assert "against the zero-label prior" not in verdict.reason
+
+
+def test_leaving_the_prior_needs_an_estimated_pool_change_within_tolerance(monkeypatch):
+    """Where labels teach what the prior misses, the model leaves the prior and its estimated pool
+    change is a gain; asked for more than that estimate, the same fit is refused and the prior stays.
+    A model the labels show losing as the prior predicts is estimated at the prior's pool loss."""
+    from mmcurate.signals.alignment import prior_calibrator
+    from mmcurate.signals.metrics import auroc
+
+    aligned, feats = _toy_alignment(2000, spread=0.04, seed=3, hidden=0.5)
+    rng = np.random.default_rng(4)
+    prior_p = prior_calibrator(feats).predict_proba(feats)
+    order = np.argsort(prior_p)
+    rows = np.r_[order[:300], rng.choice(order[300:], 200, replace=False)]
+    y = aligned[rows].astype(int)
+    cal, verdict, held = learn.fit_validated(feats, rows, y, label_noise=0.0)
+    assert verdict.accepted and "prior stays" not in verdict.reason  # labels teach: the model is used
+    mis = 1 - cal.predict_proba(feats)
+    assert auroc(mis, ~aligned) > auroc(1 - prior_p, ~aligned) + 0.1  # ...and it is better on the pool
+    change = learn.estimated_pool_change(mis, prior_p, rows, -held, -learn.prior_logits(feats, rows),
+                                         verdict.auroc_new - verdict.auroc_prior)
+    assert change > 0 > -learn.PRIOR_LOSS_TOLERANCE
+    monkeypatch.setattr(learn, "PRIOR_LOSS_TOLERANCE", -(change + 0.01))  # demand a larger estimated gain
+    z = (verdict.auroc_new - verdict.auroc_prior) / verdict.margin
+    assert z >= learn.STRONG_EVIDENCE_Z  # the labels' win is strong: it overrides the estimate
+    _, strong, _ = learn.fit_validated(feats, rows, y, label_noise=0.0)
+    assert strong.accepted and strong.reason.startswith(verdict.reason)
+    assert f"estimated at {change:+.3f}" in strong.reason
+    assert "outweighs the prior's prediction" in strong.reason
+    monkeypatch.setattr(learn, "STRONG_EVIDENCE_Z", z + 1.0)  # not strong enough: the estimate decides
+    _, refused, _ = learn.fit_validated(feats, rows, y, label_noise=0.0)
+    assert not refused.accepted and "the prior stays" in refused.reason
+    assert f"estimated at {change:+.3f}" in refused.reason
+    # the prior's prediction stands where the labels confirm it: a reversed ranking, losing on the
+    # labels what the prior predicts there, is estimated at the prior's own pool loss
+    rev = prior_p
+    on_labels = (learn.prior_implied_auroc(rev[rows], prior_p[rows])
+                 - learn.prior_implied_auroc(1 - prior_p[rows], prior_p[rows]))
+    pool_loss = learn.prior_implied_auroc(rev, prior_p) - learn.prior_implied_auroc(1 - prior_p, prior_p)
+    assert learn.estimated_pool_change(rev, prior_p, rows, rev[rows], 1 - prior_p[rows], on_labels) == \
+        pytest.approx(pool_loss) and pool_loss < -learn.PRIOR_LOSS_TOLERANCE
 
 
 def test_the_threshold_keeps_the_clean_pairs_the_model_itself_estimates(shifted):
