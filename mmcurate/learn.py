@@ -33,7 +33,11 @@ suspects). Six things keep learning from making the ranking worse:
    ranking; only its probabilities are recalibrated on every label. The labels cannot see the
    pool beyond them, so a model must also not rank the pool *against* the zero-label prior
    (:func:`prior_implied_auroc` below :data:`PRIOR_AGREEMENT`, chance): fitted on the queue's
-   suspects, a model can separate them well and invert the rest of the pool.
+   suspects, a model can separate them well and invert the rest of the pool. Nor may a model
+   leave the prior when the pool is estimated to lose by it (:func:`estimated_pool_change` below
+   ``-``:data:`PRIOR_LOSS_TOLERANCE`: the prior's predicted change over the pool, corrected by its
+   prediction error on the labels), unless the labels show it better by at least
+   :data:`STRONG_EVIDENCE_Z` standard errors.
 5. **Calibrated on the pool, not the queue.** The probabilities that decide verdicts are the
    model's logits recalibrated (:func:`platt_ipw`) on held-out logits of every label weighted by
    ``1/π`` (the random share stands for the pairs it was drawn from) and corrected for the
