@@ -698,3 +698,25 @@ def test_the_threshold_keeps_the_clean_pairs_the_model_itself_estimates(shifted)
     assert floor["n"] >= 10 and "lowered" in est["rule"]
     assert est["threshold"] == floor["model_threshold"] < floor["random_threshold"]
     assert est["est_clean_kept"] >= CLEAN_KEPT
+
+
+def test_audits_halve_while_second_looks_confirm_every_decision(shifted):
+    """A reviewer who never errs: once the pairs seen twice say second looks change nothing
+    (flip rate below MIN_FLIP_RATE), a batch of 100 audits one decided pair instead of two, and
+    no contradicted decision is shown again; before that, the full audit share."""
+    from mmcurate.rounds.selection import _second_opinions_pay
+
+    proj, truth = shifted
+    seen = []
+    for r in range(6):
+        pay = _second_opinions_pay(proj)
+        selected = select_batch(proj, budget=100, random_state=r)
+        reasons = selected.table["reason"].fillna("")
+        audits, contradicted = reasons.str.startswith("audit").sum(), reasons.str.startswith("second").sum()
+        if r > 0:  # the first batch has nothing decided to show again
+            seen.append(pay)
+            assert audits == (round(learn.AUDIT_SHARE * 100) if pay else 1), (r, pay, audits)
+            assert pay or contradicted == 0
+        import_labels(proj, _oracle(selected.table, truth), round_id=selected.round)
+        train_project_head(proj)
+    assert seen[0] and not seen[-1]  # both regimes were exercised

@@ -158,8 +158,8 @@ def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: RandomStat
 def _second_opinions_pay(proj: ProjectFiles) -> bool:
     """Whether second opinions still change decisions: the flip rate of those given so far (a
     Beta(1, 1) posterior mean) is at least :data:`mmcurate.learn.MIN_FLIP_RATE`. A reviewer who
-    never errs stops costing labels after about ten confirmed decisions; audits go on, and a flip
-    in them turns second opinions back on."""
+    never errs stops costing labels after about ten confirmed decisions; audits go on at half
+    their share, and a flip in them turns second opinions (and the full audit share) back on."""
     pairs = repeated_opinions(proj)
     flips = sum((first == "accept") != (second == "accept") for _, _, first, second in pairs)
     n = len(pairs)
@@ -191,7 +191,8 @@ def _second_opinions(proj: ProjectFiles, ranked: pd.DataFrame, budget: int, shar
     shown = proj.ledger.second_opinions()["pair_id"].value_counts()
     resolved = resolved[resolved["pair_id"].map(shown).fillna(0).to_numpy() < 2]
     out: list[tuple[str, float, str]] = []
-    if share > 0 and "p_aligned" in ranked.columns and _second_opinions_pay(proj):
+    pay = _second_opinions_pay(proj)
+    if share > 0 and "p_aligned" in ranked.columns and pay:
         # held out where the model in use has it (a fit that saw a decision cannot doubt it),
         # calibrated on the labelled pairs; the ranking's P for decisions made since
         model = load_model(proj)
@@ -212,6 +213,8 @@ def _second_opinions(proj: ProjectFiles, ranked: pd.DataFrame, budget: int, shar
         out += [(str(resolved["pair_id"].iloc[i]), float(other[i]), "second opinion: shown again")
                 for i in strong]
     n_audit = round(audit * budget)
+    if not pay and n_audit > 1:  # a reviewer whose second looks do not change decisions: half, to watch
+        n_audit = round(n_audit / 2)
     taken = {pid for pid, _, _ in out}
     once = resolved["n_opinions"].to_numpy() == 1
     rest = np.flatnonzero(~resolved["pair_id"].isin(taken).to_numpy() & once)
