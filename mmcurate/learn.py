@@ -50,11 +50,12 @@ suspects). Six things keep learning from making the ranking worse:
    queue pick it replaces would find (:func:`second_opinion_gain`, :func:`worth_second_opinions`:
    while the queue still finds noise with almost every label they wait), and
    :data:`AUDIT_SHARE` (half while second looks change nothing) to decided pairs drawn at random;
-   repeated opinions are resolved by :func:`mmcurate.labels.resolve_opinions` (majority, ties to the latest); the error rate is
-   estimated from every pair seen twice (audits and second opinions, given the model's held-out
-   probability: :func:`reviewer_error_rate`) and enters the fit and the recalibration, and
-   ``export`` holds back accepted pairs that the model and that error rate together say are more
-   likely misaligned than aligned (``disputed``, :mod:`mmcurate.export`).
+   repeated opinions are resolved by :func:`mmcurate.labels.resolve_opinions` (majority, ties to
+   the latest); the error rate is estimated from every pair seen twice (audits and second
+   opinions, given the model's held-out probability: :func:`reviewer_error_rate`) and enters the
+   fit and the recalibration, and ``export`` holds back accepted pairs that the model and that
+   error rate together say are more likely misaligned than aligned (``disputed``,
+   :mod:`mmcurate.export`).
 
 Pure functions over arrays; no I/O (``mmcurate.rounds`` reads and writes the project).
 """
