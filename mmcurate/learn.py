@@ -143,8 +143,8 @@ AUDIT_SHARE = 0.02
 """Share of a batch given to decided pairs drawn at random and shown again (the reviewer's error
 rate is estimated from them; contradicted pairs are a biased sample of errors). Halved while the
 pairs seen twice say second looks change nothing (flip rate below :data:`MIN_FLIP_RATE`): an
-audit finds no new noise, and with a reviewer who never errs the audits were about a third of
-the labels the loop spent off the queue (learning benchmark, perfect reviewer: recall minus the
+audit never finds new noise (an exploration pick often does), and a reviewer who never errs
+gains nothing from it but the watch (learning benchmark, perfect reviewer: recall minus the
 reference's -0.0032 -> -0.0011 on the tune seeds, -0.0015 -> -0.0009 on seeds 10-14; the 10%-wrong
 reviewer's runs unchanged)."""
 CONTRADICTION = 0.9
@@ -696,7 +696,8 @@ def fit_validated(features: AlignmentFeatures, indices_labeled: npt.ArrayLike, y
     :func:`compare_models` and the new model's held-out logits; whoever ranks uses the calibrator
     only if ``verdict.accepted``. The verdict is also a refusal when the model ranks the pool
     against the prior (:data:`PRIOR_AGREEMENT`) or, leaving the prior, when
-    :func:`estimated_pool_change` is below ``-``:data:`PRIOR_LOSS_TOLERANCE`.
+    :func:`estimated_pool_change` is below ``-``:data:`PRIOR_LOSS_TOLERANCE` and the labels' win
+    is under :data:`STRONG_EVIDENCE_Z` standard errors.
 
     Examples
     --------
