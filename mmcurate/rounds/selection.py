@@ -159,7 +159,8 @@ def _second_opinions_pay(proj: ProjectFiles) -> bool:
     """Whether second opinions still change decisions: the flip rate of those given so far (a
     Beta(1, 1) posterior mean) is at least :data:`mmcurate.learn.MIN_FLIP_RATE`. A reviewer who
     never errs stops costing labels after about ten confirmed decisions; audits go on at half
-    their share, and a flip in them turns second opinions (and the full audit share) back on."""
+    their share (at least one), and flips in them that raise the rate to the line again turn
+    second opinions and the full audit share back on."""
     pairs = repeated_opinions(proj)
     flips = sum((first == "accept") != (second == "accept") for _, _, first, second in pairs)
     n = len(pairs)
@@ -214,7 +215,7 @@ def _second_opinions(proj: ProjectFiles, ranked: pd.DataFrame, budget: int, shar
                 for i in strong]
     n_audit = round(audit * budget)
     if not pay and n_audit > 1:  # a reviewer whose second looks do not change decisions: half, to watch
-        n_audit = round(n_audit / 2)
+        n_audit = (n_audit + 1) // 2
     taken = {pid for pid, _, _ in out}
     once = resolved["n_opinions"].to_numpy() == 1
     rest = np.flatnonzero(~resolved["pair_id"].isin(taken).to_numpy() & once)

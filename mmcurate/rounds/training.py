@@ -208,7 +208,8 @@ def _fit_and_validate(proj: Project, rows, y, head, previous: Model, *, k: int, 
         with_head, verdict_head, held_head = fit_validated(_features(proj, head, k, random_state), rows, y,
                                                            fold_features=fold_features, **common)
         out["auroc_without_head"], out["auroc_with_head"] = verdict.auroc_new, verdict_head.auroc_new
-        if verdict_head.auroc_new > verdict.auroc_new:
+        # a refused model never ranks, however well it scored
+        if verdict_head.accepted and verdict_head.auroc_new > verdict.auroc_new:
             calibrator, verdict, held, out["use_head"] = with_head, verdict_head, held_head, True
     out["validation"] = verdict.as_dict()
     out["validation"]["auroc_in_use"] = verdict.auroc_new
