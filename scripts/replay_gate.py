@@ -34,6 +34,7 @@ from mmcurate.learn import (
 )
 from mmcurate.project.directory import open_project
 from mmcurate.rank import RankContext
+from mmcurate.rounds.training import _label_weights
 from mmcurate.signals.alignment import prior_calibrator
 from mmcurate.signals.metrics import auroc
 
@@ -53,7 +54,6 @@ def replay_run(work: Path, world: Path) -> list[dict]:
     prior_hold = auroc(prior_mis[hold], noisy[hold])
     prior_self = prior_implied_auroc(1 - p_prior, p_prior)
     history = proj.ledger.decisions(history=True)
-    design = proj.ledger.design().drop_duplicates("pair_id", keep="last").set_index("pair_id")
     row_of = pd.Series(np.arange(len(ids)), index=ids.to_numpy())
     rows_out = []
     for r, metrics in enumerate(proj.ledger.heads()["metrics"], 1):
@@ -62,9 +62,7 @@ def replay_run(work: Path, world: Path) -> list[dict]:
         decided = decided[decided["pair_id"].isin(row_of.index)]
         rows = row_of.loc[decided["pair_id"]].to_numpy(np.int64)
         y = (decided["decision"].to_numpy() == "accept").astype(np.int64)
-        pid = pd.Series(ids.to_numpy()[rows])
-        n_random = int((pid.map(design["stratum"]) == "explore").sum())
-        weights = 1.0 / pid.map(design["inclusion"]).fillna(1.0).to_numpy(np.float64)
+        weights, n_random = _label_weights(proj, rows)  # as train weighs them
         error_rate = record["recalibration"]["error_rate"]
         cal, verdict, held = fit_validated(feats, rows, y, prior_features=feats, weights=weights,
                                            n_random=n_random, label_noise=max(error_rate, LABEL_NOISE_FLOOR))
