@@ -171,6 +171,20 @@ def _gains(scores: list[np.ndarray], noisy: np.ndarray, pool: np.ndarray) -> lis
     return [(v, v - values[0]) for v in values]
 
 
+def reviewer_seed(seed: int) -> int:
+    """The seed of a run's :class:`Reviewer` draws (the CLI loop and the reference share them)."""
+    return 7_000_003 * seed + 17
+
+
+def holdout_mask(n: int, seed: int) -> np.ndarray:
+    """A run's held-out evaluation set (``HOLDOUT`` of the ``n`` pairs, seeded): never selected by
+    either loop, so the learning gain is measured on a random sample of the pool, not on what both
+    loops left."""
+    held = np.zeros(n, bool)
+    held[np.random.default_rng([seed, 4242]).choice(n, round(HOLDOUT * n), replace=False)] = True
+    return held
+
+
 def run_learning_benchmark(world: str | Path, work: str | Path, spec: LoopSpec, *,
                            say: Callable[[str], None] | None = None) -> pd.DataFrame:
     """Run the CLI loop and the reference on ``world``; one row per round 0..``spec.rounds``.
@@ -193,15 +207,10 @@ def run_learning_benchmark(world: str | Path, work: str | Path, spec: LoopSpec, 
     image, text, truth = read_world(world)
     noisy = truth["noisy"].to_numpy(bool)
     row_of = pd.Series(np.arange(len(truth)), index=truth["pair_id"].to_numpy())
-    reviewer_seed = 7_000_003 * spec.seed + 17
     def reviewer() -> Reviewer:  # the same draws for both loops
-        return Reviewer(noisy, error=spec.reviewer_error, random_state=reviewer_seed)
+        return Reviewer(noisy, error=spec.reviewer_error, random_state=reviewer_seed(spec.seed))
 
-    # a held-out evaluation set (HOLDOUT of the pairs, seeded): never selected by either loop, so
-    # the learning gain is measured on a random sample of the pool, not on what both loops left
-    held = np.zeros(len(truth), bool)
-    held[np.random.default_rng([spec.seed, 4242]).choice(len(truth), round(HOLDOUT * len(truth)),
-                                                         replace=False)] = True
+    held = holdout_mask(len(truth), spec.seed)
     holdout = work / "holdout.txt"
     holdout.write_text("\n".join(truth["pair_id"].astype(str).to_numpy()[held]) + "\n", encoding="utf-8")
     records, shown, scores = _cli_loop(world, work, spec, reviewer(), row_of, say, holdout)

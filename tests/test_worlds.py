@@ -168,6 +168,34 @@ def test_reference_loop_finds_noise():
     assert len(run.scores) == 4
 
 
+def test_reference_loop_spends_labels_off_the_queue_as_asked():
+    """``explore`` draws that share of each batch at random from the pairs the queue left; ``plan``
+    sets (queued, drawn) per round: each round's queued part is the top of the model, and the
+    random part finds noise at about the base rate instead of the queue's."""
+    world = clip_gap_world(3000, dim=64, kind="random", random_state=4)
+    noisy = world.truth["noisy"].to_numpy(bool)
+    cos = np.sum(world.image * world.text, 1)
+    features = np.column_stack([cos, cos**2])
+    prior = 1 / (1 + np.exp(-10 * (cos - 0.1)))
+
+    def reviewer():
+        return Reviewer(noisy, error=0.0, random_state=0)
+
+    greedy = reference_loop(features, prior, reviewer(), rounds=4, budget=100)
+    mixed = reference_loop(features, prior, reviewer(), rounds=4, budget=100, explore=0.2, random_state=1)
+    planned = reference_loop(features, prior, reviewer(), rounds=2, budget=999, plan=[(70, 30), (95, 0)],
+                             random_state=1)
+    assert [len(s) for s in mixed.shown] == [100] * 4 and [len(s) for s in planned.shown] == [100, 95]
+    assert len(np.unique(np.concatenate(mixed.shown))) == 400
+    first_queue = np.argsort(-(1 - prior), kind="stable")[:80]
+    np.testing.assert_array_equal(mixed.shown[0][:80], first_queue)  # the queue: the prior's top
+    np.testing.assert_array_equal(greedy.shown[0], np.argsort(-(1 - prior), kind="stable")[:100])
+    drawn = np.concatenate([s[80:] for s in mixed.shown])
+    queued = np.concatenate([s[:80] for s in mixed.shown])
+    assert noisy[drawn].mean() < 0.4 < noisy[queued].mean()  # base rate 0.2
+    assert noisy[np.concatenate(greedy.shown)].sum() > noisy[np.concatenate(mixed.shown)].sum()
+
+
 @pytest.mark.slow
 def test_tiny_scenes_world(tiny_clip_dir, tmp_path):
     from mmcurate.simulate.scenes_world import tiny_scenes_world

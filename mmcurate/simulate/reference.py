@@ -12,6 +12,7 @@ far, queue = the highest P(misaligned) among pairs never shown. scikit-learn is 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -66,13 +67,23 @@ def alignment_features(image: np.ndarray, text: np.ndarray) -> tuple[np.ndarray,
 
 
 def reference_loop(features: np.ndarray, prior_aligned: np.ndarray, reviewer: Reviewer, *, rounds: int,
-                   budget: int, exclude: np.ndarray | None = None) -> ReferenceRun:
+                   budget: int, exclude: np.ndarray | None = None, explore: float = 0.0,
+                   plan: Sequence[tuple[int, int]] | None = None, random_state: int = 0) -> ReferenceRun:
     """Greedy logistic loop: ``rounds`` batches of ``budget`` pairs, refitted on all decisions;
-    rows in ``exclude`` (bool ``(N,)``, a held-out evaluation set) are never queued."""
+    rows in ``exclude`` (bool ``(N,)``, a held-out evaluation set) are never queued.
+
+    ``explore``: the share of each batch drawn uniformly at random from the pairs the queue left
+    (:func:`mmcurate.learn.split_budget`), as mmcurate's loop does for its unbiased labels; 0 (the
+    issue's reference) queues the whole batch. ``plan``: per round ``(queued, drawn at random)``
+    instead (e.g. what another loop spent), overriding ``rounds``, ``budget`` and ``explore``. Both
+    measure what labels spent off the queue cost a greedy loop (``scripts/reference_share.py``)."""
     from sklearn.linear_model import LogisticRegression  # heavy: sklearn
     from sklearn.pipeline import make_pipeline  # heavy: sklearn
     from sklearn.preprocessing import StandardScaler  # heavy: sklearn
 
+    from mmcurate.learn import split_budget
+
+    rng = np.random.default_rng(random_state)
     run = ReferenceRun()
     p_mis = 1.0 - np.asarray(prior_aligned, float)
     run.scores.append(p_mis)
@@ -80,17 +91,21 @@ def reference_loop(features: np.ndarray, prior_aligned: np.ndarray, reviewer: Re
     blocked = seen.copy() if exclude is None else np.asarray(exclude, bool).copy()
     rows_all: list[int] = []
     y_all: list[bool] = []
-    for _ in range(rounds):
+    split = split_budget(budget, explore) if explore > 0 else (budget, 0)
+    for n_queue, n_random in (plan if plan is not None else [split] * rounds):
         candidates = np.flatnonzero(~seen & ~blocked)
-        queue = candidates[np.argsort(-p_mis[candidates], kind="stable")[:budget]]
-        seen[queue] = True
-        rows_all += queue.tolist()
-        y_all += reviewer.decide(queue).tolist()
+        queue = candidates[np.argsort(-p_mis[candidates], kind="stable")[:n_queue]]
+        rest = np.setdiff1d(candidates, queue)
+        drawn = np.sort(rng.choice(rest, min(n_random, len(rest)), replace=False))
+        shown = np.r_[queue, drawn].astype(np.int64)
+        seen[shown] = True
+        rows_all += shown.tolist()
+        y_all += reviewer.decide(shown).tolist()
         y = np.asarray(y_all)
         if 0 < y.sum() < len(y):  # both classes decided: refit, else keep the last model
             model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
             model.fit(features[rows_all], y)
             p_mis = model.predict_proba(features)[:, 1]
-        run.shown.append(queue)
+        run.shown.append(shown)
         run.scores.append(p_mis)
     return run
