@@ -49,3 +49,38 @@ def test_bench_learning_small_run_through_the_cli(tmp_path, capsys):
     assert "| clip_gap | random | erring10 | 2 |" in capsys.readouterr().out
     assert bench.main(argv) == 0
     assert "1 of 1 runs finished before; running 0" in capsys.readouterr().out
+
+
+def _load(name: str):
+    path = SCRIPT.parent / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_the_diagnostic_scripts_read_a_kept_benchmark_run(tmp_path, capsys):
+    """reference_share.py re-runs the recorded reference exactly and a matched one that spends what
+    the loop spent off the queue; export_bound.py's truth-chosen threshold is never worse than the
+    export's own when that one keeps 95% of the clean pairs (perfect reviewer: no disputed accepts)."""
+    bench = _script()
+    argv = ["--out", str(tmp_path), "--families", "clip_gap", "--kinds", "random", "--reviewers", "perfect",
+            "--seeds", "3,", "--rounds", "3", "--budget", "40", "--n", "600", "--keep-work"]
+    assert bench.main(argv) == 0
+    capsys.readouterr()
+    share = _load("reference_share")
+    table = share.shares(tmp_path, [0.1], None)
+    assert len(table) == 1
+    row = table.iloc[0]
+    assert row["ref_0"] == row["ref"]  # the same world, holdout and reviewer draws as the benchmark
+    assert 12 <= row["off_queue"] < 120  # 4 explored a round at least, never the whole budget
+    assert 0 < row["ref_matched"] <= 1 and 0 < row["ref_0.1"] <= 1
+    assert share.main([str(tmp_path), "--explore", "0.1"]) == 0
+    assert "ref_matched" in capsys.readouterr().out
+    bound = _load("export_bound").bounds(tmp_path, 0.95)
+    assert len(bound) == 1
+    b = bound.iloc[0]
+    assert 0 <= b["feature_ceiling"] <= 1 and 0 <= b["loop_ranking"] <= 1
+    if b["export_clean_kept"] >= 0.95:
+        assert b["loop_ranking"] <= b["export_misaligned"] + 1e-12
