@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
+from mmcurate.learn import split_budget
 from mmcurate.rank import RankContext
 from mmcurate.signals.alignment import prior_calibrator
 
@@ -80,8 +81,6 @@ def reference_loop(features: np.ndarray, prior_aligned: np.ndarray, reviewer: Re
     from sklearn.linear_model import LogisticRegression  # heavy: sklearn
     from sklearn.pipeline import make_pipeline  # heavy: sklearn
     from sklearn.preprocessing import StandardScaler  # heavy: sklearn
-
-    from mmcurate.learn import split_budget
 
     rng = np.random.default_rng(random_state)
     run = ReferenceRun()
