@@ -103,6 +103,7 @@ __all__ = [
     "choose_threshold",
     "compare_models",
     "cross_fitted_logits",
+    "exploration_draw",
     "explored_noise",
     "fit_validated",
     "paired_auroc_se",
@@ -181,6 +182,34 @@ def pps_inclusion(weights: npt.ArrayLike, n: int) -> npt.NDArray[np.float64]:
             break
         certain |= over
     return np.clip(pi, 0.0, 1.0)
+
+
+def exploration_draw(suspicion: npt.ArrayLike | None, n: int, rng: np.random.Generator
+                     ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+    """Positions of ``n`` pairs drawn for exploration among ``len(suspicion)`` candidates, and
+    their inclusion probabilities.
+
+    :data:`EXPLORE_UNIFORM` of the probability mass is uniform, the rest proportional to
+    ``suspicion`` (the model's P(misaligned), NaN read as 0.5; all uniform when None or all zero),
+    drawn by systematic sampling (:func:`pps_inclusion`, :func:`systematic_sample`), so every
+    candidate has a known probability of at least ``EXPLORE_UNIFORM · n / len(suspicion)``.
+    ``suspicion`` may be a length when None is meant (``np.ones(k)``).
+
+    Examples
+    --------
+    >>> pos, pi = exploration_draw(np.r_[np.zeros(90), np.ones(10)], 5, np.random.default_rng(0))
+    >>> len(pos), bool(pi.min() >= 0.25 * 5 / 100), int((pos >= 90).sum()) >= 3
+    (5, True, True)
+    """
+    s = np.clip(np.nan_to_num(np.asarray(suspicion, np.float64), nan=0.5), 0.0, 1.0)
+    m = min(int(n), len(s))
+    if m <= 0:
+        return np.zeros(0, np.int64), np.zeros(0)
+    u = EXPLORE_UNIFORM
+    weight = u / len(s) + ((1 - u) * s / s.sum() if s.sum() > 0 else (1 - u) / len(s))
+    pi = pps_inclusion(weight, m)
+    chosen = systematic_sample(pi, rng)
+    return chosen.astype(np.int64), pi[chosen]
 
 
 def systematic_sample(pi: npt.ArrayLike, random_state: RandomState = None) -> npt.NDArray[np.int64]:

@@ -1,12 +1,16 @@
 """What the loop's randomly drawn share costs a greedy loop: the reference with and without it.
 
 mmcurate's loop draws 10% of each batch at random (the unbiased labels its gate, calibration and
-export checks rest on) and shows a few decided pairs again (audits); the issue's reference queues
-every label. This script re-runs the reference of each finished run of a ``bench_learning.py``
-results folder (same world, holdout and reviewer draws) with ``--explore`` of each batch drawn at
-random, and prints per cell the loop's recall, the reference's, and the reference's with that
-share: where the loop trails the reference but not the reference-with-the-share, the gap is the
-price of the unbiased labels, not of the learner.
+export checks rest on; :func:`mmcurate.learn.exploration_draw`) and shows some decided pairs again
+(second opinions, audits); the issue's reference queues every label. This script re-runs the
+reference of each finished run of a ``bench_learning.py`` results folder (same world, holdout and
+reviewer draws; ``ref_0`` must equal the recorded ``ref``) and two variants drawing their random
+pairs as the loop does: ``ref_<share>``, with ``--explore`` of each batch drawn at random, and
+``ref_matched``, which spends round by round what the loop spent off its queue (as many pairs
+drawn at random as the loop explored, and one label wasted per decided pair the loop showed
+again; ``off_queue`` counts those labels). It prints per cell the loop's recall against each:
+where the loop trails the reference but not the matched one, the gap is the price of the labels
+spent off the queue, not of the learner.
 
 Usage::
 
@@ -26,6 +30,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from bench_learning import REVIEWERS  # noqa: E402
 from cli_loop import _recalls, holdout_mask, read_world, reviewer_seed  # noqa: E402
 
 from mmcurate.learn import EXPLORE, split_budget  # noqa: E402
@@ -34,8 +39,10 @@ from mmcurate.simulate.reference import Reviewer, alignment_features, reference_
 
 def shares(results: Path, explore: list[float], families: set[str] | None,
            seeds: set[int] | None = None) -> pd.DataFrame:
-    """One row per finished run: the loop's and the reference's final recall, and the reference's
-    with each share of ``explore`` drawn at random (``ref_<share>``)."""
+    """One row per finished run: the loop's and the reference's final recall, the re-run reference's
+    with each share of ``explore`` drawn at random (``ref_<share>``, ``ref_0`` the plain one) and
+    the matched reference's (``ref_matched``), and the loop's labels spent off its queue
+    (``off_queue``)."""
     rows = []
     features_of: dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]] = {}
     for path in sorted((results / "runs").glob("*.csv")):
@@ -51,7 +58,7 @@ def shares(results: Path, explore: list[float], families: set[str] | None,
         features, prior, truth = features_of[world]
         seed, rounds, budget = int(first["seed"]), int(first["rounds"]), int(first["budget"])
         held = holdout_mask(len(truth), seed)
-        error = 0.1 if first["reviewer"] == "erring10" else 0.0
+        error = REVIEWERS[str(first["reviewer"])]
         row = {k: first[k] for k in ("family", "kind", "reviewer", "seed", "split")}
         row.update(loop=float(run["recall"].iloc[-1]), ref=float(run["ref_recall"].iloc[-1]))
         # the loop's own spending per round: new pairs shown, of them ~10% explored, the rest of

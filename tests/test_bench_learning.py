@@ -61,26 +61,32 @@ def _load(name: str):
 
 @pytest.mark.slow
 def test_the_diagnostic_scripts_read_a_kept_benchmark_run(tmp_path, capsys):
-    """reference_share.py re-runs the recorded reference exactly and a matched one that spends what
-    the loop spent off the queue; export_bound.py's truth-chosen threshold is never worse than the
-    export's own when that one keeps 95% of the clean pairs (perfect reviewer: no disputed accepts)."""
+    """reference_share.py re-runs the recorded reference exactly and counts the loop's labels spent
+    off its queue; export_bound.py's truth-chosen threshold is never worse than the export's own
+    (a verified threshold here) when that one keeps 95% of the clean pairs (perfect reviewer: no
+    disputed accepts)."""
+    from mmcurate.learn import EXPLORE, split_budget
+
     bench = _script()
     argv = ["--out", str(tmp_path), "--families", "clip_gap", "--kinds", "random", "--reviewers", "perfect",
-            "--seeds", "3,", "--rounds", "3", "--budget", "40", "--n", "600", "--keep-work"]
+            "--seeds", "3,", "--rounds", "4", "--budget", "60", "--n", "1500", "--keep-work"]
     assert bench.main(argv) == 0
     capsys.readouterr()
+    rows = pd.read_csv(next((tmp_path / "runs").glob("*.csv")))
     share = _load("reference_share")
     table = share.shares(tmp_path, [0.1], None)
     assert len(table) == 1
     row = table.iloc[0]
     assert row["ref_0"] == row["ref"]  # the same world, holdout and reviewer draws as the benchmark
-    assert 12 <= row["off_queue"] < 120  # 4 explored a round at least, never the whole budget
+    explored = sum(split_budget(int(n), EXPLORE)[1] for n in np.diff(rows["n_shown"]))
+    repeats = rows["labels"].iloc[-1] - rows["n_shown"].iloc[-1]
+    assert row["off_queue"] == explored + repeats and explored >= 4 * 6
     assert 0 < row["ref_matched"] <= 1 and 0 < row["ref_0.1"] <= 1
     assert share.main([str(tmp_path), "--explore", "0.1"]) == 0
     assert "ref_matched" in capsys.readouterr().out
     bound = _load("export_bound").bounds(tmp_path, 0.95)
     assert len(bound) == 1
     b = bound.iloc[0]
-    assert 0 <= b["feature_ceiling"] <= 1 and 0 <= b["loop_ranking"] <= 1
-    if b["export_clean_kept"] >= 0.95:
-        assert b["loop_ranking"] <= b["export_misaligned"] + 1e-12
+    assert rows["export_unverified"].iloc[-1] == 0  # the export applied a threshold of its own
+    assert 0 <= b["truth_fitted"] <= 1 and 0 <= b["loop_ranking"] <= 1
+    assert b["export_clean_kept"] >= 0.95 and b["loop_ranking"] <= b["export_misaligned"]

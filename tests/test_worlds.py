@@ -169,31 +169,41 @@ def test_reference_loop_finds_noise():
 
 
 def test_reference_loop_spends_labels_off_the_queue_as_asked():
-    """``explore`` draws that share of each batch at random from the pairs the queue left; ``plan``
-    sets (queued, drawn) per round: each round's queued part is the top of the model, and the
-    random part finds noise at about the base rate instead of the queue's."""
+    """``explore`` draws that share of each batch as mmcurate's loop explores (part uniform, part by
+    the reference's own P(misaligned)) from the pairs its queue left, never a held-out one; ``plan``
+    sets (queued, drawn) per round, each round's queued part the top of the model in use."""
     world = clip_gap_world(3000, dim=64, kind="random", random_state=4)
     noisy = world.truth["noisy"].to_numpy(bool)
     cos = np.sum(world.image * world.text, 1)
     features = np.column_stack([cos, cos**2])
     prior = 1 / (1 + np.exp(-10 * (cos - 0.1)))
+    held = np.zeros(len(noisy), bool)
+    held[::10] = True
 
     def reviewer():
         return Reviewer(noisy, error=0.0, random_state=0)
 
-    greedy = reference_loop(features, prior, reviewer(), rounds=4, budget=100)
-    mixed = reference_loop(features, prior, reviewer(), rounds=4, budget=100, explore=0.2, random_state=1)
-    planned = reference_loop(features, prior, reviewer(), rounds=2, budget=999, plan=[(70, 30), (95, 0)],
-                             random_state=1)
+    greedy = reference_loop(features, prior, reviewer(), rounds=4, budget=100, exclude=held)
+    mixed = reference_loop(features, prior, reviewer(), rounds=4, budget=100, exclude=held, explore=0.2,
+                           random_state=1)
+    planned = reference_loop(features, prior, reviewer(), rounds=2, budget=999, exclude=held,
+                             plan=[(70, 30), (95, 0)], random_state=1)
     assert [len(s) for s in mixed.shown] == [100] * 4 and [len(s) for s in planned.shown] == [100, 95]
-    assert len(np.unique(np.concatenate(mixed.shown))) == 400
-    first_queue = np.argsort(-(1 - prior), kind="stable")[:80]
-    np.testing.assert_array_equal(mixed.shown[0][:80], first_queue)  # the queue: the prior's top
-    np.testing.assert_array_equal(greedy.shown[0], np.argsort(-(1 - prior), kind="stable")[:100])
+    shown = np.concatenate(mixed.shown)
+    assert len(np.unique(shown)) == 400 and not held[shown].any()
+    assert not held[np.concatenate(planned.shown)].any()
+    for run, n_queue in ((mixed, 80), (planned, 70), (greedy, 100)):  # round 1: the prior's top
+        open_rows = np.flatnonzero(~held)
+        np.testing.assert_array_equal(run.shown[0][:n_queue],
+                                      open_rows[np.argsort(-(1 - prior[open_rows]), kind="stable")[:n_queue]])
+    open_rows = np.flatnonzero(~held & ~np.isin(np.arange(len(noisy)), planned.shown[0]))
+    top = open_rows[np.argsort(-planned.scores[1][open_rows], kind="stable")[:95]]
+    np.testing.assert_array_equal(planned.shown[1], top)  # round 2: the refitted model's top
     drawn = np.concatenate([s[80:] for s in mixed.shown])
     queued = np.concatenate([s[:80] for s in mixed.shown])
-    assert noisy[drawn].mean() < 0.4 < noisy[queued].mean()  # base rate 0.2
-    assert noisy[np.concatenate(greedy.shown)].sum() > noisy[np.concatenate(mixed.shown)].sum()
+    base = noisy[~held].mean()
+    assert base < noisy[drawn].mean() < noisy[queued].mean()  # suspicion-weighted, not the queue
+    assert noisy[np.concatenate(greedy.shown)].sum() > noisy[shown].sum()
 
 
 @pytest.mark.slow

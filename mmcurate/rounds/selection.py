@@ -16,15 +16,13 @@ from mmcurate.learn import (
     CONTRADICTION,
     DEFAULT_STRATEGY,
     EXPLORE,
-    EXPLORE_UNIFORM,
     LABEL_NOISE_FLOOR,
     MIN_FLIP_RATE,
     SECOND_OPINION_FLOOR,
     SECOND_OPINION_SHARE,
-    pps_inclusion,
+    exploration_draw,
     second_opinion_gain,
     split_budget,
-    systematic_sample,
     worth_second_opinions,
 )
 from mmcurate.project_index import focus_scores
@@ -133,26 +131,16 @@ def select_batch(proj: Project, *, budget: int, strategy: str = DEFAULT_STRATEGY
 
 def _explore(n: int, taken: np.ndarray, n_explore: int, random_state: RandomState, *,
              suspicion: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``n_explore`` rows drawn from those not ``taken`` and their inclusion probabilities.
-
-    :data:`mmcurate.learn.EXPLORE_UNIFORM` of the probability mass is uniform, the rest
-    proportional to ``suspicion`` (the model's P(misaligned); uniform without it), drawn by
-    systematic sampling, so every row has a known probability of at least
-    ``EXPLORE_UNIFORM · n_explore / n_rest`` and the random share also finds noise.
-    """
+    """``n_explore`` rows drawn from those not ``taken`` and their inclusion probabilities
+    (:func:`mmcurate.learn.exploration_draw`: part uniform, part by ``suspicion``, the model's
+    P(misaligned); uniform without it)."""
     mask = np.ones(n, bool)
     mask[np.asarray(taken, np.int64)] = False
     rest = np.flatnonzero(mask)
-    m = min(n_explore, len(rest))
-    if m == 0:
-        return np.zeros(0, np.int64), np.zeros(0)
     rng = check_random_state(random_state, stream=0x6578706C)  # an int seed: its own stream
-    s = np.ones(len(rest)) if suspicion is None else np.clip(np.nan_to_num(suspicion[rest], nan=0.5), 0, 1)
-    u = EXPLORE_UNIFORM
-    weight = u / len(rest) + ((1 - u) * s / s.sum() if s.sum() > 0 else (1 - u) / len(rest))
-    pi = pps_inclusion(weight, m)
-    chosen = systematic_sample(pi, rng)
-    return rest[chosen].astype(np.int64), pi[chosen]
+    chosen, pi = exploration_draw(np.ones(len(rest)) if suspicion is None else suspicion[rest],
+                                  n_explore, rng)
+    return rest[chosen].astype(np.int64), pi
 
 
 def _second_opinions_pay(proj: ProjectFiles) -> bool:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from mmcurate.learn import split_budget
+from mmcurate.learn import exploration_draw, split_budget
 from mmcurate.rank import RankContext
 from mmcurate.signals.alignment import prior_calibrator
 
@@ -73,11 +73,13 @@ def reference_loop(features: np.ndarray, prior_aligned: np.ndarray, reviewer: Re
     """Greedy logistic loop: ``rounds`` batches of ``budget`` pairs, refitted on all decisions;
     rows in ``exclude`` (bool ``(N,)``, a held-out evaluation set) are never queued.
 
-    ``explore``: the share of each batch drawn uniformly at random from the pairs the queue left
-    (:func:`mmcurate.learn.split_budget`), as mmcurate's loop does for its unbiased labels; 0 (the
-    issue's reference) queues the whole batch. ``plan``: per round ``(queued, drawn at random)``
-    instead (e.g. what another loop spent), overriding ``rounds``, ``budget`` and ``explore``. Both
-    measure what labels spent off the queue cost a greedy loop (``scripts/reference_share.py``)."""
+    ``explore``: the share of each batch drawn at random from the pairs the queue left
+    (:func:`mmcurate.learn.split_budget`) the way mmcurate's loop draws its exploration
+    (:func:`mmcurate.learn.exploration_draw`: a quarter uniform, the rest in proportion to this
+    loop's P(misaligned)); 0 (the issue's reference) queues the whole batch. ``plan``: per round
+    ``(queued, drawn at random)`` instead (e.g. what another loop spent), overriding ``rounds``,
+    ``budget`` and ``explore``. Both measure what labels spent off the queue cost a greedy loop
+    (``scripts/reference_share.py``)."""
     from sklearn.linear_model import LogisticRegression  # heavy: sklearn
     from sklearn.pipeline import make_pipeline  # heavy: sklearn
     from sklearn.preprocessing import StandardScaler  # heavy: sklearn
@@ -90,12 +92,12 @@ def reference_loop(features: np.ndarray, prior_aligned: np.ndarray, reviewer: Re
     blocked = seen.copy() if exclude is None else np.asarray(exclude, bool).copy()
     rows_all: list[int] = []
     y_all: list[bool] = []
-    split = split_budget(budget, explore) if explore > 0 else (budget, 0)
+    split = split_budget(budget, explore)
     for n_queue, n_random in (plan if plan is not None else [split] * rounds):
         candidates = np.flatnonzero(~seen & ~blocked)
         queue = candidates[np.argsort(-p_mis[candidates], kind="stable")[:n_queue]]
         rest = np.setdiff1d(candidates, queue)
-        drawn = np.sort(rng.choice(rest, min(n_random, len(rest)), replace=False))
+        drawn = rest[exploration_draw(p_mis[rest], n_random, rng)[0]] if n_random else rest[:0]
         shown = np.r_[queue, drawn].astype(np.int64)
         seen[shown] = True
         rows_all += shown.tolist()
