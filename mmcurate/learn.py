@@ -184,16 +184,15 @@ def pps_inclusion(weights: npt.ArrayLike, n: int) -> npt.NDArray[np.float64]:
     return np.clip(pi, 0.0, 1.0)
 
 
-def exploration_draw(suspicion: npt.ArrayLike | None, n: int, rng: np.random.Generator
+def exploration_draw(suspicion: npt.ArrayLike, n: int, rng: np.random.Generator
                      ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
     """Positions of ``n`` pairs drawn for exploration among ``len(suspicion)`` candidates, and
     their inclusion probabilities.
 
     :data:`EXPLORE_UNIFORM` of the probability mass is uniform, the rest proportional to
-    ``suspicion`` (the model's P(misaligned), NaN read as 0.5; all uniform when None or all zero),
-    drawn by systematic sampling (:func:`pps_inclusion`, :func:`systematic_sample`), so every
-    candidate has a known probability of at least ``EXPLORE_UNIFORM · n / len(suspicion)``.
-    ``suspicion`` may be a length when None is meant (``np.ones(k)``).
+    ``suspicion`` (the model's P(misaligned), NaN read as 0.5; all uniform when all equal or all
+    zero), drawn by systematic sampling (:func:`pps_inclusion`, :func:`systematic_sample`), so
+    every candidate has a known probability of at least ``EXPLORE_UNIFORM · n / len(suspicion)``.
 
     Examples
     --------

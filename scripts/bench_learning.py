@@ -173,6 +173,13 @@ def load_runs(out: Path, runs: list[Run] | None = None) -> pd.DataFrame:
     return pd.concat([pd.read_csv(p) for p in paths], ignore_index=True) if paths else pd.DataFrame()
 
 
+def run_of(rows: pd.DataFrame) -> Run:
+    """The :class:`Run` whose ``runs/<name>.csv`` holds ``rows`` (its leading columns)."""
+    first = rows.iloc[0]
+    return Run(str(first["family"]), str(first["kind"]), str(first["reviewer"]), int(first["seed"]),
+               int(first["n"]), int(first["rounds"]), int(first["budget"]), str(first["split"]))
+
+
 def per_run(rows: pd.DataFrame) -> pd.DataFrame:
     """One line per run: final recall and reference, gains, export figures, models used."""
     keys = ["family", "kind", "reviewer", "seed", "split", "n", "rounds", "budget"]

@@ -33,6 +33,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
+from bench_learning import run_of  # noqa: E402
 from cli_loop import read_world  # noqa: E402
 
 import mmcurate  # noqa: E402
@@ -69,25 +70,30 @@ def best_export(p_aligned: np.ndarray, noisy: np.ndarray, kept_reviewed: np.ndar
 
 
 def bounds(results: Path, floor: float) -> pd.DataFrame:
-    """One row per kept run: the export's figures and the two bounds."""
+    """One row per kept run (``runs/<name>.csv`` with its ``work/<name>`` folder): the export's
+    figures and the two truth-chosen thresholds' misaligned shares."""
     from sklearn.linear_model import LogisticRegression  # heavy: sklearn
     from sklearn.model_selection import cross_val_predict  # heavy: sklearn
     from sklearn.pipeline import make_pipeline  # heavy: sklearn
     from sklearn.preprocessing import StandardScaler  # heavy: sklearn
 
     rows = []
-    fitted: dict[str, np.ndarray] = {}
-    kept_runs = (p for p in (results / "work").glob("*") if (p / "export" / "curated.parquet").is_file())
-    for work in sorted(kept_runs):
-        world = work.name.rsplit("__", 2)[0]
-        image, text, truth = read_world(results / "worlds" / world)
-        noisy = truth["noisy"].to_numpy(bool)
-        row_of = pd.Series(np.arange(len(truth)), index=truth["pair_id"].astype(str).to_numpy())
-        if world not in fitted:
+    worlds: dict[str, tuple[pd.DataFrame, np.ndarray]] = {}  # truth and the truth-fitted P(aligned)
+    for path in sorted((results / "runs").glob("*.csv")):
+        run = run_of(pd.read_csv(path))
+        work = results / "work" / run.name
+        if not (work / "export" / "curated.parquet").is_file():
+            continue  # not kept (run without --keep-work)
+        if run.world_name not in worlds:
+            image, text, truth = read_world(results / "worlds" / run.world_name)
             features, _ = alignment_features(image, text)
             model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000))
-            p_noisy = cross_val_predict(model, features, noisy, cv=5, method="predict_proba")[:, 1]
-            fitted[world] = 1 - p_noisy
+            p_noisy = cross_val_predict(model, features, truth["noisy"].to_numpy(bool), cv=5,
+                                        method="predict_proba")[:, 1]
+            worlds[run.world_name] = (truth, 1 - p_noisy)
+        truth, fitted = worlds[run.world_name]
+        noisy = truth["noisy"].to_numpy(bool)
+        row_of = pd.Series(np.arange(len(truth)), index=truth["pair_id"].astype(str).to_numpy())
         decided = mmcurate.open_project(work / "project").ledger.resolved()
         rows_decided = row_of.loc[decided["pair_id"].astype(str)].to_numpy()
         reviewed = np.zeros(len(noisy), bool)
@@ -100,12 +106,11 @@ def bounds(results: Path, floor: float) -> pd.DataFrame:
         curated = pd.read_parquet(work / "export" / "curated.parquet")
         kept = np.zeros(len(noisy), bool)
         kept[row_of.loc[curated["pair_id"].astype(str)].to_numpy()] = True
-        family, kind, _n, seed, reviewer, _r = work.name.split("__")
-        rows.append({"family": family, "kind": kind, "reviewer": reviewer, "seed": int(seed[1:]),
+        rows.append({"family": run.family, "kind": run.kind, "reviewer": run.reviewer, "seed": run.seed,
                      "export_misaligned": float(noisy[kept].mean()),
                      "export_clean_kept": float(kept[~noisy].mean()),
                      "loop_ranking": best_export(p_loop, noisy, kept_reviewed, reviewed, floor),
-                     "truth_fitted": best_export(fitted[world], noisy, kept_reviewed, reviewed, floor)})
+                     "truth_fitted": best_export(fitted, noisy, kept_reviewed, reviewed, floor)})
     return pd.DataFrame(rows)
 
 

@@ -30,7 +30,7 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from bench_learning import REVIEWERS  # noqa: E402
+from bench_learning import REVIEWERS, run_of  # noqa: E402
 from cli_loop import _recalls, holdout_mask, read_world, reviewer_seed  # noqa: E402
 
 from mmcurate.learn import EXPLORE, split_budget  # noqa: E402
@@ -46,34 +46,33 @@ def shares(results: Path, explore: list[float], families: set[str] | None,
     rows = []
     features_of: dict[str, tuple[np.ndarray, np.ndarray, pd.DataFrame]] = {}
     for path in sorted((results / "runs").glob("*.csv")):
-        run = pd.read_csv(path)
-        first = run.iloc[0]
-        if (families and first["family"] not in families) or (seeds and int(first["seed"]) not in seeds):
+        recorded = pd.read_csv(path)
+        run = run_of(recorded)
+        if (families and run.family not in families) or (seeds and run.seed not in seeds):
             continue
-        world = f"{first['family']}__{first['kind']}__n{int(first['n'])}__s{int(first['seed'])}"
-        if world not in features_of:
-            image, text, truth = read_world(results / "worlds" / world)
-            features, prior = alignment_features(image, text)
-            features_of[world] = (features, prior, truth)
-        features, prior, truth = features_of[world]
-        seed, rounds, budget = int(first["seed"]), int(first["rounds"]), int(first["budget"])
-        held = holdout_mask(len(truth), seed)
-        error = REVIEWERS[str(first["reviewer"])]
-        row = {k: first[k] for k in ("family", "kind", "reviewer", "seed", "split")}
-        row.update(loop=float(run["recall"].iloc[-1]), ref=float(run["ref_recall"].iloc[-1]))
+        if run.world_name not in features_of:
+            image, text, truth = read_world(results / "worlds" / run.world_name)
+            features_of[run.world_name] = (*alignment_features(image, text), truth)
+        features, prior, truth = features_of[run.world_name]
+        held = holdout_mask(len(truth), run.seed)
+        row: dict[str, object] = {"family": run.family, "kind": run.kind, "reviewer": run.reviewer,
+                                  "seed": run.seed, "split": run.split,
+                                  "loop": float(recorded["recall"].iloc[-1]),
+                                  "ref": float(recorded["ref_recall"].iloc[-1])}
         # the loop's own spending per round: new pairs shown, of them ~10% explored, the rest of
         # its decisions shown again (second opinions, audits): a matched reference queues the
         # new pairs less the explored ones, draws as many at random and wastes the repeats
-        new = np.diff(run["n_shown"].to_numpy(np.int64))
-        explored = np.array([split_budget(int(n), EXPLORE)[1] for n in new])
-        plan = [(int(n - e), int(e)) for n, e in zip(new, explored)]
-        for share, name in [*((s, f"ref_{s:g}") for s in [0.0, *explore]), (None, "ref_matched")]:
-            reviewer = Reviewer(truth["noisy"].to_numpy(bool), error=error, random_state=reviewer_seed(seed))
-            ref = reference_loop(features, prior, reviewer, rounds=rounds, budget=budget, exclude=held,
-                                 explore=share or 0.0, plan=plan if share is None else None,
-                                 random_state=seed)
+        new = np.diff(recorded["n_shown"].to_numpy(np.int64))
+        plan = [(int(n) - e, e) for n in new for e in [split_budget(int(n), EXPLORE)[1]]]
+        variants = {f"ref_{s:g}": {"explore": s} for s in [0.0, *explore]}
+        variants["ref_matched"] = {"plan": plan}
+        for name, how in variants.items():
+            reviewer = Reviewer(truth["noisy"].to_numpy(bool), error=REVIEWERS[run.reviewer],
+                                random_state=reviewer_seed(run.seed))
+            ref = reference_loop(features, prior, reviewer, rounds=run.rounds, budget=run.budget,
+                                 exclude=held, random_state=run.seed, **how)
             row[name] = _recalls(ref.shown, truth, held)[-1]["recall"]
-        row["off_queue"] = int(run["labels"].iloc[-1]) - sum(q for q, _ in plan)
+        row["off_queue"] = int(recorded["labels"].iloc[-1]) - sum(q for q, _ in plan)
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -96,9 +96,10 @@ def reference_loop(features: np.ndarray, prior_aligned: np.ndarray, reviewer: Re
     for n_queue, n_random in (plan if plan is not None else [split] * rounds):
         candidates = np.flatnonzero(~seen & ~blocked)
         queue = candidates[np.argsort(-p_mis[candidates], kind="stable")[:n_queue]]
-        rest = np.setdiff1d(candidates, queue)
-        drawn = rest[exploration_draw(p_mis[rest], n_random, rng)[0]] if n_random else rest[:0]
-        shown = np.r_[queue, drawn].astype(np.int64)
+        shown = queue.astype(np.int64)
+        if n_random:  # drawn from the pairs the queue left, as mmcurate's loop explores
+            rest = np.setdiff1d(candidates, queue)
+            shown = np.r_[shown, rest[exploration_draw(p_mis[rest], n_random, rng)[0]]]
         seen[shown] = True
         rows_all += shown.tolist()
         y_all += reviewer.decide(shown).tolist()
