@@ -82,9 +82,11 @@ from mmcurate.signals.metrics import auroc
 
 __all__ = [
     "AUDIT_SHARE",
+    "CLEAN_KEPT",
     "CONTRADICTION",
     "DEFAULT_STRATEGY",
     "EXPLORE",
+    "FLOOR_Z",
     "GATE_Z",
     "L2_GRID",
     "LABEL_NOISE_FLOOR",
@@ -101,6 +103,8 @@ __all__ = [
     "calibrator_to_dict",
     "choose_l2",
     "choose_threshold",
+    "clean_below",
+    "clean_floor",
     "compare_models",
     "cross_fitted_logits",
     "exploration_draw",
@@ -926,6 +930,151 @@ def choose_threshold(p_aligned: npt.ArrayLike, *, target_noise: float = TARGET_N
     m = max(m, 1)
     return {"threshold": float(p[m - 1]), "est_noise_kept": float(noise[m - 1]),
             "est_clean_kept": float(p[:m].sum() / p.sum()), "n_kept": m}
+
+
+CLEAN_KEPT = 0.95
+"""Share of the clean pairs the automatic export threshold must keep (:func:`clean_floor`)."""
+
+FLOOR_Z = 1.96
+"""Margin of :func:`clean_floor`, in standard errors of its estimate: the threshold keeps
+:data:`CLEAN_KEPT` of the clean pairs with about 97.5% confidence (one-sided)."""
+
+
+def clean_floor(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.ArrayLike,
+                shown_round: npt.ArrayLike, queued_round: npt.ArrayLike, draw_rows: npt.ArrayLike,
+                draw_round: npt.ArrayLike, draw_inclusion: npt.ArrayLike, *, held_back: float = 0.0,
+                keep: float = CLEAN_KEPT, z: float = FLOOR_Z) -> dict[str, Any]:
+    """The highest threshold on P(aligned) that keeps ``keep`` of the clean pairs, with a margin.
+
+    The clean pairs still undecided below ``t`` are estimated round by round from that round's
+    random draws (difference estimator): the model's expected count over the pairs the round's
+    draw could reach, plus the Horvitz-Thompson total of the draws' residuals (decision − P), minus
+    the clean pairs of that population decided since; the rounds' estimates are averaged and their
+    Hansen-Hurwitz variances give the standard error. Unbiased by the sampling design whatever the
+    model's calibration, and the decided pairs need no reweighting for the queue that thinned the
+    pool after a draw (the weighted 5th percentile of the random accepts did, and kept far more
+    clean pairs, and noise, than asked). ``t`` is the highest P(aligned) of an undecided pair with
+    ``estimate + z·SE + held_back <= (1 − keep) · clean pairs``.
+
+    Parameters
+    ----------
+    p_aligned : (N,) array
+        P(aligned) of every pair (the threshold's scale); NaN: never below a threshold.
+    undecided : (N,) bool
+        Pairs without a decision: those the threshold keeps or drops.
+    clean : (N,) array
+        1 for a decided pair reviewers accepted, else 0 (ignored where undecided).
+    shown_round, queued_round : (N,) arrays
+        Round a pair was first shown or decided (inf: never; a decision without a round: 0), and
+        the round its queue picked it (inf: never). The draw of round ``r`` reached the pairs shown
+        in round ``r`` or later, less those the queue picked in round ``r``.
+    draw_rows, draw_round, draw_inclusion : (n,) arrays
+        The decided random draws: row, round and inclusion probability π.
+    held_back : float
+        Clean decided pairs the export does not keep (accepted, but disputed).
+    keep, z : float
+        The share of clean pairs to keep, and the margin in standard errors.
+
+    Returns
+    -------
+    dict
+        ``threshold`` (None with fewer than 10 draws in rounds of two or more), ``n`` (draws used),
+        ``rounds``, ``est_clean`` (clean pairs), ``est_clean_undecided``, ``est_clean_dropped``
+        (clean undecided pairs below the threshold), ``se`` (its standard error), ``z`` and
+        ``est_clean_kept`` (share of the clean pairs kept, margin not counted).
+
+    Examples
+    --------
+    Two rounds each draw 10 of 100 pairs (π = 0.1), half of them among the 50 pairs at P(aligned)
+    0.3. When 2 of those 10 are clean, dropping the pairs at 0.3 would drop about 8 of about 60
+    clean pairs, so the floor keeps them. When none is, the estimate is about 0 but 10 draws leave
+    a margin of about 7 pairs: only without the margin (``z=0``) are they dropped:
+
+    >>> p = np.r_[np.full(50, 0.3), np.full(50, 0.9)]
+    >>> drawn, rounds = np.r_[0:5, 50:55, 5:10, 55:60], np.repeat([1, 2], 10)
+    >>> undecided = np.ones(100, bool); undecided[drawn] = False
+    >>> shown = np.full(100, np.inf); shown[drawn] = rounds
+    >>> clean = np.zeros(100); clean[50:60] = 1
+    >>> args = (shown, np.full(100, np.inf), drawn, rounds, np.full(20, 0.1))
+    >>> clean_floor(p, undecided, np.where(np.arange(100) % 5 == 0, 1.0, clean), *args)["threshold"]
+    0.3
+    >>> [clean_floor(p, undecided, clean, *args, z=z)["threshold"] for z in (FLOOR_Z, 0.0)]
+    [0.3, 0.9]
+    """
+    p = np.asarray(p_aligned, np.float64)
+    open_ = np.asarray(undecided, bool)
+    out: dict[str, Any] = {"threshold": None, "z": float(z)}
+    cand = np.unique(p[open_ & np.isfinite(p)])
+    curve = clean_below(p, open_, clean, shown_round, queued_round, draw_rows, draw_round, draw_inclusion,
+                        cand)
+    out.update(n=curve["n"], rounds=curve["rounds"])
+    if curve["clean"] is None or len(cand) == 0:
+        return out
+    dropped, se, clean_total = curve["dropped"], curve["se"], curve["clean"]
+    ok = np.flatnonzero(dropped + z * se + held_back <= (1.0 - keep) * clean_total)
+    i = int(ok[-1]) if len(ok) else 0
+    kept = 1.0 - (dropped[i] + held_back) / clean_total if clean_total > 0 else float("nan")
+    out.update(threshold=float(cand[i]), est_clean=clean_total, est_clean_undecided=curve["clean_undecided"],
+               est_clean_dropped=float(dropped[i]), se=float(se[i]), est_clean_kept=float(kept))
+    return out
+
+
+def clean_below(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.ArrayLike,
+                shown_round: npt.ArrayLike, queued_round: npt.ArrayLike, draw_rows: npt.ArrayLike,
+                draw_round: npt.ArrayLike, draw_inclusion: npt.ArrayLike, thresholds: npt.ArrayLike
+                ) -> dict[str, Any]:
+    """The clean undecided pairs with P(aligned) below each threshold, estimated from the random
+    draws, with standard errors (the estimator of :func:`clean_floor`, whose parameters these are).
+
+    Returns
+    -------
+    dict
+        ``n`` and ``rounds`` (draws and rounds used: rounds of two or more draws); with at least
+        10 draws also ``dropped`` and ``se`` (arrays over ``thresholds``, ascending), ``clean``
+        (clean pairs, decided and undecided) and ``clean_undecided``; else ``clean`` is None.
+    """
+    p = np.asarray(p_aligned, np.float64)
+    open_ = np.asarray(undecided, bool)
+    y = np.where(open_, 0.0, np.asarray(clean, np.float64))
+    shown = np.asarray(shown_round, np.float64)
+    queued = np.asarray(queued_round, np.float64)
+    rows = np.asarray(draw_rows, np.int64)
+    d_round = np.asarray(draw_round, np.float64)
+    d_pi = np.asarray(draw_inclusion, np.float64)
+    t = np.asarray(thresholds, np.float64)
+    finite = np.isfinite(p)
+    used = np.isfinite(p[rows]) & (d_pi > 0)
+    counts = {r: int((d_round[used] == r).sum()) for r in np.unique(d_round[used])}
+    rounds = [r for r, n in counts.items() if n >= 2]
+    out: dict[str, Any] = {"n": sum(counts[r] for r in rounds), "rounds": len(rounds), "clean": None}
+    if out["n"] < 10:
+        return out
+    k = len(t)
+
+    def below(mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Per threshold: the sum of ``weights`` over ``mask`` with p below it."""
+        m = mask & finite
+        pos = np.searchsorted(t, p[m], side="right")  # counts for the thresholds above p
+        return np.cumsum(np.bincount(pos, weights=weights[m], minlength=k + 1))[:k]
+
+    est, var, totals = np.zeros(k), np.zeros(k), []
+    for r in rounds:
+        pool = (shown >= r) & (queued != r)  # what this round's draw could reach
+        at = used & (d_round == r)
+        u = (y[rows[at]] - p[rows[at]]) / d_pi[at]  # the draws' residuals, expanded
+        n = int(at.sum())
+        pos = np.searchsorted(t, p[rows[at]], side="right")
+        b = np.cumsum(np.bincount(pos, weights=u, minlength=k + 1))[:k]
+        b2 = np.cumsum(np.bincount(pos, weights=u * u, minlength=k + 1))[:k]
+        est += below(pool, p) + b - below(pool & ~open_, y) + below(open_ & ~pool, p)
+        var += np.maximum(n * b2 - b * b, 0.0) / (n - 1)  # Hansen-Hurwitz
+        totals.append(float(p[pool & finite].sum() + u.sum() - y[pool & ~open_].sum()
+                            + p[open_ & ~pool & finite].sum()))
+    m = len(rounds)
+    clean_undecided = max(float(np.mean(totals)), 0.0)
+    out.update(dropped=est / m, se=np.sqrt(var) / m, clean=float(y[~open_].sum()) + clean_undecided,
+               clean_undecided=clean_undecided)
+    return out
 
 
 def reliability(p_aligned: npt.ArrayLike, aligned: npt.ArrayLike, weights: npt.ArrayLike, *,

@@ -19,8 +19,10 @@ Curated set (:func:`export_curated`)
 
     By default (``threshold="auto"``) every pair gets a verdict: ``t`` is chosen from the current
     model's P(aligned) by :func:`mmcurate.learn.choose_threshold` (the lowest ``t`` whose kept
-    unreviewed pairs have an estimated misaligned share <= ``target_noise``, default 3%), and the
-    exploration labels give an unbiased check of that share with a 95% interval
+    unreviewed pairs have an estimated misaligned share <= ``target_noise``, default 3%), lowered
+    where needed so that, by an estimate from the randomly drawn labels with a margin of 1.96
+    standard errors, 95% of the clean pairs are kept (:func:`mmcurate.learn.clean_floor`); the
+    exploration labels give an unbiased check of the misaligned share with a 95% interval
     (``Curation.estimates``). The model's probabilities are recalibrated on every label weighted by
     1/inclusion probability when it is trained (:mod:`mmcurate.learn`). When the model cannot
     vouch for them (no trained model in use, held-out AUROC below 0.65, fewer than 15 randomly

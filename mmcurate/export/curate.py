@@ -16,10 +16,13 @@ from mmcurate._util import sigmoid
 from mmcurate.groups.hooks import apply_duplicate_policy, export_decisions
 from mmcurate.index import rowwise_cosine
 from mmcurate.learn import (
+    CLEAN_KEPT,
+    FLOOR_Z,
     MIN_RANDOM_LABELS,
     MODEL_TRUST,
     TARGET_NOISE,
     choose_threshold,
+    clean_floor,
     explored_noise,
     reliability,
 )
@@ -131,12 +134,13 @@ MIN_AUROC = 0.65
 
 
 def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_noise: float,
-                    proj: ProjectFiles) -> tuple[float | None, dict[str, Any]]:
+                    proj: ProjectFiles, held_back: int = 0) -> tuple[float | None, dict[str, Any]]:
     """The threshold to apply and the estimates behind it (see the module docstring).
 
     ``"auto"`` uses the model's P(aligned) only when the model can vouch for it
     (:func:`_certify`); otherwise the threshold is ``None`` and ``estimates["verified"]`` is
     False with the reason: the unreviewed pairs are kept as ``unverified``, never dropped.
+    ``held_back``: accepted pairs the export holds back (disputed), clean pairs it does not keep.
     """
     if threshold is None:
         return None, {}
@@ -147,18 +151,13 @@ def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_n
         rule = choose_threshold(p_open, target_noise=target_noise)
         est: dict[str, Any] = {"rule": f"lowest t with estimated noise of kept unreviewed pairs <= "
                                        f"{target_noise:g}", "target_noise": target_noise, **rule}
-        floor = _clean_floor(randoms)
-        if floor["threshold"] is not None:
-            # the model's own estimate must agree (about 50-80 random labels are a noisy floor)
-            floor["random_threshold"] = floor["threshold"]
-            floor["model_threshold"] = _model_clean_floor(p_open)
-            if floor["model_threshold"] is not None:
-                floor["threshold"] = min(floor["threshold"], floor["model_threshold"])
+        floor = _clean_floor(proj, table, held_back)
         if floor["threshold"] is not None and floor["threshold"] < rule["threshold"]:
             # the noise target would drop more clean pairs than CLEAN_KEPT allows: keep them
             rule.update(_kept_estimates(p_open, floor["threshold"]))
-            est.update(rule=f"{est['rule']}, lowered to keep {CLEAN_KEPT:.0%} of the clean pairs by the "
-                            f"randomly drawn pairs reviewers accepted and by the model's estimate", **rule)
+            est.update(rule=f"{est['rule']}, lowered to keep {CLEAN_KEPT:.0%} of the clean pairs (estimated "
+                            f"from the randomly drawn labels, with a margin of {FLOOR_Z:g} standard errors)",
+                       **rule)
         est["clean_floor"] = floor
         why = _certify(proj, rule, len(p_open), len(randoms))
         est.update(verified=why is None, why=why)
@@ -194,39 +193,33 @@ def _random_labels(proj: ProjectFiles, table: pd.DataFrame) -> pd.DataFrame:
     return rows.assign(weight=1.0 / rows["pair_id"].map(inclusion).to_numpy(float))[columns]
 
 
-CLEAN_KEPT = 0.95
-"""Share of the clean pairs the automatic threshold must keep, by the randomly drawn pairs reviewers
-accepted (:func:`_clean_floor`) and by the model's own estimate (:func:`_model_clean_floor`)."""
-
-
-def _clean_floor(randoms: pd.DataFrame) -> dict[str, Any]:
-    """The highest threshold that keeps :data:`CLEAN_KEPT` of the random (explore) labels reviewers
-    accepted (weighted by 1/π): an unbiased floor on the share of clean pairs kept, which the
-    noise target alone does not protect (a reviewer who errs made the model's probabilities too
-    pessimistic and the export kept 3% of clean pairs in one benchmark run). ``threshold`` is None
-    with fewer than 10 such labels."""
-    accepted = randoms[randoms["decision"] == "accept"]
-    p = accepted["p_aligned"].to_numpy(float)
-    ok = np.isfinite(p)
-    if ok.sum() < 10:
-        return {"threshold": None, "n": int(ok.sum())}
-    w = accepted["weight"].to_numpy(float)[ok]
-    order = np.argsort(p[ok])
-    cum = np.cumsum(w[order]) / w.sum()
-    # the largest t with weighted share of accepted random labels at or above t >= CLEAN_KEPT
-    idx = int(np.searchsorted(cum, 1.0 - CLEAN_KEPT, side="right"))
-    return {"threshold": float(p[ok][order][min(idx, len(order) - 1)]), "n": int(ok.sum())}
-
-
-def _model_clean_floor(p_open: np.ndarray) -> float | None:
-    """The highest threshold whose kept unreviewed pairs hold :data:`CLEAN_KEPT` of the clean ones
-    by the model's calibrated estimate (sum of P(aligned) kept / sum over all)."""
-    p = np.sort(p_open[np.isfinite(p_open)])
-    if len(p) == 0 or p.sum() <= 0:
-        return None
-    below = (np.cumsum(p) - p) / p.sum()  # share of the clean mass strictly below each p
-    ok = np.flatnonzero(below <= 1.0 - CLEAN_KEPT + 1e-12)
-    return float(p[ok[-1]])
+def _clean_floor(proj: ProjectFiles, table: pd.DataFrame, held_back: int) -> dict[str, Any]:
+    """The highest threshold that keeps :data:`~mmcurate.learn.CLEAN_KEPT` of the clean pairs with a
+    margin (:func:`mmcurate.learn.clean_floor`), from the ledger's design: the round each pair was
+    first shown or decided, the round the queue picked it, and the decided random draws with their
+    inclusion probabilities. It protects what the noise target alone does not (a reviewer who errs
+    made the model's probabilities too pessimistic and the export kept 3% of clean pairs in one
+    benchmark run)."""
+    ids = table["pair_id"]
+    decision = table["decision"]
+    undecided = decision.isna().to_numpy()
+    decided_round = pd.to_numeric(table["decision_round"], errors="coerce").to_numpy(float)
+    shown = np.where(undecided, np.inf, np.nan_to_num(decided_round, nan=0.0))
+    queued = np.full(len(table), np.inf)
+    rows, rounds, inclusion = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
+    if proj.has_ledger():
+        design = proj.ledger.design()
+        first = design.groupby("pair_id")["round"].min()
+        shown = np.fmin(shown, ids.map(first).to_numpy(float))
+        picked = design[design["stratum"] != "explore"].groupby("pair_id")["round"].min()
+        queued = np.nan_to_num(ids.map(picked).to_numpy(float), nan=np.inf)
+        draws = design[design["stratum"] == "explore"].drop_duplicates("pair_id")
+        row_of = pd.Series(np.arange(len(table)), index=ids.to_numpy())
+        draws = draws[draws["pair_id"].isin(ids[~undecided])]
+        rows = row_of.loc[draws["pair_id"]].to_numpy(np.int64)
+        rounds, inclusion = draws["round"].to_numpy(float), draws["inclusion"].to_numpy(float)
+    return clean_floor(table["p_aligned"].to_numpy(float), undecided, (decision == "accept").to_numpy(float),
+                       shown, queued, rows, rounds, inclusion, held_back=float(held_back))
 
 
 def _certify(proj: ProjectFiles, rule: dict[str, Any], n_open: int, n_random: int) -> str | None:
@@ -302,8 +295,12 @@ def curate_pairs(proj: Project, *, threshold: float | str | None = "auto", targe
     table["alignment"] = ids.map(alignment).astype(float) if alignment is not None else np.nan
     failures = _embed_failures(proj).set_index("pair_id")
     asked = threshold
-    threshold, estimates = _auto_threshold(table, threshold, target_noise, proj)
-    table["p_decision"] = _decision_posterior(proj, table, decisions) if threshold is not None else np.nan
+    # accepted pairs the export would hold back (disputed): clean pairs its threshold cannot keep
+    p_decision = (_decision_posterior(proj, table, decisions) if threshold is not None
+                  else np.full(len(table), np.nan))
+    held_back = int(((table["decision"] == "accept").to_numpy() & (p_decision < DISPUTE_BELOW)).sum())
+    threshold, estimates = _auto_threshold(table, threshold, target_noise, proj, held_back)
+    table["p_decision"] = p_decision if threshold is not None else np.nan
     table["status"] = _statuses(table, failures.index, threshold, unverified=asked is not None)
     curated = _curated_frame(table, proj.pairs.columns)
     dropped = _dropped_frame(table, failures, proj.rejects, threshold)
