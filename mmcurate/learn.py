@@ -953,8 +953,10 @@ def clean_floor(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
     Hansen-Hurwitz variances give the standard error. Unbiased by the sampling design whatever the
     model's calibration, and the decided pairs need no reweighting for the queue that thinned the
     pool after a draw (the weighted 5th percentile of the random accepts did, and kept far more
-    clean pairs, and noise, than asked). ``t`` is the highest P(aligned) of an undecided pair with
-    ``estimate + z·SE + held_back <= (1 − keep) · clean pairs``.
+    clean pairs, and noise, than asked). ``t`` is the highest P(aligned) of an undecided pair up to
+    which every candidate meets ``estimate + z·SE + held_back <= (1 − keep) · clean pairs`` (the
+    lowest when none does: every undecided pair kept). Pairs the draws could not reach (excluded
+    from selection, or kept out of batches as group members) count by their P(aligned) alone.
 
     Parameters
     ----------
@@ -969,7 +971,8 @@ def clean_floor(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
         the round its queue picked it (inf: never). The draw of round ``r`` reached the pairs shown
         in round ``r`` or later, less those the queue picked in round ``r``.
     draw_rows, draw_round, draw_inclusion : (n,) arrays
-        The decided random draws: row, round and inclusion probability π.
+        The decided random draws: row, round and inclusion probability π (a round with undecided
+        draws must be left out whole: its total would lose their residuals).
     held_back : float
         Clean decided pairs the export does not keep (accepted, but disputed).
     keep, z : float
@@ -1011,8 +1014,9 @@ def clean_floor(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
     if curve["clean"] is None or len(cand) == 0:
         return out
     dropped, se, clean_total = curve["dropped"], curve["se"], curve["clean"]
-    ok = np.flatnonzero(dropped + z * se + held_back <= (1.0 - keep) * clean_total)
-    i = int(ok[-1]) if len(ok) else 0
+    # the estimate is noisy, not monotone: stop below the first threshold that breaks the rule
+    fails = np.flatnonzero(dropped + z * se + held_back > (1.0 - keep) * clean_total)
+    i = max(int(fails[0]) - 1, 0) if len(fails) else len(cand) - 1
     kept = 1.0 - (dropped[i] + held_back) / clean_total if clean_total > 0 else float("nan")
     out.update(threshold=float(cand[i]), est_clean=clean_total, est_clean_undecided=curve["clean_undecided"],
                est_clean_dropped=float(dropped[i]), se=float(se[i]), est_clean_kept=float(kept))
@@ -1050,12 +1054,13 @@ def clean_below(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
     if out["n"] < 10:
         return out
     k = len(t)
+    # each pair counts for the thresholds above its p: those from this position on
+    at_pos = np.searchsorted(t, np.where(finite, p, np.inf), side="right")
 
     def below(mask: np.ndarray, weights: np.ndarray) -> np.ndarray:
         """Per threshold: the sum of ``weights`` over ``mask`` with p below it."""
         m = mask & finite
-        pos = np.searchsorted(t, p[m], side="right")  # counts for the thresholds above p
-        return np.cumsum(np.bincount(pos, weights=weights[m], minlength=k + 1))[:k]
+        return np.cumsum(np.bincount(at_pos[m], weights=weights[m], minlength=k + 1))[:k]
 
     est, var, totals = np.zeros(k), np.zeros(k), []
     for r in rounds:
@@ -1063,7 +1068,7 @@ def clean_below(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
         at = used & (d_round == r)
         u = (y[rows[at]] - p[rows[at]]) / d_pi[at]  # the draws' residuals, expanded
         n = int(at.sum())
-        pos = np.searchsorted(t, p[rows[at]], side="right")
+        pos = at_pos[rows[at]]
         b = np.cumsum(np.bincount(pos, weights=u, minlength=k + 1))[:k]
         b2 = np.cumsum(np.bincount(pos, weights=u * u, minlength=k + 1))[:k]
         est += below(pool, p) + b - below(pool & ~open_, y) + below(open_ & ~pool, p)

@@ -715,6 +715,83 @@ def test_the_clean_pairs_below_a_threshold_are_estimated_without_bias_from_the_r
     assert 0.9 <= np.mean(np.abs(error) <= 1.96 * se) <= 0.99
 
 
+def _clean_below_by_hand(p, undecided, clean, shown, queued, rows, drawn_in, inclusion, t):
+    """:func:`mmcurate.learn.clean_below` written out pair by pair (the specification)."""
+    estimates, variances = [], []
+    for r in sorted(set(drawn_in)):
+        total = 0.0
+        for i in range(len(p)):
+            if not p[i] < t:  # NaN is never below
+                continue
+            if shown[i] >= r and queued[i] != r:  # the draw of round r could reach it
+                total += p[i] - (0.0 if undecided[i] else clean[i])
+            elif undecided[i]:
+                total += p[i]
+        u = np.array([(clean[j] - p[j]) / pi if p[j] < t else 0.0
+                      for j, rr, pi in zip(rows, drawn_in, inclusion) if rr == r])
+        estimates.append(total + u.sum())
+        variances.append(len(u) / (len(u) - 1) * ((u - u.mean()) ** 2).sum())
+    return float(np.mean(estimates)), float(np.sqrt(np.sum(variances)) / len(estimates))
+
+
+def test_the_clean_pairs_below_a_threshold_are_counted_as_specified():
+    """The vectorised estimate equals the pair-by-pair one on a pool with ties, NaN, queued pairs left
+    undecided (counted by their P alone after their round) and pairs never shown."""
+    rng = np.random.default_rng(7)
+    n = 80
+    p = np.round(rng.random(n), 1)
+    p[[3, 17]] = np.nan
+    undecided = np.ones(n, bool)
+    clean = np.zeros(n)
+    shown, queued = np.full(n, np.inf), np.full(n, np.inf)
+    rows, drawn_in, inclusion = [], [], []
+    for r in (1, 2, 3):
+        open_rows = np.flatnonzero(np.isinf(shown))
+        queue = rng.choice(open_rows, 6, replace=False)
+        shown[queue] = queued[queue] = r
+        decided = queue[:4]  # two of the queue's picks stay undecided
+        undecided[decided] = False
+        clean[decided] = rng.random(4) < 0.5
+        rest = np.setdiff1d(open_rows, queue)
+        draws = rng.choice(rest[np.isfinite(p[rest])], 4, replace=False)
+        shown[draws] = r
+        undecided[draws] = False
+        clean[draws] = rng.random(4) < 0.7
+        rows += draws.tolist()
+        drawn_in += [r] * 4
+        inclusion += rng.uniform(0.05, 0.5, 4).tolist()
+    thresholds = [0.25, 0.5, 0.55, 0.8, 1.01]
+    out = learn.clean_below(p, undecided, clean, shown, queued, rows, drawn_in, inclusion, thresholds)
+    assert out["n"] == 12 and out["rounds"] == 3
+    for k, t in enumerate(thresholds):
+        estimate, se = _clean_below_by_hand(p, undecided, clean, shown, queued, rows, drawn_in, inclusion, t)
+        assert out["dropped"][k] == pytest.approx(estimate) and out["se"][k] == pytest.approx(se)
+    every = _clean_below_by_hand(p, undecided, clean, shown, queued, rows, drawn_in, inclusion, np.inf)[0]
+    assert out["clean_undecided"] == pytest.approx(every)
+    assert out["clean"] == pytest.approx(clean[~undecided].sum() + every)
+
+
+def test_a_batch_labelled_in_part_leaves_its_round_out_of_the_floor(shifted):
+    """A round whose random draws are not all decided would lose their residuals: the export's
+    clean-pairs floor uses only the rounds whose draws are all decided."""
+    from mmcurate.export import curate_pairs
+
+    proj, truth = shifted
+    for r in range(4):
+        selected = select_batch(proj, budget=100, random_state=r)
+        import_labels(proj, _oracle(selected.table, truth), round_id=selected.round)
+        train_project_head(proj)
+    full = curate_pairs(proj).estimates["clean_floor"]
+    selected = select_batch(proj, budget=100, random_state=9)
+    batch = selected.table
+    explore = batch[batch["stratum"] == "explore"]
+    import_labels(proj, _oracle(batch.drop(explore.index[:1]), truth), round_id=selected.round)
+    partly = curate_pairs(proj).estimates["clean_floor"]
+    assert len(explore) >= 2 and full["rounds"] == partly["rounds"] == 4 and partly["n"] == full["n"]
+    import_labels(proj, _oracle(explore.iloc[:1], truth), round_id=selected.round)
+    assert curate_pairs(proj).estimates["clean_floor"]["rounds"] == 5
+
+
 def test_the_clean_floor_keeps_its_share_with_a_margin():
     """``clean_floor`` picks the highest threshold whose estimate plus the margin stays within 5% of the
     clean pairs; pairs held back (disputed accepts) use up part of that share."""
