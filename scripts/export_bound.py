@@ -15,9 +15,13 @@ kept) is out of reach of any threshold on that world; the rest of the gap is the
 With a reviewer who errs the export also holds back disputed accepts, which these figures keep:
 there they are not bounds. scikit-learn is a dev dependency.
 
+``--reexport`` exports each kept project again with the installed code (no files written) instead
+of reading the export the run wrote: run it once with each version of the code to compare two
+export rules on the same final projects (the loop does not depend on the export).
+
 Usage::
 
-    python scripts/export_bound.py RESULTS [--floor 0.95]
+    python scripts/export_bound.py RESULTS [--floor 0.95] [--reexport]
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from bench_learning import run_of  # noqa: E402
 from cli_loop import read_world  # noqa: E402
 
 import mmcurate  # noqa: E402
+from mmcurate.export import curate_pairs  # noqa: E402
 from mmcurate.simulate.reference import alignment_features  # noqa: E402
 
 
@@ -69,9 +74,11 @@ def best_export(p_aligned: np.ndarray, noisy: np.ndarray, kept_reviewed: np.ndar
     return float(share.min())
 
 
-def bounds(results: Path, floor: float) -> pd.DataFrame:
+def bounds(results: Path, floor: float, reexport: bool = False) -> pd.DataFrame:
     """One row per kept run (``runs/<name>.csv`` with its ``work/<name>`` folder): the export's
-    figures and the two truth-chosen thresholds' misaligned shares."""
+    figures (``reexport``: of the installed code's export of the kept project) and the two
+    truth-chosen thresholds' misaligned shares."""
+
     from sklearn.linear_model import LogisticRegression  # heavy: sklearn
     from sklearn.model_selection import cross_val_predict  # heavy: sklearn
     from sklearn.pipeline import make_pipeline  # heavy: sklearn
@@ -94,7 +101,8 @@ def bounds(results: Path, floor: float) -> pd.DataFrame:
         truth, fitted = worlds[run.world_name]
         noisy = truth["noisy"].to_numpy(bool)
         row_of = pd.Series(np.arange(len(truth)), index=truth["pair_id"].astype(str).to_numpy())
-        decided = mmcurate.open_project(work / "project").ledger.resolved()
+        proj = mmcurate.open_project(work / "project")
+        decided = proj.ledger.resolved()
         rows_decided = row_of.loc[decided["pair_id"].astype(str)].to_numpy()
         reviewed = np.zeros(len(noisy), bool)
         reviewed[rows_decided] = True
@@ -103,7 +111,8 @@ def bounds(results: Path, floor: float) -> pd.DataFrame:
         ranked = pd.read_csv(work / "rank.csv", dtype={"pair_id": str})
         p_loop = np.full(len(noisy), np.nan)
         p_loop[row_of.loc[ranked["pair_id"]].to_numpy()] = ranked["p_aligned"].to_numpy(float)
-        curated = pd.read_parquet(work / "export" / "curated.parquet")
+        curated = (curate_pairs(proj).curated if reexport
+                   else pd.read_parquet(work / "export" / "curated.parquet"))
         kept = np.zeros(len(noisy), bool)
         kept[row_of.loc[curated["pair_id"].astype(str)].to_numpy()] = True
         rows.append({"family": run.family, "kind": run.kind, "reviewer": run.reviewer, "seed": run.seed,
@@ -118,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", type=Path, help="a bench_learning.py --out folder run with --keep-work")
     parser.add_argument("--floor", type=float, default=0.95, help="share of the clean pairs to keep")
+    parser.add_argument("--reexport", action="store_true",
+                        help="export each kept project again with the installed code")
     args = parser.parse_args(argv)
-    table = bounds(args.results, args.floor)
+    table = bounds(args.results, args.floor, args.reexport)
     if table.empty:
         print(f"no kept runs under {args.results / 'work'} (run bench_learning.py with --keep-work)")
         return 1

@@ -90,3 +90,6 @@ def test_the_diagnostic_scripts_read_a_kept_benchmark_run(tmp_path, capsys):
     assert rows["export_unverified"].iloc[-1] == 0  # the export applied a threshold of its own
     assert 0 <= b["truth_fitted"] <= 1 and 0 <= b["loop_ranking"] <= 1
     assert b["export_clean_kept"] >= 0.95 and b["loop_ranking"] <= b["export_misaligned"]
+    again = _load("export_bound").bounds(tmp_path, 0.95, reexport=True).iloc[0]  # same code, same export
+    assert again["export_misaligned"] == b["export_misaligned"]
+    assert again["export_clean_kept"] == b["export_clean_kept"]
