@@ -293,6 +293,17 @@ def reviewer_words(reviewer: dict[str, Any]) -> str:
             f"{reviewer['high']:.1%}), from {reviewer['n']} pairs seen twice")
 
 
+def clean_floor_line(floor: dict[str, Any]) -> str:
+    """What the clean-pairs floor that set the export's threshold estimates
+    (:func:`mmcurate.learn.clean_floor`), in one line for the summary and the report."""
+    from mmcurate.learn import CLEAN_KEPT
+
+    se = floor["se"] / floor["est_clean"]
+    return (f"lowered to keep {CLEAN_KEPT:.0%} of all clean pairs: {floor['est_clean_kept']:.1%} kept by the "
+            f"estimate from {floor['n']} random labels ({floor['rounds']} rounds), SE {se:.1%} of the clean "
+            f"pairs, {floor['z']:g} SE kept in reserve")
+
+
 @dataclass(frozen=True)
 class ExportResult:
     """What an export wrote and why: what :func:`mmcurate.export.export_curated` (``mmcurate export``)
@@ -389,6 +400,9 @@ class ExportResult:
             rows.append(("threshold", f"P(aligned) >= {est['threshold']:.3f} keeps {est['n_kept']} "
                                       f"unreviewed pairs: estimated {est['est_noise_kept']:.1%} noise"))
             rows.append(("", f"and {est['est_clean_kept']:.1%} of the clean unreviewed pairs kept"))
+            floor = est.get("clean_floor") or {}
+            if floor.get("threshold") is not None and est["threshold"] == floor["threshold"]:
+                rows.append(("clean floor", clean_floor_line(floor)))
             check = est.get("exploration_check") or {}
             if check.get("n"):
                 rows.append(("check", f"{check['noise']:.1%} misaligned among the {check['n']} random "

@@ -4,6 +4,7 @@ and export gives every pair a verdict."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -504,7 +505,7 @@ def test_the_default_threshold_lands_near_its_target(shifted):
     assert actual <= est["target_noise"] + 0.02, (actual, est)  # near its stated target
 
 
-def test_the_threshold_keeps_the_clean_pairs_the_random_labels_vouch_for(shifted):
+def test_the_threshold_keeps_the_clean_pairs_the_random_labels_vouch_for(shifted, tmp_path):
     """Probabilities too pessimistic (as after an erring reviewer): the noise target alone would drop
     many clean pairs; the threshold is lowered until the random labels' estimate, with its margin,
     says 95% of the clean pairs stay, and they do."""
@@ -533,6 +534,12 @@ def test_the_threshold_keeps_the_clean_pairs_the_random_labels_vouch_for(shifted
     kept_floor = (pairs.loc[clean, "p_aligned"] >= est["threshold"]).mean()
     kept_noise_only = (pairs.loc[clean, "p_aligned"] >= noise_only).mean()
     assert kept_floor > 0.9 and kept_floor > kept_noise_only + 0.2, (kept_floor, kept_noise_only)
+    from mmcurate.export import export_curated
+
+    summary = export_curated(proj, tmp_path / "out", strategy_scores=gloomy)  # says what the floor did
+    line = next(line for line in summary.lines() if line.startswith("clean floor"))
+    assert f"{floor['est_clean_kept']:.1%} kept by the estimate from {floor['n']} random labels" in line
+    assert "clean-pairs floor: lowered to keep 95%" in Path(summary.report_md).read_text()
 
 
 def _erring(batch, truth, error, rng):

@@ -16,7 +16,7 @@ from mmcurate.export.gallery import report_galleries
 from mmcurate.export.webdataset import _image_reader, write_webdataset
 from mmcurate.learn import TARGET_NOISE
 from mmcurate.report import write_report
-from mmcurate.results import ExportResult, Ranking, reviewer_words
+from mmcurate.results import ExportResult, Ranking, clean_floor_line, reviewer_words
 from mmcurate.rounds.model import load_model
 
 if TYPE_CHECKING:
@@ -144,6 +144,9 @@ def _threshold_line(est: dict[str, Any]) -> str | None:
     line = (f"P(aligned) >= {est['threshold']:.4f} ({est['rule']}): keeps {est['n_kept']} unreviewed "
             f"pairs, estimated noise among them {est['est_noise_kept']:.1%}, estimated share of clean "
             f"unreviewed pairs kept {est['est_clean_kept']:.1%}")
+    floor = est.get("clean_floor") or {}
+    if floor.get("threshold") is not None and est["threshold"] == floor["threshold"]:
+        line += f"; clean-pairs floor: {clean_floor_line(floor)}"
     check = est.get("exploration_check") or {}
     if check.get("n"):
         line += (f"; check on {check['n']} randomly drawn reviewed pairs it would keep: "
