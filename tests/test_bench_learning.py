@@ -93,3 +93,13 @@ def test_the_diagnostic_scripts_read_a_kept_benchmark_run(tmp_path, capsys):
     again = _load("export_bound").bounds(tmp_path, 0.95, reexport=True).iloc[0]  # same code, same export
     assert again["export_misaligned"] == b["export_misaligned"]
     assert again["export_clean_kept"] == b["export_clean_kept"]
+
+
+def test_the_clean_floor_benchmark_runs_on_a_small_pool(capsys):
+    """scripts/bench_clean_floor.py builds its pool and prints the floor it chose (no time asserted)."""
+    bench = _load("bench_clean_floor")
+    assert bench.main(["--n", "20000", "--rounds", "5", "--draws", "40", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "20,000 pairs, 5 rounds of 40 draws" in out and "threshold 0." in out
+    with pytest.raises(SystemExit):
+        bench.main(["--n", "1000", "--rounds", "5"])  # too small for the rounds asked
