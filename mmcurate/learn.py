@@ -983,8 +983,8 @@ def clean_floor(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
     dict
         ``threshold`` (None with fewer than 10 draws in rounds of two or more), ``n`` (draws used),
         ``rounds``, ``est_clean`` (clean pairs), ``est_clean_undecided``, ``est_clean_dropped``
-        (clean undecided pairs below the threshold), ``se`` (its standard error), ``z`` and
-        ``est_clean_kept`` (share of the clean pairs kept, margin not counted).
+        (clean undecided pairs below the threshold), ``se`` (its standard error), ``keep``, ``z``
+        and ``est_clean_kept`` (share of the clean pairs kept, margin not counted).
 
     Examples
     --------
@@ -1006,7 +1006,7 @@ def clean_floor(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
     """
     p = np.asarray(p_aligned, np.float64)
     open_ = np.asarray(undecided, bool)
-    out: dict[str, Any] = {"threshold": None, "z": float(z)}
+    out: dict[str, Any] = {"threshold": None, "keep": float(keep), "z": float(z)}
     cand = np.unique(p[open_ & np.isfinite(p)])
     curve = clean_below(p, open_, clean, shown_round, queued_round, draw_rows, draw_round, draw_inclusion,
                         cand)

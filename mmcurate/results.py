@@ -296,11 +296,9 @@ def reviewer_words(reviewer: dict[str, Any]) -> str:
 def clean_floor_line(floor: dict[str, Any]) -> str:
     """What the clean-pairs floor that set the export's threshold estimates
     (:func:`mmcurate.learn.clean_floor`), in one line for the summary and the report."""
-    from mmcurate.learn import CLEAN_KEPT
-
     se = floor["se"] / floor["est_clean"]
-    return (f"lowered to keep {CLEAN_KEPT:.0%} of all clean pairs: {floor['est_clean_kept']:.1%} kept by the "
-            f"estimate from {floor['n']} random labels ({floor['rounds']} rounds), SE {se:.1%} of the clean "
+    return (f"lowered to keep {floor['keep']:.0%} of all clean pairs: {floor['est_clean_kept']:.1%} kept "
+            f"by the estimate from {floor['n']} random labels ({floor['rounds']} rounds), SE {se:.1%} of the clean "
             f"pairs, {floor['z']:g} SE kept in reserve")
 
 
