@@ -298,8 +298,8 @@ def clean_floor_line(floor: dict[str, Any]) -> str:
     (:func:`mmcurate.learn.clean_floor`), in one line for the summary and the report."""
     se = floor["se"] / floor["est_clean"]
     return (f"lowered to keep {floor['keep']:.0%} of all clean pairs: {floor['est_clean_kept']:.1%} kept "
-            f"by the estimate from {floor['n']} random labels ({floor['rounds']} rounds), SE {se:.1%} of the clean "
-            f"pairs, {floor['z']:g} SE kept in reserve")
+            f"by the estimate from {floor['n']} random labels ({floor['rounds']} rounds), SE {se:.1%} of "
+            f"the clean pairs, {floor['z']:g} SE kept in reserve")
 
 
 @dataclass(frozen=True)
