@@ -293,9 +293,12 @@ def reviewer_words(reviewer: dict[str, Any]) -> str:
             f"{reviewer['high']:.1%}), from {reviewer['n']} pairs seen twice")
 
 
-def clean_floor_line(floor: dict[str, Any]) -> str:
-    """What the clean-pairs floor that set the export's threshold estimates
-    (:func:`mmcurate.learn.clean_floor`), in one line for the summary and the report."""
+def clean_floor_line(estimates: dict[str, Any]) -> str | None:
+    """What the clean-pairs floor estimates (:func:`mmcurate.learn.clean_floor`) when it set the
+    export's threshold, in one line for the summary and the report; None when it did not."""
+    floor = estimates.get("clean_floor") or {}
+    if floor.get("threshold") is None or estimates.get("threshold") != floor["threshold"]:
+        return None
     se = floor["se"] / floor["est_clean"]
     return (f"lowered to keep {floor['keep']:.0%} of all clean pairs: {floor['est_clean_kept']:.1%} kept "
             f"by the estimate from {floor['n']} random labels ({floor['rounds']} rounds), SE {se:.1%} of "
@@ -398,9 +401,9 @@ class ExportResult:
             rows.append(("threshold", f"P(aligned) >= {est['threshold']:.3f} keeps {est['n_kept']} "
                                       f"unreviewed pairs: estimated {est['est_noise_kept']:.1%} noise"))
             rows.append(("", f"and {est['est_clean_kept']:.1%} of the clean unreviewed pairs kept"))
-            floor = est.get("clean_floor") or {}
-            if floor.get("threshold") is not None and est["threshold"] == floor["threshold"]:
-                rows.append(("clean floor", clean_floor_line(floor)))
+            floor_line = clean_floor_line(est)
+            if floor_line:
+                rows.append(("clean floor", floor_line))
             check = est.get("exploration_check") or {}
             if check.get("n"):
                 rows.append(("check", f"{check['noise']:.1%} misaligned among the {check['n']} random "

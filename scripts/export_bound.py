@@ -78,7 +78,6 @@ def bounds(results: Path, floor: float, reexport: bool = False) -> pd.DataFrame:
     """One row per kept run (``runs/<name>.csv`` with its ``work/<name>`` folder): the export's
     figures (``reexport``: of the installed code's export of the kept project) and the two
     truth-chosen thresholds' misaligned shares."""
-
     from sklearn.linear_model import LogisticRegression  # heavy: sklearn
     from sklearn.model_selection import cross_val_predict  # heavy: sklearn
     from sklearn.pipeline import make_pipeline  # heavy: sklearn

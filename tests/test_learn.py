@@ -509,7 +509,7 @@ def test_the_threshold_keeps_the_clean_pairs_the_random_labels_vouch_for(shifted
     """Probabilities too pessimistic (as after an erring reviewer): the noise target alone would drop
     many clean pairs; the threshold is lowered until the random labels' estimate, with its margin,
     says 95% of the clean pairs stay, and they do."""
-    from mmcurate.export import curate_pairs
+    from mmcurate.export import curate_pairs, export_curated
 
     proj, truth = shifted
     for r in range(4):
@@ -534,8 +534,6 @@ def test_the_threshold_keeps_the_clean_pairs_the_random_labels_vouch_for(shifted
     kept_floor = (pairs.loc[clean, "p_aligned"] >= est["threshold"]).mean()
     kept_noise_only = (pairs.loc[clean, "p_aligned"] >= noise_only).mean()
     assert kept_floor > 0.9 and kept_floor > kept_noise_only + 0.2, (kept_floor, kept_noise_only)
-    from mmcurate.export import export_curated
-
     summary = export_curated(proj, tmp_path / "out", strategy_scores=gloomy)  # says what the floor did
     line = next(line for line in summary.lines() if line.startswith("clean floor"))
     assert f"{floor['est_clean_kept']:.1%} kept by the estimate from {floor['n']} random labels" in line

@@ -146,12 +146,13 @@ def _auto_threshold(table: pd.DataFrame, threshold: float | str | None, target_n
         return None, {}
     open_ = table["decision"].isna().to_numpy() & np.isfinite(table["p_aligned"].to_numpy(float))
     p_open = table["p_aligned"].to_numpy(float)[open_]
-    randoms = _random_labels(proj, table)
+    design = proj.ledger.design() if proj.has_ledger() else None  # pair_id, round, stratum, inclusion
+    randoms = _random_labels(design, table)
     if threshold == "auto":
         rule = choose_threshold(p_open, target_noise=target_noise)
         est: dict[str, Any] = {"rule": f"lowest t with estimated noise of kept unreviewed pairs <= "
                                        f"{target_noise:g}", "target_noise": target_noise, **rule}
-        floor = _clean_floor(proj, table, held_back)
+        floor = _clean_floor(design, table, held_back)
         if floor["threshold"] is not None and floor["threshold"] < rule["threshold"]:
             # the noise target would drop more clean pairs than CLEAN_KEPT allows: keep them
             rule.update(_kept_estimates(p_open, floor["threshold"]))
@@ -180,26 +181,25 @@ def _kept_estimates(p_open: np.ndarray, t: float) -> dict[str, Any]:
             "est_clean_kept": float(p_open[kept].sum() / p_open.sum()) if len(p_open) else float("nan")}
 
 
-def _random_labels(proj: ProjectFiles, table: pd.DataFrame) -> pd.DataFrame:
+def _random_labels(design: pd.DataFrame | None, table: pd.DataFrame) -> pd.DataFrame:
     """The decided pairs of the explore stratum (each drawn at random with a recorded inclusion
-    probability π): ``pair_id, p_aligned, decision, weight`` (``1/π``). Every unbiased check of the
-    export (exploration check, reliability, clean-pairs floor) reads these."""
+    probability π): ``pair_id, p_aligned, decision, weight`` (``1/π``), from the ledger's design
+    (None: no ledger yet). The exploration check and the reliability table read these."""
     columns = ["pair_id", "p_aligned", "decision", "weight"]
-    if not proj.has_ledger():
+    if design is None:
         return pd.DataFrame(columns=columns)
-    design = proj.ledger.design()
     inclusion = design[design["stratum"] == "explore"].set_index("pair_id")["inclusion"]
     rows = table[table["pair_id"].isin(inclusion.index) & table["decision"].notna()]
     return rows.assign(weight=1.0 / rows["pair_id"].map(inclusion).to_numpy(float))[columns]
 
 
-def _clean_floor(proj: ProjectFiles, table: pd.DataFrame, held_back: float) -> dict[str, Any]:
+def _clean_floor(design: pd.DataFrame | None, table: pd.DataFrame, held_back: float) -> dict[str, Any]:
     """The highest threshold that keeps :data:`~mmcurate.learn.CLEAN_KEPT` of the clean pairs with a
-    margin (:func:`mmcurate.learn.clean_floor`), from the ledger's design: the round each pair was
-    first shown or decided, the round the queue picked it, and the decided random draws with their
-    inclusion probabilities. It protects what the noise target alone does not (a reviewer who errs
-    made the model's probabilities too pessimistic and the export kept 3% of clean pairs in one
-    benchmark run)."""
+    margin (:func:`mmcurate.learn.clean_floor`), from the ledger's design (None: no ledger yet):
+    the round each pair was first shown or decided, the round the queue picked it, and the decided
+    random draws with their inclusion probabilities. It protects what the noise target alone does
+    not (a reviewer who errs made the model's probabilities too pessimistic and the export kept 3%
+    of clean pairs in one benchmark run)."""
     ids = table["pair_id"]
     decision = table["decision"]
     undecided = decision.isna().to_numpy()
@@ -207,8 +207,7 @@ def _clean_floor(proj: ProjectFiles, table: pd.DataFrame, held_back: float) -> d
     shown = np.where(undecided, np.inf, np.nan_to_num(decided_round, nan=0.0))
     queued = np.full(len(table), np.inf)
     rows, rounds, inclusion = np.zeros(0, np.int64), np.zeros(0), np.zeros(0)
-    if proj.has_ledger():
-        design = proj.ledger.design()
+    if design is not None:
         first = design.groupby("pair_id")["round"].min()
         shown = np.fmin(shown, ids.map(first).to_numpy(float))
         picked = design[design["stratum"] != "explore"].groupby("pair_id")["round"].min()

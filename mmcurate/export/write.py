@@ -144,9 +144,9 @@ def _threshold_line(est: dict[str, Any]) -> str | None:
     line = (f"P(aligned) >= {est['threshold']:.4f} ({est['rule']}): keeps {est['n_kept']} unreviewed "
             f"pairs, estimated noise among them {est['est_noise_kept']:.1%}, estimated share of clean "
             f"unreviewed pairs kept {est['est_clean_kept']:.1%}")
-    floor = est.get("clean_floor") or {}
-    if floor.get("threshold") is not None and est["threshold"] == floor["threshold"]:
-        line += f"; clean-pairs floor: {clean_floor_line(floor)}"
+    floor_line = clean_floor_line(est)
+    if floor_line:
+        line += f"; clean-pairs floor: {floor_line}"
     check = est.get("exploration_check") or {}
     if check.get("n"):
         line += (f"; check on {check['n']} randomly drawn reviewed pairs it would keep: "
