@@ -52,7 +52,8 @@ suspects). Six things keep learning from making the ranking worse:
    :data:`AUDIT_SHARE` (half while second looks change nothing) to decided pairs drawn at random;
    repeated opinions are resolved by :func:`mmcurate.labels.resolve_opinions` (majority, ties to
    the latest); the error rate is estimated from every pair seen twice (audits and second
-   opinions, given the model's held-out probability: :func:`reviewer_error_rate`) and enters the
+   opinions), weighed against the model's held-out probabilities of every decided pair, which it
+   recalibrates jointly (:func:`reviewer_error_rate`), and enters the
    fit and the recalibration, and ``export`` holds back accepted pairs that the model and that
    error rate together say are more likely misaligned than aligned (``disputed``,
    :mod:`mmcurate.export`).
@@ -228,56 +229,129 @@ def systematic_sample(pi: npt.ArrayLike, random_state: RandomState = None) -> np
 
 
 MODEL_TRUST = 0.98
-"""The most :func:`reviewer_error_rate` believes the model's P(aligned) (clipped to
-``[1 − MODEL_TRUST, MODEL_TRUST]``): an overconfident model must not read a reviewer who is right
-against it as one who errs."""
+"""The most the export's disputes believe the model's P(aligned) (clipped to ``[1 − MODEL_TRUST,
+MODEL_TRUST]``, :mod:`mmcurate.export`): an overconfident model must not overrule a reviewer who is
+right against it."""
 
 
-def reviewer_error_rate(opinions: Sequence[tuple[str, str]],
+def reviewer_error_rate(opinions: Sequence[Sequence[str]],
                         p_aligned: npt.ArrayLike | None = None) -> dict[str, float]:
-    """The reviewer's error rate from pairs judged twice.
+    """The reviewer's error rate from pairs judged twice, weighed against the model.
 
-    ``opinions``: ``(first, second)`` verdicts (``accept`` or anything else = misaligned) of pairs
-    shown again; ``p_aligned``: the model's calibrated held-out P(aligned) of each (from fits that
-    did not see its decisions; NaN or None: no model evidence), clipped to ``[1 − MODEL_TRUST,
-    MODEL_TRUST]``. Each opinion is right with probability ``1 − e``; ``e`` maximises the
-    likelihood of each second opinion *given* the first and the model, ``P(o2 | o1, p) =
-    [p·P(o1|A)·P(o2|A) + (1 − p)·P(o1|M)·P(o2|M)] / [p·P(o1|A) + (1 − p)·P(o1|M)]``, which stays
-    valid when pairs were shown again *because* the model contradicted the first opinion (second
-    opinions) as well as for audits drawn at random. Without model evidence (``p = 1/2``) it is the
-    audits' ``d = 2e(1 − e)``: ``e = (1 − sqrt(1 − 2d)) / 2``. ``low``/``high``: the 95%
-    likelihood-ratio interval.
+    ``opinions``: the verdicts (``accept`` or anything else = misaligned) of each labelled pair in
+    the order given, one or more; ``e`` is identified by the pairs judged at least twice, and the
+    pairs judged once count only with ``p_aligned``. ``p_aligned``: the model's held-out
+    P(aligned) of each pair (from fits that did not see its decisions; NaN: no model evidence for
+    that pair). Each opinion is right with probability ``1 − e``, independently.
+
+    Without ``p_aligned`` (the audits' case) ``e`` maximises the likelihood of each second opinion
+    given the first, at ``P(aligned) = 1/2``: ``d = 2e(1 − e)``, ``e = (1 − sqrt(1 − 2d)) / 2``.
+    With it, ``e`` is fitted *jointly* with a recalibration ``q = σ(a·logit(p) + b)`` of the
+    model's probabilities, on every pair: ``P(opinions) = q·Π P(o | aligned) + (1 − q)·Π P(o |
+    misaligned)`` (ridge ``((a − 1)² + b²)/2``). Pairs shown again *because* the model
+    contradicted the first opinion (second opinions) keep this valid, as the choice depended only
+    on that opinion and the model. Fitting ``q`` here, not taking the model's probabilities as
+    they are, is what makes the estimate hold when the model is overconfident: weighed against
+    fixed probabilities, a too-steep model reads its own errors as the reviewer's (a 10%-wrong
+    reviewer was estimated at 39% in the learning benchmark, and the estimates of 49 tune runs
+    were uncorrelated with the reviewer's realised rate: mean absolute error 0.027; jointly
+    0.006, correlation 0.73). ``low``/``high``: the 95% profile-likelihood interval; ``n``: the
+    pairs judged at least twice; ``n_labels``: all pairs used; ``slope``/``shift``: ``(a, b)``.
 
     Examples
     --------
     >>> out = reviewer_error_rate([("accept", "accept")] * 82 + [("accept", "reject")] * 18)
     >>> round(out["error_rate"], 3), out["n"]
     (0.1, 100)
-    >>> flips = [("accept", "reject")] * 9 + [("accept", "accept")]  # shown again: contradicted
-    >>> with_model, alone = reviewer_error_rate(flips, [0.02] * 10), reviewer_error_rate(flips)
-    >>> round(with_model["error_rate"], 2), alone["error_rate"]
-    (0.12, 0.5)
+    >>> rng = np.random.default_rng(0)
+    >>> p = rng.beta(0.5, 0.5, 2000)  # the model's held-out P(aligned)
+    >>> truth = rng.random(2000) < p
+    >>> said = lambda ok: "accept" if ok else "reject"
+    >>> ops = [[said(t ^ (rng.random() < 0.1))] for t in truth]
+    >>> for i in range(300):  # 300 pairs seen again
+    ...     ops[i].append(said(truth[i] ^ (rng.random() < 0.1)))
+    >>> steep = 1 / (1 + ((1 - p) / p) ** 3)  # the same model, three times too confident
+    >>> round(reviewer_error_rate(ops, steep)["error_rate"], 2)
+    0.1
     """
-    n = len(opinions)
+    ops = [list(o) for o in opinions]
+    repeated = np.array([len(o) >= 2 for o in ops], bool)
+    n = int(repeated.sum())
+    nan = float("nan")
     if n == 0:
-        return {"error_rate": float("nan"), "low": float("nan"), "high": float("nan"), "n": 0,
-                "disagreement": float("nan")}
-    first = np.array([a == "accept" for a, _ in opinions])
-    second = np.array([b == "accept" for _, b in opinions])
-    p = np.full(n, 0.5) if p_aligned is None else np.asarray(p_aligned, np.float64)
-    p = np.clip(np.where(np.isfinite(p), p, 0.5), 1.0 - MODEL_TRUST, MODEL_TRUST)
-    grid = np.linspace(1e-4, 0.5, 5000)[:, None]
+        return {"error_rate": nan, "low": nan, "high": nan, "n": 0, "disagreement": nan, "n_labels": len(ops),
+                "slope": nan, "shift": nan}
+    disagreement = float(np.mean([o[0] != o[1] for o, r in zip(ops, repeated) if r]))
+    if p_aligned is None:
+        p = np.full(len(ops), np.nan)
+    else:
+        p = np.asarray(p_aligned, np.float64)
+        if len(p) != len(ops):
+            raise ValueError(f"p_aligned has {len(p)} values for {len(ops)} pairs")
+    use = repeated | np.isfinite(p)
+    accepts = np.array([sum(v == "accept" for v in o) for o in ops], np.float64)[use]
+    others = np.array([len(o) for o in ops], np.float64)[use] - accepts
+    p = np.clip(p[use], 1e-6, 1 - 1e-6)
+    x = np.where(np.isfinite(p), np.log(p / (1 - p)), 0.0)
+    grid = np.linspace(1e-4, 0.5, 250)  # steps of 0.002
+    if p_aligned is None:  # q = 1/2: each second opinion given the first
+        second = [o[1] == "accept" for o, r in zip(ops, repeated) if r]
+        first = [o[0] == "accept" for o, r in zip(ops, repeated) if r]
+        same = np.array(second) == np.array(first)
+        stay = 1 - 2 * grid * (1 - grid)
+        profile = same.sum() * np.log(stay) + (~same).sum() * np.log(1 - stay)
+        ab = np.tile([1.0, 0.0], (len(grid), 1))
+    else:
+        profile, ab = _error_rate_profile(grid, x, accepts, others)
+    best = int(np.argmax(profile))
+    inside = grid[profile >= profile[best] - 1.92]  # chi-square(1) 95% / 2
+    return {"error_rate": float(grid[best]), "low": float(inside.min()), "high": float(inside.max()),
+            "n": n, "disagreement": disagreement, "n_labels": int(use.sum()),
+            "slope": float(ab[best, 0]), "shift": float(ab[best, 1])}
 
-    def given(aligned: bool, said: np.ndarray) -> np.ndarray:  # P(opinion | truth), (grid, n)
-        return np.where(said == aligned, 1.0 - grid, grid)
 
-    num = p * given(True, first) * given(True, second) + (1 - p) * given(False, first) * given(False, second)
-    den = p * given(True, first) + (1 - p) * given(False, first)
-    loglik = np.log(num / den).sum(axis=1)
-    best = int(np.argmax(loglik))
-    inside = grid[loglik >= loglik[best] - 1.92, 0]  # chi-square(1) 95% / 2
-    return {"error_rate": float(grid[best, 0]), "low": float(inside.min()), "high": float(inside.max()),
-            "n": n, "disagreement": float(np.mean(first != second))}
+def _error_rate_profile(grid: np.ndarray, x: np.ndarray, accepts: np.ndarray, others: np.ndarray,
+                        ridge: float = 0.5) -> tuple[np.ndarray, np.ndarray]:
+    """Log likelihood of the opinions at each error rate of ``grid``, maximised over the
+    recalibration ``(a, b)`` (warm-started Newton steps; analytic derivatives: with ``w`` the
+    posterior P(aligned | opinions, q), ``dℓ/dz = w − q`` and ``d²ℓ/dz² = w(1 − w) − q(1 − q)``)."""
+    design = np.column_stack([x, np.ones_like(x)])
+    profile, params = np.empty(len(grid)), np.empty((len(grid), 2))
+    theta = np.array([1.0, 0.0])
+
+    def value(t: np.ndarray, r: np.ndarray, log_m: np.ndarray) -> float:
+        z = design @ t
+        ll = np.logaddexp(-np.logaddexp(0, -z) + r, -np.logaddexp(0, z)) + log_m
+        return float(ll.sum() - ridge * ((t[0] - 1) ** 2 + t[1] ** 2))
+
+    for k, e in enumerate(grid):
+        r = (accepts - others) * np.log((1 - e) / e)  # log P(opinions | aligned) / P(opinions | misaligned)
+        log_m = accepts * np.log(e) + others * np.log(1 - e)
+        current = value(theta, r, log_m)
+        for _ in range(50):
+            z = design @ theta
+            q, w = sigmoid(z), sigmoid(z + r)
+            grad = design.T @ (w - q) - 2 * ridge * (theta - [1.0, 0.0])
+            curv = w * (1 - w) - q * (1 - q)
+            hess = (design * curv[:, None]).T @ design - 2 * ridge * np.eye(2)
+            damping = 0.0
+            while True:  # Levenberg: the log likelihood need not be concave in (a, b)
+                try:
+                    step = np.linalg.solve(hess - damping * np.eye(2), -grad)
+                except np.linalg.LinAlgError:
+                    step = grad
+                candidate = np.clip(theta + step, [0.05, -30.0], [20.0, 30.0])
+                new = value(candidate, r, log_m)
+                if new >= current or damping > 1e8:
+                    break
+                damping = max(1.0, damping * 10)
+            improved = new - current
+            if new >= current:
+                theta, current = candidate, new
+            if improved < 1e-9:
+                break
+        profile[k], params[k] = current, theta
+    return profile, params
 
 
 def calibrate_on_labels(p_aligned: npt.ArrayLike, aligned: npt.ArrayLike, *,

@@ -289,8 +289,10 @@ class TrainResult:
 def reviewer_words(reviewer: dict[str, Any]) -> str:
     """The reviewer's estimated error rate in words (``reviewer``: what
     :func:`mmcurate.learn.reviewer_error_rate` returns): ``train``, ``status`` and the export report."""
+    weighed = int(reviewer.get("n_labels", 0) or 0)
+    against = f", weighed against the model on {weighed} decided pairs" if weighed > reviewer["n"] else ""
     return (f"errs on about {reviewer['error_rate']:.1%} of decisions (95% {reviewer['low']:.1%}-"
-            f"{reviewer['high']:.1%}), from {reviewer['n']} pairs seen twice")
+            f"{reviewer['high']:.1%}), from {reviewer['n']} pairs seen twice{against}")
 
 
 def clean_floor_line(estimates: dict[str, Any]) -> str | None:

@@ -43,7 +43,7 @@ class Model:
 
     def held_out_calibrated(self, pair_ids: pd.Series) -> np.ndarray:
         """Calibrated held-out P(aligned) of ``pair_ids`` (NaN where none): what a person's
-        decision is weighed against (second opinions, disputes, the reviewer's error rate)."""
+        decision is weighed against (second opinions, disputes)."""
         held = pair_ids.map(pd.Series(self.held_out, dtype=float)).to_numpy(np.float64)
         return apply_calibration(held, self.label_calibration)
 

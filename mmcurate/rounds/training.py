@@ -80,11 +80,8 @@ def train_project_head(proj: Project, *, config: HeadConfig | None = None, k: in
             head, head_metrics = _train_head_if_useful(proj, rows, y, fixes, config)
         else:
             head, head_metrics = None, {"head": "not trained (the default; train --head trains one)"}
-        # every pair seen twice (audits and second opinions), with the model in use's held-out P
-        repeated = repeated_opinions(proj)
-        reviewer = reviewer_error_rate(
-            [(first, second) for _, _, first, second in repeated],
-            previous.held_out_calibrated(pd.Series([pid for pid, _, _, _ in repeated], dtype=object)))
+        # every decided pair weighed against the model in use's held-out P, jointly recalibrated
+        reviewer = reviewer_error_rate(*_opinions_and_model(proj, previous))
         error_rate = reviewer["error_rate"] if reviewer["n"] >= 10 else 0.0
         fit = _fit_and_validate(proj, rows, y, head, previous, k=k, random_state=config.random_state,
                                 tolerance=tolerance, error_rate=error_rate)
@@ -144,6 +141,18 @@ def _train_head_if_useful(proj: Project, rows, y, fixes, config) -> tuple[Any, d
     helps = bool(np.isfinite(cv) and np.isfinite(cv_identity) and cv > cv_identity)
     metrics["head"] = "used" if helps else "not used: its cross-validated AUROC does not beat plain CLIP"
     return (head if helps else None), metrics
+
+
+def _opinions_and_model(proj: ProjectFiles, previous: Model) -> tuple[list[list[str]], np.ndarray]:
+    """What :func:`mmcurate.learn.reviewer_error_rate` weighs: each decided pair's opinions (the
+    one before and the one during the round it was shown again, for pairs seen twice; else its
+    decision) and the model in use's held-out P(aligned) of it (NaN where none: pairs decided
+    since it was trained)."""
+    latest = proj.ledger.decisions()
+    opinions = {str(pid): [str(d)] for pid, d in zip(latest["pair_id"], latest["decision"])}
+    opinions.update({str(pid): [first, second] for pid, _, first, second in repeated_opinions(proj)})
+    held = pd.Series(list(opinions), dtype=object).map(pd.Series(previous.held_out, dtype=float))
+    return list(opinions.values()), held.to_numpy(np.float64)
 
 
 def _label_weights(proj: ProjectFiles, rows: np.ndarray) -> tuple[np.ndarray, int]:
