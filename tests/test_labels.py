@@ -596,3 +596,28 @@ def test_version3_ledger_is_migrated_for_undo(tmp_path, ledger):
         assert again._conn.execute("PRAGMA user_version").fetchone()[0] == 4
         assert again.decisions()["pair_id"].tolist() == ["p1"]
         assert again.undo(["p1"], round_id=r) == ["p1"] and again.decisions().empty
+
+
+def test_decided_opinions_keep_every_showing_of_a_pair_shown_again(ledger):
+    """What the reviewer's error rate weighs: a pair shown three times keeps all three opinions
+    (each showing was chosen on the ones before); a pair re-decided within a round or on a
+    person's own initiative keeps its latest decision; a decision taken back is gone."""
+    from mmcurate.rounds.labelling import decided_opinions
+
+    r1 = ledger.create_round(["p1", "p2", "p3", "p4"], strategy="margin", params={}, model={})
+    for pid, d in (("p1", "accept"), ("p2", "reject"), ("p3", "accept"), ("p4", "accept")):
+        ledger.record(pid, d, round_id=r1)
+    ledger.record("p2", "fix", round_id=r1, caption="a better caption")  # corrected in its round
+    r2 = ledger.create_round(["p5"], strategy="margin", params={}, model={},
+                             second_opinions=[("p1", 0.95, "second opinion: shown again")])
+    ledger.record("p1", "reject", round_id=r2)
+    ledger.record("p5", "accept", round_id=r2)
+    r3 = ledger.create_round(["p6"], strategy="margin", params={}, model={},
+                             second_opinions=[("p1", 0.9, "second opinion: shown again"),
+                                              ("p4", float("nan"), "audit: shown again")])
+    ledger.record("p1", "accept", round_id=r3)
+    ledger.record("p4", "accept", round_id=r3)
+    ledger.record("p3", "reject", round_id=r3, source="changed my mind")  # not shown again
+    ledger.undo(["p5"], round_id=r2)
+    assert decided_opinions(ledger) == {"p1": ["accept", "reject", "accept"], "p2": ["fix"],
+                                        "p3": ["reject"], "p4": ["accept", "accept"]}

@@ -874,3 +874,12 @@ def test_audits_halve_while_second_looks_confirm_every_decision(shifted):
         import_labels(proj, _oracle(selected.table, truth), round_id=selected.round)
         train_project_head(proj)
     assert seen[0] and not seen[-1]  # both regimes were exercised
+
+
+def test_reviewer_error_rate_counts_fix_and_reject_as_one_verdict():
+    """``fix`` and ``reject`` both say misaligned: not a disagreement; a plain string is one verdict."""
+    out = learn.reviewer_error_rate([("fix", "reject")] * 20 + [("accept", "accept")] * 20)
+    assert out["disagreement"] == 0.0 and out["error_rate"] < 0.01
+    assert learn.reviewer_error_rate(["accept", ("accept", "reject")])["n"] == 1
+    three = learn.reviewer_error_rate([("accept", "reject", "reject")] * 10 + [("accept", "accept")] * 40)
+    assert three["n"] == 50 and 0.05 < three["error_rate"] < 0.3  # the third opinion counts

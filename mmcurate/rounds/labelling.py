@@ -12,6 +12,7 @@ import pandas as pd
 from mmcurate.groups.hooks import apply_group_decisions
 
 if TYPE_CHECKING:
+    from mmcurate.labels import Ledger
     from mmcurate.project import Project
     from mmcurate.project.files import ProjectFiles
 
@@ -69,3 +70,28 @@ def repeated_opinions(proj: ProjectFiles) -> list[tuple[str, str, str, str]]:
         if len(before) and len(during):
             out.append((str(pid), str(reason), str(before.iloc[-1]), str(during.iloc[-1])))
     return out
+
+
+def decided_opinions(ledger: Ledger) -> dict[str, list[str]]:
+    """Every decided pair's opinions, oldest first: what :func:`mmcurate.learn.reviewer_error_rate`
+    weighs.
+
+    A pair the loop showed again (second opinions and audits, :meth:`Ledger.second_opinions`)
+    gives one opinion per round it was decided in, the last decision recorded in that round (as
+    :func:`mmcurate.labels.resolve_opinions` counts them), so a pair shown three times keeps all
+    three: each showing was chosen on the opinions before it. Any other pair gives its latest
+    decision only: a decision a person changed on their own is a correction, and why it was
+    changed is not recorded.
+    """
+    latest = ledger.decisions()
+    opinions = {str(pid): [str(d)] for pid, d in zip(latest["pair_id"], latest["decision"])}
+    again = set(ledger.second_opinions()["pair_id"].astype(str))
+    if again:
+        hist = ledger.decisions(history=True)
+        hist = hist[hist["pair_id"].astype(str).isin(again)]
+        key = hist["round"].astype("Int64").fillna(-1)
+        per_round = hist.groupby([hist["pair_id"].astype(str), key], sort=False).tail(1)
+        for pid, group in per_round.groupby(per_round["pair_id"].astype(str), sort=False):
+            if pid in opinions:  # still decided (not taken back)
+                opinions[pid] = group["decision"].astype(str).tolist()
+    return opinions

@@ -25,7 +25,7 @@ from mmcurate.learn import (
 )
 from mmcurate.rank import RankContext
 from mmcurate.results import TrainResult
-from mmcurate.rounds.labelling import labelled_arrays, repeated_opinions
+from mmcurate.rounds.labelling import decided_opinions, labelled_arrays
 from mmcurate.rounds.model import Model, apply_head, load_model
 from mmcurate.signals.alignment import prior_calibrator
 
@@ -144,13 +144,10 @@ def _train_head_if_useful(proj: Project, rows, y, fixes, config) -> tuple[Any, d
 
 
 def _opinions_and_model(proj: ProjectFiles, previous: Model) -> tuple[list[list[str]], np.ndarray]:
-    """What :func:`mmcurate.learn.reviewer_error_rate` weighs: each decided pair's opinions (the
-    one before and the one during the round it was shown again, for pairs seen twice; else its
-    decision) and the model in use's held-out P(aligned) of it (NaN where none: pairs decided
-    since it was trained)."""
-    latest = proj.ledger.decisions()
-    opinions = {str(pid): [str(d)] for pid, d in zip(latest["pair_id"], latest["decision"])}
-    opinions.update({str(pid): [first, second] for pid, _, first, second in repeated_opinions(proj)})
+    """What :func:`mmcurate.learn.reviewer_error_rate` weighs: each decided pair's opinions
+    (:func:`~mmcurate.rounds.labelling.decided_opinions`) and the model in use's held-out
+    P(aligned) of it (NaN where none: pairs decided since it was trained)."""
+    opinions = decided_opinions(proj.ledger)
     held = pd.Series(list(opinions), dtype=object).map(pd.Series(previous.held_out, dtype=float))
     return list(opinions.values()), held.to_numpy(np.float64)
 
