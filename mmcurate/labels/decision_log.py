@@ -258,6 +258,14 @@ def _batch_problems(rows: list[dict[str, Any]], queued: Mapping[str, list[int]],
     return problems
 
 
+def round_opinions(history: pd.DataFrame) -> pd.DataFrame:
+    """The opinions in a decision ``history`` (rows in recording order): each pair's last decision
+    in each round it was decided in (a changed decision within a round is a correction), in
+    recording order; decisions recorded outside a round count as one opinion."""
+    key = history["round"].astype("Int64").fillna(-1)
+    return history.groupby([history["pair_id"], key], sort=False).tail(1)
+
+
 def resolve_opinions(history: pd.DataFrame) -> pd.DataFrame:
     """The documented rule for a pair decided more than once.
 
@@ -282,8 +290,7 @@ def resolve_opinions(history: pd.DataFrame) -> pd.DataFrame:
     if history.empty:
         return pd.DataFrame(columns=columns)
     hist = history.reset_index(drop=True).assign(_order=np.arange(len(history)))
-    key = hist["round"].astype("Int64").fillna(-1)  # decisions recorded outside a round: one opinion
-    opinions = hist.groupby([hist["pair_id"], key], sort=False).tail(1)
+    opinions = round_opinions(hist)
     opinions = opinions.assign(_mis=(opinions["decision"] != "accept").to_numpy())
     counts = opinions.groupby("pair_id")["_mis"].agg(["sum", "count"])
     last = opinions.sort_values("_order").groupby("pair_id").tail(1).set_index("pair_id")

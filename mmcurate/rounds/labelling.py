@@ -10,6 +10,7 @@ import numpy.typing as npt
 import pandas as pd
 
 from mmcurate.groups.hooks import apply_group_decisions
+from mmcurate.labels.decision_log import round_opinions
 
 if TYPE_CHECKING:
     from mmcurate.labels import Ledger
@@ -88,9 +89,7 @@ def decided_opinions(ledger: Ledger) -> dict[str, list[str]]:
     again = set(ledger.second_opinions()["pair_id"].astype(str))
     if again:
         hist = ledger.decisions(history=True)
-        hist = hist[hist["pair_id"].astype(str).isin(again)]
-        key = hist["round"].astype("Int64").fillna(-1)
-        per_round = hist.groupby([hist["pair_id"].astype(str), key], sort=False).tail(1)
+        per_round = round_opinions(hist[hist["pair_id"].astype(str).isin(again)])
         for pid, group in per_round.groupby(per_round["pair_id"].astype(str), sort=False):
             if pid in opinions:  # still decided (not taken back)
                 opinions[pid] = group["decision"].astype(str).tolist()
