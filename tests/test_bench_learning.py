@@ -103,3 +103,30 @@ def test_the_clean_floor_benchmark_runs_on_a_small_pool(capsys):
     assert "20,000 pairs, 5 rounds of 40 draws" in out and "threshold 0." in out
     with pytest.raises(SystemExit):
         bench.main(["--n", "1000", "--rounds", "5"])  # too small for the rounds asked
+
+
+@pytest.mark.slow
+def test_the_blend_replay_refits_the_loops_models_exactly(tmp_path, capsys):
+    """scripts/replay_blend.py refits each round's model from the kept project: where the loop
+    ranked with the model it fitted that round, the replay's fit alone (share 1) has exactly the
+    holdout gain the benchmark recorded, so its blends are measured on the loop's own fits."""
+    import json
+
+    bench = _script()
+    argv = ["--out", str(tmp_path), "--families", "clip_hard", "--kinds", "same-category", "--reviewers",
+            "perfect", "--seeds", "3,", "--rounds", "4", "--budget", "60", "--n", "1500", "--keep-work"]
+    assert bench.main(argv) == 0
+    rows = pd.read_csv(next((tmp_path / "runs").glob("*.csv"))).set_index("round")
+    work = next((tmp_path / "work").iterdir())
+    replay = _load("replay_blend")
+    table = replay.replay_results(tmp_path, [1, 2, 3, 4])
+    assert list(table["round"]) == [1, 2, 3, 4]
+    shares = [f"s{s:g}" for s in replay.SHARES]
+    assert np.isfinite(table[shares].to_numpy()).all() and (table[shares].abs() <= 1).all().all()
+    checked = 0
+    for _, row in table.iterrows():
+        record = json.loads((work / "project" / "heads" / f"model-{int(row['round']):04d}.json").read_text())
+        if record["validation"]["accepted"] and "recalibrated" not in record["validation"]["reason"]:
+            assert row["s1"] == pytest.approx(rows.loc[int(row["round"]), "gain"], abs=1e-9)
+            checked += 1
+    assert checked >= 1  # a round in which the loop ranked with its new fit
