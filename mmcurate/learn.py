@@ -1056,9 +1056,15 @@ def clean_floor(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
     random draws (difference estimator): the model's expected count over the pairs the round's
     draw could reach, plus the Horvitz-Thompson total of the draws' residuals (decision − P), minus
     the clean pairs of that population decided since; the rounds' estimates are averaged and their
-    Hansen-Hurwitz variances give the standard error. Unbiased by the sampling design whatever the
-    model's calibration, and the decided pairs need no reweighting for the queue that thinned the
-    pool after a draw (the weighted 5th percentile of the random accepts did, and kept far more
+    variances give the standard error: each round's the larger of its Hansen-Hurwitz variance and
+    a model-assisted one (the draws' ``p(1 − p)(1 − π)/π²`` summed below ``t``). The first holds
+    whatever the model's calibration but comes out near zero when a round's few draws miss the
+    rare clean pairs at low P: on the learning benchmark's kept runs (175, perfect reviewer; ``t``
+    0.3, 0.5, 0.7) it alone left the truth above estimate + 1.96 SE in 9.7%, 6.9% and 2.3% of them
+    (nominal 2.5%), the larger of the two in 0.6%, 0.6% and 1.1%.
+    The estimate is unbiased by the sampling design whatever the model's calibration, and the
+    decided pairs need no reweighting for the queue that thinned the pool after a draw (the
+    weighted 5th percentile of the random accepts did, and kept far more
     clean pairs, and noise, than asked). ``t`` is the highest P(aligned) of an undecided pair up to
     which every candidate meets ``estimate + z·SE + held_back <= (1 − keep) · clean pairs`` (the
     lowest when none does: every undecided pair kept). Pairs the draws could not reach (excluded
@@ -1178,7 +1184,12 @@ def clean_below(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
         b = np.cumsum(np.bincount(pos, weights=u, minlength=k + 1))[:k]
         b2 = np.cumsum(np.bincount(pos, weights=u * u, minlength=k + 1))[:k]
         est += below(pool, p) + b - below(pool & ~open_, y) + below(open_ & ~pool, p)
-        var += np.maximum(n * b2 - b * b, 0.0) / (n - 1)  # Hansen-Hurwitz
+        design = np.maximum(n * b2 - b * b, 0.0) / (n - 1)  # Hansen-Hurwitz
+        # model-assisted: each draw's Bernoulli variance p(1 - p) at its P, expanded (Poisson sampling);
+        # it does not vanish when a round's few draws happen to miss the rare clean pairs at low P
+        q, pi = p[rows[at]], d_pi[at]
+        assisted = np.cumsum(np.bincount(pos, weights=q * (1 - q) * (1 - pi) / pi ** 2, minlength=k + 1))[:k]
+        var += np.maximum(design, assisted)
         totals.append(float(p[pool & finite].sum() + u.sum() - y[pool & ~open_].sum()
                             + p[open_ & ~pool & finite].sum()))
     m = len(rounds)

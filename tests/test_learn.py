@@ -759,8 +759,10 @@ def _clean_below_by_hand(p, undecided, clean, shown, queued, rows, drawn_in, inc
                 total += p[i]
         u = np.array([(clean[j] - p[j]) / pi if p[j] < t else 0.0
                       for j, rr, pi in zip(rows, drawn_in, inclusion) if rr == r])
+        assisted = sum(p[j] * (1 - p[j]) * (1 - pi) / pi ** 2
+                       for j, rr, pi in zip(rows, drawn_in, inclusion) if rr == r and p[j] < t)
         estimates.append(total + u.sum())
-        variances.append(len(u) / (len(u) - 1) * ((u - u.mean()) ** 2).sum())
+        variances.append(max(len(u) / (len(u) - 1) * ((u - u.mean()) ** 2).sum(), assisted))
     return float(np.mean(estimates)), float(np.sqrt(np.sum(variances)) / len(estimates))
 
 
@@ -820,6 +822,30 @@ def test_a_batch_labelled_in_part_leaves_its_round_out_of_the_floor(shifted):
     assert len(explore) >= 2 and full["rounds"] == partly["rounds"] == 4 and partly["n"] == full["n"]
     import_labels(proj, _oracle(explore.iloc[:1], truth), round_id=selected.round)
     assert curate_pairs(proj).estimates["clean_floor"]["rounds"] == 5
+
+
+def test_a_round_whose_draws_all_agree_keeps_a_standard_error():
+    """A round's few draws below the threshold can all be alike by chance (here: every one
+    misaligned at the same P), so their Hansen-Hurwitz variance is zero; the floor's standard error
+    then rests on the model-assisted variance (each draw's p(1 - p), expanded), not on nothing."""
+    n = 1000
+    p = np.r_[np.full(100, 0.2), np.full(900, 0.95)]
+    shown = np.full(n, np.inf)
+    rows = np.r_[np.arange(5), np.arange(100, 110)]  # 5 draws at P 0.2, all rejected; 10 above
+    shown[rows] = 1
+    clean = np.zeros(n)
+    clean[100:110] = 1.0
+    pi = np.full(len(rows), 0.05)
+    undecided = np.isinf(shown)
+    out = learn.clean_below(p, undecided, clean, shown, np.full(n, np.inf), rows, np.ones(len(rows)), pi,
+                            [0.5])
+    u = (0.0 - 0.2) / 0.05  # every draw below 0.5 has this residual: the design variance is 0
+    # the model expects 20 clean pairs among the 100 at P 0.2; its residuals on the draws say none
+    assert out["dropped"][0] == pytest.approx(0.2 * 100 + 5 * u, abs=1e-9)
+    assisted = 5 * 0.2 * 0.8 * 0.95 / 0.05 ** 2
+    assert out["se"][0] == pytest.approx(np.sqrt(assisted))  # about 17 pairs, not 0
+    assert _clean_below_by_hand(p, undecided, clean, shown, np.full(n, np.inf), rows, [1] * len(rows), pi,
+                                0.5)[1] == pytest.approx(out["se"][0])
 
 
 def test_the_clean_floor_keeps_its_share_with_a_margin():
