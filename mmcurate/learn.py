@@ -1137,10 +1137,14 @@ def clean_floor(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
 
 def clean_below(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.ArrayLike,
                 shown_round: npt.ArrayLike, queued_round: npt.ArrayLike, draw_rows: npt.ArrayLike,
-                draw_round: npt.ArrayLike, draw_inclusion: npt.ArrayLike, thresholds: npt.ArrayLike
-                ) -> dict[str, Any]:
+                draw_round: npt.ArrayLike, draw_inclusion: npt.ArrayLike, thresholds: npt.ArrayLike,
+                *, variance: str = "larger") -> dict[str, Any]:
     """The clean undecided pairs with P(aligned) below each threshold, estimated from the random
     draws, with standard errors (the estimator of :func:`clean_floor`, whose parameters these are).
+
+    ``variance``: each round's variance is the ``larger`` of the Hansen-Hurwitz (``design``) and
+    the model-assisted (``assisted``) one, as the floor uses it; the other two are for checking
+    it (``scripts/check_floor_se.py``).
 
     Returns
     -------
@@ -1149,6 +1153,8 @@ def clean_below(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
         10 draws also ``dropped`` and ``se`` (arrays over ``thresholds``, ascending), ``clean``
         (clean pairs, decided and undecided) and ``clean_undecided``; else ``clean`` is None.
     """
+    if variance not in ("larger", "design", "assisted"):
+        raise ValueError(f"variance must be larger, design or assisted, not {variance!r}")
     p = np.asarray(p_aligned, np.float64)
     open_ = np.asarray(undecided, bool)
     y = np.where(open_, 0.0, np.asarray(clean, np.float64))
@@ -1189,7 +1195,7 @@ def clean_below(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
         # it does not vanish when a round's few draws happen to miss the rare clean pairs at low P
         q, pi = p[rows[at]], d_pi[at]
         assisted = np.cumsum(np.bincount(pos, weights=q * (1 - q) * (1 - pi) / pi ** 2, minlength=k + 1))[:k]
-        var += np.maximum(design, assisted)
+        var += {"larger": np.maximum(design, assisted), "design": design, "assisted": assisted}[variance]
         totals.append(float(p[pool & finite].sum() + u.sum() - y[pool & ~open_].sum()
                             + p[open_ & ~pool & finite].sum()))
     m = len(rounds)

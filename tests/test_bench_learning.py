@@ -130,3 +130,26 @@ def test_the_blend_replay_refits_the_loops_models_exactly(tmp_path, capsys):
             assert row["s1"] == pytest.approx(rows.loc[int(row["round"]), "gain"], abs=1e-9)
             checked += 1
     assert checked >= 1  # a round in which the loop ranked with its new fit
+
+
+@pytest.mark.slow
+def test_the_floor_check_reads_a_kept_benchmark_run(tmp_path, capsys):
+    """scripts/check_floor_se.py compares the floor's estimate of the clean pairs below each
+    threshold with the truth under each variance rule: the estimate is the same for all three, and
+    the floor's (the larger per round) is never below either of the others."""
+    bench = _script()
+    argv = ["--out", str(tmp_path), "--families", "clip_hard", "--kinds", "same-category", "--reviewers",
+            "perfect", "--seeds", "3,", "--rounds", "4", "--budget", "60", "--n", "1500", "--keep-work"]
+    assert bench.main(argv) == 0
+    check = _load("check_floor_se")
+    work = next((tmp_path / "work").iterdir())
+    rows = pd.DataFrame(check.run_rows(work, tmp_path / "worlds" / "__".join(work.name.split("__")[:4])))
+    assert len(rows) == len(check.RULES) * len(check.THRESHOLDS)
+    by = rows.pivot(index="t", columns="rule")
+    np.testing.assert_allclose(by["estimate"]["design"], by["estimate"]["larger"])
+    np.testing.assert_allclose(by["target"]["design"], by["target"]["assisted"])
+    assert (by["se"]["larger"] >= np.maximum(by["se"]["design"], by["se"]["assisted"]) - 1e-9).all()
+    assert (by["se"]["larger"] ** 2 <= by["se"]["design"] ** 2 + by["se"]["assisted"] ** 2 + 1e-9).all()
+    capsys.readouterr()
+    assert check.main([str(tmp_path)]) == 0
+    assert "2.5% intended" in capsys.readouterr().out

@@ -825,27 +825,28 @@ def test_a_batch_labelled_in_part_leaves_its_round_out_of_the_floor(shifted):
 
 
 def test_a_round_whose_draws_all_agree_keeps_a_standard_error():
-    """A round's few draws below the threshold can all be alike by chance (here: every one
-    misaligned at the same P), so their Hansen-Hurwitz variance is zero; the floor's standard error
-    then rests on the model-assisted variance (each draw's p(1 - p), expanded), not on nothing."""
+    """A round's few draws can all be alike by chance (here: every one misaligned at the same P),
+    so their Hansen-Hurwitz variance is zero; the floor's standard error then rests on the
+    model-assisted variance (each draw's p(1 - p), expanded), not on nothing."""
     n = 1000
     p = np.r_[np.full(100, 0.2), np.full(900, 0.95)]
     shown = np.full(n, np.inf)
-    rows = np.r_[np.arange(5), np.arange(100, 110)]  # 5 draws at P 0.2, all rejected; 10 above
+    rows = np.arange(10)  # 10 draws at P 0.2, each with probability 0.1, all rejected
     shown[rows] = 1
     clean = np.zeros(n)
-    clean[100:110] = 1.0
-    pi = np.full(len(rows), 0.05)
+    pi = np.full(len(rows), 0.1)
     undecided = np.isinf(shown)
-    out = learn.clean_below(p, undecided, clean, shown, np.full(n, np.inf), rows, np.ones(len(rows)), pi,
-                            [0.5])
-    u = (0.0 - 0.2) / 0.05  # every draw below 0.5 has this residual: the design variance is 0
-    # the model expects 20 clean pairs among the 100 at P 0.2; its residuals on the draws say none
-    assert out["dropped"][0] == pytest.approx(0.2 * 100 + 5 * u, abs=1e-9)
-    assisted = 5 * 0.2 * 0.8 * 0.95 / 0.05 ** 2
-    assert out["se"][0] == pytest.approx(np.sqrt(assisted))  # about 17 pairs, not 0
-    assert _clean_below_by_hand(p, undecided, clean, shown, np.full(n, np.inf), rows, [1] * len(rows), pi,
-                                0.5)[1] == pytest.approx(out["se"][0])
+    args = (p, undecided, clean, shown, np.full(n, np.inf), rows, np.ones(len(rows)), pi, [0.5])
+    out = learn.clean_below(*args)
+    # the model expects 20 clean pairs among the 100 at P 0.2; the draws' residuals say none
+    assert out["dropped"][0] == pytest.approx(0.2 * 100 + 10 * (0.0 - 0.2) / 0.1, abs=1e-9)
+    assisted = 10 * 0.2 * 0.8 * 0.9 / 0.1 ** 2
+    assert out["se"][0] == pytest.approx(np.sqrt(assisted))  # 12 pairs, not 0
+    assert learn.clean_below(*args, variance="design")["se"][0] == 0.0  # the Hansen-Hurwitz one alone
+    assert learn.clean_below(*args, variance="assisted")["se"][0] == pytest.approx(np.sqrt(assisted))
+    assert _clean_below_by_hand(*args[:6], [1] * len(rows), pi, 0.5)[1] == pytest.approx(out["se"][0])
+    with pytest.raises(ValueError, match="variance must be"):
+        learn.clean_below(*args, variance="pooled")
 
 
 def test_the_clean_floor_keeps_its_share_with_a_margin():
