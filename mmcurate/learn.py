@@ -66,7 +66,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -1138,7 +1138,7 @@ def clean_floor(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.A
 def clean_below(p_aligned: npt.ArrayLike, undecided: npt.ArrayLike, clean: npt.ArrayLike,
                 shown_round: npt.ArrayLike, queued_round: npt.ArrayLike, draw_rows: npt.ArrayLike,
                 draw_round: npt.ArrayLike, draw_inclusion: npt.ArrayLike, thresholds: npt.ArrayLike,
-                *, variance: str = "larger") -> dict[str, Any]:
+                *, variance: Literal["larger", "design", "assisted"] = "larger") -> dict[str, Any]:
     """The clean undecided pairs with P(aligned) below each threshold, estimated from the random
     draws, with standard errors (the estimator of :func:`clean_floor`, whose parameters these are).
 

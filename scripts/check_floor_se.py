@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pandas as pd
@@ -27,7 +28,7 @@ from mmcurate.export import curate as export_curate
 from mmcurate.project.directory import open_project
 
 THRESHOLDS = (0.3, 0.5, 0.7)
-RULES = ("larger", "design", "assisted")
+RULES: tuple[Literal["larger", "design", "assisted"], ...] = ("larger", "design", "assisted")
 
 
 def floor_inputs(project: Path) -> tuple[pd.DataFrame, tuple[np.ndarray, ...]]:
