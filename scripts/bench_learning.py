@@ -187,12 +187,18 @@ def per_run(rows: pd.DataFrame) -> pd.DataFrame:
     for key, run in rows.sort_values("round").groupby(keys, sort=True):
         last = run.iloc[-1]
         later = run[run["round"] >= 3]["gain"]
+        rounds = run[run["round"] >= 1]
+        losing = rounds["gain"] < TARGETS["gain_min"]
+        se = rounds["gain_se"] if "gain_se" in rounds else pd.Series(np.nan, index=rounds.index)
+        resolved = losing & (rounds["gain"] < -2 * se)  # beyond the holdout's own noise
         at3 = run.loc[run["round"] == 3, "gain"]
         out.append({**dict(zip(keys, key)), "labels": last["labels"], "recall": last["recall"],
                     "ref_recall": last["ref_recall"], "vs_ref": last["recall"] - last["ref_recall"],
                     "gain3": at3.mean() if len(at3) else np.nan,
                     "gain_min3": later.min() if len(later) else np.nan,
-                    "gain_min": run[run["round"] >= 1]["gain"].min(), "ref_gain": last["ref_gain"],
+                    "gain_min": rounds["gain"].min(), "ref_gain": last["ref_gain"],
+                    "losing": int(losing.sum()),
+                    "losing_2se": int(resolved.sum()) if se.notna().all() else np.nan,
                     "export_mis": last.get("export_misaligned"),
                     "export_clean": last.get("export_clean_kept"),
                     "unverified": last.get("export_unverified"),
@@ -260,10 +266,22 @@ def report(rows: pd.DataFrame) -> str:
             parts.append(f"\n### {title}: {sizes}\n\n{matrix(part)}")
         else:
             parts.append(f"\n### {title}: none finished")
+    parts.append("\n" + _losses(runs))
     secs = runs.groupby("family")["seconds"].mean()
     parts.append("\nMean seconds per run (CLI loop + reference, world excluded): "
                  + ", ".join(f"{f} {s:.0f} s" for f, s in secs.items()))
     return "\n".join(parts)
+
+
+def _losses(runs: pd.DataFrame) -> str:
+    """How many rounds lose more than the target allows, and how many of them the holdout resolves."""
+    lost = runs[runs["losing"] > 0]
+    text = (f"Rounds losing more than {-TARGETS['gain_min']} of holdout AUROC: {int(runs['losing'].sum())}, "
+            f"in {len(lost)} of {len(runs)} runs")
+    if runs["losing_2se"].notna().all():
+        text += (f"; beyond 2 standard errors of the holdout (DeLong, paired with round 0): "
+                 f"{int(runs['losing_2se'].sum())}, in {int((runs['losing_2se'] > 0).sum())} runs")
+    return text + "."
 
 
 def build_parser() -> argparse.ArgumentParser:

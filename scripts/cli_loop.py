@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from mmcurate.cli import main
-from mmcurate.signals.metrics import auroc
+from mmcurate.signals.metrics import auroc, auroc_difference_se
 from mmcurate.simulate.reference import Reviewer, alignment_features, reference_loop
 
 __all__ = ["HOLDOUT", "CliRunError", "LoopSpec", "read_world", "run_learning_benchmark"]
@@ -166,9 +166,14 @@ def _recalls(shown: list[np.ndarray], truth: pd.DataFrame, held: np.ndarray) -> 
     return out
 
 
-def _gains(scores: list[np.ndarray], noisy: np.ndarray, pool: np.ndarray) -> list[tuple[float, float]]:
-    values = [auroc(np.nan_to_num(s[pool], nan=0.5), noisy[pool]) for s in scores]
-    return [(v, v - values[0]) for v in values]
+def _gains(scores: list[np.ndarray], noisy: np.ndarray, pool: np.ndarray
+           ) -> list[tuple[float, float, float]]:
+    """Per round: AUROC on ``pool``, its gain over round 0's and the gain's standard error (DeLong,
+    paired: both rounds ranked the same holdout pairs)."""
+    ranked = [np.nan_to_num(s[pool], nan=0.5) for s in scores]
+    values = [auroc(r, noisy[pool]) for r in ranked]
+    return [(v, v - values[0], auroc_difference_se(r, ranked[0], noisy[pool]))
+            for v, r in zip(values, ranked)]
 
 
 def reviewer_seed(seed: int) -> int:
@@ -190,7 +195,8 @@ def run_learning_benchmark(world: str | Path, work: str | Path, spec: LoopSpec, 
     """Run the CLI loop and the reference on ``world``; one row per round 0..``spec.rounds``.
 
     Columns: ``round``, ``labels`` (decisions so far), ``n_shown``, ``recall`` (+ ``recall_<kind>``),
-    ``auroc`` / ``gain`` (on a seeded 10% holdout neither loop may select; recall counts the
+    ``auroc`` / ``gain`` / ``gain_se`` (on a seeded 10% holdout neither loop may select, the
+    gain's standard error paired over its pairs; recall counts the
     other 90%), ``train_verdict`` / ``train_reason``,
     ``ref_labels``, ``ref_recall``, ``ref_auroc`` / ``ref_gain``, ``eval_n``, ``seconds``; the last
     round adds ``export_n``, ``export_misaligned``, ``export_clean_kept``, ``export_unverified``.
@@ -222,7 +228,7 @@ def run_learning_benchmark(world: str | Path, work: str | Path, spec: LoopSpec, 
         frame = pd.DataFrame(values)
         table[[f"{name}{c}" for c in frame.columns]] = frame.to_numpy()
     table["ref_labels"] = np.arange(spec.rounds + 1) * spec.budget
-    table[["auroc", "gain"]] = _gains(scores, noisy, pool)
-    table[["ref_auroc", "ref_gain"]] = _gains(ref.scores, noisy, pool)
+    table[["auroc", "gain", "gain_se"]] = _gains(scores, noisy, pool)
+    table[["ref_auroc", "ref_gain", "ref_gain_se"]] = _gains(ref.scores, noisy, pool)
     table["eval_n"] = int(pool.sum())
     return table

@@ -38,12 +38,15 @@ def test_bench_learning_small_run_through_the_cli(tmp_path, capsys):
         assert ((values >= 0) & (values <= 1)).all() and (np.diff(values) >= 0).all()
         assert values[0] == 0 and values[-1] > 0
     assert rows["gain"].iloc[0] == 0 and rows["gain"].abs().max() <= 1
+    # the gain's paired standard error: none at round 0 (the same ranking), finite after
+    assert rows["gain_se"].iloc[0] == 0 and (rows["gain_se"] >= 0).all() and rows["gain_se"].notna().all()
     assert rows["eval_n"].nunique() == 1 and 0 < rows["eval_n"].iloc[0] <= 400 - 40
     last = rows.iloc[-1]
     assert 0 <= last["export_misaligned"] <= 1 and 0 < last["export_clean_kept"] <= 1
     assert rows["split"].iloc[0] == "report"
     out = capsys.readouterr().out
     assert "| clip_gap | random | erring10 | 2 |" in out and "Report seeds" in out
+    assert "beyond 2 standard errors of the holdout" in out
     # finished runs are not redone; --report-only prints the same matrix from the CSVs
     assert bench.main([*argv, "--report-only"]) == 0
     assert "| clip_gap | random | erring10 | 2 |" in capsys.readouterr().out

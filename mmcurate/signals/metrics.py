@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["auroc", "average_precision", "precision_at_k"]
+__all__ = ["auroc", "auroc_difference_se", "average_precision", "precision_at_k"]
 
 
 def _rankdata(x: np.ndarray) -> np.ndarray:
@@ -57,6 +57,38 @@ def _weighted_auroc(s: np.ndarray, y: np.ndarray, w: np.ndarray) -> float:
     if total <= 0:
         return float("nan")
     return float((w_pos * (below + 0.5 * w_neg)).sum() / total)
+
+
+def auroc_difference_se(scores_a: npt.ArrayLike, scores_b: npt.ArrayLike, positive: npt.ArrayLike) -> float:
+    """Standard error of ``auroc(scores_a) − auroc(scores_b)`` on the same pairs (DeLong et al. 1988).
+
+    The two rankings are scored on one sample, so their AUROCs are correlated; the variance of the
+    difference comes from each positive's and each negative's share of it (the structural
+    components). NaN when a class is missing.
+
+    Examples
+    --------
+    >>> y = [0, 0, 0, 1, 1, 1]
+    >>> auroc_difference_se([1, 2, 3, 4, 5, 6], [1, 2, 3, 4, 5, 6], y)
+    0.0
+    >>> round(auroc_difference_se([1, 2, 4, 3, 5, 6], [1, 2, 3, 4, 5, 6], y), 4)
+    0.1571
+    """
+    a, b = np.asarray(scores_a, dtype=np.float64), np.asarray(scores_b, dtype=np.float64)
+    y = np.asarray(positive, dtype=bool)
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return float("nan")
+
+    def components(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        diff = s[y][:, None] - s[~y][None, :]
+        psi = (diff > 0) + 0.5 * (diff == 0)
+        return psi.mean(1), psi.mean(0)
+
+    (pa, na), (pb, nb) = components(a), components(b)
+    var = (np.var(pa - pb, ddof=1) / n_pos if n_pos > 1 else 0.0) + \
+        (np.var(na - nb, ddof=1) / n_neg if n_neg > 1 else 0.0)
+    return float(np.sqrt(max(var, 0.0)))
 
 
 def average_precision(scores: npt.ArrayLike, positive: npt.ArrayLike) -> float:
