@@ -7,7 +7,7 @@ and the holdout AUROC of P(misaligned) is measured for the logit ``s · fit + (1
 each share ``s`` (``s = 1``: the fit alone), minus the prior's. ``--domain-shift SEEDS`` does the
 same on the seeded domain-shift world of the tests (2,000 pairs, both swap kinds), driving the loop
 with the code in use (6 rounds of 100, perfect reviewer) and measuring on the unlabelled pool.
-The README's "tried and not kept" list quotes both (a blend at 2/3, issue 22).
+``docs/learning-benchmark.md`` (*Changes tried*) quotes both (a blend at 2/3, issue 22).
 
 Usage::
 

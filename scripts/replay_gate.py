@@ -7,8 +7,8 @@ fits it (:func:`mmcurate.learn.fit_validated`). One CSV row per round records wh
 move (:func:`mmcurate.learn.prior_implied_auroc` over the pool and over the labelled pairs), and
 what the holdout truth says (``hold_change``: the candidate's AUROC there minus the prior's). The
 replay stops at the round a run left the prior. A rule for when to leave the prior can then be
-judged on every departure at once, before running the loop with it (README, "two rules against
-small-win departures").
+judged on every departure at once, before running the loop with it (``docs/learning-benchmark.md``,
+"Two rules against small wins").
 
 Usage::
 
