@@ -10,7 +10,8 @@ It also prints the recall the benchmark measures (the share of the noisy pairs o
 model's ranking from the top: a model that saw the truth of the other four folds, about 4,000
 labels no queue chose. It is not a strict bound (a loop refits as it goes), but it is what these
 features allow a ranking to find. When even these stay below a target's reach, a miss of the loop
-is the features', not the learner's (README, *The learning benchmark*, "Recall ≥ 0.80"). scikit-learn is a dev dependency.
+is the features', not the learner's (README, *The learning benchmark*, "Recall ≥ 0.80").
+scikit-learn is a dev dependency.
 
 Usage::
 
