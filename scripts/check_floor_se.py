@@ -33,25 +33,14 @@ RULES: tuple[Literal["larger", "design", "assisted"], ...] = ("larger", "design"
 
 def floor_inputs(project: Path) -> tuple[pd.DataFrame, tuple[np.ndarray, ...]]:
     """The export's pairs table and the arguments it gives :func:`mmcurate.learn.clean_floor`."""
-    captured: dict[str, tuple[np.ndarray, ...]] = {}
-    original = export_curate.clean_floor
-
-    def spy(*args, **kwargs):
-        captured["args"] = args
-        return original(*args, **kwargs)
-
-    export_curate.clean_floor = spy
-    try:
-        curation = export_curate.curate_pairs(open_project(project))
-    finally:
-        export_curate.clean_floor = original
-    return curation.pairs, captured.get("args", ())
+    proj = open_project(project)
+    pairs = export_curate.curate_pairs(proj).pairs
+    design = proj.ledger.design() if proj.has_ledger() else None
+    return pairs, export_curate.clean_floor_inputs(design, pairs)
 
 
 def run_rows(work: Path, world: Path) -> list[dict]:
     pairs, args = floor_inputs(work / "project")
-    if not args:
-        return []
     p, undecided = np.asarray(args[0], float), np.asarray(args[1], bool)
     truth = pd.read_csv(world / "truth.csv", dtype={"pair_id": str}).set_index("pair_id")["noisy"]
     noisy = pairs["pair_id"].map(truth).to_numpy(bool)

@@ -108,6 +108,17 @@ def test_the_clean_floor_benchmark_runs_on_a_small_pool(capsys):
         bench.main(["--n", "1000", "--rounds", "5"])  # too small for the rounds asked
 
 
+def test_the_feature_ceiling_recall_counts_the_pool_down_the_ranking():
+    """recall_down: the benchmark's recall for a static ranking, with the holdout left out."""
+    ceiling = _load("feature_ceiling")
+    noisy = np.array([1, 0, 1, 0, 1, 0], bool)
+    pool = np.array([True, True, True, True, False, True])
+    score = np.array([0.9, 0.8, 0.1, 0.2, 1.0, 0.3])  # row 4 (noisy, held out) ranks first
+    assert ceiling.recall_down(score, noisy, pool, 1) == 0.5        # row 0: 1 of the pool's 2
+    assert ceiling.recall_down(score, noisy, pool, 4) == 0.5        # rows 0, 1, 5, 3
+    assert ceiling.recall_down(score, noisy, pool, 5) == 1.0
+
+
 @pytest.mark.slow
 def test_the_blend_replay_refits_the_loops_models_exactly(tmp_path, capsys):
     """scripts/replay_blend.py refits each round's model from the kept project: where the loop

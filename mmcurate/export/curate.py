@@ -195,11 +195,21 @@ def _random_labels(design: pd.DataFrame | None, table: pd.DataFrame) -> pd.DataF
 
 def _clean_floor(design: pd.DataFrame | None, table: pd.DataFrame, held_back: float) -> dict[str, Any]:
     """The highest threshold that keeps :data:`~mmcurate.learn.CLEAN_KEPT` of the clean pairs with a
-    margin (:func:`mmcurate.learn.clean_floor`), from the ledger's design (None: no ledger yet):
-    the round each pair was first shown or decided, the round the queue picked it, and the decided
-    random draws with their inclusion probabilities. It protects what the noise target alone does
-    not (a reviewer who errs made the model's probabilities too pessimistic and the export kept 3%
-    of clean pairs in one benchmark run)."""
+    margin (:func:`mmcurate.learn.clean_floor`, on :func:`clean_floor_inputs`). It protects what the
+    noise target alone does not (a reviewer who errs made the model's probabilities too pessimistic
+    and the export kept 3% of clean pairs in one benchmark run)."""
+    return clean_floor(*clean_floor_inputs(design, table), held_back=float(held_back))
+
+
+def clean_floor_inputs(design: pd.DataFrame | None, table: pd.DataFrame) -> tuple[np.ndarray, ...]:
+    """The arrays the export gives :func:`mmcurate.learn.clean_floor` (and
+    :func:`mmcurate.learn.clean_below`), in their order: P(aligned), undecided, accepted, the round
+    each pair was first shown or decided, the round the queue picked it, and the decided random
+    draws (rows, rounds, inclusion probabilities).
+
+    ``table``: the export's pairs table (``pair_id``, ``decision``, ``decision_round``,
+    ``p_aligned``; :attr:`Curation.pairs <mmcurate.export.Curation.pairs>` has them); ``design``:
+    the ledger's (None: no ledger yet)."""
     ids = table["pair_id"]
     decision = table["decision"]
     undecided = decision.isna().to_numpy()
@@ -220,8 +230,8 @@ def _clean_floor(design: pd.DataFrame | None, table: pd.DataFrame, held_back: fl
         draws = draws[~draws["round"].isin(partly)]
         rows = row_of.loc[draws["pair_id"]].to_numpy(np.int64)
         rounds, inclusion = draws["round"].to_numpy(float), draws["inclusion"].to_numpy(float)
-    return clean_floor(table["p_aligned"].to_numpy(float), undecided, (decision == "accept").to_numpy(float),
-                       shown, queued, rows, rounds, inclusion, held_back=float(held_back))
+    return (table["p_aligned"].to_numpy(float), undecided, (decision == "accept").to_numpy(float),
+            shown, queued, rows, rounds, inclusion)
 
 
 def _certify(proj: ProjectFiles, rule: dict[str, Any], n_open: int, n_random: int) -> str | None:

@@ -64,7 +64,7 @@ def auroc_difference_se(scores_a: npt.ArrayLike, scores_b: npt.ArrayLike, positi
 
     The two rankings are scored on one sample, so their AUROCs are correlated; the variance of the
     difference comes from each positive's and each negative's share of it (the structural
-    components). NaN when a class is missing.
+    components, computed from ranks: O(n log n) time, O(n) memory). NaN when a class is missing.
 
     Examples
     --------
@@ -81,9 +81,10 @@ def auroc_difference_se(scores_a: npt.ArrayLike, scores_b: npt.ArrayLike, positi
         return float("nan")
 
     def components(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        diff = s[y][:, None] - s[~y][None, :]
-        psi = (diff > 0) + 0.5 * (diff == 0)
-        return psi.mean(1), psi.mean(0)
+        """Per positive, the share of negatives it outranks; per negative, the share of positives
+        that outrank it (ties count one half): a rank among all minus the rank in its own class."""
+        ranks = _rankdata(s)
+        return ((ranks[y] - _rankdata(s[y])) / n_neg, 1.0 - (ranks[~y] - _rankdata(s[~y])) / n_pos)
 
     (pa, na), (pb, nb) = components(a), components(b)
     var = (np.var(pa - pb, ddof=1) / n_pos if n_pos > 1 else 0.0) + \

@@ -36,6 +36,16 @@ def test_the_auroc_difference_standard_error_matches_a_paired_bootstrap():
     assert se == pytest.approx(boot, rel=0.1)
     assert se < np.std([auroc(a[i], y[i]) for i in draws])  # pairing removes the shared part
     assert auroc_difference_se(a, a, y) == 0.0
+    # with ties, the rank form equals the pairwise definition (each positive-negative pair: 1, ½, 0)
+    a, b = np.round(a), np.round(b)
+
+    def components(s):
+        psi = (s[y][:, None] > s[~y][None, :]) + 0.5 * (s[y][:, None] == s[~y][None, :])
+        return psi.mean(1), psi.mean(0)
+
+    (pa, na), (pb, nb) = components(a), components(b)
+    pairwise = np.sqrt(np.var(pa - pb, ddof=1) / y.sum() + np.var(na - nb, ddof=1) / (~y).sum())
+    assert auroc_difference_se(a, b, y) == pytest.approx(pairwise, rel=1e-12)
     assert np.isnan(auroc_difference_se(a, b, np.zeros(n, bool)))
 
 
